@@ -1,0 +1,460 @@
+"""The capability registry: what each Claude model supports, as the Models API says.
+
+Sans-IO: this module only holds data. Fetching, caching and files live in the shells
+(`caproute._fetch`, `caproute._snapshot`).
+
+Three rules shape it:
+
+* The pydantic models mirror `GET /v1/models` exactly and keep every key they don't
+  know (``extra="allow"``, top level and nested), so a capability the API adds next
+  month is queryable by its dotted path and survives a snapshot round trip.
+* Missing is **unknown**, not unsupported. `Registry.supports` answers with a
+  three-state `Support`; callers decide what unknown means to them. The only
+  inference made is downwards: below a node that says ``supported: false`` every
+  leaf is unsupported (no thinking at all means no ``thinking.types.enabled``).
+* A `Registry` is an immutable snapshot. Changes (marking a model retired, adding an
+  alias) return a new one.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .._exceptions import RegistryError
+
+__all__ = [
+    "Capabilities",
+    "CapabilitySupport",
+    "Limits",
+    "ModelInfo",
+    "Registry",
+    "RegistrySource",
+    "SourceKind",
+    "Support",
+]
+
+SNAPSHOT_FORMAT = "caproute-registry/1"
+
+
+class _ApiObject(BaseModel):
+    """Base for Models API payloads: frozen, and unknown keys are kept."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class CapabilitySupport(_ApiObject):
+    """A capability leaf: ``{"supported": bool}``."""
+
+    supported: bool | None = None
+    """Whether the model supports the feature; `None` when the API left it out."""
+
+
+class ThinkingTypes(_ApiObject):
+    """Which `thinking.type` values the model accepts; read each key independently."""
+
+    adaptive: CapabilitySupport | None = None
+    enabled: CapabilitySupport | None = None
+    disabled: CapabilitySupport | None = None
+    """False exactly when `{"type": "disabled"}` is a 400 (thinking cannot be turned off)."""
+    between_tools: CapabilitySupport | None = None
+
+
+class ThinkingCapability(_ApiObject):
+    """`capabilities.thinking`."""
+
+    supported: bool | None = None
+    types: ThinkingTypes | None = None
+
+
+class EffortCapability(_ApiObject):
+    """`capabilities.effort`: one leaf per `output_config.effort` level."""
+
+    supported: bool | None = None
+    low: CapabilitySupport | None = None
+    medium: CapabilitySupport | None = None
+    high: CapabilitySupport | None = None
+    xhigh: CapabilitySupport | None = None
+    max: CapabilitySupport | None = None
+
+
+class ContextManagementCapability(_ApiObject):
+    """`capabilities.context_management`: one optional leaf per edit strategy."""
+
+    supported: bool | None = None
+    clear_thinking_20251015: CapabilitySupport | None = None
+    clear_tool_uses_20250919: CapabilitySupport | None = None
+    compact_20260112: CapabilitySupport | None = None
+
+
+class ServerToolsCapability(_ApiObject):
+    """`capabilities.server_tools` (SDK 1.12+): code execution and web search tools."""
+
+    supported: bool | None = None
+    code_execution: CapabilitySupport | None = None
+    web_search: CapabilitySupport | None = None
+
+
+class CompactionCapability(_ApiObject):
+    """`capabilities.compaction` (beta responses only)."""
+
+    supported: bool | None = None
+    summarize: CapabilitySupport | None = None
+
+
+class Capabilities(_ApiObject):
+    """`ModelInfo.capabilities`, every key api-facts §2.4 lists, plus whatever comes next."""
+
+    batch: CapabilitySupport | None = None
+    citations: CapabilitySupport | None = None
+    code_execution: CapabilitySupport | None = None
+    """0.x meaning: any code-execution tool; 2.x meaning: programmatic tool calling."""
+    server_tools: ServerToolsCapability | None = None
+    context_management: ContextManagementCapability | None = None
+    compaction: CompactionCapability | None = None
+    effort: EffortCapability | None = None
+    image_input: CapabilitySupport | None = None
+    pdf_input: CapabilitySupport | None = None
+    structured_outputs: CapabilitySupport | None = None
+    thinking: ThinkingCapability | None = None
+
+
+class ModelInfo(_ApiObject):
+    """One entry of `GET /v1/models`, field for field."""
+
+    id: str
+    type: str = "model"
+    display_name: str | None = None
+    created_at: datetime | None = None
+    max_input_tokens: int | None = None
+    """The context window, in tokens."""
+    max_tokens: int | None = None
+    """The ceiling for a request's `max_tokens`."""
+    lifecycle: str | None = None
+    """`active`, `deprecated` or `retired` (open set); `None` on older API answers."""
+    deprecated_at: datetime | None = None
+    retires_at: datetime | None = None
+    line: str | None = None
+    """`haiku`, `sonnet`, `opus`, `fable`, `mythos`, ... (open set; never parsed from the id)."""
+    capabilities: Capabilities | None = None
+
+    def to_api_dict(self) -> dict[str, Any]:
+        """The model as the API sent it: keys it left out stay out, unknown keys stay in."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+class Support(enum.Enum):
+    """The answer to "does model X support Y": three states, kept apart."""
+
+    SUPPORTED = "supported"
+    UNSUPPORTED = "unsupported"
+    UNKNOWN = "unknown"
+
+    def __bool__(self) -> bool:
+        # Refuse truthiness: `if registry.supports(...)` would silently treat UNKNOWN as yes.
+        raise TypeError("Support is three-state; compare with Support.SUPPORTED explicitly")
+
+
+SourceKind = Literal["live", "snapshot", "cache", "embedded", "static"]
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrySource:
+    """Where a registry's data came from and when."""
+
+    kind: SourceKind
+    """`live` (Models API), `snapshot` (an explicit file), `cache` (the user cache file),
+    `embedded` (shipped in the package) or `static` (built in code)."""
+    fetched_at: float | None = None
+    """Unix time (seconds) the data was fetched from the API; `None` if never."""
+    location: str | None = None
+    """The base URL or file path it came from (never a key)."""
+    describes: str | None = None
+    """For the embedded snapshot: the date (YYYY-MM-DD) of the lineup it describes."""
+
+    def age(self, now: float) -> float | None:
+        """Seconds since the data was fetched, given the current Unix time."""
+        return None if self.fetched_at is None else max(0.0, now - self.fetched_at)
+
+    def describe(self, now: float | None = None) -> str:
+        """A short human description, e.g. ``live (https://api.anthropic.com, 12s old)``."""
+        bits = [b for b in (self.location, self.describes and f"lineup of {self.describes}") if b]
+        if now is not None and (age := self.age(now)) is not None:
+            bits.append(f"{_human_seconds(age)} old")
+        return f"{self.kind} ({', '.join(bits)})" if bits else self.kind
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "kind": self.kind,
+            "fetched_at": self.fetched_at,
+            "location": self.location,
+            "describes": self.describes,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """A model's token limits; `None` where the registry doesn't say."""
+
+    max_input_tokens: int | None
+    max_tokens: int | None
+
+
+_DATED_ID = re.compile(r"^(?P<alias>.+)-(?P<date>20\d{6})$")
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str, out: dict[str, bool | None]) -> None:
+    """Record every node that carries a `supported` key, under its dotted path."""
+    for key, value in tree.items():
+        if not isinstance(value, Mapping):
+            continue
+        path = f"{prefix}{key}"
+        if "supported" in value:
+            sup = value["supported"]
+            out[path] = sup if isinstance(sup, bool) else None
+        _flatten(value, f"{path}.", out)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    info: ModelInfo
+    flags: Mapping[str, bool | None]
+    has_capabilities: bool
+
+
+def _entry(info: ModelInfo) -> _Entry:
+    flags: dict[str, bool | None] = {}
+    caps = info.capabilities
+    if caps is not None:
+        _flatten(caps.model_dump(mode="json", exclude_unset=True), "", flags)
+    return _Entry(info, flags, caps is not None)
+
+
+@dataclass(frozen=True)
+class Registry:
+    """An immutable snapshot of the model lineup and what each model supports.
+
+    Build one with `Registry.from_models` (also handy in tests: it is the static
+    source), `Registry.from_pages` (Models API list pages) or `Registry.from_json`
+    (a snapshot document).
+    """
+
+    source: RegistrySource
+    _entries: Mapping[str, _Entry] = field(repr=False)
+    _order: tuple[str, ...] = field(repr=False)
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    """Alias → canonical id, as learned from `GET /v1/models/{alias}` (or the snapshot)."""
+
+    # -- construction ---------------------------------------------------------------------
+
+    @classmethod
+    def from_models(
+        cls,
+        models: Iterable[ModelInfo | Mapping[str, Any]],
+        *,
+        source: RegistrySource | None = None,
+        aliases: Mapping[str, str] | None = None,
+    ) -> Registry:
+        """A registry from ModelInfo objects or raw Models API dicts, in the given order."""
+        entries: dict[str, _Entry] = {}
+        for i, raw in enumerate(models):
+            info = raw if isinstance(raw, ModelInfo) else _parse_model(raw, f"models[{i}]")
+            entries[info.id] = _entry(info)
+        return cls(
+            source=source or RegistrySource("static"),
+            _entries=entries,
+            _order=tuple(entries),
+            aliases=dict(aliases or {}),
+        )
+
+    @classmethod
+    def from_pages(cls, pages: Iterable[Mapping[str, Any]], *, source: RegistrySource) -> Registry:
+        """A registry from `GET /v1/models` list pages (``{"data": [...], ...}``)."""
+        models: list[Mapping[str, Any]] = []
+        for n, page in enumerate(pages):
+            data = page.get("data")
+            if not isinstance(data, list):
+                raise RegistryError(f"Models API page {n + 1} has no 'data' list")
+            models.extend(data)
+        return cls.from_models(models, source=source)
+
+    @classmethod
+    def from_json(
+        cls, document: Mapping[str, Any], *, source: RegistrySource | None = None
+    ) -> Registry:
+        """A registry from a snapshot document made by `to_json`.
+
+        `source` overrides the one stored in the document (the loader knows the file).
+        """
+        if document.get("format") != SNAPSHOT_FORMAT:
+            raise RegistryError(
+                f"not a caproute registry snapshot (format is {document.get('format')!r}, "
+                f"expected {SNAPSHOT_FORMAT!r})"
+            )
+        models = document.get("models")
+        if not isinstance(models, list):
+            raise RegistryError("snapshot has no 'models' list")
+        stored = document.get("source") or {}
+        if source is None:
+            source = RegistrySource(
+                kind=stored.get("kind", "snapshot"),
+                fetched_at=stored.get("fetched_at"),
+                location=stored.get("location"),
+                describes=stored.get("describes"),
+            )
+        elif source.fetched_at is None and source.describes is None:
+            source = RegistrySource(
+                kind=source.kind,
+                fetched_at=stored.get("fetched_at"),
+                location=source.location,
+                describes=stored.get("describes"),
+            )
+        aliases = document.get("aliases") or {}
+        if not isinstance(aliases, dict):
+            raise RegistryError("snapshot 'aliases' must be an object")
+        return cls.from_models(models, source=source, aliases=aliases)
+
+    def to_json(self) -> dict[str, Any]:
+        """The snapshot document: models exactly as the API sent them, plus where they came from."""
+        return {
+            "format": SNAPSHOT_FORMAT,
+            "source": self.source.to_dict(),
+            "aliases": dict(sorted(self.aliases.items())),
+            "models": [self._entries[i].info.to_api_dict() for i in self._order],
+        }
+
+    # -- derived registries ---------------------------------------------------------------
+
+    def with_source(self, source: RegistrySource) -> Registry:
+        """The same data, attributed to another source."""
+        return Registry(source, self._entries, self._order, self.aliases)
+
+    def with_aliases(self, aliases: Mapping[str, str]) -> Registry:
+        """A copy that also resolves the given alias → id pairs."""
+        return Registry(self.source, self._entries, self._order, {**self.aliases, **aliases})
+
+    def with_model(self, info: ModelInfo) -> Registry:
+        """A copy with `info` added, or replacing the model with the same id."""
+        entries = {**self._entries, info.id: _entry(info)}
+        order = self._order if info.id in self._entries else (*self._order, info.id)
+        return Registry(self.source, entries, order, self.aliases)
+
+    def with_lifecycle(self, model: str, lifecycle: str) -> Registry:
+        """A copy where `model` has the given lifecycle (e.g. ``retired`` after a 404)."""
+        info = self.get(model)
+        if info is None:
+            return self
+        return self.with_model(info.model_copy(update={"lifecycle": lifecycle}))
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    def resolve(self, name: str) -> str | None:
+        """The canonical id for an id or alias, or `None` if the registry doesn't know it.
+
+        Besides learned aliases, a dated snapshot id (``claude-haiku-4-5-20251001``)
+        answers to its undated convenience alias (``claude-haiku-4-5``), as the API does.
+        """
+        if name in self._entries:
+            return name
+        if (target := self.aliases.get(name)) is not None and target in self._entries:
+            return target
+        for model_id in self._order:
+            m = _DATED_ID.match(model_id)
+            if m and m.group("alias") == name:
+                return model_id
+        return None
+
+    def get(self, name: str) -> ModelInfo | None:
+        """The model for an id or alias, or `None`."""
+        model_id = self.resolve(name)
+        return None if model_id is None else self._entries[model_id].info
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.resolve(name) is not None
+
+    def __iter__(self) -> Iterator[ModelInfo]:
+        return (self._entries[i].info for i in self._order)
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    @property
+    def models(self) -> tuple[ModelInfo, ...]:
+        """Every model, in the API's order (newest first)."""
+        return tuple(self)
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """Every model id, in the API's order."""
+        return self._order
+
+    def supports(self, model: str, path: str) -> Support:
+        """Whether `model` supports the capability at dotted `path` (e.g. ``effort.xhigh``).
+
+        Unknown models, missing capabilities objects and absent keys are `UNKNOWN`,
+        except below a node that explicitly says ``supported: false``.
+        """
+        model_id = self.resolve(model)
+        if model_id is None:
+            return Support.UNKNOWN
+        entry = self._entries[model_id]
+        flag = entry.flags.get(path)
+        if flag is True:
+            return Support.SUPPORTED
+        if flag is False:
+            return Support.UNSUPPORTED
+        # Absent (or null): unsupported only if an ancestor is explicitly unsupported.
+        parent = path
+        while "." in parent:
+            parent = parent.rsplit(".", 1)[0]
+            if entry.flags.get(parent) is False:
+                return Support.UNSUPPORTED
+        return Support.UNKNOWN
+
+    def capability_flags(self, model: str) -> Mapping[str, bool | None]:
+        """Every capability path the registry states for `model` (empty if unknown)."""
+        model_id = self.resolve(model)
+        return {} if model_id is None else dict(self._entries[model_id].flags)
+
+    def limits(self, model: str) -> Limits:
+        """The model's token limits (both `None` for an unknown model)."""
+        info = self.get(model)
+        if info is None:
+            return Limits(None, None)
+        return Limits(info.max_input_tokens, info.max_tokens)
+
+    def is_retired(self, model: str) -> bool:
+        """True when the registry says the model is retired (inference fails)."""
+        info = self.get(model)
+        return info is not None and info.lifecycle == "retired"
+
+    def __repr__(self) -> str:
+        return f"Registry({len(self)} models, source={self.source.kind!r})"
+
+
+def _parse_model(raw: Mapping[str, Any], where: str) -> ModelInfo:
+    try:
+        return ModelInfo.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        model_id = raw.get("id") if isinstance(raw, Mapping) else None
+        ident = f" ({model_id})" if isinstance(model_id, str) else ""
+        raise RegistryError(f"invalid model entry {where}{ident}: {loc}: {first['msg']}") from exc
+
+
+def _human_seconds(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f}h"
+    return f"{seconds / 86400:.0f}d"
