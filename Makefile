@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.caproute-installed
 
-.PHONY: demo test lint types pytest bench clean
+.PHONY: demo test lint types pytest test-sdk0 bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,23 @@ types: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest -q
 
+# The second SDK generation: anthropic 0.x is built on httpx (1.x/2.x on httpx2), so
+# the SDK matrix tests run again in their own environment. Created once, stamped.
+SDK0_VENV := .venv-sdk0
+SDK0_STAMP := $(SDK0_VENV)/.caproute-installed
+SDK0_PIN := anthropic==0.125.0
+
+$(SDK0_STAMP): pyproject.toml
+	test -x $(SDK0_VENV)/bin/python || $(PYTHON) -m venv $(SDK0_VENV)
+	$(SDK0_VENV)/bin/python -m pip install -q -e '.[httpx]' '$(SDK0_PIN)' pytest anyio uvicorn hypothesis
+	touch $(SDK0_STAMP)
+
+test-sdk0: $(SDK0_STAMP)
+	$(SDK0_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/integration/test_sdk_matrix.py
+
+# test-sdk0 runs after the main suite (a recursive make keeps the order under -j).
 test: lint types pytest
+	$(MAKE) --no-print-directory test-sdk0
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

@@ -302,6 +302,8 @@ class Registry:
         if not isinstance(models, list):
             raise RegistryError("snapshot has no 'models' list")
         stored = document.get("source") or {}
+        if not isinstance(stored, Mapping):
+            raise RegistryError("snapshot 'source' must be an object")
         if source is None:
             source = RegistrySource(
                 kind=stored.get("kind", "snapshot"),

@@ -1,0 +1,448 @@
+"""What a request needs: one pass over a Messages body, no copies, no decoding.
+
+`detect` turns a request body into `RequestNeeds`: the capability paths the body
+needs (``pdf_input``, ``effort.max``, ``thinking.types.enabled``...), each with the
+JSON path(s) where it came from so a decision can explain itself, plus the numbers the
+rule table compares with a model's limits (``max_tokens``, the thinking budget, an
+input-token estimate).
+
+Detection is model-independent on purpose: it says what the body *asks for*; the
+selection step asks the registry which model has it. Two consequences:
+
+* Unknown block types, unknown fields and odd values (a string where a list was
+  expected) need nothing. The API will judge them; caproute never guesses.
+* Large strings (base64 images and PDFs) are measured with ``len`` and never decoded
+  or copied, so a 2 MB body costs the same as a small one with the same structure.
+
+The input-token estimate (`RequestNeeds.input_tokens`) is deliberately cheap and rough.
+It only has to catch requests that obviously overflow a context window:
+
+* text (message strings, ``text`` blocks, ``system``, thinking, tool results,
+  plain-text documents, tool names and descriptions): ``len(chars) // 4``; UTF-8 is not
+  needed, characters are a good enough proxy;
+* every message: ``+4`` for role and framing; every tool definition: ``+100`` for its
+  schema, which is not walked; a ``tool_use`` input: its top-level string values
+  ``// 4`` plus ``+20``; any other block: ``+10``;
+* an image: a flat ``1_600`` tokens (about a 1.15 megapixel image, the API's resize
+  target), whatever its encoding;
+* a base64 PDF: ``len(data) * 3 // 4`` bytes, one page per ``PDF_BYTES_PER_PAGE``
+  (50 kB, rounded up), ``PDF_TOKENS_PER_PAGE`` (2 000: page text plus the page image)
+  per page. A PDF by URL or file id (size unknown) counts as one page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .._types import Endpoint
+
+__all__ = [
+    "IMAGE_TOKENS",
+    "PDF_BYTES_PER_PAGE",
+    "PDF_TOKENS_PER_PAGE",
+    "JSONPath",
+    "RequestNeeds",
+    "detect",
+    "format_path",
+    "shape_problem",
+]
+
+JSONPath = tuple[str | int, ...]
+"""A location in the body as keys and list indices: ``("messages", 3, "content", 0)``."""
+
+IMAGE_TOKENS = 1_600
+"""Estimated tokens for one image, whatever its size or encoding."""
+PDF_BYTES_PER_PAGE = 50_000
+"""Assumed bytes per PDF page when estimating pages from the base64 length."""
+PDF_TOKENS_PER_PAGE = 2_000
+"""Estimated tokens per PDF page (its text plus the page rendered as an image)."""
+
+_CHARS_PER_TOKEN = 4
+_MESSAGE_OVERHEAD = 4
+_TOOL_DEFINITION_TOKENS = 100
+_TOOL_USE_OVERHEAD = 20
+_OTHER_BLOCK_TOKENS = 10
+
+SAMPLING_PARAMS = ("temperature", "top_p", "top_k")
+"""Top-level sampling parameters, removed from the API in version 2026-10-21."""
+
+# `document` sources that carry a PDF (api-facts §3.3): text and content sources don't.
+_PDF_SOURCE_TYPES = frozenset({"base64", "url", "file"})
+_FORCED_TOOL_CHOICES = frozenset({"any", "tool"})
+
+
+def format_path(path: JSONPath) -> str:
+    """Render a path the way decisions show it: ``messages[3].content[0]``."""
+    out: list[str] = []
+    for key in path:
+        if isinstance(key, int):
+            out.append(f"[{key}]")
+        else:
+            out.append(f".{key}" if out else key)
+    return "".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestNeeds:
+    """Everything about a body that decides which model can take it, and how.
+
+    Build it with `detect`; it holds paths and small values, never request content.
+    """
+
+    model: str
+    """The requested model id or alias, as sent."""
+    capabilities: Mapping[str, tuple[JSONPath, ...]]
+    """Capability path → every place in the body that needs it, in body order."""
+    max_tokens: int | None = None
+    """The request's ``max_tokens`` (`None` when absent, e.g. for count_tokens)."""
+    thinking_type: str | None = None
+    """``thinking.type`` as sent (``enabled``, ``adaptive``, ``disabled``...)."""
+    budget_tokens: int | None = None
+    """``thinking.budget_tokens`` when it is an integer."""
+    effort: str | None = None
+    """``output_config.effort`` as sent."""
+    sampling: tuple[str, ...] = ()
+    """Which of ``temperature`` / ``top_p`` / ``top_k`` are present."""
+    tool_choice_type: str | None = None
+    """``tool_choice.type`` as sent (``auto``, ``any``, ``tool``, ``none``)."""
+    thinking_history: JSONPath | None = None
+    """Where the first ``thinking`` / ``redacted_thinking`` block of the history is."""
+    assistant_documents: tuple[JSONPath, ...] = ()
+    """``document`` blocks directly inside assistant turns (400 under 2026-10-21)."""
+    user_text_citations: tuple[JSONPath, ...] = ()
+    """User ``text`` blocks carrying a non-empty ``citations`` list (400 under 2026-10-21)."""
+    input_tokens: int = 0
+    """The cheap input-token estimate described in the module docstring."""
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """The capability paths needed, sorted."""
+        return tuple(sorted(self.capabilities))
+
+    @property
+    def forced_tool_choice(self) -> bool:
+        """True when ``tool_choice`` forces a tool (``any`` or ``tool``)."""
+        return self.tool_choice_type in _FORCED_TOOL_CHOICES
+
+    def where(self, capability: str) -> str:
+        """The first place `capability` is needed, rendered (empty if not needed)."""
+        found = self.capabilities.get(capability)
+        return format_path(found[0]) if found else ""
+
+
+def shape_problem(body: Any, endpoint: Endpoint = "messages") -> str | None:
+    """Why `body` is not a Messages body caproute can route, or `None` when it is.
+
+    The answer names the JSON path at fault, so a passthrough decision can say it.
+    """
+    if not isinstance(body, dict):
+        return f"the body is not a JSON object (it is a {_json_type(body)})"
+    if not isinstance(body.get("model"), str):
+        return "model: missing or not a string"
+    if not isinstance(body.get("messages"), list):
+        return "messages: missing or not a list"
+    if endpoint != "count_tokens":
+        max_tokens = body.get("max_tokens")
+        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
+            return "max_tokens: missing or not an integer"
+    return None
+
+
+def detect(body: Mapping[str, Any], *, batch: bool = False) -> RequestNeeds:
+    """What `body` needs. Call `shape_problem` first: this assumes a Messages shape.
+
+    Args:
+        body: A Messages (or count_tokens) body; never modified.
+        batch: True for the ``params`` of a Message Batch request, which needs ``batch``.
+
+    Returns:
+        The needs, with the location of every capability use.
+    """
+    scan = _Scan()
+    if batch:
+        scan.need("batch", ())
+    scan.top_level(body)
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        scan.messages(messages)
+    max_tokens = body.get("max_tokens")
+    return RequestNeeds(
+        model=body.get("model") or "",
+        capabilities=scan.caps,
+        max_tokens=max_tokens if type(max_tokens) is int else None,
+        thinking_type=scan.thinking_type,
+        budget_tokens=scan.budget_tokens,
+        effort=scan.effort,
+        sampling=tuple(p for p in SAMPLING_PARAMS if p in body),
+        tool_choice_type=scan.tool_choice_type,
+        thinking_history=scan.thinking_history,
+        assistant_documents=tuple(scan.assistant_documents),
+        user_text_citations=tuple(scan.user_text_citations),
+        input_tokens=scan.chars // _CHARS_PER_TOKEN + scan.tokens,
+    )
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, str):
+        return "string"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return type(value).__name__
+
+
+def _citations_enabled(block: Mapping[str, Any]) -> bool:
+    citations = block.get("citations")
+    return isinstance(citations, dict) and citations.get("enabled") is True
+
+
+class _Scan:
+    """The mutable state of one detection pass (kept off the frozen result)."""
+
+    __slots__ = (
+        "caps",
+        "chars",
+        "tokens",
+        "thinking_type",
+        "budget_tokens",
+        "effort",
+        "tool_choice_type",
+        "thinking_history",
+        "assistant_documents",
+        "user_text_citations",
+    )
+
+    def __init__(self) -> None:
+        self.caps: dict[str, tuple[JSONPath, ...]] = {}
+        self.chars = 0
+        """Characters of text seen; divided by 4 once at the end."""
+        self.tokens = 0
+        """Tokens estimated directly (images, PDFs, flat per-item costs)."""
+        self.thinking_type: str | None = None
+        self.budget_tokens: int | None = None
+        self.effort: str | None = None
+        self.tool_choice_type: str | None = None
+        self.thinking_history: JSONPath | None = None
+        self.assistant_documents: list[JSONPath] = []
+        self.user_text_citations: list[JSONPath] = []
+
+    def need(self, capability: str, where: JSONPath) -> None:
+        found = self.caps.get(capability)
+        self.caps[capability] = (where,) if found is None else (*found, where)
+
+    # -- top-level parameters --------------------------------------------------------------
+
+    def top_level(self, body: Mapping[str, Any]) -> None:
+        thinking = body.get("thinking")
+        if isinstance(thinking, dict):
+            kind = thinking.get("type")
+            if isinstance(kind, str):
+                self.thinking_type = kind
+                self.need(f"thinking.types.{kind}", ("thinking", "type"))
+            budget = thinking.get("budget_tokens")
+            if type(budget) is int:
+                self.budget_tokens = budget
+        output_config = body.get("output_config")
+        if isinstance(output_config, dict):
+            effort = output_config.get("effort")
+            if isinstance(effort, str):
+                self.effort = effort
+                self.need(f"effort.{effort}", ("output_config", "effort"))
+            if output_config.get("format") is not None:
+                self.need("structured_outputs", ("output_config", "format"))
+        if body.get("output_format") is not None:
+            self.need("structured_outputs", ("output_format",))
+        tools = body.get("tools")
+        if isinstance(tools, list):
+            self.tools(tools)
+        tool_choice = body.get("tool_choice")
+        if isinstance(tool_choice, dict) and isinstance(tool_choice.get("type"), str):
+            self.tool_choice_type = tool_choice["type"]
+        self.context_management(body.get("context_management"))
+        compaction = body.get("compaction")
+        if isinstance(compaction, dict):
+            kind = compaction.get("type")
+            self.need(
+                f"compaction.{kind}" if isinstance(kind, str) else "compaction", ("compaction",)
+            )
+        system = body.get("system")
+        if isinstance(system, str):
+            self.chars += len(system)
+        elif isinstance(system, list):
+            for j, block in enumerate(system):
+                if isinstance(block, dict):
+                    self.block(block, ("system", j), "system")
+
+    def tools(self, tools: list[Any]) -> None:
+        for i, tool in enumerate(tools):
+            if not isinstance(tool, dict):
+                continue
+            self.tokens += _TOOL_DEFINITION_TOKENS
+            kind = tool.get("type")
+            if isinstance(kind, str):
+                # Server tools are versioned by suffix (`web_search_20260318`); the
+                # capability is per family (api-facts §3.5).
+                if kind.startswith("code_execution_"):
+                    self.need("server_tools.code_execution", ("tools", i))
+                elif kind.startswith("web_search_"):
+                    self.need("server_tools.web_search", ("tools", i))
+                elif kind.startswith("web_fetch_") and _citations_enabled(tool):
+                    self.need("citations", ("tools", i))
+            if tool.get("strict") is True:
+                self.need("structured_outputs", ("tools", i, "strict"))
+            callers = tool.get("allowed_callers")
+            if isinstance(callers, list) and any(
+                isinstance(c, str) and c.startswith("code_execution_") for c in callers
+            ):
+                # SDK 2.x meaning of `capabilities.code_execution`: programmatic tool calling.
+                self.need("code_execution", ("tools", i, "allowed_callers"))
+            for text_key in ("name", "description"):
+                text = tool.get(text_key)
+                if isinstance(text, str):
+                    self.chars += len(text)
+
+    def context_management(self, value: Any) -> None:
+        if not isinstance(value, dict):
+            return
+        edits = value.get("edits")
+        if not isinstance(edits, list):
+            return
+        for j, edit in enumerate(edits):
+            if isinstance(edit, dict) and isinstance(edit.get("type"), str):
+                self.need(f"context_management.{edit['type']}", ("context_management", "edits", j))
+
+    # -- content ---------------------------------------------------------------------------
+
+    def messages(self, messages: list[Any]) -> None:
+        """Every message and its blocks: the hot loop of detection.
+
+        The block kinds of a typical agent turn (text, tool_use, string tool results,
+        thinking) are handled inline with local counters, and a block's path is built
+        only when something is recorded about it: this loop runs for every message
+        of every request.
+        """
+        chars = 0
+        tokens = 0
+        for i, message in enumerate(messages):
+            if not isinstance(message, dict):
+                continue
+            tokens += _MESSAGE_OVERHEAD
+            content = message.get("content")
+            if isinstance(content, str):
+                chars += len(content)
+                continue
+            if not isinstance(content, list):
+                continue
+            role = message.get("role")
+            for j, block in enumerate(content):
+                if not isinstance(block, dict):
+                    continue
+                kind = block.get("type")
+                if kind == "text":
+                    text = block.get("text")
+                    if isinstance(text, str):
+                        chars += len(text)
+                    citations = block.get("citations")
+                    if role == "user" and citations and isinstance(citations, list):
+                        self.user_text_citations.append(("messages", i, "content", j))
+                elif kind == "tool_use":
+                    tokens += _TOOL_USE_OVERHEAD
+                    tool_input = block.get("input")
+                    if isinstance(tool_input, dict):
+                        for value in tool_input.values():
+                            if isinstance(value, str):
+                                chars += len(value)
+                elif kind == "tool_result" and isinstance(block.get("content"), str):
+                    chars += len(block["content"])
+                elif kind == "thinking" and self.thinking_history is not None:
+                    text = block.get("thinking")
+                    if isinstance(text, str):
+                        chars += len(text)
+                else:
+                    self.block(block, ("messages", i, "content", j), role or "")
+        self.chars += chars
+        self.tokens += tokens
+
+    def block(self, block: Mapping[str, Any], where: JSONPath, role: str) -> None:
+        """One content block (and the blocks nested in it)."""
+        kind = block.get("type")
+        if kind == "text":
+            text = block.get("text")
+            if isinstance(text, str):
+                self.chars += len(text)
+            citations = block.get("citations")
+            if role == "user" and isinstance(citations, list) and citations:
+                self.user_text_citations.append(where)
+        elif kind == "image":
+            self.need("image_input", where)
+            self.tokens += IMAGE_TOKENS
+        elif kind == "document":
+            self.document(block, where, role)
+        elif kind == "tool_result":
+            self.nested(block.get("content"), where, role)
+        elif kind == "search_result":
+            if _citations_enabled(block):
+                self.need("citations", where)
+            self.nested(block.get("content"), where, role)
+        elif kind == "thinking" or kind == "redacted_thinking":
+            if self.thinking_history is None:
+                self.thinking_history = where
+            text = block.get("thinking")
+            if isinstance(text, str):
+                self.chars += len(text)
+        elif kind == "tool_use":
+            self.tokens += _TOOL_USE_OVERHEAD
+            tool_input = block.get("input")
+            if isinstance(tool_input, dict):
+                for value in tool_input.values():
+                    if isinstance(value, str):
+                        self.chars += len(value)
+        else:
+            self.tokens += _OTHER_BLOCK_TOKENS
+
+    def nested(self, content: Any, where: JSONPath, role: str) -> None:
+        """Blocks inside a ``tool_result`` / ``search_result`` / content document."""
+        if isinstance(content, str):
+            self.chars += len(content)
+        elif isinstance(content, list):
+            for k, inner in enumerate(content):
+                if isinstance(inner, dict):
+                    # A nested block is still in a user turn (citations inside a
+                    # `search_result` count, api-facts §0), but a document nested in an
+                    # assistant turn is not "directly inside" it.
+                    inner_role = "user" if role == "user" else "nested"
+                    self.block(inner, (*where, "content", k), inner_role)
+
+    def document(self, block: Mapping[str, Any], where: JSONPath, role: str) -> None:
+        if role == "assistant":
+            self.assistant_documents.append(where)
+        if _citations_enabled(block):
+            self.need("citations", where)
+        source = block.get("source")
+        if not isinstance(source, dict):
+            return
+        source_type = source.get("type")
+        if source_type in _PDF_SOURCE_TYPES and source.get("media_type", "application/pdf") == (
+            "application/pdf"
+        ):
+            self.need("pdf_input", where)
+            data = source.get("data")
+            if source_type == "base64" and isinstance(data, str):
+                pdf_bytes = len(data) * 3 // 4
+                pages = -(-pdf_bytes // PDF_BYTES_PER_PAGE) or 1
+                self.tokens += pages * PDF_TOKENS_PER_PAGE
+            else:
+                self.tokens += PDF_TOKENS_PER_PAGE
+        elif source_type == "text":
+            data = source.get("data")
+            if isinstance(data, str):
+                self.chars += len(data)
+        elif source_type == "content":
+            self.nested(source.get("content"), (*where, "source"), role)

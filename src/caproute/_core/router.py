@@ -1,0 +1,358 @@
+"""`route()` and the `Router` façade: a request body in, a routed body and a `Decision` out.
+
+The steps, each in its own module:
+
+1. `features.shape_problem` / `features.detect`: is this a Messages body, and what
+   does it need (one pass, no copies)?
+2. `Policy.match`: which route's settings apply (the first matching route, else the
+   defaults; no policy = `Policy.default()`).
+3. `selection.Planner.select`: which candidate can serve it, with which edits; the rule
+   table (`rules`) runs on every candidate.
+4. `rewrite.apply_edits`: the edits as a copy-on-write patch of the original body.
+
+Everything is pure and deterministic: the SDK retries a request with the same body, so
+the same input must give the same output, and routing an output again changes nothing.
+
+A `Router` is bound to one registry and one policy and keeps what it can precompute for
+them (support lookups, candidate orders) between requests; the shells build a new one
+when either changes. The module-level `route()` reuses the router of its previous call
+when both are the same objects, so calling it in a loop stays cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any, TypedDict
+
+from .._types import Endpoint
+from .decision import Candidate, Change, Decision, Outcome, RouteResult
+from .features import JSONPath, RequestNeeds, detect, shape_problem
+from .policy import Policy, RouteSpec
+from .registry import Registry
+from .rewrite import apply_edits
+from .rules import DEFAULT_API_VERSION
+from .selection import Planner, Selection, excluded_ids
+
+__all__ = ["Router", "route"]
+
+
+class _Stamp(TypedDict):
+    """Where the registry came from, copied into every decision."""
+
+    registry_source: str
+    registry_age_s: float | None
+
+
+class Router:
+    """Routes request bodies against one registry and one policy.
+
+    Args:
+        registry: The capability registry to choose from.
+        policy: The routing policy; `None` means the documented defaults.
+    """
+
+    __slots__ = ("registry", "policy", "_planner", "_source", "_unchanged")
+
+    def __init__(self, registry: Registry, policy: Policy | None = None) -> None:
+        self.registry = registry
+        self.policy = policy if policy is not None else Policy.default()
+        self._planner = Planner(registry)
+        self._source = registry.source.describe()
+        self._unchanged: dict[tuple[Any, ...], tuple[tuple[Candidate, ...], int | None]] = {}
+        """The fast path: request parameters already seen to go through unchanged →
+        (the candidates considered, the model's context window)."""
+
+    def route(
+        self,
+        body: Any,
+        *,
+        endpoint: Endpoint = "messages",
+        api_version: str | None = None,
+        betas: Iterable[str] = (),
+        headers: Mapping[str, str] | None = None,
+        exclude: Collection[str] = (),
+        now: float | None = None,
+    ) -> RouteResult:
+        """Route one request body.
+
+        Args:
+            body: The decoded JSON body; never mutated.
+            endpoint: ``messages``, ``count_tokens`` or ``batch`` (a Message Batch
+                creation body, whose every ``params`` is routed).
+            api_version: The ``anthropic-version`` the request is sent with
+                (`None`: ``2023-06-01``); it selects the API's validation rules.
+            betas: The ``anthropic-beta`` values. Accepted for the contract; no rule
+                in the table depends on one yet.
+            headers: Request headers, for policy routes that match on a header.
+            exclude: Model ids (or aliases) that must not be chosen right now, e.g.
+                answered 404 (retired) or overloaded upstream.
+            now: Unix time, only used for `Decision.registry_age_s`.
+
+        Returns:
+            The routed body (the input object itself when nothing changed) and the
+            decision explaining it.
+        """
+        del betas  # part of the signature the shells rely on; see the docstring
+        version = api_version or DEFAULT_API_VERSION
+        excluded = excluded_ids(self.registry, exclude) if exclude else frozenset()
+        age = self.registry.source.age(now) if now is not None else None
+        stamp: _Stamp = {"registry_source": self._source, "registry_age_s": age}
+        if endpoint == "batch":
+            decision, edits = self._route_batch(body, version, headers, excluded, stamp)
+        else:
+            decision, edits = self._route_one(
+                body, endpoint, version, headers, excluded, stamp, batch=False
+            )
+        return RouteResult(apply_edits(body, edits) if edits else body, decision)
+
+    # -- one Messages body -------------------------------------------------------------------
+
+    def _route_one(
+        self,
+        body: Any,
+        endpoint: Endpoint,
+        api_version: str,
+        headers: Mapping[str, str] | None,
+        exclude: frozenset[str],
+        stamp: _Stamp,
+        *,
+        batch: bool,
+    ) -> tuple[Decision, list[tuple[JSONPath, Any]]]:
+        problem = shape_problem(body, "messages" if batch else endpoint)
+        if problem is not None:
+            model = body.get("model") if isinstance(body, dict) else None
+            requested = model if isinstance(model, str) else None
+            return Decision("passthrough", requested, None, reason=problem, **stamp), []
+        needs = detect(body, batch=batch)
+        metadata = body.get("metadata")
+        route = self.policy.match(
+            needs.model,
+            metadata=metadata if isinstance(metadata, dict) else None,
+            headers=headers,
+        )
+        if not route.candidates and self.registry.resolve(needs.model) is None:
+            reason = f"model {needs.model!r} is unknown to the registry; forwarded unchanged"
+            decision = _decision(
+                "passthrough", needs, needs.model, route.name, stamp, reason=reason
+            )
+            return decision, []
+        key = _parameters_key(needs, route, api_version, exclude)
+        seen = self._unchanged.get(key)
+        if seen is not None and (seen[1] is None or needs.input_tokens <= seen[1]):
+            decision = _decision(
+                "unchanged", needs, needs.model, route.name, stamp, candidates=seen[0]
+            )
+            return decision, []
+        selection = self._planner.select(
+            body, needs, route, api_version=api_version, exclude=exclude
+        )
+        decision, edits = _from_selection(selection, needs, route.name, stamp)
+        if decision.outcome == "unchanged" and selection.draft is not None:
+            self._remember_unchanged(
+                key, selection.candidates, selection.draft.model_max_input_tokens
+            )
+        return decision, edits
+
+    def _remember_unchanged(
+        self, key: tuple[Any, ...], candidates: tuple[Candidate, ...], window: int | None
+    ) -> None:
+        if len(self._unchanged) >= _UNCHANGED_CACHE_SIZE:
+            self._unchanged.clear()  # crude but bounded; the working set refills it fast
+        self._unchanged[key] = (candidates, window)
+
+    # -- a Message Batch ---------------------------------------------------------------------
+
+    def _route_batch(
+        self,
+        body: Any,
+        api_version: str,
+        headers: Mapping[str, str] | None,
+        exclude: frozenset[str],
+        stamp: _Stamp,
+    ) -> tuple[Decision, list[tuple[JSONPath, Any]]]:
+        requests = body.get("requests") if isinstance(body, dict) else None
+        if not isinstance(requests, list):
+            reason = (
+                "requests: missing or not a list"
+                if isinstance(body, dict)
+                else shape_problem(body) or "not a JSON object"
+            )
+            return Decision("passthrough", None, None, reason=reason, **stamp), []
+        items: list[tuple[str, Decision]] = []
+        edits: list[tuple[JSONPath, Any]] = []
+        for i, item in enumerate(requests):
+            custom_id, params = _batch_item(item, i)
+            decision, item_edits = self._route_one(
+                params, "messages", api_version, headers, exclude, stamp, batch=True
+            )
+            prefix: JSONPath = ("requests", i, "params")
+            edits.extend(((*prefix, *path), after) for path, after in item_edits)
+            items.append((custom_id, decision))
+        decision = _batch_decision(items, stamp)
+        # A refused batch is not sent at all: none of its items' edits apply.
+        return decision, [] if decision.rejected else edits
+
+
+_UNCHANGED_CACHE_SIZE = 4096
+
+
+def _from_selection(
+    selection: Selection, needs: RequestNeeds, route: str | None, stamp: _Stamp
+) -> tuple[Decision, list[tuple[JSONPath, Any]]]:
+    """The decision and the body edits for what selection chose (or refused)."""
+    draft = selection.draft
+    if draft is None:
+        rejected = _decision(
+            "rejected",
+            needs,
+            None,
+            route,
+            stamp,
+            reason=selection.rejected,
+            candidates=selection.candidates,
+        )
+        return rejected, []
+    edits = [(path, edit.after) for path, edit in draft.edits.items()]
+    changes = draft.changes()
+    outcome: Outcome = "adjusted" if changes else "unchanged"
+    chosen = needs.model  # keep the caller's spelling (an alias stays an alias)
+    if selection.reroute_reason is not None:
+        outcome, chosen = "rerouted", draft.model
+        edits.insert(0, (("model",), draft.model))
+        reroute = Change("model", needs.model, draft.model, "reroute", selection.reroute_reason)
+        changes.insert(0, reroute)
+    decision = _decision(
+        outcome,
+        needs,
+        chosen,
+        route,
+        stamp,
+        reason=selection.reroute_reason,
+        candidates=selection.candidates,
+        changes=tuple(changes),
+        notes=selection.notes,
+    )
+    return decision, edits
+
+
+def _parameters_key(
+    needs: RequestNeeds, route: RouteSpec, api_version: str, exclude: frozenset[str]
+) -> tuple[Any, ...]:
+    """Everything selection depends on except the input size and where things are.
+
+    When a request with this key was served unchanged, another one with the same key
+    is too, provided its input still fits the model's window: no capability was
+    missing (so no location matters) and every rule passed. Agent loops resend the
+    same parameters with a growing conversation, so this is the common case.
+    """
+    return (
+        needs.model,
+        id(route),
+        api_version,
+        exclude,
+        tuple(needs.capabilities),
+        needs.max_tokens,
+        needs.thinking_type,
+        needs.budget_tokens,
+        needs.effort,
+        needs.sampling,
+        needs.tool_choice_type,
+        needs.thinking_history is not None,
+        bool(needs.assistant_documents or needs.user_text_citations),
+    )
+
+
+def _batch_item(item: Any, index: int) -> tuple[str, Any]:
+    """``(custom_id, params)`` of a batch entry, tolerating a malformed one."""
+    if not isinstance(item, dict):
+        return f"requests[{index}]", None
+    custom_id = item.get("custom_id")
+    return (custom_id if isinstance(custom_id, str) else f"requests[{index}]"), item.get("params")
+
+
+def _batch_decision(items: list[tuple[str, Decision]], stamp: _Stamp) -> Decision:
+    rejected = [(cid, d) for cid, d in items if d.rejected]
+    outcomes = {d.outcome for _, d in items}
+    needs = tuple(sorted({need for _, d in items for need in d.needs}))
+    models = {d.model for _, d in items}
+    requested = {d.requested_model for _, d in items}
+    changes = tuple(
+        Change(f"requests[{i}].params.{c.path}", c.before, c.after, c.action, c.reason)
+        for i, (_, d) in enumerate(items)
+        for c in d.changes
+    )
+    requested_model = requested.pop() if len(requested) == 1 else None
+    if rejected:
+        detail = "; ".join(f"[{cid}] {d.reason}" for cid, d in rejected)
+        return Decision(
+            "rejected",
+            requested_model,
+            None,
+            needs=needs,
+            reason=f"{len(rejected)} of {len(items)} batch requests rejected: {detail}",
+            items=tuple(items),
+            **stamp,
+        )
+    outcome: Outcome = (
+        "rerouted"
+        if "rerouted" in outcomes
+        else "adjusted"
+        if "adjusted" in outcomes
+        else "unchanged"
+    )
+    return Decision(
+        outcome,
+        requested_model,
+        models.pop() if len(models) == 1 else None,
+        needs=needs,
+        changes=changes,
+        items=tuple(items),
+        **stamp,
+    )
+
+
+def _decision(
+    outcome: Outcome,
+    needs: RequestNeeds,
+    model: str | None,
+    route: str | None,
+    stamp: _Stamp,
+    **fields: Any,
+) -> Decision:
+    return Decision(outcome, needs.model, model, needs=needs.paths, route=route, **stamp, **fields)
+
+
+_last_router: Router | None = None
+
+
+def route(
+    body: Any,
+    *,
+    registry: Registry,
+    policy: Policy | None = None,
+    endpoint: Endpoint = "messages",
+    api_version: str | None = None,
+    betas: Iterable[str] = (),
+    headers: Mapping[str, str] | None = None,
+    exclude: Collection[str] = (),
+    now: float | None = None,
+) -> RouteResult:
+    """Route one request body; see `Router.route` for the arguments.
+
+    Reuses the previous call's `Router` when `registry` and `policy` are the same
+    objects, so its precomputed data survives between calls.
+    """
+    global _last_router
+    wanted = policy if policy is not None else Policy.default()
+    router = _last_router
+    if router is None or router.registry is not registry or router.policy is not wanted:
+        router = _last_router = Router(registry, wanted)
+    return router.route(
+        body,
+        endpoint=endpoint,
+        api_version=api_version,
+        betas=betas,
+        headers=headers,
+        exclude=exclude,
+        now=now,
+    )

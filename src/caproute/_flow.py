@@ -1,0 +1,351 @@
+"""The response-driven routing flow, written once and driven by every forwarding path.
+
+Routing a request is not always one step. The registry may be stale (the API answers
+400 for a feature it said the model had), a model may have been retired (404), or it
+may be overloaded (529). Each of those answers changes what to send next, so the
+decision loop is a generator in the style of httpx's ``Auth.auth_flow``: it yields
+*actions* and receives *replies*; the drivers do the IO. The transports in
+`caproute._transports` drive it with httpx/httpx2 (sync and async), the SDK middleware
+in `caproute._middleware` with the SDK's ``APIRequest`` / ``APIResponse``.
+
+Driving the flow::
+
+    await router.acurrent()                 # async drivers only: read the registry first
+    flow = routing_flow(router, RoutedCall(body=parsed, endpoint="messages", ...))
+    action = next(flow)
+    while True:
+        if isinstance(action, Refuse):      # answer locally; nothing goes upstream
+            return local_400(refusal_body(action.decision), action.decision)
+        if isinstance(action, Refresh):     # refresh the registry, then carry on
+            router.refresh()                # (async drivers: await router.arefresh())
+            reply = None
+        else:                               # Send: forward action.body (or the original bytes)
+            close(previous_response)        # a response the flow moved past is discarded
+            response = send(action)
+            reply = Reply(response.status_code, *error_of(response))  # body read only for
+        try:                                                          # READS_BODY_ON statuses
+            action = flow.send(reply)
+        except StopIteration:
+            return with_decision_headers(response, last_send.decision)
+
+Rules the flow enforces (and why):
+
+* **Bounded.** At most ``router.max_attempts`` sends per call, one registry refresh,
+  and one overload fallback. The anthropic SDK retries 408/409/429/5xx/529 itself
+  (``_should_retry`` in its ``_base_client.py``) and calls us once per attempt; if we
+  fell back more than once per attempt the two retry loops would multiply. So when the
+  fallback also fails we hand that response to the SDK, which retries the whole call.
+  The router remembers overloaded models for a short cool-down, and a fallback hop
+  never goes to a cooling model, so each SDK retry costs one upstream request.
+* **Re-derived, never inherited.** Every hop routes the caller's ORIGINAL body again with
+  the failed models excluded, so parameters fit the new model.
+* **Idempotent.** Nothing here mutates the body; a hop whose routed body and model are
+  the same as the one that just failed is not sent again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from ._core.decision import Decision, RouteResult
+from ._types import Endpoint
+
+__all__ = [
+    "READS_BODY_ON",
+    "Action",
+    "Refresh",
+    "Refuse",
+    "Reply",
+    "RoutedCall",
+    "Router",
+    "Send",
+    "endpoint_for",
+    "error_of",
+    "looks_capability_related",
+    "parse_betas",
+    "refusal_body",
+    "routing_flow",
+]
+
+_ROUTED_SUFFIXES: Final[tuple[tuple[str, Endpoint], ...]] = (
+    ("/v1/messages", "messages"),
+    ("/v1/messages/count_tokens", "count_tokens"),
+    ("/v1/messages/batches", "batch"),
+)
+
+READS_BODY_ON: Final = frozenset({400, 404})
+"""Statuses whose (small, JSON) error body the flow needs to choose its next step.
+Drivers read the body only for these; success bodies and streams are never touched."""
+
+# Phrases the API (and the fake) use when a parameter is not available on a model.
+# The wording is not a stable contract (the API documents `error.type` as the thing to
+# branch on), so this only decides whether a registry refresh is worth trying; a false
+# positive costs one refresh, nothing more.
+_CAPABILITY_PHRASES: Final = (
+    "not supported",
+    "does not support",
+    "unsupported",
+    "not available",
+    "not permitted",
+    "not allowed",
+    "extra inputs",
+    "max_tokens",
+    "capabilit",
+)
+
+# Parts of capability paths too common in any validation message to mean anything.
+_GENERIC_WORDS: Final = frozenset({"input", "types", "type", "supported", "tools", "output"})
+
+
+class Router(Protocol):
+    """What the flow needs from a router: `caproute.LiveRouter` is the implementation."""
+
+    @property
+    def max_attempts(self) -> int:
+        """Upper bound on upstream sends for one call."""
+        ...
+
+    @property
+    def can_refresh(self) -> bool:
+        """Whether `refresh()` can fetch fresh registry data at all."""
+        ...
+
+    def route(
+        self,
+        body: Any,
+        *,
+        endpoint: Endpoint = "messages",
+        api_version: str | None = None,
+        betas: Sequence[str] = (),
+        headers: Mapping[str, str] | None = None,
+        exclude: Sequence[str] = (),
+        attempt: int = 1,
+        cause: str | None = None,
+        allow_cooling: bool = True,
+    ) -> RouteResult:
+        """Route one body (see `caproute.LiveRouter.route`)."""
+        ...
+
+    def fallback_statuses(self, decision: Decision) -> frozenset[int]:
+        """Statuses that make the flow try the next candidate for this decision."""
+        ...
+
+    def mark_retired(self, model: str) -> None:
+        """Remember that `model` answered 404: route around it from now on."""
+        ...
+
+    def mark_unavailable(self, model: str) -> None:
+        """Remember that `model` is overloaded: avoid it for a short cool-down."""
+        ...
+
+    async def acurrent(self) -> Any:
+        """Async drivers await this once per call before driving the flow (it lets a
+        router with an async registry fetcher read its current data)."""
+        ...
+
+    def refresh(self) -> bool:
+        """Fetch fresh registry data (blocking); what sync drivers do on `Refresh`."""
+        ...
+
+    async def arefresh(self) -> bool:
+        """Fetch fresh registry data; what async drivers do on `Refresh`."""
+        ...
+
+    def report(self, decision: Decision) -> None:
+        """Report a decision made outside `route` (e.g. a body that isn't JSON)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RoutedCall:
+    """One call to a routed endpoint, as the driver parsed it."""
+
+    body: Any
+    """The caller's body, decoded once (`json.loads`); never mutated."""
+    endpoint: Endpoint
+    api_version: str | None = None
+    betas: tuple[str, ...] = ()
+    headers: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Forward a request upstream."""
+
+    body: Any
+    """The body to send. When `changed` is false this IS the caller's body: forward the
+    original bytes, don't serialise again."""
+    decision: Decision
+    changed: bool
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    """Fetch fresh registry data (blocking / awaited), then send `None` into the flow."""
+
+    cause: str
+
+
+@dataclass(frozen=True, slots=True)
+class Refuse:
+    """Answer locally with an API-shaped 400 (`refusal_body`); send nothing upstream."""
+
+    decision: Decision
+
+
+Action = Send | Refresh | Refuse
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What the flow needs to know about an upstream answer."""
+
+    status_code: int
+    error_type: str | None = None
+    """``error.type`` of an error body (read only for `READS_BODY_ON` statuses)."""
+    error_message: str | None = None
+
+
+def endpoint_for(method: str, path: str) -> Endpoint | None:
+    """The routed endpoint a request goes to, or `None` for traffic to pass through.
+
+    Only ``POST`` to ``…/v1/messages``, ``…/v1/messages/count_tokens`` and
+    ``…/v1/messages/batches`` are routed; a base URL with a path prefix (a gateway) is
+    fine. Batch retrieval, results, cancel, models, files… all pass through.
+    """
+    if method != "POST":
+        return None
+    for suffix, endpoint in _ROUTED_SUFFIXES:
+        if path.endswith(suffix):
+            return endpoint
+    return None
+
+
+def parse_betas(values: Sequence[str]) -> tuple[str, ...]:
+    """Every ``anthropic-beta`` value, from repeated and/or comma-separated headers."""
+    return tuple(b for v in values for b in (p.strip() for p in v.split(",")) if b)
+
+
+def error_of(body: bytes) -> tuple[str | None, str | None]:
+    """``(error.type, error.message)`` of an API error body; ``(None, None)`` if not one."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None, None
+    error = doc.get("error") if isinstance(doc, dict) else None
+    if not isinstance(error, dict):
+        return None, None
+    kind, message = error.get("type"), error.get("message")
+    return (
+        kind if isinstance(kind, str) else None,
+        message if isinstance(message, str) else None,
+    )
+
+
+def refusal_body(decision: Decision) -> bytes:
+    """The API-shaped 400 body for a locally refused request.
+
+    SDK callers get their usual ``BadRequestError``, whose message carries caproute's
+    reason; `decision.reason` never contains message content or credentials.
+    """
+    reason = decision.reason or "the routing policy refused this request"
+    doc = {
+        "type": "error",
+        "error": {"type": "invalid_request_error", "message": f"caproute: {reason}"},
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def looks_capability_related(message: str | None, decision: Decision) -> bool:
+    """Whether a 400's message plausibly blames a capability of the chosen model."""
+    if not message:
+        return False
+    text = message.lower()
+    if decision.model and decision.model.lower() in text:
+        return True
+    if any(phrase in text for phrase in _CAPABILITY_PHRASES):
+        return True
+    # A need such as "effort.max" or "pdf_input": its words in the message are a hint.
+    words = {w for need in decision.needs for w in need.replace("_", ".").split(".")}
+    return any(word in text for word in words - _GENERIC_WORDS if len(word) > 2)
+
+
+def routing_flow(router: Router, call: RoutedCall) -> Generator[Action, Reply | None, None]:
+    """The routing loop for one call: yields `Send` / `Refresh` / `Refuse` actions.
+
+    After a `Send`, send the upstream `Reply` in; after a `Refresh`, send `None`. When the
+    generator finishes (``StopIteration``) the driver delivers the response of the last
+    `Send`, carrying that send's decision. After a `Refuse` the driver answers locally
+    and stops driving.
+    """
+    exclude: tuple[str, ...] = ()
+    refreshed = fell_back = False
+    cause: str | None = None
+    last: Send | None = None
+    for attempt in range(1, router.max_attempts + 1):
+        result = router.route(
+            call.body,
+            endpoint=call.endpoint,
+            api_version=call.api_version,
+            betas=call.betas,
+            headers=call.headers,
+            exclude=exclude,
+            attempt=attempt,
+            cause=cause,
+            allow_cooling=not fell_back,
+        )
+        decision = result.decision
+        if decision.rejected:
+            if last is None:
+                yield Refuse(decision)
+            # Mid-flow (no other candidate left): the upstream answer we already have
+            # is more truthful than a local refusal.
+            return
+        if last is not None and _same_target(last, result):
+            return  # re-routing changed nothing: sending it again would fail the same way
+        last = Send(result.body, decision, result.body is not call.body, attempt)
+        reply = yield last
+        if reply is None or reply.status_code < 400:
+            return
+        model = decision.model
+        status = reply.status_code
+        if _is_stale_registry_400(reply, decision) and not refreshed and router.can_refresh:
+            refreshed = True
+            cause = f"400 from {model}: refreshed the registry"
+            yield Refresh(cause)
+        elif status == 404 and reply.error_type == "not_found_error" and _single_model(call, model):
+            assert model is not None
+            router.mark_retired(model)
+            exclude = (*exclude, model)
+            cause = f"404 from {model}: treated as retired"
+        elif status in router.fallback_statuses(decision) and _single_model(call, model):
+            assert model is not None
+            router.mark_unavailable(model)  # even on the last hop: the SDK's retry avoids it
+            if fell_back:
+                return
+            fell_back = True
+            exclude = (*exclude, model)
+            cause = f"{status} from {model}: trying the next candidate"
+        else:
+            return
+
+
+def _is_stale_registry_400(reply: Reply, decision: Decision) -> bool:
+    return (
+        reply.status_code == 400
+        and reply.error_type == "invalid_request_error"
+        and looks_capability_related(reply.error_message, decision)
+    )
+
+
+def _single_model(call: RoutedCall, model: str | None) -> bool:
+    # A batch mixes models: a 404 or 529 on its creation doesn't say which one to avoid.
+    return model is not None and call.endpoint != "batch"
+
+
+def _same_target(previous: Send, result: RouteResult) -> bool:
+    return previous.decision.model == result.decision.model and previous.body == result.body

@@ -1,0 +1,375 @@
+"""The anthropic SDK middleware: routing inside the SDK's own request pipeline.
+
+The SDK (``anthropic`` ≥ 0.108, including 1.x and 2.x) runs client-level middleware
+once per HTTP attempt, inside its retry loop, with an ``APIRequest`` whose JSON body is
+already a dict, and hands back the raw ``APIResponse`` even for 4xx/5xx. That makes it
+a natural place to route: no body parsing, no HTTP library in sight (it works the same
+on 0.x, built on httpx, and on 1.x/2.x, built on httpx2). Measured on SDK 2.14
+(docs/performance.md), an empty SDK middleware is nearly free, so this path costs what
+routing costs, like the transport, minus the transport's JSON decode of the body.
+
+The decision loop is `caproute._flow.routing_flow` (shared with the transports); this
+module only drives it with the SDK's objects:
+
+* ``Send``: forward the request, the ORIGINAL ``APIRequest`` object when routing
+  changed nothing, else ``request.copy(body=routed)``;
+* ``Refresh``: refresh the registry (awaited in ``handle_async``);
+* ``Refuse``: raise the SDK's own ``BadRequestError`` over a synthetic 400 shaped like
+  the API's, so callers get the error they already handle and nothing goes upstream;
+* the last response gets the ``caproute-*`` headers and
+  ``http_response.extensions["caproute_decision"]``; callers reach them through
+  ``client.messages.with_raw_response.create(...)``, parsed calls through the
+  ``on_decision`` hook.
+
+What the middleware cannot see: the client's *default* headers (the SDK merges them
+after the middleware chain). The ``anthropic-version`` is therefore the request's own
+header if the call set one, else the value given to `middleware(api_version=...)`,
+else the version the installed SDK sends by default. Betas passed with ``betas=[...]``
+or ``extra_headers`` are seen; betas in the client's ``default_headers`` are not.
+
+SDK 0.x keeps ``extra_body`` out of ``APIRequest.json`` (it merges it while building
+the HTTP request, after the middleware), whereas 2.x merges it before. Fields passed
+that way are routed too: the body routed here is the merge, done as the SDK does it.
+
+``anthropic`` is imported only when a middleware is created (`middleware()`), so
+``import caproute`` stays light; `RoutingMiddleware` is built on first access.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
+
+from ._core.decision import Decision
+from ._flow import (
+    READS_BODY_ON,
+    Refresh,
+    Refuse,
+    Reply,
+    RoutedCall,
+    Router,
+    Send,
+    endpoint_for,
+    error_of,
+    parse_betas,
+    refusal_body,
+    routing_flow,
+)
+from ._live import DecisionHook, LiveRouter, RegistryInput
+
+if TYPE_CHECKING:
+    import anthropic
+    from anthropic import APIRequest, APIResponse, AsyncAPIResponse
+    from anthropic._middleware import AsyncCallNext, CallNext
+
+    from ._core.policy import Policy
+
+# `RoutingMiddleware` is built on first access (module `__getattr__`), hence the noqa.
+__all__ = ["RoutingMiddleware", "middleware"]  # noqa: F822
+
+_ResponseT = TypeVar("_ResponseT")
+
+# Every API version before 2026-10-21 is 2023-06-01; SDKs older than 2.0 send it.
+_LEGACY_API_VERSION: Final = "2023-06-01"
+
+
+def middleware(
+    *,
+    policy: Policy | str | Path | None = None,
+    registry: RegistryInput = None,
+    on_decision: DecisionHook | Sequence[DecisionHook] | None = None,
+    router: Router | None = None,
+    api_version: str | None = None,
+) -> anthropic.Middleware:
+    """A caproute middleware for ``anthropic.Anthropic`` / ``AsyncAnthropic`` (SDK ≥ 0.108).
+
+    Works with sync and async clients alike::
+
+        client = anthropic.Anthropic(middleware=[caproute.middleware(policy="routing.yaml")])
+        client = existing.with_middleware(caproute.middleware())
+
+    Args:
+        policy: A `Policy`, a policy file path, or `None` for the defaults.
+        registry: A `Registry` or a registry fetcher (default: the best offline snapshot).
+        on_decision: Hook(s) receiving every `Decision` (the way to see decisions of
+            parsed calls such as ``client.messages.create(...)``).
+        router: A shared `LiveRouter` instead of `policy` / `registry` / `on_decision`.
+        api_version: The ``anthropic-version`` the client sends when a call sets none.
+            Default: the installed SDK's default. Set it when the client overrides the
+            version in ``default_headers``, which middleware cannot see.
+
+    Returns:
+        A `RoutingMiddleware` (an ``anthropic.Middleware``).
+
+    Raises:
+        TypeError: Both `router` and `policy` / `registry` / `on_decision` were given.
+        ImportError: The anthropic SDK is not installed.
+    """
+    if router is None:
+        router = LiveRouter(registry, policy=policy, on_decision=on_decision)
+    elif policy is not None or registry is not None or on_decision is not None:
+        raise TypeError("pass either `router` or `policy`/`registry`/`on_decision`, not both")
+    driver = _Driver(router, api_version or _sdk_default_api_version())
+    return _middleware_class()(driver)
+
+
+def __getattr__(name: str) -> Any:
+    # `RoutingMiddleware` subclasses `anthropic.Middleware`, so it is built on first use.
+    if name == "RoutingMiddleware":
+        return _middleware_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@functools.cache
+def _middleware_class() -> Callable[[_Driver], anthropic.Middleware]:
+    import anthropic
+
+    class RoutingMiddleware(anthropic.Middleware):
+        """Routes every Messages request of the client it is installed on.
+
+        Create it with `caproute.middleware(...)`. It implements both ``handle`` (sync
+        clients) and ``handle_async`` (async clients), so one instance serves both.
+        """
+
+        def __init__(self, driver: _Driver) -> None:
+            self._driver = driver
+
+        @property
+        def router(self) -> Router:
+            """The router deciding for this middleware."""
+            return self._driver.router
+
+        def handle(self, request: APIRequest, call_next: CallNext) -> APIResponse[Any]:
+            """Route `request`, send it (and any response-driven hops) via `call_next`."""
+            return self._driver.handle(request, call_next)
+
+        async def handle_async(
+            self, request: APIRequest, call_next: AsyncCallNext
+        ) -> AsyncAPIResponse[Any]:
+            """The async twin of `handle`."""
+            return await self._driver.handle_async(request, call_next)
+
+        def __repr__(self) -> str:
+            return f"RoutingMiddleware({self._driver.router!r})"
+
+    RoutingMiddleware.__module__ = __name__
+    return RoutingMiddleware
+
+
+class _Driver:
+    """Drives the routing flow with the SDK's ``APIRequest`` / ``APIResponse``."""
+
+    def __init__(self, router: Router, api_version: str) -> None:
+        self.router = router
+        self._api_version = api_version
+
+    def handle(self, request: APIRequest, call_next: CallNext) -> APIResponse[Any]:
+        call = self._call(request)
+        if call is None:
+            return call_next(request)
+        flow = routing_flow(self.router, call)
+        action = next(flow)
+        response: APIResponse[Any] | None = None
+        sent: Send | None = None
+        while True:
+            reply: Reply | None = None
+            if isinstance(action, Refuse):
+                _refuse(request, action.decision)
+            if isinstance(action, Refresh):
+                self.router.refresh()
+            else:
+                if response is not None:
+                    _http_response(response).close()  # a hop past this answer
+                sent = action
+                response = call_next(_outgoing(request, action))
+                reply = _reply(response)
+            try:
+                action = flow.send(reply)
+            except StopIteration:
+                assert sent is not None and response is not None
+                return _deliver(response, sent.decision)
+
+    async def handle_async(
+        self, request: APIRequest, call_next: AsyncCallNext
+    ) -> AsyncAPIResponse[Any]:
+        call = self._call(request)
+        if call is None:
+            return await call_next(request)
+        flow = routing_flow(self.router, call)
+        action = next(flow)
+        response: AsyncAPIResponse[Any] | None = None
+        sent: Send | None = None
+        while True:
+            reply: Reply | None = None
+            if isinstance(action, Refuse):
+                _refuse(request, action.decision)
+            if isinstance(action, Refresh):
+                await self.router.arefresh()
+            else:
+                if response is not None:
+                    await _http_response(response).aclose()
+                sent = action
+                response = await call_next(_outgoing(request, action))
+                reply = await _areply(response)
+            try:
+                action = flow.send(reply)
+            except StopIteration:
+                assert sent is not None and response is not None
+                return _deliver(response, sent.decision)
+
+    def _call(self, request: APIRequest) -> RoutedCall | None:
+        """The call to route, or `None` for a request to pass through untouched."""
+        # The SDK's `url` is the path (``/v1/messages``, 0.x beta calls add ``?beta=true``),
+        # or a full URL if the caller gave one; both end with the endpoint's path.
+        endpoint = endpoint_for(request.method.upper(), request.url.partition("?")[0])
+        if endpoint is None:
+            return None
+        body = _body_of(request)
+        if not isinstance(body, dict):
+            self.router.report(_passthrough("the request body is not a JSON object"))
+            return None
+        headers = _plain_headers(request.headers)
+        return RoutedCall(
+            body=body,
+            endpoint=endpoint,
+            api_version=headers.get("anthropic-version", self._api_version),
+            betas=parse_betas([betas]) if (betas := headers.get("anthropic-beta")) else (),
+            headers=headers,
+        )
+
+
+def _body_of(request: APIRequest) -> Any:
+    """The JSON body the SDK will send: ``request.json`` plus 0.x's unmerged ``extra_body``."""
+    body = request.json
+    extra = request.options.extra_json
+    if extra is None:
+        return body
+    if body is None:
+        return _without_omitted(extra)
+    if isinstance(body, Mapping):
+        # The SDK's own merge (`_merge_mappings`): shallow, `extra_body` wins, `Omit` drops.
+        return _without_omitted({**body, **extra})
+    return body
+
+
+def _without_omitted(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    from anthropic._types import Omit
+
+    return {k: v for k, v in mapping.items() if not isinstance(v, Omit)}
+
+
+def _plain_headers(headers: Mapping[str, Any]) -> dict[str, str]:
+    """The call's own headers, lower-cased, without the SDK's ``Omit`` markers."""
+    return {k.lower(): v for k, v in headers.items() if isinstance(v, str)}
+
+
+def _outgoing(request: APIRequest, send: Send) -> APIRequest:
+    """The request for `send`: the caller's own object when routing changed nothing."""
+    if not send.changed:
+        # The SDK merges any 0.x `extra_body` itself, exactly as we did to route it.
+        return request
+    routed = request.copy(body=send.body)
+    # `send.body` already contains the merged `extra_body`; merging it again would
+    # bring back the values routing changed or removed.
+    routed.options.extra_json = None
+    return routed
+
+
+def _http_response(response: Any) -> Any:
+    """The httpx / httpx2 response inside an SDK ``APIResponse``."""
+    return response.http_response
+
+
+def _status(response: Any) -> int:
+    # Another middleware further in may answer with an already-parsed value instead of
+    # an ``APIResponse``; there is no status to react to then: treat it as a success.
+    http_response = getattr(response, "http_response", None)
+    return 200 if http_response is None else int(http_response.status_code)
+
+
+def _reply(response: Any) -> Reply:
+    """What the flow needs to know; the body is read only for the statuses it inspects."""
+    status = _status(response)
+    if status not in READS_BODY_ON:
+        return Reply(status)
+    return Reply(status, *error_of(_http_response(response).read()))
+
+
+async def _areply(response: Any) -> Reply:
+    status = _status(response)
+    if status not in READS_BODY_ON:
+        return Reply(status)
+    return Reply(status, *error_of(await _http_response(response).aread()))
+
+
+def _deliver(response: _ResponseT, decision: Decision) -> _ResponseT:
+    """Attach the decision to the response the SDK gets back."""
+    http_response = getattr(response, "http_response", None)
+    if http_response is not None:
+        headers = http_response.headers
+        # Item by item: `Headers.update` first builds a whole `Headers` of the new ones,
+        # which doubles the cost of the one step every routed response pays.
+        for name, value in decision.header_values().items():
+            headers[name] = value
+        # Copy rather than mutate: a transport may hand out a shared or read-only mapping.
+        http_response.extensions = {**http_response.extensions, "caproute_decision": decision}
+    return response
+
+
+def _refuse(request: APIRequest, decision: Decision) -> NoReturn:
+    """Raise what the SDK raises for an API 400, built from caproute's local answer.
+
+    The SDK turns an error response into ``BadRequestError(f"Error code: 400 - {body}",
+    response=..., body=...)``; we build the same over a synthetic response of the SDK's
+    HTTP library (httpx for 0.x, httpx2 for 1.x/2.x), with the ``caproute-*`` headers.
+    Raising (rather than returning a response) needs no SDK client object, and the SDK
+    passes a non-retryable ``APIStatusError`` from middleware straight to the caller.
+    """
+    import anthropic
+
+    http = _sdk_http_module()
+    content = refusal_body(decision)
+    headers = {
+        "content-type": "application/json",
+        "x-should-retry": "false",  # the policy's verdict will not change on a retry
+        **decision.header_values(),
+    }
+    response = http.Response(
+        400,
+        headers=headers,
+        content=content,
+        request=http.Request(request.method, request.url),
+        extensions={"caproute_decision": decision},
+    )
+    body = json.loads(content)
+    raise anthropic.BadRequestError(f"Error code: 400 - {body}", response=response, body=body)
+
+
+def _passthrough(reason: str) -> Decision:
+    return Decision(outcome="passthrough", requested_model=None, model=None, reason=reason)
+
+
+@functools.cache
+def _sdk_http_module() -> ModuleType:
+    """httpx2 for SDK 1.x/2.x, httpx for 0.x: the library of the SDK's own HTTP client."""
+    import importlib
+
+    import anthropic
+
+    # `DefaultHttpxClient` subclasses the `Client` of whichever library the SDK uses.
+    client_base = anthropic.DefaultHttpxClient.__mro__[1]
+    return importlib.import_module(client_base.__module__.partition(".")[0])
+
+
+@functools.cache
+def _sdk_default_api_version() -> str:
+    """The ``anthropic-version`` the installed SDK sends by default."""
+    from anthropic import _constants
+
+    # SDK 2.x names it (2026-10-21); 0.x and 1.x hard-code 2023-06-01 in the client.
+    version = getattr(_constants, "ANTHROPIC_API_VERSION", _LEGACY_API_VERSION)
+    return str(version)

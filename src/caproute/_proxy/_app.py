@@ -1,0 +1,583 @@
+"""The proxy as a pure ASGI application: forward, route, stream back, count.
+
+One `ProxyApp` serves every connection of one process. Per request it:
+
+1. answers ``/caproute/*`` itself (health, registry, metrics);
+2. in own-key mode, checks the caller's local token (constant time) → 401 otherwise;
+3. reads the body with a size cap (checked as bytes arrive, and up front from
+   ``Content-Length``) and a deadline → 413 / 408 API-shaped errors;
+4. builds the upstream request from the *configured* upstream plus the request's
+   path and query; the ``Host`` header and an absolute-form target are ignored, so
+   the proxy can't be made to relay anywhere else;
+5. sends it through the HTTP client, whose transport is caproute's async routing
+   transport: Messages endpoints are routed (``caproute-*`` headers come back), the
+   rest passes through;
+6. streams the answer back unbuffered, raw bytes as the upstream encoded them;
+   from sending to the last byte it watches for the caller leaving, and then
+   abandons the upstream request at once;
+7. counts the outcome and writes one access-log line.
+
+Why no framework: the proxy needs three ASGI messages and nothing a router or
+request object would add, and pure ASGI keeps the overhead per request small (the
+target is under a millisecond added at p50, see ``docs/performance.md``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit
+
+import anyio
+import httpx2
+
+from .._core.decision import Decision
+from .._live import LiveRouter
+from .._version import __version__
+from ._asgi import Message, Receive, Scope, Send
+from ._config import ProxyConfig
+from ._headers import (
+    Headers,
+    downstream_response_headers,
+    presented_token,
+    token_matches,
+    upstream_request_headers,
+)
+from ._metrics import ProxyMetrics
+from ._reload import FileWatcher
+from ._responses import send_bytes, send_error, send_json, sse_error_event
+
+access_logger = logging.getLogger("caproute.access")
+logger = logging.getLogger("caproute.proxy")
+
+LOCAL_PREFIX = "/caproute/"
+_DOT_SEGMENT = re.compile(r"(^|/)\.\.?(/|$)")
+
+
+class _LocalAnswer(Exception):
+    """The proxy answers the request itself with an API-shaped error."""
+
+    def __init__(self, status: int, error_type: str, message: str, *, close: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_type = error_type
+        self.message = message
+        self.close = close
+
+
+class _ClientGone(Exception):
+    """The caller disconnected; there is nobody left to answer."""
+
+
+@dataclass(slots=True)
+class _Exchange:
+    """What one request did: filled in as it goes, read by metrics and the access log."""
+
+    method: str
+    path: str
+    started: float
+    status: int = 0
+    outcome: str = "local"
+    decision: Decision | None = None
+    headers_sent_at: float | None = None
+    body_expected: int | None = None
+    """The response's ``Content-Length``, when it has one."""
+    body_sent: int = 0
+    finished: bool = False
+    """The last response message went out."""
+    disconnected: bool = False
+    """The server reported the caller gone (possibly after it had everything)."""
+    upstream_broke: bool = False
+
+    @property
+    def client_gone(self) -> bool:
+        """The caller left before the response was complete."""
+        if not self.disconnected or self.finished:
+            return False
+        # With a Content-Length the caller may close as soon as it has every byte,
+        # while the proxy still waits for the upstream's end of stream: not a dropout.
+        return self.body_expected is None or self.body_sent < self.body_expected
+
+
+class ProxyApp:
+    """The ASGI application behind `caproute serve` (build it with `create_proxy_app`).
+
+    Args:
+        config: What to forward where, limits and timeouts.
+        router: The `LiveRouter` Messages requests are routed with; its registry and
+            policy are what ``/caproute/health`` and ``/caproute/registry`` report.
+        transport: The routed transport stack (normally an `AsyncRoutingTransport`
+            around an ``httpx2.AsyncHTTPTransport``).
+        policy_watcher: Reloads the policy file, if one is configured.
+        registry_watcher: Re-reads a shared snapshot file, if one is configured.
+        metrics: The counters to update (default: new ones).
+        on_close: Called by `aclose()` (e.g. to stop the registry fetcher).
+        clock: Monotonic seconds (latencies).
+    """
+
+    def __init__(
+        self,
+        config: ProxyConfig,
+        *,
+        router: LiveRouter,
+        transport: httpx2.AsyncBaseTransport,
+        policy_watcher: FileWatcher | None = None,
+        registry_watcher: FileWatcher | None = None,
+        metrics: ProxyMetrics | None = None,
+        on_close: Callable[[], object] | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.config = config
+        self.router = router
+        self.metrics = metrics or ProxyMetrics()
+        self.policy_watcher = policy_watcher
+        self.registry_watcher = registry_watcher
+        self._transport = transport
+        self._on_close = on_close
+        self._clock = clock
+        self._client: httpx2.AsyncClient | None = None
+        self._upstream = httpx2.URL(config.upstream_base)
+        self._upstream_path = self._upstream.raw_path.split(b"?", 1)[0].rstrip(b"/")
+        # Parsing a URL costs tens of µs and nearly every request targets one of a few
+        # paths (/v1/messages above all); URLs are immutable, so they can be shared.
+        self._upstream_url = functools.lru_cache(maxsize=512)(self._build_upstream_url)
+        self._token = config.require_token.encode() if config.require_token else None
+        self._started_at = time.time()
+
+    # -- ASGI entry point -----------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI connection scope (``http`` or ``lifespan``)."""
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        else:  # websockets: the Anthropic API has none
+            await send({"type": "websocket.close", "code": 1003})
+
+    @property
+    def client(self) -> httpx2.AsyncClient:
+        """The upstream HTTP client (created on first use, inside the server's loop)."""
+        if self._client is None:
+            timeout = httpx2.Timeout(
+                connect=self.config.connect_timeout,
+                read=self.config.read_timeout,
+                write=self.config.read_timeout,
+                pool=self.config.connect_timeout,
+            )
+            # trust_env=False: no proxy variables or .netrc credentials may change where
+            # requests go or what they carry; the configuration alone decides.
+            self._client = httpx2.AsyncClient(
+                transport=self._transport,
+                timeout=timeout,
+                follow_redirects=False,
+                trust_env=False,
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the upstream client and its connections."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+        else:
+            await self._transport.aclose()
+        if self._on_close is not None:
+            self._on_close()
+
+    # -- lifespan: background tasks -------------------------------------------------------
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        from ._signals import sighup_handler
+
+        message = await receive()
+        if message["type"] != "lifespan.startup":
+            return
+        async with anyio.create_task_group() as tasks:
+            for watcher in (self.policy_watcher, self.registry_watcher):
+                if watcher is not None:
+                    tasks.start_soon(watcher.run)
+            with sighup_handler(self._on_sighup):
+                await send({"type": "lifespan.startup.complete"})
+                message = await receive()  # lifespan.shutdown, after in-flight requests
+            tasks.cancel_scope.cancel()
+        await self.aclose()
+        await send({"type": "lifespan.shutdown.complete"})
+
+    def _on_sighup(self) -> None:
+        logger.info("SIGHUP: reloading")
+        if self.policy_watcher is not None:
+            self.policy_watcher.reload()
+        if self.registry_watcher is not None:
+            self.registry_watcher.reload()
+
+    # -- one HTTP request -----------------------------------------------------------------
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        exchange = _Exchange(scope["method"], scope["path"], self._clock())
+
+        async def send_and_record(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                exchange.status = message["status"]
+                exchange.headers_sent_at = self._clock()
+            await send(message)
+
+        self.metrics.in_flight += 1
+        try:
+            if exchange.path.startswith(LOCAL_PREFIX):
+                await self._local(exchange, send_and_record)
+            else:
+                await self._forward(scope, receive, send_and_record, exchange)
+        except _LocalAnswer as answer:
+            await send_error(
+                send_and_record,
+                answer.status,
+                answer.error_type,
+                answer.message,
+                close=answer.close,
+            )
+        except _ClientGone:
+            exchange.disconnected = True
+        finally:
+            self._account(exchange)
+            self.metrics.in_flight -= 1
+
+    async def _forward(
+        self, scope: Scope, receive: Receive, send: Send, exchange: _Exchange
+    ) -> None:
+        headers: Headers = scope["headers"]
+        self._authorize(headers)
+        self._check_declared_length(headers)
+        body = await self._read_body(receive)
+        request = httpx2.Request(
+            exchange.method,
+            self._upstream_url(self._upstream_target(scope)),
+            headers=upstream_request_headers(headers, api_key=self.config.api_key),
+            content=body or None,
+        )
+        with _cancelled_if_caller_leaves(receive, exchange):
+            response = await self._send_upstream(request, exchange)
+            try:
+                exchange.decision = response.extensions.get("caproute_decision")
+                exchange.outcome = exchange.decision.outcome if exchange.decision else "forwarded"
+                await self._stream(response, send, exchange)
+            finally:
+                await response.aclose()
+
+    def _authorize(self, headers: Headers) -> None:
+        if self._token is None:
+            return
+        if not token_matches(presented_token(headers), self._token):
+            # Same wording whether the token is missing or wrong: no oracle.
+            raise _LocalAnswer(401, "authentication_error", "a valid proxy token is required")
+
+    def _check_declared_length(self, headers: Headers) -> None:
+        # Refuse before reading a byte (and before `Expect: 100-continue` is honoured)
+        # when the caller announces a body over the limit.
+        for name, value in headers:
+            if name == b"content-length" and value.isdigit():
+                if int(value) > self.config.max_body_bytes:
+                    raise self._too_large()
+                return
+
+    def _too_large(self) -> _LocalAnswer:
+        limit = self.config.max_body_bytes
+        return _LocalAnswer(
+            413, "request_too_large", f"request body exceeds {limit} bytes", close=True
+        )
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        limit = self.config.max_body_bytes
+        # One deadline for the whole body, not per chunk: a client trickling a byte
+        # at a time (slowloris) must not hold a request open forever.
+        try:
+            with anyio.fail_after(self.config.body_timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        raise _ClientGone
+                    chunk: bytes = message.get("body", b"")
+                    size += len(chunk)
+                    if size > limit:
+                        raise self._too_large()
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        return b"".join(chunks)
+        except TimeoutError:
+            raise _LocalAnswer(
+                408,
+                "timeout_error",
+                f"request body not received within {self.config.body_timeout:g}s",
+                close=True,
+            ) from None
+
+    def _build_upstream_url(self, target: bytes) -> httpx2.URL:
+        return self._upstream.copy_with(raw_path=target)
+
+    def _upstream_target(self, scope: Scope) -> bytes:
+        """The upstream raw path + query: configured prefix + the request's own path."""
+        if _DOT_SEGMENT.search(scope["path"]):
+            # `/../` would let a caller climb out of the upstream's path prefix.
+            raise _LocalAnswer(400, "invalid_request_error", "dot segments are not allowed")
+        raw_path: bytes = scope.get("raw_path") or quote(scope["path"]).encode()
+        if not raw_path.startswith(b"/"):
+            # Absolute-form target (RFC 9112 §3.2.2), as sent to forward proxies: only
+            # its path is used; the authority in it never picks the destination.
+            raw_path = urlsplit(raw_path).path
+            if not raw_path.startswith(b"/"):
+                raise _LocalAnswer(400, "invalid_request_error", "unsupported request target")
+        query: bytes = scope.get("query_string", b"")
+        target = self._upstream_path + raw_path
+        return target + b"?" + query if query else target
+
+    async def _send_upstream(self, request: httpx2.Request, exchange: _Exchange) -> httpx2.Response:
+        try:
+            return await self.client.send(request, stream=True)
+        except httpx2.TimeoutException:
+            exchange.outcome = "failed"
+            self.metrics.record_upstream_error("timeout")
+            raise _LocalAnswer(504, "timeout_error", "upstream did not answer in time") from None
+        except httpx2.TransportError as exc:
+            exchange.outcome = "failed"
+            self.metrics.record_upstream_error("unreachable")
+            logger.warning("upstream unreachable: %s", type(exc).__name__)
+            raise _LocalAnswer(502, "api_error", "upstream unreachable") from None
+
+    # -- streaming the answer back --------------------------------------------------------
+
+    async def _stream(self, response: httpx2.Response, send: Send, exchange: _Exchange) -> None:
+        headers, body = _downstream(response)
+        exchange.body_expected = _content_length(headers)
+        await send(
+            {"type": "http.response.start", "status": response.status_code, "headers": headers}
+        )
+        last = b"\n\n"
+        try:
+            async for chunk in body:
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    exchange.body_sent += len(chunk)
+                    last = chunk
+        except httpx2.TransportError:
+            exchange.upstream_broke = True
+            logger.warning("upstream stream broke off (%s %s)", exchange.method, exchange.path)
+            if not _can_append_sse(headers):
+                # Headers are out and the body is incomplete: returning without the
+                # final message makes the server close the connection, which is how
+                # HTTP says "truncated" (Content-Length short / no last chunk).
+                return
+            tail = sse_error_event("api_error", "upstream stream ended unexpectedly")
+            if not last.endswith(b"\n\n"):
+                # The cut fell inside an event: end it first, or our event's lines
+                # would be glued onto its last line.
+                tail = b"\n\n" + tail
+            await send({"type": "http.response.body", "body": tail, "more_body": False})
+            exchange.finished = True
+            return
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        exchange.finished = True
+
+    # -- local endpoints ------------------------------------------------------------------
+
+    async def _local(self, exchange: _Exchange, send: Send) -> None:
+        handlers = {
+            "/caproute/health": self._health,
+            "/caproute/registry": self._registry,
+            "/caproute/metrics": self._metrics_page,
+        }
+        handler = handlers.get(exchange.path.rstrip("/"))
+        if handler is None:
+            raise _LocalAnswer(404, "not_found_error", f"no such proxy endpoint: {exchange.path}")
+        if exchange.method not in ("GET", "HEAD"):
+            raise _LocalAnswer(405, "invalid_request_error", "proxy endpoints only answer GET")
+        await handler(send)
+
+    async def _health(self, send: Send) -> None:
+        registry = self.router.registry
+        now = time.time()
+        watcher = self.policy_watcher
+        policy = None
+        if watcher is not None:
+            policy = {
+                "file": watcher.status.file,
+                "loaded_at": _iso(watcher.status.loaded_at),
+                "last_error": watcher.status.last_error,
+            }
+        await send_json(
+            send,
+            200,
+            {
+                "status": "ok",
+                "version": __version__,
+                "upstream": self.config.upstream_base,
+                "uptime_s": round(now - self._started_at, 3),
+                "registry": {
+                    "source": registry.source.describe(now),
+                    "age_s": _round(registry.source.age(now)),
+                    "models": len(registry),
+                },
+                "policy": policy,
+                "in_flight": self.metrics.in_flight,
+            },
+        )
+
+    async def _registry(self, send: Send) -> None:
+        registry = self.router.registry
+        now = time.time()
+        await send_json(
+            send,
+            200,
+            {
+                "source": registry.source.to_dict(),
+                "age_s": _round(registry.source.age(now)),
+                "models": [info.to_api_dict() for info in registry.models],
+            },
+        )
+
+    async def _metrics_page(self, send: Send) -> None:
+        body = self.metrics.render().encode()
+        await send_bytes(send, 200, body, content_type=ProxyMetrics.CONTENT_TYPE.encode())
+
+    # -- accounting -----------------------------------------------------------------------
+
+    def _account(self, exchange: _Exchange) -> None:
+        metrics = self.metrics
+        metrics.requests[exchange.outcome] += 1
+        decision = exchange.decision
+        if decision is not None:
+            metrics.record_decision(decision)
+        if exchange.status >= 400 and exchange.outcome not in ("local", "failed", "rejected"):
+            metrics.record_upstream_error(exchange.status)
+        if exchange.client_gone:
+            metrics.client_disconnects += 1
+        if exchange.headers_sent_at is not None:
+            metrics.latency.observe(exchange.headers_sent_at - exchange.started)
+        if access_logger.isEnabledFor(logging.INFO):
+            access_logger.info(_access_line(exchange, self._clock()))
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _downstream(response: httpx2.Response) -> tuple[Headers, AsyncIterator[bytes]]:
+    """Headers and body iterator for the caller.
+
+    The normal case forwards the upstream's bytes exactly as encoded, with its
+    ``Content-Encoding`` and ``Content-Length``. If an inner layer already read the
+    body (the routing flow reads small 400/404 error bodies to choose its next step),
+    the decoded content is sent instead, so the encoding header is dropped and the
+    length recomputed: the body and its headers always agree.
+    """
+    headers = downstream_response_headers(response.headers.raw)
+    if not response.is_stream_consumed:
+        return headers, response.aiter_raw()
+    content = response.content
+    headers = [(k, v) for k, v in headers if k not in (b"content-encoding", b"content-length")]
+    headers.append((b"content-length", str(len(content)).encode()))
+    return headers, _once(content)
+
+
+@contextlib.contextmanager
+def _cancelled_if_caller_leaves(receive: Receive, exchange: _Exchange) -> Iterator[None]:
+    """Cancel the block (waiting for the upstream, streaming its answer) if the caller leaves.
+
+    Then the upstream request is abandoned at once, not when its next chunk arrives
+    (which may be minutes away for a long generation). The request body has been read,
+    so the next ASGI message is `http.disconnect`: the caller left, or the server
+    finished the response (by then the block is over and the watcher is cancelled).
+
+    A bare asyncio task plus one anyio cancel scope rather than an anyio task group:
+    the same cancellation semantics here at a third of the cost (a task group measured
+    ~75 µs per request, see docs/performance.md). This ties the app to asyncio-based
+    servers, which uvicorn is.
+    """
+    with anyio.CancelScope() as scope:
+        watcher = asyncio.ensure_future(_next_disconnect(receive))
+
+        def caller_left(done: asyncio.Future[None]) -> None:
+            if not done.cancelled():
+                exchange.disconnected = True
+                scope.cancel()
+
+        watcher.add_done_callback(caller_left)
+        try:
+            yield
+        finally:
+            watcher.remove_done_callback(caller_left)
+            watcher.cancel()
+
+
+async def _next_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _once(content: bytes) -> AsyncIterator[bytes]:
+    yield content
+
+
+def _content_length(headers: Headers) -> int | None:
+    for name, value in headers:
+        if name == b"content-length" and value.isdigit():
+            return int(value)
+    return None
+
+
+def _can_append_sse(headers: Headers) -> bool:
+    """An SSE ``error`` event can close a broken stream when the body is plain SSE."""
+    values = dict(headers)
+    return (
+        values.get(b"content-type", b"").startswith(b"text/event-stream")
+        and b"content-length" not in values
+        and values.get(b"content-encoding", b"identity") == b"identity"
+    )
+
+
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_./:@+-]+")
+
+
+def _field(value: object) -> str:
+    text = "-" if value is None or value == "" else str(value)
+    if _PLAIN_VALUE.fullmatch(text):
+        return text
+    # Quoted and escaped: a path or change list can't break the line (log injection).
+    return '"' + text.encode("unicode_escape").decode("ascii").replace('"', '\\"') + '"'
+
+
+def _access_line(exchange: _Exchange, now: float) -> str:
+    decision = exchange.decision
+    changes = decision.header_values()["caproute-changes"] if decision else None
+    parts = {
+        "method": exchange.method,
+        "path": exchange.path,
+        "status": exchange.status or "-",
+        "outcome": exchange.outcome,
+        "requested": decision.requested_model if decision else None,
+        "model": decision.model if decision else None,
+        "changes": changes,
+        "duration_ms": f"{(now - exchange.started) * 1000:.1f}",
+    }
+    if exchange.client_gone:
+        parts["client"] = "disconnected"
+    if exchange.upstream_broke:
+        parts["upstream"] = "broke"
+    return " ".join(f"{key}={_field(value)}" for key, value in parts.items())
+
+
+def _iso(timestamp: float) -> str | None:
+    if not timestamp:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)

@@ -1,0 +1,123 @@
+"""Which request and response headers cross the proxy, and how credentials are handled.
+
+Pure functions over ASGI-style header lists (``list[tuple[bytes, bytes]]``, names
+lower-cased by the server), so every rule here is unit-testable without a socket.
+
+Why each rule exists:
+
+* Hop-by-hop headers (RFC 9110 §7.6.1) describe one connection, not the message:
+  forwarding ``Connection``, ``Keep-Alive``, ``TE``, ``Trailer``,
+  ``Transfer-Encoding``, ``Upgrade`` or ``Proxy-*`` (or any header *named* in
+  ``Connection``) lets a client steer the upstream connection or smuggle requests.
+* ``Host`` and ``Content-Length`` are recomputed by the HTTP client from the
+  configured upstream and the body actually sent; the caller's values never travel.
+* A header value with CR, LF or NUL is an injection attempt (RFC 9110 §5.5 forbids
+  them). The server's parser normally refuses them first; dropping them here again
+  keeps the guarantee even behind a laxer server.
+* Credentials: in pass-through mode the caller's ``x-api-key`` / ``Authorization``
+  travel unchanged. In own-key mode the caller proves itself with a local token
+  (checked in constant time) and its credentials are stripped, so a token can never
+  reach the upstream and the upstream key never reaches a caller.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from collections.abc import Iterable
+
+Headers = list[tuple[bytes, bytes]]
+"""ASGI header list: lower-case names, raw values."""
+
+HOP_BY_HOP: frozenset[bytes] = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+
+# Recomputed for the outgoing request by the HTTP client (see module docstring).
+_RECOMPUTED_REQUEST_HEADERS: frozenset[bytes] = frozenset({b"host", b"content-length"})
+
+CREDENTIAL_HEADERS: frozenset[bytes] = frozenset({b"x-api-key", b"authorization"})
+
+_FORBIDDEN_VALUE_BYTES = re.compile(rb"[\r\n\x00]")
+
+
+def _named_in_connection(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
+    """Header names listed in ``Connection`` (``Connection: close, x-secret``)."""
+    named: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            named.update(token.strip().lower() for token in value.split(b",") if token.strip())
+    return named
+
+
+def _is_safe_value(value: bytes) -> bool:
+    return _FORBIDDEN_VALUE_BYTES.search(value) is None
+
+
+def _end_to_end(headers: Headers, extra_drop: frozenset[bytes]) -> Headers:
+    drop = HOP_BY_HOP | extra_drop | _named_in_connection(headers)
+    kept: Headers = []
+    for raw_name, value in headers:
+        name = raw_name.lower()
+        if name in drop or name.startswith(b"proxy-") or not _is_safe_value(value):
+            continue
+        kept.append((name, value))
+    return kept
+
+
+def upstream_request_headers(headers: Headers, *, api_key: str | None) -> Headers:
+    """The headers to send upstream for a caller's request.
+
+    Args:
+        headers: The caller's headers as the ASGI server delivered them.
+        api_key: The proxy's own key (own-key mode) or `None` (pass-through mode,
+            the caller's credentials are forwarded as they are).
+
+    Returns:
+        End-to-end headers only, without ``Host`` / ``Content-Length``; in own-key
+        mode the caller's credentials are replaced by ``x-api-key: <api_key>``.
+    """
+    if api_key is None:
+        return _end_to_end(headers, _RECOMPUTED_REQUEST_HEADERS)
+    kept = _end_to_end(headers, _RECOMPUTED_REQUEST_HEADERS | CREDENTIAL_HEADERS)
+    kept.append((b"x-api-key", api_key.encode("latin-1")))
+    return kept
+
+
+def downstream_response_headers(headers: Iterable[tuple[bytes, bytes]]) -> Headers:
+    """The upstream response headers a caller gets (hop-by-hop ones removed)."""
+    return _end_to_end(list(headers), frozenset())
+
+
+def presented_token(headers: Headers) -> bytes | None:
+    """The credential a caller presented: ``x-api-key``, else an ``Authorization: Bearer``.
+
+    SDKs send whichever is configured (``ANTHROPIC_API_KEY`` becomes ``x-api-key``,
+    ``ANTHROPIC_AUTH_TOKEN`` a bearer token), so a local token is accepted in either.
+    """
+    bearer: bytes | None = None
+    for name, value in headers:
+        if name == b"x-api-key":
+            return value.strip()
+        if name == b"authorization":
+            scheme, _, credential = value.strip().partition(b" ")
+            if scheme.lower() == b"bearer" and credential.strip():
+                bearer = credential.strip()
+    return bearer
+
+
+def token_matches(presented: bytes | None, expected: bytes) -> bool:
+    """Constant-time comparison of a presented local token with the configured one."""
+    if presented is None:
+        return False
+    return hmac.compare_digest(presented, expected)

@@ -1,0 +1,80 @@
+"""Run the proxy with uvicorn (the optional extra ``caproute[proxy]``).
+
+uvicorn is imported here and only here, on first use, so the rest of caproute never
+needs it. Settings that matter for a proxy:
+
+* ``timeout_graceful_shutdown``: on SIGTERM/SIGINT stop accepting, let responses in
+  flight (long SSE streams included) finish for up to this many seconds.
+* ``server_header`` / ``date_header`` off: the upstream's own ``date`` and ``server``
+  headers are forwarded; the server adding its own would duplicate them.
+* ``access_log`` off: the proxy writes its own structured line per request
+  (logger ``caproute.access``), which knows the routing outcome.
+* ``lifespan="on"``: the policy watcher and SIGHUP handler live in the lifespan.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import socket
+from typing import Any
+
+from .._exceptions import ConfigError
+from ._config import ProxyConfig
+from ._factory import create_proxy_app
+
+INSTALL_HINT = "caproute serve needs uvicorn: pip install 'caproute[proxy]'"
+
+
+def _uvicorn() -> Any:
+    try:
+        import uvicorn
+    except ImportError as exc:
+        raise ConfigError(INSTALL_HINT) from exc
+    return uvicorn
+
+
+def uvicorn_config(config: ProxyConfig, app: Any | None = None, **overrides: Any) -> Any:
+    """The ``uvicorn.Config`` for `config`.
+
+    Args:
+        config: The proxy configuration.
+        app: The ASGI app to serve (default: `create_proxy_app(config)`).
+        **overrides: Other ``uvicorn.Config`` arguments (e.g. ``log_config=None`` to
+            leave the host application's logging alone).
+    """
+    uvicorn = _uvicorn()
+    settings: dict[str, Any] = dict(
+        host=config.host,
+        port=config.port,
+        lifespan="on",
+        log_level=config.log_level.lower(),
+        access_log=False,
+        server_header=False,
+        date_header=False,
+        proxy_headers=False,  # X-Forwarded-* from callers are not trusted
+        timeout_graceful_shutdown=math.ceil(config.shutdown_timeout),
+        ws="none",
+    )
+    settings.update(overrides)
+    return uvicorn.Config(app if app is not None else create_proxy_app(config), **settings)
+
+
+def serve_proxy(config: ProxyConfig, *, sock: socket.socket | None = None) -> None:
+    """Run the proxy until SIGINT/SIGTERM (blocking).
+
+    Args:
+        config: What to serve.
+        sock: An already bound listening socket (tests bind port 0); default: bind
+            ``config.host:config.port``.
+
+    Raises:
+        ConfigError: uvicorn is not installed, or the configuration is invalid.
+        PolicyError: The policy file is invalid.
+    """
+    uvicorn = _uvicorn()
+    server = uvicorn.Server(uvicorn_config(config))
+    logging.getLogger("caproute.proxy").info(
+        "caproute proxy on http://%s:%s -> %s", config.host, config.port, config.upstream_base
+    )
+    server.run(sockets=[sock] if sock is not None else None)

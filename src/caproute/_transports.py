@@ -1,0 +1,418 @@
+"""Routing transports for httpx2 (the SDK 1.x/2.x stack) and httpx (SDK 0.x and others).
+
+A transport sits under an HTTP client and sees every request it sends, after the
+client has built it (headers, timeouts) and before any socket is touched; wrapping the
+client's own transport keeps its connection pool, proxies and keep-alive settings.
+`RoutingTransport` / `AsyncRoutingTransport` wrap an inner transport and:
+
+* route ``POST …/v1/messages``, ``…/v1/messages/count_tokens`` and
+  ``…/v1/messages/batches`` (each ``requests[].params``) through a `LiveRouter` and
+  the response-driven flow of `caproute._flow`;
+* pass every other request through untouched, body unread (uploads, batch results,
+  model listings stream through as they are);
+* forward the ORIGINAL request object when routing changed nothing, and otherwise
+  rebuild it once: new JSON (compact, serialised once), the stale ``Content-Length`` /
+  ``Transfer-Encoding`` dropped so the client computes a fresh one, ``extensions``
+  (where the client keeps the timeouts) carried over;
+* add the ``caproute-*`` headers (`Decision.header_values`) and
+  ``response.extensions["caproute_decision"]`` to every routed response, and never
+  buffer a success body, so SSE streams reach the caller event by event.
+
+httpx and httpx2 share one API, so there is one implementation (`_Routing` plus the
+two drivers) and thin classes per library. httpx is optional: its classes are built
+on first use by `httpx_transport_classes()`.
+
+These transports never retry by themselves: the SDK's retry loop sits above them and
+calls them once per attempt; the only extra sends are the flow's bounded
+response-driven hops.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Final
+
+import httpx2
+
+from ._core.decision import Decision
+from ._flow import (
+    READS_BODY_ON,
+    Refresh,
+    Refuse,
+    Reply,
+    RoutedCall,
+    Router,
+    Send,
+    endpoint_for,
+    error_of,
+    parse_betas,
+    refusal_body,
+    routing_flow,
+)
+from ._live import DecisionHook, LiveRouter, RegistryInput
+
+if TYPE_CHECKING:
+    import httpx
+
+    from ._core.policy import Policy
+
+__all__ = [
+    "AsyncRoutingTransport",
+    "RoutingTransport",
+    "async_httpx_transport",
+    "httpx_transport",
+    "httpx_transport_classes",
+]
+
+# Headers describing the old body; the rebuilt request gets fresh ones.
+_BODY_HEADERS: Final = frozenset({b"content-length", b"transfer-encoding"})
+# After reading (and decoding) an error body, these no longer describe it.
+_ENCODING_HEADERS: Final = frozenset({b"content-length", b"transfer-encoding", b"content-encoding"})
+
+
+def _make_router(
+    router: Router | None,
+    registry: RegistryInput,
+    policy: Policy | str | Path | None,
+    on_decision: DecisionHook | Sequence[DecisionHook] | None,
+) -> Router:
+    if router is None:
+        return LiveRouter(registry, policy=policy, on_decision=on_decision)
+    if registry is not None or policy is not None or on_decision is not None:
+        raise TypeError("pass either `router` or `registry`/`policy`/`on_decision`, not both")
+    return router
+
+
+class _Routing:
+    """The request/response plumbing shared by every flavour and both drivers."""
+
+    _http: ModuleType  # httpx2 or httpx: the module whose Request/Response we build
+    _inner: Any
+    _router: Router
+
+    @property
+    def router(self) -> Router:
+        """The router deciding for this transport (a `LiveRouter` unless you passed one)."""
+        return self._router
+
+    def _call(self, request: Any, endpoint: Any, content: bytes) -> RoutedCall | None:
+        """The parsed call, or `None` (after reporting a passthrough) if not a JSON object."""
+        try:
+            # JSON request bodies are UTF-8 (RFC 8259 §8.1): decoding directly skips
+            # json's encoding sniffing; anything else still gets json's own detection.
+            body = json.loads(content.decode())
+        except UnicodeDecodeError:
+            body = _loads_or_none(content)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            self._router.report(_passthrough("the request body is not a JSON object"))
+            return None
+        headers = request.headers
+        return RoutedCall(
+            body=body,
+            endpoint=endpoint,
+            api_version=headers.get("anthropic-version"),
+            betas=parse_betas(headers.get_list("anthropic-beta")),
+            headers=headers,
+        )
+
+    def _outgoing(self, request: Any, send: Send) -> Any:
+        """The request to send for `send`: the original one when nothing changed."""
+        if not send.changed:
+            return request
+        content = json.dumps(send.body, separators=(",", ":")).encode()
+        headers = [(k, v) for k, v in request.headers.raw if k.lower() not in _BODY_HEADERS]
+        return self._http.Request(
+            request.method,
+            request.url,
+            headers=headers,
+            content=content,
+            extensions=request.extensions,
+        )
+
+    def _buffered(self, response: Any, content: bytes) -> Any:
+        """A response equivalent to `response`, whose (decoded) body is `content`."""
+        headers = [(k, v) for k, v in response.headers.raw if k.lower() not in _ENCODING_HEADERS]
+        return self._http.Response(
+            response.status_code,
+            headers=headers,
+            content=content,
+            request=response.request if _has_request(response) else None,
+            extensions=response.extensions,
+        )
+
+    def _refusal(self, request: Any, decision: Decision) -> Any:
+        """The local API-shaped 400 for a request the policy rejects."""
+        headers = {
+            "content-type": "application/json",
+            # Retrying cannot change the policy's verdict; tell the SDK not to.
+            "x-should-retry": "false",
+            **decision.header_values(),
+        }
+        return self._http.Response(
+            400,
+            headers=headers,
+            content=refusal_body(decision),
+            request=request,
+            extensions={"caproute_decision": decision},
+        )
+
+
+def _deliver(response: Any, decision: Decision) -> Any:
+    _add_headers(response.headers, decision.header_values())
+    # Copy rather than mutate: a transport may hand out a read-only mapping.
+    response.extensions = {**response.extensions, "caproute_decision": decision}
+    return response
+
+
+def _add_headers(headers: Any, values: dict[str, str]) -> None:
+    """Add the ``caproute-*`` headers to a response's headers.
+
+    ``Headers.update`` re-encodes and rescans the whole list for every key it sets
+    (10-15 µs here, a percent of a small loopback request), so when the response has no
+    ``caproute-*`` header yet (always, unless it passed through another caproute) the
+    entries are appended directly to the multi-dict's list, in the exact
+    ``(raw key, lower-cased key, value)`` form httpx and httpx2 both store.
+    """
+    entries = getattr(headers, "_list", None)
+    if isinstance(entries, list) and not any(
+        entry[1].startswith(b"caproute-") for entry in entries
+    ):
+        # Keys are lower-case ASCII and values latin-1-safe (`Decision.header_values`).
+        entries.extend((k.encode(), k.encode(), v.encode("latin-1")) for k, v in values.items())
+        return
+    headers.update(values)
+
+
+def _loads_or_none(content: bytes) -> Any:
+    try:
+        return json.loads(content)
+    except ValueError:
+        return None
+
+
+def _has_request(response: Any) -> bool:
+    try:
+        response.request  # noqa: B018 - the property raises when no request is attached
+    except RuntimeError:
+        return False
+    return True
+
+
+def _passthrough(reason: str) -> Decision:
+    return Decision(outcome="passthrough", requested_model=None, model=None, reason=reason)
+
+
+class _SyncRouting(_Routing):
+    """The sync driver of the routing flow."""
+
+    def handle_request(self, request: Any) -> Any:
+        """Route a Messages request (or pass anything else through) and return the response."""
+        endpoint = endpoint_for(request.method, request.url.path)
+        if endpoint is None:
+            return self._inner.handle_request(request)
+        call = self._call(request, endpoint, request.read())
+        if call is None:
+            return self._inner.handle_request(request)
+        flow = routing_flow(self._router, call)
+        action = next(flow)
+        response: Any = None
+        sent: Send | None = None
+        while True:
+            reply: Reply | None = None
+            if isinstance(action, Refuse):
+                return self._refusal(request, action.decision)
+            if isinstance(action, Refresh):
+                self._router.refresh()
+            else:
+                if response is not None:
+                    response.close()  # a hop past this answer: release its connection
+                sent = action
+                response = self._inner.handle_request(self._outgoing(request, action))
+                response, reply = self._inspect(response)
+            try:
+                action = flow.send(reply)
+            except StopIteration:
+                assert sent is not None
+                return _deliver(response, sent.decision)
+
+    def _inspect(self, response: Any) -> tuple[Any, Reply]:
+        if response.status_code not in READS_BODY_ON:
+            return response, Reply(response.status_code)
+        content = response.read()
+        response.close()
+        return self._buffered(response, content), Reply(response.status_code, *error_of(content))
+
+    def close(self) -> None:
+        """Close the inner transport."""
+        self._inner.close()
+
+
+class _AsyncRouting(_Routing):
+    """The async driver of the routing flow (same steps as `_SyncRouting`, awaited)."""
+
+    async def handle_async_request(self, request: Any) -> Any:
+        """Route a Messages request (or pass anything else through) and return the response."""
+        endpoint = endpoint_for(request.method, request.url.path)
+        if endpoint is None:
+            return await self._inner.handle_async_request(request)
+        call = self._call(request, endpoint, await request.aread())
+        if call is None:
+            return await self._inner.handle_async_request(request)
+        await self._router.acurrent()
+        flow = routing_flow(self._router, call)
+        action = next(flow)
+        response: Any = None
+        sent: Send | None = None
+        while True:
+            reply: Reply | None = None
+            if isinstance(action, Refuse):
+                return self._refusal(request, action.decision)
+            if isinstance(action, Refresh):
+                await self._router.arefresh()
+            else:
+                if response is not None:
+                    await response.aclose()
+                sent = action
+                response = await self._inner.handle_async_request(self._outgoing(request, action))
+                response, reply = await self._inspect(response)
+            try:
+                action = flow.send(reply)
+            except StopIteration:
+                assert sent is not None
+                return _deliver(response, sent.decision)
+
+    async def _inspect(self, response: Any) -> tuple[Any, Reply]:
+        if response.status_code not in READS_BODY_ON:
+            return response, Reply(response.status_code)
+        content = await response.aread()
+        await response.aclose()
+        return self._buffered(response, content), Reply(response.status_code, *error_of(content))
+
+    async def aclose(self) -> None:
+        """Close the inner transport."""
+        await self._inner.aclose()
+
+
+class RoutingTransport(_SyncRouting, httpx2.BaseTransport):
+    """An httpx2 transport that routes Messages requests before `inner` sends them.
+
+    Args:
+        inner: The transport that does the IO (default: a new ``httpx2.HTTPTransport``).
+        router: A shared `LiveRouter` (or anything implementing `caproute._flow.Router`).
+            Without one, a `LiveRouter` is built from `registry`, `policy` and
+            `on_decision`.
+        registry: A `Registry` or a registry fetcher (see `LiveRouter`).
+        policy: A `Policy`, a policy file path, or `None` for the defaults.
+        on_decision: Hook(s) receiving every `Decision`.
+
+    Example:
+        >>> client = httpx2.Client(transport=RoutingTransport(policy="routing.yaml"))
+    """
+
+    _http = httpx2
+
+    def __init__(
+        self,
+        inner: httpx2.BaseTransport | None = None,
+        *,
+        router: Router | None = None,
+        registry: RegistryInput = None,
+        policy: Policy | str | Path | None = None,
+        on_decision: DecisionHook | Sequence[DecisionHook] | None = None,
+    ) -> None:
+        self._inner = inner if inner is not None else httpx2.HTTPTransport()
+        self._router = _make_router(router, registry, policy, on_decision)
+
+
+class AsyncRoutingTransport(_AsyncRouting, httpx2.AsyncBaseTransport):
+    """The async twin of `RoutingTransport` (inner default: ``httpx2.AsyncHTTPTransport``)."""
+
+    _http = httpx2
+
+    def __init__(
+        self,
+        inner: httpx2.AsyncBaseTransport | None = None,
+        *,
+        router: Router | None = None,
+        registry: RegistryInput = None,
+        policy: Policy | str | Path | None = None,
+        on_decision: DecisionHook | Sequence[DecisionHook] | None = None,
+    ) -> None:
+        self._inner = inner if inner is not None else httpx2.AsyncHTTPTransport()
+        self._router = _make_router(router, registry, policy, on_decision)
+
+
+@functools.cache
+def httpx_transport_classes() -> tuple[type[httpx.BaseTransport], type[httpx.AsyncBaseTransport]]:
+    """The ``(sync, async)`` routing transport classes for the `httpx` library.
+
+    Built on first call so that httpx stays optional (``pip install caproute[httpx]``);
+    same constructor arguments as `RoutingTransport` / `AsyncRoutingTransport`.
+
+    Raises:
+        ImportError: httpx is not installed (with an install hint).
+    """
+    try:
+        import httpx
+    except ImportError as exc:  # pragma: no cover - httpx is in the dev environment
+        raise ImportError("the httpx transports need httpx: pip install 'caproute[httpx]'") from exc
+
+    class HttpxRoutingTransport(_SyncRouting, httpx.BaseTransport):
+        """`RoutingTransport` for httpx clients (anthropic 0.x and other libraries)."""
+
+        _http = httpx
+
+        def __init__(
+            self,
+            inner: httpx.BaseTransport | None = None,
+            *,
+            router: Router | None = None,
+            registry: RegistryInput = None,
+            policy: Policy | str | Path | None = None,
+            on_decision: DecisionHook | Sequence[DecisionHook] | None = None,
+        ) -> None:
+            self._inner = inner if inner is not None else httpx.HTTPTransport()
+            self._router = _make_router(router, registry, policy, on_decision)
+
+    class AsyncHttpxRoutingTransport(_AsyncRouting, httpx.AsyncBaseTransport):
+        """`AsyncRoutingTransport` for httpx clients."""
+
+        _http = httpx
+
+        def __init__(
+            self,
+            inner: httpx.AsyncBaseTransport | None = None,
+            *,
+            router: Router | None = None,
+            registry: RegistryInput = None,
+            policy: Policy | str | Path | None = None,
+            on_decision: DecisionHook | Sequence[DecisionHook] | None = None,
+        ) -> None:
+            self._inner = inner if inner is not None else httpx.AsyncHTTPTransport()
+            self._router = _make_router(router, registry, policy, on_decision)
+
+    for cls in (HttpxRoutingTransport, AsyncHttpxRoutingTransport):
+        cls.__qualname__ = cls.__name__  # repr and tracebacks: no "<locals>" noise
+    return HttpxRoutingTransport, AsyncHttpxRoutingTransport
+
+
+def httpx_transport(
+    inner: httpx.BaseTransport | None = None, **options: Any
+) -> httpx.BaseTransport:
+    """A routing transport for a sync `httpx` client (options as for `RoutingTransport`)."""
+    sync_cls, _ = httpx_transport_classes()
+    return sync_cls(inner, **options)  # type: ignore[call-arg]
+
+
+def async_httpx_transport(
+    inner: httpx.AsyncBaseTransport | None = None, **options: Any
+) -> httpx.AsyncBaseTransport:
+    """A routing transport for an async `httpx` client (options as for `AsyncRoutingTransport`)."""
+    _, async_cls = httpx_transport_classes()
+    return async_cls(inner, **options)  # type: ignore[call-arg]

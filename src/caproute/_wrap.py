@@ -1,0 +1,310 @@
+"""`wrap(client)`: the same SDK client, with every Messages request routed.
+
+`wrap` returns ``client.with_options(http_client=routed)``, the SDK's own way to copy
+a client with one option changed, so the result has the original's class, methods,
+types, retries, timeouts, headers and ``with_options`` (``http_client=`` and
+``with_options`` exist on every SDK version, 0.x included). ``routed`` is a new HTTP
+client of the same library (httpx2 for SDK 1.x/2.x, httpx for 0.x) whose transport,
+and each mounted proxy transport, is a routing transport wrapping the ORIGINAL
+client's transport. Wrapping instead of rebuilding keeps everything that lives in the
+transport: the connection pool (shared with the original client), the SDK's TCP
+keep-alive socket options, proxies from the environment, TLS settings, and any custom
+transport the caller installed. Client-level settings (timeout, redirects, event
+hooks, default headers, auth, base URL) are copied over.
+
+Why the transport and not the SDK middleware by default: it is the cheaper path (a
+pass-through transport costs about 0% per small request, an empty SDK middleware about
+5-7%; see docs/performance.md), it works on SDK versions without middleware and it can
+add response headers. ``via="middleware"`` picks the middleware path instead.
+
+`routed_http_client` / `routed_async_http_client` hand out routed clients with the
+SDK's defaults for libraries that take an HTTP client.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import httpx2
+
+from ._live import DecisionHook, LiveRouter, RegistryInput
+from ._transports import AsyncRoutingTransport, RoutingTransport, httpx_transport_classes
+
+if TYPE_CHECKING:
+    from ._core.policy import Policy
+    from ._flow import Router
+
+__all__ = ["routed_async_http_client", "routed_http_client", "wrap"]
+
+ClientT = TypeVar("ClientT")
+
+Flavour = Literal["httpx2", "httpx"]
+
+# The SDK's defaults (anthropic `_constants.py`), used for clients we create from scratch.
+_DEFAULT_TIMEOUT_S = 600.0
+_DEFAULT_CONNECT_TIMEOUT_S = 5.0
+_DEFAULT_MAX_CONNECTIONS = 1000
+_DEFAULT_MAX_KEEPALIVE = 100
+# Client settings worth carrying over to the routed copy (transport settings travel
+# with the wrapped transport itself).
+_CLIENT_SETTINGS = (
+    "auth",
+    "params",
+    "headers",
+    "cookies",
+    "timeout",
+    "follow_redirects",
+    "max_redirects",
+    "event_hooks",
+    "base_url",
+    "trust_env",
+)
+
+
+def wrap(
+    client: ClientT,
+    *,
+    policy: Policy | str | Path | None = None,
+    registry: RegistryInput = None,
+    on_decision: DecisionHook | Sequence[DecisionHook] | None = None,
+    router: Router | None = None,
+    via: Literal["transport", "middleware"] = "transport",
+) -> ClientT:
+    """A copy of an ``anthropic.Anthropic`` / ``AsyncAnthropic`` client that routes requests.
+
+    Args:
+        client: The SDK client (any ``anthropic`` ≥ 0.108, sync or async). It is not
+            modified and keeps working unrouted.
+        policy: A `Policy`, a policy file path, or `None` for the defaults.
+        registry: A `Registry` or a registry fetcher. Default: a fetcher reading
+            ``GET /v1/models`` from the client's own base URL with its credentials
+            (starting from the offline snapshot, refreshed in the background).
+        on_decision: Hook(s) receiving every `Decision`.
+        router: A shared `LiveRouter` instead of `policy` / `registry` / `on_decision`.
+        via: ``"transport"`` (default, fastest, adds ``caproute-*`` response headers)
+            or ``"middleware"`` (the SDK middleware; see docs/sdk.md for how it reports).
+
+    Returns:
+        A client of the same class: same methods, types, retries, timeouts and
+        ``with_options``. ``client.messages.with_raw_response.create(...)`` exposes the
+        ``caproute-*`` headers.
+
+    Raises:
+        TypeError: `client` is not an anthropic SDK client.
+    """
+    http_client = getattr(client, "_client", None)
+    with_options = getattr(client, "with_options", None)
+    if http_client is None or with_options is None:
+        raise TypeError(f"expected an anthropic.Anthropic or AsyncAnthropic client, got {client!r}")
+    if router is None and registry is None:
+        registry = _fetcher_for(client, is_async=_is_async(http_client))
+    live = _router(router, policy, registry, on_decision)
+    if via == "middleware":
+        from ._middleware import middleware
+
+        existing = tuple(getattr(client, "middleware", ()) or ())
+        routed_client: ClientT = with_options(middleware=[*existing, middleware(router=live)])
+        return routed_client
+    if via != "transport":
+        raise ValueError(f"via must be 'transport' or 'middleware', not {via!r}")
+    routed_client = with_options(http_client=routed_copy(http_client, live))
+    return routed_client
+
+
+def routed_copy(http_client: Any, router: Router) -> Any:
+    """A client like `http_client` (httpx2 or httpx, sync or async) whose transports route.
+
+    The copy shares the original's transports (and so its connection pool) and keeps a
+    reference to the original, so the original being garbage-collected, whose SDK
+    wrapper closes it in ``__del__``, never pulls the pool from under the copy.
+    """
+    module = _module_of(http_client)
+    is_async = isinstance(http_client, module.AsyncClient)
+    wrap_transport = _transport_factory(module, is_async, router)
+    mounts = {
+        pattern.pattern: None if transport is None else wrap_transport(transport)
+        for pattern, transport in http_client._mounts.items()
+    }
+    settings = {name: getattr(http_client, name) for name in _CLIENT_SETTINGS}
+    cls = module.AsyncClient if is_async else module.Client
+    copy = cls(transport=wrap_transport(http_client._transport), mounts=mounts, **settings)
+    copy._caproute_original = http_client
+    return copy
+
+
+def routed_http_client(
+    *,
+    policy: Policy | str | Path | None = None,
+    registry: RegistryInput = None,
+    on_decision: DecisionHook | Sequence[DecisionHook] | None = None,
+    router: Router | None = None,
+    flavour: Flavour = "httpx2",
+    **client_options: Any,
+) -> Any:
+    """A new sync HTTP client (``httpx2.Client``, or ``httpx.Client`` with ``flavour="httpx"``)
+    that routes Messages requests, with the anthropic SDK's defaults.
+
+    Defaults, as the SDK's ``DefaultHttpxClient``: timeout 600 s (connect 5 s), 1000
+    connections / 100 keep-alive, redirects followed, TCP keep-alive probes. Transport
+    options (``verify``, ``cert``, ``http1``, ``http2``, ``limits``, ``trust_env``) go
+    to the inner transport, everything else to the client.
+
+    Example:
+        >>> anthropic.Anthropic(http_client=routed_http_client(policy="routing.yaml"))
+    """
+    return _new_client(
+        flavour, False, _router(router, policy, registry, on_decision), client_options
+    )
+
+
+def routed_async_http_client(
+    *,
+    policy: Policy | str | Path | None = None,
+    registry: RegistryInput = None,
+    on_decision: DecisionHook | Sequence[DecisionHook] | None = None,
+    router: Router | None = None,
+    flavour: Flavour = "httpx2",
+    **client_options: Any,
+) -> Any:
+    """The async twin of `routed_http_client` (``httpx2.AsyncClient`` / ``httpx.AsyncClient``)."""
+    return _new_client(
+        flavour, True, _router(router, policy, registry, on_decision), client_options
+    )
+
+
+def _router(
+    router: Router | None,
+    policy: Policy | str | Path | None,
+    registry: RegistryInput,
+    on_decision: DecisionHook | Sequence[DecisionHook] | None,
+) -> Router:
+    if router is not None:
+        if policy is not None or registry is not None or on_decision is not None:
+            raise TypeError("pass either `router` or `policy`/`registry`/`on_decision`, not both")
+        return router
+    return LiveRouter(registry, policy=policy, on_decision=on_decision)
+
+
+def _fetcher_for(client: Any, *, is_async: bool) -> Any:
+    """A registry fetcher talking to the client's own API endpoint with its credentials.
+
+    Refreshes then read the same lineup the client's requests go to (a gateway, a
+    regional endpoint, a test server). Without credentials there is nothing to fetch
+    with, and the offline registry is used.
+    """
+    api_key = getattr(client, "api_key", None)
+    auth_token = getattr(client, "auth_token", None)
+    if not (isinstance(api_key, str) and api_key) and not (
+        isinstance(auth_token, str) and auth_token
+    ):
+        return None
+    from ._fetch import AsyncRegistryFetcher, RegistryFetcher
+
+    http_client = client._client
+    # Lend the fetcher the client's transport (its pool, proxies, TLS settings) when it
+    # is an httpx2 one; the fetcher's own short-lived clients add the fetch timeout.
+    transport: Any = None
+    if _module_of(http_client) is httpx2:
+        lent = _LentAsyncTransport if is_async else _LentTransport
+        transport = lent(http_client._transport)
+    options: dict[str, Any] = {
+        "api_key": api_key if isinstance(api_key, str) else None,
+        "auth_token": auth_token if isinstance(auth_token, str) else None,
+        "base_url": str(client.base_url),
+        "transport": transport,
+    }
+    return AsyncRegistryFetcher(**options) if is_async else RegistryFetcher(**options)
+
+
+class _LentTransport(httpx2.BaseTransport):
+    """Another client's transport, lent out: closing the borrower leaves it open.
+
+    The registry fetcher closes the client it makes after every fetch; closing the
+    transport itself would close the connection pool the SDK client is still using.
+    """
+
+    def __init__(self, inner: httpx2.BaseTransport) -> None:
+        self._inner = inner
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        """Send through the lent transport."""
+        return self._inner.handle_request(request)
+
+
+class _LentAsyncTransport(httpx2.AsyncBaseTransport):
+    """The async twin of `_LentTransport`."""
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        """Send through the lent transport."""
+        return await self._inner.handle_async_request(request)
+
+
+def _is_async(http_client: Any) -> bool:
+    return bool(isinstance(http_client, _module_of(http_client).AsyncClient))
+
+
+def _module_of(http_client: Any) -> Any:
+    if isinstance(http_client, httpx2.Client | httpx2.AsyncClient):
+        return httpx2
+    httpx = sys.modules.get("httpx")  # not imported: then it can't be an httpx client
+    if httpx is not None and isinstance(http_client, httpx.Client | httpx.AsyncClient):
+        return httpx
+    raise TypeError(f"expected an httpx2 or httpx client, got {type(http_client).__name__}")
+
+
+def _transport_factory(module: Any, is_async: bool, router: Router) -> Any:
+    if module is httpx2:
+        cls: Any = AsyncRoutingTransport if is_async else RoutingTransport
+    else:
+        sync_cls, async_cls = httpx_transport_classes()
+        cls = async_cls if is_async else sync_cls
+    return lambda inner: cls(inner, router=router)
+
+
+def _keepalive_socket_options() -> list[tuple[int, int, int]]:
+    # The SDK's DefaultHttpxClient sets these so idle connections behind NATs and load
+    # balancers are probed instead of silently dropped.
+    options = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+    for name, value in (("TCP_KEEPINTVL", 60), ("TCP_KEEPCNT", 5), ("TCP_KEEPIDLE", 60)):
+        if (flag := getattr(socket, name, None)) is not None:
+            options.append((socket.IPPROTO_TCP, flag, value))
+    return options
+
+
+def _new_client(flavour: Flavour, is_async: bool, router: Router, options: dict[str, Any]) -> Any:
+    if flavour == "httpx2":
+        module: Any = httpx2
+    elif flavour == "httpx":
+        import httpx
+
+        module = httpx
+    else:
+        raise ValueError(f"flavour must be 'httpx2' or 'httpx', not {flavour!r}")
+    transport_options: dict[str, Any] = {
+        key: options.pop(key)
+        for key in ("verify", "cert", "http1", "http2", "limits", "trust_env")
+        if key in options
+    }
+    transport_options.setdefault(
+        "limits",
+        module.Limits(
+            max_connections=_DEFAULT_MAX_CONNECTIONS,
+            max_keepalive_connections=_DEFAULT_MAX_KEEPALIVE,
+        ),
+    )
+    transport_options["socket_options"] = _keepalive_socket_options()
+    options.setdefault(
+        "timeout", module.Timeout(_DEFAULT_TIMEOUT_S, connect=_DEFAULT_CONNECT_TIMEOUT_S)
+    )
+    options.setdefault("follow_redirects", True)
+    inner_cls = module.AsyncHTTPTransport if is_async else module.HTTPTransport
+    transport = _transport_factory(module, is_async, router)(inner_cls(**transport_options))
+    client_cls = module.AsyncClient if is_async else module.Client
+    return client_cls(transport=transport, **options)

@@ -1,0 +1,89 @@
+"""A fake Anthropic API for tests: a real HTTP server on 127.0.0.1 that validates like the API.
+
+Use it to test routing offline: a request the real API would reject (a PDF sent to a
+model without ``pdf_input``, ``temperature`` under API version 2026-10-21, a
+``budget_tokens`` not below ``max_tokens``...) is rejected here too, with the API's
+status, error body and a message naming the offending JSON path.
+
+Quick start::
+
+    from caproute.testing import FakeAnthropic, make_model
+
+    models = [
+        make_model("claude-big-2", max_tokens=128_000),
+        make_model("claude-small-1", unsupported=["image_input", "effort.max"]),
+    ]
+    with FakeAnthropic(models=models, api_key="test-key") as fake:
+        fake.url                           # "http://127.0.0.1:53127"
+        client = fake.client()             # anthropic.Anthropic(base_url=fake.url, ...)
+        client.messages.create(model="claude-small-1", max_tokens=100,
+                               messages=[{"role": "user", "content": "hi"}])
+        fake.requests[-1].model            # "claude-small-1"
+        fake.count("/v1/messages")         # 1
+
+Endpoints: ``GET /v1/models`` (``limit`` 1..1000, ``after_id``, ``before_id``,
+``lifecycle[]``; default active+deprecated; ``beta=true`` ignored),
+``GET /v1/models/{id_or_alias}``, ``POST /v1/messages`` (JSON or SSE with
+``"stream": true``), ``POST /v1/messages/count_tokens``, and Message Batches
+(``POST/GET /v1/messages/batches``, ``GET .../{id}``, ``POST .../{id}/cancel``,
+``GET .../{id}/results`` (JSONL), ``DELETE .../{id}``). A batch ends the first time it
+is retrieved; cancel it before that and every item comes back ``canceled``. Invalid
+batch items come back as ``errored`` result lines, as in the API. Every request
+needs an ``anthropic-version`` header (``2023-06-01`` or ``2026-10-21``).
+
+Catalogue: ``models=`` takes Models API dicts, newest first; `make_model` builds one
+that supports everything except the dotted paths in ``unsupported=``. Default: the
+models of caproute's embedded registry snapshot (or a small built-in lineup).
+Aliases: ``aliases={"claude-x": "claude-x-20250101"}``, and dated ids always answer
+to their undated alias. Change it while running::
+
+    fake.set_models([...])
+    fake.update_model("claude-small-1", unsupported=["pdf_input"], max_tokens=4096)
+    fake.update_model("claude-small-1", capabilities={"batch": {"supported": False}})
+    fake.retire("claude-small-1")          # unlisted by default; inference → 404
+    fake.overload("claude-big-2")          # every /v1/messages call → 529 until...
+    fake.clear_overload("claude-big-2")
+
+Faults (per-path FIFO, consumed one per request; a path ending in ``*`` is a
+prefix)::
+
+    fake.faults.add("/v1/models", status=429, headers={"retry-after": "2"}, times=1)
+    fake.faults.add("/v1/models", status=500, x_should_retry=False)
+    fake.faults.add("/v1/models", delay=0.5)            # slow, then a normal answer
+    fake.faults.add("/v1/models", malformed=True)       # 200 with invalid JSON
+    fake.faults.add("/v1/models", truncated=True)       # connection dropped mid-body
+    fake.faults.add("/v1/messages", truncated=True)     # SSE stream cut halfway
+    fake.faults.add("/v1/messages", stream_error="overloaded_error")  # SSE error event
+    fake.faults.add("/v1/models*", status=503, times=None)  # until fake.faults.clear()
+
+Introspection: ``fake.requests`` (`RecordedRequest`: method, path, query, lower-cased
+headers, parsed JSON body, requested model), ``fake.count(prefix)``; ``fake.reset()``
+restores the state after construction (catalogue included). ``fake.stream_delay``
+sets the pause between SSE events (none before the first), for time-to-first-byte
+tests. ``fake.headers()`` gives auth + version headers for hand-made requests.
+
+pytest: add ``pytest_plugins = ["caproute.testing.pytest_plugin"]`` to a conftest for
+a ``fake_anthropic`` fixture (default catalogue, ``api_key="test-key"``), or write
+your own fixture around ``with FakeAnthropic(...) as fake: yield fake``. Starting
+and stopping take a few milliseconds; a module-scoped fake plus ``fake.reset()`` is
+cheaper still.
+
+Not imported by ``import caproute``; importing this package pulls in uvicorn but not
+the anthropic SDK (``fake.client()`` imports it when called).
+"""
+
+from __future__ import annotations
+
+from ._app import RecordedRequest
+from ._catalogue import builtin_models, make_model
+from ._faults import Fault, FaultQueue
+from ._server import FakeAnthropic
+
+__all__ = [
+    "FakeAnthropic",
+    "Fault",
+    "FaultQueue",
+    "RecordedRequest",
+    "builtin_models",
+    "make_model",
+]

@@ -1,0 +1,584 @@
+"""The fake API as a pure ASGI application (no web framework).
+
+One request goes: read the body (size-capped) → record it → apply the next queued
+fault → authenticate → check ``anthropic-version`` → route → answer. Handlers
+return a response *description* (`_Json`, `_Raw`, `_Stream`); one writer puts it
+on the wire, which is where the fault modifiers that act mid-answer (truncation,
+a stream error event) live, so every endpoint gets them for free.
+
+All state sits in `FakeState`, shared with the `FakeAnthropic` handle in the test
+thread; it is guarded by ``state.lock`` (the catalogue and fault queue have their
+own locks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+from ._catalogue import Catalogue, lifecycle_of
+from ._faults import Fault, FaultQueue
+from ._validation import check_api_version, resolve_model, validate_params
+from ._wire import (
+    ApiError,
+    default_message,
+    error_body,
+    error_type_for,
+    estimate_tokens,
+    message,
+    new_id,
+    rfc3339,
+    sse,
+    stream_events,
+)
+
+__all__ = ["DeliberateDisconnect", "FakeApp", "FakeState", "RecordedRequest"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Reply = Callable[[dict[str, Any], str], str]
+
+MIB = 1024 * 1024
+_MESSAGES_LIMIT = 32 * MIB  # api-facts §5: Messages and count_tokens
+_BATCH_LIMIT = 256 * MIB  # api-facts §5: Batches
+_RECORD_JSON_LIMIT = 4 * MIB  # bigger bodies are recorded without their parsed JSON
+_LIFECYCLES = frozenset({"active", "deprecated", "retired"})
+_CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+_MALFORMED_BODY = b'{"data": [{"type": "model", "id": '
+
+
+class DeliberateDisconnect(Exception):
+    """Raised inside the app to drop the connection mid-answer (a truncation fault)."""
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the fake received it."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    """Query parameters; repeated keys keep every value (``lifecycle[]``)."""
+    headers: dict[str, str] = field(repr=False)
+    """Lower-cased names; repeated headers joined with ``,``. Left out of repr: it holds the key."""
+    body: Any
+    """The parsed JSON body, or `None` (no body, not JSON, or too big to keep)."""
+    model: str | None
+    """The ``model`` field of a JSON body, as sent (before alias resolution)."""
+    request_id: str
+
+
+@dataclass
+class _Batch:
+    id: str
+    created_at: datetime
+    results: list[dict[str, Any]]
+    status: str = "in_progress"
+    ended_at: datetime | None = None
+    cancel_initiated_at: datetime | None = None
+
+
+@dataclass
+class FakeState:
+    """Everything the app knows; shared with the test thread under `lock`."""
+
+    catalogue: Catalogue
+    faults: FaultQueue
+    api_key: str | None
+    reply: Reply
+    stream_delay: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    closing: threading.Event = field(default_factory=threading.Event)
+    requests: list[RecordedRequest] = field(default_factory=list)
+    overloads: dict[str, int] = field(default_factory=dict)
+    batches: dict[str, _Batch] = field(default_factory=dict)
+
+
+# -- response descriptions -------------------------------------------------------------------
+
+
+@dataclass
+class _Json:
+    body: Any
+    status: int = 200
+
+
+@dataclass
+class _Raw:
+    data: bytes
+    content_type: str
+    status: int = 200
+
+
+@dataclass
+class _Stream:
+    events: list[dict[str, Any]]
+
+
+_Response = _Json | _Raw | _Stream
+
+
+@dataclass
+class _Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    raw_body: bytes
+    too_large: bool
+    base_url: str
+    request_id: str
+
+    def json(self) -> dict[str, Any]:
+        """The body as a JSON object, or a 400 like the API's."""
+        try:
+            value = json.loads(self.raw_body)
+        except ValueError as exc:
+            raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise ApiError(400, "request body must be a JSON object")
+        return value
+
+    def param(self, name: str) -> str | None:
+        values = self.query.get(name)
+        return values[-1] if values else None
+
+
+class FakeApp:
+    """The ASGI callable. Construct with a `FakeState`; serve with any ASGI server."""
+
+    def __init__(self, state: FakeState) -> None:
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return  # lifespan is off; websockets are not part of the API
+        request = await self._read_request(scope, receive)
+        self._record(request)
+        fault = self.state.faults.take(request.method, request.path)
+        try:
+            response = await self._answer(request, fault)
+        except ApiError as exc:
+            response = _Json(
+                error_body(exc.error_type, exc.message, request.request_id), exc.status
+            )
+        await self._write(send, request, response, fault)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def _read_request(self, scope: Scope, receive: Receive) -> _Request:
+        path = scope["path"]
+        limit = _BATCH_LIMIT if path.startswith("/v1/messages/batches") else _MESSAGES_LIMIT
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            event = await receive()
+            if event["type"] == "http.disconnect":
+                break
+            chunk = event.get("body", b"")
+            size += len(chunk)
+            if size <= limit:  # past the limit keep draining, stop buffering
+                chunks.append(chunk)
+            more = event.get("more_body", False)
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in scope["headers"]:
+            name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+            headers[name] = f"{headers[name]},{value}" if name in headers else value
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        return _Request(
+            method=scope["method"],
+            path=path,
+            query=query,
+            headers=headers,
+            raw_body=b"".join(chunks),
+            too_large=size > limit,
+            base_url=f"http://{headers.get('host', '127.0.0.1')}",
+            request_id=new_id("req_"),
+        )
+
+    def _record(self, request: _Request) -> None:
+        body: Any = None
+        if (
+            request.raw_body
+            and not request.too_large
+            and len(request.raw_body) <= _RECORD_JSON_LIMIT
+        ):
+            try:
+                body = json.loads(request.raw_body)
+            except ValueError:
+                body = None
+        model = body.get("model") if isinstance(body, dict) else None
+        recorded = RecordedRequest(
+            method=request.method,
+            path=request.path,
+            query=request.query,
+            headers=request.headers,
+            body=body,
+            model=model if isinstance(model, str) else None,
+            request_id=request.request_id,
+        )
+        with self.state.lock:
+            self.state.requests.append(recorded)
+
+    # -- answering ---------------------------------------------------------------------------
+
+    async def _answer(self, request: _Request, fault: Fault | None) -> _Response:
+        if fault is not None:
+            await self._sleep(fault.delay)
+            if fault.status is not None:
+                return self._fault_response(request, fault, fault.status)
+            if fault.malformed:
+                return _Raw(_MALFORMED_BODY, "application/json")
+        if request.too_large:
+            raise ApiError(413, "Request exceeds the maximum allowed number of bytes.")
+        self._authenticate(request)
+        return await self._route(request)
+
+    def _fault_response(self, request: _Request, fault: Fault, status: int) -> _Response:
+        if isinstance(fault.body, bytes | str):
+            data = fault.body.encode() if isinstance(fault.body, str) else fault.body
+            return _Raw(data, "application/json", status)
+        if fault.body is not None:
+            return _Json(fault.body, status)
+        error_type = fault.error_type or error_type_for(status)
+        text = fault.message or default_message(status)
+        return _Json(error_body(error_type, text, request.request_id), status)
+
+    def _authenticate(self, request: _Request) -> None:
+        key = self.state.api_key
+        if key is None:
+            return
+        if request.headers.get("x-api-key") == key:
+            return
+        if request.headers.get("authorization") == f"Bearer {key}":
+            return
+        raise ApiError(401, "invalid x-api-key", "authentication_error")
+
+    async def _route(self, request: _Request) -> _Response:
+        parts = request.path.strip("/").split("/")
+        method = request.method
+        if parts[:2] != ["v1", "models"] and parts[:2] != ["v1", "messages"]:
+            raise ApiError(404, f"Not found: {method} {request.path}", "not_found_error")
+        version = check_api_version(request.headers.get("anthropic-version"))
+        tail = parts[2:]
+        if parts[1] == "models":
+            if method == "GET" and not tail:
+                return self._list_models(request)
+            if method == "GET" and len(tail) == 1:
+                return self._get_model(unquote(tail[0]))
+        elif not tail and method == "POST":
+            return await self._create_message(request, version)
+        elif tail == ["count_tokens"] and method == "POST":
+            return self._count_tokens(request, version)
+        elif tail[:1] == ["batches"]:
+            return self._batches(request, version, tail[1:])
+        raise ApiError(404, f"Not found: {method} {request.path}", "not_found_error")
+
+    # -- models ------------------------------------------------------------------------------
+
+    def _list_models(self, request: _Request) -> _Response:
+        wanted = request.query.get("lifecycle[]", []) + request.query.get("lifecycle", [])
+        if len(wanted) > 3 or any(v not in _LIFECYCLES for v in wanted):
+            raise ApiError(
+                400, "lifecycle: each item should be 'active', 'deprecated' or 'retired'"
+            )
+        allowed = set(wanted) or {"active", "deprecated"}
+        models = [m for m in self.state.catalogue.models() if lifecycle_of(m) in allowed]
+        return _Json(_page(models, request))
+
+    def _get_model(self, name: str) -> _Response:
+        model = self.state.catalogue.get(name)
+        if model is None:
+            raise ApiError(404, f"model: {name}", "not_found_error")
+        return _Json(model)
+
+    # -- messages ----------------------------------------------------------------------------
+
+    async def _create_message(self, request: _Request, version: str) -> _Response:
+        body = request.json()
+        model = resolve_model(self.state.catalogue, body)
+        with self.state.lock:
+            overload_status = self.state.overloads.get(model["id"])
+        if overload_status is not None:
+            raise ApiError(overload_status, default_message(overload_status))
+        validate_params(body, model, api_version=version, endpoint="messages")
+        full = self._message(body, model["id"])
+        if body.get("stream") is True:
+            return _Stream(stream_events(full))
+        return _Json(full)
+
+    def _message(self, body: dict[str, Any], model_id: str) -> dict[str, Any]:
+        max_tokens = body.get("max_tokens")
+        return message(
+            model_id,
+            self.state.reply(body, model_id),
+            input_tokens=_input_tokens(body),
+            max_tokens=max_tokens if isinstance(max_tokens, int) else None,
+        )
+
+    def _count_tokens(self, request: _Request, version: str) -> _Response:
+        body = request.json()
+        model = resolve_model(self.state.catalogue, body)
+        validate_params(body, model, api_version=version, endpoint="count_tokens")
+        return _Json({"input_tokens": _input_tokens(body)})
+
+    # -- batches -----------------------------------------------------------------------------
+
+    def _batches(self, request: _Request, version: str, tail: list[str]) -> _Response:
+        method = request.method
+        if not tail and method == "POST":
+            return self._create_batch(request, version)
+        if not tail and method == "GET":
+            with self.state.lock:
+                batches = list(self.state.batches.values())
+            newest_first = [self._batch_json(b, request) for b in reversed(batches)]
+            return _Json(_page(newest_first, request))
+        batch = self._find_batch(tail[0])
+        action = tail[1:]
+        if not action and method == "GET":
+            self._finish(batch)
+            return _Json(self._batch_json(batch, request))
+        if not action and method == "DELETE":
+            return self._delete_batch(batch)
+        if action == ["cancel"] and method == "POST":
+            return _Json(self._cancel_batch(batch, request))
+        if action == ["results"] and method == "GET":
+            return self._batch_results(batch)
+        raise ApiError(404, f"Not found: {method} {request.path}", "not_found_error")
+
+    def _create_batch(self, request: _Request, version: str) -> _Response:
+        items = _batch_items(request.json())
+        results = [
+            {"custom_id": item["custom_id"], "result": self._batch_result(item["params"], version)}
+            for item in items
+        ]
+        batch = _Batch(new_id("msgbatch_"), datetime.now(UTC), results)
+        with self.state.lock:
+            self.state.batches[batch.id] = batch
+        return _Json(self._batch_json(batch, request))
+
+    def _batch_result(self, params: dict[str, Any], version: str) -> dict[str, Any]:
+        """One request's outcome; invalid params error that item only, as in the API."""
+        try:
+            model = resolve_model(self.state.catalogue, params)
+            validate_params(params, model, api_version=version, endpoint="batch")
+        except ApiError as exc:
+            return {
+                "type": "errored",
+                "error": error_body(exc.error_type, exc.message, new_id("req_")),
+            }
+        return {"type": "succeeded", "message": self._message(params, model["id"])}
+
+    def _find_batch(self, batch_id: str) -> _Batch:
+        with self.state.lock:
+            batch = self.state.batches.get(batch_id)
+        if batch is None:
+            raise ApiError(404, f"message batch: {batch_id}", "not_found_error")
+        return batch
+
+    def _finish(self, batch: _Batch) -> None:
+        """Processing is instant: a batch ends the first time anyone looks at it."""
+        with self.state.lock:
+            if batch.status == "canceling":
+                batch.results = [
+                    {"custom_id": r["custom_id"], "result": {"type": "canceled"}}
+                    for r in batch.results
+                ]
+            if batch.status != "ended":
+                batch.status = "ended"
+                batch.ended_at = datetime.now(UTC)
+
+    def _cancel_batch(self, batch: _Batch, request: _Request) -> dict[str, Any]:
+        with self.state.lock:
+            if batch.status == "in_progress":
+                batch.status = "canceling"
+                batch.cancel_initiated_at = datetime.now(UTC)
+        return self._batch_json(batch, request)
+
+    def _delete_batch(self, batch: _Batch) -> _Response:
+        with self.state.lock:
+            if batch.status != "ended":
+                raise ApiError(400, f"message batch {batch.id} is still processing")
+            del self.state.batches[batch.id]
+        return _Json({"id": batch.id, "type": "message_batch_deleted"})
+
+    def _batch_results(self, batch: _Batch) -> _Response:
+        with self.state.lock:
+            if batch.status != "ended":
+                raise ApiError(400, f"message batch {batch.id} has not ended yet")
+            lines = [json.dumps(r) + "\n" for r in batch.results]
+        return _Raw("".join(lines).encode(), "application/x-jsonl")
+
+    def _batch_json(self, batch: _Batch, request: _Request) -> dict[str, Any]:
+        with self.state.lock:
+            counts = dict.fromkeys(("processing", "succeeded", "errored", "canceled", "expired"), 0)
+            if batch.status == "ended":
+                for r in batch.results:
+                    counts[r["result"]["type"]] += 1
+            else:
+                counts["processing"] = len(batch.results)
+            ended = batch.status == "ended"
+            return {
+                "id": batch.id,
+                "type": "message_batch",
+                "processing_status": batch.status,
+                "request_counts": counts,
+                "created_at": rfc3339(batch.created_at),
+                "expires_at": rfc3339(batch.created_at + timedelta(hours=24)),
+                "ended_at": rfc3339(batch.ended_at) if batch.ended_at else None,
+                "cancel_initiated_at": (
+                    rfc3339(batch.cancel_initiated_at) if batch.cancel_initiated_at else None
+                ),
+                "archived_at": None,
+                "results_url": (
+                    f"{request.base_url}/v1/messages/batches/{batch.id}/results" if ended else None
+                ),
+            }
+
+    # -- writing -----------------------------------------------------------------------------
+
+    async def _write(
+        self, send: Send, request: _Request, response: _Response, fault: Fault | None
+    ) -> None:
+        headers = [(b"request-id", request.request_id.encode())]
+        if fault is not None:
+            headers += [(k.lower().encode(), v.encode()) for k, v in fault.headers.items()]
+            if fault.x_should_retry is not None:
+                headers.append((b"x-should-retry", str(fault.x_should_retry).lower().encode()))
+        truncated = fault is not None and fault.truncated
+        if isinstance(response, _Stream):
+            stream_error = fault.stream_error if fault is not None else None
+            await self._write_stream(send, headers, response, truncated, stream_error)
+            return
+        if isinstance(response, _Json):
+            data, content_type = json.dumps(response.body).encode(), "application/json"
+        else:
+            data, content_type = response.data, response.content_type
+        headers += [
+            (b"content-type", content_type.encode()),
+            (b"content-length", str(len(data)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        if truncated:
+            # Promise the whole body (content-length), deliver half, drop the connection.
+            await send(
+                {"type": "http.response.body", "body": data[: len(data) // 2], "more_body": True}
+            )
+            raise DeliberateDisconnect
+        await send({"type": "http.response.body", "body": data})
+
+    async def _write_stream(
+        self,
+        send: Send,
+        headers: list[tuple[bytes, bytes]],
+        stream: _Stream,
+        truncated: bool,
+        stream_error: str | None,
+    ) -> None:
+        headers += [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-cache"),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        events = stream.events
+        cut_at = len(events) // 2 if truncated else None
+        for n, event in enumerate(events):
+            if n == cut_at:
+                raise DeliberateDisconnect
+            if n:
+                await self._sleep(self.state.stream_delay)
+            await send({"type": "http.response.body", "body": sse(event), "more_body": True})
+            if stream_error is not None and event["type"] == "content_block_delta":
+                error = error_body(stream_error, default_message(529), new_id("req_"))
+                await send({"type": "http.response.body", "body": sse(error), "more_body": True})
+                break
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep in small steps so closing the fake never waits for a long delay."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while not self.state.closing.is_set():
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(left, 0.02))
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _input_tokens(body: dict[str, Any]) -> int:
+    return estimate_tokens(body.get("system"), body.get("messages"), body.get("tools"))
+
+
+def _page(items: list[dict[str, Any]], request: _Request) -> dict[str, Any]:
+    """One page of a cursor-paged list (models, batches), api-facts §2.1/§2.2."""
+    limit = _limit(request.param("limit"))
+    after_id, before_id = request.param("after_id"), request.param("before_id")
+    if after_id and before_id:
+        raise ApiError(400, "after_id and before_id cannot both be given")
+    ids = [item["id"] for item in items]
+    if after_id:
+        window = items[_index(ids, after_id, "after_id") + 1 :]
+        page, has_more = window[:limit], len(window) > limit
+    elif before_id:
+        window = items[: _index(ids, before_id, "before_id")]
+        page, has_more = window[-limit:], len(window) > limit
+    else:
+        page, has_more = items[:limit], len(items) > limit
+    return {
+        "data": page,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+        "has_more": has_more,
+    }
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None:
+        return 20
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise ApiError(400, "limit: Input should be a valid integer") from None
+    if not 1 <= limit <= 1000:
+        raise ApiError(400, "limit: Input should be between 1 and 1000")
+    return limit
+
+
+def _index(ids: list[str], cursor: str, name: str) -> int:
+    try:
+        return ids.index(cursor)
+    except ValueError:
+        raise ApiError(400, f"{name}: unknown id {cursor!r}") from None
+
+
+def _batch_items(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The batch's requests, shape-checked; shape errors reject the whole batch (400)."""
+    items = body.get("requests")
+    if not isinstance(items, list) or not 1 <= len(items) <= 100_000:
+        raise ApiError(400, "requests: Input should be a list of 1 to 100000 items")
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ApiError(400, f"requests.{i}: Input should be an object")
+        custom_id = item.get("custom_id")
+        if not isinstance(custom_id, str) or not _CUSTOM_ID.match(custom_id):
+            raise ApiError(400, f"requests.{i}.custom_id: must match ^[a-zA-Z0-9_-]{{1,64}}$")
+        if custom_id in seen:
+            raise ApiError(400, f"requests.{i}.custom_id: duplicate custom_id {custom_id!r}")
+        seen.add(custom_id)
+        if not isinstance(item.get("params"), dict):
+            raise ApiError(400, f"requests.{i}.params: Input should be an object")
+    return items

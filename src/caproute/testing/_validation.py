@@ -1,0 +1,348 @@
+"""Request validation: the fake rejects what the real API would reject.
+
+This is the point of the fake: a routing bug (a PDF sent to a model without
+``pdf_input``, ``budget_tokens`` left above a clamped ``max_tokens``, sampling
+parameters forwarded under API version 2026-10-21...) shows up as a failed request
+in the test that caused it.
+
+The rules are written from the API's documented behaviour (api-facts §0, §3, §4,
+§5, §8), deliberately **independently** of `caproute._core`: if the router and the
+fake shared a helper, a bug in it would make both sides agree and hide it.
+
+The catalogue is the truth here, so an absent capability key means *unsupported*
+(unlike the router, which must treat absent as unknown). One concession to older
+catalogues: without a ``server_tools`` object, code-execution tools fall back to
+the top-level ``code_execution`` key (SDK 0.x meaning) and web-search tools, which
+had no key then, are allowed.
+
+Every check raises `ApiError` with a JSON-path-like message (``messages.0.content.1:
+...``), so a failing test names the offending part of the body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal, TypeAlias
+
+from ._catalogue import Catalogue, lifecycle_of
+from ._wire import ApiError
+
+__all__ = ["VERSION_2026", "check_api_version", "resolve_model", "validate_params"]
+
+Endpoint: TypeAlias = Literal["messages", "count_tokens", "batch"]
+
+VERSION_2023 = "2023-06-01"
+VERSION_2026 = "2026-10-21"
+KNOWN_VERSIONS = frozenset({"2023-01-01", VERSION_2023, VERSION_2026})
+
+_THINKING_TYPES = frozenset({"enabled", "adaptive", "disabled", "between_tools"})
+_THINKING_ON = frozenset({"enabled", "adaptive"})
+_EFFORT_LEVELS = frozenset({"low", "medium", "high", "xhigh", "max"})
+_SAMPLING_PARAMS = ("temperature", "top_p", "top_k")
+_ROLES = frozenset({"user", "assistant", "system"})
+_MIN_THINKING_BUDGET = 1024
+
+
+def _invalid(message: str) -> ApiError:
+    return ApiError(400, message, "invalid_request_error")
+
+
+# -- headers and model lookup ----------------------------------------------------------------
+
+
+def check_api_version(version: str | None) -> str:
+    """The request's ``anthropic-version``; missing or unknown is a 400, as in the API."""
+    if version is None:
+        raise _invalid("anthropic-version: header is required")
+    if version not in KNOWN_VERSIONS:
+        raise _invalid(f"anthropic-version: {version!r} is not a valid version")
+    return version
+
+
+def resolve_model(catalogue: Catalogue, body: Mapping[str, Any]) -> dict[str, Any]:
+    """The catalogue entry the body's ``model`` names; 404 when unknown or retired."""
+    name = body.get("model")
+    if name is None:
+        raise _invalid("model: Field required")
+    if not isinstance(name, str):
+        raise _invalid("model: Input should be a valid string")
+    model = catalogue.get(name)
+    if model is None:
+        raise ApiError(404, f"model: {name}", "not_found_error")
+    if lifecycle_of(model) == "retired":
+        raise ApiError(404, f"model: {name} has been retired", "not_found_error")
+    return model
+
+
+# -- capability lookup -----------------------------------------------------------------------
+
+
+def supports(model: Mapping[str, Any], path: str) -> bool:
+    """True only if every node on the dotted `path` exists and the leaf says supported."""
+    node: Any = model.get("capabilities")
+    for part in path.split("."):
+        if not isinstance(node, dict) or node.get("supported") is False:
+            return False
+        node = node.get(part)
+    return isinstance(node, dict) and node.get("supported") is True
+
+
+def _require(model: Mapping[str, Any], path: str, where: str, what: str) -> None:
+    if not supports(model, path):
+        raise _invalid(f"{where}: {what} is not supported by {model['id']} (capability {path})")
+
+
+# -- the body --------------------------------------------------------------------------------
+
+
+def validate_params(
+    body: Mapping[str, Any],
+    model: Mapping[str, Any],
+    *,
+    api_version: str,
+    endpoint: Endpoint,
+) -> None:
+    """Raise `ApiError` (400) if `body` is not a valid request for `model`.
+
+    Args:
+        body: A Messages / count_tokens body, or one batch item's ``params``.
+        model: The catalogue entry (from `resolve_model`).
+        api_version: The request's ``anthropic-version``.
+        endpoint: Which endpoint the body was sent to: count_tokens needs no
+            ``max_tokens``; batch items also need the ``batch`` capability.
+    """
+    _check_messages(body)
+    if endpoint != "count_tokens":
+        _check_max_tokens(body, model)
+    if api_version >= VERSION_2026:
+        _check_version_2026(body)
+    _check_thinking(body, model)
+    _check_effort(body, model)
+    _check_content(body, model)
+    _check_structured_outputs(body, model)
+    _check_tools(body, model)
+    _check_context_management(body, model)
+    if endpoint == "batch":
+        _check_batch(body, model)
+
+
+def _check_messages(body: Mapping[str, Any]) -> None:
+    messages = body.get("messages")
+    if messages is None:
+        raise _invalid("messages: Field required")
+    if not isinstance(messages, list) or not messages:
+        raise _invalid("messages: Input should be a non-empty list")
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict):
+            raise _invalid(f"messages.{i}: Input should be an object")
+        if msg.get("role") not in _ROLES:
+            raise _invalid(f"messages.{i}.role: Input should be 'user' or 'assistant'")
+        content = msg.get("content")
+        if isinstance(content, list):
+            for j, block in enumerate(content):
+                if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+                    raise _invalid(f"messages.{i}.content.{j}: Input should be a content block")
+        elif not isinstance(content, str):
+            raise _invalid(f"messages.{i}.content: Input should be a string or a list of blocks")
+
+
+def _check_max_tokens(body: Mapping[str, Any], model: Mapping[str, Any]) -> None:
+    if "max_tokens" not in body:
+        raise _invalid("max_tokens: Field required")
+    value = body["max_tokens"]
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _invalid("max_tokens: Input should be a valid integer")
+    # 0 is allowed: it only warms the prompt cache (api-facts §3.1).
+    if value < 0:
+        raise _invalid("max_tokens: Input should be greater than or equal to 0")
+    ceiling = model.get("max_tokens")
+    if isinstance(ceiling, int) and value > ceiling:
+        raise _invalid(
+            f"max_tokens: {value} > {ceiling}, which is the maximum allowed number of "
+            f"output tokens for {model['id']}"
+        )
+
+
+def _check_version_2026(body: Mapping[str, Any]) -> None:
+    """The two breaking changes of API version 2026-10-21 (api-facts §0)."""
+    for name in _SAMPLING_PARAMS:
+        if name in body:
+            raise _invalid(f"{name}: Extra inputs are not permitted")
+    for path, block, role, parent in _blocks(body):
+        if role == "assistant" and parent is None and block["type"] == "document":
+            raise _invalid(f"{path}: document blocks are not allowed in assistant messages")
+        if (
+            role == "user"
+            and parent in (None, "search_result")
+            and block["type"] == "text"
+            and block.get("citations")
+        ):
+            raise _invalid(f"{path}.citations: citations are not allowed in user messages")
+
+
+def _check_thinking(body: Mapping[str, Any], model: Mapping[str, Any]) -> None:
+    thinking = body.get("thinking")
+    if thinking is None:
+        return
+    if not isinstance(thinking, dict) or thinking.get("type") not in _THINKING_TYPES:
+        raise _invalid(
+            "thinking.type: Input should be 'enabled', 'adaptive', 'disabled' or 'between_tools'"
+        )
+    kind = thinking["type"]
+    _require(model, f"thinking.types.{kind}", "thinking.type", f"thinking type {kind!r}")
+    if kind == "enabled":
+        _check_thinking_budget(thinking, body.get("max_tokens"))
+    tool_choice = body.get("tool_choice")
+    forced = isinstance(tool_choice, dict) and tool_choice.get("type") in ("any", "tool")
+    if kind in _THINKING_ON and forced:
+        raise _invalid("tool_choice: Thinking may not be enabled when tool_choice forces tool use.")
+
+
+def _check_thinking_budget(thinking: Mapping[str, Any], max_tokens: Any) -> None:
+    budget = thinking.get("budget_tokens")
+    if not isinstance(budget, int) or isinstance(budget, bool):
+        raise _invalid("thinking.enabled.budget_tokens: Field required")
+    if budget < _MIN_THINKING_BUDGET:
+        raise _invalid(
+            f"thinking.enabled.budget_tokens: Input should be greater than or equal to "
+            f"{_MIN_THINKING_BUDGET}"
+        )
+    if isinstance(max_tokens, int) and budget >= max_tokens:
+        raise _invalid("max_tokens: must be greater than thinking.budget_tokens")
+
+
+def _check_effort(body: Mapping[str, Any], model: Mapping[str, Any]) -> None:
+    config = body.get("output_config")
+    if not isinstance(config, dict) or config.get("effort") is None:
+        return
+    level = config["effort"]
+    if level not in _EFFORT_LEVELS:
+        raise _invalid(
+            "output_config.effort: Input should be 'low', 'medium', 'high', 'xhigh' or 'max'"
+        )
+    _require(model, f"effort.{level}", "output_config.effort", f"effort level {level!r}")
+
+
+def _check_content(body: Mapping[str, Any], model: Mapping[str, Any]) -> None:
+    for path, block, _role, _parent in _blocks(body):
+        kind = block["type"]
+        if kind == "image":
+            _require(model, "image_input", path, "image input")
+        if kind == "document" and _is_pdf(block.get("source")):
+            _require(model, "pdf_input", path, "PDF input")
+        if kind in ("document", "search_result") and _citations_on(block):
+            _require(model, "citations", f"{path}.citations", "citations")
+
+
+def _is_pdf(source: Any) -> bool:
+    """Base64 PDFs, URL documents and Files API documents need ``pdf_input`` (§3.3)."""
+    if not isinstance(source, dict):
+        return False
+    kind = source.get("type")
+    if kind == "base64":
+        return source.get("media_type") == "application/pdf"
+    return kind in ("url", "file")
+
+
+def _citations_on(holder: Mapping[str, Any]) -> bool:
+    citations = holder.get("citations")
+    return isinstance(citations, dict) and citations.get("enabled") is True
+
+
+def _check_structured_outputs(body: Mapping[str, Any], model: Mapping[str, Any]) -> None:
+    config = body.get("output_config")
+    if isinstance(config, dict) and config.get("format") is not None:
+        _require(model, "structured_outputs", "output_config.format", "structured outputs")
+    if body.get("output_format") is not None:
+        _require(model, "structured_outputs", "output_format", "structured outputs")
+    for i, tool in enumerate(_tools(body)):
+        if tool.get("strict") is True:
+            _require(model, "structured_outputs", f"tools.{i}.strict", "strict tool use")
+
+
+def _check_tools(body: Mapping[str, Any], model: Mapping[str, Any]) -> None:
+    caps = model.get("capabilities")
+    new_shape = isinstance(caps, dict) and "server_tools" in caps
+    for i, tool in enumerate(_tools(body)):
+        kind = tool.get("type")
+        where = f"tools.{i}.type"
+        if isinstance(kind, str) and kind.startswith("code_execution_"):
+            path = "server_tools.code_execution" if new_shape else "code_execution"
+            _require(model, path, where, f"tool {kind!r}")
+        if isinstance(kind, str) and kind.startswith("web_search_") and new_shape:
+            _require(model, "server_tools.web_search", where, f"tool {kind!r}")
+        if kind is not None and str(kind).startswith("web_fetch_") and _citations_on(tool):
+            _require(model, "citations", f"tools.{i}.citations", "citations")
+        callers = tool.get("allowed_callers")
+        if isinstance(callers, list) and any(
+            isinstance(c, str) and c.startswith("code_execution_") for c in callers
+        ):
+            _require(
+                model, "code_execution", f"tools.{i}.allowed_callers", "programmatic tool calling"
+            )
+
+
+def _check_context_management(body: Mapping[str, Any], model: Mapping[str, Any]) -> None:
+    management = body.get("context_management")
+    if management is None:
+        return
+    edits = management.get("edits") if isinstance(management, dict) else None
+    if not isinstance(edits, list):
+        raise _invalid("context_management.edits: Input should be a valid list")
+    for i, edit in enumerate(edits):
+        kind = edit.get("type") if isinstance(edit, dict) else None
+        if not isinstance(kind, str):
+            raise _invalid(f"context_management.edits.{i}.type: Field required")
+        _require(
+            model,
+            f"context_management.{kind}",
+            f"context_management.edits.{i}.type",
+            f"context management edit {kind!r}",
+        )
+
+
+def _check_batch(body: Mapping[str, Any], model: Mapping[str, Any]) -> None:
+    if body.get("stream"):
+        raise _invalid("stream: streaming is not supported in Message Batches")
+    _require(model, "batch", "model", "the Message Batches API")
+
+
+# -- walking the body ------------------------------------------------------------------------
+
+
+def _tools(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    tools = body.get("tools")
+    if not isinstance(tools, list):
+        return []
+    return [t for t in tools if isinstance(t, dict)]
+
+
+def _blocks(body: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any], str, str | None]]:
+    """Every content block, nested ones included: (path, block, message role, parent type).
+
+    Nesting covers ``tool_result`` and ``search_result`` content and documents whose
+    source is a content list (images can hide in all three).
+    """
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict) or not isinstance(msg.get("content"), list):
+            continue
+        role = str(msg.get("role"))
+        yield from _walk(msg["content"], f"messages.{i}.content", role, None)
+
+
+def _walk(
+    blocks: list[Any], path: str, role: str, parent: str | None
+) -> Iterator[tuple[str, dict[str, Any], str, str | None]]:
+    for j, block in enumerate(blocks):
+        if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+            continue
+        here = f"{path}.{j}"
+        yield here, block, role, parent
+        if isinstance(block.get("content"), list):
+            yield from _walk(block["content"], f"{here}.content", role, block["type"])
+        source = block.get("source")
+        if isinstance(source, dict) and isinstance(source.get("content"), list):
+            yield from _walk(source["content"], f"{here}.source.content", role, block["type"])

@@ -1,0 +1,195 @@
+"""The registry data model: tri-state support, unknown keys, aliases, immutability."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from caproute import Limits, ModelInfo, Registry, RegistryError, RegistrySource, Support
+from caproute.testing import make_model
+
+
+def registry(*raw: dict[str, Any], aliases: dict[str, str] | None = None) -> Registry:
+    return Registry.from_models(raw, aliases=aliases)
+
+
+# -- supported / unsupported / unknown -----------------------------------------------------
+
+
+def test_three_states_are_kept_apart() -> None:
+    r = registry(
+        make_model("claude-a-1", unsupported=["image_input", "thinking.types.enabled"]),
+        {"id": "claude-old-1", "capabilities": {"batch": {"supported": True}}},
+        {"id": "claude-bare-1"},
+    )
+    assert r.supports("claude-a-1", "pdf_input") is Support.SUPPORTED
+    assert r.supports("claude-a-1", "image_input") is Support.UNSUPPORTED
+    assert r.supports("claude-a-1", "thinking.types.enabled") is Support.UNSUPPORTED
+    assert r.supports("claude-a-1", "thinking.types.adaptive") is Support.SUPPORTED
+    # Absent key, absent capabilities object, unknown model: unknown, never "no".
+    assert r.supports("claude-old-1", "effort.xhigh") is Support.UNKNOWN
+    assert r.supports("claude-old-1", "batch") is Support.SUPPORTED
+    assert r.supports("claude-bare-1", "batch") is Support.UNKNOWN
+    assert r.supports("claude-nobody-1", "batch") is Support.UNKNOWN
+
+
+def test_below_an_unsupported_node_everything_is_unsupported() -> None:
+    r = registry(
+        {"id": "claude-m-1", "capabilities": {"thinking": {"supported": False}}},
+        {"id": "claude-n-1", "capabilities": {"thinking": {"supported": None}}},
+    )
+    assert r.supports("claude-m-1", "thinking") is Support.UNSUPPORTED
+    assert r.supports("claude-m-1", "thinking.types.enabled") is Support.UNSUPPORTED
+    assert r.supports("claude-n-1", "thinking") is Support.UNKNOWN
+    assert r.supports("claude-n-1", "thinking.types.enabled") is Support.UNKNOWN
+
+
+def test_support_refuses_truthiness() -> None:
+    with pytest.raises(TypeError, match="three-state"):
+        bool(Support.UNKNOWN)
+
+
+# -- unknown keys ----------------------------------------------------------------------------
+
+
+def future_model() -> dict[str, Any]:
+    model = make_model("claude-next-1")
+    model["caching_discount"] = 0.9
+    model["capabilities"]["effort"]["ultra"] = {"supported": True}
+    model["capabilities"]["teleport"] = {"supported": True, "quantum": {"supported": False}}
+    model["capabilities"]["thinking"]["types"]["dreaming"] = {"supported": False}
+    return model
+
+
+def test_unknown_keys_are_kept_and_queryable() -> None:
+    r = registry(future_model())
+    assert r.supports("claude-next-1", "effort.ultra") is Support.SUPPORTED
+    assert r.supports("claude-next-1", "teleport") is Support.SUPPORTED
+    assert r.supports("claude-next-1", "teleport.quantum") is Support.UNSUPPORTED
+    assert r.supports("claude-next-1", "thinking.types.dreaming") is Support.UNSUPPORTED
+    info = r.get("claude-next-1")
+    assert info is not None
+    assert info.to_api_dict() == future_model()
+    assert r.capability_flags("claude-next-1")["effort.ultra"] is True
+
+
+def test_unknown_keys_survive_a_json_round_trip() -> None:
+    r = registry(future_model(), aliases={"claude-next": "claude-next-1"})
+    text = json.dumps(r.to_json())
+    back = Registry.from_json(json.loads(text))
+    assert back.to_json() == r.to_json()
+    assert back.supports("claude-next", "effort.ultra") is Support.SUPPORTED
+    assert back.supports("claude-next", "teleport.quantum") is Support.UNSUPPORTED
+
+
+capability_names = st.from_regex(r"[a-z][a-z_]{0,11}", fullmatch=True).filter(
+    lambda name: name != "supported"
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.dictionaries(capability_names, st.booleans(), max_size=6), st.booleans())
+def test_any_new_capability_round_trips(new: dict[str, bool], parent: bool) -> None:
+    model = make_model("claude-p-1")
+    caps = model["capabilities"]
+    caps["novel"] = {"supported": parent, **{k: {"supported": v} for k, v in new.items()}}
+    back = Registry.from_json(json.loads(json.dumps(registry(model).to_json())))
+    assert back.supports("claude-p-1", "novel") is (
+        Support.SUPPORTED if parent else Support.UNSUPPORTED
+    )
+    for name, value in new.items():
+        expected = Support.SUPPORTED if value else Support.UNSUPPORTED
+        assert back.supports("claude-p-1", f"novel.{name}") is expected
+    assert back.get("claude-p-1") == registry(model).get("claude-p-1")
+
+
+# -- lookups, aliases, limits -------------------------------------------------------------
+
+
+def test_lookup_by_id_dated_alias_and_learned_alias() -> None:
+    r = registry(
+        make_model("claude-haiku-4-5-20251001"),
+        make_model("claude-opus-5"),
+        aliases={"fast": "claude-haiku-4-5-20251001", "ghost": "claude-missing-1"},
+    )
+    assert r.resolve("claude-opus-5") == "claude-opus-5"
+    assert r.resolve("claude-haiku-4-5") == "claude-haiku-4-5-20251001"
+    assert r.resolve("fast") == "claude-haiku-4-5-20251001"
+    assert r.resolve("ghost") is None  # an alias to a model the registry lacks
+    assert "claude-haiku-4-5" in r and "claude-opus" not in r and 5 not in r
+    assert r.with_aliases({"big": "claude-opus-5"}).resolve("big") == "claude-opus-5"
+    assert r.resolve("big") is None  # the original is unchanged
+
+
+def test_order_limits_and_lifecycle() -> None:
+    r = registry(
+        make_model("claude-b-1", max_input_tokens=200_000, max_tokens=64_000),
+        make_model("claude-a-1", lifecycle="retired"),
+    )
+    assert r.ids == ("claude-b-1", "claude-a-1")
+    assert [m.id for m in r.models] == list(r.ids) == [m.id for m in r]
+    assert len(r) == 2
+    assert r.limits("claude-b-1") == Limits(200_000, 64_000)
+    assert r.limits("claude-zzz") == Limits(None, None)
+    assert r.is_retired("claude-a-1") and not r.is_retired("claude-b-1")
+    assert not r.is_retired("claude-zzz")
+
+
+def test_derived_registries_leave_the_original_alone() -> None:
+    r = registry(make_model("claude-a-1"), make_model("claude-b-1"))
+    retired = r.with_lifecycle("claude-a-1", "retired")
+    assert retired.is_retired("claude-a-1") and not r.is_retired("claude-a-1")
+    assert retired.ids == r.ids
+    assert r.with_lifecycle("claude-nobody", "retired") is r
+
+    added = r.with_model(ModelInfo.model_validate(make_model("claude-c-1")))
+    assert added.ids == ("claude-a-1", "claude-b-1", "claude-c-1")
+    replaced = r.with_model(ModelInfo.model_validate(make_model("claude-a-1", max_tokens=1)))
+    assert replaced.ids == r.ids
+    assert replaced.limits("claude-a-1").max_tokens == 1
+
+    moved = r.with_source(RegistrySource("snapshot", location="/tmp/x.json"))
+    assert moved.source.kind == "snapshot" and r.source.kind == "static"
+
+
+def test_registry_and_models_are_immutable() -> None:
+    r = registry(make_model("claude-a-1"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        r.source = RegistrySource("live")  # type: ignore[misc]
+    info = r.get("claude-a-1")
+    assert info is not None
+    with pytest.raises(ValidationError):
+        info.max_tokens = 5  # type: ignore[misc]
+
+
+# -- construction errors and sources -------------------------------------------------------
+
+
+def test_from_pages_concatenates_pages() -> None:
+    pages = [{"data": [make_model("claude-a-1")]}, {"data": [make_model("claude-b-1")]}]
+    r = Registry.from_pages(pages, source=RegistrySource("live", fetched_at=10.0))
+    assert r.ids == ("claude-a-1", "claude-b-1")
+    with pytest.raises(RegistryError, match="page 2 has no 'data' list"):
+        Registry.from_pages([{"data": []}, {"error": {}}], source=RegistrySource("live"))
+
+
+def test_invalid_model_entries_name_the_model_and_field() -> None:
+    with pytest.raises(RegistryError, match=r"models\[1\] \(claude-b-1\): max_tokens"):
+        Registry.from_models([make_model("claude-a-1"), {"id": "claude-b-1", "max_tokens": "x"}])
+
+
+def test_source_describes_itself() -> None:
+    live = RegistrySource("live", fetched_at=1000.0, location="https://api.anthropic.com")
+    assert live.age(1012.0) == 12.0
+    assert live.describe(1012.0) == "live (https://api.anthropic.com, 12s old)"
+    assert live.describe(1000.0 + 3 * 3600) == "live (https://api.anthropic.com, 3h old)"
+    embedded = RegistrySource("embedded", describes="2026-11-26")
+    assert embedded.age(5.0) is None
+    assert embedded.describe(5.0) == "embedded (lineup of 2026-11-26)"
+    assert RegistrySource("static").describe() == "static"

@@ -1,0 +1,89 @@
+"""Fixtures for driving the real anthropic SDK through caproute against the fake API.
+
+The fake runs once per module (a real HTTP server on 127.0.0.1) and is reset before
+every test; see `sdk_helpers` for the lineup and what each model lacks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import anthropic
+import pytest
+from sdk_helpers import API_KEY, HTTP_FLAVOUR, lineup
+
+import caproute
+from caproute import Decision, Registry
+from caproute.testing import FakeAnthropic
+
+
+@pytest.fixture(scope="module")
+def fake_server() -> Iterator[FakeAnthropic]:
+    with FakeAnthropic(models=lineup(), api_key=API_KEY) as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake(fake_server: FakeAnthropic) -> FakeAnthropic:
+    """The module's fake, back to its initial state (catalogue, faults, request log)."""
+    fake_server.reset()
+    return fake_server
+
+
+@pytest.fixture
+def registry(fake: FakeAnthropic) -> Registry:
+    """What caproute knows: the fake's catalogue as it is at the start of the test."""
+    return Registry.from_models(fake.models())
+
+
+@pytest.fixture
+def decisions() -> list[Decision]:
+    """Every decision reported to the ``on_decision`` hook of the clients built here."""
+    return []
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+ClientFactory = Callable[..., Any]
+
+
+@pytest.fixture
+def routed_client(
+    fake: FakeAnthropic, registry: Registry, decisions: list[Decision]
+) -> ClientFactory:
+    """``routed_client(path, is_async=False, **client_options)``: an SDK client whose
+    requests go through caproute along `path` (one of `PATHS`), reporting to `decisions`.
+    """
+
+    def build(path: str, *, is_async: bool = False, **options: Any) -> Any:
+        router = caproute.LiveRouter(registry, on_decision=decisions.append)
+        sdk_class = anthropic.AsyncAnthropic if is_async else anthropic.Anthropic
+        options = {"base_url": fake.url, "api_key": fake.api_key, "max_retries": 0, **options}
+        if path == "wrap":
+            return caproute.wrap(sdk_class(**options), router=router)
+        if path == "wrap-middleware":
+            return caproute.wrap(sdk_class(**options), router=router, via="middleware")
+        if path == "middleware":
+            return sdk_class(middleware=[caproute.middleware(router=router)], **options)
+        if path == "transport":
+            factory = caproute.routed_async_http_client if is_async else caproute.routed_http_client
+            return sdk_class(http_client=factory(router=router, flavour=HTTP_FLAVOUR), **options)
+        raise AssertionError(f"unknown path {path!r}")
+
+    return build
+
+
+@pytest.fixture
+def bare_client(fake: FakeAnthropic) -> ClientFactory:
+    """``bare_client(is_async=False)``: the same SDK client without caproute."""
+
+    def build(*, is_async: bool = False, **options: Any) -> Any:
+        sdk_class = anthropic.AsyncAnthropic if is_async else anthropic.Anthropic
+        options = {"base_url": fake.url, "api_key": fake.api_key, "max_retries": 0, **options}
+        return sdk_class(**options)
+
+    return build

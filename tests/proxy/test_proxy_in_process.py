@@ -1,0 +1,111 @@
+"""The ASGI app embedded in-process (``httpx2.ASGITransport``) over a mock upstream.
+
+These cover what a loopback fake can't produce: a compressed upstream answer, both as
+a raw stream and as a body an inner layer already read.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import AsyncIterator
+
+import httpx2
+import pytest
+
+from caproute import ProxyConfig, create_proxy_app
+
+PAYLOAD = json.dumps({"data": [{"id": "claude-x"}], "has_more": False}).encode()
+
+
+class _GzipStream(httpx2.AsyncByteStream):
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield gzip.compress(PAYLOAD)
+
+
+async def streamed_gzip(request: httpx2.Request) -> httpx2.Response:
+    return httpx2.Response(
+        200,
+        headers={"content-type": "application/json", "content-encoding": "gzip"},
+        stream=_GzipStream(),
+    )
+
+
+async def already_read_gzip(request: httpx2.Request) -> httpx2.Response:
+    # Response(content=...) is read (and decoded) at construction, like a body the
+    # routing flow inspected.
+    return httpx2.Response(
+        200,
+        headers={"content-type": "application/json", "content-encoding": "gzip"},
+        content=gzip.compress(PAYLOAD),
+    )
+
+
+def client_for(handler: object) -> httpx2.AsyncClient:
+    app = create_proxy_app(
+        ProxyConfig(upstream="https://upstream.invalid/base"),
+        inner_transport=httpx2.MockTransport(handler),  # type: ignore[arg-type]
+    )
+    return httpx2.AsyncClient(transport=httpx2.ASGITransport(app), base_url="http://proxy")
+
+
+@pytest.mark.anyio
+async def test_raw_upstream_bytes_keep_their_encoding() -> None:
+    async with client_for(streamed_gzip) as client:
+        response = await client.get("/v1/models", headers={"accept-encoding": "gzip"})
+
+    assert response.headers["content-encoding"] == "gzip"
+    assert response.content == PAYLOAD  # the client decoded what the upstream encoded
+
+
+@pytest.mark.anyio
+async def test_a_body_read_by_an_inner_layer_is_sent_decoded() -> None:
+    async with client_for(already_read_gzip) as client:
+        response = await client.get("/v1/models")
+
+    assert "content-encoding" not in response.headers
+    assert response.headers["content-length"] == str(len(PAYLOAD))
+    assert response.content == PAYLOAD
+
+
+@pytest.mark.anyio
+async def test_upstream_path_prefix_is_kept() -> None:
+    seen: list[str] = []
+
+    async def record(request: httpx2.Request) -> httpx2.Response:
+        seen.append(str(request.url))
+        return httpx2.Response(200, json={})
+
+    async with client_for(record) as client:
+        await client.get("/v1/models?limit=2")
+
+    assert seen == ["https://upstream.invalid/base/v1/models?limit=2"]
+
+
+class _CutMidEvent(httpx2.AsyncByteStream):
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b"event: message_start\ndata: {}\n\n"
+        yield b'event: content_block_delta\ndata: {"type": "content_bl'
+        raise httpx2.ReadError("connection reset")
+
+
+async def stream_cut_mid_event(request: httpx2.Request) -> httpx2.Response:
+    return httpx2.Response(
+        200, headers={"content-type": "text/event-stream"}, stream=_CutMidEvent()
+    )
+
+
+@pytest.mark.anyio
+async def test_stream_cut_inside_an_event_ends_with_a_separate_error_event() -> None:
+    async with client_for(stream_cut_mid_event) as client:
+        response = await client.post("/v1/messages", content=b"not json")
+
+    events = response.text.split("\n\n")
+    assert events[0] == "event: message_start\ndata: {}"
+    assert events[1] == 'event: content_block_delta\ndata: {"type": "content_bl'
+    assert events[2].startswith("event: error\ndata: ")
+    error = json.loads(events[2].split("data: ", 1)[1])
+    assert error["error"] == {
+        "type": "api_error",
+        "message": "caproute: upstream stream ended unexpectedly",
+    }

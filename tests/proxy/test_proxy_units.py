@@ -1,0 +1,238 @@
+"""The proxy's pure pieces: header rules, config validation, metrics exposition, file watching."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from caproute import ConfigError, PolicyError
+from caproute._proxy import ProxyConfig
+from caproute._proxy._headers import (
+    downstream_response_headers,
+    presented_token,
+    token_matches,
+    upstream_request_headers,
+)
+from caproute._proxy._metrics import Histogram, ProxyMetrics
+from caproute._proxy._reload import FileWatcher
+from caproute._proxy._signals import sighup_handler
+
+CALLER = [
+    (b"host", b"localhost:8787"),
+    (b"content-length", b"12"),
+    (b"connection", b"keep-alive, x-hop"),
+    (b"x-hop", b"1"),
+    (b"keep-alive", b"timeout=5"),
+    (b"transfer-encoding", b"chunked"),
+    (b"te", b"trailers"),
+    (b"trailer", b"x-sum"),
+    (b"upgrade", b"h2c"),
+    (b"proxy-authorization", b"Basic eA=="),
+    (b"proxy-foo", b"1"),
+    (b"x-api-key", b"caller-key"),
+    (b"authorization", b"Bearer caller-token"),
+    (b"anthropic-version", b"2023-06-01"),
+    (b"anthropic-beta", b"a"),
+    (b"anthropic-beta", b"b"),
+]
+
+
+def names(headers: list[tuple[bytes, bytes]]) -> list[bytes]:
+    return [name for name, _ in headers]
+
+
+def test_pass_through_mode_keeps_end_to_end_headers_and_credentials() -> None:
+    sent = upstream_request_headers(CALLER, api_key=None)
+
+    assert sent == [
+        (b"x-api-key", b"caller-key"),
+        (b"authorization", b"Bearer caller-token"),
+        (b"anthropic-version", b"2023-06-01"),
+        (b"anthropic-beta", b"a"),
+        (b"anthropic-beta", b"b"),
+    ]
+
+
+def test_own_key_mode_replaces_every_caller_credential() -> None:
+    sent = upstream_request_headers(CALLER, api_key="proxy-key")
+
+    assert (b"x-api-key", b"proxy-key") in sent
+    assert b"authorization" not in names(sent)
+    assert b"caller-key" not in [value for _, value in sent]
+    assert names(sent).count(b"x-api-key") == 1
+
+
+def test_values_with_control_characters_are_dropped() -> None:
+    sent = upstream_request_headers(
+        [(b"x-a", b"ok"), (b"x-b", b"bad\r\nx-injected: 1"), (b"x-c", b"nul\x00")], api_key=None
+    )
+
+    assert sent == [(b"x-a", b"ok")]
+
+
+def test_response_hop_by_hop_headers_are_dropped() -> None:
+    upstream = [
+        (b"Content-Type", b"text/event-stream"),
+        (b"Transfer-Encoding", b"chunked"),
+        (b"Connection", b"keep-alive, x-internal"),
+        (b"X-Internal", b"1"),
+        (b"Request-Id", b"req_1"),
+    ]
+
+    assert downstream_response_headers(upstream) == [
+        (b"content-type", b"text/event-stream"),
+        (b"request-id", b"req_1"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("headers", "token"),
+    [
+        ([(b"x-api-key", b"tok")], b"tok"),
+        ([(b"authorization", b"Bearer tok")], b"tok"),
+        ([(b"authorization", b"bearer  tok ")], b"tok"),
+        ([(b"authorization", b"Basic dG9r")], None),
+        ([(b"authorization", b"Bearer ")], None),
+        ([], None),
+    ],
+)
+def test_presented_token(headers: list[tuple[bytes, bytes]], token: bytes | None) -> None:
+    assert presented_token(headers) == token
+
+
+def test_token_comparison() -> None:
+    assert token_matches(b"secret", b"secret")
+    assert not token_matches(b"secreT", b"secret")
+    assert not token_matches(None, b"secret")
+
+
+# -- configuration ---------------------------------------------------------------------------
+
+
+def test_config_repr_never_shows_secrets() -> None:
+    config = ProxyConfig(api_key="sk-ant-very-secret", require_token="local-secret")
+
+    assert "very-secret" not in repr(config)
+    assert "local-secret" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("options", "complaint"),
+    [
+        ({"api_key": "k"}, "needs a local token"),
+        ({"require_token": "t"}, "own-key mode"),
+        ({"upstream": "ftp://example.com"}, "http(s) URL"),
+        ({"upstream": "https://user:pw@example.com"}, "must not carry credentials"),
+        ({"upstream": "ftp://user:pw@example.com"}, "must not carry credentials"),
+        ({"upstream": "https://example.com/?x=1"}, "query"),
+        ({"max_body_bytes": 0}, "positive"),
+        ({"body_timeout": 0}, "positive"),
+        ({"port": 70000}, "port"),
+    ],
+)
+def test_config_rejects_unsafe_or_invalid_settings(
+    options: dict[str, object], complaint: str
+) -> None:
+    with pytest.raises(
+        ConfigError, match=complaint.replace("(", r"\(").replace(")", r"\)")
+    ) as caught:
+        ProxyConfig(**options)  # type: ignore[arg-type]
+
+    assert "pw" not in str(caught.value)
+
+
+# -- metrics ---------------------------------------------------------------------------------
+
+
+def test_histogram_is_cumulative() -> None:
+    histogram = Histogram([0.01, 0.1, 1.0])
+    for value in (0.005, 0.05, 0.05, 5.0):
+        histogram.observe(value)
+
+    assert histogram.render("h") == [
+        'h_bucket{le="0.01"} 1',
+        'h_bucket{le="0.1"} 3',
+        'h_bucket{le="1"} 3',
+        'h_bucket{le="+Inf"} 4',
+        "h_sum 5.105",
+        "h_count 4",
+    ]
+
+
+def test_exposition_is_well_formed() -> None:
+    metrics = ProxyMetrics()
+    metrics.requests["rerouted"] += 2
+    metrics.record_upstream_error(529)
+
+    text = metrics.render()
+
+    assert text.endswith("\n")
+    assert 'caproute_proxy_requests_total{outcome="rerouted"} 2' in text
+    assert 'caproute_proxy_upstream_errors_total{status="529"} 1' in text
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            name_and_labels, value = line.rsplit(" ", 1)
+            float(value)
+            assert name_and_labels.startswith("caproute_proxy_")
+    families = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")]
+    assert len(families) == len(set(families))
+
+
+# -- file watching ---------------------------------------------------------------------------
+
+
+def load_text(path: Path) -> str:
+    text = path.read_text()
+    if text.startswith("bad"):
+        raise PolicyError("no good", file=str(path), line=1, column=1)
+    return text
+
+
+def test_watcher_applies_changes_and_rejects_bad_files(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    file = tmp_path / "policy.yaml"
+    file.write_text("one")
+    applied: list[str] = []
+    reloads: Counter[str] = Counter()
+    watcher = FileWatcher(
+        file, what="policy", load=load_text, apply=applied.append, reloads=reloads
+    )
+    assert watcher.load_initial() == "one"
+
+    assert watcher.check() is False  # unchanged
+    file.write_text("two!")
+    assert watcher.check() is True
+    file.write_text("bad file")
+    with caplog.at_level(logging.ERROR, logger="caproute.proxy"):
+        assert watcher.check() is True
+    os.remove(file)
+    assert watcher.check() is False
+
+    assert applied == ["two!"]
+    assert reloads == Counter({"ok": 1, "error": 1})
+    assert watcher.status.last_error == f"{file}:1:1: no good"
+    assert f"{file}:1:1: no good" in caplog.text
+
+
+def test_sighup_calls_the_reload_callback() -> None:
+    calls: list[str] = []
+
+    async def main() -> bool:
+        with sighup_handler(lambda: calls.append("hup")) as installed:
+            os.kill(os.getpid(), signal.SIGHUP)
+            for _ in range(100):
+                if calls:
+                    break
+                await asyncio.sleep(0.001)
+        return installed
+
+    assert asyncio.run(main()) is True
+    assert calls == ["hup"]
+    assert signal.getsignal(signal.SIGHUP) in (signal.SIG_DFL, None)

@@ -1,0 +1,230 @@
+"""LiveRouter: the registry source, policy swaps, what it learns from answers, reporting."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from caproute import LiveRouter, Policy, Registry
+from caproute._core.decision import Decision
+from caproute._fetch import AsyncRegistryFetcher, RegistryFetcher
+from caproute.testing import FakeAnthropic, make_model
+
+MODELS = [
+    make_model("claude-big-2", max_tokens=128_000),
+    make_model("claude-small-1", unsupported=["effort.max", "pdf_input"], max_tokens=8192),
+]
+REGISTRY = Registry.from_models(MODELS)
+PLAIN = {
+    "model": "claude-small-1",
+    "max_tokens": 100,
+    "messages": [{"role": "user", "content": "hi"}],
+}
+EFFORT_MAX = {**PLAIN, "output_config": {"effort": "max"}}
+KEY = "sk-ant-secret-123"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeAnthropic]:
+    with FakeAnthropic(models=MODELS, api_key=KEY) as server:
+        yield server
+
+
+def test_unchanged_body_is_the_same_object_and_reported_at_debug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seen: list[Decision] = []
+    router = LiveRouter(REGISTRY, on_decision=seen.append)
+    with caplog.at_level(logging.DEBUG, logger="caproute"):
+        result = router.route(PLAIN)
+    assert result.body is PLAIN
+    assert result.decision.outcome == "unchanged"
+    assert seen == [result.decision]
+    [record] = [r for r in caplog.records if r.name == "caproute"]
+    assert record.levelno == logging.DEBUG
+    assert record.caproute_decision is result.decision  # type: ignore[attr-defined]
+
+
+def test_adjustments_are_logged_at_info_without_keys_or_content(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    router = LiveRouter(REGISTRY)
+    body = {**EFFORT_MAX, "messages": [{"role": "user", "content": "top secret words"}]}
+    with caplog.at_level(logging.INFO, logger="caproute"):
+        result = router.route(body, headers={"x-api-key": KEY, "authorization": f"Bearer {KEY}"})
+    assert result.decision.outcome == "adjusted"
+    assert body["output_config"] == {"effort": "max"}  # the input is never mutated
+    [record] = [r for r in caplog.records if r.name == "caproute"]
+    assert record.levelno == logging.INFO
+    assert "output_config.effort" in record.getMessage()
+    assert KEY not in caplog.text and "top secret" not in caplog.text
+    assert KEY not in repr(result.decision) and KEY not in repr(router)
+
+
+def test_a_failing_hook_is_logged_and_the_others_still_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(decision: Decision) -> None:
+        raise RuntimeError("hook bug")
+
+    seen: list[Decision] = []
+    router = LiveRouter(REGISTRY, on_decision=[broken, seen.append])
+    result = router.route(PLAIN)
+    assert seen == [result.decision]
+    assert "hook" in caplog.text and "hook bug" in caplog.text
+
+
+def test_set_policy_swaps_atomically_and_a_bad_file_keeps_the_old_one(tmp_path: Path) -> None:
+    router = LiveRouter(REGISTRY)
+    assert router.route(EFFORT_MAX).decision.outcome == "adjusted"
+    strict = tmp_path / "strict.yaml"
+    strict.write_text("defaults:\n  on_unsupported: reject\n")
+    router.set_policy(strict)
+    assert router.route(EFFORT_MAX).decision.outcome == "rejected"
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("defaults:\n  on_unsupportd: reject\n")
+    with pytest.raises(Exception, match="broken.yaml:2"):
+        router.set_policy(broken)
+    assert router.route(EFFORT_MAX).decision.outcome == "rejected"
+    router.set_policy(None)
+    assert router.route(EFFORT_MAX).decision.outcome == "adjusted"
+
+
+def test_a_retired_model_is_routed_around_from_then_on() -> None:
+    router = LiveRouter(REGISTRY)
+    router.mark_retired("claude-small-1")
+    decision = router.route(PLAIN).decision
+    assert decision.outcome == "rerouted"
+    assert decision.model == "claude-big-2"
+    assert router.retired == frozenset({"claude-small-1"})
+
+
+def test_an_overloaded_model_cools_down_but_is_used_when_nothing_else_fits() -> None:
+    clock = Clock()
+    router = LiveRouter(REGISTRY, clock=clock, overload_cooldown_s=30)
+    router.mark_unavailable("claude-small-1")
+    assert router.route(PLAIN).decision.model == "claude-big-2"
+    # Also excluding the other candidate must not turn into a refusal.
+    assert router.route(PLAIN, exclude=["claude-big-2"]).decision.model == "claude-small-1"
+    clock.now += 31
+    assert router.route(PLAIN).decision.model == "claude-small-1"
+
+
+def test_hops_are_recorded_in_the_decision() -> None:
+    router = LiveRouter(REGISTRY)
+    decision = router.route(PLAIN, attempt=2, cause="529 from x").decision
+    assert decision.extra == {"attempt": 2, "cause": "529 from x"}
+    assert router.route(PLAIN).decision.extra == {}
+
+
+def test_fallback_statuses_follow_the_matching_route() -> None:
+    policy = Policy.from_text(
+        "defaults:\n  fallback_on: [429]\n"
+        "routes:\n  - name: big\n    match: {model: claude-big-*}\n    fallback_on: ['5xx']\n"
+    )
+    router = LiveRouter(REGISTRY, policy=policy)
+    big = router.route({**PLAIN, "model": "claude-big-2"}).decision
+    small = router.route(PLAIN).decision
+    assert big.route == "big"
+    assert {529, 500, 503} <= router.fallback_statuses(big)
+    assert 429 not in router.fallback_statuses(big)
+    assert router.fallback_statuses(small) == frozenset({529, 429})
+    assert LiveRouter(REGISTRY).fallback_statuses(small) == frozenset({529})
+
+
+def test_without_a_fetcher_nothing_refreshes() -> None:
+    router = LiveRouter(REGISTRY)
+    assert not router.can_refresh
+    assert router.refresh() is False
+
+
+def test_refresh_reads_new_data_and_is_rate_limited(
+    fake: FakeAnthropic, request: pytest.FixtureRequest
+) -> None:
+    clock = Clock()
+    fetcher = RegistryFetcher(api_key=KEY, base_url=fake.url, cache_file=False, background=False)
+    request.addfinalizer(fetcher.close)
+    router = LiveRouter(fetcher, clock=clock, min_refresh_interval_s=10)
+    assert router.can_refresh
+    assert router.route(EFFORT_MAX).decision.outcome == "passthrough"  # offline data: unknown
+    assert router.refresh() is True
+    assert router.route(EFFORT_MAX).decision.outcome == "adjusted"
+    assert router.refresh() is False  # within the interval: skipped
+    clock.now += 11
+    assert router.refresh() is True
+    assert fake.count("/v1/models") == 2
+
+
+def test_a_failed_refresh_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    fetcher = RegistryFetcher(  # no credentials: refresh() raises ConfigError
+        base_url="http://127.0.0.1:9", cache_file=False, background=False
+    )
+    router = LiveRouter(fetcher)
+    assert router.refresh() is False
+    assert "registry refresh failed" in caplog.text
+
+
+@pytest.mark.anyio
+async def test_async_fetcher(fake: FakeAnthropic, caplog: pytest.LogCaptureFixture) -> None:
+    async with AsyncRegistryFetcher(
+        api_key=KEY, base_url=fake.url, cache_file=False, background=False
+    ) as fetcher:
+        router = LiveRouter(fetcher)
+        assert router.refresh() is False  # sync code can't drive it: logged, skipped
+        offline = await router.acurrent()
+        assert "can't refresh from sync code" in caplog.text
+        assert "claude-small-1" not in offline
+        assert await router.arefresh() is True
+        assert "claude-small-1" in router.registry
+        assert router.route(EFFORT_MAX).decision.outcome == "adjusted"
+
+
+@pytest.mark.anyio
+async def test_arefresh_runs_a_sync_fetcher_off_the_event_loop(fake: FakeAnthropic) -> None:
+    with RegistryFetcher(
+        api_key=KEY, base_url=fake.url, cache_file=False, background=False
+    ) as fetcher:
+        router = LiveRouter(fetcher)
+        assert await router.arefresh() is True
+        assert "claude-small-1" in await router.acurrent()
+
+
+def test_default_source_is_live_only_with_credentials(
+    fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert not LiveRouter().can_refresh
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.url)
+    router = LiveRouter()
+    try:
+        assert router.can_refresh
+        assert router.refresh() is True
+        assert "claude-small-1" in router.registry
+    finally:
+        router.close()
+
+
+def test_registry_and_fetcher_are_exclusive(fake: FakeAnthropic) -> None:
+    fetcher = RegistryFetcher(api_key=KEY, base_url=fake.url, cache_file=False)
+    with pytest.raises(TypeError):
+        LiveRouter(REGISTRY, fetcher=fetcher)
+    with pytest.raises(ValueError):
+        LiveRouter(REGISTRY, max_attempts=0)
