@@ -31,15 +31,20 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+# wrap() fetches the lineup from the fake: keep that out of the real user cache.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="caproute-bench-")
 
 import anthropic
 import httpx2

@@ -64,7 +64,7 @@ from ._exceptions import (
     RegistryUnavailableError,
     SnapshotError,
 )
-from ._snapshot import initial_registry, save_snapshot, user_cache_path
+from ._snapshot import DEFAULT_BASE_URL, initial_registry, save_snapshot, user_cache_path
 from ._types import AsyncSleep, Clock, JSONObject, Sleep
 
 __all__ = [
@@ -81,7 +81,6 @@ __all__ = [
 
 logger = logging.getLogger("caproute.registry")
 
-DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_API_VERSION = "2023-06-01"
 DEFAULT_TTL = 3600.0
 NOT_FOUND_TTL = 60.0
@@ -421,7 +420,10 @@ class _FetcherBase:
         """The freshest data held, loading the start-up registry on first use."""
         if self._registry is None:
             self._registry = initial_registry(
-                self._snapshot, cache_path=self._cache_path, use_cache=self._cache_file
+                self._snapshot,
+                cache_path=self._cache_path,
+                use_cache=self._cache_file,
+                base_url=self.base_url,
             )
         return self._registry
 
@@ -533,7 +535,7 @@ class _FetcherBase:
     def _persist(self, registry: Registry) -> None:
         if not self._cache_file:
             return
-        path = self._cache_path or user_cache_path()
+        path = self._cache_path or user_cache_path(self.base_url)
         try:
             save_snapshot(registry, path)
         except SnapshotError as exc:

@@ -10,8 +10,9 @@ Start-up order (`initial_registry`), best first:
 1. an explicit snapshot file the caller names (an error if it is missing or corrupt:
    the caller asked for it);
 2. the user cache file, written after every successful live fetch
-   (``$XDG_CACHE_HOME/caproute/registry.json``, else ``~/.cache/caproute/registry.json``);
-   a corrupt cache file is skipped with a warning, never fatal;
+   (``$XDG_CACHE_HOME/caproute/registry.json``, else ``~/.cache/caproute/registry.json``;
+   one file per base URL, see `user_cache_path`); a corrupt cache file is skipped with
+   a warning, never fatal;
 3. the embedded snapshot shipped in the package: the lineup as publicly documented,
    stamped with the date it describes.
 
@@ -23,13 +24,16 @@ first use and kept.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ._core.registry import Registry, RegistrySource
 from ._exceptions import RegistryError, SnapshotError
@@ -45,17 +49,30 @@ __all__ = [
 logger = logging.getLogger("caproute.registry")
 
 EMBEDDED_RESOURCE = "embedded_registry.json"
+DEFAULT_BASE_URL = "https://api.anthropic.com"
 
 
-def user_cache_path() -> Path:
-    """Where a successful live fetch is cached: ``$XDG_CACHE_HOME/caproute/registry.json``.
+def user_cache_path(base_url: str | None = None) -> Path:
+    """Where a successful live fetch is cached.
 
-    Falls back to ``~/.cache`` when ``XDG_CACHE_HOME`` is unset or empty (the XDG base
-    directory spec says relative values must be ignored too).
+    ``$XDG_CACHE_HOME/caproute/registry.json`` for the public API (the default base
+    URL); any other base URL (a gateway, a proxy, a local fake) gets its own file,
+    ``registry-<host>-<hash>.json``, so what one endpoint answered never stands in for
+    another's lineup. Falls back to ``~/.cache`` when ``XDG_CACHE_HOME`` is unset or
+    not absolute (the XDG base directory spec says relative values must be ignored).
     """
     base = os.environ.get("XDG_CACHE_HOME", "")
     root = Path(base) if base and os.path.isabs(base) else Path.home() / ".cache"
-    return root / "caproute" / "registry.json"
+    return root / "caproute" / _cache_file_name(base_url)
+
+
+def _cache_file_name(base_url: str | None) -> str:
+    url = (base_url or DEFAULT_BASE_URL).rstrip("/")
+    if url == DEFAULT_BASE_URL:
+        return "registry.json"
+    host = re.sub(r"[^A-Za-z0-9.-]+", "_", urlsplit(url).netloc or "local")[:64]
+    digest = hashlib.sha256(url.encode()).hexdigest()[:12]
+    return f"registry-{host}-{digest}.json"
 
 
 def save_snapshot(registry: Registry, path: str | os.PathLike[str]) -> Path:
@@ -119,13 +136,15 @@ def initial_registry(
     *,
     cache_path: str | os.PathLike[str] | None = None,
     use_cache: bool = True,
+    base_url: str | None = None,
 ) -> Registry:
     """The best registry available without the network, in start-up order.
 
     Args:
         snapshot: An explicit snapshot file; when given it must load.
-        cache_path: The user cache file to try (default `user_cache_path()`).
+        cache_path: The user cache file to try (default `user_cache_path(base_url)`).
         use_cache: Set to False to skip the user cache file.
+        base_url: The API base URL whose cache file to read (default: the public API).
 
     Raises:
         SnapshotError: `snapshot` was given and cannot be loaded.
@@ -133,7 +152,7 @@ def initial_registry(
     if snapshot is not None:
         return load_snapshot(snapshot)
     if use_cache:
-        cached = _load_user_cache(Path(cache_path) if cache_path else user_cache_path())
+        cached = _load_user_cache(Path(cache_path) if cache_path else user_cache_path(base_url))
         if cached is not None:
             return cached
     return embedded_registry()

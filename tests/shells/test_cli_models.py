@@ -11,6 +11,7 @@ import pytest
 
 from caproute import RegistrySource, embedded_registry, load_snapshot, save_snapshot
 from caproute._core.registry import Registry
+from caproute._snapshot import user_cache_path
 from caproute._table import render_table
 from caproute.cli import main
 from caproute.testing import FakeAnthropic, make_model
@@ -143,8 +144,16 @@ def test_models_live_fetches_and_caches(
     assert (code, err) == (0, "")
     assert out.startswith(f"2 models from live ({fake.url}, 0s old)")
     assert "claude-cli-small-1" in out and "200K" in out
-    assert load_snapshot(isolated_environment).ids == ("claude-cli-big-2", "claude-cli-small-1")
-    assert KEY not in out and KEY not in isolated_environment.read_text()
+    cache = user_cache_path(fake.url)
+    assert cache.parent == isolated_environment.parent
+    assert load_snapshot(cache).ids == ("claude-cli-big-2", "claude-cli-small-1")
+    assert KEY not in out and KEY not in cache.read_text()
+    assert not isolated_environment.exists()  # the public API's cache is untouched
+
+    # Offline, the same endpoint's cache is what `models --base-url` shows.
+    code, out, err = run(capsys, "models", "--base-url", fake.url, "--width", "120")
+    assert (code, err) == (0, "")
+    assert out.startswith("2 models from cache")
 
 
 def test_snapshot_saves_a_live_fetch(

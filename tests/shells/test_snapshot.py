@@ -219,3 +219,29 @@ def test_embedded_snapshot_matches_its_generator() -> None:
         [sys.executable, str(script), "--check"], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_each_base_url_gets_its_own_cache_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    public = user_cache_path()
+    assert user_cache_path("https://api.anthropic.com/") == public
+    local = user_cache_path("http://127.0.0.1:8787")
+    other = user_cache_path("http://127.0.0.1:9999")
+    assert local.parent == public.parent == tmp_path / "caproute"
+    assert len({public, local, other}) == 3
+    assert local.name.startswith("registry-127.0.0.1_8787-")
+
+
+def test_a_fetch_from_another_endpoint_never_replaces_the_public_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    gateway = Registry.from_models(
+        [{"id": "claude-gateway-only", "type": "model"}],
+        source=RegistrySource("live", location="http://gateway.invalid"),
+    )
+    save_snapshot(gateway, user_cache_path("http://gateway.invalid"))
+    assert initial_registry() is embedded_registry()
+    assert initial_registry(base_url="http://gateway.invalid").ids == ("claude-gateway-only",)

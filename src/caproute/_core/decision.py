@@ -131,6 +131,8 @@ class Decision:
     @property
     def changed(self) -> bool:
         """True when the forwarded body differs from the one the caller sent."""
+        if self.outcome == "rejected":
+            return False  # nothing is sent, so nothing was changed
         return self.outcome in ("adjusted", "rerouted") or any(d.changed for _, d in self.items)
 
     @property

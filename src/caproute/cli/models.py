@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import time
 from typing import TYPE_CHECKING
@@ -81,7 +82,9 @@ def run_models(args: argparse.Namespace) -> int:
     else:
         from .._snapshot import initial_registry
 
-        registry = initial_registry()
+        # The cache of the endpoint asked about (each base URL has its own file).
+        base_url = args.base_url or os.environ.get("ANTHROPIC_BASE_URL")
+        registry = initial_registry(base_url=base_url)
     if args.json:
         print(json.dumps(registry.to_json(), indent=2, ensure_ascii=False))
     else:
