@@ -167,6 +167,20 @@ def test_the_middleware_path(plain: anthropic.Anthropic) -> None:
     assert [d.outcome for d in seen] == ["rerouted"]
 
 
+def test_the_middleware_path_keeps_the_clients_own_middleware(fake: FakeAnthropic) -> None:
+    calls: list[str] = []
+
+    def audit(request: Any, call_next: Any) -> Any:
+        calls.append(request.url)
+        return call_next(request)
+
+    original = fake.client().with_options(middleware=[audit])
+    client = caproute.wrap(original, registry=REGISTRY, via="middleware")
+    assert client.messages.create(**WITH_PDF).model == "claude-big-2"
+    assert calls == ["/v1/messages"]
+    client.close()
+
+
 def test_wrap_rejects_what_it_cannot_wrap(plain: anthropic.Anthropic) -> None:
     with pytest.raises(TypeError):
         caproute.wrap(object())
