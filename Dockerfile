@@ -18,10 +18,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY src ./src
-# httptools and uvloop (the speed half of uvicorn[standard], without its file watcher
-# and websockets): a faster HTTP parser and event loop that uvicorn picks up on its own
-# (see docs/performance.md, "Proxy").
-RUN pip install ".[proxy]" httptools uvloop \
+# The `proxy` extra brings uvicorn with httptools and uvloop, the faster HTTP parser and
+# event loop the proxy picks when installed (see docs/performance.md, "Proxy").
+RUN pip install ".[proxy]" \
     && groupadd --system --gid 10001 nonroot \
     && useradd --system --uid 10001 --gid nonroot --no-create-home --shell /usr/sbin/nologin nonroot \
     && rm -rf /app/src

@@ -1,28 +1,36 @@
 """Proxy overhead: the same requests sent to the fake API directly and through `caproute serve`.
 
-Three processes, so that no two of them share a GIL: the fake API, the proxy (the real
-``caproute serve`` command, uvicorn and all) and this load generator. Every figure is
-"through the proxy" minus "direct", measured in the same run, so the fake's own cost
-cancels out.
+Three processes, so that no two of them share a GIL: the fake API, the proxy and this
+load generator. Every figure is "through the proxy" minus "direct", measured in the
+same run, so the fake's own cost cancels out. The proxy runs in each server flavour:
+``fast`` is the real ``caproute serve`` command with what it picks when the ``proxy``
+extra is installed (httptools + uvloop), ``fallback`` the same app and settings on
+uvicorn's pure-Python h11 parser and the asyncio loop.
 
 * **Latency** (sequential, one keep-alive connection, direct and proxied requests
   interleaved so drift affects both equally): p50 / p99 for a small non-streaming
-  ``POST /v1/messages`` and for a whole streamed answer (SSE, ~10 events).
+  ``POST /v1/messages`` and for a whole streamed answer (SSE, ~10 events), with the
+  proxy process's CPU time per request (steadier than the wall clock on a busy box).
+  The stream is measured twice: with the events sent back to back (the proxy relays
+  them all in one go) and paced 2 ms apart, as a model generating tokens sends them,
+  where the last event's delay is what a reader waits more for each event.
 * **Throughput**: requests per second with N concurrent keep-alive connections for a
   fixed time, direct and through the proxy (the proxy's ceiling on this machine).
-* **In-process cost of the ASGI app** (no sockets: ASGI messages in, an
-  ``httpx2.MockTransport`` upstream): CPU per request for a pass-through request and a
-  routed Messages request, to separate caproute's own work from the HTTP stack's.
-* **The upstream hop alone**: CPU per request of a bare ``httpx2.AsyncClient`` sending
-  the same small request to the fake, i.e. the client half every proxied request pays.
+* **Where the proxy's CPU goes**, each part measured on its own: the server alone
+  (uvicorn answering a fixed small JSON with a trivial ASGI app), caproute's ASGI app
+  in-process (ASGI messages in, an ``httpx2.MockTransport`` upstream: headers,
+  routing, httpx2 request/response objects), and the upstream hop alone (the inner
+  ``httpx2.AsyncHTTPTransport`` sending the same request to the fake, as the proxy
+  does under its routing transport).
 
-Run: ``.venv/bin/python benchmarks/bench_proxy.py`` (``--help`` for sizes).
+Run: ``.venv/bin/python benchmarks/bench_proxy.py`` (``--help`` for sizes and flavours).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import socket
@@ -30,9 +38,9 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx2
 
@@ -50,7 +58,7 @@ HEADERS = {
 FAKE = (
     "import sys\n"
     "from caproute.testing import FakeAnthropic\n"
-    f"fake = FakeAnthropic(api_key={API_KEY!r}).start()\n"
+    f"fake = FakeAnthropic(api_key={API_KEY!r}, stream_delay=float(sys.argv[1])).start()\n"
     "print(fake.url, flush=True)\n"
     "sys.stdin.read()\n"
 )
@@ -64,9 +72,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def fake_api() -> Iterator[str]:
+def fake_api(stream_delay: float = 0.0) -> Iterator[str]:
     process = subprocess.Popen(
-        [sys.executable, "-c", FAKE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", FAKE, str(stream_delay)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert process.stdout is not None
     try:
@@ -76,39 +87,72 @@ def fake_api() -> Iterator[str]:
         process.wait(10)
 
 
-@contextmanager
-def proxy(upstream: str, extra_path: str | None) -> Iterator[tuple[str, int]]:
-    port = free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    if extra_path:  # e.g. a directory holding httptools + uvloop (uvicorn[standard])
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [extra_path, env.get("PYTHONPATH")]))
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "caproute",
-            "serve",
-            "--port",
-            str(port),
-            "--upstream",
-            upstream,
-            "--log-level",
-            "warning",
-        ],
-        env=env,
+FLAVOURS = {"fast": ("httptools", "uvloop"), "fallback": ("h11", "asyncio")}
+
+# The same app and uvicorn settings as `caproute serve`, on a chosen parser and loop.
+SERVE_WITH = (
+    "import sys, uvicorn\n"
+    "from caproute import ProxyConfig\n"
+    "from caproute._proxy._server import uvicorn_config\n"
+    "config = ProxyConfig(upstream=sys.argv[1], port=int(sys.argv[2]), log_level='warning')\n"
+    "uvicorn.Server(uvicorn_config(config, http=sys.argv[3], loop=sys.argv[4])).run()\n"
+)
+
+# A trivial ASGI app under the same uvicorn settings: what the server side costs alone.
+SERVER_ALONE = (
+    "import sys, uvicorn\n"
+    "from caproute import ProxyConfig\n"
+    "from caproute._proxy._server import uvicorn_config\n"
+    "body = sys.argv[4].encode()\n"
+    "head = [(b'content-type', b'application/json'), (b'content-length', b'%d' % len(body))]\n"
+    "async def app(scope, receive, send):\n"
+    "    if scope['type'] != 'http':\n"
+    "        return\n"
+    "    while (await receive()).get('more_body'):\n"
+    "        pass\n"
+    "    await send({'type': 'http.response.start', 'status': 200, 'headers': head})\n"
+    "    await send({'type': 'http.response.body', 'body': body})\n"
+    "config = ProxyConfig(port=int(sys.argv[1]), log_level='warning')\n"
+    "settings = uvicorn_config(config, app, http=sys.argv[2], loop=sys.argv[3], lifespan='off')\n"
+    "uvicorn.Server(settings).run()\n"
+)
+
+
+def installed(flavour: str) -> bool:
+    return all(
+        name in ("h11", "asyncio") or importlib.util.find_spec(name) is not None
+        for name in FLAVOURS[flavour]
     )
-    url = f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def served(command: list[str], health: str) -> Iterator[int]:
+    """Run a server process until the block ends; yields its pid once `health` answers."""
+    process = subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         for _ in range(300):
             try:
-                if httpx2.get(f"{url}/caproute/health").status_code == 200:
-                    break
+                httpx2.get(health)
+                break
             except httpx2.TransportError:
                 time.sleep(0.05)
-        yield url, process.pid
+        yield process.pid
     finally:
         process.terminate()
         process.wait(30)
+
+
+@contextmanager
+def proxy(upstream: str, flavour: str) -> Iterator[tuple[str, int]]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    if flavour == "fast":  # the real command, choosing by itself
+        command = ["-m", "caproute", "serve", "--port", str(port), "--upstream", upstream]
+        command += ["--log-level", "warning"]
+    else:
+        command = ["-c", SERVE_WITH, upstream, str(port), *FLAVOURS[flavour]]
+    with served([sys.executable, *command], f"{url}/caproute/health") as pid:
+        yield url, pid
 
 
 def cpu_seconds(pid: int) -> float:
@@ -157,7 +201,7 @@ def latency(
     body = json.dumps({**BODY, "stream": stream}).encode()
     times: dict[str, list[float]] = {"direct": [], "proxy": []}
     with httpx2.Client(timeout=30) as a, httpx2.Client(timeout=30) as b:
-        for _ in range(50):  # warm-up: connections, caches, the registry
+        for _ in range(min(50, requests)):  # warm-up: connections, caches, the registry
             one_request(a, direct, body, stream)
             one_request(b, proxied, body, stream)
         cpu_before = cpu_seconds(pid)
@@ -280,13 +324,21 @@ async def app_overhead(requests: int) -> dict[str, float]:
 
 
 async def client_hop_cpu(url: str, requests: int) -> float:
-    """CPU µs per request of a bare httpx2.AsyncClient → the fake (the proxy's client half)."""
+    """CPU µs per request of the inner transport alone → the fake (the proxy's client half).
+
+    The proxy hands requests to its routing transport, which passes them to an
+    ``httpx2.AsyncHTTPTransport`` (httpcore2 + h11 + anyio): this is that last part.
+    """
     body = json.dumps(BODY).encode()
-    async with httpx2.AsyncClient(timeout=30) as client:
+    target = httpx2.URL(f"{url}/v1/messages")
+    timeouts = httpx2.Timeout(30).as_dict()
+    async with httpx2.AsyncHTTPTransport() as transport:
 
         async def one() -> None:
-            request = httpx2.Request("POST", f"{url}/v1/messages", headers=HEADERS, content=body)
-            response = await client.send(request, stream=True)
+            request = httpx2.Request(
+                "POST", target, headers=HEADERS, content=body, extensions={"timeout": timeouts}
+            )
+            response = await transport.handle_async_request(request)
             async for _ in response.aiter_raw():
                 pass
             await response.aclose()
@@ -299,59 +351,122 @@ async def client_hop_cpu(url: str, requests: int) -> float:
         return (time.process_time() - started) / requests * 1e6
 
 
+def server_alone_cpu(flavour: str, requests: int) -> float:
+    """CPU µs per request of uvicorn itself: a trivial app answering the same small JSON."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-c", SERVER_ALONE, str(port), *FLAVOURS[flavour]]
+    body = json.dumps(BODY).encode()
+    with served([*command, ANSWER.decode()], url) as pid, httpx2.Client(timeout=30) as client:
+        for _ in range(100):
+            one_request(client, url, body, False)
+        cpu_before = cpu_seconds(pid)
+        for _ in range(requests):
+            one_request(client, url, body, False)
+        return (cpu_seconds(pid) - cpu_before) / requests * 1e6
+
+
+T = TypeVar("T")
+
+
+def run_in(flavour: str, main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine on the flavour's event loop (uvloop for the fast one)."""
+    if FLAVOURS[flavour][1] == "uvloop":
+        import uvloop
+
+        return uvloop.run(main())
+    return asyncio.run(main())
+
+
+KINDS = {False: "small JSON", True: "streamed (SSE)"}
+PACED = "SSE, events 2 ms apart"
+EVENT_GAP = 0.002
+
+
+def print_latency(name: str, kind: str, r: dict[str, float]) -> None:
+    print(
+        f"| {name} | {kind} | {r['direct_p50']:.2f} ms | {r['proxy_p50']:.2f} ms "
+        f"| {r['added_p50']:.2f} ms | {r['added_p99']:.2f} ms "
+        f"| {r['added_mean']:.2f} ms | {r['proxy_cpu_ms']:.2f} ms |",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=1000, help="sequential requests per kind")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument(
-        "--seconds", type=float, default=5.0, help="duration of each throughput run"
+        "--seconds", type=float, default=3.0, help="duration of each throughput run"
     )
     parser.add_argument(
-        "--proxy-path",
-        metavar="DIR",
-        help="prepend DIR to the proxy's PYTHONPATH (e.g. holding httptools and uvloop)",
+        "--flavours",
+        default="fast,fallback",
+        help="server flavours to run, comma-separated: fast (httptools + uvloop), fallback "
+        "(h11 + asyncio); default: both (fast only if httptools and uvloop are installed)",
     )
     args = parser.parse_args()
+    flavours = [name for name in args.flavours.split(",") if installed(name)]
 
-    print("| in-process, no sockets | CPU / request |")
-    print("| --- | --- |")
-    for name, micros in asyncio.run(app_overhead(args.requests * 3)).items():
-        print(f"| {name} | {micros:.0f} µs |")
-    print()
-
-    with fake_api() as direct, proxy(direct, args.proxy_path) as (proxied, pid):
+    load = "/".join(f"{value:.2f}" for value in os.getloadavg())
+    print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, load average {load}\n")
+    parts: dict[str, dict[str, float]] = {}
+    with fake_api() as direct, fake_api(EVENT_GAP) as paced:
+        print(f"fake API {direct}\n")
         print(
-            f"fake API {direct}, proxy {proxied} ({server_flavour(pid)}); "
-            f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
-        )
-        hop = asyncio.run(client_hop_cpu(direct, args.requests))
-        print(f"bare httpx2.AsyncClient → fake: {hop:.0f} µs CPU per request (the client half)")
-        print(
-            "\n| request | direct p50 | proxy p50 | added p50 | added p99 | added mean "
+            "| server | request | direct p50 | proxy p50 | added p50 | added p99 | added mean "
             "| proxy CPU / request |"
         )
-        print("| --- | --- | --- | --- | --- | --- | --- |")
-        for stream in (False, True):
-            r = latency(direct, proxied, pid, stream=stream, requests=args.requests)
-            kind = "streamed (SSE)" if stream else "small JSON"
-            print(
-                f"| {kind} | {r['direct_p50']:.2f} ms | {r['proxy_p50']:.2f} ms | "
-                f"{r['added_p50']:.2f} ms | {r['added_p99']:.2f} ms | {r['added_mean']:.2f} ms "
-                f"| {r['proxy_cpu_ms']:.2f} ms |"
-            )
-        print(f"\n| request | direct req/s | proxy req/s | (concurrency {args.concurrency}) |")
-        print("| --- | --- | --- | --- |")
-        for stream in (False, True):
-            kind = "streamed (SSE)" if stream else "small JSON"
-            rates = [
-                asyncio.run(
-                    throughput(
-                        url, concurrency=args.concurrency, seconds=args.seconds, stream=stream
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        rates: dict[tuple[str, bool], float] = {}
+        for flavour in flavours:
+            with proxy(direct, flavour) as (proxied, pid):
+                name = server_flavour(pid)
+                parts[name] = {}
+                for stream, kind in KINDS.items():
+                    r = latency(direct, proxied, pid, stream=stream, requests=args.requests)
+                    print_latency(name, kind, r)
+                    if not stream:
+                        parts[name]["the whole proxy (measured above)"] = r["proxy_cpu_ms"] * 1000
+                for stream in KINDS:
+                    rates[name, stream] = asyncio.run(
+                        throughput(
+                            proxied,
+                            concurrency=args.concurrency,
+                            seconds=args.seconds,
+                            stream=stream,
+                        )
                     )
+            with proxy(paced, flavour) as (proxied, pid):
+                r = latency(paced, proxied, pid, stream=True, requests=max(args.requests // 5, 1))
+                print_latency(name, PACED, r)
+            parts[name]["uvicorn alone, trivial app"] = server_alone_cpu(flavour, args.requests)
+            hop = run_in(flavour, lambda: client_hop_cpu(direct, args.requests))
+            parts[name]["upstream hop alone: httpx2.AsyncHTTPTransport"] = hop
+            in_process = run_in(flavour, lambda: app_overhead(args.requests * 3))
+            for kind, micros in in_process.items():
+                parts[name][f"caproute's ASGI app in-process, {kind}"] = micros
+        for stream in KINDS:
+            rates["direct", stream] = asyncio.run(
+                throughput(
+                    direct, concurrency=args.concurrency, seconds=args.seconds, stream=stream
                 )
-                for url in (direct, proxied)
-            ]
-            print(f"| {kind} | {rates[0]:.0f} | {rates[1]:.0f} | |")
+            )
+
+    print(f"\n| server | request | direct req/s | proxy req/s | (concurrency {args.concurrency}) |")
+    print("| --- | --- | --- | --- | --- |")
+    for name in parts:
+        for stream, kind in KINDS.items():
+            print(
+                f"| {name} | {kind} | {rates['direct', stream]:.0f} | {rates[name, stream]:.0f} | |"
+            )
+
+    print("\n| proxy CPU per small JSON request | " + " | ".join(parts) + " |")
+    print("| --- |" + " ---: |" * len(parts))
+    for label in next(iter(parts.values()), {}):
+        print(f"| {label} | " + " | ".join(f"{p[label]:.0f} µs" for p in parts.values()) + " |")
+    load = "/".join(f"{value:.2f}" for value in os.getloadavg())
+    print(f"\nload average at the end: {load}")
 
 
 if __name__ == "__main__":

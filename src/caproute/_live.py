@@ -22,7 +22,6 @@ never a key, never message content.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import inspect
 import logging
@@ -142,7 +141,7 @@ class LiveRouter:
             self._fixed = _offline_registry()
         elif isinstance(source, Registry):
             self._fixed = source
-        elif inspect.iscoroutinefunction(source.current):
+        elif _is_async_fetcher(source):
             self._async_fetcher = cast("AsyncFetcher", source)
         else:
             self._sync_fetcher = cast("SyncFetcher", source)
@@ -199,7 +198,10 @@ class LiveRouter:
         if self._fixed is not None:
             return self._fixed
         if self._sync_fetcher is not None:
-            return self._sync_fetcher.current()
+            current = self._sync_fetcher.current()
+            if isinstance(current, Registry):
+                return current
+            self._demote_to_async(current)
         if self._latest is None:
             # Nobody awaited `acurrent()` yet: serve the offline start-up data rather
             # than fail; the first `acurrent()` or `arefresh()` replaces it.
@@ -213,9 +215,29 @@ class LiveRouter:
         either) and keeps the answer for `route()`; for other sources it is `registry`.
         """
         if self._async_fetcher is None:
-            return self.registry
+            registry = self.registry  # a sync fetcher's `current()` never waits either
+            if self._async_fetcher is None:
+                return registry
+            # `registry` just found out the fetcher is async after all: await it below.
         self._latest = registry = await self._async_fetcher.current()
         return registry
+
+    def _demote_to_async(self, answer: object) -> None:
+        """A fetcher taken for sync returned an awaitable: treat it as async from now on.
+
+        Fetchers are told apart by whether ``current`` is a coroutine function; one
+        hiding it (a sync wrapper returning a coroutine) is caught here, the first
+        time, instead of routing against a coroutine object.
+        """
+        if inspect.iscoroutine(answer):
+            answer.close()  # never awaited by us: close it rather than leak a warning
+        self._async_fetcher = cast("AsyncFetcher", self._sync_fetcher)
+        self._sync_fetcher = None
+        self._logger.warning(
+            "caproute: the registry fetcher's current() returned %s, not a Registry; "
+            "treating it as an async fetcher (read with `await router.acurrent()`)",
+            type(answer).__name__,
+        )
 
     @property
     def can_refresh(self) -> bool:
@@ -257,7 +279,12 @@ class LiveRouter:
                 self._latest = await self._async_fetcher.refresh()
             else:
                 assert self._sync_fetcher is not None
-                await asyncio.to_thread(self._sync_fetcher.refresh)
+                # A sync fetcher blocks on the network: run it in a worker thread (anyio,
+                # an httpx2 dependency, so this works under asyncio and trio alike;
+                # imported here to keep `import caproute` light).
+                import anyio.to_thread
+
+                await anyio.to_thread.run_sync(self._sync_fetcher.refresh)
         except Exception as exc:  # a failed refresh must not fail the request
             self._logger.warning("caproute: registry refresh failed: %s", exc)
             return False
@@ -336,7 +363,8 @@ class LiveRouter:
             A rejection on a hop (``attempt > 1``) is not reported: the flow never
             acts on it, it delivers the upstream answer it already has.
         """
-        avoid = self._avoid(exclude)
+        # Nothing learned yet (the common case): no call to `_avoid`.
+        avoid = exclude if not self._retired and not self._unavailable else self._avoid(exclude)
         result = self._core(body, endpoint, api_version, betas, headers, avoid)
         if result.decision.rejected and allow_cooling and self._unavailable:
             warm = self._avoid(exclude, cooling=False)
@@ -360,7 +388,9 @@ class LiveRouter:
         headers: Mapping[str, str] | None,
         exclude: Sequence[str],
     ) -> RouteResult:
-        registry, policy = self.registry, self._policy
+        # A fixed registry is read without the `registry` property call.
+        registry = self._fixed if self._fixed is not None else self.registry
+        policy = self._policy
         router = self._core_router
         if router is None or router.registry is not registry or router.policy is not policy:
             router = self._core_router = Router(registry, policy)
@@ -412,6 +442,14 @@ class LiveRouter:
         source = "fetcher" if self.can_refresh else "fixed registry"
         policy = "defaults" if self._policy is Policy.default() else "custom policy"
         return f"LiveRouter({source}, {policy})"
+
+
+def _is_async_fetcher(fetcher: object) -> bool:
+    """Whether `fetcher.current` must be awaited (never call it to find out)."""
+    current = getattr(fetcher, "current", None)
+    return inspect.iscoroutinefunction(current) or inspect.iscoroutinefunction(
+        getattr(type(fetcher), "current", None)
+    )
 
 
 def _offline_registry() -> Registry:

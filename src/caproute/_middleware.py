@@ -53,10 +53,13 @@ from ._flow import (
     RoutedCall,
     Router,
     Send,
+    append_decision_headers,
+    decision_header_entries,
     endpoint_for,
     error_of,
     parse_betas,
     refusal_body,
+    reply_for,
     routing_flow,
 )
 from ._live import DecisionHook, LiveRouter, RegistryInput
@@ -199,6 +202,7 @@ class _Driver:
         call = self._call(request)
         if call is None:
             return await call_next(request)
+        await self.router.acurrent()  # an async registry fetcher is read here, awaited
         flow = routing_flow(self.router, call)
         action = next(flow)
         response: AsyncAPIResponse[Any] | None = None
@@ -233,12 +237,13 @@ class _Driver:
             self.router.report(_passthrough("the request body is not a JSON object"))
             return None
         headers = _plain_headers(request.headers)
-        return RoutedCall(
-            body=body,
-            endpoint=endpoint,
-            api_version=headers.get("anthropic-version", self._api_version),
-            betas=parse_betas([betas]) if (betas := headers.get("anthropic-beta")) else (),
-            headers=headers,
+        betas = headers.get("anthropic-beta")
+        return RoutedCall(  # positional: keyword arguments cost more on this hot path
+            body,
+            endpoint,
+            headers.get("anthropic-version", self._api_version),
+            parse_betas([betas]) if betas else (),
+            headers,
         )
 
 
@@ -295,14 +300,14 @@ def _reply(response: Any) -> Reply:
     """What the flow needs to know; the body is read only for the statuses it inspects."""
     status = _status(response)
     if status not in READS_BODY_ON:
-        return Reply(status)
+        return reply_for(status)
     return Reply(status, *error_of(_http_response(response).read()))
 
 
 async def _areply(response: Any) -> Reply:
     status = _status(response)
     if status not in READS_BODY_ON:
-        return Reply(status)
+        return reply_for(status)
     return Reply(status, *error_of(await _http_response(response).aread()))
 
 
@@ -311,10 +316,11 @@ def _deliver(response: _ResponseT, decision: Decision) -> _ResponseT:
     http_response = getattr(response, "http_response", None)
     if http_response is not None:
         headers = http_response.headers
-        # Item by item: `Headers.update` first builds a whole `Headers` of the new ones,
-        # which doubles the cost of the one step every routed response pays.
-        for name, value in decision.header_values().items():
-            headers[name] = value
+        if not append_decision_headers(headers, decision_header_entries(decision)):
+            # Item by item: `Headers.update` first builds a whole `Headers` of the new
+            # ones, which doubles the cost.
+            for name, value in decision.header_values().items():
+                headers[name] = value
         # Copy rather than mutate: a transport may hand out a shared or read-only mapping.
         http_response.extensions = {**http_response.extensions, "caproute_decision": decision}
     return response

@@ -47,10 +47,13 @@ from ._flow import (
     RoutedCall,
     Router,
     Send,
+    append_decision_headers,
+    decision_header_entries,
     endpoint_for,
     error_of,
     parse_betas,
     refusal_body,
+    reply_for,
     routing_flow,
 )
 from ._live import DecisionHook, LiveRouter, RegistryInput
@@ -113,13 +116,8 @@ class _Routing:
             self._router.report(_passthrough("the request body is not a JSON object"))
             return None
         headers = request.headers
-        return RoutedCall(
-            body=body,
-            endpoint=endpoint,
-            api_version=headers.get("anthropic-version"),
-            betas=parse_betas(headers.get_list("anthropic-beta")),
-            headers=headers,
-        )
+        api_version, betas = _version_and_betas(headers)
+        return RoutedCall(body, endpoint, api_version, betas, headers)
 
     def _outgoing(self, request: Any, send: Send) -> Any:
         """The request to send for `send`: the original one when nothing changed."""
@@ -164,29 +162,58 @@ class _Routing:
 
 
 def _deliver(response: Any, decision: Decision) -> Any:
-    _add_headers(response.headers, decision.header_values())
+    headers = response.headers
+    if not append_decision_headers(headers, decision_header_entries(decision)):
+        _add_headers(headers, decision.header_values())
     # Copy rather than mutate: a transport may hand out a read-only mapping.
     response.extensions = {**response.extensions, "caproute_decision": decision}
     return response
 
 
 def _add_headers(headers: Any, values: dict[str, str]) -> None:
-    """Add the ``caproute-*`` headers to a response's headers.
+    """Add the ``caproute-*`` headers (the path for non-ASCII values, see `_deliver`).
 
-    ``Headers.update`` re-encodes and rescans the whole list for every key it sets
-    (10-15 µs here, a percent of a small loopback request), so when the response has no
-    ``caproute-*`` header yet (always, unless it passed through another caproute) the
-    entries are appended directly to the multi-dict's list, in the exact
-    ``(raw key, lower-cased key, value)`` form httpx and httpx2 both store.
+    Appended to the multi-dict's list like `append_decision_headers` does (with the
+    latin-1 encoding header values allow) when no ``caproute-*`` header is there yet,
+    else ``Headers.update``.
     """
     entries = getattr(headers, "_list", None)
     if isinstance(entries, list) and not any(
         entry[1].startswith(b"caproute-") for entry in entries
     ):
-        # Keys are lower-case ASCII and values latin-1-safe (`Decision.header_values`).
         entries.extend((k.encode(), k.encode(), v.encode("latin-1")) for k, v in values.items())
         return
     headers.update(values)
+
+
+def _version_and_betas(headers: Any) -> tuple[str | None, tuple[str, ...]]:
+    """``anthropic-version`` (as ``headers.get`` gives it) and the parsed betas.
+
+    ``Headers.get`` / ``get_list`` each rescan the list and work out the headers'
+    encoding (~1.5 µs together); one pass over the raw entries gives the same strings
+    whenever the values found are ASCII (any encoding decodes them alike), which they
+    are in practice. Anything else goes through the public API.
+    """
+    entries = getattr(headers, "_list", None)
+    # The layout httpx and httpx2 use: (raw key, lower-cased key, value), all bytes.
+    if isinstance(entries, list) and (not entries or isinstance(entries[0][1], bytes)):
+        versions: tuple[bytes, ...] = ()  # tuples: usually one version, no beta
+        betas: tuple[bytes, ...] = ()
+        for entry in entries:
+            key = entry[1]
+            if key == b"anthropic-version":
+                versions += (entry[2],)
+            elif key == b"anthropic-beta":
+                betas += (entry[2],)
+        try:
+            # `Headers.get` joins repeated values with ", ".
+            version = b", ".join(versions).decode("ascii") if versions else None
+            if not betas:
+                return version, ()
+            return version, parse_betas([b.decode("ascii") for b in betas])
+        except UnicodeDecodeError:
+            pass
+    return headers.get("anthropic-version"), parse_betas(headers.get_list("anthropic-beta"))
 
 
 def _loads_or_none(content: bytes) -> Any:
@@ -243,7 +270,7 @@ class _SyncRouting(_Routing):
 
     def _inspect(self, response: Any) -> tuple[Any, Reply]:
         if response.status_code not in READS_BODY_ON:
-            return response, Reply(response.status_code)
+            return response, reply_for(response.status_code)
         content = response.read()
         response.close()
         return self._buffered(response, content), Reply(response.status_code, *error_of(content))
@@ -289,7 +316,7 @@ class _AsyncRouting(_Routing):
 
     async def _inspect(self, response: Any) -> tuple[Any, Reply]:
         if response.status_code not in READS_BODY_ON:
-            return response, Reply(response.status_code)
+            return response, reply_for(response.status_code)
         content = await response.aread()
         await response.aclose()
         return self._buffered(response, content), Reply(response.status_code, *error_of(content))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+import pickle
 from typing import Any
 
 import pytest
@@ -229,3 +231,27 @@ def test_the_fast_path_respects_exclude_and_routes() -> None:
     assert router.route(body("t-full"), exclude=["t-full"]).decision.model == "t-adaptive"
     vip = router.route(body("t-full", metadata={"user_id": "vip"}))
     assert vip.decision.model == "t-ladder"
+
+
+def test_the_fast_path_gives_the_slow_paths_decision_with_the_current_age() -> None:
+    router = Router(REGISTRY)
+    request = body("t-full")
+    first = router.route(request, now=1_010.0).decision  # selection
+    again = router.route(request, now=1_020.0).decision  # the fast path
+    assert first.registry_age_s == 10.0
+    assert again.registry_age_s == 20.0
+    assert again == dataclasses.replace(first, registry_age_s=20.0)
+    # Without an age (no `now`), the same frozen decision can be handed out again.
+    assert router.route(request).decision == router.route(request).decision
+
+
+def test_decision_extra_is_a_read_only_empty_dict_by_default() -> None:
+    decision = run(body("t-full")).decision
+    assert decision.extra == {}
+    assert isinstance(decision.extra, dict)
+    assert json.dumps(decision.extra) == "{}"
+    assert copy.deepcopy(decision) == decision
+    assert pickle.loads(pickle.dumps(decision)) == decision
+    with pytest.raises(TypeError):
+        decision.extra["attempt"] = 2  # type: ignore[index]
+    assert {**decision.extra, "attempt": 2} == {"attempt": 2}

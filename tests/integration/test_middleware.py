@@ -132,6 +132,30 @@ async def test_parsed_calls_reach_the_decision_through_the_hook(
     assert API_KEY not in repr(decision.to_dict())
 
 
+async def test_async_clients_read_an_async_fetcher_before_routing(
+    fake: FakeAnthropic, registry: Registry, decisions: list[Decision]
+) -> None:
+    class AsyncFetcher:  # only `current()` is needed to route
+        calls = 0
+
+        async def current(self) -> Registry:
+            AsyncFetcher.calls += 1
+            return registry
+
+        async def refresh(self) -> Registry:
+            return registry
+
+    router = LiveRouter(AsyncFetcher(), on_decision=decisions.append)
+    async with opened(client_with(fake, router, is_async=True)) as client:
+        await client.messages.create(model=SMALL, **{**HELLO, "max_tokens": 20_000})
+
+    assert AsyncFetcher.calls == 1  # awaited, never called synchronously
+    [decision] = decisions
+    # The fetcher's catalogue was used (the offline data doesn't know SMALL at all).
+    assert decision.outcome == "adjusted"
+    assert router.registry is registry
+
+
 # -- the client's API version --------------------------------------------------------------
 
 

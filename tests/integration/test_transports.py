@@ -16,7 +16,8 @@ import pytest
 
 from caproute import AsyncRoutingTransport, LiveRouter, Policy, Registry, RoutingTransport
 from caproute._core.decision import Decision
-from caproute._transports import async_httpx_transport, httpx_transport
+from caproute._flow import parse_betas
+from caproute._transports import _version_and_betas, async_httpx_transport, httpx_transport
 from caproute.testing import FakeAnthropic, make_model
 
 MODELS = [
@@ -361,3 +362,25 @@ def test_the_key_never_reaches_decisions_or_logs(
         assert KEY not in json.dumps(decision.to_dict())
         assert KEY not in decision.explain()
     assert caplog.records and KEY not in caplog.text
+
+
+@pytest.mark.parametrize("http", [httpx2, httpx], ids=["httpx2", "httpx"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        [],
+        [("Anthropic-Version", "2023-06-01")],
+        [("anthropic-version", "a"), ("x-other", "é"), ("anthropic-version", "b")],
+        [("anthropic-beta", "x-1, y-2"), ("anthropic-beta", "z-3"), ("anthropic-version", "v")],
+        [("anthropic-beta", "caf\u00e9")],  # not ASCII: the public API decides
+    ],
+)
+def test_version_and_betas_read_as_the_headers_api_reads_them(
+    http: ModuleType, raw: list[tuple[str, str]]
+) -> None:
+    headers = http.Headers([(k, v.encode("latin-1")) for k, v in raw])
+    expected = (
+        headers.get("anthropic-version"),
+        parse_betas(headers.get_list("anthropic-beta")),
+    )
+    assert _version_and_betas(headers) == expected

@@ -15,7 +15,7 @@ import anthropic
 import uvicorn
 
 from caproute._proxy import ProxyApp, ProxyConfig, create_proxy_app
-from caproute._proxy._server import uvicorn_config
+from caproute._proxy._server import server_flavour, uvicorn_config
 from caproute.testing import FakeAnthropic
 
 API_KEY = "sk-test-caller-key"
@@ -35,17 +35,29 @@ def close_sdk_clients() -> None:
         _open_clients.pop().close()
 
 
-class RunningProxy:
-    """`caproute serve` in a background thread: the real uvicorn server and lifespan."""
+Flavour = tuple[str, str]
+"""uvicorn's ``(http, loop)`` implementations: ``("h11", "asyncio")`` is the fallback."""
 
-    def __init__(self, config: ProxyConfig) -> None:
+FLAVOURS: list[Flavour] = [("h11", "asyncio"), ("httptools", "uvloop")]
+
+
+class RunningProxy:
+    """`caproute serve` in a background thread: the real uvicorn server and lifespan.
+
+    `flavour` picks uvicorn's HTTP parser and event loop (default: what `serve_proxy`
+    would pick, the fastest installed).
+    """
+
+    def __init__(self, config: ProxyConfig, flavour: Flavour | None = None) -> None:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
         self.port: int = self._sock.getsockname()[1]
         self.config = replace(config, port=self.port)
         self.app: ProxyApp = create_proxy_app(self.config)
-        self._server = uvicorn.Server(uvicorn_config(self.config, self.app, log_config=None))
+        self.http, self.loop = flavour or server_flavour()
+        settings = uvicorn_config(self.config, self.app, log_config=None, http=self.http)
+        self._server = uvicorn.Server(settings)
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     @classmethod
@@ -58,7 +70,13 @@ class RunningProxy:
         return f"http://127.0.0.1:{self.port}"
 
     def _run(self) -> None:
-        asyncio.run(self._server.serve(sockets=[self._sock]))
+        # Server.serve() runs in whatever loop it is given, so the loop is chosen here.
+        if self.loop == "uvloop":
+            import uvloop
+
+            uvloop.run(self._server.serve(sockets=[self._sock]))
+        else:
+            asyncio.run(self._server.serve(sockets=[self._sock]))
 
     def start(self) -> RunningProxy:
         self._thread.start()
@@ -86,10 +104,12 @@ class RunningProxy:
         return 0.0
 
 
-def start_proxy(fake: FakeAnthropic, **options: Any) -> RunningProxy:
+def start_proxy(
+    fake: FakeAnthropic, *, flavour: Flavour | None = None, **options: Any
+) -> RunningProxy:
     """A proxy in front of `fake`, started (stop it with `.stop()`)."""
     options.setdefault("body_timeout", 5.0)
-    return RunningProxy(ProxyConfig(upstream=fake.url, **options)).start()
+    return RunningProxy(ProxyConfig(upstream=fake.url, **options), flavour).start()
 
 
 def raw_request(port: int, data: bytes, *, timeout: float = 5.0) -> bytes:

@@ -10,6 +10,7 @@ import gzip
 import json
 from collections.abc import AsyncIterator
 
+import anyio
 import httpx2
 import pytest
 
@@ -109,3 +110,91 @@ async def test_stream_cut_inside_an_event_ends_with_a_separate_error_event() -> 
         "type": "api_error",
         "message": "caproute: upstream stream ended unexpectedly",
     }
+
+
+@pytest.mark.anyio
+async def test_upstream_cookies_are_not_replayed_to_the_next_callers_request() -> None:
+    # The proxy is shared by many callers: nothing one upstream answer sets may ride
+    # along on another caller's request.
+    seen: list[str | None] = []
+
+    async def set_cookie(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request.headers.get("cookie"))
+        return httpx2.Response(200, headers={"set-cookie": "session=caller-a; Path=/"}, json={})
+
+    async with client_for(set_cookie) as client:
+        first = await client.get("/v1/models")
+        client.cookies.clear()  # the second caller has no cookie of its own
+        await client.get("/v1/models")
+
+    assert first.headers["set-cookie"] == "session=caller-a; Path=/"  # passed through
+    assert seen == [None, None]
+
+
+@pytest.mark.anyio
+async def test_upstream_requests_carry_the_configured_timeouts() -> None:
+    seen: list[object] = []
+
+    async def record(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request.extensions.get("timeout"))
+        return httpx2.Response(200, json={})
+
+    app = create_proxy_app(
+        ProxyConfig(upstream="https://upstream.invalid", connect_timeout=3, read_timeout=7),
+        inner_transport=httpx2.MockTransport(record),
+    )
+    transport = httpx2.ASGITransport(app)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://proxy") as client:
+        await client.get("/v1/models")
+
+    assert seen == [{"connect": 3, "read": 7, "write": 7, "pool": 3}]
+
+
+@pytest.mark.anyio
+async def test_the_answer_ends_before_the_upstream_response_is_closed() -> None:
+    # Closing hands the upstream connection back to the pool, which takes a while: a
+    # chunked answer is only complete with its last message, so that goes out first.
+    events: list[str] = []
+
+    class _Recorded(httpx2.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            yield b"event: message_stop\ndata: {}\n\n"
+
+        async def aclose(self) -> None:
+            events.append("upstream closed")
+
+    async def stream(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(
+            200, headers={"content-type": "text/event-stream"}, stream=_Recorded()
+        )
+
+    app = create_proxy_app(
+        ProxyConfig(upstream="https://upstream.invalid"),
+        inner_transport=httpx2.MockTransport(stream),
+    )
+    requests = [{"type": "http.request", "body": b"", "more_body": False}]
+    done = anyio.Event()
+
+    async def receive() -> dict[str, object]:
+        if requests:
+            return requests.pop()
+        await done.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            events.append("answer complete")
+            done.set()
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/v1/models",
+        "raw_path": b"/v1/models",
+        "query_string": b"",
+        "headers": [(b"host", b"proxy")],
+    }
+    await app(scope, receive, send)
+    await app.aclose()
+
+    assert events == ["answer complete", "upstream closed"]

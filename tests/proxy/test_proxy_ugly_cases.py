@@ -13,6 +13,7 @@ import anthropic
 import httpx
 import pytest
 from proxy_helpers import (
+    Flavour,
     RunningProxy,
     http_request,
     json_body_of,
@@ -31,9 +32,9 @@ LIMIT = 4096
 
 
 @pytest.fixture(scope="module")
-def strict(fake: FakeAnthropic) -> Iterator[RunningProxy]:
+def strict(fake: FakeAnthropic, flavour: Flavour) -> Iterator[RunningProxy]:
     """A proxy with a small body limit and a short body deadline."""
-    running = start_proxy(fake, max_body_bytes=LIMIT, body_timeout=0.3)
+    running = start_proxy(fake, flavour=flavour, max_body_bytes=LIMIT, body_timeout=0.3)
     yield running
     running.stop()
 

@@ -68,6 +68,41 @@ def test_own_key_mode_replaces_every_caller_credential() -> None:
     assert names(sent).count(b"x-api-key") == 1
 
 
+def test_headers_named_in_connection_are_dropped_wherever_they_come() -> None:
+    sent = upstream_request_headers(
+        [
+            (b"x-secret", b"1"),  # before the Connection header naming it
+            (b"Connection", b"X-Secret"),
+            (b"connection", b"x-other"),  # a second Connection header counts too
+            (b"x-other", b"2"),
+            (b"x-keep", b"3"),
+        ],
+        api_key=None,
+    )
+
+    assert sent == [(b"x-keep", b"3")]
+
+
+def test_server_flavour_prefers_httptools_and_uvloop_and_falls_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    from caproute._proxy import _server
+
+    installed = {
+        name: importlib.util.find_spec(name) is not None for name in ("httptools", "uvloop")
+    }
+    assert _server.server_flavour() == (
+        "httptools" if installed["httptools"] else "h11",
+        "uvloop" if installed["uvloop"] else "asyncio",
+    )
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None)
+    assert _server.server_flavour() == ("h11", "asyncio")
+    config = _server.uvicorn_config(ProxyConfig(), app=object())
+    assert (config.http, config.loop) == ("h11", "asyncio")
+
+
 def test_values_with_control_characters_are_dropped() -> None:
     sent = upstream_request_headers(
         [(b"x-a", b"ok"), (b"x-b", b"bad\r\nx-injected: 1"), (b"x-c", b"nul\x00")], api_key=None

@@ -6,9 +6,10 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import httpx2
 import pytest
 
-from caproute._core.decision import Decision, RouteResult
+from caproute._core.decision import Change, Decision, RouteResult
 from caproute._flow import (
     Action,
     Refresh,
@@ -16,11 +17,14 @@ from caproute._flow import (
     Reply,
     RoutedCall,
     Send,
+    append_decision_headers,
+    decision_header_entries,
     endpoint_for,
     error_of,
     looks_capability_related,
     parse_betas,
     refusal_body,
+    reply_for,
     routing_flow,
 )
 
@@ -284,3 +288,26 @@ def test_looks_capability_related() -> None:
     assert not looks_capability_related("messages: Field required", decision)
     assert not looks_capability_related("messages.0: Input should be an object", decision)
     assert not looks_capability_related(None, decision)
+
+
+def test_replies_for_a_status_are_shared_and_equal_to_new_ones() -> None:
+    assert reply_for(200) is reply_for(200)
+    assert reply_for(529) == Reply(529)
+
+
+def test_decision_headers_are_appended_as_header_values_says() -> None:
+    decision = Decision("unchanged", "a-1", "a-1")
+    response = httpx2.Response(200, headers={"content-type": "application/json"})
+    assert append_decision_headers(response.headers, decision_header_entries(decision))
+    assert {k: response.headers[k] for k in decision.header_values()} == (decision.header_values())
+    # A second time (a response that already passed through caproute): not appended;
+    # the drivers then set the values through the public API.
+    assert not append_decision_headers(response.headers, decision_header_entries(decision))
+
+
+def test_non_ascii_header_values_take_the_public_api() -> None:
+    change = Change("metadata.note", "café", "thé", "adjust", "why")
+    decision = Decision("adjusted", "a-1", "a-1", changes=(change,))
+    assert decision_header_entries(decision) is None
+    headers = httpx2.Headers({"content-type": "application/json"})
+    assert not append_decision_headers(headers, None)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
 
 from caproute import LiveRouter, Policy, Registry
@@ -228,3 +232,102 @@ def test_registry_and_fetcher_are_exclusive(fake: FakeAnthropic) -> None:
         LiveRouter(REGISTRY, fetcher=fetcher)
     with pytest.raises(ValueError):
         LiveRouter(REGISTRY, max_attempts=0)
+
+
+class _AsyncStubFetcher:
+    """An async fetcher that counts its calls (no network)."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.calls = 0
+
+    async def current(self) -> Registry:
+        self.calls += 1
+        return self.registry
+
+    async def refresh(self) -> Registry:
+        self.calls += 1
+        return self.registry
+
+
+@pytest.mark.anyio
+async def test_an_async_fetcher_is_only_ever_awaited() -> None:
+    # `filterwarnings = error`: a coroutine created and never awaited would fail this.
+    fetcher = _AsyncStubFetcher(REGISTRY)
+    router = LiveRouter(fetcher)
+    offline = router.registry  # sync read: the start-up data, current() not called
+    assert fetcher.calls == 0
+    assert "claude-small-1" not in offline
+    assert router.route(PLAIN).decision.outcome == "passthrough"  # unknown offline
+    assert fetcher.calls == 0
+    assert await router.acurrent() is REGISTRY
+    assert fetcher.calls == 1
+    assert router.registry is REGISTRY
+    assert router.route(EFFORT_MAX).decision.outcome == "adjusted"
+
+
+class _HiddenAsyncFetcher:
+    """`current` is a plain method returning a coroutine: it looks sync."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.inner = _AsyncStubFetcher(registry)
+
+    def current(self) -> Any:
+        return self.inner.current()
+
+    def refresh(self) -> Any:
+        return self.inner.refresh()
+
+
+@pytest.mark.anyio
+async def test_a_fetcher_hiding_a_coroutine_is_never_used_as_a_registry(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    router = LiveRouter(_HiddenAsyncFetcher(REGISTRY))
+    registry = router.registry
+    assert isinstance(registry, Registry)  # the offline data, not a coroutine
+    assert "treating it as an async fetcher" in caplog.text
+    assert await router.acurrent() is REGISTRY
+    assert router.route(EFFORT_MAX).decision.outcome == "adjusted"
+
+
+@pytest.mark.anyio
+async def test_acurrent_detects_a_hidden_async_fetcher_on_first_use() -> None:
+    router = LiveRouter(_HiddenAsyncFetcher(REGISTRY))
+    assert await router.acurrent() is REGISTRY
+
+
+class _SlowSyncFetcher:
+    """A sync fetcher whose refresh blocks for a while and records its thread."""
+
+    def __init__(self) -> None:
+        self.refresh_thread: int | None = None
+
+    def current(self) -> Registry:
+        return REGISTRY
+
+    def refresh(self) -> Registry:
+        self.refresh_thread = threading.get_ident()
+        time.sleep(0.2)
+        return REGISTRY
+
+
+@pytest.mark.anyio
+async def test_arefresh_runs_a_blocking_sync_refresh_in_a_worker_thread() -> None:
+    fetcher = _SlowSyncFetcher()
+    router = LiveRouter(fetcher)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await anyio.sleep(0.01)
+            ticks += 1
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        assert await router.arefresh() is True
+        tg.cancel_scope.cancel()
+    assert fetcher.refresh_thread is not None
+    assert fetcher.refresh_thread != threading.get_ident()
+    assert ticks >= 5  # the event loop kept running during the 0.2 s refresh

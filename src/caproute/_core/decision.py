@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NoReturn
 
 __all__ = ["MISSING", "Candidate", "Change", "Decision", "Outcome", "RouteResult"]
 
@@ -33,6 +33,36 @@ class _Missing:
 
 
 MISSING: Final = _Missing()
+
+
+class _EmptyExtra(dict[str, Any]):
+    """The default `Decision.extra`: an empty dict that refuses to be filled.
+
+    One instance is shared by every decision without extras: cheaper than a new dict
+    per decision, and it lets the router hand out the same unchanged `Decision` again
+    (frozen all the way down: nobody can add to a shared decision's `extra`; shells
+    copy it to add keys, as `dataclasses.replace` callers do). Still a `dict`, so JSON,
+    pickling, copying, equality and repr behave as before.
+    """
+
+    __slots__ = ()
+
+    def _refuse(self, *_args: object, **_kwargs: object) -> NoReturn:
+        raise TypeError("Decision.extra is read-only; build a new decision to add keys")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _refuse
+    __ior__ = _refuse
+
+    def __reduce__(self) -> tuple[type[_EmptyExtra], tuple[()]]:
+        return (_EmptyExtra, ())
+
+
+_NO_EXTRA: Final = _EmptyExtra()
+
+
+def _no_extra() -> Mapping[str, Any]:
+    return _NO_EXTRA  # a factory only because dataclasses refuse a dict as a default
+
 
 Outcome = Literal["unchanged", "adjusted", "rerouted", "rejected", "passthrough"]
 """
@@ -125,7 +155,7 @@ class Decision:
     registry_age_s: float | None = None
     items: tuple[tuple[str, Decision], ...] = ()
     """For a batch: ``(custom_id, decision)`` per request, in order."""
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=_no_extra)
     """Room for shells to attach data (e.g. ``attempt``) without changing the type."""
 
     @property

@@ -21,12 +21,12 @@ when both are the same objects, so calling it in a loop stays cheap.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
-from typing import Any, TypedDict
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple, TypedDict
 
 from .._types import Endpoint
-from .decision import Candidate, Change, Decision, Outcome, RouteResult
-from .features import JSONPath, RequestNeeds, detect, shape_problem
+from .decision import Change, Decision, Outcome, RouteResult
+from .features import JSONPath, RequestNeeds, Scan, scan, shape_problem
 from .policy import Policy, RouteSpec
 from .registry import Registry
 from .rewrite import apply_edits
@@ -51,16 +51,28 @@ class Router:
         policy: The routing policy; `None` means the documented defaults.
     """
 
-    __slots__ = ("registry", "policy", "_planner", "_source", "_unchanged")
+    __slots__ = (
+        "registry",
+        "policy",
+        "_planner",
+        "_source",
+        "_fetched_at",
+        "_only_route",
+        "_unchanged",
+    )
 
     def __init__(self, registry: Registry, policy: Policy | None = None) -> None:
         self.registry = registry
         self.policy = policy if policy is not None else Policy.default()
         self._planner = Planner(registry)
         self._source = registry.source.describe()
-        self._unchanged: dict[tuple[Any, ...], tuple[tuple[Candidate, ...], int | None]] = {}
+        self._fetched_at = registry.source.fetched_at
+        # A policy without routes (the defaults, and most policies) matches every
+        # request to its default route: no need to ask `Policy.match` each time.
+        self._only_route = None if self.policy.route_specs else self.policy.default_route
+        self._unchanged: dict[tuple[Any, ...], _Unchanged] = {}
         """The fast path: request parameters already seen to go through unchanged →
-        (the candidates considered, the model's context window)."""
+        everything their decision holds except the registry's age."""
 
     def route(
         self,
@@ -94,8 +106,10 @@ class Router:
         """
         del betas  # part of the signature the shells rely on; see the docstring
         version = api_version or DEFAULT_API_VERSION
-        excluded = excluded_ids(self.registry, exclude) if exclude else frozenset()
-        age = self.registry.source.age(now) if now is not None else None
+        excluded = excluded_ids(self.registry, exclude) if exclude else _NO_EXCLUSIONS
+        # `RegistrySource.age`, inlined (it is a per-request method call otherwise).
+        fetched_at = self._fetched_at
+        age = None if now is None or fetched_at is None else max(0.0, now - fetched_at)
         stamp: _Stamp = {"registry_source": self._source, "registry_age_s": age}
         if endpoint == "batch":
             decision, edits = self._route_batch(body, version, headers, excluded, stamp)
@@ -117,30 +131,51 @@ class Router:
         stamp: _Stamp,
         *,
         batch: bool,
-    ) -> tuple[Decision, list[tuple[JSONPath, Any]]]:
+    ) -> tuple[Decision, Sequence[tuple[JSONPath, Any]]]:
         problem = shape_problem(body, "messages" if batch else endpoint)
         if problem is not None:
             model = body.get("model") if isinstance(body, dict) else None
             requested = model if isinstance(model, str) else None
             return Decision("passthrough", requested, None, reason=problem, **stamp), []
-        needs = detect(body, batch=batch)
-        metadata = body.get("metadata")
-        route = self.policy.match(
-            needs.model,
-            metadata=metadata if isinstance(metadata, dict) else None,
-            headers=headers,
-        )
+        found = scan(body, batch=batch)
+        route = self._only_route
+        if route is None:
+            metadata = body.get("metadata")
+            route = self.policy.match(
+                found.model,
+                metadata=metadata if isinstance(metadata, dict) else None,
+                headers=headers,
+            )
+        key = _parameters_key(found, route, api_version, exclude)
+        # The fast path, checked first: an entry exists only if the same model and route
+        # already passed the unknown-model check below, and the registry is fixed for
+        # this router, so the check would pass again.
+        seen = self._unchanged.get(key)
+        if seen is not None and (seen.window is None or found.input_tokens <= seen.window):
+            # Same parameters, so the same decision; only the registry's age can differ.
+            # Without one (a snapshot or a registry built in code: age None) the
+            # decision is handed out again as is: it is frozen, `extra` included.
+            decision = seen.decision
+            age = stamp["registry_age_s"]
+            if decision.registry_age_s != age:
+                # Not `dataclasses.replace` (~3 µs): an unchanged decision has no
+                # changes, reason, notes, items or extra, so these fields are all of it.
+                decision = Decision(
+                    "unchanged",
+                    decision.requested_model,
+                    decision.model,
+                    needs=decision.needs,
+                    candidates=decision.candidates,
+                    route=decision.route,
+                    registry_source=decision.registry_source,
+                    registry_age_s=age,
+                )
+            return decision, _NO_EDITS
+        needs = found.needs()
         if not route.candidates and self.registry.resolve(needs.model) is None:
             reason = f"model {needs.model!r} is unknown to the registry; forwarded unchanged"
             decision = _decision(
                 "passthrough", needs, needs.model, route.name, stamp, reason=reason
-            )
-            return decision, []
-        key = _parameters_key(needs, route, api_version, exclude)
-        seen = self._unchanged.get(key)
-        if seen is not None and (seen[1] is None or needs.input_tokens <= seen[1]):
-            decision = _decision(
-                "unchanged", needs, needs.model, route.name, stamp, candidates=seen[0]
             )
             return decision, []
         selection = self._planner.select(
@@ -148,17 +183,14 @@ class Router:
         )
         decision, edits = _from_selection(selection, needs, route.name, stamp)
         if decision.outcome == "unchanged" and selection.draft is not None:
-            self._remember_unchanged(
-                key, selection.candidates, selection.draft.model_max_input_tokens
-            )
+            window = selection.draft.model_max_input_tokens
+            self._remember_unchanged(key, _Unchanged(window, decision))
         return decision, edits
 
-    def _remember_unchanged(
-        self, key: tuple[Any, ...], candidates: tuple[Candidate, ...], window: int | None
-    ) -> None:
+    def _remember_unchanged(self, key: tuple[Any, ...], entry: _Unchanged) -> None:
         if len(self._unchanged) >= _UNCHANGED_CACHE_SIZE:
             self._unchanged.clear()  # crude but bounded; the working set refills it fast
-        self._unchanged[key] = (candidates, window)
+        self._unchanged[key] = entry
 
     # -- a Message Batch ---------------------------------------------------------------------
 
@@ -169,7 +201,7 @@ class Router:
         headers: Mapping[str, str] | None,
         exclude: frozenset[str],
         stamp: _Stamp,
-    ) -> tuple[Decision, list[tuple[JSONPath, Any]]]:
+    ) -> tuple[Decision, Sequence[tuple[JSONPath, Any]]]:
         requests = body.get("requests") if isinstance(body, dict) else None
         if not isinstance(requests, list):
             reason = (
@@ -194,11 +226,23 @@ class Router:
 
 
 _UNCHANGED_CACHE_SIZE = 4096
+_NO_EXCLUSIONS: frozenset[str] = frozenset()
+_NO_EDITS: tuple[tuple[JSONPath, Any], ...] = ()  # shared: no list per unchanged request
+
+
+class _Unchanged(NamedTuple):
+    """A fast-path entry: what an unchanged decision for these parameters holds."""
+
+    window: int | None
+    """The model's context window: a larger input must go through selection again."""
+    decision: Decision
+    """The decision made the first time; every field but `registry_age_s` is a function
+    of the key (`needs` is the key's capabilities, sorted)."""
 
 
 def _from_selection(
     selection: Selection, needs: RequestNeeds, route: str | None, stamp: _Stamp
-) -> tuple[Decision, list[tuple[JSONPath, Any]]]:
+) -> tuple[Decision, Sequence[tuple[JSONPath, Any]]]:
     """The decision and the body edits for what selection chose (or refused)."""
     draft = selection.draft
     if draft is None:
@@ -236,7 +280,7 @@ def _from_selection(
 
 
 def _parameters_key(
-    needs: RequestNeeds, route: RouteSpec, api_version: str, exclude: frozenset[str]
+    needs: Scan, route: RouteSpec, api_version: str, exclude: frozenset[str]
 ) -> tuple[Any, ...]:
     """Everything selection depends on except the input size and where things are.
 
@@ -250,7 +294,7 @@ def _parameters_key(
         id(route),
         api_version,
         exclude,
-        tuple(needs.capabilities),
+        tuple(needs.caps),
         needs.max_tokens,
         needs.thinking_type,
         needs.budget_tokens,

@@ -50,28 +50,36 @@ CREDENTIAL_HEADERS: frozenset[bytes] = frozenset({b"x-api-key", b"authorization"
 
 _FORBIDDEN_VALUE_BYTES = re.compile(rb"[\r\n\x00]")
 
-
-def _named_in_connection(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
-    """Header names listed in ``Connection`` (``Connection: close, x-secret``)."""
-    named: set[bytes] = set()
-    for name, value in headers:
-        if name.lower() == b"connection":
-            named.update(token.strip().lower() for token in value.split(b",") if token.strip())
-    return named
+# The drop sets are fixed, so they are built once here rather than per request (this
+# runs twice for every proxied request: once each way).
+_REQUEST_DROP: frozenset[bytes] = HOP_BY_HOP | _RECOMPUTED_REQUEST_HEADERS
+_REQUEST_DROP_OWN_KEY: frozenset[bytes] = _REQUEST_DROP | CREDENTIAL_HEADERS
 
 
-def _is_safe_value(value: bytes) -> bool:
-    return _FORBIDDEN_VALUE_BYTES.search(value) is None
+def _named_in_connection(value: bytes) -> set[bytes]:
+    """Header names listed in one ``Connection`` value (``Connection: close, x-secret``)."""
+    return {token.strip().lower() for token in value.split(b",") if token.strip()}
 
 
-def _end_to_end(headers: Headers, extra_drop: frozenset[bytes]) -> Headers:
-    drop = HOP_BY_HOP | extra_drop | _named_in_connection(headers)
+def _end_to_end(headers: Iterable[tuple[bytes, bytes]], drop: frozenset[bytes]) -> Headers:
+    """One pass over `headers`; a second, rare one only when ``Connection`` names headers.
+
+    ``Connection`` may come after the headers it names, so what it names is collected on
+    the way and filtered out at the end (it is itself hop-by-hop, so never kept).
+    """
     kept: Headers = []
+    named: set[bytes] | None = None
+    unsafe = _FORBIDDEN_VALUE_BYTES.search
     for raw_name, value in headers:
         name = raw_name.lower()
-        if name in drop or name.startswith(b"proxy-") or not _is_safe_value(value):
+        if name in drop or name.startswith(b"proxy-"):
+            if name == b"connection":
+                named = (named or set()) | _named_in_connection(value)
             continue
-        kept.append((name, value))
+        if unsafe(value) is None:
+            kept.append((name, value))
+    if named:
+        kept = [(name, value) for name, value in kept if name not in named]
     return kept
 
 
@@ -88,15 +96,15 @@ def upstream_request_headers(headers: Headers, *, api_key: str | None) -> Header
         mode the caller's credentials are replaced by ``x-api-key: <api_key>``.
     """
     if api_key is None:
-        return _end_to_end(headers, _RECOMPUTED_REQUEST_HEADERS)
-    kept = _end_to_end(headers, _RECOMPUTED_REQUEST_HEADERS | CREDENTIAL_HEADERS)
+        return _end_to_end(headers, _REQUEST_DROP)
+    kept = _end_to_end(headers, _REQUEST_DROP_OWN_KEY)
     kept.append((b"x-api-key", api_key.encode("latin-1")))
     return kept
 
 
 def downstream_response_headers(headers: Iterable[tuple[bytes, bytes]]) -> Headers:
     """The upstream response headers a caller gets (hop-by-hop ones removed)."""
-    return _end_to_end(list(headers), frozenset())
+    return _end_to_end(headers, HOP_BY_HOP)
 
 
 def presented_token(headers: Headers) -> bytes | None:
