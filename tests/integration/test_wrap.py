@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anthropic
 import httpx
@@ -63,6 +63,36 @@ def plain(fake: FakeAnthropic) -> Iterator[anthropic.Anthropic]:
         yield client
 
 
+Via = Literal["transport", "middleware"]
+
+
+@pytest.fixture(params=["transport", "middleware"])
+def via(request: pytest.FixtureRequest) -> Via:
+    """Both paths `wrap()` can take: every behaviour below must hold on each."""
+    path: Via = request.param
+    return path
+
+
+def test_auto_takes_the_middleware_when_the_sdk_has_the_hook(plain: anthropic.Anthropic) -> None:
+    client = caproute.wrap(plain, registry=REGISTRY)
+    assert len(client.middleware) == len(plain.middleware) + 1
+    assert client._client is plain._client  # no routing transport underneath
+    routed = caproute.wrap(plain, registry=REGISTRY, via="transport")
+    assert isinstance(routed._client._transport, caproute.RoutingTransport)
+    assert routed.middleware == plain.middleware
+
+
+def test_the_middleware_path_reads_the_clients_api_version(fake: FakeAnthropic) -> None:
+    new_version = fake.client().with_options(default_headers={"anthropic-version": "2026-10-21"})
+    client = caproute.wrap(new_version, registry=REGISTRY)
+    # Sampling parameters are a 400 under 2026-10-21: the middleware must strip them
+    # although the call itself sets no version header.
+    raw = client.messages.with_raw_response.create(**EFFORT_MAX, extra_body={"temperature": 0.5})
+    assert "temperature: 0.5 -> (absent)" in raw.headers["caproute-changes"]
+    assert fake.requests[-1].headers["anthropic-version"] == "2026-10-21"
+    assert "temperature" not in (fake.requests[-1].body or {})
+
+
 def test_the_fake_refuses_the_same_calls_without_caproute(plain: anthropic.Anthropic) -> None:
     for call in (EFFORT_MAX, WITH_PDF):
         with pytest.raises(anthropic.BadRequestError):
@@ -73,8 +103,8 @@ def test_the_fake_refuses_the_same_calls_without_caproute(plain: anthropic.Anthr
         )
 
 
-def test_wrapped_client_behaves_like_the_original(plain: anthropic.Anthropic) -> None:
-    client = caproute.wrap(plain, registry=REGISTRY)
+def test_wrapped_client_behaves_like_the_original(plain: anthropic.Anthropic, via: Via) -> None:
+    client = caproute.wrap(plain, via=via, registry=REGISTRY)
     assert type(client) is type(plain)
     assert client.max_retries == plain.max_retries
     assert client.timeout == plain.timeout
@@ -89,9 +119,11 @@ def test_wrapped_client_behaves_like_the_original(plain: anthropic.Anthropic) ->
     assert copy.max_retries == 1
 
 
-def test_messages_are_adjusted_and_rerouted_with_headers(plain: anthropic.Anthropic) -> None:
+def test_messages_are_adjusted_and_rerouted_with_headers(
+    plain: anthropic.Anthropic, via: Via
+) -> None:
     seen: list[Decision] = []
-    client = caproute.wrap(plain, registry=REGISTRY, on_decision=seen.append)
+    client = caproute.wrap(plain, via=via, registry=REGISTRY, on_decision=seen.append)
     raw = client.messages.with_raw_response.create(**EFFORT_MAX)
     assert raw.headers["caproute-outcome"] == "adjusted"
     assert raw.headers["caproute-changes"] == "output_config.effort: max -> high"
@@ -102,8 +134,8 @@ def test_messages_are_adjusted_and_rerouted_with_headers(plain: anthropic.Anthro
     assert [d.outcome for d in seen] == ["adjusted", "rerouted"]
 
 
-def test_streaming(plain: anthropic.Anthropic) -> None:
-    client = caproute.wrap(plain, registry=REGISTRY)
+def test_streaming(plain: anthropic.Anthropic, via: Via) -> None:
+    client = caproute.wrap(plain, via=via, registry=REGISTRY)
     with client.messages.stream(**WITH_PDF) as stream:
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
@@ -113,8 +145,8 @@ def test_streaming(plain: anthropic.Anthropic) -> None:
     assert events[0] == "message_start" and events[-1] == "message_stop"
 
 
-def test_count_tokens(plain: anthropic.Anthropic) -> None:
-    client = caproute.wrap(plain, registry=REGISTRY)
+def test_count_tokens(plain: anthropic.Anthropic, via: Via) -> None:
+    client = caproute.wrap(plain, via=via, registry=REGISTRY)
     raw = client.messages.with_raw_response.count_tokens(
         model="claude-small-1", output_config={"effort": "max"}, messages=HI
     )
@@ -122,7 +154,7 @@ def test_count_tokens(plain: anthropic.Anthropic) -> None:
     assert raw.headers["caproute-outcome"] == "adjusted"
 
 
-def test_batches(plain: anthropic.Anthropic) -> None:
+def test_batches(plain: anthropic.Anthropic, via: Via) -> None:
     requests: Any = [
         {"custom_id": "effort", "params": EFFORT_MAX},
         {"custom_id": "pdf", "params": WITH_PDF},
@@ -134,17 +166,19 @@ def test_batches(plain: anthropic.Anthropic) -> None:
         return {r.custom_id: r.result.type for r in client.messages.batches.results(batch.id)}
 
     assert outcome(plain) == {"effort": "errored", "pdf": "errored"}
-    assert outcome(caproute.wrap(plain, registry=REGISTRY)) == {
+    assert outcome(caproute.wrap(plain, via=via, registry=REGISTRY)) == {
         "effort": "succeeded",
         "pdf": "succeeded",
     }
 
 
 def test_a_refusal_is_the_usual_bad_request_error(
-    plain: anthropic.Anthropic, fake: FakeAnthropic
+    plain: anthropic.Anthropic, via: Via, fake: FakeAnthropic
 ) -> None:
     strict = Policy.from_text("defaults:\n  on_unsupported: reject\n")
-    client = caproute.wrap(plain.with_options(max_retries=2), registry=REGISTRY, policy=strict)
+    client = caproute.wrap(
+        plain.with_options(max_retries=2), via=via, registry=REGISTRY, policy=strict
+    )
     with pytest.raises(anthropic.BadRequestError) as caught:
         client.messages.create(**EFFORT_MAX)
     assert "caproute: " in str(caught.value)
