@@ -366,11 +366,13 @@ class LiveRouter:
         # Nothing learned yet (the common case): no call to `_avoid`.
         avoid = exclude if not self._retired and not self._unavailable else self._avoid(exclude)
         result = self._core(body, endpoint, api_version, betas, headers, avoid)
-        if result.decision.rejected and allow_cooling and self._unavailable:
+        decision = result.decision
+        # `_unavailable` first: an attribute read, where `rejected` is a property call.
+        if self._unavailable and allow_cooling and decision.rejected:
             warm = self._avoid(exclude, cooling=False)
             if warm != avoid:
                 result = self._core(body, endpoint, api_version, betas, headers, warm)
-        decision = result.decision
+                decision = result.decision
         if attempt > 1:
             if decision.rejected:
                 return result
@@ -401,7 +403,8 @@ class LiveRouter:
             betas=betas,
             headers=headers,
             exclude=exclude,
-            now=time.time(),
+            # The clock only feeds the registry's age: no call when the registry has no date.
+            now=time.time() if router.dated else None,
         )
 
     def _avoid(self, exclude: Sequence[str], *, cooling: bool = True) -> Sequence[str]:

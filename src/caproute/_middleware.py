@@ -47,6 +47,8 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 from ._core.decision import Decision
 from ._flow import (
     READS_BODY_ON,
+    Action,
+    Flow,
     Refresh,
     Refuse,
     Reply,
@@ -57,7 +59,9 @@ from ._flow import (
     decision_header_entries,
     endpoint_for,
     error_of,
+    first_action,
     parse_betas,
+    reacts_to,
     refusal_body,
     reply_for,
     routing_flow,
@@ -174,8 +178,9 @@ class _Driver:
         call = self._call(request)
         if call is None:
             return call_next(request)
-        flow = routing_flow(self.router, call)
-        action = next(flow)
+        router = self.router
+        action: Action = first_action(router, call)
+        flow: Flow | None = None
         response: APIResponse[Any] | None = None
         sent: Send | None = None
         while True:
@@ -183,13 +188,20 @@ class _Driver:
             if isinstance(action, Refuse):
                 _refuse(request, action.decision)
             if isinstance(action, Refresh):
-                self.router.refresh()
+                router.refresh()
             else:
                 if response is not None:
                     _http_response(response).close()  # a hop past this answer
                 sent = action
                 response = call_next(_outgoing(request, action))
                 reply = _reply(response)
+                if flow is None:
+                    # The common case, without a generator: nothing for the flow to act on.
+                    if not reacts_to(reply):
+                        return _deliver(response, action.decision)
+                    flow = routing_flow(router, call, action)
+                    next(flow)  # the flow yields `action` again: already sent
+            assert flow is not None
             try:
                 action = flow.send(reply)
             except StopIteration:
@@ -202,9 +214,10 @@ class _Driver:
         call = self._call(request)
         if call is None:
             return await call_next(request)
-        await self.router.acurrent()  # an async registry fetcher is read here, awaited
-        flow = routing_flow(self.router, call)
-        action = next(flow)
+        router = self.router
+        await router.acurrent()  # an async registry fetcher is read here, awaited
+        action: Action = first_action(router, call)
+        flow: Flow | None = None
         response: AsyncAPIResponse[Any] | None = None
         sent: Send | None = None
         while True:
@@ -212,13 +225,20 @@ class _Driver:
             if isinstance(action, Refuse):
                 _refuse(request, action.decision)
             if isinstance(action, Refresh):
-                await self.router.arefresh()
+                await router.arefresh()
             else:
                 if response is not None:
                     await _http_response(response).aclose()
                 sent = action
                 response = await call_next(_outgoing(request, action))
                 reply = await _areply(response)
+                if flow is None:
+                    # The common case, without a generator (see `handle`).
+                    if not reacts_to(reply):
+                        return _deliver(response, action.decision)
+                    flow = routing_flow(router, call, action)
+                    next(flow)  # the flow yields `action` again: already sent
+            assert flow is not None
             try:
                 action = flow.send(reply)
             except StopIteration:
@@ -229,7 +249,10 @@ class _Driver:
         """The call to route, or `None` for a request to pass through untouched."""
         # The SDK's `url` is the path (``/v1/messages``, 0.x beta calls add ``?beta=true``),
         # or a full URL if the caller gave one; both end with the endpoint's path.
-        endpoint = endpoint_for(request.method.upper(), request.url.partition("?")[0])
+        options = request.options  # every `APIRequest` property reads it: read it once
+        url = options.url
+        path = url.partition("?")[0] if "?" in url else url
+        endpoint = endpoint_for(options.method.upper(), path)
         if endpoint is None:
             return None
         body = _body_of(request)
@@ -298,10 +321,12 @@ def _status(response: Any) -> int:
 
 def _reply(response: Any) -> Reply:
     """What the flow needs to know; the body is read only for the statuses it inspects."""
-    status = _status(response)
+    # `_status`, inlined: this runs for every routed response.
+    http_response: Any = getattr(response, "http_response", None)
+    status = 200 if http_response is None else int(http_response.status_code)
     if status not in READS_BODY_ON:
         return reply_for(status)
-    return Reply(status, *error_of(_http_response(response).read()))
+    return Reply(status, *error_of(http_response.read()))
 
 
 async def _areply(response: Any) -> Reply:

@@ -14,6 +14,7 @@ from caproute._core.features import (
     PDF_TOKENS_PER_PAGE,
     detect,
     format_path,
+    scan,
     shape_problem,
 )
 
@@ -278,3 +279,29 @@ def test_shape_problems_name_the_path(value: Any, endpoint: Any, problem: str | 
 )
 def test_format_path(path: tuple[str | int, ...], text: str) -> None:
     assert format_path(path) == text
+
+
+def test_top_level_gate_lists_every_key_top_level_reads() -> None:
+    # `scan` skips `Scan.top_level` when the body has none of `_TOP_LEVEL_KEYS`: a key
+    # read there but missing from the gate would go undetected on otherwise plain bodies.
+    import inspect
+    import re
+
+    from caproute._core import features
+
+    source = inspect.getsource(features.Scan.top_level)
+    read = set(re.findall(r'body\.get\("([a-z_]+)"\)', source))
+    assert read == set(features._TOP_LEVEL_KEYS)
+
+
+@pytest.mark.parametrize("key", ["output_config", "system", "thinking", "tools"])
+def test_top_level_keys_alone_are_still_scanned(key: str) -> None:
+    values: dict[str, Any] = {
+        "thinking": {"type": "enabled", "budget_tokens": 2048},
+        "output_config": {"effort": "high"},
+        "tools": [{"name": "t", "description": "d", "input_schema": {}, "strict": True}],
+        "system": "be brief",
+    }
+    plain = {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+    found = scan({**plain, key: values[key]})
+    assert found.caps or found.chars > len("hi")

@@ -17,7 +17,12 @@ import pytest
 from caproute import AsyncRoutingTransport, LiveRouter, Policy, Registry, RoutingTransport
 from caproute._core.decision import Decision
 from caproute._flow import parse_betas
-from caproute._transports import _version_and_betas, async_httpx_transport, httpx_transport
+from caproute._transports import (
+    _loads_text,
+    _version_and_betas,
+    async_httpx_transport,
+    httpx_transport,
+)
 from caproute.testing import FakeAnthropic, make_model
 
 MODELS = [
@@ -384,3 +389,33 @@ def test_version_and_betas_read_as_the_headers_api_reads_them(
         parse_betas(headers.get_list("anthropic-beta")),
     )
     assert _version_and_betas(headers) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"model":"m","max_tokens":1}',
+        ' {"a": 1}',
+        '{"a": 1}\n',
+        "\t[1, 2]  ",
+        '"text"',
+        "3.5",
+        "null",
+        '{"a": 1} {"b": 2}',
+        '{"a": 1}x',
+        '{"a": NaN}',
+        "",
+        "   ",
+        "{",
+        '{"a": "\u00e9"}',
+    ],
+)
+def test_loads_text_is_json_loads(text: str) -> None:
+    # The transport's shortcut to json's scanner: same value, or the same error.
+    try:
+        expected: Any = json.loads(text)
+    except ValueError as exc:
+        with pytest.raises(type(exc), match=str(exc).split(":")[0]):
+            _loads_text(text)
+    else:
+        assert _loads_text(text) == expected

@@ -21,8 +21,10 @@ from caproute._flow import (
     decision_header_entries,
     endpoint_for,
     error_of,
+    first_action,
     looks_capability_related,
     parse_betas,
+    reacts_to,
     refusal_body,
     reply_for,
     routing_flow,
@@ -123,6 +125,37 @@ def drive(router: CandidateListRouter, call: RoutedCall, replies: Sequence[Reply
             action = flow.send(reply)
         except StopIteration:
             return actions
+
+
+def drive_like_the_drivers(
+    router: CandidateListRouter, call: RoutedCall, replies: Sequence[Reply]
+) -> list[Action]:
+    """Run the flow as the transports and the middleware do: `first_action`, sent, and
+    the generator only when the reply is one the flow reacts to."""
+    answers = iter(replies)
+    first = first_action(router, call)
+    if isinstance(first, Refuse):
+        return [first]
+    reply: Reply | None = next(answers)
+    assert reply is not None
+    if not reacts_to(reply):
+        return [first]
+    flow = routing_flow(router, call, first)
+    assert next(flow) is first  # yielded again, not routed again
+    actions: list[Action] = [first]
+    while True:
+        try:
+            action = flow.send(reply)
+        except StopIteration:
+            return actions
+        actions.append(action)
+        if isinstance(action, Refuse):
+            return actions
+        if isinstance(action, Refresh):
+            router.refresh()
+            reply = None
+        else:
+            reply = next(answers)
 
 
 BODY = {"model": "alpha", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
@@ -311,3 +344,31 @@ def test_non_ascii_header_values_take_the_public_api() -> None:
     assert decision_header_entries(decision) is None
     headers = httpx2.Headers({"content-type": "application/json"})
     assert not append_decision_headers(headers, None)
+
+
+@pytest.mark.parametrize(
+    ("candidates", "options", "replies"),
+    [
+        (["alpha", "beta"], {}, [OK]),
+        (["beta"], {}, [OK]),
+        ([], {}, []),
+        (["alpha", "beta", "gamma"], {}, [OVERLOADED, OK]),
+        (["alpha", "beta", "gamma"], {}, [OVERLOADED, OVERLOADED]),
+        (["alpha", "beta"], {}, [Reply(500)]),
+        (["alpha", "beta"], {"fallback": frozenset({529, 500})}, [Reply(500), OK]),
+        (["alpha", "beta", "gamma", "delta"], {}, [GONE, GONE, GONE]),
+        (["alpha", "beta"], {"after_refresh": ["beta"]}, [UNSUPPORTED, OK]),
+        (["alpha", "beta"], {}, [UNSUPPORTED]),
+        (["alpha"], {}, [OVERLOADED]),
+    ],
+)
+def test_starting_from_the_first_action_changes_nothing(
+    candidates: list[str], options: dict[str, Any], replies: list[Reply]
+) -> None:
+    # The drivers send `first_action` before (and often instead of) starting the flow.
+    whole, split = (
+        CandidateListRouter(candidates, **options),
+        CandidateListRouter(candidates, **options),
+    )
+    assert drive_like_the_drivers(split, CALL, replies) == drive(whole, CALL, replies)
+    assert vars(split) == vars(whole)

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from .._types import Endpoint
 
@@ -174,7 +174,9 @@ def scan(body: Mapping[str, Any], *, batch: bool = False) -> Scan:
     result = Scan()
     if batch:
         result.need("batch", ())
-    result.top_level(body)
+    # A plain chat body has none of these keys: skip `top_level`'s eight lookups (~0.3 µs).
+    if not _TOP_LEVEL_KEYS.isdisjoint(body):
+        result.top_level(body)
     messages = body.get("messages")
     if isinstance(messages, list):
         result.messages(messages)
@@ -185,6 +187,21 @@ def scan(body: Mapping[str, Any], *, batch: bool = False) -> Scan:
     if "temperature" in body or "top_p" in body or "top_k" in body:
         result.sampling = tuple(p for p in SAMPLING_PARAMS if p in body)
     return result
+
+
+_TOP_LEVEL_KEYS: Final = frozenset(
+    {
+        "thinking",
+        "output_config",
+        "output_format",
+        "tools",
+        "tool_choice",
+        "context_management",
+        "compaction",
+        "system",
+    }
+)
+"""Every key `Scan.top_level` reads (keep the two in step; a test checks it)."""
 
 
 def _json_type(value: Any) -> str:

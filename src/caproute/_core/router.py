@@ -59,6 +59,7 @@ class Router:
         "_fetched_at",
         "_only_route",
         "_unchanged",
+        "dated",
     )
 
     def __init__(self, registry: Registry, policy: Policy | None = None) -> None:
@@ -67,6 +68,8 @@ class Router:
         self._planner = Planner(registry)
         self._source = registry.source.describe()
         self._fetched_at = registry.source.fetched_at
+        self.dated = self._fetched_at is not None
+        """Whether decisions carry the registry's age: only then does `now` matter."""
         # A policy without routes (the defaults, and most policies) matches every
         # request to its default route: no need to ask `Policy.match` each time.
         self._only_route = None if self.policy.route_specs else self.policy.default_route
