@@ -29,13 +29,16 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final, Protocol, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeAlias, cast
 
 from ._core.decision import Decision, RouteResult
 from ._core.policy import Policy
 from ._core.registry import Registry
 from ._core.router import Router
 from ._types import Clock, Endpoint
+
+if TYPE_CHECKING:
+    from ._flow import Router as FlowRouter
 
 __all__ = [
     "AsyncFetcher",
@@ -468,6 +471,27 @@ def _default_source() -> SyncFetcher | None:
     from ._fetch import RegistryFetcher
 
     return RegistryFetcher()
+
+
+def router_or_live(
+    router: FlowRouter | None,
+    registry: RegistryInput,
+    policy: PolicyInput,
+    on_decision: DecisionHook | Sequence[DecisionHook] | None,
+) -> FlowRouter:
+    """`router` itself (a shared one), or a new `LiveRouter` built from the other arguments.
+
+    Every forwarding entry point (transports, middleware, `wrap`) takes either a shared
+    router or the pieces to build one; giving both is a mistake worth an error.
+
+    Raises:
+        TypeError: Both `router` and `registry` / `policy` / `on_decision` were given.
+    """
+    if router is None:
+        return LiveRouter(registry, policy=policy, on_decision=on_decision)
+    if registry is not None or policy is not None or on_decision is not None:
+        raise TypeError("pass either `router` or `registry`/`policy`/`on_decision`, not both")
+    return router
 
 
 def _load(policy: PolicyInput) -> Policy:

@@ -66,7 +66,7 @@ from ._flow import (
     reply_for,
     routing_flow,
 )
-from ._live import DecisionHook, LiveRouter, RegistryInput
+from ._live import DecisionHook, RegistryInput, router_or_live
 
 if TYPE_CHECKING:
     import anthropic
@@ -116,10 +116,7 @@ def middleware(
         TypeError: Both `router` and `policy` / `registry` / `on_decision` were given.
         ImportError: The anthropic SDK is not installed.
     """
-    if router is None:
-        router = LiveRouter(registry, policy=policy, on_decision=on_decision)
-    elif policy is not None or registry is not None or on_decision is not None:
-        raise TypeError("pass either `router` or `policy`/`registry`/`on_decision`, not both")
+    router = router_or_live(router, registry, policy, on_decision)
     driver = _Driver(router, api_version or _sdk_default_api_version())
     return _middleware_class()(driver)
 

@@ -60,7 +60,7 @@ from ._flow import (
     reply_for,
     routing_flow,
 )
-from ._live import DecisionHook, LiveRouter, RegistryInput
+from ._live import DecisionHook, RegistryInput, router_or_live
 
 if TYPE_CHECKING:
     import httpx
@@ -79,19 +79,6 @@ __all__ = [
 _BODY_HEADERS: Final = frozenset({b"content-length", b"transfer-encoding"})
 # After reading (and decoding) an error body, these no longer describe it.
 _ENCODING_HEADERS: Final = frozenset({b"content-length", b"transfer-encoding", b"content-encoding"})
-
-
-def _make_router(
-    router: Router | None,
-    registry: RegistryInput,
-    policy: Policy | str | Path | None,
-    on_decision: DecisionHook | Sequence[DecisionHook] | None,
-) -> Router:
-    if router is None:
-        return LiveRouter(registry, policy=policy, on_decision=on_decision)
-    if registry is not None or policy is not None or on_decision is not None:
-        raise TypeError("pass either `router` or `registry`/`policy`/`on_decision`, not both")
-    return router
 
 
 class _Routing:
@@ -396,7 +383,7 @@ class RoutingTransport(_SyncRouting, httpx2.BaseTransport):
         on_decision: DecisionHook | Sequence[DecisionHook] | None = None,
     ) -> None:
         self._inner = inner if inner is not None else httpx2.HTTPTransport()
-        self._router = _make_router(router, registry, policy, on_decision)
+        self._router = router_or_live(router, registry, policy, on_decision)
 
 
 class AsyncRoutingTransport(_AsyncRouting, httpx2.AsyncBaseTransport):
@@ -414,7 +401,7 @@ class AsyncRoutingTransport(_AsyncRouting, httpx2.AsyncBaseTransport):
         on_decision: DecisionHook | Sequence[DecisionHook] | None = None,
     ) -> None:
         self._inner = inner if inner is not None else httpx2.AsyncHTTPTransport()
-        self._router = _make_router(router, registry, policy, on_decision)
+        self._router = router_or_live(router, registry, policy, on_decision)
 
 
 @functools.cache
@@ -447,7 +434,7 @@ def httpx_transport_classes() -> tuple[type[httpx.BaseTransport], type[httpx.Asy
             on_decision: DecisionHook | Sequence[DecisionHook] | None = None,
         ) -> None:
             self._inner = inner if inner is not None else httpx.HTTPTransport()
-            self._router = _make_router(router, registry, policy, on_decision)
+            self._router = router_or_live(router, registry, policy, on_decision)
 
     class AsyncHttpxRoutingTransport(_AsyncRouting, httpx.AsyncBaseTransport):
         """`AsyncRoutingTransport` for httpx clients."""
@@ -464,7 +451,7 @@ def httpx_transport_classes() -> tuple[type[httpx.BaseTransport], type[httpx.Asy
             on_decision: DecisionHook | Sequence[DecisionHook] | None = None,
         ) -> None:
             self._inner = inner if inner is not None else httpx.AsyncHTTPTransport()
-            self._router = _make_router(router, registry, policy, on_decision)
+            self._router = router_or_live(router, registry, policy, on_decision)
 
     for cls in (HttpxRoutingTransport, AsyncHttpxRoutingTransport):
         cls.__qualname__ = cls.__name__  # repr and tracebacks: no "<locals>" noise

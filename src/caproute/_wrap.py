@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import httpx2
 
-from ._live import DecisionHook, LiveRouter, RegistryInput
+from ._live import DecisionHook, RegistryInput, router_or_live
 from ._transports import AsyncRoutingTransport, RoutingTransport, httpx_transport_classes
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ def wrap(
         raise TypeError(f"expected an anthropic.Anthropic or AsyncAnthropic client, got {client!r}")
     if router is None and registry is None:
         registry = _fetcher_for(client, is_async=_is_async(http_client))
-    live = _router(router, policy, registry, on_decision)
+    live = router_or_live(router, registry, policy, on_decision)
     if via == "auto":
         via = "middleware" if callable(getattr(client, "with_middleware", None)) else "transport"
     if via == "middleware":
@@ -180,7 +180,7 @@ def routed_http_client(
         >>> anthropic.Anthropic(http_client=routed_http_client(policy="routing.yaml"))
     """
     return _new_client(
-        flavour, False, _router(router, policy, registry, on_decision), client_options
+        flavour, False, router_or_live(router, registry, policy, on_decision), client_options
     )
 
 
@@ -195,21 +195,8 @@ def routed_async_http_client(
 ) -> Any:
     """The async twin of `routed_http_client` (``httpx2.AsyncClient`` / ``httpx.AsyncClient``)."""
     return _new_client(
-        flavour, True, _router(router, policy, registry, on_decision), client_options
+        flavour, True, router_or_live(router, registry, policy, on_decision), client_options
     )
-
-
-def _router(
-    router: Router | None,
-    policy: Policy | str | Path | None,
-    registry: RegistryInput,
-    on_decision: DecisionHook | Sequence[DecisionHook] | None,
-) -> Router:
-    if router is not None:
-        if policy is not None or registry is not None or on_decision is not None:
-            raise TypeError("pass either `router` or `policy`/`registry`/`on_decision`, not both")
-        return router
-    return LiveRouter(registry, policy=policy, on_decision=on_decision)
 
 
 def _fetcher_for(client: Any, *, is_async: bool) -> Any:
