@@ -37,10 +37,14 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
+
+# The proxies started here fetch the fake's lineup: keep it out of the real user cache.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="caproute-bench-")
 
 import httpx2
 
