@@ -6,9 +6,10 @@ bytes on the wire are identical and the differences are caproute's cost:
 
 * ``raw``: ``httpx2.Client.post`` with the JSON body (the floor: no SDK at all);
 * ``bare``: ``anthropic.Anthropic().messages.create`` (the SDK alone);
-* ``wrapped``: `caproute.wrap(client)` (the routing transport; the default path);
+* ``wrapped``: ``caproute.wrap(client, via="transport")`` (the routing transport);
 * ``empty-mw``: the SDK with one ``anthropic.Middleware`` that only calls ``call_next``;
-* ``caproute-mw``: the SDK with `caproute.middleware()`.
+* ``caproute-mw``: the SDK with `caproute.middleware()` (what ``caproute.wrap(client)``
+  uses by default on SDKs with the middleware hook).
 
 Targets (issue 4), each measured in the same run: ``wrapped`` ≤ 1.03 × ``bare`` on
 small requests; ``caproute-mw`` ≤ 1.02 × ``empty-mw``.
@@ -134,7 +135,7 @@ def sdk_client(path: str, url: str, registry: Registry, *, is_async: bool) -> An
     if path == "bare":
         return cls(**options)
     if path == "wrapped":
-        return caproute.wrap(cls(**options), registry=registry)
+        return caproute.wrap(cls(**options), registry=registry, via="transport")
     if path == "empty-mw":
         return cls(middleware=[_empty_middleware()], **options)
     if path == "caproute-mw":
