@@ -4,11 +4,13 @@ Routing a request is not always one step. The registry may be stale (the API ans
 400 for a feature it said the model had), a model may have been retired (404), or it
 may be overloaded (529). Each of those answers changes what to send next, so the
 decision loop is a generator in the style of httpx's ``Auth.auth_flow``: it yields
-*actions* and receives *replies*; the drivers do the IO. The transports in
-`caproute._transports` drive it with httpx/httpx2 (sync and async), the SDK middleware
-in `caproute._middleware` with the SDK's ``APIRequest`` / ``APIResponse``.
+*actions* and receives *replies*. `drive` / `drive_async` run that loop; the IO is
+a *shell*'s (`SyncShell` / `AsyncShell`: send a hop, release a response, refuse,
+deliver). The transports in `caproute._transports` are shells over httpx/httpx2, the
+SDK middleware in `caproute._middleware` over the SDK's ``APIRequest`` /
+``APIResponse``.
 
-Driving the flow::
+What `drive` does, step by step::
 
     await router.acurrent()                 # async drivers only: read the registry first
     call = RoutedCall(body=parsed, endpoint="messages", ...)
@@ -54,7 +56,7 @@ from __future__ import annotations
 import json
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, NamedTuple, Protocol
+from typing import Any, Final, NamedTuple, Protocol, TypeVar
 
 from ._core.decision import Decision, RouteResult
 from ._types import Endpoint
@@ -69,13 +71,18 @@ __all__ = [
     "RoutedCall",
     "Router",
     "Send",
+    "AsyncShell",
+    "SyncShell",
     "append_decision_headers",
     "decision_header_entries",
+    "drive",
+    "drive_async",
     "endpoint_for",
     "error_of",
     "first_action",
     "looks_capability_related",
     "parse_betas",
+    "passthrough",
     "reacts_to",
     "refusal_body",
     "reply_for",
@@ -458,6 +465,129 @@ def routing_flow(router: Router, call: RoutedCall, first: Send | Refuse | None =
             cause = f"{status} from {model}: trying the next candidate"
         else:
             return
+
+
+RequestT = TypeVar("RequestT", contravariant=True)
+ResponseT = TypeVar("ResponseT")
+
+
+class SyncShell(Protocol[RequestT, ResponseT]):
+    """The IO a sync driver does for `drive`: one shell per forwarding path.
+
+    `RequestT` is whatever the shell needs to send (an httpx request; for the SDK
+    middleware, the ``APIRequest`` with its ``call_next``); `ResponseT` what it returns.
+    """
+
+    def _hop(self, request: RequestT, action: Send) -> tuple[ResponseT, Reply]:
+        """Send `action` upstream; the response and the `Reply` the flow reads."""
+        ...
+
+    def _release(self, response: ResponseT) -> None:
+        """Let go of a response the flow moved past (its connection goes back)."""
+        ...
+
+    def _refuse(self, request: RequestT, decision: Decision) -> ResponseT:
+        """Answer a refused call locally (return a 400, or raise the caller's error)."""
+        ...
+
+    def _deliver(self, response: ResponseT, decision: Decision) -> ResponseT:
+        """The final response, carrying `decision` (``caproute-*`` headers, extension)."""
+        ...
+
+
+class AsyncShell(Protocol[RequestT, ResponseT]):
+    """The async twin of `SyncShell` (sending and releasing are awaited)."""
+
+    async def _hop(self, request: RequestT, action: Send) -> tuple[ResponseT, Reply]:
+        """Send `action` upstream; the response and the `Reply` the flow reads."""
+        ...
+
+    async def _release(self, response: ResponseT) -> None:
+        """Let go of a response the flow moved past."""
+        ...
+
+    def _refuse(self, request: RequestT, decision: Decision) -> ResponseT:
+        """Answer a refused call locally."""
+        ...
+
+    def _deliver(self, response: ResponseT, decision: Decision) -> ResponseT:
+        """The final response, carrying `decision`."""
+        ...
+
+
+def drive(
+    router: Router, call: RoutedCall, shell: SyncShell[RequestT, ResponseT], request: RequestT
+) -> ResponseT:
+    """Run one call through the flow with a sync shell doing the IO.
+
+    The common case takes no generator: route once (`first_action`), send, and deliver
+    unless the reply is one the flow reacts to; only then does `routing_flow` start,
+    from the action already sent.
+    """
+    action: Action = first_action(router, call)
+    flow: Flow | None = None
+    response: ResponseT | None = None
+    sent: Send | None = None
+    while True:
+        reply: Reply | None = None
+        if isinstance(action, Refuse):
+            return shell._refuse(request, action.decision)
+        if isinstance(action, Refresh):
+            router.refresh()
+        else:
+            if response is not None:
+                shell._release(response)  # a hop past this answer
+            sent = action
+            response, reply = shell._hop(request, action)
+            if flow is None:
+                if not reacts_to(reply):
+                    return shell._deliver(response, action.decision)
+                flow = routing_flow(router, call, action)
+                next(flow)  # the flow yields `action` again: already sent
+        assert flow is not None
+        try:
+            action = flow.send(reply)
+        except StopIteration:
+            assert sent is not None and response is not None
+            return shell._deliver(response, sent.decision)
+
+
+async def drive_async(
+    router: Router, call: RoutedCall, shell: AsyncShell[RequestT, ResponseT], request: RequestT
+) -> ResponseT:
+    """The async twin of `drive` (an async registry fetcher is read first, awaited)."""
+    await router.acurrent()
+    action: Action = first_action(router, call)
+    flow: Flow | None = None
+    response: ResponseT | None = None
+    sent: Send | None = None
+    while True:
+        reply: Reply | None = None
+        if isinstance(action, Refuse):
+            return shell._refuse(request, action.decision)
+        if isinstance(action, Refresh):
+            await router.arefresh()
+        else:
+            if response is not None:
+                await shell._release(response)
+            sent = action
+            response, reply = await shell._hop(request, action)
+            if flow is None:
+                if not reacts_to(reply):
+                    return shell._deliver(response, action.decision)
+                flow = routing_flow(router, call, action)
+                next(flow)
+        assert flow is not None
+        try:
+            action = flow.send(reply)
+        except StopIteration:
+            assert sent is not None and response is not None
+            return shell._deliver(response, sent.decision)
+
+
+def passthrough(reason: str) -> Decision:
+    """The decision reported for a call caproute leaves untouched (not a JSON object...)."""
+    return Decision(outcome="passthrough", requested_model=None, model=None, reason=reason)
 
 
 def _is_stale_registry_400(reply: Reply, decision: Decision) -> bool:

@@ -47,24 +47,20 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 from ._core.decision import Decision
 from ._flow import (
     READS_BODY_ON,
-    Action,
-    Flow,
-    Refresh,
-    Refuse,
     Reply,
     RoutedCall,
     Router,
     Send,
     append_decision_headers,
     decision_header_entries,
+    drive,
+    drive_async,
     endpoint_for,
     error_of,
-    first_action,
     parse_betas,
-    reacts_to,
+    passthrough,
     refusal_body,
     reply_for,
-    routing_flow,
 )
 from ._live import DecisionHook, RegistryInput, router_or_live
 
@@ -175,35 +171,7 @@ class _Driver:
         call = self._call(request)
         if call is None:
             return call_next(request)
-        router = self.router
-        action: Action = first_action(router, call)
-        flow: Flow | None = None
-        response: APIResponse[Any] | None = None
-        sent: Send | None = None
-        while True:
-            reply: Reply | None = None
-            if isinstance(action, Refuse):
-                _refuse(request, action.decision)
-            if isinstance(action, Refresh):
-                router.refresh()
-            else:
-                if response is not None:
-                    _http_response(response).close()  # a hop past this answer
-                sent = action
-                response = call_next(_outgoing(request, action))
-                reply = _reply(response)
-                if flow is None:
-                    # The common case, without a generator: nothing for the flow to act on.
-                    if not reacts_to(reply):
-                        return _deliver(response, action.decision)
-                    flow = routing_flow(router, call, action)
-                    next(flow)  # the flow yields `action` again: already sent
-            assert flow is not None
-            try:
-                action = flow.send(reply)
-            except StopIteration:
-                assert sent is not None and response is not None
-                return _deliver(response, sent.decision)
+        return drive(self.router, call, _SyncShell(), (request, call_next))
 
     async def handle_async(
         self, request: APIRequest, call_next: AsyncCallNext
@@ -211,36 +179,7 @@ class _Driver:
         call = self._call(request)
         if call is None:
             return await call_next(request)
-        router = self.router
-        await router.acurrent()  # an async registry fetcher is read here, awaited
-        action: Action = first_action(router, call)
-        flow: Flow | None = None
-        response: AsyncAPIResponse[Any] | None = None
-        sent: Send | None = None
-        while True:
-            reply: Reply | None = None
-            if isinstance(action, Refuse):
-                _refuse(request, action.decision)
-            if isinstance(action, Refresh):
-                await router.arefresh()
-            else:
-                if response is not None:
-                    await _http_response(response).aclose()
-                sent = action
-                response = await call_next(_outgoing(request, action))
-                reply = await _areply(response)
-                if flow is None:
-                    # The common case, without a generator (see `handle`).
-                    if not reacts_to(reply):
-                        return _deliver(response, action.decision)
-                    flow = routing_flow(router, call, action)
-                    next(flow)  # the flow yields `action` again: already sent
-            assert flow is not None
-            try:
-                action = flow.send(reply)
-            except StopIteration:
-                assert sent is not None and response is not None
-                return _deliver(response, sent.decision)
+        return await drive_async(self.router, call, _AsyncShell(), (request, call_next))
 
     def _call(self, request: APIRequest) -> RoutedCall | None:
         """The call to route, or `None` for a request to pass through untouched."""
@@ -254,7 +193,7 @@ class _Driver:
             return None
         body = _body_of(request)
         if not isinstance(body, dict):
-            self.router.report(_passthrough("the request body is not a JSON object"))
+            self.router.report(passthrough("the request body is not a JSON object"))
             return None
         headers = _plain_headers(request.headers)
         betas = headers.get("anthropic-beta")
@@ -265,6 +204,42 @@ class _Driver:
             parse_betas([betas]) if betas else (),
             headers,
         )
+
+
+class _SyncShell:
+    """The IO of `drive` for a sync client: ``call_next`` sends, the SDK's objects carry."""
+
+    def _hop(self, hop: tuple[APIRequest, CallNext], action: Send) -> tuple[Any, Reply]:
+        request, call_next = hop
+        response = call_next(_outgoing(request, action))
+        return response, _reply(response)
+
+    def _release(self, response: Any) -> None:
+        _http_response(response).close()
+
+    def _refuse(self, hop: tuple[APIRequest, CallNext], decision: Decision) -> NoReturn:
+        _refuse(hop[0], decision)
+
+    def _deliver(self, response: Any, decision: Decision) -> Any:
+        return _deliver(response, decision)
+
+
+class _AsyncShell:
+    """The IO of `drive_async` for an async client."""
+
+    async def _hop(self, hop: tuple[APIRequest, AsyncCallNext], action: Send) -> tuple[Any, Reply]:
+        request, call_next = hop
+        response = await call_next(_outgoing(request, action))
+        return response, await _areply(response)
+
+    async def _release(self, response: Any) -> None:
+        await _http_response(response).aclose()
+
+    def _refuse(self, hop: tuple[APIRequest, AsyncCallNext], decision: Decision) -> NoReturn:
+        _refuse(hop[0], decision)
+
+    def _deliver(self, response: Any, decision: Decision) -> Any:
+        return _deliver(response, decision)
 
 
 def _body_of(request: APIRequest) -> Any:
@@ -375,10 +350,6 @@ def _refuse(request: APIRequest, decision: Decision) -> NoReturn:
     )
     body = json.loads(content)
     raise anthropic.BadRequestError(f"Error code: 400 - {body}", response=response, body=body)
-
-
-def _passthrough(reason: str) -> Decision:
-    return Decision(outcome="passthrough", requested_model=None, model=None, reason=reason)
 
 
 @functools.cache

@@ -41,24 +41,20 @@ import httpx2
 from ._core.decision import Decision
 from ._flow import (
     READS_BODY_ON,
-    Action,
-    Flow,
-    Refresh,
-    Refuse,
     Reply,
     RoutedCall,
     Router,
     Send,
     append_decision_headers,
     decision_header_entries,
+    drive,
+    drive_async,
     endpoint_for,
     error_of,
-    first_action,
     parse_betas,
-    reacts_to,
+    passthrough,
     refusal_body,
     reply_for,
-    routing_flow,
 )
 from ._live import DecisionHook, RegistryInput, router_or_live
 
@@ -104,7 +100,7 @@ class _Routing:
         except ValueError:
             body = None
         if not isinstance(body, dict):
-            self._router.report(_passthrough("the request body is not a JSON object"))
+            self._router.report(passthrough("the request body is not a JSON object"))
             return None
         headers = request.headers
         api_version, betas = _version_and_betas(headers)
@@ -135,7 +131,7 @@ class _Routing:
             extensions=response.extensions,
         )
 
-    def _refusal(self, request: Any, decision: Decision) -> Any:
+    def _refuse(self, request: Any, decision: Decision) -> Any:
         """The local API-shaped 400 for a request the policy rejects."""
         headers = {
             "content-type": "application/json",
@@ -151,14 +147,14 @@ class _Routing:
             extensions={"caproute_decision": decision},
         )
 
-
-def _deliver(response: Any, decision: Decision) -> Any:
-    headers = response.headers
-    if not append_decision_headers(headers, decision_header_entries(decision)):
-        _add_headers(headers, decision.header_values())
-    # Copy rather than mutate: a transport may hand out a read-only mapping.
-    response.extensions = {**response.extensions, "caproute_decision": decision}
-    return response
+    def _deliver(self, response: Any, decision: Decision) -> Any:
+        """`response` with the decision attached (``caproute-*`` headers, extension)."""
+        headers = response.headers
+        if not append_decision_headers(headers, decision_header_entries(decision)):
+            _add_headers(headers, decision.header_values())
+        # Copy rather than mutate: a transport may hand out a read-only mapping.
+        response.extensions = {**response.extensions, "caproute_decision": decision}
+        return response
 
 
 def _add_headers(headers: Any, values: dict[str, str]) -> None:
@@ -244,10 +240,6 @@ def _has_request(response: Any) -> bool:
     return True
 
 
-def _passthrough(reason: str) -> Decision:
-    return Decision(outcome="passthrough", requested_model=None, model=None, reason=reason)
-
-
 class _SyncRouting(_Routing):
     """The sync driver of the routing flow."""
 
@@ -259,35 +251,13 @@ class _SyncRouting(_Routing):
         call = self._call(request, endpoint, request.read())
         if call is None:
             return self._inner.handle_request(request)
-        router = self._router
-        action: Action = first_action(router, call)
-        flow: Flow | None = None
-        response: Any = None
-        sent: Send | None = None
-        while True:
-            reply: Reply | None = None
-            if isinstance(action, Refuse):
-                return self._refusal(request, action.decision)
-            if isinstance(action, Refresh):
-                router.refresh()
-            else:
-                if response is not None:
-                    response.close()  # a hop past this answer: release its connection
-                sent = action
-                response = self._inner.handle_request(self._outgoing(request, action))
-                response, reply = self._inspect(response)
-                if flow is None:
-                    # The common case, without a generator: nothing for the flow to act on.
-                    if not reacts_to(reply):
-                        return _deliver(response, action.decision)
-                    flow = routing_flow(router, call, action)
-                    next(flow)  # the flow yields `action` again: already sent
-            assert flow is not None
-            try:
-                action = flow.send(reply)
-            except StopIteration:
-                assert sent is not None
-                return _deliver(response, sent.decision)
+        return drive(self._router, call, self, request)
+
+    def _hop(self, request: Any, action: Send) -> tuple[Any, Reply]:
+        return self._inspect(self._inner.handle_request(self._outgoing(request, action)))
+
+    def _release(self, response: Any) -> None:
+        response.close()  # releases its connection
 
     def _inspect(self, response: Any) -> tuple[Any, Reply]:
         if response.status_code not in READS_BODY_ON:
@@ -312,36 +282,14 @@ class _AsyncRouting(_Routing):
         call = self._call(request, endpoint, await request.aread())
         if call is None:
             return await self._inner.handle_async_request(request)
-        router = self._router
-        await router.acurrent()
-        action: Action = first_action(router, call)
-        flow: Flow | None = None
-        response: Any = None
-        sent: Send | None = None
-        while True:
-            reply: Reply | None = None
-            if isinstance(action, Refuse):
-                return self._refusal(request, action.decision)
-            if isinstance(action, Refresh):
-                await router.arefresh()
-            else:
-                if response is not None:
-                    await response.aclose()
-                sent = action
-                response = await self._inner.handle_async_request(self._outgoing(request, action))
-                response, reply = await self._inspect(response)
-                if flow is None:
-                    # The common case, without a generator (see the sync driver).
-                    if not reacts_to(reply):
-                        return _deliver(response, action.decision)
-                    flow = routing_flow(router, call, action)
-                    next(flow)  # the flow yields `action` again: already sent
-            assert flow is not None
-            try:
-                action = flow.send(reply)
-            except StopIteration:
-                assert sent is not None
-                return _deliver(response, sent.decision)
+        return await drive_async(self._router, call, self, request)
+
+    async def _hop(self, request: Any, action: Send) -> tuple[Any, Reply]:
+        response = await self._inner.handle_async_request(self._outgoing(request, action))
+        return await self._inspect(response)
+
+    async def _release(self, response: Any) -> None:
+        await response.aclose()
 
     async def _inspect(self, response: Any) -> tuple[Any, Reply]:
         if response.status_code not in READS_BODY_ON:
