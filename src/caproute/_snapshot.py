@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from . import _redact
 from ._core.registry import Registry, RegistrySource
 from ._exceptions import RegistryError, SnapshotError
 
@@ -46,7 +47,7 @@ __all__ = [
     "user_cache_path",
 ]
 
-logger = logging.getLogger("caproute.registry")
+logger = _redact.protect(logging.getLogger("caproute.registry"))
 
 EMBEDDED_RESOURCE = "embedded_registry.json"
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -178,6 +179,14 @@ def _load_user_cache(path: Path) -> Registry | None:
     )
 
 
+class _NonFinite(ValueError):
+    """``NaN`` / ``Infinity`` in a document: Python's json reads them, JSON has no such thing."""
+
+
+def _no_constant(token: str) -> Any:
+    raise _NonFinite(f"{token} is not a JSON number")
+
+
 def _read_text(file: Path) -> str:
     try:
         return file.read_text(encoding="utf-8")
@@ -190,11 +199,15 @@ def _read_text(file: Path) -> str:
 
 def _registry_from_text(text: str, *, where: str, source: RegistrySource | None) -> Registry:
     try:
-        document: Any = json.loads(text)
+        document: Any = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise SnapshotError(
             f"snapshot {where} is not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"
         ) from exc
+    except _NonFinite as exc:
+        raise SnapshotError(f"snapshot {where} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise SnapshotError(f"snapshot {where} is nested too deeply to be a snapshot") from None
     if not isinstance(document, dict):
         raise SnapshotError(f"snapshot {where} is not a JSON object")
     try:

@@ -23,9 +23,9 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
 
 from .._exceptions import RegistryError
 
@@ -44,9 +44,20 @@ SNAPSHOT_FORMAT = "caproute-registry/1"
 
 
 class _ApiObject(BaseModel):
-    """Base for Models API payloads: frozen, and unknown keys are kept."""
+    """Base for Models API payloads: frozen, strict, and unknown keys are kept.
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    Strict: a value of the wrong JSON type is an error, never coerced (``"yes"`` is not
+    a boolean, ``"8192"`` not a token count), so a corrupt snapshot fails at load time
+    with its path instead of being half-understood. Unknown keys are not validated.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+
+
+_PositiveInt = Annotated[int, Field(gt=0)]
+"""A token limit: a model that takes no tokens at all is impossible data."""
+_Timestamp = Annotated[datetime, Strict(False)]
+"""An RFC 3339 string in JSON (strict mode would only take `datetime` objects)."""
 
 
 class CapabilitySupport(_ApiObject):
@@ -128,18 +139,18 @@ class Capabilities(_ApiObject):
 class ModelInfo(_ApiObject):
     """One entry of `GET /v1/models`, field for field."""
 
-    id: str
+    id: Annotated[str, Field(min_length=1)]
     type: str = "model"
     display_name: str | None = None
-    created_at: datetime | None = None
-    max_input_tokens: int | None = None
+    created_at: _Timestamp | None = None
+    max_input_tokens: _PositiveInt | None = None
     """The context window, in tokens."""
-    max_tokens: int | None = None
+    max_tokens: _PositiveInt | None = None
     """The ceiling for a request's `max_tokens`."""
     lifecycle: str | None = None
     """`active`, `deprecated` or `retired` (open set); `None` on older API answers."""
-    deprecated_at: datetime | None = None
-    retires_at: datetime | None = None
+    deprecated_at: _Timestamp | None = None
+    retires_at: _Timestamp | None = None
     line: str | None = None
     """`haiku`, `sonnet`, `opus`, `fable`, `mythos`, ... (open set; never parsed from the id)."""
     capabilities: Capabilities | None = None
@@ -291,7 +302,15 @@ class Registry:
     ) -> Registry:
         """A registry from a snapshot document made by `to_json`.
 
+        The whole document is validated first (types, impossible values such as a
+        ``max_tokens`` of 0, repeated model ids), so a bad file fails here with the
+        JSON path at fault instead of failing every request later.
+
         `source` overrides the one stored in the document (the loader knows the file).
+
+        Raises:
+            RegistryError: The document is not a valid snapshot (the message names the
+                JSON path, e.g. ``source.fetched_at`` or ``models[3] (id): max_tokens``).
         """
         if document.get("format") != SNAPSHOT_FORMAT:
             raise RegistryError(
@@ -301,27 +320,43 @@ class Registry:
         models = document.get("models")
         if not isinstance(models, list):
             raise RegistryError("snapshot has no 'models' list")
-        stored = document.get("source") or {}
-        if not isinstance(stored, Mapping):
+        # `null` reads as absent; any other non-object (`[]`, `""`) is an error.
+        stored_raw = document.get("source")
+        stored_raw = {} if stored_raw is None else stored_raw
+        if not isinstance(stored_raw, Mapping):
             raise RegistryError("snapshot 'source' must be an object")
+        aliases = document.get("aliases")
+        aliases = {} if aliases is None else aliases
+        if not isinstance(aliases, dict):
+            raise RegistryError("snapshot 'aliases' must be an object")
+        stored = _validated(_StoredSource, stored_raw, "source")
+        _validated(_Aliases, {"aliases": aliases}, "")
         if source is None:
             source = RegistrySource(
-                kind=stored.get("kind", "snapshot"),
-                fetched_at=stored.get("fetched_at"),
-                location=stored.get("location"),
-                describes=stored.get("describes"),
+                kind=stored.kind,
+                fetched_at=stored.fetched_at,
+                location=stored.location,
+                describes=stored.describes,
             )
         elif source.fetched_at is None and source.describes is None:
             source = RegistrySource(
                 kind=source.kind,
-                fetched_at=stored.get("fetched_at"),
+                fetched_at=stored.fetched_at,
                 location=source.location,
-                describes=stored.get("describes"),
+                describes=stored.describes,
             )
-        aliases = document.get("aliases") or {}
-        if not isinstance(aliases, dict):
-            raise RegistryError("snapshot 'aliases' must be an object")
-        return cls.from_models(models, source=source, aliases=aliases)
+        infos = [
+            raw if isinstance(raw, ModelInfo) else _parse_model(raw, f"models[{i}]")
+            for i, raw in enumerate(models)
+        ]
+        first_at: dict[str, int] = {}
+        for i, info in enumerate(infos):
+            if (j := first_at.setdefault(info.id, i)) != i:
+                raise RegistryError(
+                    f"invalid model entry models[{i}] ({info.id}): id: repeated (first at "
+                    f"models[{j}])"
+                )
+        return cls.from_models(infos, source=source, aliases=aliases)
 
     def to_json(self) -> dict[str, Any]:
         """The snapshot document: models exactly as the API sent them, plus where they came from."""
@@ -442,14 +477,48 @@ class Registry:
 
 
 def _parse_model(raw: Mapping[str, Any], where: str) -> ModelInfo:
+    if not isinstance(raw, Mapping):
+        raise RegistryError(f"invalid model entry {where}: not an object")
     try:
         return ModelInfo.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
-        model_id = raw.get("id") if isinstance(raw, Mapping) else None
-        ident = f" ({model_id})" if isinstance(model_id, str) else ""
+        model_id = raw.get("id")
+        ident = f" ({model_id})" if isinstance(model_id, str) and model_id else ""
         raise RegistryError(f"invalid model entry {where}{ident}: {loc}: {first['msg']}") from exc
+
+
+class _StoredSource(BaseModel):
+    """A snapshot's ``source`` object (the `RegistrySource` it was saved from)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    kind: SourceKind = "snapshot"
+    fetched_at: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    location: str | None = None
+    describes: str | None = None
+
+
+class _Aliases(BaseModel):
+    model_config = ConfigDict(strict=True)
+
+    aliases: dict[Annotated[str, Field(min_length=1)], Annotated[str, Field(min_length=1)]]
+
+
+_ModelT = TypeVar("_ModelT", bound=BaseModel)
+
+
+def _validated(model: type[_ModelT], raw: Mapping[str, Any], where: str) -> _ModelT:
+    """`model` validated from `raw`; a `RegistryError` naming the JSON path otherwise."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        path = ".".join(
+            [where, *(str(p) for p in first["loc"])] if where else map(str, first["loc"])
+        )
+        raise RegistryError(f"{path}: {first['msg']}") from exc
 
 
 def _human_seconds(seconds: float) -> str:
