@@ -73,6 +73,8 @@ SAMPLING_PARAMS = ("temperature", "top_p", "top_k")
 # `document` sources that carry a PDF (api-facts §3.3): text and content sources don't.
 _PDF_SOURCE_TYPES = frozenset({"base64", "url", "file"})
 _FORCED_TOOL_CHOICES = frozenset({"any", "tool"})
+# A block path grows by two keys per nesting level (``..., "content", k``): 64 levels.
+_MAX_NESTED_PATH = 4 + 2 * 64
 
 
 def format_path(path: JSONPath) -> str:
@@ -470,7 +472,13 @@ class Scan:
             self.tokens += _OTHER_BLOCK_TOKENS
 
     def nested(self, content: Any, where: JSONPath, role: str) -> None:
-        """Blocks inside a ``tool_result`` / ``search_result`` / content document."""
+        """Blocks inside a ``tool_result`` / ``search_result`` / content document.
+
+        Followed at most `_MAX_NESTED_PATH` deep: the API nests blocks two or three
+        levels at most, and a body nested deeper than the stack must not crash detection.
+        """
+        if len(where) > _MAX_NESTED_PATH:
+            return
         if isinstance(content, str):
             self.chars += len(content)
         elif isinstance(content, list):
@@ -491,6 +499,8 @@ class Scan:
         if not isinstance(source, dict):
             return
         source_type = source.get("type")
+        if not isinstance(source_type, str):
+            return  # a list or an object can't be tested against a set (or mean anything)
         if source_type in _PDF_SOURCE_TYPES and source.get("media_type", "application/pdf") == (
             "application/pdf"
         ):

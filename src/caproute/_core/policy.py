@@ -973,10 +973,21 @@ def check_policy_text(
     Returns:
         The policy (`None` if there are errors) and the errors, sorted by position.
     """
+    try:
+        return _check_text(text, filename)
+    except RecursionError:
+        # Nesting deeper than the stack, or an alias that contains itself (`a: &a [*a]`):
+        # no policy looks like either, and the loader must only ever raise PolicyError.
+        message = "the policy is nested too deeply or an alias refers to itself"
+        return None, (PolicyError(message, file=filename, line=1, column=1),)
+
+
+def _check_text(text: str, filename: str) -> tuple[Policy | None, tuple[PolicyError, ...]]:
     # Compose first (nodes keep their marks), construct afterwards: constructing
     # directly would silently keep the last of two duplicate keys.
-    loader = yaml.SafeLoader(text)
+    loader: yaml.SafeLoader | None = None
     try:
+        loader = yaml.SafeLoader(text)  # its reader already refuses control characters
         root: yaml.Node | None = loader.get_single_node()
         if root is None:
             return None, (PolicyError("the policy is empty", file=filename, line=1, column=1),)
@@ -987,7 +998,8 @@ def check_policy_text(
     except yaml.YAMLError as exc:
         return None, (_yaml_error(exc, filename),)
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     policy, problems = _build(data, _SourceInfo(filename, positions))
     return policy, _sorted(_to_error(p, filename, positions) for p in problems)
 
