@@ -64,6 +64,7 @@ from ._exceptions import (
     RegistryUnavailableError,
     SnapshotError,
 )
+from ._redact import redact
 from ._snapshot import DEFAULT_BASE_URL, initial_registry, save_snapshot, user_cache_path
 from ._types import AsyncSleep, Clock, JSONObject, Sleep
 
@@ -237,7 +238,8 @@ def _redact(text: str, secrets: Iterable[str]) -> str:
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
-    return text
+    # Also a key prefix the API echoes ("invalid x-api-key: sk-ant-api03-SECRE…").
+    return redact(text)
 
 
 # -- attempt outcomes, as tenacity sees them ---------------------------------------------

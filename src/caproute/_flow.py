@@ -311,12 +311,23 @@ def endpoint_for(method: str, path: str) -> Endpoint | None:
     Only ``POST`` to ``…/v1/messages``, ``…/v1/messages/count_tokens`` and
     ``…/v1/messages/batches`` are routed; a base URL with a path prefix (a gateway) is
     fine. Batch retrieval, results, cancel, models, files… all pass through.
+
+    The API serves these paths with trailing slashes too (``/v1/messages/``), so those
+    are routed as well: otherwise a slash would sidestep routing. (Percent-encoded
+    paths arrive decoded; spellings the API answers 404, such as ``/v1//messages`` or
+    ``/V1/messages``, are not routed: routing them would gain nothing, and their 404
+    would read as the model's.)
     """
     if method != "POST":
         return None
     for suffix, endpoint in _ROUTED_SUFFIXES:
         if path.endswith(suffix):
             return endpoint
+    if path.endswith("/"):  # rare: checked only once the common spellings missed
+        stripped = path.rstrip("/")
+        for suffix, endpoint in _ROUTED_SUFFIXES:
+            if stripped.endswith(suffix):
+                return endpoint
     return None
 
 

@@ -35,6 +35,7 @@ from ._core.decision import Decision, RouteResult
 from ._core.policy import Policy
 from ._core.registry import Registry
 from ._core.router import Router
+from ._redact import decision_has_secret, redact_decision
 from ._types import Clock, Endpoint
 
 if TYPE_CHECKING:
@@ -381,6 +382,8 @@ class LiveRouter:
                 return result
             extra = {**decision.extra, "attempt": attempt, "cause": cause}
             result = RouteResult(result.body, dataclasses.replace(decision, extra=extra))
+        if decision_has_secret(result.decision):  # a key in the body's model field...
+            result = RouteResult(result.body, redact_decision(result.decision))
         self.report(result.decision)
         return result
 

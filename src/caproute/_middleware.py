@@ -39,11 +39,13 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, NoReturn, TypeVar
 
+from ._body import error_body, internal_error_message, refused_decision
 from ._core.decision import Decision
 from ._flow import (
     READS_BODY_ON,
@@ -63,6 +65,7 @@ from ._flow import (
     reply_for,
 )
 from ._live import DecisionHook, RegistryInput, router_or_live
+from ._redact import protect
 
 if TYPE_CHECKING:
     import anthropic
@@ -75,6 +78,9 @@ if TYPE_CHECKING:
 __all__ = ["RoutingMiddleware", "middleware"]  # noqa: F822
 
 _ResponseT = TypeVar("_ResponseT")
+_CallNextT = TypeVar("_CallNextT")
+
+_logger = protect(logging.getLogger("caproute"))
 
 # Every API version before 2026-10-21 is 2023-06-01; SDKs older than 2.0 send it.
 _LEGACY_API_VERSION: Final = "2023-06-01"
@@ -160,26 +166,78 @@ def _middleware_class() -> Callable[[_Driver], anthropic.Middleware]:
     return RoutingMiddleware
 
 
+class _Hop(Generic[_CallNextT]):
+    """One call's state while `drive` runs it: what the shells send with, and whether
+    an exception comes from sending (the SDK's to handle) or from caproute itself."""
+
+    __slots__ = ("request", "call_next", "in_io", "answered")
+
+    def __init__(self, request: APIRequest, call_next: _CallNextT) -> None:
+        self.request = request
+        self.call_next = call_next
+        self.in_io = False
+        self.answered = False
+        """caproute raised its own API error (a refusal): let it through as it is."""
+
+
 class _Driver:
-    """Drives the routing flow with the SDK's ``APIRequest`` / ``APIResponse``."""
+    """Drives the routing flow with the SDK's ``APIRequest`` / ``APIResponse``.
+
+    An error in routing itself (a caproute bug; a body nested deeper than the stack)
+    never escapes as a raw exception: the caller gets the SDK's own API error, with
+    ``x-should-retry: false`` (the same body would fail the same way again), and the
+    traceback goes to the ``caproute`` logger. Errors of sending (``call_next``) pass
+    through untouched, as without caproute.
+    """
 
     def __init__(self, router: Router, api_version: str) -> None:
         self.router = router
         self._api_version = api_version
 
     def handle(self, request: APIRequest, call_next: CallNext) -> APIResponse[Any]:
-        call = self._call(request)
+        call = self._guarded_call(request)
         if call is None:
             return call_next(request)
-        return drive(self.router, call, _SyncShell(), (request, call_next))
+        hop = _Hop(request, call_next)
+        try:
+            return drive(self.router, call, _SyncShell(), hop)
+        except Exception as exc:
+            if hop.in_io or hop.answered:
+                raise
+            self._fail(request, exc)
 
     async def handle_async(
         self, request: APIRequest, call_next: AsyncCallNext
     ) -> AsyncAPIResponse[Any]:
-        call = self._call(request)
+        call = self._guarded_call(request)
         if call is None:
             return await call_next(request)
-        return await drive_async(self.router, call, _AsyncShell(), (request, call_next))
+        hop = _Hop(request, call_next)
+        try:
+            return await drive_async(self.router, call, _AsyncShell(), hop)
+        except Exception as exc:
+            if hop.in_io or hop.answered:
+                raise
+            self._fail(request, exc)
+
+    def _guarded_call(self, request: APIRequest) -> RoutedCall | None:
+        try:
+            return self._call(request)
+        except Exception as exc:
+            self._fail(request, exc)
+
+    def _fail(self, request: APIRequest, exc: Exception) -> NoReturn:
+        _logger.error(
+            "caproute: routing failed with %s; nothing sent upstream",
+            type(exc).__name__,
+            exc_info=exc,
+        )
+        message = internal_error_message(exc)
+        decision = refused_decision(message)
+        self.router.report(decision)
+        if isinstance(exc, RecursionError):
+            _raise_local(request, 400, error_body("invalid_request_error", message), decision)
+        _raise_local(request, 500, error_body("api_error", message), decision)
 
     def _call(self, request: APIRequest) -> RoutedCall | None:
         """The call to route, or `None` for a request to pass through untouched."""
@@ -209,16 +267,20 @@ class _Driver:
 class _SyncShell:
     """The IO of `drive` for a sync client: ``call_next`` sends, the SDK's objects carry."""
 
-    def _hop(self, hop: tuple[APIRequest, CallNext], action: Send) -> tuple[Any, Reply]:
-        request, call_next = hop
-        response = call_next(_outgoing(request, action))
-        return response, _reply(response)
+    def _hop(self, hop: _Hop[CallNext], action: Send) -> tuple[Any, Reply]:
+        outgoing = _outgoing(hop.request, action)
+        hop.in_io = True
+        response = hop.call_next(outgoing)
+        reply = _reply(response)
+        hop.in_io = False
+        return response, reply
 
     def _release(self, response: Any) -> None:
         _http_response(response).close()
 
-    def _refuse(self, hop: tuple[APIRequest, CallNext], decision: Decision) -> NoReturn:
-        _refuse(hop[0], decision)
+    def _refuse(self, hop: _Hop[CallNext], decision: Decision) -> NoReturn:
+        hop.answered = True
+        _refuse(hop.request, decision)
 
     def _deliver(self, response: Any, decision: Decision) -> Any:
         return _deliver(response, decision)
@@ -227,16 +289,20 @@ class _SyncShell:
 class _AsyncShell:
     """The IO of `drive_async` for an async client."""
 
-    async def _hop(self, hop: tuple[APIRequest, AsyncCallNext], action: Send) -> tuple[Any, Reply]:
-        request, call_next = hop
-        response = await call_next(_outgoing(request, action))
-        return response, await _areply(response)
+    async def _hop(self, hop: _Hop[AsyncCallNext], action: Send) -> tuple[Any, Reply]:
+        outgoing = _outgoing(hop.request, action)
+        hop.in_io = True
+        response = await hop.call_next(outgoing)
+        reply = await _areply(response)
+        hop.in_io = False
+        return response, reply
 
     async def _release(self, response: Any) -> None:
         await _http_response(response).aclose()
 
-    def _refuse(self, hop: tuple[APIRequest, AsyncCallNext], decision: Decision) -> NoReturn:
-        _refuse(hop[0], decision)
+    def _refuse(self, hop: _Hop[AsyncCallNext], decision: Decision) -> NoReturn:
+        hop.answered = True
+        _refuse(hop.request, decision)
 
     def _deliver(self, response: Any, decision: Decision) -> Any:
         return _deliver(response, decision)
@@ -332,24 +398,29 @@ def _refuse(request: APIRequest, decision: Decision) -> NoReturn:
     Raising (rather than returning a response) needs no SDK client object, and the SDK
     passes a non-retryable ``APIStatusError`` from middleware straight to the caller.
     """
+    _raise_local(request, 400, refusal_body(decision), decision)
+
+
+def _raise_local(request: APIRequest, status: int, content: bytes, decision: Decision) -> NoReturn:
+    """Raise the SDK's error for `status` over a local API-shaped answer (see `_refuse`)."""
     import anthropic
 
     http = _sdk_http_module()
-    content = refusal_body(decision)
     headers = {
         "content-type": "application/json",
-        "x-should-retry": "false",  # the policy's verdict will not change on a retry
+        "x-should-retry": "false",  # caproute's verdict will not change on a retry
         **decision.header_values(),
     }
     response = http.Response(
-        400,
+        status,
         headers=headers,
         content=content,
         request=http.Request(request.method, request.url),
         extensions={"caproute_decision": decision},
     )
     body = json.loads(content)
-    raise anthropic.BadRequestError(f"Error code: 400 - {body}", response=response, body=body)
+    error_class = anthropic.BadRequestError if status == 400 else anthropic.InternalServerError
+    raise error_class(f"Error code: {status} - {body}", response=response, body=body)
 
 
 @functools.cache

@@ -30,14 +30,16 @@ response-driven hops.
 from __future__ import annotations
 
 import functools
-import json
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final
 
 import httpx2
 
+from . import _body
+from ._body import BodyRefused, error_body, internal_error_message, refused_decision
 from ._core.decision import Decision
 from ._flow import (
     READS_BODY_ON,
@@ -57,6 +59,7 @@ from ._flow import (
     reply_for,
 )
 from ._live import DecisionHook, RegistryInput, router_or_live
+from ._redact import protect
 
 if TYPE_CHECKING:
     import httpx
@@ -76,6 +79,24 @@ _BODY_HEADERS: Final = frozenset({b"content-length", b"transfer-encoding"})
 # After reading (and decoding) an error body, these no longer describe it.
 _ENCODING_HEADERS: Final = frozenset({b"content-length", b"transfer-encoding", b"content-encoding"})
 
+_logger = protect(logging.getLogger("caproute"))
+
+
+class _Hops:
+    """One routed call's state while `drive` runs it (the `request` the shell is given).
+
+    `in_io` tells an error of the inner transport (the caller's to handle, as without
+    caproute) from an error of routing itself (answered locally, API-shaped).
+    """
+
+    __slots__ = ("request", "in_io", "response")
+
+    def __init__(self, request: Any) -> None:
+        self.request = request
+        self.in_io = False
+        self.response: Any = None
+        """The last upstream response, released if routing fails after it."""
+
 
 class _Routing:
     """The request/response plumbing shared by every flavour and both drivers."""
@@ -89,28 +110,50 @@ class _Routing:
         """The router deciding for this transport (a `LiveRouter` unless you passed one)."""
         return self._router
 
-    def _call(self, request: Any, endpoint: Any, content: bytes) -> RoutedCall | None:
-        """The parsed call, or `None` (after reporting a passthrough) if not a JSON object."""
-        try:
-            # JSON request bodies are UTF-8 (RFC 8259 §8.1): decoding directly skips
-            # json's encoding sniffing; anything else still gets json's own detection.
-            body = _loads_text(content.decode())
-        except UnicodeDecodeError:
-            body = _loads_or_none(content)
-        except ValueError:
-            body = None
+    def _call(self, request: Any, endpoint: Any, content: bytes) -> tuple[RoutedCall | None, Any]:
+        """The parsed call and the request to forward for it.
+
+        The call is `None` (after reporting a passthrough) for a body that is not a JSON
+        object. The request is the caller's own, except when its body had a duplicate
+        key: then it is rebuilt from what caproute read (see `caproute._body`).
+
+        Raises:
+            BodyRefused: A body that can't be forwarded safely (`caproute._body`).
+        """
+        headers = request.headers
+        api_version, betas, coding = _version_betas_coding(headers)
+        codings: tuple[str, ...] = ()
+        if coding is not None:  # rare: a compressed request body
+            codings = _body.parse_codings(coding)
+            if codings:
+                content = _body.decode(content, codings, _body.DECODED_LIMITS[endpoint])
+        body, duplicate = _body.parse(content)
         if not isinstance(body, dict):
             self._router.report(passthrough("the request body is not a JSON object"))
-            return None
-        headers = request.headers
-        api_version, betas = _version_and_betas(headers)
-        return RoutedCall(body, endpoint, api_version, betas, headers)
+            return None, request
+        if duplicate is not None:
+            # Forward what caproute read, so the upstream can't read another request.
+            _logger.warning(
+                "caproute: the request body repeats the key %s; forwarding it as read "
+                "(the last value of each key)",
+                duplicate,
+            )
+            request = self._rebuilt(request, _body.encode(_body.dumps(body), codings))
+        return RoutedCall(body, endpoint, api_version, betas, headers), request
 
     def _outgoing(self, request: Any, send: Send) -> Any:
         """The request to send for `send`: the original one when nothing changed."""
         if not send.changed:
             return request
-        content = json.dumps(send.body, separators=(",", ":")).encode()
+        content = _body.dumps(send.body)
+        coding = request.headers.get("content-encoding")
+        if coding is not None:
+            # The caller compressed its body: send the routed one compressed alike.
+            content = _body.encode(content, _body.parse_codings(coding))
+        return self._rebuilt(request, content)
+
+    def _rebuilt(self, request: Any, content: bytes) -> Any:
+        """`request` with another body (its length headers dropped, recomputed)."""
         headers = [(k, v) for k, v in request.headers.raw if k.lower() not in _BODY_HEADERS]
         return self._http.Request(
             request.method,
@@ -131,21 +174,46 @@ class _Routing:
             extensions=response.extensions,
         )
 
-    def _refuse(self, request: Any, decision: Decision) -> Any:
+    def _refuse(self, hops: _Hops, decision: Decision) -> Any:
         """The local API-shaped 400 for a request the policy rejects."""
+        return self._local(hops.request, 400, refusal_body(decision), decision)
+
+    def _local(self, request: Any, status: int, content: bytes, decision: Decision) -> Any:
+        """An answer caproute gives itself, API-shaped (nothing was sent upstream)."""
         headers = {
             "content-type": "application/json",
-            # Retrying cannot change the policy's verdict; tell the SDK not to.
+            # Retrying cannot change caproute's verdict; tell the SDK not to.
             "x-should-retry": "false",
             **decision.header_values(),
         }
         return self._http.Response(
-            400,
+            status,
             headers=headers,
-            content=refusal_body(decision),
+            content=content,
             request=request,
             extensions={"caproute_decision": decision},
         )
+
+    def _refused_body(self, request: Any, refused: BodyRefused) -> Any:
+        """The local answer for a body caproute can't forward safely."""
+        decision = refused_decision(refused.message)
+        self._router.report(decision)
+        return self._local(
+            request, refused.status, error_body(refused.error_type, refused.message), decision
+        )
+
+    def _failed(self, hops: _Hops, exc: Exception) -> Any:
+        """The local 500 for an error in routing itself (a caproute bug): never a crash,
+        never a retry (the same body would fail the same way), the traceback logged."""
+        _logger.error(
+            "caproute: routing failed with %s; answering 500, nothing sent upstream",
+            type(exc).__name__,
+            exc_info=exc,
+        )
+        message = internal_error_message(exc)
+        decision = refused_decision(message)
+        self._router.report(decision)
+        return self._local(hops.request, 500, error_body("api_error", message), decision)
 
     def _deliver(self, response: Any, decision: Decision) -> Any:
         """`response` with the decision attached (``caproute-*`` headers, extension)."""
@@ -173,8 +241,9 @@ def _add_headers(headers: Any, values: dict[str, str]) -> None:
     headers.update(values)
 
 
-def _version_and_betas(headers: Any) -> tuple[str | None, tuple[str, ...]]:
-    """``anthropic-version`` (as ``headers.get`` gives it) and the parsed betas.
+def _version_betas_coding(headers: Any) -> tuple[str | None, tuple[str, ...], str | None]:
+    """``anthropic-version`` (as ``headers.get`` gives it), the parsed betas, and the
+    ``content-encoding`` (`None` when absent, the usual case).
 
     ``Headers.get`` / ``get_list`` each rescan the list and work out the headers'
     encoding (~1.5 µs together); one pass over the raw entries gives the same strings
@@ -186,50 +255,39 @@ def _version_and_betas(headers: Any) -> tuple[str | None, tuple[str, ...]]:
     if isinstance(entries, list) and (not entries or isinstance(entries[0][1], bytes)):
         versions: tuple[bytes, ...] = ()  # tuples: usually one version, no beta
         betas: tuple[bytes, ...] = ()
+        codings: tuple[bytes, ...] = ()
         for entry in entries:
             key = entry[1]
             if key == b"anthropic-version":
                 versions += (entry[2],)
             elif key == b"anthropic-beta":
                 betas += (entry[2],)
+            elif key == b"content-encoding":
+                codings += (entry[2],)
         try:
             # `Headers.get` joins repeated values with ", ".
             version = b", ".join(versions).decode("ascii") if versions else None
+            coding = b", ".join(codings).decode("ascii") if codings else None
             if not betas:
-                return version, ()
-            return version, parse_betas([b.decode("ascii") for b in betas])
+                return version, (), coding
+            return version, parse_betas([b.decode("ascii") for b in betas]), coding
         except UnicodeDecodeError:
             pass
-    return headers.get("anthropic-version"), parse_betas(headers.get_list("anthropic-beta"))
+    return (
+        headers.get("anthropic-version"),
+        parse_betas(headers.get_list("anthropic-beta")),
+        headers.get("content-encoding"),
+    )
 
 
-# What `json.loads`'s default decoder scans with, unwrapped (typeshed omits the attribute).
-_SCAN_ONCE: Final[Callable[[str, int], tuple[Any, int]]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+def _close(response: Any) -> None:
+    if response is not None:
+        response.close()
 
 
-def _loads_text(text: str) -> Any:
-    """``json.loads(text)``, about 1 µs sooner for a body without surrounding whitespace.
-
-    `json.loads` reaches the C scanner through three Python frames and two whitespace
-    regex matches; a body the SDK serialised starts at its first character and ends at
-    its last, so the scanner is called directly. Anything else (leading or trailing
-    whitespace, trailing data, invalid JSON) goes through `json.loads` itself, which
-    gives the same value or raises the same error as before.
-    """
-    try:
-        value, end = _SCAN_ONCE(text, 0)
-    except StopIteration:
-        return json.loads(text)
-    if end != len(text):
-        return json.loads(text)
-    return value
-
-
-def _loads_or_none(content: bytes) -> Any:
-    try:
-        return json.loads(content)
-    except ValueError:
-        return None
+async def _aclose(response: Any) -> None:
+    if response is not None:
+        await response.aclose()
 
 
 def _has_request(response: Any) -> bool:
@@ -248,13 +306,30 @@ class _SyncRouting(_Routing):
         endpoint = endpoint_for(request.method, request.url.path)
         if endpoint is None:
             return self._inner.handle_request(request)
-        call = self._call(request, endpoint, request.read())
+        try:
+            call, request = self._call(request, endpoint, request.read())
+        except BodyRefused as refused:
+            return self._refused_body(request, refused)
         if call is None:
             return self._inner.handle_request(request)
-        return drive(self._router, call, self, request)
+        hops = _Hops(request)
+        try:
+            return drive(self._router, call, self, hops)
+        except BodyRefused as refused:
+            _close(hops.response)
+            return self._refused_body(request, refused)
+        except Exception as exc:
+            if hops.in_io:
+                raise  # the inner transport's error: the client handles it as always
+            _close(hops.response)
+            return self._failed(hops, exc)
 
-    def _hop(self, request: Any, action: Send) -> tuple[Any, Reply]:
-        return self._inspect(self._inner.handle_request(self._outgoing(request, action)))
+    def _hop(self, hops: _Hops, action: Send) -> tuple[Any, Reply]:
+        outgoing = self._outgoing(hops.request, action)
+        hops.in_io = True
+        hops.response, reply = self._inspect(self._inner.handle_request(outgoing))
+        hops.in_io = False
+        return hops.response, reply
 
     def _release(self, response: Any) -> None:
         response.close()  # releases its connection
@@ -279,14 +354,31 @@ class _AsyncRouting(_Routing):
         endpoint = endpoint_for(request.method, request.url.path)
         if endpoint is None:
             return await self._inner.handle_async_request(request)
-        call = self._call(request, endpoint, await request.aread())
+        try:
+            call, request = self._call(request, endpoint, await request.aread())
+        except BodyRefused as refused:
+            return self._refused_body(request, refused)
         if call is None:
             return await self._inner.handle_async_request(request)
-        return await drive_async(self._router, call, self, request)
+        hops = _Hops(request)
+        try:
+            return await drive_async(self._router, call, self, hops)
+        except BodyRefused as refused:
+            await _aclose(hops.response)
+            return self._refused_body(request, refused)
+        except Exception as exc:
+            if hops.in_io:
+                raise  # the inner transport's error: the client handles it as always
+            await _aclose(hops.response)
+            return self._failed(hops, exc)
 
-    async def _hop(self, request: Any, action: Send) -> tuple[Any, Reply]:
-        response = await self._inner.handle_async_request(self._outgoing(request, action))
-        return await self._inspect(response)
+    async def _hop(self, hops: _Hops, action: Send) -> tuple[Any, Reply]:
+        outgoing = self._outgoing(hops.request, action)
+        hops.in_io = True
+        response = await self._inner.handle_async_request(outgoing)
+        hops.response, reply = await self._inspect(response)
+        hops.in_io = False
+        return hops.response, reply
 
     async def _release(self, response: Any) -> None:
         await response.aclose()

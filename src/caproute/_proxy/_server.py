@@ -25,6 +25,7 @@ import socket
 from typing import Any
 
 from .._exceptions import ConfigError
+from .._redact import protect_uvicorn
 from ._config import ProxyConfig
 from ._factory import create_proxy_app
 
@@ -76,7 +77,9 @@ def uvicorn_config(config: ProxyConfig, app: Any | None = None, **overrides: Any
         loop=loop,
     )
     settings.update(overrides)
-    return uvicorn.Config(app if app is not None else create_proxy_app(config), **settings)
+    built = uvicorn.Config(app if app is not None else create_proxy_app(config), **settings)
+    protect_uvicorn()  # after uvicorn set up its loggers: keys are masked in them too
+    return built
 
 
 def serve_proxy(config: ProxyConfig, *, sock: socket.socket | None = None) -> None:

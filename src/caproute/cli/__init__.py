@@ -40,18 +40,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help(sys.stderr)
         return 2
-    try:
-        code: int = func(args)
-        return code
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        return 0
-    except Exception as exc:  # the CLI's contract: one line, no traceback
-        if os.environ.get("CAPROUTE_DEBUG"):
-            raise
-        from .._exceptions import CaprouteError
+    from .._redact import redacting_streams
 
-        kind = "error" if isinstance(exc, CaprouteError) else type(exc).__name__
-        print(f"caproute: {kind}: {exc}", file=sys.stderr)
-        return 1
+    # Everything a command prints is masked: an `sk-ant-` key never reaches a terminal.
+    with redacting_streams():
+        try:
+            code: int = func(args)
+            return code
+        except KeyboardInterrupt:
+            return 130
+        except BrokenPipeError:
+            return 0
+        except Exception as exc:  # the CLI's contract: one line, no traceback
+            if os.environ.get("CAPROUTE_DEBUG"):
+                raise
+            from .._exceptions import CaprouteError
+
+            kind = "error" if isinstance(exc, CaprouteError) else type(exc).__name__
+            print(f"caproute: {kind}: {exc}", file=sys.stderr)
+            return 1

@@ -17,6 +17,7 @@ import asyncio
 import json
 import re
 import threading
+import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -75,6 +76,9 @@ class RecordedRequest:
     model: str | None
     """The ``model`` field of a JSON body, as sent (before alias resolution)."""
     request_id: str
+    wire_body: bytes = field(default=b"", repr=False)
+    """The body as it arrived, before a ``gzip`` / ``deflate`` content encoding was undone
+    (empty past 4 MiB)."""
 
 
 @dataclass
@@ -137,6 +141,7 @@ class _Request:
     too_large: bool
     base_url: str
     request_id: str
+    wire_body: bytes = b""
 
     def json(self) -> dict[str, Any]:
         """The body as a JSON object, or a 400 like the API's."""
@@ -195,15 +200,17 @@ class FakeApp:
             name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
             headers[name] = f"{headers[name]},{value}" if name in headers else value
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        wire = b"".join(chunks)
         return _Request(
             method=scope["method"],
             path=path,
             query=query,
             headers=headers,
-            raw_body=b"".join(chunks),
+            raw_body=_decoded(wire, headers.get("content-encoding"), limit),
             too_large=size > limit,
             base_url=f"http://{headers.get('host', '127.0.0.1')}",
             request_id=new_id("req_"),
+            wire_body=wire,
         )
 
     def _record(self, request: _Request) -> None:
@@ -226,6 +233,7 @@ class FakeApp:
             body=body,
             model=model if isinstance(model, str) else None,
             request_id=request.request_id,
+            wire_body=request.wire_body if len(request.wire_body) <= _RECORD_JSON_LIMIT else b"",
         )
         with self.state.lock:
             self.state.requests.append(recorded)
@@ -516,6 +524,26 @@ class FakeApp:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _decoded(body: bytes, coding: str | None, limit: int) -> bytes:
+    """A ``gzip`` / ``deflate`` request body decoded, as HTTP servers in front of the API
+    do; a body that doesn't decode is left as it is (and then fails as JSON)."""
+    if coding is None or not body:
+        return body
+    codings = [c.strip().lower() for c in coding.split(",") if c.strip()]
+    for name in reversed(codings):
+        if name == "identity":
+            continue
+        wbits = {"gzip": 31, "x-gzip": 31, "deflate": 15}.get(name)
+        if wbits is None:
+            return b""  # brotli, zstd...: not JSON to this fake
+        try:
+            inflater = zlib.decompressobj(wbits)
+            body = inflater.decompress(body, limit + 1)
+        except zlib.error:
+            return b""
+    return body
 
 
 def _input_tokens(body: dict[str, Any]) -> int:
