@@ -34,13 +34,19 @@ HI = [{"role": "user", "content": "hi"}]
 class RunningProxy:
     """`caproute serve` in a thread (the real uvicorn server and lifespan)."""
 
-    def __init__(self, config: ProxyConfig, **uvicorn_options: Any) -> None:
+    def __init__(
+        self,
+        config: ProxyConfig,
+        *,
+        app: Callable[[ProxyConfig], ProxyApp] = create_proxy_app,
+        **uvicorn_options: Any,
+    ) -> None:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
         self.port: int = self._sock.getsockname()[1]
         self.config = replace(config, port=self.port)
-        self.app: ProxyApp = create_proxy_app(self.config)
+        self.app: ProxyApp = app(self.config)
         self.http, self.loop = server_flavour()
         options = {"log_config": None, "http": self.http, **uvicorn_options}
         self._server = uvicorn.Server(uvicorn_config(self.config, self.app, **options))
@@ -77,6 +83,16 @@ class RunningProxy:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def metric_total(self, name: str) -> float:
+        """The sum of every sample of the metric `name` (all label values)."""
+        wait_until(lambda: self.app.metrics.in_flight == 0)
+        lines = self.app.metrics.render().splitlines()
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in lines
+            if line.startswith((name + " ", name + "{"))
+        )
 
     def metric(self, line_prefix: str) -> float:
         """The value of the exposition line starting with `line_prefix` (0 if none)."""
