@@ -87,9 +87,12 @@ class _NotAJsonNumber(Exception):
         self.token = token
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
+def _unique_keys(
+    pairs: list[tuple[str, Any]], _dict: type[dict[str, Any]] = dict, _len: Any = len
+) -> dict[str, Any]:
+    # Called for every object of every routed body: builtins bound as locals.
+    obj = _dict(pairs)
+    if _len(obj) != _len(pairs):
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
@@ -132,6 +135,17 @@ def parse(content: bytes) -> tuple[Any, str | None]:
             nested deeper than caproute can read.
     """
     try:
+        try:
+            # The common case: UTF-8 (RFC 8259 §8.1) starting at its first character
+            # and ending at its last, as every SDK sends it: the scanner alone.
+            text = content.decode()
+            value, end = _SCAN(text, 0)
+            if end == len(text):
+                return value, None
+        except (UnicodeDecodeError, StopIteration, json.JSONDecodeError):
+            pass
+        # Anything else (whitespace, trailing data, a byte-order mark, UTF-16/32,
+        # invalid JSON): what `json.loads(bytes)` reads, or its error.
         return _decode(content, _STRICT), None
     except _DuplicateKey as duplicate:
         return _decode(content, _LAST_WINS), _shown(duplicate.key)
@@ -146,9 +160,7 @@ def parse(content: bytes) -> tuple[Any, str | None]:
         raise BodyRefused(
             400, "invalid_request_error", "the request body is nested too deeply to read"
         ) from None
-    except json.JSONDecodeError:
-        return NOT_JSON, None
-    except UnicodeDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
         return NOT_JSON, None
     except ValueError as exc:  # int() beyond sys.get_int_max_str_digits()
         raise BodyRefused(
@@ -159,24 +171,15 @@ def parse(content: bytes) -> tuple[Any, str | None]:
 
 
 def _decode(content: bytes, decoder: json.JSONDecoder) -> Any:
+    """`content` decoded as `json.loads(bytes)` would (encoding detection included)."""
     try:
-        # JSON request bodies are UTF-8 (RFC 8259 §8.1): decode directly, no sniffing.
         text: str | None = content.decode()
     except UnicodeDecodeError:
         text = None
-    # A byte-order mark, or NULs in the first four bytes (UTF-16/32 without one), go
-    # to json's own encoding detection below.
-    if text and text[0] != "\ufeff" and "\x00" not in text[:4]:
-        scan = _SCAN if decoder is _STRICT else decoder.scan_once  # type: ignore[attr-defined]
-        try:
-            value, end = scan(text, 0)
-        except StopIteration:
-            return decoder.decode(text)  # raises the JSONDecodeError
-        if end == len(text):
-            return value
-        return decoder.decode(text)  # whitespace around it, or trailing data
-    # UTF-16/32, or a byte-order mark: what `json.loads(bytes)` would read.
-    return decoder.decode(content.decode(json.detect_encoding(content), "surrogatepass"))
+    if text is None or text[:1] == "\ufeff" or "\x00" in text[:4]:
+        # A byte-order mark, or UTF-16/32 (NULs among the first four bytes).
+        text = content.decode(json.detect_encoding(content), "surrogatepass")
+    return decoder.decode(text)
 
 
 def dumps(body: Any) -> bytes:

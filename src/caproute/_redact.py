@@ -85,13 +85,24 @@ def _redact_value(value: Any) -> Any:
 def decision_has_secret(decision: Decision) -> bool:
     """Whether any text in `decision` holds an ``sk-ant-`` token.
 
-    The common decision (unchanged or passthrough, nothing attached) is checked with one
-    scan of its few text fields joined (~0.5 µs); anything else through its ``repr``.
+    Runs for every routed request: the common decision (unchanged, nothing attached)
+    is checked field by field, in ~0.2 µs; any other through its ``repr``.
     """
-    if decision.changes or decision.notes or decision.items or decision.extra:
+    if decision.changes or decision.reason or decision.notes or decision.items:
         return has_secret(repr(decision))
-    fields = (decision.requested_model, decision.model, decision.reason, decision.route)
-    return has_secret("|".join(filter(None, (*fields, *decision.needs))))
+    requested = decision.requested_model
+    if requested is not None and MARK in requested.lower():
+        return True
+    model = decision.model
+    if model is not None and model is not requested and MARK in model.lower():
+        return True
+    for need in decision.needs:
+        if MARK in need.lower():
+            return True
+    route, extra = decision.route, decision.extra
+    return (route is not None and MARK in route.lower()) or (
+        bool(extra) and has_secret(repr(extra))
+    )
 
 
 def redact_decision(decision: Decision) -> Decision:
