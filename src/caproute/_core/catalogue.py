@@ -177,7 +177,8 @@ class Family:
     fixes: Mapping[Action, CapabilityFix]
     """How ``adjust`` / ``strip`` repair the request (an action missing here has no fix)."""
     vocabulary: tuple[str, ...]
-    """Words an API error uses for this family (matched on word boundaries)."""
+    """Words an API error uses for this family (matched on word boundaries; a trailing
+    ``*`` matches a prefix, e.g. a versioned tool type)."""
     strip_refused: str | None = None
     """Why ``strip`` is not allowed here (message content), or `None`."""
     optional_leaves: tuple[str, ...] = ()
@@ -242,7 +243,7 @@ FAMILIES: Final[Mapping[str, Family]] = {
             "server_tools",
             "reroute",
             {"strip": _strip_locations},
-            ("web_search", "web search", "code_execution", "code execution", "server tool"),
+            ("server tool", "server tools", "server_tools"),
         ),
         Family(
             "code_execution",
