@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Final, Protocol, TypeAlias, cast
 
 from ._core.decision import Decision, RouteResult
-from ._core.flow import Learn, MarkOverloaded, MarkRetired, Refresh, View
+from ._core.flow import Call, Learn, MarkOverloaded, MarkRetired, Refresh, View, route_call
 from ._core.policy import Policy
 from ._core.registry import LearnedFact, Registry
 from ._core.router import PolicyEngine
@@ -521,17 +521,9 @@ class LiveRouter:
             The routed body (the same object when unchanged) and its `Decision`.
         """
         view = self.view()
-        avoid = view.avoid | frozenset(exclude) if exclude else view.avoid
-        kwargs: dict[str, Any] = {
-            "endpoint": endpoint,
-            "api_version": api_version,
-            "betas": tuple(betas),
-            "headers": headers,
-            "now": view.now,
-        }
-        result = view.engine.route(body, exclude=avoid, **kwargs)
-        if result.decision.rejected and view.avoid:
-            result = view.engine.route(body, exclude=frozenset(exclude), **kwargs)
+        if exclude:
+            view = view._replace(avoid=view.avoid | frozenset(exclude))
+        result = route_call(view, Call(body, endpoint, api_version, tuple(betas), headers))
         self.report(result.decision)
         return result
 

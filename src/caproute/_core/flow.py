@@ -77,6 +77,7 @@ __all__ = [
     "call_flow",
     "fallback_statuses",
     "first_action",
+    "route_call",
 ]
 
 OVERLOAD_STATUSES: Final = frozenset({529})
@@ -200,12 +201,8 @@ def first_action(view: View, call: Call) -> Send | Refuse | Refresh:
     when the reply is one the flow reacts to (a status of 400 or more): most calls
     never need the generator.
     """
-    result = _route(view, call, view.avoid)
+    result = route_call(view, call)
     decision = result.decision
-    if view.avoid and decision.rejected:
-        # Only cooling models could serve it: use one rather than refuse.
-        result = _route(view, call, frozenset())
-        decision = result.decision
     if not view.live and view.can_wait and _live_could_change(view, decision):
         return Refresh(f"cold start: {decision.outcome} on {decision.registry_source}")
     if decision.rejected:
@@ -287,6 +284,30 @@ def _route(
         fallback=fallback,
         now=view.now,
     )
+
+
+def route_call(view: View, call: Call) -> RouteResult:
+    """Route `call` once against `view`, around the models cooling down.
+
+    A cooling requested model is replaced only within its price class (the same rule
+    as an overload fallback), else it is used anyway; other cooling models are avoided
+    as alternatives while another candidate exists, and used rather than refuse.
+    """
+    avoid = view.avoid
+    if not avoid:
+        return _route(view, call, avoid)
+    body = call.body
+    model = body.get("model") if isinstance(body, dict) else None
+    requested = view.engine.registry.resolve(model) if isinstance(model, str) else None
+    if requested is not None and requested in avoid:
+        result = _route(view, call, avoid, fallback=True)
+        if not result.decision.rejected:
+            return result
+        avoid = avoid - {requested}
+    result = _route(view, call, avoid)
+    if result.decision.rejected:
+        result = _route(view, call, frozenset())
+    return result
 
 
 def _live_could_change(view: View, decision: Decision) -> bool:

@@ -349,6 +349,9 @@ def _with_facts(entry: _Entry, facts: Iterable[LearnedFact], source: RegistrySou
             update[fact.key] = fact.value
         else:
             flags[fact.key] = bool(fact.value)
+            if fact.value is False:  # a whole family refused: every leaf below it too
+                below = f"{fact.key}."
+                flags.update({path: False for path in flags if path.startswith(below)})
     info = entry.info.model_copy(update=update) if update else entry.info
     return _Entry(
         info,
