@@ -1,4 +1,4 @@
-"""The shells' shared wire helpers (caproute._flow): endpoints, betas, error bodies, refusals, headers.
+"""The wire helpers the shells share (caproute._flow): endpoints, betas, errors, headers.
 
 The response-driven flow itself is pure and tested in tests/core/test_flow.py; the
 drivers that run it are exercised end to end by the transport, middleware and proxy
