@@ -133,6 +133,8 @@ class Parameters(NamedTuple):
         return MISSING_VALUE
 
 
+_new_tuple: Final = tuple.__new__
+
 NOT_A_SCALAR: Final = "<not a JSON scalar>"
 """Stands for a sampling value that is a list or object (the API will refuse it)."""
 
@@ -257,12 +259,28 @@ def scan(body: Mapping[str, Any], *, batch: bool = False) -> Scan:
     messages = body.get("messages")
     if isinstance(messages, list):
         result.messages(messages)
-    result.model = body.get("model") or ""
+    result.model = model = body.get("model") or ""
     max_tokens = body.get("max_tokens")
-    result.max_tokens = max_tokens if type(max_tokens) is int else None
+    result.max_tokens = max_tokens = max_tokens if type(max_tokens) is int else None
     # Almost no body sets a sampling parameter: three `in` tests beat a generator.
     if "temperature" in body or "top_p" in body or "top_k" in body:
         result.sampling = tuple((p, _scalar(body[p])) for p in SAMPLING_PARAMS if p in body)
+    # Built here rather than by a method: this runs for every request. `tuple.__new__`
+    # directly, as a named tuple's own `__new__` is a Python function (same value).
+    result.params = _new_tuple(
+        Parameters,
+        (
+            model,
+            max_tokens,
+            result.thinking_type,
+            result.budget_tokens,
+            result.effort,
+            result.sampling,
+            result.tool_choice_type,
+            result.thinking_history is not None,
+            bool(result.assistant_documents or result.user_text_citations),
+        ),
+    )
     return result
 
 
@@ -326,7 +344,11 @@ class Scan:
         "thinking_history",
         "assistant_documents",
         "user_text_citations",
+        "params",
     )
+
+    params: Parameters
+    """The parameters found (set by `scan` once the pass is done)."""
 
     def __init__(self) -> None:
         self.model = ""
@@ -351,24 +373,10 @@ class Scan:
         """The input-token estimate (see the module docstring)."""
         return self.chars // _CHARS_PER_TOKEN + self.tokens
 
-    def parameters(self) -> Parameters:
-        """The parameters found (what the router's fast path keys on)."""
-        return Parameters(
-            self.model,
-            self.max_tokens,
-            self.thinking_type,
-            self.budget_tokens,
-            self.effort,
-            self.sampling,
-            self.tool_choice_type,
-            self.thinking_history is not None,
-            bool(self.assistant_documents or self.user_text_citations),
-        )
-
-    def needs(self, params: Parameters | None = None) -> RequestNeeds:
-        """The frozen result (`params`: the `parameters()` already built, if any)."""
+    def needs(self) -> RequestNeeds:
+        """The frozen result."""
         return RequestNeeds(
-            params=params if params is not None else self.parameters(),
+            params=self.params,
             capabilities=self.caps,
             thinking_history=self.thinking_history,
             assistant_documents=self.assistant_documents,
@@ -499,8 +507,12 @@ class Scan:
                     text = block.get("text")
                     if isinstance(text, str):
                         chars += len(text)
-                    citations = block.get("citations")
-                    if role == "user" and citations and isinstance(citations, list):
+                    # Role first: assistant text blocks (most of an agent turn) skip a lookup.
+                    if (
+                        role == "user"
+                        and (citations := block.get("citations"))
+                        and isinstance(citations, list)
+                    ):
                         self.user_text_citations += (("messages", i, "content", j),)
                 elif kind == "tool_use":
                     tokens += _TOOL_USE_OVERHEAD

@@ -121,12 +121,11 @@ class PolicyEngine:
         # `RegistrySource.age`, inlined (it is a per-request method call otherwise).
         fetched_at = self._fetched_at
         age = None if now is None or fetched_at is None else max(0.0, now - fetched_at)
-        stamp: _Stamp = {"registry_source": self._source, "registry_age_s": age}
         if endpoint == "batch":
-            decision, edits = self._route_batch(body, version, headers, excluded, stamp)
+            decision, edits = self._route_batch(body, version, headers, excluded, age)
         else:
             decision, edits = self._route_one(
-                body, endpoint, version, headers, excluded, stamp, batch=False, fallback=fallback
+                body, endpoint, version, headers, excluded, age, False, fallback
             )
         return RouteResult(apply_edits(body, edits) if edits else body, decision)
 
@@ -139,8 +138,7 @@ class PolicyEngine:
         api_version: str,
         headers: Mapping[str, str] | None,
         exclude: frozenset[str],
-        stamp: _Stamp,
-        *,
+        age: float | None,
         batch: bool,
         fallback: bool = False,
     ) -> tuple[Decision, Sequence[tuple[JSONPath, Any]]]:
@@ -148,7 +146,7 @@ class PolicyEngine:
         if problem is not None:
             model = body.get("model") if isinstance(body, dict) else None
             requested = model if isinstance(model, str) else None
-            return Decision("passthrough", requested, None, reason=problem, **stamp), []
+            return Decision("passthrough", requested, None, reason=problem, **self._stamp(age)), []
         found = scan(body, batch=batch)
         route = self._only_route
         if route is None:
@@ -158,7 +156,7 @@ class PolicyEngine:
                 metadata=metadata if isinstance(metadata, dict) else None,
                 headers=headers,
             )
-        params = found.parameters()
+        params = found.params
         key = (params, tuple(found.caps), id(route), api_version, exclude, fallback)
         # The fast path, checked first: an entry exists only if the same model and route
         # already passed the unknown-model check below, and the registry is fixed for
@@ -169,7 +167,6 @@ class PolicyEngine:
             # Without one (a snapshot or a registry built in code: age None) the
             # decision is handed out again as is: it is frozen, `extra` included.
             decision = seen.decision
-            age = stamp["registry_age_s"]
             if decision.registry_age_s != age:
                 # Not `dataclasses.replace` (~3 µs): an unchanged decision has no
                 # changes, reason, notes, items or extra, so these fields are all of it.
@@ -184,7 +181,8 @@ class PolicyEngine:
                     registry_age_s=age,
                 )
             return decision, _NO_EDITS
-        needs = found.needs(params)
+        needs = found.needs()
+        stamp = self._stamp(age)
         if not route.candidates and self.registry.resolve(needs.model) is None:
             reason = f"model {needs.model!r} is unknown to the registry; forwarded unchanged"
             decision = _decision(
@@ -200,6 +198,10 @@ class PolicyEngine:
             self._remember_unchanged(key, _Unchanged(window, decision))
         return decision, edits
 
+    def _stamp(self, age: float | None) -> _Stamp:
+        """Where the registry came from, for a decision (built off the fast path)."""
+        return {"registry_source": self._source, "registry_age_s": age}
+
     def _remember_unchanged(self, key: _Key, entry: _Unchanged) -> None:
         if len(self._unchanged) >= _UNCHANGED_CACHE_SIZE:
             self._unchanged.clear()  # crude but bounded; the working set refills it fast
@@ -213,8 +215,9 @@ class PolicyEngine:
         api_version: str,
         headers: Mapping[str, str] | None,
         exclude: frozenset[str],
-        stamp: _Stamp,
+        age: float | None,
     ) -> tuple[Decision, Sequence[tuple[JSONPath, Any]]]:
+        stamp = self._stamp(age)
         requests = body.get("requests") if isinstance(body, dict) else None
         if not isinstance(requests, list):
             reason = (
@@ -228,7 +231,7 @@ class PolicyEngine:
         for i, item in enumerate(requests):
             custom_id, params = _batch_item(item, i)
             decision, item_edits = self._route_one(
-                params, "messages", api_version, headers, exclude, stamp, batch=True
+                params, "messages", api_version, headers, exclude, age, True
             )
             prefix: JSONPath = ("requests", i, "params")
             edits.extend(((*prefix, *path), after) for path, after in item_edits)
