@@ -339,7 +339,7 @@ class FakeAnthropic:
 
     @property
     def batches(self) -> FakeBatches:
-        """The Message Batches lifecycle: ``fake.batches.configure(processing_s=2, errored=0.1)``."""
+        """The batch lifecycle: ``fake.batches.configure(processing_s=2, errored=0.1)``."""
         return self._state.batches
 
     @property
