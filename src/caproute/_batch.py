@@ -853,6 +853,10 @@ def _default_router(
             base_url=base_url,
             api_version=api_version,
             betas=betas,
+            # Retired models too: a line naming one is rerouted now rather than erroring
+            # hours later. Not written to the shared user cache, which holds the default list.
+            lifecycle=("active", "deprecated", "retired"),
+            cache_file=False,
             background=False,
         )
         # A batch waits hours: route it on live data, not on a snapshot, when possible.
