@@ -243,8 +243,8 @@ class StateDir:
         self.path.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.db_file, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA synchronous=FULL")
-        # A bounded page cache (16 MB) keeps memory flat however big the job is.
-        conn.execute("PRAGMA cache_size=-16000")
+        # A bounded page cache (4 MB) keeps memory flat however big the job is.
+        conn.execute("PRAGMA cache_size=-4000")
         conn.executescript(_SCHEMA)
         return conn
 
