@@ -1337,7 +1337,7 @@ class AsyncBatchJob:
         import anyio.to_thread
 
         if router is not None:
-            await router.acurrent()  # an async fetcher's data, for route() in the thread
+            await router.aview()  # an async fetcher's data, for route() in the thread
         options = _Options(
             base_url,
             api_key,

@@ -80,7 +80,7 @@ def test_invalid_requests_error_with_the_apis_reason_and_are_never_drawn(
     results = {r.custom_id: r.result for r in sdk.messages.batches.results(batch.id)}
     assert results["ok"].type == "expired"
     assert results["bad"].type == "errored"
-    assert "batch" in results["bad"].error.error.message  # type: ignore[union-attr]
+    assert "Message Batches" in results["bad"].error.error.message  # type: ignore[union-attr]
 
 
 def test_cancel_mid_processing_keeps_what_was_done(

@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, unquote
 from ._batches import FakeBatches
 from ._catalogue import Catalogue, lifecycle_of
 from ._faults import Fault, FaultQueue
-from ._validation import check_api_version, resolve_model, validate_params
+from ._validation import Wording, check_api_version, resolve_model, validate_params
 from ._wire import (
     ApiError,
     default_message,
@@ -83,6 +83,8 @@ class FakeState:
     api_key: str | None
     reply: Reply
     stream_delay: float = 0.0
+    wording: Wording = "api"
+    """How validation words its refusals (`caproute.testing._validation.WORDINGS`)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
     closing: threading.Event = field(default_factory=threading.Event)
     requests: list[RecordedRequest] = field(default_factory=list)
@@ -301,7 +303,9 @@ class FakeApp:
             overload_status = self.state.overloads.get(model["id"])
         if overload_status is not None:
             raise ApiError(overload_status, default_message(overload_status))
-        validate_params(body, model, api_version=version, endpoint="messages")
+        validate_params(
+            body, model, api_version=version, endpoint="messages", wording=self.state.wording
+        )
         full = self._message(body, model["id"])
         if body.get("stream") is True:
             return _Stream(stream_events(full))
@@ -319,7 +323,9 @@ class FakeApp:
     def _count_tokens(self, request: _Request, version: str) -> _Response:
         body = request.json()
         model = resolve_model(self.state.catalogue, body)
-        validate_params(body, model, api_version=version, endpoint="count_tokens")
+        validate_params(
+            body, model, api_version=version, endpoint="count_tokens", wording=self.state.wording
+        )
         return _Json({"input_tokens": _input_tokens(body)})
 
     # -- batches (the lifecycle lives in `_batches`) -----------------------------------------
@@ -327,7 +333,8 @@ class FakeApp:
     def _batches(self, request: _Request, version: str, tail: list[str]) -> _Response:
         batches, method, base = self.state.batches, request.method, request.base_url
         if not tail and method == "POST":
-            return _Json(batches.create(request.json(), version, self._message, base))
+            body, wording = request.json(), self.state.wording
+            return _Json(batches.create(body, version, self._message, base, wording=wording))
         if not tail and method == "GET":
             return _Json(_page(batches.listing(base), request))
         batch_id, action = tail[0], tail[1:]

@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ._catalogue import Catalogue
-from ._validation import resolve_model, validate_params
+from ._validation import Wording, resolve_model, validate_params
 from ._wire import ApiError, error_body, new_id, rfc3339
 
 __all__ = ["FakeBatches"]
@@ -150,7 +150,13 @@ class FakeBatches:
     # -- the endpoints (server thread) -------------------------------------------------------
 
     def create(
-        self, body: dict[str, Any], version: str, build_message: MessageBuilder, base_url: str
+        self,
+        body: dict[str, Any],
+        version: str,
+        build_message: MessageBuilder,
+        base_url: str,
+        *,
+        wording: Wording = "api",
     ) -> dict[str, Any]:
         """``POST /v1/messages/batches``: shape errors reject the whole batch (400)."""
         items = _batch_items(body)
@@ -161,7 +167,7 @@ class FakeBatches:
             with self._lock:
                 seen = self._seen.get(custom_id, 0)
                 self._seen[custom_id] = seen + 1
-            result = self._outcome(item["params"], version, build_message)
+            result = self._outcome(item["params"], version, build_message, wording)
             if result["type"] == "succeeded":
                 result = _draw(result, settings, custom_id, seen)
             results.append({"custom_id": custom_id, "result": result})
@@ -218,7 +224,11 @@ class FakeBatches:
     # -- helpers (lock held unless said otherwise) -------------------------------------------
 
     def _outcome(
-        self, params: dict[str, Any], version: str, build_message: MessageBuilder
+        self,
+        params: dict[str, Any],
+        version: str,
+        build_message: MessageBuilder,
+        wording: Wording,
     ) -> dict[str, Any]:
         """One request's outcome; invalid params error that item only, as in the API.
 
@@ -226,7 +236,7 @@ class FakeBatches:
         """
         try:
             model = resolve_model(self.catalogue, params)
-            validate_params(params, model, api_version=version, endpoint="batch")
+            validate_params(params, model, api_version=version, endpoint="batch", wording=wording)
         except ApiError as exc:
             return {
                 "type": "errored",
