@@ -8,16 +8,16 @@ runs in a **fresh process** whose peak resident set (``ru_maxrss``) is reported:
   the fixed cost every phase pays;
 * ``plan``: ``BatchJob.create``: read, check, route and chunk every line into a state
   directory (this is where lines routed per second comes from);
-* ``submit``: stream every chunk to the API (``--full`` only);
+* ``submit``: stream every chunk to the API;
 * ``results``: wait, download every batch's results and write the merged file
-  (``--full`` only).
+  (``--plan-only`` skips these two).
 
 The API is `caproute.testing.FakeAnthropic` in its own process (its memory is not
 ours). The floor for throughput, measured in the same run on the same file: reading
 every line and ``json.loads``-ing it, nothing else. "Flat" means the peak of a phase
 is the same, within a few MB, for the 10× bigger file.
 
-Run: ``.venv/bin/python benchmarks/bench_batch.py`` (``--sizes 20 200``, ``--full``).
+Run: ``.venv/bin/python benchmarks/bench_batch.py`` (``--sizes 20 200``, ``--plan-only``).
 """
 
 from __future__ import annotations
@@ -144,10 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[20, 200], metavar="MB")
     parser.add_argument(
-        "--full", action="store_true", help="also submit and merge results through the fake"
+        "--plan-only", action="store_true", help="skip submitting and merging results"
     )
     args = parser.parse_args(argv)
-    phases = ["baseline", "floor", "plan"] + (["submit", "results"] if args.full else [])
+    phases = ["baseline", "floor", "plan"] + ([] if args.plan_only else ["submit", "results"])
     rows: dict[int, dict[str, dict[str, float]]] = {}
     work = Path(tempfile.mkdtemp(prefix="caproute-bench-batch-"))
     try:

@@ -216,3 +216,11 @@ def test_progress_bar_on_a_terminal(api_env: FakeAnthropic, tmp_path: Path) -> N
     assert "all batches" in screen
     assert "━" in screen  # a bar, drawn by rich
     assert "6/6" in screen and "3/3" in screen
+
+
+def test_rich_is_only_loaded_by_the_progress_display() -> None:
+    code = (
+        "import sys, caproute, caproute.cli.batch; caproute.BatchJob; print('rich' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
