@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from batch_helpers import (
 
 import caproute
 from caproute import AsyncBatchJob, BatchJob, BatchLimits, BatchStateError
+from caproute._batch_api import SyncDriver
 from caproute.testing import FakeAnthropic
 
 
@@ -310,3 +312,30 @@ async def test_async_api(fake: FakeAnthropic, tmp_path: Path) -> None:
         assert (await reopened.status()).ended
     finally:
         await reopened.aclose()
+
+
+def test_polling_honours_retry_after_and_backs_off(fake: FakeAnthropic, tmp_path: Path) -> None:
+    fake.batches.configure(processing_s=1.0)
+    write_jsonl(tmp_path / "in.jsonl", [item("a")])
+    options = job_options(fake, poll_interval=0.02, max_poll_interval=0.1)
+    with BatchJob.create(tmp_path / "in.jsonl", tmp_path / "s", **options) as job:
+        job.submit()
+        fake.faults.add(
+            "/v1/messages/batches/msgbatch_*",
+            method="GET",
+            status=429,
+            headers={"retry-after": "0.25"},
+        )
+        sleeps: list[float] = []
+
+        def sleep(seconds: float) -> None:
+            sleeps.append(seconds)
+            time.sleep(seconds)
+
+        job._drive().close()
+        job._driver = SyncDriver(job._job.api(), sleep=sleep)
+        assert job.wait().ended
+    assert sleeps[0] == pytest.approx(0.25)  # the server asked for it
+    polls = sleeps[1:]
+    assert polls and all(0.02 <= s <= 0.1 for s in polls)
+    assert any(later > earlier for earlier, later in zip(polls, polls[1:], strict=False))
