@@ -12,6 +12,18 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from ._batch import (
+        AsyncBatchJob,
+        BatchCounts,
+        BatchJob,
+        BatchProgress,
+        BatchResults,
+        BatchStatus,
+    )
+    from ._batch_api import BatchAPIError
+    from ._batch_input import BatchInputError
+    from ._batch_plan import BatchLimits, BatchPlan, PlanGroup
+    from ._batch_store import BatchStateError
     from ._core.decision import MISSING, Candidate, Change, Decision, RouteResult
     from ._core.features import RequestNeeds, detect
     from ._core.policy import Policy
@@ -47,8 +59,19 @@ if TYPE_CHECKING:
 
 # name -> module that defines it (relative to this package).
 _EXPORTS: dict[str, str] = {
+    "AsyncBatchJob": "._batch",
     "AsyncRegistryFetcher": "._fetch",
     "AsyncRoutingTransport": "._transports",
+    "BatchAPIError": "._batch_api",
+    "BatchCounts": "._batch",
+    "BatchInputError": "._batch_input",
+    "BatchJob": "._batch",
+    "BatchLimits": "._batch_plan",
+    "BatchPlan": "._batch_plan",
+    "BatchProgress": "._batch",
+    "BatchResults": "._batch",
+    "BatchStateError": "._batch_store",
+    "BatchStatus": "._batch",
     "Candidate": "._core.decision",
     "Capabilities": "._core.registry",
     "CaprouteError": "._exceptions",
@@ -60,6 +83,7 @@ _EXPORTS: dict[str, str] = {
     "LiveRouter": "._live",
     "MISSING": "._core.decision",
     "ModelInfo": "._core.registry",
+    "PlanGroup": "._batch_plan",
     "Policy": "._core.policy",
     "PolicyEngine": "._core.router",
     "PolicyError": "._exceptions",
@@ -92,8 +116,19 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "AsyncBatchJob",
     "AsyncRegistryFetcher",
     "AsyncRoutingTransport",
+    "BatchAPIError",
+    "BatchCounts",
+    "BatchInputError",
+    "BatchJob",
+    "BatchLimits",
+    "BatchPlan",
+    "BatchProgress",
+    "BatchResults",
+    "BatchStateError",
+    "BatchStatus",
     "Candidate",
     "Capabilities",
     "CaprouteError",
@@ -105,6 +140,7 @@ __all__ = [
     "LiveRouter",
     "MISSING",
     "ModelInfo",
+    "PlanGroup",
     "Policy",
     "PolicyEngine",
     "PolicyError",

@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ._app import DeliberateDisconnect, FakeApp, FakeState, RecordedRequest
+from ._batches import FakeBatches
 from ._catalogue import Catalogue, default_catalogue
 from ._faults import FaultQueue
 from ._validation import WORDINGS, Wording
@@ -345,6 +346,11 @@ class FakeAnthropic:
         self._state.stream_delay = seconds
 
     @property
+    def batches(self) -> FakeBatches:
+        """The batch lifecycle: ``fake.batches.configure(processing_s=2, errored=0.1)``."""
+        return self._state.batches
+
+    @property
     def wording(self) -> Wording:
         """How refusals are worded (``api``, ``terse`` or ``verbose``); settable."""
         return self._state.wording
@@ -379,7 +385,7 @@ class FakeAnthropic:
         with self._state.lock:
             self._state.requests.clear()
             self._state.overloads.clear()
-            self._state.batches.clear()
+        self._state.batches.reset()
 
     def __repr__(self) -> str:
         where = self.url if self._thread is not None else "not running"
