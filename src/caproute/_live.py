@@ -35,6 +35,7 @@ from ._core.decision import Decision, RouteResult
 from ._core.policy import Policy
 from ._core.registry import Registry
 from ._core.router import Router
+from ._otel import annotate_current_span
 from ._types import Clock, Endpoint
 
 if TYPE_CHECKING:
@@ -430,6 +431,7 @@ class LiveRouter:
                 hook(decision)
             except Exception:
                 self._logger.exception("caproute: on_decision hook %r failed", hook)
+        annotate_current_span(decision)  # only when the app already uses OpenTelemetry
         level = logging.INFO if decision.outcome in _LOUD_OUTCOMES else logging.DEBUG
         # isEnabledFor first: the summary is only formatted when someone will read it.
         if self._logger.isEnabledFor(level):

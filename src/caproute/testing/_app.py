@@ -17,7 +17,7 @@ import asyncio
 import json
 import re
 import threading
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,7 +45,7 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-Reply = Callable[[dict[str, Any], str], str]
+Reply = Callable[[dict[str, Any], str], "str | Sequence[Mapping[str, Any]]"]
 
 MIB = 1024 * 1024
 _MESSAGES_LIMIT = 32 * MIB  # api-facts §5: Messages and count_tokens

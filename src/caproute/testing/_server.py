@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from ._app import DeliberateDisconnect, FakeApp, FakeState, RecordedRequest
 from ._catalogue import Catalogue, default_catalogue
 from ._faults import FaultQueue
+from ._replies import ReplyFunction
 
 if TYPE_CHECKING:
     import anthropic
@@ -73,7 +74,7 @@ class FakeAnthropic:
         *,
         aliases: Mapping[str, str] | None = None,
         api_key: str | None = None,
-        reply: str | Callable[[dict[str, Any], str], str] | None = None,
+        reply: str | ReplyFunction | None = None,
         stream_delay: float = 0.0,
     ) -> None:
         """Configure the fake; nothing listens until `start()` / ``with``.
@@ -85,8 +86,10 @@ class FakeAnthropic:
                 without being listed here).
             api_key: If set, every request must carry it as ``x-api-key`` or
                 ``Authorization: Bearer``; otherwise 401.
-            reply: The assistant text: a string, or ``f(body, model_id) -> str``.
-                Default: ``"Hello from <model id>."``.
+            reply: The assistant text: a string, or ``f(body, model_id)`` returning
+                the text or content blocks (``text``, ``tool_use``; see `call_tools`
+                for a model that uses the tools it is given). Default:
+                ``"Hello from <model id>."``.
             stream_delay: Seconds between SSE events (none before the first one).
         """
         if models is None:
