@@ -76,6 +76,7 @@ class FakeAnthropic:
         api_key: str | None = None,
         reply: str | ReplyFunction | None = None,
         stream_delay: float = 0.0,
+        port: int = 0,
     ) -> None:
         """Configure the fake; nothing listens until `start()` / ``with``.
 
@@ -91,6 +92,7 @@ class FakeAnthropic:
                 for a model that uses the tools it is given). Default:
                 ``"Hello from <model id>."``.
             stream_delay: Seconds between SSE events (none before the first one).
+            port: The loopback port to listen on (default 0: a free one, see `port`).
         """
         if models is None:
             default_models, default_aliases = default_catalogue()
@@ -111,6 +113,7 @@ class FakeAnthropic:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._port: int | None = None
+        self._requested_port = port
         self._startup_error: BaseException | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -127,7 +130,9 @@ class FakeAnthropic:
         # for a delayed ACK (Nagle).
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
-            sock.bind(("127.0.0.1", 0))
+            if self._requested_port:  # a fixed port: rebind at once after a restart
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", self._requested_port))
             self._port = sock.getsockname()[1]
         except OSError:
             sock.close()
