@@ -86,7 +86,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Route each request file and print the outcomes; 1 if any would be refused."""
-    from .._core.router import Router
+    from .._core.router import PolicyEngine
     from .._snapshot import initial_registry
 
     headers = parse_headers(args.header)
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         from .._policy_io import load_policy
 
         policy = load_policy(args.policy)
-    router = Router(initial_registry(args.snapshot), policy)
+    router = PolicyEngine(initial_registry(args.snapshot), policy)
     results = [
         (
             path,
@@ -208,10 +208,10 @@ DEMO_REQUEST: dict[str, Any] = {
 
 def print_demo_route() -> None:
     """Route `DEMO_REQUEST` against the embedded snapshot (no policy) and print the outcome."""
-    from .._core.router import Router
+    from .._core.router import PolicyEngine
     from .._snapshot import embedded_registry
 
-    result = Router(embedded_registry()).route(DEMO_REQUEST)
+    result = PolicyEngine(embedded_registry()).route(DEMO_REQUEST)
     print(
         f"Routing {DEMO_EXAMPLE} (an app still pinned to a retired model, with\n"
         "extended thinking and a forced tool choice) against the embedded registry, no policy:\n"

@@ -27,6 +27,7 @@ from ._app import DeliberateDisconnect, FakeApp, FakeState, RecordedRequest
 from ._catalogue import Catalogue, default_catalogue
 from ._faults import FaultQueue
 from ._replies import ReplyFunction
+from ._validation import WORDINGS, Wording
 
 if TYPE_CHECKING:
     import anthropic
@@ -77,6 +78,7 @@ class FakeAnthropic:
         reply: str | ReplyFunction | None = None,
         stream_delay: float = 0.0,
         port: int = 0,
+        wording: Wording = "api",
     ) -> None:
         """Configure the fake; nothing listens until `start()` / ``with``.
 
@@ -93,13 +95,18 @@ class FakeAnthropic:
                 ``"Hello from <model id>."``.
             stream_delay: Seconds between SSE events (none before the first one).
             port: The loopback port to listen on (default 0: a free one, see `port`).
+            wording: How refusals are worded: ``api`` (shaped like the real API's
+                texts), ``terse`` or ``verbose`` (see `caproute.testing._validation`).
         """
+        if wording not in WORDINGS:
+            raise ValueError(f"wording must be one of {', '.join(WORDINGS)}, not {wording!r}")
         if models is None:
             default_models, default_aliases = default_catalogue()
             models, aliases = default_models, {**default_aliases, **(aliases or {})}
         self._initial_models = [dict(m) for m in models]
         self._initial_aliases = dict(aliases or {})
         self._initial_stream_delay = stream_delay
+        self._initial_wording = wording
         reply_fn = _constant_reply(reply) if isinstance(reply, str) else reply or _default_reply
         self._state = FakeState(
             catalogue=Catalogue(self._initial_models, self._initial_aliases),
@@ -107,6 +114,7 @@ class FakeAnthropic:
             api_key=api_key,
             reply=reply_fn,
             stream_delay=stream_delay,
+            wording=wording,
         )
         self._api_key = api_key
         self._thread: threading.Thread | None = None
@@ -345,6 +353,17 @@ class FakeAnthropic:
         self._state.stream_delay = seconds
 
     @property
+    def wording(self) -> Wording:
+        """How refusals are worded (``api``, ``terse`` or ``verbose``); settable."""
+        return self._state.wording
+
+    @wording.setter
+    def wording(self, wording: Wording) -> None:
+        if wording not in WORDINGS:
+            raise ValueError(f"wording must be one of {', '.join(WORDINGS)}, not {wording!r}")
+        self._state.wording = wording
+
+    @property
     def requests(self) -> list[RecordedRequest]:
         """Every request received so far, oldest first (a copy)."""
         with self._state.lock:
@@ -364,6 +383,7 @@ class FakeAnthropic:
         self._state.catalogue.set_aliases(self._initial_aliases)
         self._state.faults.clear()
         self._state.stream_delay = self._initial_stream_delay
+        self._state.wording = self._initial_wording
         with self._state.lock:
             self._state.requests.clear()
             self._state.overloads.clear()
