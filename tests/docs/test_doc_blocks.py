@@ -147,6 +147,9 @@ def shell_commands(block: Block) -> Iterator[tuple[str, int]]:
 
 
 def run_command(line: str, expected: int, cwd: Path, block: Block) -> None:
+    first = line.split()[0]
+    if first != "caproute" and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=\S*", first):
+        return  # pip, export, curl, make...: not ours to run (nor to parse)
     words = shlex.split(line, comments=True)
     env: dict[str, str] = {}
     while words and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", words[0]):
