@@ -49,3 +49,14 @@ def test_a_header_matched_route_is_previewed(
 def test_a_header_without_a_colon_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["route", str(ROOT / "examples/requests/pdf.json"), "--header", "x-tenant"]) == 1
     assert "expected NAME:VALUE" in capsys.readouterr().err
+
+
+def test_check_strict_says_why_it_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\nroutes:\n  - name: x\n    candidates: [claude-nope-*]\n")
+    assert main(["check", str(policy)]) == 0
+    capsys.readouterr()
+    assert main(["check", str(policy), "--strict"]) == 1
+    assert "--strict counts the 2 warnings above as errors" in capsys.readouterr().err
