@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ._batch_store import BatchStateError
     from ._core.decision import MISSING, Candidate, Change, Decision, RouteResult
     from ._core.features import RequestNeeds, detect
-    from ._core.policy import Policy
+    from ._core.policy import CAPABILITY_NAMES, Policy
     from ._core.registry import (
         Capabilities,
         LearnedFact,
@@ -53,8 +53,14 @@ if TYPE_CHECKING:
     from ._middleware import middleware
     from ._policy_io import load_policy
     from ._proxy import ProxyConfig, create_proxy_app, serve_proxy
-    from ._snapshot import embedded_registry, load_snapshot, save_snapshot
-    from ._transports import AsyncRoutingTransport, RoutingTransport
+    from ._snapshot import embedded_registry, initial_registry, load_snapshot, save_snapshot
+    from ._transports import (
+        AsyncRoutingTransport,
+        RoutingTransport,
+        async_httpx_transport,
+        httpx_transport,
+        httpx_transport_classes,
+    )
     from ._wrap import routed_async_http_client, routed_http_client, wrap
 
 # name -> module that defines it (relative to this package).
@@ -72,6 +78,7 @@ _EXPORTS: dict[str, str] = {
     "BatchResults": "._batch",
     "BatchStateError": "._batch_store",
     "BatchStatus": "._batch",
+    "CAPABILITY_NAMES": "._core.policy",
     "Candidate": "._core.decision",
     "Capabilities": "._core.registry",
     "CaprouteError": "._exceptions",
@@ -101,9 +108,13 @@ _EXPORTS: dict[str, str] = {
     "RuntimeFailure": "._exceptions",
     "SnapshotError": "._exceptions",
     "Support": "._core.registry",
+    "async_httpx_transport": "._transports",
     "create_proxy_app": "._proxy",
     "detect": "._core.features",
     "embedded_registry": "._snapshot",
+    "httpx_transport": "._transports",
+    "httpx_transport_classes": "._transports",
+    "initial_registry": "._snapshot",
     "load_policy": "._policy_io",
     "load_snapshot": "._snapshot",
     "middleware": "._middleware",
@@ -129,6 +140,7 @@ __all__ = [
     "BatchResults",
     "BatchStateError",
     "BatchStatus",
+    "CAPABILITY_NAMES",
     "Candidate",
     "Capabilities",
     "CaprouteError",
@@ -159,9 +171,13 @@ __all__ = [
     "SnapshotError",
     "Support",
     "__version__",
+    "async_httpx_transport",
     "create_proxy_app",
     "detect",
     "embedded_registry",
+    "httpx_transport",
+    "httpx_transport_classes",
+    "initial_registry",
     "load_policy",
     "load_snapshot",
     "middleware",

@@ -42,6 +42,7 @@ from ._core.flow import Call, Learn, MarkOverloaded, MarkRetired, Refresh, View,
 from ._core.policy import Policy
 from ._core.registry import LearnedFact, Registry
 from ._core.router import PolicyEngine
+from ._otel import annotate_current_span
 from ._types import Clock, Endpoint
 
 __all__ = [
@@ -534,6 +535,7 @@ class LiveRouter:
                 hook(decision)
             except Exception:
                 self._logger.exception("caproute: on_decision hook %r failed", hook)
+        annotate_current_span(decision)  # only when the app already uses OpenTelemetry
         level = logging.INFO if decision.outcome in _LOUD_OUTCOMES else logging.DEBUG
         # isEnabledFor first: the summary is only formatted when someone will read it.
         if self._logger.isEnabledFor(level):

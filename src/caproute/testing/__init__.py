@@ -80,6 +80,7 @@ from __future__ import annotations
 from ._app import RecordedRequest
 from ._catalogue import builtin_models, make_model
 from ._faults import Fault, FaultQueue
+from ._replies import call_tools
 from ._server import FakeAnthropic
 
 __all__ = [
@@ -88,5 +89,6 @@ __all__ = [
     "FaultQueue",
     "RecordedRequest",
     "builtin_models",
+    "call_tools",
     "make_model",
 ]

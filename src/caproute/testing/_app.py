@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote
@@ -43,7 +43,7 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-Reply = Callable[[dict[str, Any], str], str]
+Reply = Callable[[dict[str, Any], str], "str | Sequence[Mapping[str, Any]]"]
 
 MIB = 1024 * 1024
 _MESSAGES_LIMIT = 32 * MIB  # api-facts §5: Messages and count_tokens

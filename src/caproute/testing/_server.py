@@ -27,6 +27,7 @@ from ._app import DeliberateDisconnect, FakeApp, FakeState, RecordedRequest
 from ._batches import FakeBatches
 from ._catalogue import Catalogue, default_catalogue
 from ._faults import FaultQueue
+from ._replies import ReplyFunction
 from ._validation import WORDINGS, Wording
 
 if TYPE_CHECKING:
@@ -75,8 +76,9 @@ class FakeAnthropic:
         *,
         aliases: Mapping[str, str] | None = None,
         api_key: str | None = None,
-        reply: str | Callable[[dict[str, Any], str], str] | None = None,
+        reply: str | ReplyFunction | None = None,
         stream_delay: float = 0.0,
+        port: int = 0,
         wording: Wording = "api",
     ) -> None:
         """Configure the fake; nothing listens until `start()` / ``with``.
@@ -88,9 +90,12 @@ class FakeAnthropic:
                 without being listed here).
             api_key: If set, every request must carry it as ``x-api-key`` or
                 ``Authorization: Bearer``; otherwise 401.
-            reply: The assistant text: a string, or ``f(body, model_id) -> str``.
-                Default: ``"Hello from <model id>."``.
+            reply: The assistant text: a string, or ``f(body, model_id)`` returning
+                the text or content blocks (``text``, ``tool_use``; see `call_tools`
+                for a model that uses the tools it is given). Default:
+                ``"Hello from <model id>."``.
             stream_delay: Seconds between SSE events (none before the first one).
+            port: The loopback port to listen on (default 0: a free one, see `port`).
             wording: How refusals are worded: ``api`` (shaped like the real API's
                 texts), ``terse`` or ``verbose`` (see `caproute.testing._validation`).
         """
@@ -117,6 +122,7 @@ class FakeAnthropic:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._port: int | None = None
+        self._requested_port = port
         self._startup_error: BaseException | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -133,7 +139,9 @@ class FakeAnthropic:
         # for a delayed ACK (Nagle).
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
-            sock.bind(("127.0.0.1", 0))
+            if self._requested_port:  # a fixed port: rebind at once after a restart
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", self._requested_port))
             self._port = sock.getsockname()[1]
         except OSError:
             sock.close()
