@@ -33,11 +33,13 @@ SDK0_PIN := anthropic==0.125.0
 
 $(SDK0_STAMP): pyproject.toml
 	test -x $(SDK0_VENV)/bin/python || $(PYTHON) -m venv $(SDK0_VENV)
-	$(SDK0_VENV)/bin/python -m pip install -q -e '.[httpx]' '$(SDK0_PIN)' pytest anyio uvicorn hypothesis
+	$(SDK0_VENV)/bin/python -m pip install -q -e '.[httpx]' '$(SDK0_PIN)' pytest anyio uvicorn hypothesis \
+		langchain-anthropic langchain
 	touch $(SDK0_STAMP)
 
 test-sdk0: $(SDK0_STAMP)
-	$(SDK0_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/integration/test_sdk_matrix.py
+	$(SDK0_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/integration/test_sdk_matrix.py \
+		tests/integration/test_live_rules.py tests/integration/test_langchain.py
 
 # test-sdk0 runs after the main suite (a recursive make keeps the order under -j).
 test: lint types pytest

@@ -12,18 +12,31 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from ._batch import (
+        AsyncBatchJob,
+        BatchCounts,
+        BatchJob,
+        BatchProgress,
+        BatchResults,
+        BatchStatus,
+    )
+    from ._batch_api import BatchAPIError
+    from ._batch_input import BatchInputError
+    from ._batch_plan import BatchLimits, BatchPlan, PlanGroup
+    from ._batch_store import BatchStateError
     from ._core.decision import MISSING, Candidate, Change, Decision, RouteResult
     from ._core.features import RequestNeeds, detect
-    from ._core.policy import Policy
+    from ._core.policy import CAPABILITY_NAMES, Policy
     from ._core.registry import (
         Capabilities,
+        LearnedFact,
         Limits,
         ModelInfo,
         Registry,
         RegistrySource,
         Support,
     )
-    from ._core.router import Router, route
+    from ._core.router import PolicyEngine, route
     from ._exceptions import (
         CaprouteError,
         ConfigError,
@@ -40,25 +53,46 @@ if TYPE_CHECKING:
     from ._middleware import middleware
     from ._policy_io import load_policy
     from ._proxy import ProxyConfig, create_proxy_app, serve_proxy
-    from ._snapshot import embedded_registry, load_snapshot, save_snapshot
-    from ._transports import AsyncRoutingTransport, RoutingTransport
+    from ._snapshot import embedded_registry, initial_registry, load_snapshot, save_snapshot
+    from ._transports import (
+        AsyncRoutingTransport,
+        RoutingTransport,
+        async_httpx_transport,
+        httpx_transport,
+        httpx_transport_classes,
+    )
     from ._wrap import routed_async_http_client, routed_http_client, wrap
 
 # name -> module that defines it (relative to this package).
 _EXPORTS: dict[str, str] = {
+    "AsyncBatchJob": "._batch",
     "AsyncRegistryFetcher": "._fetch",
     "AsyncRoutingTransport": "._transports",
+    "BatchAPIError": "._batch_api",
+    "BatchCounts": "._batch",
+    "BatchInputError": "._batch_input",
+    "BatchJob": "._batch",
+    "BatchLimits": "._batch_plan",
+    "BatchPlan": "._batch_plan",
+    "BatchProgress": "._batch",
+    "BatchResults": "._batch",
+    "BatchStateError": "._batch_store",
+    "BatchStatus": "._batch",
+    "CAPABILITY_NAMES": "._core.policy",
     "Candidate": "._core.decision",
     "Capabilities": "._core.registry",
     "CaprouteError": "._exceptions",
     "Change": "._core.decision",
     "ConfigError": "._exceptions",
     "Decision": "._core.decision",
+    "LearnedFact": "._core.registry",
     "Limits": "._core.registry",
     "LiveRouter": "._live",
     "MISSING": "._core.decision",
     "ModelInfo": "._core.registry",
+    "PlanGroup": "._batch_plan",
     "Policy": "._core.policy",
+    "PolicyEngine": "._core.router",
     "PolicyError": "._exceptions",
     "ProxyConfig": "._proxy",
     "Registry": "._core.registry",
@@ -69,15 +103,18 @@ _EXPORTS: dict[str, str] = {
     "RegistryUnavailableError": "._exceptions",
     "RequestNeeds": "._core.features",
     "RouteResult": "._core.decision",
-    "Router": "._core.router",
     "RoutingRefused": "._exceptions",
     "RoutingTransport": "._transports",
     "RuntimeFailure": "._exceptions",
     "SnapshotError": "._exceptions",
     "Support": "._core.registry",
+    "async_httpx_transport": "._transports",
     "create_proxy_app": "._proxy",
     "detect": "._core.features",
     "embedded_registry": "._snapshot",
+    "httpx_transport": "._transports",
+    "httpx_transport_classes": "._transports",
+    "initial_registry": "._snapshot",
     "load_policy": "._policy_io",
     "load_snapshot": "._snapshot",
     "middleware": "._middleware",
@@ -90,19 +127,34 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "AsyncBatchJob",
     "AsyncRegistryFetcher",
     "AsyncRoutingTransport",
+    "BatchAPIError",
+    "BatchCounts",
+    "BatchInputError",
+    "BatchJob",
+    "BatchLimits",
+    "BatchPlan",
+    "BatchProgress",
+    "BatchResults",
+    "BatchStateError",
+    "BatchStatus",
+    "CAPABILITY_NAMES",
     "Candidate",
     "Capabilities",
     "CaprouteError",
     "Change",
     "ConfigError",
     "Decision",
+    "LearnedFact",
     "Limits",
     "LiveRouter",
     "MISSING",
     "ModelInfo",
+    "PlanGroup",
     "Policy",
+    "PolicyEngine",
     "PolicyError",
     "ProxyConfig",
     "Registry",
@@ -113,16 +165,19 @@ __all__ = [
     "RegistryUnavailableError",
     "RequestNeeds",
     "RouteResult",
-    "Router",
     "RoutingRefused",
     "RoutingTransport",
     "RuntimeFailure",
     "SnapshotError",
     "Support",
     "__version__",
+    "async_httpx_transport",
     "create_proxy_app",
     "detect",
     "embedded_registry",
+    "httpx_transport",
+    "httpx_transport_classes",
+    "initial_registry",
     "load_policy",
     "load_snapshot",
     "middleware",

@@ -49,9 +49,8 @@ from ._body import error_body, internal_error_message, refused_decision
 from ._core.decision import Decision
 from ._flow import (
     READS_BODY_ON,
+    Call,
     Reply,
-    RoutedCall,
-    Router,
     Send,
     append_decision_headers,
     decision_header_entries,
@@ -64,8 +63,8 @@ from ._flow import (
     refusal_body,
     reply_for,
 )
-from ._live import DecisionHook, RegistryInput, router_or_live
-from ._redact import protect
+from ._live import DecisionHook, LiveRouter, RegistryInput, router_or_live
+from ._redact import protect, redact_decision
 
 if TYPE_CHECKING:
     import anthropic
@@ -91,7 +90,7 @@ def middleware(
     policy: Policy | str | Path | None = None,
     registry: RegistryInput = None,
     on_decision: DecisionHook | Sequence[DecisionHook] | None = None,
-    router: Router | None = None,
+    router: LiveRouter | None = None,
     api_version: str | None = None,
 ) -> anthropic.Middleware:
     """A caproute middleware for ``anthropic.Anthropic`` / ``AsyncAnthropic`` (SDK ≥ 0.108).
@@ -145,7 +144,7 @@ def _middleware_class() -> Callable[[_Driver], anthropic.Middleware]:
             self._driver = driver
 
         @property
-        def router(self) -> Router:
+        def router(self) -> LiveRouter:
             """The router deciding for this middleware."""
             return self._driver.router
 
@@ -190,7 +189,7 @@ class _Driver:
     through untouched, as without caproute.
     """
 
-    def __init__(self, router: Router, api_version: str) -> None:
+    def __init__(self, router: LiveRouter, api_version: str) -> None:
         self.router = router
         self._api_version = api_version
 
@@ -220,7 +219,7 @@ class _Driver:
                 raise
             self._fail(request, exc)
 
-    def _guarded_call(self, request: APIRequest) -> RoutedCall | None:
+    def _guarded_call(self, request: APIRequest) -> Call | None:
         try:
             return self._call(request)
         except Exception as exc:
@@ -239,7 +238,7 @@ class _Driver:
             _raise_local(request, 400, error_body("invalid_request_error", message), decision)
         _raise_local(request, 500, error_body("api_error", message), decision)
 
-    def _call(self, request: APIRequest) -> RoutedCall | None:
+    def _call(self, request: APIRequest) -> Call | None:
         """The call to route, or `None` for a request to pass through untouched."""
         # The SDK's `url` is the path (``/v1/messages``, 0.x beta calls add ``?beta=true``),
         # or a full URL if the caller gave one; both end with the endpoint's path.
@@ -255,12 +254,13 @@ class _Driver:
             return None
         headers = _plain_headers(request.headers)
         betas = headers.get("anthropic-beta")
-        return RoutedCall(  # positional: keyword arguments cost more on this hot path
+        return Call(  # positional: keyword arguments cost more on this hot path
             body,
             endpoint,
             headers.get("anthropic-version", self._api_version),
             parse_betas([betas]) if betas else (),
             headers,
+            getattr(request, "retries_taken", 0),
         )
 
 
@@ -378,6 +378,7 @@ def _deliver(response: _ResponseT, decision: Decision) -> _ResponseT:
     """Attach the decision to the response the SDK gets back."""
     http_response = getattr(response, "http_response", None)
     if http_response is not None:
+        decision = redact_decision(decision)  # itself, unless it quotes a key
         headers = http_response.headers
         if not append_decision_headers(headers, decision_header_entries(decision)):
             # Item by item: `Headers.update` first builds a whole `Headers` of the new
@@ -398,6 +399,7 @@ def _refuse(request: APIRequest, decision: Decision) -> NoReturn:
     Raising (rather than returning a response) needs no SDK client object, and the SDK
     passes a non-retryable ``APIStatusError`` from middleware straight to the caller.
     """
+    decision = redact_decision(decision)
     _raise_local(request, 400, refusal_body(decision), decision)
 
 
@@ -405,6 +407,7 @@ def _raise_local(request: APIRequest, status: int, content: bytes, decision: Dec
     """Raise the SDK's error for `status` over a local API-shaped answer (see `_refuse`)."""
     import anthropic
 
+    decision = redact_decision(decision)
     http = _sdk_http_module()
     headers = {
         "content-type": "application/json",

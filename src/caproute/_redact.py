@@ -51,7 +51,13 @@ MASK: Final = "sk-ant-***"
 # whitespace, quotes, brackets, separators. Prefixes ("sk-ant-SECRE…") match too.
 _TOKEN: Final = re.compile(r"sk-ant-[^\s\"'`<>()\[\]{},;|\\]*", re.IGNORECASE)
 
-LOGGERS: Final = ("caproute", "caproute.registry", "caproute.proxy", "caproute.access")
+LOGGERS: Final = (
+    "caproute",
+    "caproute.registry",
+    "caproute.proxy",
+    "caproute.access",
+    "caproute.batch",
+)
 """Every logger caproute writes to (a test checks the sources name no other)."""
 UVICORN_LOGGERS: Final = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
 

@@ -23,6 +23,7 @@ first use and kept.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -30,6 +31,7 @@ import logging
 import os
 import re
 import tempfile
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -103,7 +105,51 @@ def save_snapshot(registry: Registry, path: str | os.PathLike[str]) -> Path:
             raise
     except OSError as exc:
         raise SnapshotError(f"cannot write snapshot {target}: {exc.strerror or exc}") from exc
+    if target.parent == user_cache_path().parent:
+        prune_user_cache(target)
     return target
+
+
+CACHE_KEEP_FILES = 8
+"""Per-base-URL cache files kept (the most recently written): local fakes and proxies on
+random ports would otherwise leave one file per port behind."""
+CACHE_MAX_AGE_S = 7 * 86400
+"""Per-base-URL cache files not rewritten for this long are removed."""
+_STALE_TMP_S = 600
+"""A temporary file this old belongs to a writer that died (a write takes milliseconds)."""
+
+
+def prune_user_cache(written: Path, *, now: float | None = None) -> None:
+    """Tidy the user cache directory after `written` was saved there.
+
+    Removes temporary files left by writers that died, and per-base-URL cache files
+    (``registry-*.json``) beyond the `CACHE_KEEP_FILES` newest or older than
+    `CACHE_MAX_AGE_S`. Never `written`, never the public API's ``registry.json``.
+    Best effort: a file that can't be read or removed is left alone.
+    """
+    now = time.time() if now is None else now
+    per_url: list[tuple[float, Path]] = []
+    try:
+        entries = list(written.parent.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            modified = entry.stat().st_mtime
+            if entry.name.startswith(".registry") and entry.name.endswith(".tmp"):
+                if now - modified > _STALE_TMP_S:
+                    entry.unlink()
+            elif (
+                entry.name.startswith("registry-") and entry.suffix == ".json" and entry != written
+            ):
+                per_url.append((modified, entry))
+        except OSError:
+            continue
+    per_url.sort(reverse=True)
+    for index, (modified, entry) in enumerate(per_url):
+        if index >= CACHE_KEEP_FILES - 1 or now - modified > CACHE_MAX_AGE_S:
+            with contextlib.suppress(OSError):
+                entry.unlink()
 
 
 def load_snapshot(path: str | os.PathLike[str]) -> Registry:

@@ -43,9 +43,8 @@ from ._body import BodyRefused, error_body, internal_error_message, refused_deci
 from ._core.decision import Decision
 from ._flow import (
     READS_BODY_ON,
+    Call,
     Reply,
-    RoutedCall,
-    Router,
     Send,
     append_decision_headers,
     decision_header_entries,
@@ -58,8 +57,8 @@ from ._flow import (
     refusal_body,
     reply_for,
 )
-from ._live import DecisionHook, RegistryInput, router_or_live
-from ._redact import protect
+from ._live import DecisionHook, LiveRouter, RegistryInput, router_or_live
+from ._redact import protect, redact_decision
 
 if TYPE_CHECKING:
     import httpx
@@ -103,14 +102,14 @@ class _Routing:
 
     _http: ModuleType  # httpx2 or httpx: the module whose Request/Response we build
     _inner: Any
-    _router: Router
+    _router: LiveRouter
 
     @property
-    def router(self) -> Router:
+    def router(self) -> LiveRouter:
         """The router deciding for this transport (a `LiveRouter` unless you passed one)."""
         return self._router
 
-    def _call(self, request: Any, endpoint: Any, content: bytes) -> tuple[RoutedCall | None, Any]:
+    def _call(self, request: Any, endpoint: Any, content: bytes) -> tuple[Call | None, Any]:
         """The parsed call and the request to forward for it.
 
         The call is `None` (after reporting a passthrough) for a body that is not a JSON
@@ -121,7 +120,7 @@ class _Routing:
             BodyRefused: A body that can't be forwarded safely (`caproute._body`).
         """
         headers = request.headers
-        api_version, betas, coding = _version_betas_coding(headers)
+        api_version, betas, retry, coding = _call_headers(headers)
         codings: tuple[str, ...] = ()
         if coding is not None:  # rare: a compressed request body
             codings = _body.parse_codings(coding)
@@ -139,7 +138,7 @@ class _Routing:
                 duplicate,
             )
             request = self._rebuilt(request, _body.encode(_body.dumps(body), codings))
-        return RoutedCall(body, endpoint, api_version, betas, headers), request
+        return Call(body, endpoint, api_version, betas, headers, retry), request
 
     def _outgoing(self, request: Any, send: Send) -> Any:
         """The request to send for `send`: the original one when nothing changed."""
@@ -176,10 +175,12 @@ class _Routing:
 
     def _refuse(self, hops: _Hops, decision: Decision) -> Any:
         """The local API-shaped 400 for a request the policy rejects."""
+        decision = redact_decision(decision)
         return self._local(hops.request, 400, refusal_body(decision), decision)
 
     def _local(self, request: Any, status: int, content: bytes, decision: Decision) -> Any:
         """An answer caproute gives itself, API-shaped (nothing was sent upstream)."""
+        decision = redact_decision(decision)
         headers = {
             "content-type": "application/json",
             # Retrying cannot change caproute's verdict; tell the SDK not to.
@@ -217,6 +218,7 @@ class _Routing:
 
     def _deliver(self, response: Any, decision: Decision) -> Any:
         """`response` with the decision attached (``caproute-*`` headers, extension)."""
+        decision = redact_decision(decision)  # itself, unless it quotes a key
         headers = response.headers
         if not append_decision_headers(headers, decision_header_entries(decision)):
             _add_headers(headers, decision.header_values())
@@ -241,8 +243,9 @@ def _add_headers(headers: Any, values: dict[str, str]) -> None:
     headers.update(values)
 
 
-def _version_betas_coding(headers: Any) -> tuple[str | None, tuple[str, ...], str | None]:
-    """``anthropic-version`` (as ``headers.get`` gives it), the parsed betas, and the
+def _call_headers(headers: Any) -> tuple[str | None, tuple[str, ...], int, str | None]:
+    """``anthropic-version`` (as ``headers.get`` gives it), the parsed betas, the SDK's
+    ``x-stainless-retry-count`` (0 when absent or not a number) and the
     ``content-encoding`` (`None` when absent, the usual case).
 
     ``Headers.get`` / ``get_list`` each rescan the list and work out the headers'
@@ -256,28 +259,38 @@ def _version_betas_coding(headers: Any) -> tuple[str | None, tuple[str, ...], st
         versions: tuple[bytes, ...] = ()  # tuples: usually one version, no beta
         betas: tuple[bytes, ...] = ()
         codings: tuple[bytes, ...] = ()
+        retry = b""
         for entry in entries:
             key = entry[1]
             if key == b"anthropic-version":
                 versions += (entry[2],)
             elif key == b"anthropic-beta":
                 betas += (entry[2],)
+            elif key == b"x-stainless-retry-count":
+                retry = entry[2]
             elif key == b"content-encoding":
                 codings += (entry[2],)
         try:
             # `Headers.get` joins repeated values with ", ".
             version = b", ".join(versions).decode("ascii") if versions else None
+            retries = _retry_count(retry.decode("ascii")) if retry else 0
             coding = b", ".join(codings).decode("ascii") if codings else None
             if not betas:
-                return version, (), coding
-            return version, parse_betas([b.decode("ascii") for b in betas]), coding
+                return version, (), retries, coding
+            return version, parse_betas([b.decode("ascii") for b in betas]), retries, coding
         except UnicodeDecodeError:
             pass
     return (
         headers.get("anthropic-version"),
         parse_betas(headers.get_list("anthropic-beta")),
+        _retry_count(headers.get("x-stainless-retry-count")),
         headers.get("content-encoding"),
     )
+
+
+def _retry_count(value: str | None) -> int:
+    """The SDK's retry count header as a number (0 when absent or malformed)."""
+    return int(value) if value is not None and value.isdigit() else 0
 
 
 def _close(response: Any) -> None:
@@ -400,7 +413,7 @@ class RoutingTransport(_SyncRouting, httpx2.BaseTransport):
 
     Args:
         inner: The transport that does the IO (default: a new ``httpx2.HTTPTransport``).
-        router: A shared `LiveRouter` (or anything implementing `caproute._flow.Router`).
+        router: A shared `LiveRouter`.
             Without one, a `LiveRouter` is built from `registry`, `policy` and
             `on_decision`.
         registry: A `Registry` or a registry fetcher (see `LiveRouter`).
@@ -417,7 +430,7 @@ class RoutingTransport(_SyncRouting, httpx2.BaseTransport):
         self,
         inner: httpx2.BaseTransport | None = None,
         *,
-        router: Router | None = None,
+        router: LiveRouter | None = None,
         registry: RegistryInput = None,
         policy: Policy | str | Path | None = None,
         on_decision: DecisionHook | Sequence[DecisionHook] | None = None,
@@ -435,7 +448,7 @@ class AsyncRoutingTransport(_AsyncRouting, httpx2.AsyncBaseTransport):
         self,
         inner: httpx2.AsyncBaseTransport | None = None,
         *,
-        router: Router | None = None,
+        router: LiveRouter | None = None,
         registry: RegistryInput = None,
         policy: Policy | str | Path | None = None,
         on_decision: DecisionHook | Sequence[DecisionHook] | None = None,
@@ -468,7 +481,7 @@ def httpx_transport_classes() -> tuple[type[httpx.BaseTransport], type[httpx.Asy
             self,
             inner: httpx.BaseTransport | None = None,
             *,
-            router: Router | None = None,
+            router: LiveRouter | None = None,
             registry: RegistryInput = None,
             policy: Policy | str | Path | None = None,
             on_decision: DecisionHook | Sequence[DecisionHook] | None = None,
@@ -485,7 +498,7 @@ def httpx_transport_classes() -> tuple[type[httpx.BaseTransport], type[httpx.Asy
             self,
             inner: httpx.AsyncBaseTransport | None = None,
             *,
-            router: Router | None = None,
+            router: LiveRouter | None = None,
             registry: RegistryInput = None,
             policy: Policy | str | Path | None = None,
             on_decision: DecisionHook | Sequence[DecisionHook] | None = None,

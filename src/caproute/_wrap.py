@@ -31,16 +31,16 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import httpx2
 
-from ._live import DecisionHook, RegistryInput, router_or_live
+from ._frameworks import Framework, framework_of
+from ._live import DecisionHook, LiveRouter, RegistryInput, router_or_live
 from ._transports import AsyncRoutingTransport, RoutingTransport, httpx_transport_classes
 
 if TYPE_CHECKING:
     from ._core.policy import Policy
-    from ._flow import Router
 
 __all__ = ["routed_async_http_client", "routed_http_client", "wrap"]
 
@@ -75,7 +75,7 @@ def wrap(
     policy: Policy | str | Path | None = None,
     registry: RegistryInput = None,
     on_decision: DecisionHook | Sequence[DecisionHook] | None = None,
-    router: Router | None = None,
+    router: LiveRouter | None = None,
     via: Literal["auto", "transport", "middleware"] = "auto",
 ) -> ClientT:
     """A copy of an ``anthropic.Anthropic`` / ``AsyncAnthropic`` client that routes requests.
@@ -101,10 +101,18 @@ def wrap(
     Raises:
         TypeError: `client` is not an anthropic SDK client.
     """
+    # Framework objects first: they are recognised by class name without importing
+    # anything, and ChatAnthropic has a `_client` of its own (an SDK client).
+    framework = framework_of(client)
+    if framework is not None:
+        return _wrap_framework(client, framework, policy, registry, on_decision, router, via)
     http_client = getattr(client, "_client", None)
     with_options = getattr(client, "with_options", None)
     if http_client is None or with_options is None:
-        raise TypeError(f"expected an anthropic.Anthropic or AsyncAnthropic client, got {client!r}")
+        raise TypeError(
+            "expected an anthropic.Anthropic or AsyncAnthropic client, a LangChain "
+            f"ChatAnthropic or a pydantic-ai AnthropicProvider / AnthropicModel, got {client!r}"
+        )
     if router is None and registry is None:
         registry = _fetcher_for(client, is_async=_is_async(http_client))
     live = router_or_live(router, registry, policy, on_decision)
@@ -120,6 +128,45 @@ def wrap(
         raise ValueError(f"via must be 'auto', 'transport' or 'middleware', not {via!r}")
     routed_client = with_options(http_client=routed_copy(http_client, live))
     return routed_client
+
+
+def _wrap_framework(
+    obj: ClientT,
+    framework: Framework,
+    policy: Policy | str | Path | None,
+    registry: RegistryInput,
+    on_decision: DecisionHook | Sequence[DecisionHook] | None,
+    router: LiveRouter | None,
+    via: Literal["auto", "transport", "middleware"],
+) -> ClientT:
+    """A routed copy of a framework object: its anthropic client(s) wrapped.
+
+    One router serves every client inside the copy (LangChain's sync and async
+    clients), so what one learns (a retired model, a refreshed registry) the other
+    uses; a registry fetcher, unless given, reads the client's own endpoint.
+    """
+    routed: Any
+    if framework == "langchain":
+        from . import _frameworks_langchain as langchain
+
+        sync_client, _ = langchain.sdk_clients(obj)
+        if router is None and registry is None:
+            registry = _fetcher_for(sync_client, is_async=False)
+        live = router_or_live(router, registry, policy, on_decision)
+        routed = langchain.routed_copy(obj, lambda c: wrap(c, router=live, via=via))
+        return cast(ClientT, routed)
+
+    from . import _frameworks_pydantic_ai as pydantic_ai
+
+    def route_client(client: Any) -> Any:
+        return wrap(client, policy=policy, registry=registry, on_decision=on_decision,
+                    router=router, via=via)  # fmt: skip
+
+    if framework == "pydantic_ai_provider":
+        routed = pydantic_ai.routed_provider(obj, route_client)
+    else:
+        routed = pydantic_ai.routed_model(obj, route_client)
+    return cast(ClientT, routed)
 
 
 def _client_api_version(client: Any) -> str | None:
@@ -138,7 +185,7 @@ def _client_api_version(client: Any) -> str | None:
     return None
 
 
-def routed_copy(http_client: Any, router: Router) -> Any:
+def routed_copy(http_client: Any, router: LiveRouter) -> Any:
     """A client like `http_client` (httpx2 or httpx, sync or async) whose transports route.
 
     The copy shares the original's transports (and so its connection pool) and keeps a
@@ -164,7 +211,7 @@ def routed_http_client(
     policy: Policy | str | Path | None = None,
     registry: RegistryInput = None,
     on_decision: DecisionHook | Sequence[DecisionHook] | None = None,
-    router: Router | None = None,
+    router: LiveRouter | None = None,
     flavour: Flavour = "httpx2",
     **client_options: Any,
 ) -> Any:
@@ -189,7 +236,7 @@ def routed_async_http_client(
     policy: Policy | str | Path | None = None,
     registry: RegistryInput = None,
     on_decision: DecisionHook | Sequence[DecisionHook] | None = None,
-    router: Router | None = None,
+    router: LiveRouter | None = None,
     flavour: Flavour = "httpx2",
     **client_options: Any,
 ) -> Any:
@@ -269,7 +316,7 @@ def _module_of(http_client: Any) -> Any:
     raise TypeError(f"expected an httpx2 or httpx client, got {type(http_client).__name__}")
 
 
-def _transport_factory(module: Any, is_async: bool, router: Router) -> Any:
+def _transport_factory(module: Any, is_async: bool, router: LiveRouter) -> Any:
     if module is httpx2:
         cls: Any = AsyncRoutingTransport if is_async else RoutingTransport
     else:
@@ -288,7 +335,9 @@ def _keepalive_socket_options() -> list[tuple[int, int, int]]:
     return options
 
 
-def _new_client(flavour: Flavour, is_async: bool, router: Router, options: dict[str, Any]) -> Any:
+def _new_client(
+    flavour: Flavour, is_async: bool, router: LiveRouter, options: dict[str, Any]
+) -> Any:
     if flavour == "httpx2":
         module: Any = httpx2
     elif flavour == "httpx":

@@ -19,7 +19,6 @@ from sdk_helpers import API_KEY, BIG, PDF_BLOCK, SMALL, opened, resolve
 
 import caproute
 from caproute import Decision, LiveRouter, Registry
-from caproute._fetch import RegistryFetcher
 from caproute.testing import FakeAnthropic, make_model
 
 pytestmark = pytest.mark.anyio
@@ -194,7 +193,7 @@ async def test_api_version_argument_for_clients_that_override_it(
 
 
 @both
-async def test_stale_registry_400_refreshes_once_and_reroutes(
+async def test_stale_registry_400_is_learned_and_rerouted(
     is_async: bool, fake: FakeAnthropic, decisions: list[Decision]
 ) -> None:
     # caproute still believes SMALL reads PDFs; the API (the fake) no longer does.
@@ -204,19 +203,17 @@ async def test_stale_registry_400_refreshes_once_and_reroutes(
         "max_tokens": 100,
         "messages": [{"role": "user", "content": [PDF_BLOCK]}],
     }
-    with RegistryFetcher(
-        api_key=fake.api_key, base_url=fake.url, initial=stale, background=False, cache_file=False
-    ) as fetcher:
-        router = LiveRouter(fetcher, on_decision=decisions.append)
-        async with opened(client_with(fake, router, is_async=is_async)) as client:
-            raw = await resolve(client.messages.with_raw_response.create(**request))
+    router = LiveRouter(stale, on_decision=decisions.append)
+    async with opened(client_with(fake, router, is_async=is_async)) as client:
+        raw = await resolve(client.messages.with_raw_response.create(**request))
 
     assert raw.status_code == 200
     assert [r.model for r in fake.requests if r.path == "/v1/messages"] == [SMALL, BIG]
-    assert fake.count("/v1/models") == 1
     assert [d.outcome for d in decisions] == ["unchanged", "rerouted"]
     assert decisions[-1].extra["attempt"] == 2
+    assert "learned pdf_input" in decisions[-1].extra["cause"]
     assert raw.headers["caproute-model"] == BIG
+    assert [(f.model, f.key, f.value) for f in router.learned] == [(SMALL, "pdf_input", False)]
 
 
 @both

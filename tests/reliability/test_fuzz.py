@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from caproute import Policy, PolicyError, embedded_registry
 from caproute._core.features import detect
-from caproute._core.router import Router
+from caproute._core.router import PolicyEngine
 
 SCALE = 10 if os.environ.get("CAPROUTE_SOAK") else 1
 FUZZ = settings(
@@ -185,7 +185,7 @@ bodies = st.fixed_dictionaries(
 )
 
 REGISTRY = embedded_registry()
-ROUTER = Router(REGISTRY)
+ROUTER = PolicyEngine(REGISTRY)
 
 
 @FUZZ

@@ -31,7 +31,8 @@ from reliability_helpers import (
 )
 
 import caproute
-from caproute import Decision, LiveRouter, embedded_registry
+from caproute import Decision, LiveRouter, PolicyEngine, embedded_registry
+from caproute._core.flow import View
 from caproute._transports import httpx_transport
 from caproute.testing import FakeAnthropic
 
@@ -48,11 +49,25 @@ def odd_document(source_type: Any) -> dict[str, Any]:
     }
 
 
-class BrokenRouter(LiveRouter):
-    """A router with a bug: routing raises. (Fault injection: every path must contain it.)"""
+class BrokenEngine(PolicyEngine):
+    """A routing core with a bug: routing raises."""
 
-    def route(self, body: Any, **options: Any) -> Any:  # type: ignore[override]
+    def route(self, *args: Any, **options: Any) -> Any:  # type: ignore[override]
         raise TypeError("a bug in routing")
+
+
+def _broken(view: View) -> View:
+    return view._replace(engine=BrokenEngine(view.engine.registry, view.engine.policy))
+
+
+class BrokenRouter(LiveRouter):
+    """A router whose core has a bug. (Fault injection: every path must contain it.)"""
+
+    def view(self) -> View:
+        return _broken(super().view())
+
+    async def aview(self) -> View:
+        return _broken(await super().aview())
 
 
 # -- document.source.type is a list or an object ------------------------------------------
@@ -193,7 +208,13 @@ def test_a_routing_error_is_an_api_500_from_the_proxy(
 ) -> None:
     with proxy_for(fake) as proxy:
         router = proxy.app.router
-        monkeypatch.setattr(router, "route", BrokenRouter.route.__get__(router))
+        view, aview = router.view, router.aview
+
+        async def broken_aview() -> View:
+            return _broken(await aview())
+
+        monkeypatch.setattr(router, "view", lambda: _broken(view()))
+        monkeypatch.setattr(router, "aview", broken_aview)
         client = anthropic.Anthropic(base_url=proxy.url, api_key=API_KEY, max_retries=3)
         with pytest.raises(anthropic.InternalServerError) as caught:
             client.messages.create(

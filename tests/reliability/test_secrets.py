@@ -39,7 +39,7 @@ LOCAL_TOKEN = "local-proxy-token-for-callers"
 MASK = "sk-ant-***"
 # caproute's loggers. (The masking module is not imported here: whether the library
 # loads it on every path is part of what is tested.)
-LOGGERS = ("caproute", "caproute.registry", "caproute.proxy", "caproute.access")
+LOGGERS = ("caproute", "caproute.registry", "caproute.proxy", "caproute.access", "caproute.batch")
 # Anything that starts like a key and is not the mask.
 LEAK = re.compile(r"sk-ant-(?!\*\*\*)", re.IGNORECASE)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, NoReturn
+from typing import Any, Final, Literal, NamedTuple, NoReturn
 
 __all__ = ["MISSING", "Candidate", "Change", "Decision", "Outcome", "RouteResult"]
 
@@ -248,14 +248,16 @@ class Decision:
         return out
 
 
-@dataclass(frozen=True, slots=True)
-class RouteResult:
+class RouteResult(NamedTuple):
     """The routed body and the decision that produced it.
 
     `body` is the original object itself when nothing changed (outcome `unchanged`,
     `passthrough` or `rejected`), and a new object otherwise: the input is never
-    mutated.
+    mutated. A named tuple (immutable, made for every request at a third of a frozen
+    dataclass's cost), so ``body, decision = router.route(...)`` works too.
     """
 
     body: Any
+    """The body to send."""
     decision: Decision
+    """What was decided, and why."""

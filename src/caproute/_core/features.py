@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from .._types import Endpoint
 
@@ -42,7 +42,11 @@ __all__ = [
     "IMAGE_TOKENS",
     "PDF_BYTES_PER_PAGE",
     "PDF_TOKENS_PER_PAGE",
+    "MISSING_VALUE",
+    "NOT_A_SCALAR",
+    "SAMPLING_PARAMS",
     "JSONPath",
+    "Parameters",
     "RequestNeeds",
     "Scan",
     "detect",
@@ -88,6 +92,58 @@ def format_path(path: JSONPath) -> str:
     return "".join(out)
 
 
+class Parameters(NamedTuple):
+    """The request parameters selection and the rules read: small, hashable values.
+
+    One value shared by `RequestNeeds` (as sent), `Draft` (as planned for a candidate)
+    and the router's fast-path key, so a parameter added here can't be forgotten in
+    any of the three. A named tuple: built for every request, compared and hashed as
+    a plain tuple.
+    """
+
+    model: str
+    """The requested model id or alias, as sent."""
+    max_tokens: int | None = None
+    """``max_tokens`` (`None` when absent, e.g. for count_tokens)."""
+    thinking_type: str | None = None
+    """``thinking.type`` as sent (``enabled``, ``adaptive``, ``disabled``...)."""
+    budget_tokens: int | None = None
+    """``thinking.budget_tokens`` when it is an integer."""
+    effort: str | None = None
+    """``output_config.effort`` as sent."""
+    sampling: tuple[tuple[str, Any], ...] = ()
+    """``(name, value)`` of each of ``temperature`` / ``top_p`` / ``top_k`` present; a
+    value that is not a JSON scalar is kept as `NOT_A_SCALAR` (still hashable)."""
+    tool_choice_type: str | None = None
+    """``tool_choice.type`` as sent (``auto``, ``any``, ``tool``, ``none``)."""
+    thinking_history: bool = False
+    """Whether the history carries ``thinking`` / ``redacted_thinking`` blocks."""
+    versioned_content: bool = False
+    """Whether the content holds shapes API version 2026-10-21 refuses (a document in an
+    assistant turn, citations in a user text block)."""
+
+    @property
+    def sampling_names(self) -> tuple[str, ...]:
+        """Which sampling parameters are present, in `SAMPLING_PARAMS` order."""
+        return tuple(name for name, _ in self.sampling)
+
+    def sampling_value(self, name: str) -> Any:
+        """The value of a sampling parameter, or `MISSING_VALUE` when it is absent."""
+        for key, value in self.sampling:
+            if key == name:
+                return value
+        return MISSING_VALUE
+
+
+_new_tuple: Final = tuple.__new__
+
+NOT_A_SCALAR: Final = "<not a JSON scalar>"
+"""Stands for a sampling value that is a list or object (the API will refuse it)."""
+
+MISSING_VALUE: Final = object()
+"""`Parameters.sampling_value` of a parameter the request doesn't carry."""
+
+
 @dataclass(frozen=True, slots=True)
 class RequestNeeds:
     """Everything about a body that decides which model can take it, and how.
@@ -95,22 +151,10 @@ class RequestNeeds:
     Build it with `detect`; it holds paths and small values, never request content.
     """
 
-    model: str
-    """The requested model id or alias, as sent."""
+    params: Parameters
+    """The parameters as sent."""
     capabilities: Mapping[str, tuple[JSONPath, ...]]
     """Capability path → every place in the body that needs it, in body order."""
-    max_tokens: int | None = None
-    """The request's ``max_tokens`` (`None` when absent, e.g. for count_tokens)."""
-    thinking_type: str | None = None
-    """``thinking.type`` as sent (``enabled``, ``adaptive``, ``disabled``...)."""
-    budget_tokens: int | None = None
-    """``thinking.budget_tokens`` when it is an integer."""
-    effort: str | None = None
-    """``output_config.effort`` as sent."""
-    sampling: tuple[str, ...] = ()
-    """Which of ``temperature`` / ``top_p`` / ``top_k`` are present."""
-    tool_choice_type: str | None = None
-    """``tool_choice.type`` as sent (``auto``, ``any``, ``tool``, ``none``)."""
     thinking_history: JSONPath | None = None
     """Where the first ``thinking`` / ``redacted_thinking`` block of the history is."""
     assistant_documents: tuple[JSONPath, ...] = ()
@@ -121,6 +165,41 @@ class RequestNeeds:
     """The cheap input-token estimate described in the module docstring."""
 
     @property
+    def model(self) -> str:
+        """The requested model id or alias, as sent."""
+        return self.params.model
+
+    @property
+    def max_tokens(self) -> int | None:
+        """The request's ``max_tokens`` (`None` when absent)."""
+        return self.params.max_tokens
+
+    @property
+    def thinking_type(self) -> str | None:
+        """``thinking.type`` as sent."""
+        return self.params.thinking_type
+
+    @property
+    def budget_tokens(self) -> int | None:
+        """``thinking.budget_tokens`` when it is an integer."""
+        return self.params.budget_tokens
+
+    @property
+    def effort(self) -> str | None:
+        """``output_config.effort`` as sent."""
+        return self.params.effort
+
+    @property
+    def sampling(self) -> tuple[str, ...]:
+        """Which of ``temperature`` / ``top_p`` / ``top_k`` are present."""
+        return self.params.sampling_names
+
+    @property
+    def tool_choice_type(self) -> str | None:
+        """``tool_choice.type`` as sent."""
+        return self.params.tool_choice_type
+
+    @property
     def paths(self) -> tuple[str, ...]:
         """The capability paths needed, sorted."""
         return tuple(sorted(self.capabilities))
@@ -128,7 +207,7 @@ class RequestNeeds:
     @property
     def forced_tool_choice(self) -> bool:
         """True when ``tool_choice`` forces a tool (``any`` or ``tool``)."""
-        return self.tool_choice_type in _FORCED_TOOL_CHOICES
+        return self.params.tool_choice_type in _FORCED_TOOL_CHOICES
 
     def where(self, capability: str) -> str:
         """The first place `capability` is needed, rendered (empty if not needed)."""
@@ -182,13 +261,34 @@ def scan(body: Mapping[str, Any], *, batch: bool = False) -> Scan:
     messages = body.get("messages")
     if isinstance(messages, list):
         result.messages(messages)
-    result.model = body.get("model") or ""
+    result.model = model = body.get("model") or ""
     max_tokens = body.get("max_tokens")
-    result.max_tokens = max_tokens if type(max_tokens) is int else None
+    result.max_tokens = max_tokens = max_tokens if type(max_tokens) is int else None
     # Almost no body sets a sampling parameter: three `in` tests beat a generator.
     if "temperature" in body or "top_p" in body or "top_k" in body:
-        result.sampling = tuple(p for p in SAMPLING_PARAMS if p in body)
+        result.sampling = tuple((p, _scalar(body[p])) for p in SAMPLING_PARAMS if p in body)
+    # Built here rather than by a method: this runs for every request. `tuple.__new__`
+    # directly, as a named tuple's own `__new__` is a Python function (same value).
+    result.params = _new_tuple(
+        Parameters,
+        (
+            model,
+            max_tokens,
+            result.thinking_type,
+            result.budget_tokens,
+            result.effort,
+            result.sampling,
+            result.tool_choice_type,
+            result.thinking_history is not None,
+            bool(result.assistant_documents or result.user_text_citations),
+        ),
+    )
     return result
+
+
+def _scalar(value: Any) -> Any:
+    """`value` when it is a JSON scalar (hashable), else `NOT_A_SCALAR`."""
+    return value if value is None or isinstance(value, str | int | float) else NOT_A_SCALAR
 
 
 _TOP_LEVEL_KEYS: Final = frozenset(
@@ -246,12 +346,16 @@ class Scan:
         "thinking_history",
         "assistant_documents",
         "user_text_citations",
+        "params",
     )
+
+    params: Parameters
+    """The parameters found (set by `scan` once the pass is done)."""
 
     def __init__(self) -> None:
         self.model = ""
         self.max_tokens: int | None = None
-        self.sampling: tuple[str, ...] = ()
+        self.sampling: tuple[tuple[str, Any], ...] = ()
         self.caps: dict[str, tuple[JSONPath, ...]] = {}
         self.chars = 0
         """Characters of text seen; divided by 4 once at the end."""
@@ -274,14 +378,8 @@ class Scan:
     def needs(self) -> RequestNeeds:
         """The frozen result."""
         return RequestNeeds(
-            model=self.model,
+            params=self.params,
             capabilities=self.caps,
-            max_tokens=self.max_tokens,
-            thinking_type=self.thinking_type,
-            budget_tokens=self.budget_tokens,
-            effort=self.effort,
-            sampling=self.sampling,
-            tool_choice_type=self.tool_choice_type,
             thinking_history=self.thinking_history,
             assistant_documents=self.assistant_documents,
             user_text_citations=self.user_text_citations,
@@ -411,8 +509,12 @@ class Scan:
                     text = block.get("text")
                     if isinstance(text, str):
                         chars += len(text)
-                    citations = block.get("citations")
-                    if role == "user" and citations and isinstance(citations, list):
+                    # Role first: assistant text blocks (most of an agent turn) skip a lookup.
+                    if (
+                        role == "user"
+                        and (citations := block.get("citations"))
+                        and isinstance(citations, list)
+                    ):
                         self.user_text_citations += (("messages", i, "content", j),)
                 elif kind == "tool_use":
                     tokens += _TOOL_USE_OVERHEAD

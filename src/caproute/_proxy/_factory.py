@@ -4,7 +4,7 @@ Where the registry comes from depends on who holds a key:
 
 * **Own-key mode** (``--api-key-env``): a `RegistryFetcher` with the proxy's key
   reads the upstream's ``GET /v1/models`` and refreshes itself (stale-while-
-  revalidate, in a worker thread so the event loop never waits). Each replica
+  revalidate, in background threads so the event loop never waits). Each replica
   refreshes on its own; ``--snapshot`` is its starting point.
 * **Pass-through mode**: the proxy holds no key, so it never calls the Models API
   itself. It routes with ``--snapshot`` (re-read whenever the file changes, so many
@@ -17,7 +17,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx2
 
 from .._core.registry import Registry
@@ -55,31 +54,6 @@ class SnapshotSource:
         return self._registry
 
 
-class ThreadedFetcher:
-    """A `RegistryFetcher` whose blocking `refresh()` runs in a worker thread.
-
-    `LiveRouter.arefresh()` awaits `refresh()` when it returns an awaitable, so the
-    proxy's event loop keeps serving while the Models API is being read.
-    """
-
-    def __init__(self, fetcher: Any) -> None:
-        self._fetcher = fetcher
-
-    def current(self) -> Registry:
-        """The data held now (may start a background refresh thread; never blocks)."""
-        registry: Registry = self._fetcher.current()
-        return registry
-
-    async def refresh(self) -> Registry:
-        """Fetch now, off the event loop."""
-        registry: Registry = await anyio.to_thread.run_sync(self._fetcher.refresh)
-        return registry
-
-    def close(self) -> None:
-        """Stop background work and close the fetcher's HTTP client."""
-        self._fetcher.close()
-
-
 def _registry_source(config: ProxyConfig, metrics: ProxyMetrics) -> tuple[Any, FileWatcher | None]:
     snapshot = config.snapshot
     if config.api_key is not None:
@@ -93,7 +67,9 @@ def _registry_source(config: ProxyConfig, metrics: ProxyMetrics) -> tuple[Any, F
             # way to persist registry data across restarts.
             cache_file=False,
         )
-        return ThreadedFetcher(fetcher), None
+        # A plain sync fetcher: `LiveRouter` runs its blocking work (a refresh, the
+        # cold-start wait, saving learned facts) in a worker thread, off the event loop.
+        return fetcher, None
     if snapshot is None:
         return None, None  # LiveRouter's default: user cache file, else embedded lineup
     source = SnapshotSource(snapshot)

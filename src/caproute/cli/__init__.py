@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from .._version import __version__
 
 # Subcommand modules, in help order. Each defines `register(subparsers)`.
-COMMAND_MODULES: tuple[str, ...] = ("demo", "models", "policy", "route", "serve")
+COMMAND_MODULES: tuple[str, ...] = ("demo", "models", "policy", "route", "serve", "batch", "fake")
 
 
 def build_parser() -> argparse.ArgumentParser:

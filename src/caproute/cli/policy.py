@@ -72,7 +72,12 @@ def run_check(args: argparse.Namespace) -> int:
         noun = "warning" if len(warnings) == 1 else "warnings"
         summary += f", {len(warnings)} {noun} (registry: {registry.source.describe()})"
     print(summary)
-    return 1 if args.strict and warnings else 0
+    if args.strict and warnings:
+        noun = "warning" if len(warnings) == 1 else "warnings"
+        print(f"exit status 1: --strict counts the {len(warnings)} {noun} above as errors",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    return 0
 
 
 def _registry(snapshot: str | None) -> Registry:

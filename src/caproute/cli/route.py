@@ -1,10 +1,12 @@
-"""`caproute route REQUEST.json`: what the router would do with a request, offline.
+"""`caproute route REQUEST.json...`: what the router would do with requests, offline.
 
 It prints the decision (`Decision.explain`) and a unified diff of the body, or both as
 JSON with ``--json``. Nothing is sent anywhere: the registry is the ``--snapshot``
 file, else the best snapshot available offline (the user cache, then the one shipped
-in the package). The exit status is 0 when the request would be sent, 1 when the
-router would refuse it, so the command doubles as a CI check for request templates.
+in the package). ``--header`` and ``--beta`` give the headers the request would carry,
+so routes that match on headers can be previewed. The exit status is 0 when every
+request would be sent, 1 when the router would refuse one, so the command doubles as a
+CI check for request templates.
 """
 
 from __future__ import annotations
@@ -35,7 +37,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "print the decision and the body diff. Exit status 1 when it would be refused."
         ),
     )
-    parser.add_argument("request", metavar="REQUEST.json", help="the request body ('-' = stdin)")
+    parser.add_argument(
+        "requests",
+        nargs="+",
+        metavar="REQUEST.json",
+        help="request bodies, one per file ('-' = stdin)",
+    )
     parser.add_argument("--policy", metavar="FILE", help="routing policy (YAML); default: none")
     parser.add_argument(
         "--snapshot",
@@ -56,31 +63,82 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "and no 'model', else messages)",
     )
     parser.add_argument(
-        "--json", action="store_true", help="print the decision and the routed body as JSON"
+        "--header",
+        action="append",
+        default=[],
+        metavar="NAME:VALUE",
+        help="a request header, for routes that match on headers (repeatable)",
+    )
+    parser.add_argument(
+        "--beta",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="an anthropic-beta value the request is sent with (repeatable)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the decision and the routed body as JSON (a list for several files)",
     )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Route the request file and print the outcome."""
-    from .._core.router import Router
+    """Route each request file and print the outcomes; 1 if any would be refused."""
+    from .._core.router import PolicyEngine
     from .._snapshot import initial_registry
 
-    body = read_request(args.request)
+    headers = parse_headers(args.header)
+    bodies = [(path, read_request(path)) for path in args.requests]
     policy = None
     if args.policy:
         from .._policy_io import load_policy
 
         policy = load_policy(args.policy)
-    registry = initial_registry(args.snapshot)
-    endpoint = args.endpoint or guess_endpoint(body)
-    result = Router(registry, policy).route(body, endpoint=endpoint, api_version=args.api_version)
+    router = PolicyEngine(initial_registry(args.snapshot), policy)
+    results = [
+        (
+            path,
+            body,
+            router.route(
+                body,
+                endpoint=args.endpoint or guess_endpoint(body),
+                api_version=args.api_version,
+                betas=tuple(args.beta),
+                headers=headers,
+            ),
+        )
+        for path, body in bodies
+    ]
     if args.json:
-        out = {"decision": result.decision.to_dict(), "body": result.body}
-        print(json.dumps(out, indent=2, ensure_ascii=False))
+        out = [
+            {"file": path, "decision": result.decision.to_dict(), "body": result.body}
+            for path, _, result in results
+        ]
+        document: Any = out if len(out) > 1 else {k: v for k, v in out[0].items() if k != "file"}
+        print(json.dumps(document, indent=2, ensure_ascii=False))
     else:
-        print(render(body, result))
-    return 1 if result.decision.rejected else 0
+        for number, (path, body, result) in enumerate(results):
+            if len(results) > 1:
+                print(("\n" if number else "") + f"== {path}")
+            print(render(body, result))
+    return 1 if any(result.decision.rejected for _, _, result in results) else 0
+
+
+def parse_headers(values: list[str]) -> dict[str, str]:
+    """``NAME:VALUE`` options as a header mapping (names lower-cased).
+
+    Raises:
+        ConfigError: An option without a colon or with an empty name.
+    """
+    headers: dict[str, str] = {}
+    for value in values:
+        name, colon, content = value.partition(":")
+        if not colon or not name.strip():
+            raise ConfigError(f"--header {value!r}: expected NAME:VALUE")
+        headers[name.strip().lower()] = content.strip()
+    return headers
 
 
 def guess_endpoint(body: Any) -> Endpoint:
@@ -150,10 +208,10 @@ DEMO_REQUEST: dict[str, Any] = {
 
 def print_demo_route() -> None:
     """Route `DEMO_REQUEST` against the embedded snapshot (no policy) and print the outcome."""
-    from .._core.router import Router
+    from .._core.router import PolicyEngine
     from .._snapshot import embedded_registry
 
-    result = Router(embedded_registry()).route(DEMO_REQUEST)
+    result = PolicyEngine(embedded_registry()).route(DEMO_REQUEST)
     print(
         f"Routing {DEMO_EXAMPLE} (an app still pinned to a retired model, with\n"
         "extended thinking and a forced tool choice) against the embedded registry, no policy:\n"

@@ -27,8 +27,11 @@ Endpoints: ``GET /v1/models`` (``limit`` 1..1000, ``after_id``, ``before_id``,
 ``"stream": true``), ``POST /v1/messages/count_tokens``, and Message Batches
 (``POST/GET /v1/messages/batches``, ``GET .../{id}``, ``POST .../{id}/cancel``,
 ``GET .../{id}/results`` (JSONL), ``DELETE .../{id}``). A batch ends the first time it
-is retrieved; cancel it before that and every item comes back ``canceled``. Invalid
-batch items come back as ``errored`` result lines, as in the API. Every request
+is retrieved after its processing time (default 0); cancel it before that and every
+unprocessed item comes back ``canceled``. Invalid batch items come back as ``errored``
+result lines, as in the API; ``fake.batches.configure(processing_s=2, errored=0.1,
+expired=0.05, seed=7)`` adds processing time and a deterministic share of errored
+and expired results. Every request
 needs an ``anthropic-version`` header (``2023-06-01`` or ``2026-10-21``).
 
 Catalogue: ``models=`` takes Models API dicts, newest first; `make_model` builds one
@@ -77,6 +80,7 @@ from __future__ import annotations
 from ._app import RecordedRequest
 from ._catalogue import builtin_models, make_model
 from ._faults import Fault, FaultQueue
+from ._replies import call_tools
 from ._server import FakeAnthropic
 
 __all__ = [
@@ -85,5 +89,6 @@ __all__ = [
     "FaultQueue",
     "RecordedRequest",
     "builtin_models",
+    "call_tools",
     "make_model",
 ]

@@ -15,18 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import threading
 import zlib
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+from ._batches import FakeBatches
 from ._catalogue import Catalogue, lifecycle_of
 from ._faults import Fault, FaultQueue
-from ._validation import check_api_version, resolve_model, validate_params
+from ._validation import Wording, check_api_version, resolve_model, validate_params
 from ._wire import (
     ApiError,
     default_message,
@@ -35,7 +34,6 @@ from ._wire import (
     estimate_tokens,
     message,
     new_id,
-    rfc3339,
     sse,
     stream_events,
 )
@@ -46,14 +44,13 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-Reply = Callable[[dict[str, Any], str], str]
+Reply = Callable[[dict[str, Any], str], "str | Sequence[Mapping[str, Any]]"]
 
 MIB = 1024 * 1024
 _MESSAGES_LIMIT = 32 * MIB  # api-facts §5: Messages and count_tokens
 _BATCH_LIMIT = 256 * MIB  # api-facts §5: Batches
 _RECORD_JSON_LIMIT = 4 * MIB  # bigger bodies are recorded without their parsed JSON
 _LIFECYCLES = frozenset({"active", "deprecated", "retired"})
-_CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _MALFORMED_BODY = b'{"data": [{"type": "model", "id": '
 
 
@@ -82,16 +79,6 @@ class RecordedRequest:
 
 
 @dataclass
-class _Batch:
-    id: str
-    created_at: datetime
-    results: list[dict[str, Any]]
-    status: str = "in_progress"
-    ended_at: datetime | None = None
-    cancel_initiated_at: datetime | None = None
-
-
-@dataclass
 class FakeState:
     """Everything the app knows; shared with the test thread under `lock`."""
 
@@ -100,11 +87,16 @@ class FakeState:
     api_key: str | None
     reply: Reply
     stream_delay: float = 0.0
+    wording: Wording = "api"
+    """How validation words its refusals (`caproute.testing._validation.WORDINGS`)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
     closing: threading.Event = field(default_factory=threading.Event)
     requests: list[RecordedRequest] = field(default_factory=list)
     overloads: dict[str, int] = field(default_factory=dict)
-    batches: dict[str, _Batch] = field(default_factory=dict)
+    batches: FakeBatches = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.batches = FakeBatches(self.catalogue)
 
 
 # -- response descriptions -------------------------------------------------------------------
@@ -319,7 +311,9 @@ class FakeApp:
             overload_status = self.state.overloads.get(model["id"])
         if overload_status is not None:
             raise ApiError(overload_status, default_message(overload_status))
-        validate_params(body, model, api_version=version, endpoint="messages")
+        validate_params(
+            body, model, api_version=version, endpoint="messages", wording=self.state.wording
+        )
         full = self._message(body, model["id"])
         if body.get("stream") is True:
             return _Stream(stream_events(full))
@@ -337,121 +331,30 @@ class FakeApp:
     def _count_tokens(self, request: _Request, version: str) -> _Response:
         body = request.json()
         model = resolve_model(self.state.catalogue, body)
-        validate_params(body, model, api_version=version, endpoint="count_tokens")
+        validate_params(
+            body, model, api_version=version, endpoint="count_tokens", wording=self.state.wording
+        )
         return _Json({"input_tokens": _input_tokens(body)})
 
-    # -- batches -----------------------------------------------------------------------------
+    # -- batches (the lifecycle lives in `_batches`) -----------------------------------------
 
     def _batches(self, request: _Request, version: str, tail: list[str]) -> _Response:
-        method = request.method
+        batches, method, base = self.state.batches, request.method, request.base_url
         if not tail and method == "POST":
-            return self._create_batch(request, version)
+            body, wording = request.json(), self.state.wording
+            return _Json(batches.create(body, version, self._message, base, wording=wording))
         if not tail and method == "GET":
-            with self.state.lock:
-                batches = list(self.state.batches.values())
-            newest_first = [self._batch_json(b, request) for b in reversed(batches)]
-            return _Json(_page(newest_first, request))
-        batch = self._find_batch(tail[0])
-        action = tail[1:]
+            return _Json(_page(batches.listing(base), request))
+        batch_id, action = tail[0], tail[1:]
         if not action and method == "GET":
-            self._finish(batch)
-            return _Json(self._batch_json(batch, request))
+            return _Json(batches.retrieve(batch_id, base))
         if not action and method == "DELETE":
-            return self._delete_batch(batch)
+            return _Json(batches.delete(batch_id))
         if action == ["cancel"] and method == "POST":
-            return _Json(self._cancel_batch(batch, request))
+            return _Json(batches.cancel(batch_id, base))
         if action == ["results"] and method == "GET":
-            return self._batch_results(batch)
+            return _Raw(batches.results(batch_id), "application/x-jsonl")
         raise ApiError(404, f"Not found: {method} {request.path}", "not_found_error")
-
-    def _create_batch(self, request: _Request, version: str) -> _Response:
-        items = _batch_items(request.json())
-        results = [
-            {"custom_id": item["custom_id"], "result": self._batch_result(item["params"], version)}
-            for item in items
-        ]
-        batch = _Batch(new_id("msgbatch_"), datetime.now(UTC), results)
-        with self.state.lock:
-            self.state.batches[batch.id] = batch
-        return _Json(self._batch_json(batch, request))
-
-    def _batch_result(self, params: dict[str, Any], version: str) -> dict[str, Any]:
-        """One request's outcome; invalid params error that item only, as in the API."""
-        try:
-            model = resolve_model(self.state.catalogue, params)
-            validate_params(params, model, api_version=version, endpoint="batch")
-        except ApiError as exc:
-            return {
-                "type": "errored",
-                "error": error_body(exc.error_type, exc.message, new_id("req_")),
-            }
-        return {"type": "succeeded", "message": self._message(params, model["id"])}
-
-    def _find_batch(self, batch_id: str) -> _Batch:
-        with self.state.lock:
-            batch = self.state.batches.get(batch_id)
-        if batch is None:
-            raise ApiError(404, f"message batch: {batch_id}", "not_found_error")
-        return batch
-
-    def _finish(self, batch: _Batch) -> None:
-        """Processing is instant: a batch ends the first time anyone looks at it."""
-        with self.state.lock:
-            if batch.status == "canceling":
-                batch.results = [
-                    {"custom_id": r["custom_id"], "result": {"type": "canceled"}}
-                    for r in batch.results
-                ]
-            if batch.status != "ended":
-                batch.status = "ended"
-                batch.ended_at = datetime.now(UTC)
-
-    def _cancel_batch(self, batch: _Batch, request: _Request) -> dict[str, Any]:
-        with self.state.lock:
-            if batch.status == "in_progress":
-                batch.status = "canceling"
-                batch.cancel_initiated_at = datetime.now(UTC)
-        return self._batch_json(batch, request)
-
-    def _delete_batch(self, batch: _Batch) -> _Response:
-        with self.state.lock:
-            if batch.status != "ended":
-                raise ApiError(400, f"message batch {batch.id} is still processing")
-            del self.state.batches[batch.id]
-        return _Json({"id": batch.id, "type": "message_batch_deleted"})
-
-    def _batch_results(self, batch: _Batch) -> _Response:
-        with self.state.lock:
-            if batch.status != "ended":
-                raise ApiError(400, f"message batch {batch.id} has not ended yet")
-            lines = [json.dumps(r) + "\n" for r in batch.results]
-        return _Raw("".join(lines).encode(), "application/x-jsonl")
-
-    def _batch_json(self, batch: _Batch, request: _Request) -> dict[str, Any]:
-        with self.state.lock:
-            counts = dict.fromkeys(("processing", "succeeded", "errored", "canceled", "expired"), 0)
-            if batch.status == "ended":
-                for r in batch.results:
-                    counts[r["result"]["type"]] += 1
-            else:
-                counts["processing"] = len(batch.results)
-            ended = batch.status == "ended"
-            return {
-                "id": batch.id,
-                "type": "message_batch",
-                "processing_status": batch.status,
-                "request_counts": counts,
-                "created_at": rfc3339(batch.created_at),
-                "expires_at": rfc3339(batch.created_at + timedelta(hours=24)),
-                "ended_at": rfc3339(batch.ended_at) if batch.ended_at else None,
-                "cancel_initiated_at": (
-                    rfc3339(batch.cancel_initiated_at) if batch.cancel_initiated_at else None
-                ),
-                "archived_at": None,
-                "results_url": (
-                    f"{request.base_url}/v1/messages/batches/{batch.id}/results" if ended else None
-                ),
-            }
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -590,23 +493,3 @@ def _index(ids: list[str], cursor: str, name: str) -> int:
         return ids.index(cursor)
     except ValueError:
         raise ApiError(400, f"{name}: unknown id {cursor!r}") from None
-
-
-def _batch_items(body: dict[str, Any]) -> list[dict[str, Any]]:
-    """The batch's requests, shape-checked; shape errors reject the whole batch (400)."""
-    items = body.get("requests")
-    if not isinstance(items, list) or not 1 <= len(items) <= 100_000:
-        raise ApiError(400, "requests: Input should be a list of 1 to 100000 items")
-    seen: set[str] = set()
-    for i, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise ApiError(400, f"requests.{i}: Input should be an object")
-        custom_id = item.get("custom_id")
-        if not isinstance(custom_id, str) or not _CUSTOM_ID.match(custom_id):
-            raise ApiError(400, f"requests.{i}.custom_id: must match ^[a-zA-Z0-9_-]{{1,64}}$")
-        if custom_id in seen:
-            raise ApiError(400, f"requests.{i}.custom_id: duplicate custom_id {custom_id!r}")
-        seen.add(custom_id)
-        if not isinstance(item.get("params"), dict):
-            raise ApiError(400, f"requests.{i}.params: Input should be an object")
-    return items

@@ -24,8 +24,11 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ._app import DeliberateDisconnect, FakeApp, FakeState, RecordedRequest
+from ._batches import FakeBatches
 from ._catalogue import Catalogue, default_catalogue
 from ._faults import FaultQueue
+from ._replies import ReplyFunction
+from ._validation import WORDINGS, Wording
 
 if TYPE_CHECKING:
     import anthropic
@@ -73,8 +76,10 @@ class FakeAnthropic:
         *,
         aliases: Mapping[str, str] | None = None,
         api_key: str | None = None,
-        reply: str | Callable[[dict[str, Any], str], str] | None = None,
+        reply: str | ReplyFunction | None = None,
         stream_delay: float = 0.0,
+        port: int = 0,
+        wording: Wording = "api",
     ) -> None:
         """Configure the fake; nothing listens until `start()` / ``with``.
 
@@ -85,16 +90,24 @@ class FakeAnthropic:
                 without being listed here).
             api_key: If set, every request must carry it as ``x-api-key`` or
                 ``Authorization: Bearer``; otherwise 401.
-            reply: The assistant text: a string, or ``f(body, model_id) -> str``.
-                Default: ``"Hello from <model id>."``.
+            reply: The assistant text: a string, or ``f(body, model_id)`` returning
+                the text or content blocks (``text``, ``tool_use``; see `call_tools`
+                for a model that uses the tools it is given). Default:
+                ``"Hello from <model id>."``.
             stream_delay: Seconds between SSE events (none before the first one).
+            port: The loopback port to listen on (default 0: a free one, see `port`).
+            wording: How refusals are worded: ``api`` (shaped like the real API's
+                texts), ``terse`` or ``verbose`` (see `caproute.testing._validation`).
         """
+        if wording not in WORDINGS:
+            raise ValueError(f"wording must be one of {', '.join(WORDINGS)}, not {wording!r}")
         if models is None:
             default_models, default_aliases = default_catalogue()
             models, aliases = default_models, {**default_aliases, **(aliases or {})}
         self._initial_models = [dict(m) for m in models]
         self._initial_aliases = dict(aliases or {})
         self._initial_stream_delay = stream_delay
+        self._initial_wording = wording
         reply_fn = _constant_reply(reply) if isinstance(reply, str) else reply or _default_reply
         self._state = FakeState(
             catalogue=Catalogue(self._initial_models, self._initial_aliases),
@@ -102,12 +115,14 @@ class FakeAnthropic:
             api_key=api_key,
             reply=reply_fn,
             stream_delay=stream_delay,
+            wording=wording,
         )
         self._api_key = api_key
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._port: int | None = None
+        self._requested_port = port
         self._startup_error: BaseException | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -124,7 +139,9 @@ class FakeAnthropic:
         # for a delayed ACK (Nagle).
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
-            sock.bind(("127.0.0.1", 0))
+            if self._requested_port:  # a fixed port: rebind at once after a restart
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", self._requested_port))
             self._port = sock.getsockname()[1]
         except OSError:
             sock.close()
@@ -337,6 +354,22 @@ class FakeAnthropic:
         self._state.stream_delay = seconds
 
     @property
+    def batches(self) -> FakeBatches:
+        """The batch lifecycle: ``fake.batches.configure(processing_s=2, errored=0.1)``."""
+        return self._state.batches
+
+    @property
+    def wording(self) -> Wording:
+        """How refusals are worded (``api``, ``terse`` or ``verbose``); settable."""
+        return self._state.wording
+
+    @wording.setter
+    def wording(self, wording: Wording) -> None:
+        if wording not in WORDINGS:
+            raise ValueError(f"wording must be one of {', '.join(WORDINGS)}, not {wording!r}")
+        self._state.wording = wording
+
+    @property
     def requests(self) -> list[RecordedRequest]:
         """Every request received so far, oldest first (a copy)."""
         with self._state.lock:
@@ -356,10 +389,11 @@ class FakeAnthropic:
         self._state.catalogue.set_aliases(self._initial_aliases)
         self._state.faults.clear()
         self._state.stream_delay = self._initial_stream_delay
+        self._state.wording = self._initial_wording
         with self._state.lock:
             self._state.requests.clear()
             self._state.overloads.clear()
-            self._state.batches.clear()
+        self._state.batches.reset()
 
     def __repr__(self) -> str:
         where = self.url if self._thread is not None else "not running"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 import string
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -90,17 +91,27 @@ def estimate_tokens(*parts: Any) -> int:
 
 
 def message(
-    model_id: str, text: str, *, input_tokens: int, max_tokens: int | None
+    model_id: str,
+    text: str | Sequence[Mapping[str, Any]],
+    *,
+    input_tokens: int,
+    max_tokens: int | None,
 ) -> dict[str, Any]:
-    """A complete assistant Message; ``max_tokens=0`` (cache warm-up) gives no content."""
+    """A complete assistant Message; ``max_tokens=0`` (cache warm-up) gives no content.
+
+    `text` is the reply's text, or its content blocks (``text`` and ``tool_use``; a
+    ``tool_use`` block without an ``id`` gets one, and any ``tool_use`` makes the stop
+    reason ``tool_use``, as in the API).
+    """
     if max_tokens == 0:
         content: list[dict[str, Any]] = []
         stop_reason = "max_tokens"
         output_tokens = 0
     else:
-        content = [{"type": "text", "text": text}]
-        stop_reason = "end_turn"
-        output_tokens = max(1, len(text.split()))
+        content = content_blocks(text)
+        uses_tool = any(block["type"] == "tool_use" for block in content)
+        stop_reason = "tool_use" if uses_tool else "end_turn"
+        output_tokens = max(1, sum(_block_tokens(block) for block in content))
     return {
         "id": new_id("msg_"),
         "type": "message",
@@ -119,6 +130,39 @@ def message(
     }
 
 
+def _block_tokens(block: dict[str, Any]) -> int:
+    if block["type"] == "text":
+        return len(block["text"].split())  # one token per word: easy to assert on
+    return estimate_tokens(block["input"])
+
+
+def content_blocks(reply: str | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """A reply as the API's content blocks: text, or ``text`` / ``tool_use`` blocks completed.
+
+    Raises:
+        ValueError: A block of another type (the fake only writes these two).
+    """
+    if isinstance(reply, str):
+        return [{"type": "text", "text": reply}]
+    blocks: list[dict[str, Any]] = []
+    for block in reply:
+        kind = block.get("type")
+        if kind == "text":
+            blocks.append({"type": "text", "text": str(block.get("text", ""))})
+        elif kind == "tool_use":
+            blocks.append(
+                {
+                    "type": "tool_use",
+                    "id": block.get("id") or new_id("toolu_"),
+                    "name": block["name"],
+                    "input": dict(block.get("input") or {}),
+                }
+            )
+        else:
+            raise ValueError(f"the fake can reply with text and tool_use blocks, not {kind!r}")
+    return blocks
+
+
 def sse(event: dict[str, Any]) -> bytes:
     """One server-sent event; the event name repeats the payload's ``type``, as the API does."""
     return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
@@ -130,18 +174,7 @@ def stream_events(full: dict[str, Any]) -> list[dict[str, Any]]:
     start["usage"] = {**full["usage"], "output_tokens": 1}
     events: list[dict[str, Any]] = [{"type": "message_start", "message": start}]
     for index, block in enumerate(full["content"]):
-        events.append(
-            {"type": "content_block_start", "index": index, "content_block": {**block, "text": ""}}
-        )
-        events.extend(
-            {
-                "type": "content_block_delta",
-                "index": index,
-                "delta": {"type": "text_delta", "text": t},
-            }
-            for t in _chunks(block["text"])
-        )
-        events.append({"type": "content_block_stop", "index": index})
+        events.extend(_block_events(index, block))
     events.append(
         {
             "type": "message_delta",
@@ -151,6 +184,30 @@ def stream_events(full: dict[str, Any]) -> list[dict[str, Any]]:
     )
     events.append({"type": "message_stop"})
     return events
+
+
+def _block_events(index: int, block: dict[str, Any]) -> list[dict[str, Any]]:
+    """start, deltas, stop for one content block (tool input as JSON fragments, as the API)."""
+    if block["type"] == "tool_use":
+        start = {**block, "input": {}}
+        deltas = [
+            {"type": "input_json_delta", "partial_json": part}
+            for part in _halves(json.dumps(block["input"]))
+        ]
+    else:
+        start = {**block, "text": ""}
+        deltas = [{"type": "text_delta", "text": t} for t in _chunks(block["text"])]
+    return [
+        {"type": "content_block_start", "index": index, "content_block": start},
+        *({"type": "content_block_delta", "index": index, "delta": d} for d in deltas),
+        {"type": "content_block_stop", "index": index},
+    ]
+
+
+def _halves(text: str) -> list[str]:
+    """Two fragments that only make sense joined: clients must buffer partial JSON."""
+    middle = len(text) // 2
+    return [text[:middle], text[middle:]] if middle else [text]
 
 
 def _chunks(text: str) -> list[str]:

@@ -1,0 +1,378 @@
+"""Talking to the Message Batches API: actions, their sync and async drivers, errors.
+
+Every multi-step batch operation (submit with reconciliation, polling, downloading
+results) is written once, in `caproute._batch`, as a generator that *yields actions*
+and receives their outcome, in the style of httpx's ``Auth.auth_flow``:
+
+* `Call`: one HTTP request; the reply is an `Answer` (also for errors: a transport
+  failure is an `Answer` with no status, so the flow decides what it means);
+* `Download`: stream a URL's body into a file (results are never held in memory);
+* `Wait`: sleep;
+* `Local`: run a function that does heavy local work (planning, merging results).
+
+`SyncDriver` performs them with `httpx2.Client` and `time.sleep`; `AsyncDriver` with
+`httpx2.AsyncClient`, `anyio.sleep`, and runs `Local` work in a worker thread so the
+event loop stays responsive.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, TypeAlias, TypeVar
+
+import httpx2
+
+from ._exceptions import ConfigError, RuntimeFailure
+from ._snapshot import DEFAULT_BASE_URL
+from ._types import AsyncSleep, Sleep
+
+__all__ = [
+    "Action",
+    "Answer",
+    "AsyncDriver",
+    "BatchAPIError",
+    "Call",
+    "Download",
+    "Flow",
+    "Local",
+    "Wait",
+    "SyncDriver",
+    "api_settings",
+]
+
+T = TypeVar("T")
+BATCHES_PATH: Final = "/v1/messages/batches"
+DEFAULT_API_VERSION: Final = "2023-06-01"
+_BLOCK: Final = 1024 * 1024
+"""Upload and download block size: the memory a transfer needs, whatever its size."""
+_TIMEOUT: Final = httpx2.Timeout(60.0, connect=10.0)
+_UPLOAD_TIMEOUT: Final = httpx2.Timeout(600.0, connect=10.0)
+"""A 256 MB body on a slow link takes minutes; the read timeout covers the API's work."""
+
+
+class BatchAPIError(RuntimeFailure):
+    """The Message Batches API answered with an error (or could not be reached)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        error_type: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.error_type = error_type
+        self.request_id = request_id
+        super().__init__(message)
+
+
+# -- actions -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One HTTP request to the API (path relative to the base URL)."""
+
+    method: str
+    path: str
+    params: Mapping[str, str] | None = None
+    body_file: Path | None = None
+    """A JSON file to send as the body, streamed from disk."""
+    upload: bool = False
+    """Use the long upload timeout."""
+
+
+@dataclass(frozen=True, slots=True)
+class Download:
+    """Stream `url` (absolute, e.g. a ``results_url``) into `dest`."""
+
+    url: str
+    dest: Path
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Wait this many seconds."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Local:
+    """Run `fn` (blocking local work) and reply with its return value."""
+
+    fn: Callable[[], Any]
+
+
+Action: TypeAlias = Call | Download | Wait | Local
+Flow: TypeAlias = Generator[Action, Any, T]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What came back for a `Call` or a `Download`."""
+
+    status: int | None
+    """HTTP status, or `None` when no answer arrived (see `error`, `sent`)."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    content: bytes = b""
+    error: str | None = None
+    """For a transport failure: what happened."""
+    sent: bool = True
+    """False only when the request certainly never reached the server (connect failed)."""
+
+    @property
+    def ok(self) -> bool:
+        """A 2xx answer."""
+        return self.status is not None and 200 <= self.status < 300
+
+    def json(self) -> Any:
+        """The decoded body (a `BatchAPIError` when it is not JSON)."""
+        try:
+            return json.loads(self.content)
+        except ValueError:
+            raise BatchAPIError(
+                f"the API answered HTTP {self.status} with a body that is not JSON",
+                status_code=self.status,
+            ) from None
+
+    def error_detail(self) -> tuple[str | None, str, str | None]:
+        """``(error.type, error.message, request_id)`` of an error answer."""
+        if self.status is None:
+            return None, self.error or "no answer", None
+        error_type = message = request_id = None
+        try:
+            body = json.loads(self.content)
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            error = body.get("error")
+            if isinstance(error, dict):
+                error_type = _str(error.get("type"))
+                message = _str(error.get("message"))
+            request_id = _str(body.get("request_id"))
+        request_id = self.headers.get("request-id") or request_id
+        text = message or self.content.decode("utf-8", "replace").strip()[:200] or "(empty body)"
+        return error_type, text, request_id
+
+    def to_error(self, what: str) -> BatchAPIError:
+        """The `BatchAPIError` this answer means, naming `what` was being done."""
+        error_type, message, request_id = self.error_detail()
+        if self.status is None:
+            return BatchAPIError(f"{what}: {message}")
+        kind = f" {error_type}" if error_type else ""
+        rid = f" (request-id {request_id})" if request_id else ""
+        return BatchAPIError(
+            f"{what}: HTTP {self.status}{kind}: {message}{rid}",
+            status_code=self.status,
+            error_type=error_type,
+            request_id=request_id,
+        )
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+# -- settings ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """Where and how to reach the API. The key lives only in `headers` (repr hides it)."""
+
+    base_url: str
+    headers: Mapping[str, str] = field(repr=False)
+
+
+def api_settings(
+    *,
+    base_url: str | None,
+    api_key: str | None,
+    auth_token: str | None,
+    api_version: str,
+    betas: Sequence[str],
+) -> ApiSettings:
+    """Base URL and headers from the arguments, else ``ANTHROPIC_*`` environment variables.
+
+    Raises:
+        ConfigError: There is no API key or auth token anywhere.
+    """
+    env = os.environ
+    key = api_key or env.get("ANTHROPIC_API_KEY") or None
+    token = auth_token or env.get("ANTHROPIC_AUTH_TOKEN") or None
+    if key is None and token is None:
+        raise ConfigError(
+            "no credentials for the Message Batches API: set ANTHROPIC_API_KEY "
+            "(or ANTHROPIC_AUTH_TOKEN), or pass api_key="
+        )
+    headers = {"anthropic-version": api_version}
+    if key is not None:
+        headers["x-api-key"] = key
+    if token is not None:
+        headers["authorization"] = f"Bearer {token}"
+    if betas:
+        headers["anthropic-beta"] = ",".join(betas)
+    url = (base_url or env.get("ANTHROPIC_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+    return ApiSettings(url, headers)
+
+
+def resolve_base_url(base_url: str | None) -> str:
+    """The base URL requests will go to (argument, else environment, else the API's)."""
+    return (base_url or os.environ.get("ANTHROPIC_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+
+
+# -- drivers -----------------------------------------------------------------------------------
+
+
+def _file_blocks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as stream:
+        while block := stream.read(_BLOCK):
+            yield block
+
+
+async def _async_file_blocks(path: Path) -> AsyncIterator[bytes]:
+    # Plain reads: a 1 MB read from a local file is far shorter than a network write.
+    with path.open("rb") as stream:
+        while block := stream.read(_BLOCK):
+            yield block
+
+
+def _request_args(action: Call) -> dict[str, Any]:
+    args: dict[str, Any] = {"params": action.params}
+    if action.body_file is not None:
+        args["headers"] = {
+            "content-type": "application/json",
+            "content-length": str(action.body_file.stat().st_size),
+        }
+    args["timeout"] = _UPLOAD_TIMEOUT if action.upload else _TIMEOUT
+    return args
+
+
+def _failure(exc: httpx2.TransportError) -> Answer:
+    # A connect failure means the request never left this machine: nothing was created.
+    never_sent = isinstance(exc, httpx2.ConnectError | httpx2.ConnectTimeout)
+    return Answer(None, error=f"{type(exc).__name__}: {exc}", sent=not never_sent)
+
+
+class SyncDriver:
+    """Performs a flow's actions with an `httpx2.Client` (blocking)."""
+
+    def __init__(self, settings: ApiSettings, *, sleep: Sleep = time.sleep) -> None:
+        self._client = httpx2.Client(base_url=settings.base_url, headers=dict(settings.headers))
+        self._sleep = sleep
+
+    def run(self, flow: Flow[T]) -> T:
+        """Drive `flow` to its end and return its value (its exceptions propagate)."""
+        reply: Any = None
+        while True:
+            try:
+                action = flow.send(reply)
+            except StopIteration as done:
+                value: T = done.value
+                return value
+            reply = self._perform(action)
+
+    def _perform(self, action: Action) -> Any:
+        if isinstance(action, Local):
+            return action.fn()
+        if isinstance(action, Wait):
+            self._sleep(action.seconds)
+            return None
+        if isinstance(action, Download):
+            return self._download(action)
+        return self._call(action)
+
+    def _call(self, action: Call) -> Answer:
+        args = _request_args(action)
+        content = _file_blocks(action.body_file) if action.body_file is not None else None
+        try:
+            response = self._client.request(action.method, action.path, content=content, **args)
+        except httpx2.TransportError as exc:
+            return _failure(exc)
+        return Answer(response.status_code, dict(response.headers), response.content)
+
+    def _download(self, action: Download) -> Answer:
+        try:
+            with self._client.stream("GET", action.url, timeout=_TIMEOUT) as response:
+                if response.status_code != 200:
+                    response.read()
+                    return Answer(response.status_code, dict(response.headers), response.content)
+                with action.dest.open("wb") as out:
+                    for block in response.iter_bytes(_BLOCK):
+                        out.write(block)
+                return Answer(response.status_code, dict(response.headers))
+        except httpx2.TransportError as exc:
+            return _failure(exc)
+
+    def close(self) -> None:
+        """Close the HTTP client."""
+        self._client.close()
+
+
+class AsyncDriver:
+    """Performs a flow's actions with an `httpx2.AsyncClient`; `Local` work runs in a thread."""
+
+    def __init__(self, settings: ApiSettings, *, sleep: AsyncSleep | None = None) -> None:
+        self._client = httpx2.AsyncClient(
+            base_url=settings.base_url, headers=dict(settings.headers)
+        )
+        self._sleep = sleep
+
+    async def run(self, flow: Flow[T]) -> T:
+        """Drive `flow` to its end and return its value (its exceptions propagate)."""
+        reply: Any = None
+        while True:
+            try:
+                action = flow.send(reply)
+            except StopIteration as done:
+                value: T = done.value
+                return value
+            reply = await self._perform(action)
+
+    async def _perform(self, action: Action) -> Any:
+        import anyio
+        import anyio.to_thread
+
+        if isinstance(action, Local):
+            return await anyio.to_thread.run_sync(action.fn)
+        if isinstance(action, Wait):
+            await (self._sleep or anyio.sleep)(action.seconds)
+            return None
+        if isinstance(action, Download):
+            return await self._download(action)
+        return await self._call(action)
+
+    async def _call(self, action: Call) -> Answer:
+        args = _request_args(action)
+        content = _async_file_blocks(action.body_file) if action.body_file is not None else None
+        try:
+            response = await self._client.request(
+                action.method, action.path, content=content, **args
+            )
+        except httpx2.TransportError as exc:
+            return _failure(exc)
+        return Answer(response.status_code, dict(response.headers), response.content)
+
+    async def _download(self, action: Download) -> Answer:
+        try:
+            async with self._client.stream("GET", action.url, timeout=_TIMEOUT) as response:
+                if response.status_code != 200:
+                    await response.aread()
+                    return Answer(response.status_code, dict(response.headers), response.content)
+                with action.dest.open("wb") as out:
+                    async for block in response.aiter_bytes(_BLOCK):
+                        out.write(block)
+                return Answer(response.status_code, dict(response.headers))
+        except httpx2.TransportError as exc:
+            return _failure(exc)
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self._client.aclose()

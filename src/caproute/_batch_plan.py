@@ -1,0 +1,541 @@
+"""Planning a batch round: check every line, route every request, cut API-sized chunks.
+
+One pass over the requests, holding one line at a time:
+
+1. check the line (`caproute._batch_input.parse_line`) and that its ``custom_id`` is
+   new (the ids live in the SQLite index, not in memory);
+2. route it as a one-request batch, ``LiveRouter.route({"requests": [item]},
+   endpoint="batch")``, so the ``batch`` capability is required like every other
+   need, and read ``decision.items[0]``;
+3. a refused request is recorded with its reason and never sent; any other one is
+   appended to the current chunk's POST body on disk (the input line's own bytes
+   when routing changed nothing), starting a new chunk before either API limit
+   (requests per batch, bytes per batch) would be passed.
+
+The round is committed as described in `caproute._batch_store`: nothing of a round
+exists for the submitter until the whole plan is durable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Final
+
+from ._batch_input import BatchInputError, LineProblem, parse_line, read_lines
+from ._batch_store import ChunkRecord, StateDir, fsync_dir, write_json_atomic
+from ._core.decision import Decision
+from ._live import LiveRouter
+
+__all__ = ["BatchLimits", "BatchPlan", "PlanGroup", "plan_first_round", "plan_retry_round"]
+
+API_MAX_REQUESTS: Final = 100_000
+API_MAX_BYTES: Final = 256_000_000
+"""256 MB as the API documents it, read as decimal megabytes: the smaller reading,
+so a chunk is under the limit whichever one the API applies."""
+_HEAD: Final = b'{"requests":['
+_TAIL: Final = b"]}"
+_MAX_GROUPS: Final = 100
+"""Distinct reasons listed per section of a summary; the rest are counted as "other"."""
+_EXAMPLE_LINES: Final = 5
+_MAX_KEPT_PROBLEMS: Final = 1000
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    """How big one submitted batch may be.
+
+    The defaults are the API's limits (100,000 requests, 256 MB per batch); smaller
+    values make more, smaller batches (faster to process, cheaper to resubmit).
+
+    Raises:
+        ValueError: A limit above the API's or too small to hold anything.
+    """
+
+    max_requests: int = API_MAX_REQUESTS
+    max_bytes: int = API_MAX_BYTES
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_requests <= API_MAX_REQUESTS:
+            raise ValueError(f"max_requests must be between 1 and {API_MAX_REQUESTS}")
+        if not 64 <= self.max_bytes <= API_MAX_BYTES:
+            raise ValueError(f"max_bytes must be between 64 and {API_MAX_BYTES}")
+
+
+@dataclass(frozen=True)
+class PlanGroup:
+    """Requests that were treated the same way, e.g. one reroute or one refusal reason."""
+
+    label: str
+    count: int
+    lines: tuple[int, ...]
+    """The first few input line numbers, as examples."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"label": self.label, "count": self.count, "lines": list(self.lines)}
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """What routing did to one round's requests, known before anything is sent."""
+
+    round: int
+    """1 for the submission, 2+ for each ``retry_errored``."""
+    requests: int
+    """Requests routed."""
+    outcomes: Mapping[str, int]
+    """Count per `Decision.outcome` (``rejected`` = refused locally)."""
+    chunks: int
+    """Batches the round is cut into."""
+    sent_requests: int
+    sent_bytes: int
+    reroutes: tuple[PlanGroup, ...] = ()
+    adjustments: tuple[PlanGroup, ...] = ()
+    refusals: tuple[PlanGroup, ...] = ()
+    passthroughs: tuple[PlanGroup, ...] = ()
+
+    @property
+    def refused(self) -> int:
+        """Requests refused locally: never sent, reported as ``refused`` in the results."""
+        return self.outcomes.get("rejected", 0)
+
+    def summary(self) -> str:
+        """The human summary the CLI prints before submitting."""
+        what = "submission" if self.round == 1 else f"retry round {self.round}"
+        lines = [f"Routed {self.requests:,} requests ({what}):"]
+        labels = {
+            "unchanged": "",
+            "adjusted": "same model, parameters changed",
+            "rerouted": "sent to another model",
+            "passthrough": "not understood, sent as they are",
+            "rejected": "refused locally, never sent",
+        }
+        for outcome, note in labels.items():
+            count = self.outcomes.get(outcome, 0)
+            if count or outcome in ("unchanged", "rejected"):
+                name = "refused" if outcome == "rejected" else outcome
+                lines.append(f"  {name:<12}{count:>10,}" + (f"  ({note})" if note else ""))
+        for title, groups in (
+            ("Rerouted", self.reroutes),
+            ("Adjusted", self.adjustments),
+            ("Refused", self.refusals),
+            ("Passed through", self.passthroughs),
+        ):
+            if groups:
+                lines.append(f"{title}:")
+                lines.extend(f"  {g.count:>8,}  {g.label}  ({_lines(g)})" for g in groups)
+        size = _megabytes(self.sent_bytes)
+        plural = "batch" if self.chunks == 1 else "batches"
+        lines.append(f"To send: {self.sent_requests:,} requests in {self.chunks} {plural} ({size})")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``plan.json`` in the state directory, ``--json`` output)."""
+        return {
+            "round": self.round,
+            "requests": self.requests,
+            "outcomes": dict(self.outcomes),
+            "refused": self.refused,
+            "chunks": self.chunks,
+            "sent_requests": self.sent_requests,
+            "sent_bytes": self.sent_bytes,
+            "reroutes": [g.to_dict() for g in self.reroutes],
+            "adjustments": [g.to_dict() for g in self.adjustments],
+            "refusals": [g.to_dict() for g in self.refusals],
+            "passthroughs": [g.to_dict() for g in self.passthroughs],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BatchPlan:
+        """Inverse of `to_dict`."""
+
+        def groups(key: str) -> tuple[PlanGroup, ...]:
+            return tuple(
+                PlanGroup(g["label"], g["count"], tuple(g["lines"])) for g in data.get(key, ())
+            )
+
+        return cls(
+            round=data["round"],
+            requests=data["requests"],
+            outcomes=dict(data["outcomes"]),
+            chunks=data["chunks"],
+            sent_requests=data["sent_requests"],
+            sent_bytes=data["sent_bytes"],
+            reroutes=groups("reroutes"),
+            adjustments=groups("adjustments"),
+            refusals=groups("refusals"),
+            passthroughs=groups("passthroughs"),
+        )
+
+
+def _lines(group: PlanGroup) -> str:
+    shown = ", ".join(str(n) for n in group.lines)
+    more = ", …" if group.count > len(group.lines) else ""
+    return f"line{'s' if group.count > 1 else ''} {shown}{more}"
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1_000_000:.1f} MB" if size >= 100_000 else f"{size / 1000:.1f} kB"
+
+
+# -- tallying ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Groups:
+    """Counts per label, bounded: past `_MAX_GROUPS` labels everything else is "other"."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    lines: dict[str, list[int]] = field(default_factory=dict)
+
+    def add(self, label: str, line: int) -> None:
+        if label not in self.counts and len(self.counts) >= _MAX_GROUPS:
+            label = "(other reasons)"
+        self.counts[label] = self.counts.get(label, 0) + 1
+        examples = self.lines.setdefault(label, [])
+        if len(examples) < _EXAMPLE_LINES:
+            examples.append(line)
+
+    def freeze(self) -> tuple[PlanGroup, ...]:
+        ordered = sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        return tuple(PlanGroup(k, n, tuple(self.lines[k])) for k, n in ordered)
+
+
+@dataclass
+class _Tally:
+    outcomes: dict[str, int] = field(default_factory=dict)
+    reroutes: _Groups = field(default_factory=_Groups)
+    adjustments: _Groups = field(default_factory=_Groups)
+    refusals: _Groups = field(default_factory=_Groups)
+    passthroughs: _Groups = field(default_factory=_Groups)
+
+    def add(self, decision: Decision, line: int) -> None:
+        self.outcomes[decision.outcome] = self.outcomes.get(decision.outcome, 0) + 1
+        if decision.outcome == "rejected":
+            self.refusals.add(decision.reason or "no reason given", line)
+        elif decision.outcome == "passthrough":
+            self.passthroughs.add(decision.reason or "not understood", line)
+        for change in decision.changes:
+            if change.action == "reroute":
+                label = f"{decision.requested_model} → {decision.model}: {change.reason}"
+                self.reroutes.add(label, line)
+            else:
+                self.adjustments.add(f"{change.action} {change.path}: {change.reason}", line)
+
+
+# -- chunks ------------------------------------------------------------------------------------
+
+
+class _ChunkWriter:
+    """Appends requests to POST bodies on disk, starting a new one at either limit."""
+
+    def __init__(self, store: StateDir, round_no: int, limits: BatchLimits) -> None:
+        self._store = store
+        self._round = round_no
+        self._limits = limits
+        self._records: list[ChunkRecord] = []
+        self._file: IO[bytes] | None = None
+        self._hash = hashlib.sha256()
+        self._count = self._size = self._first = self._last = 0
+        self.sent_requests = self.sent_bytes = 0
+
+    def fits_alone(self, payload: bytes) -> bool:
+        """Whether one request this size can be sent at all."""
+        return len(_HEAD) + len(payload) + len(_TAIL) <= self._limits.max_bytes
+
+    def add(self, line: int, payload: bytes) -> int:
+        """Append one request; returns its chunk number (1-based)."""
+        if (
+            self._file is None
+            or self._count >= self._limits.max_requests
+            or self._size + 1 + len(payload) + len(_TAIL) > self._limits.max_bytes
+        ):
+            self._close()
+            self._open(line)
+        assert self._file is not None
+        data = b"," + payload if self._count else payload
+        self._file.write(data)
+        self._hash.update(data)
+        self._size += len(data)
+        self._count += 1
+        self._last = line
+        return len(self._records) + 1
+
+    def finish(self) -> list[ChunkRecord]:
+        """Close the last body; every body file is on disk (fsynced) when this returns."""
+        self._close()
+        return self._records
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _open(self, line: int) -> None:
+        chunk = len(self._records) + 1
+        path = self._store.body_path(self._round, chunk, pending=True)
+        self._file = path.open("wb")
+        self._file.write(_HEAD)
+        self._hash = hashlib.sha256(_HEAD)
+        self._size = len(_HEAD)
+        self._count = 0
+        self._first = self._last = line
+
+    def _close(self) -> None:
+        if self._file is None:
+            return
+        self._file.write(_TAIL)
+        self._hash.update(_TAIL)
+        self._size += len(_TAIL)
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self._file = None
+        self._records.append(
+            ChunkRecord(
+                round=self._round,
+                chunk=len(self._records) + 1,
+                requests=self._count,
+                bytes=self._size,
+                first_line=self._first,
+                last_line=self._last,
+                sha256=self._hash.hexdigest(),
+            )
+        )
+        self.sent_requests += self._count
+        self.sent_bytes += self._size
+
+
+# -- one round ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RoutingSettings:
+    """What every request of a job is routed and sent with."""
+
+    api_version: str
+    betas: tuple[str, ...]
+    limits: BatchLimits
+
+
+class _Round:
+    """Routes requests into one round's chunks and commits the round (see module doc)."""
+
+    def __init__(
+        self,
+        store: StateDir,
+        conn: sqlite3.Connection,
+        router: LiveRouter,
+        round_no: int,
+        settings: RoutingSettings,
+    ) -> None:
+        self.store, self.conn, self.router, self.round = store, conn, router, round_no
+        self.settings = settings
+        folder = store.pending_round_dir(round_no)
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        self.writer = _ChunkWriter(store, round_no, settings.limits)
+        self.tally = _Tally()
+        self.refused = (folder / "refused.jsonl").open("wb")
+        self.count = 0
+        conn.execute("BEGIN")
+
+    def route(self, line: int, custom_id: str, params: dict[str, Any], raw: bytes | None) -> None:
+        """Route one request and put it in a chunk or on the refused list."""
+        item = {"custom_id": custom_id, "params": params}
+        settings = self.settings
+        result = self.router.route(
+            {"requests": [item]},
+            endpoint="batch",
+            api_version=settings.api_version,
+            betas=settings.betas,
+        )
+        decision = result.decision.items[0][1]
+        chunk: int | None = None
+        if not decision.rejected:
+            if result.body["requests"][0] is item and raw is not None:
+                payload = raw  # nothing changed: send the line's own bytes
+            else:
+                payload = _dumps(result.body["requests"][0]).encode()
+            if self.writer.fits_alone(payload):
+                chunk = self.writer.add(line, payload)
+            else:
+                decision = _too_big(decision, len(payload), settings.limits.max_bytes)
+        if chunk is None:
+            entry = {"line": line, "custom_id": custom_id, "reason": decision.reason}
+            self.refused.write(_dumps(entry).encode() + b"\n")
+        self.tally.add(decision, line)
+        self.count += 1
+        self.conn.execute(
+            "INSERT INTO routes(custom_id, round, chunk, outcome, decision) VALUES (?, ?, ?, ?, ?)",
+            (custom_id, self.round, chunk, decision.outcome, _dumps(decision.to_dict())),
+        )
+
+    def commit(self, job: dict[str, Any] | None = None) -> BatchPlan:
+        """Make the round durable and visible: files, then rename, then the transaction."""
+        records = self.writer.finish()
+        folder = self.store.pending_round_dir(self.round)
+        self.refused.flush()
+        os.fsync(self.refused.fileno())
+        self.refused.close()
+        for record in records:
+            write_json_atomic(folder / f"chunk-{record.chunk:06d}.json", record.to_json())
+        plan = BatchPlan(
+            round=self.round,
+            requests=self.count,
+            outcomes=dict(self.tally.outcomes),
+            chunks=len(records),
+            sent_requests=self.writer.sent_requests,
+            sent_bytes=self.writer.sent_bytes,
+            reroutes=self.tally.reroutes.freeze(),
+            adjustments=self.tally.adjustments.freeze(),
+            refusals=self.tally.refusals.freeze(),
+            passthroughs=self.tally.passthroughs.freeze(),
+        )
+        summary = plan.to_dict()
+        write_json_atomic(folder / "plan.json", summary)
+        self.conn.execute(
+            "INSERT INTO rounds(round, chunks, summary) VALUES (?, ?, ?)",
+            (self.round, len(records), _dumps(summary)),
+        )
+        if self.round > 1:
+            self.conn.execute(
+                "UPDATE items SET latest_round = ? WHERE custom_id IN "
+                "(SELECT custom_id FROM routes WHERE round = ?)",
+                (self.round, self.round),
+            )
+        if job is not None:
+            self.store.write_job(job)
+        os.replace(folder, self.store.round_dir(self.round))
+        fsync_dir(self.store.rounds_dir)
+        self.conn.execute("COMMIT")
+        return plan
+
+    def abort(self) -> None:
+        """Throw the unfinished round away (nothing of it was visible)."""
+        self.writer.abort()
+        self.refused.close()
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+        shutil.rmtree(self.store.pending_round_dir(self.round), ignore_errors=True)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _too_big(decision: Decision, size: int, limit: int) -> Decision:
+    reason = (
+        f"the request is {size:,} bytes; a batch may be at most {limit:,} bytes, "
+        "so it can't be sent in any batch"
+    )
+    return dataclasses.replace(decision, outcome="rejected", model=None, changes=(), reason=reason)
+
+
+def plan_first_round(
+    store: StateDir,
+    conn: sqlite3.Connection,
+    router: LiveRouter,
+    input_path: Path,
+    settings: RoutingSettings,
+    job: dict[str, Any],
+) -> BatchPlan:
+    """Check, route and chunk the whole input file as round 1, and record the job.
+
+    `job` gets the input's size and SHA-256 (computed on the way) before it is written.
+
+    Raises:
+        BatchInputError: Some lines are bad; nothing was recorded.
+    """
+    problems: list[LineProblem] = []
+    bad = 0
+    digest = hashlib.sha256()
+    round_ = _Round(store, conn, router, 1, settings)
+    try:
+        for entry in read_lines(input_path, digest=digest):
+            parsed = parse_line(entry.raw)
+            problem = parsed if isinstance(parsed, str) else None
+            if problem is None:
+                assert not isinstance(parsed, str)
+                custom_id, params = parsed
+                problem = _register(conn, entry.number, custom_id, entry.offset, len(entry.raw))
+                if problem is None and not bad:
+                    round_.route(entry.number, custom_id, params, entry.raw)
+            if problem is not None:
+                bad += 1
+                if len(problems) < _MAX_KEPT_PROBLEMS:
+                    problems.append(LineProblem(entry.number, problem))
+        if bad:
+            raise BatchInputError(str(input_path), problems, total=bad)
+        if round_.count == 0:
+            raise BatchInputError(str(input_path), [LineProblem(1, "the file holds no requests")])
+        job = {**job, "input": {**job["input"], "size": input_path.stat().st_size}}
+        job["input"]["sha256"] = digest.hexdigest()
+        return round_.commit(job)
+    except BaseException:
+        round_.abort()
+        raise
+
+
+def _register(
+    conn: sqlite3.Connection, line: int, custom_id: str, offset: int, length: int
+) -> str | None:
+    """Index one line; a duplicate ``custom_id`` comes back as a problem message."""
+    try:
+        conn.execute(
+            "INSERT INTO items(line, custom_id, offset, length, latest_round) "
+            "VALUES (?, ?, ?, ?, 1)",
+            (line, custom_id, offset, length),
+        )
+    except sqlite3.IntegrityError:
+        row = conn.execute("SELECT line FROM items WHERE custom_id = ?", (custom_id,)).fetchone()
+        return f"custom_id {custom_id!r} is also on line {row[0]}; custom_ids must be unique"
+    return None
+
+
+def plan_retry_round(
+    store: StateDir,
+    conn: sqlite3.Connection,
+    router: LiveRouter,
+    input_path: Path,
+    round_no: int,
+    settings: RoutingSettings,
+    retry_types: Sequence[str] = ("errored", "expired"),
+) -> BatchPlan | None:
+    """Re-route, from the input file, every request whose latest result is of `retry_types`.
+
+    Returns `None` when there is nothing to retry (no round is created).
+    """
+    marks = ", ".join("?" for _ in retry_types)
+    query = (
+        "SELECT i.custom_id, i.line, i.offset, i.length FROM items i "
+        "JOIN results r ON r.custom_id = i.custom_id AND r.round = i.latest_round "
+        f"WHERE r.type IN ({marks}) ORDER BY i.line"
+    )
+    if conn.execute(query + " LIMIT 1", tuple(retry_types)).fetchone() is None:
+        return None
+    round_ = _Round(store, conn, router, round_no, settings)
+    try:
+        # The rows are read while the round is written (other tables), one at a time.
+        rows: Iterable[tuple[str, int, int, int]] = conn.execute(query, tuple(retry_types))
+        with input_path.open("rb") as stream:
+            for custom_id, line, offset, length in rows:
+                stream.seek(offset)
+                raw = stream.read(length)
+                parsed = parse_line(raw)
+                if isinstance(parsed, str) or parsed[0] != custom_id:
+                    problem = f"changed since it was submitted (custom_id {custom_id!r} expected)"
+                    raise BatchInputError(str(input_path), [LineProblem(line, problem)])
+                round_.route(line, custom_id, parsed[1], raw)
+        return round_.commit()
+    except BaseException:
+        round_.abort()
+        raise

@@ -1,0 +1,387 @@
+"""`caproute batch`: a JSONL file of requests through the Message Batches API, crash-safely.
+
+    caproute batch submit REQUESTS.jsonl --state DIR [--policy P] [--dry-run]
+    caproute batch status --state DIR [--json]
+    caproute batch wait --state DIR
+    caproute batch results --state DIR --out RESULTS.jsonl [--retry-errored]
+    caproute batch cancel --state DIR
+
+Every command works on the job kept in ``DIR`` (see docs/batches.md); `submit` can be
+run again after any interruption and picks up where it stopped. Progress goes to
+stderr: a progress bar (rich) on a terminal, plain lines otherwise. rich and the batch
+machinery are imported inside the commands, so ``caproute --help`` stays quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .._batch import BatchJob, BatchStatus
+    from .._batch_plan import BatchLimits
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `batch` command and its subcommands."""
+    batch = subparsers.add_parser(
+        "batch",
+        help="run a JSONL file of requests through the Message Batches API",
+        description=(
+            "Route every request of a JSONL file, submit them as Message Batches, follow "
+            "them and merge their results. The job lives in a state directory: every "
+            "command can be interrupted and run again."
+        ),
+    )
+    commands = batch.add_subparsers(dest="batch_command", metavar="SUBCOMMAND")
+    batch.set_defaults(func=lambda _args: _usage(batch))
+
+    submit = commands.add_parser(
+        "submit",
+        help="check, route and submit a JSONL file (resumes an interrupted submission)",
+        description=(
+            "Check every line ({custom_id, params}), route every request, print what "
+            "was rerouted, adjusted or refused, then submit API-sized batches. Run it "
+            "again with the same --state after any interruption: nothing is submitted "
+            "twice. Exit status 1 when the file has bad lines (nothing is submitted)."
+        ),
+    )
+    submit.add_argument("requests", metavar="REQUESTS.jsonl", help="one request per line")
+    _state_option(submit, required=False)
+    submit.add_argument("--policy", metavar="FILE", help="routing policy (YAML)")
+    submit.add_argument(
+        "--dry-run", action="store_true", help="route and summarise only; nothing is kept or sent"
+    )
+    submit.add_argument("--json", action="store_true", help="print the plan as JSON")
+    submit.add_argument(
+        "--max-requests",
+        type=int,
+        metavar="N",
+        help="requests per batch (default and maximum: 100000)",
+    )
+    submit.add_argument(
+        "--max-bytes",
+        type=int,
+        metavar="N",
+        help="bytes per batch (default and maximum: 256000000)",
+    )
+    submit.add_argument(
+        "--api-version",
+        default="2023-06-01",
+        metavar="VERSION",
+        help="the anthropic-version to send (default: 2023-06-01)",
+    )
+    submit.add_argument(
+        "--beta",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="an anthropic-beta value for the batches (repeatable)",
+    )
+    _api_options(submit)
+    submit.set_defaults(func=run_submit)
+
+    status = commands.add_parser("status", help="check every batch of the job once")
+    _state_option(status)
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    _api_options(status)
+    status.set_defaults(func=run_status)
+
+    wait = commands.add_parser("wait", help="follow the batches until all have ended")
+    _state_option(wait)
+    _api_options(wait)
+    wait.set_defaults(func=run_wait)
+
+    results = commands.add_parser(
+        "results",
+        help="merge every result into one JSONL file (one line per custom_id)",
+        description=(
+            "Download the results of every batch and write one line per input "
+            "custom_id: the API's result, or {type: refused, reason} for a request "
+            "caproute refused, each with its routing decision."
+        ),
+    )
+    _state_option(results)
+    results.add_argument("--out", required=True, metavar="FILE", help="the file to write")
+    results.add_argument(
+        "--retry-errored",
+        action="store_true",
+        help="first resubmit (re-routed) the requests that came back errored or expired, "
+        "and wait for them",
+    )
+    results.add_argument("--policy", metavar="FILE", help="policy for re-routing the retries")
+    _api_options(results)
+    results.set_defaults(func=run_results)
+
+    cancel = commands.add_parser("cancel", help="cancel the job and its running batches")
+    _state_option(cancel)
+    _api_options(cancel)
+    cancel.set_defaults(func=run_cancel)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def _state_option(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    parser.add_argument(
+        "--state",
+        required=required,
+        metavar="DIR",
+        help="the job's state directory" + ("" if required else " (required unless --dry-run)"),
+    )
+
+
+def _api_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--base-url", metavar="URL", help="the API's base URL (default: ANTHROPIC_BASE_URL)"
+    )
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="first wait between status checks; grows while nothing changes (default: 10)",
+    )
+    parser.add_argument(
+        "--max-poll-interval",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="longest wait between status checks (default: 300)",
+    )
+    parser.add_argument(
+        "--reconcile-grace",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="after an interrupted submission, seconds to let pass since it before "
+        "checking the API's batch list (default: 60)",
+    )
+
+
+def _note(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _job_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "base_url": args.base_url,
+        "poll_interval": args.poll_interval,
+        "max_poll_interval": args.max_poll_interval,
+        "reconcile_grace": args.reconcile_grace,
+        "on_event": _note,
+    }
+
+
+def _open(args: argparse.Namespace) -> BatchJob:
+    from .._batch import BatchJob
+
+    return BatchJob.open(args.state, **_job_options(args))
+
+
+def _limits(args: argparse.Namespace) -> BatchLimits:
+    from .._batch_plan import BatchLimits
+    from .._exceptions import ConfigError
+
+    defaults = BatchLimits()
+    try:
+        return BatchLimits(
+            args.max_requests if args.max_requests is not None else defaults.max_requests,
+            args.max_bytes if args.max_bytes is not None else defaults.max_bytes,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+# -- submit ------------------------------------------------------------------------------------
+
+
+def run_submit(args: argparse.Namespace) -> int:
+    """Plan (or reopen) the job, print the plan, submit what is left."""
+    from .._batch import BatchJob
+    from .._exceptions import ConfigError
+
+    routing = {
+        "policy": args.policy,
+        "limits": _limits(args),
+        "api_version": args.api_version,
+        "betas": tuple(args.beta),
+    }
+    if args.dry_run:
+        plan = BatchJob.dry_run(args.requests, base_url=args.base_url, **routing)
+        print(json.dumps(plan.to_dict(), indent=2) if args.json else plan.summary())
+        return 0
+    if not args.state:
+        raise ConfigError("--state DIR is required (unless --dry-run)")
+    with BatchJob.create(args.requests, args.state, **routing, **_job_options(args)) as job:
+        if not job.planned_now:
+            _note(f"resuming the job in {args.state} (planned earlier):")
+        print(json.dumps(job.plan.to_dict(), indent=2) if args.json else job.plan.summary())
+        sys.stdout.flush()
+        sent = job.submit()
+        status = job.status()
+        _note(f"submitted {sent} batch(es) now; " + status.summary())
+    return 0
+
+
+# -- status and wait ---------------------------------------------------------------------------
+
+
+def run_status(args: argparse.Namespace) -> int:
+    """Check every batch once and print a table (or JSON)."""
+    with _open(args) as job:
+        status = job.status()
+    if args.json:
+        print(json.dumps(status.to_dict(), indent=2))
+    else:
+        print(render_status(status))
+    return 0
+
+
+def render_status(status: BatchStatus) -> str:
+    """One row per chunk, then the totals (plain text: it goes to files and pipes too)."""
+    header = ("chunk", "lines", "batch", "status", "proc", "ok", "err", "exp", "cancel")
+    rows: list[tuple[str, ...]] = [header]
+    for b in status.batches:
+        state = b.processing_status or b.submission
+        c = b.counts
+        rows.append(
+            (
+                f"r{b.round}c{b.chunk}",
+                f"{b.first_line}-{b.last_line}",
+                b.batch_id or "-",
+                state,
+                *(str(n) for n in (c.processing, c.succeeded, c.errored, c.expired, c.canceled)),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [
+        "  ".join(
+            cell.ljust(w) if i < 4 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in rows
+    ]
+    lines.append(status.summary())
+    return "\n".join(lines)
+
+
+def run_wait(args: argparse.Namespace) -> int:
+    """Poll until every batch has ended, with a progress display on stderr."""
+    with _open(args) as job, _progress_display() as show:
+        status = job.wait(on_progress=show)
+    _note(status.summary())
+    return 0
+
+
+class _PlainProgress:
+    """A line on stderr whenever the counts change (for logs and pipes)."""
+
+    def __init__(self) -> None:
+        self._last = ""
+
+    def __call__(self, status: BatchStatus) -> None:
+        text = status.summary()
+        if text != self._last:
+            self._last = text
+            _note(time.strftime("%H:%M:%S ") + text)
+
+    def __enter__(self) -> _PlainProgress:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+_MAX_BATCH_ROWS = 20
+"""Per-batch bars shown (the unfinished ones first); the overall bar is always shown."""
+
+
+class _RichProgress:
+    """Bars on a terminal: one overall, one per batch (up to `_MAX_BATCH_ROWS`)."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[counts]}"),
+            console=Console(stderr=True),
+        )
+        self._overall = self._progress.add_task("all batches", total=None, counts="")
+        self._rows: dict[str, Any] = {}
+
+    def __call__(self, status: BatchStatus) -> None:
+        total = sum(b.requests for b in status.batches if b.submission == "submitted")
+        self._progress.update(
+            self._overall,
+            total=total or None,
+            completed=status.counts.done,
+            counts=_counts_text(status.counts) + f"  refused {status.refused:,}",
+        )
+        running = sorted(
+            (b for b in status.batches if b.batch_id is not None),
+            key=lambda b: (b.ended, b.round, b.chunk),
+        )
+        for batch in running[:_MAX_BATCH_ROWS]:
+            assert batch.batch_id is not None
+            task = self._rows.get(batch.batch_id)
+            if task is None:
+                name = f"r{batch.round}c{batch.chunk} {batch.batch_id[-8:]}"
+                task = self._progress.add_task(name, total=batch.requests, counts="")
+                self._rows[batch.batch_id] = task
+            self._progress.update(
+                task, completed=batch.counts.done, counts=_counts_text(batch.counts)
+            )
+
+    def __enter__(self) -> _RichProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._progress.stop()
+
+
+def _counts_text(counts: Any) -> str:
+    return (
+        f"ok {counts.succeeded:,}  err {counts.errored:,}  "
+        f"exp {counts.expired:,}  cancel {counts.canceled:,}"
+    )
+
+
+def _progress_display() -> _PlainProgress | _RichProgress:
+    return _RichProgress() if sys.stderr.isatty() else _PlainProgress()
+
+
+# -- results and cancel ------------------------------------------------------------------------
+
+
+def run_results(args: argparse.Namespace) -> int:
+    """Write the merged results (after an optional retry round)."""
+    with _open(args) as job:
+        if args.retry_errored:
+            plan = job.retry_errored(policy=args.policy)
+            if plan is not None:
+                print(plan.summary())
+                sys.stdout.flush()
+                with _progress_display() as show:
+                    job.wait(on_progress=show)
+        report = job.write_results(args.out)
+    _note(report.summary())
+    return 0
+
+
+def run_cancel(args: argparse.Namespace) -> int:
+    """Cancel the job: nothing more is submitted; running batches are canceled."""
+    with _open(args) as job:
+        status = job.cancel()
+    _note("canceled; " + status.summary())
+    return 0

@@ -1,0 +1,226 @@
+"""`caproute batch ...` as users run it: exit statuses, what goes to stdout and stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from batch_helpers import API_KEY, NOBATCH, SMALL, creates, item, read_results, write_jsonl
+
+from caproute.cli import main
+from caproute.testing import FakeAnthropic
+
+STRICT_POLICY = """\
+version: 1
+routes:
+  - name: strict-small
+    match: {model: claude-small-1}
+    candidates: [requested]
+    actions: {effort: reject}
+"""
+
+
+@pytest.fixture
+def api_env(fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch) -> FakeAnthropic:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", API_KEY)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.url)
+    return fake
+
+
+QUICK = ["--poll-interval", "0.01", "--max-poll-interval", "0.05", "--reconcile-grace", "0"]
+
+
+def test_dry_run_prints_the_plan_and_sends_nothing(
+    api_env: FakeAnthropic, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "policy.yaml").write_text(STRICT_POLICY)
+    write_jsonl(
+        tmp_path / "in.jsonl",
+        [item("a"), item("b", SMALL, output_config={"effort": "max"}), item("c", NOBATCH)],
+    )
+    args = ["batch", "submit", str(tmp_path / "in.jsonl"), "--dry-run"]
+    assert main([*args, "--policy", str(tmp_path / "policy.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "refused              1" in out
+    assert "the policy says reject" in out
+    assert f"{NOBATCH} → claude-big-2" in out
+    assert main([*args, "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["outcomes"] == {"unchanged": 1, "adjusted": 1, "rerouted": 1}
+    assert creates(api_env) == 0
+    assert not list(tmp_path.glob("*/rounds"))
+
+
+def test_bad_lines_exit_1_with_locations(
+    api_env: FakeAnthropic, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_jsonl(tmp_path / "in.jsonl", [item("a"), "{", item("a")])
+    path = str(tmp_path / "in.jsonl")
+    assert main(["batch", "submit", path, "--state", str(tmp_path / "s")]) == 1
+    err = capsys.readouterr().err
+    assert "2 bad lines, nothing submitted" in err
+    assert f"{path}:2: invalid JSON" in err
+    assert f"{path}:3: custom_id 'a' is also on line 1" in err
+    assert creates(api_env) == 0
+
+
+def test_state_is_required_to_submit(
+    api_env: FakeAnthropic, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_jsonl(tmp_path / "in.jsonl", [item("a")])
+    assert main(["batch", "submit", str(tmp_path / "in.jsonl")]) == 1
+    assert "--state DIR is required" in capsys.readouterr().err
+    assert (
+        main(["batch", "submit", str(tmp_path / "in.jsonl"), "--dry-run", "--max-requests", "0"])
+        == 1
+    )
+    assert "max_requests must be between 1 and 100000" in capsys.readouterr().err
+
+
+def test_the_whole_cycle(
+    api_env: FakeAnthropic, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api_env.batches.configure(errored=0.3, seed=4)
+    (tmp_path / "policy.yaml").write_text(STRICT_POLICY)
+    write_jsonl(
+        tmp_path / "in.jsonl",
+        [item(f"r{n}") for n in range(12)] + [item("x", SMALL, output_config={"effort": "max"})],
+    )
+    state = str(tmp_path / "s")
+    submit = ["batch", "submit", str(tmp_path / "in.jsonl"), "--state", state]
+    assert (
+        main([*submit, "--policy", str(tmp_path / "policy.yaml"), "--max-requests", "5", *QUICK])
+        == 0
+    )
+    captured = capsys.readouterr()
+    assert "To send: 12 requests in 3 batches" in captured.out
+    assert "r1c1 (lines 1-5): submitted as msgbatch_" in captured.err
+    assert "submitted 3 batch(es) now" in captured.err
+
+    assert main([*submit, *QUICK]) == 0  # again: resumes, sends nothing
+    assert "resuming the job" in capsys.readouterr().err
+    assert creates(api_env) == 3
+
+    assert main(["batch", "status", "--state", state, "--json", *QUICK]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert len(status["batches"]) == 3 and status["refused"] == 1
+
+    assert main(["batch", "wait", "--state", state, *QUICK]) == 0
+    err = capsys.readouterr().err
+    assert "3/3 batches ended" in err  # plain lines: stderr is not a terminal here
+
+    assert main(["batch", "status", "--state", state, *QUICK]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].split() == [
+        "chunk",
+        "lines",
+        "batch",
+        "status",
+        "proc",
+        "ok",
+        "err",
+        "exp",
+        "cancel",
+    ]
+    rows = [row.split() for row in table.splitlines()[1:4]]
+    assert [row[:2] for row in rows] == [["r1c1", "1-5"], ["r1c2", "6-10"], ["r1c3", "11-12"]]
+    assert all(row[3] == "ended" for row in rows)
+
+    out = tmp_path / "out.jsonl"
+    assert (
+        main(["batch", "results", "--state", state, "--out", str(out), "--retry-errored", *QUICK])
+        == 0
+    )
+    captured = capsys.readouterr()
+    assert "retry round 2" in captured.out
+    lines = read_results(out)
+    assert len(lines) == 13
+    refused = [line for line in lines if line["result"]["type"] == "refused"]
+    assert [line["custom_id"] for line in refused] == ["x"]
+    assert "the policy says reject" in refused[0]["result"]["reason"]
+    assert "wrote 13 results" in captured.err
+
+
+def test_cancel(api_env: FakeAnthropic, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    api_env.batches.configure(processing_s=60)
+    write_jsonl(tmp_path / "in.jsonl", [item(f"r{n}") for n in range(4)])
+    state = str(tmp_path / "s")
+    assert main(["batch", "submit", str(tmp_path / "in.jsonl"), "--state", state, *QUICK]) == 0
+    assert main(["batch", "cancel", "--state", state, *QUICK]) == 0
+    assert "canceled;" in capsys.readouterr().err
+    assert main(["batch", "wait", "--state", state, *QUICK]) == 0
+    assert (
+        main(["batch", "results", "--state", state, "--out", str(tmp_path / "o.jsonl"), *QUICK])
+        == 0
+    )
+    assert {line["result"]["type"] for line in read_results(tmp_path / "o.jsonl")} == {"canceled"}
+
+
+def test_errors_without_a_job_or_a_key(
+    fake: FakeAnthropic, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["batch", "status", "--state", str(tmp_path / "nope")]) == 1
+    assert "no batch job here" in capsys.readouterr().err
+    write_jsonl(tmp_path / "in.jsonl", [item("a")])
+    state = str(tmp_path / "s")
+    assert main(["batch", "submit", str(tmp_path / "in.jsonl"), "--state", state]) == 1
+    assert "no credentials for the Message Batches API" in capsys.readouterr().err
+    assert main(["batch"]) == 2
+
+
+def test_progress_bar_on_a_terminal(api_env: FakeAnthropic, tmp_path: Path) -> None:
+    api_env.batches.configure(processing_s=0.3)
+    write_jsonl(tmp_path / "in.jsonl", [item(f"r{n}") for n in range(6)])
+    state = str(tmp_path / "s")
+    assert (
+        main(
+            [
+                "batch",
+                "submit",
+                str(tmp_path / "in.jsonl"),
+                "--state",
+                state,
+                "--max-requests",
+                "3",
+                *QUICK,
+            ]
+        )
+        == 0
+    )
+    # stderr on a pseudo-terminal: rich draws bars (one overall, one per batch)
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "caproute", "batch", "wait", "--state", state, *QUICK],
+        stdout=subprocess.DEVNULL,
+        stderr=follower,
+        env={**os.environ, "COLUMNS": "120", "TERM": "xterm"},
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(leader)
+    assert process.wait(timeout=30) == 0
+    screen = b"".join(chunks).decode("utf-8", "replace")
+    assert "all batches" in screen
+    assert "━" in screen  # a bar, drawn by rich
+    assert "6/6" in screen and "3/3" in screen
+
+
+def test_rich_is_only_loaded_by_the_progress_display() -> None:
+    code = (
+        "import sys, caproute, caproute.cli.batch; caproute.BatchJob; print('rich' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

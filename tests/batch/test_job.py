@@ -1,0 +1,341 @@
+"""The Python API against the fake: plan, submit, wait, merge results, retry, cancel."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from batch_helpers import (
+    BIG,
+    GONE,
+    NOBATCH,
+    SMALL,
+    creates,
+    item,
+    job_options,
+    read_results,
+    sent_custom_ids,
+    write_jsonl,
+    write_mixed,
+)
+
+import caproute
+from caproute import AsyncBatchJob, BatchJob, BatchLimits, BatchStateError
+from caproute._batch_api import SyncDriver
+from caproute.testing import FakeAnthropic
+
+
+def test_mixed_workload_end_to_end(fake: FakeAnthropic, tmp_path: Path) -> None:
+    kinds = write_mixed(tmp_path / "in.jsonl", 60)
+    fake.batches.configure(errored=0.1, expired=0.1, seed=5)
+    with BatchJob.create(
+        tmp_path / "in.jsonl", tmp_path / "state", limits=BatchLimits(7), **job_options(fake)
+    ) as job:
+        plan = job.plan
+        expected = Counter(kinds.values())
+        assert plan.requests == 60
+        assert plan.outcomes["unchanged"] == expected["unchanged"]
+        assert plan.outcomes["adjusted"] == expected["adjusted"]
+        assert plan.outcomes["rerouted"] == expected["rerouted"]
+        assert plan.outcomes["passthrough"] == expected["unknown_model"]
+        assert plan.refused == expected["refused"]
+        assert plan.sent_requests == 60 - expected["refused"]
+        assert plan.chunks == -(-plan.sent_requests // 7)
+        assert f"{NOBATCH} → {BIG}" in plan.summary()
+        assert "pdf_input" in plan.refusals[0].label
+        assert fake.count("/v1/messages/batches") == 0  # nothing sent while planning
+
+        assert job.submit() == plan.chunks
+        status = job.wait()
+        assert status.ended
+        assert status.refused == expected["refused"]
+        assert status.counts.total == plan.sent_requests
+        report = job.write_results(tmp_path / "out.jsonl")
+
+    lines = read_results(tmp_path / "out.jsonl")
+    assert [line["custom_id"] for line in lines] == list(kinds)  # input order, each once
+    assert report.lines == 60
+    by_id = {line["custom_id"]: line for line in lines}
+    for custom_id, kind in kinds.items():
+        result = by_id[custom_id]["result"]
+        decision = by_id[custom_id]["caproute"]["decision"]
+        if kind == "refused":
+            assert result["type"] == "refused"
+            assert "pdf_input" in result["reason"]
+            assert decision["outcome"] == "rejected"
+            assert by_id[custom_id]["caproute"]["batch_id"] is None
+        elif kind == "unknown_model":
+            assert result["type"] == "errored"
+            assert result["error"]["error"]["type"] == "not_found_error"  # the API's reason
+            assert decision["outcome"] == "passthrough"
+        else:
+            assert result["type"] in ("succeeded", "errored", "expired")
+            assert decision["outcome"] == kind
+            if result["type"] == "succeeded":
+                assert result["message"]["model"] == (
+                    BIG if kind == "rerouted" else decision["model"]
+                )
+    types = Counter(line["result"]["type"] for line in lines)
+    assert types["expired"] > 0
+    assert sum(report.counts.values()) == 60
+    assert report.counts["refused"] == expected["refused"]
+    assert sorted(sent_custom_ids(fake)) == sorted(
+        cid for cid, kind in kinds.items() if kind != "refused"
+    )
+
+
+def test_each_result_line_carries_the_routing_decision(fake: FakeAnthropic, tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "in.jsonl", [item("a", SMALL, output_config={"effort": "max"})])
+    with BatchJob.create(tmp_path / "in.jsonl", tmp_path / "s", **job_options(fake)) as job:
+        job.submit()
+        job.wait()
+        job.write_results(tmp_path / "out.jsonl")
+    (line,) = read_results(tmp_path / "out.jsonl")
+    decision = line["caproute"]["decision"]
+    assert decision["outcome"] == "adjusted"
+    assert decision["changes"][0]["path"] == "output_config.effort"
+    assert line["caproute"]["line"] == 1 and line["caproute"]["round"] == 1
+    sent = fake.requests[-1]
+    # what was sent is what the decision says
+    posts = [r for r in fake.requests if r.method == "POST" and r.path == "/v1/messages/batches"]
+    assert posts[0].body["requests"][0]["params"]["output_config"] == {"effort": "xhigh"}
+    assert sent.path.endswith("/results")
+
+
+def test_unchanged_lines_are_sent_byte_for_byte(fake: FakeAnthropic, tmp_path: Path) -> None:
+    raw = (
+        '{"params": {"max_tokens": 5, "model": "claude-big-2", '
+        '"messages": [{"role": "user", "content": "caf\\u00e9"}]}, "custom_id": "x"}'
+    )
+    (tmp_path / "in.jsonl").write_text(raw + "\n")
+    with BatchJob.create(tmp_path / "in.jsonl", tmp_path / "s", **job_options(fake)) as job:
+        body = job.state_dir / "rounds" / "1" / "chunk-000001.body.json"
+        assert body.read_bytes() == b'{"requests":[' + raw.encode() + b"]}"
+        job.submit()
+        assert not body.exists()  # dropped once the batch is recorded
+
+
+def test_submit_again_submits_nothing_twice(fake: FakeAnthropic, tmp_path: Path) -> None:
+    write_mixed(tmp_path / "in.jsonl", 20)
+    options = job_options(fake)
+    with BatchJob.create(
+        tmp_path / "in.jsonl", tmp_path / "s", limits=BatchLimits(5), **options
+    ) as job:
+        first = job.submit()
+    with BatchJob.create(tmp_path / "in.jsonl", tmp_path / "s", **options) as again:
+        assert not again.planned_now
+        assert again.submit() == 0
+    assert creates(fake) == first
+    assert len(sent_custom_ids(fake)) == len(set(sent_custom_ids(fake)))
+
+
+def test_a_state_dir_belongs_to_one_input(fake: FakeAnthropic, tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "a.jsonl", [item("a")])
+    write_jsonl(tmp_path / "b.jsonl", [item("b")])
+    BatchJob.create(tmp_path / "a.jsonl", tmp_path / "s", **job_options(fake)).close()
+    with pytest.raises(BatchStateError, match="changed since the job was planned"):
+        BatchJob.create(tmp_path / "b.jsonl", tmp_path / "s", **job_options(fake))
+    write_jsonl(tmp_path / "a.jsonl", [item("a"), item("c")])  # edited in place
+    with pytest.raises(BatchStateError, match="changed since the job was planned"):
+        BatchJob.create(tmp_path / "a.jsonl", tmp_path / "s", **job_options(fake))
+    with pytest.raises(BatchStateError, match="no batch job here"):
+        BatchJob.open(tmp_path / "elsewhere", **job_options(fake))
+
+
+def test_results_before_the_end_say_what_to_do(fake: FakeAnthropic, tmp_path: Path) -> None:
+    fake.batches.configure(processing_s=30)
+    write_jsonl(tmp_path / "in.jsonl", [item("a"), item("b")])
+    with BatchJob.create(tmp_path / "in.jsonl", tmp_path / "s", **job_options(fake)) as job:
+        with pytest.raises(BatchStateError, match="not submitted yet"):
+            job.write_results(tmp_path / "out.jsonl")
+        job.submit()
+        with pytest.raises(BatchStateError, match="have not ended yet"):
+            job.write_results(tmp_path / "out.jsonl")
+        status = job.status()
+    assert not status.ended
+    assert status.batches[0].processing_status == "in_progress"
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_wait_reports_progress_and_backs_off(fake: FakeAnthropic, tmp_path: Path) -> None:
+    fake.batches.configure(processing_s=0.5)
+    write_jsonl(tmp_path / "in.jsonl", [item(f"r{n}") for n in range(40)])
+    seen: list[caproute.BatchStatus] = []
+    with BatchJob.create(
+        tmp_path / "in.jsonl", tmp_path / "s", limits=BatchLimits(20), **job_options(fake)
+    ) as job:
+        job.submit()
+        final = job.wait(on_progress=seen.append)
+    assert final.ended and final.counts.succeeded == 40
+    done = [s.counts.done for s in seen]
+    assert done == sorted(done)  # counts only move forward
+    assert any(0 < d < 40 for d in done)  # partial progress was reported
+    assert seen[-1] is final
+
+
+def test_retry_errored_reroutes_from_the_input(fake: FakeAnthropic, tmp_path: Path) -> None:
+    fake.batches.configure(errored=0.3, seed=2)
+    write_jsonl(tmp_path / "in.jsonl", [item(f"r{n}", SMALL) for n in range(30)])
+    with BatchJob.create(tmp_path / "in.jsonl", tmp_path / "s", **job_options(fake)) as job:
+        job.submit()
+        job.wait()
+        first = job.write_results(tmp_path / "out.jsonl")
+        errored = first.counts["errored"]
+        assert errored > 0
+        # Meanwhile the model stops taking batches: the retry must route around it.
+        fake.update_model(SMALL, unsupported=["batch"])
+        plan = job.retry_errored()
+        assert plan is not None and plan.round == 2
+        assert plan.requests == errored
+        assert plan.outcomes == {"rerouted": errored}
+        job.wait()
+        second = job.write_results(tmp_path / "out.jsonl")
+        assert len(job.plans) == 2
+    lines = read_results(tmp_path / "out.jsonl")
+    assert len(lines) == 30
+    retried = [line for line in lines if line["caproute"]["round"] == 2]
+    assert len(retried) == errored
+    for line in retried:
+        assert line["caproute"]["decision"]["model"] == BIG
+        if line["result"]["type"] == "succeeded":
+            assert line["result"]["message"]["model"] == BIG
+    assert second.counts.get("errored", 0) < errored
+
+
+def test_retry_with_nothing_to_retry(fake: FakeAnthropic, tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "in.jsonl", [item("a")])
+    with BatchJob.create(tmp_path / "in.jsonl", tmp_path / "s", **job_options(fake)) as job:
+        job.submit()
+        job.wait()
+        assert job.retry_errored() is None
+        assert len(job.plans) == 1
+
+
+def test_cancel_stops_submitting_and_cancels_running_batches(
+    fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    fake.batches.configure(processing_s=60)
+    write_jsonl(tmp_path / "in.jsonl", [item(f"r{n}") for n in range(6)])
+    with BatchJob.create(
+        tmp_path / "in.jsonl", tmp_path / "s", limits=BatchLimits(2), **job_options(fake)
+    ) as job:
+        # Submit only the first chunk, as a run interrupted after it would have.
+        records = job._job.store.records()
+        job._drive().run(job._job._submit_chunk(records[0]))
+        status = job.cancel()
+        assert status.canceled
+        assert job.submit() == 0  # a canceled job submits nothing more
+        final = job.wait()
+        assert final.ended and final.counts.canceled == 2
+        report = job.write_results(tmp_path / "out.jsonl")
+    assert creates(fake) == 1
+    assert report.counts == {"canceled": 6}  # 2 canceled by the API, 4 never sent
+    lines = read_results(tmp_path / "out.jsonl")
+    assert [line["caproute"]["batch_id"] is None for line in lines] == [False] * 2 + [True] * 4
+
+
+def test_status_json_shape(fake: FakeAnthropic, tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "in.jsonl", [item("a"), item("b", messages=[])])
+    with BatchJob.create(tmp_path / "in.jsonl", tmp_path / "s", **job_options(fake)) as job:
+        pending = job.status().to_dict()
+        assert pending["unsubmitted"] == 1 and pending["batches"][0]["submission"] == "pending"
+        job.submit()
+        job.wait()
+        data = json.loads(json.dumps(job.status().to_dict()))
+    assert data["ended"] is True
+    assert data["request_counts"]["succeeded"] + data["request_counts"]["errored"] == 2
+    assert data["batches"][0]["batch_id"].startswith("msgbatch_")
+
+
+def test_a_busy_job_is_refused(fake: FakeAnthropic, tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "in.jsonl", [item("a")])
+    with BatchJob.create(tmp_path / "in.jsonl", tmp_path / "s", **job_options(fake)) as job:
+        with job._job.store.locked(), pytest.raises(BatchStateError, match="another caproute"):
+            BatchJob.open(tmp_path / "s", **job_options(fake)).submit()
+        assert fake.count("/v1/messages/batches") == 0
+
+
+def test_the_key_is_never_written(fake: FakeAnthropic, tmp_path: Path) -> None:
+    write_mixed(tmp_path / "in.jsonl", 10)
+    with BatchJob.create(tmp_path / "in.jsonl", tmp_path / "s", **job_options(fake)) as job:
+        job.submit()
+        job.wait()
+        job.write_results(tmp_path / "out.jsonl")
+    for path in [*tmp_path.rglob("*")]:
+        if path.is_file():
+            assert b"batch-test-key" not in path.read_bytes(), path
+
+
+def test_unknown_model_errors_come_back_with_the_apis_reason(
+    fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    write_jsonl(tmp_path / "in.jsonl", [item("a", GONE)])
+    with BatchJob.create(tmp_path / "in.jsonl", tmp_path / "s", **job_options(fake)) as job:
+        job.submit()
+        job.wait()
+        job.write_results(tmp_path / "out.jsonl")
+    (line,) = read_results(tmp_path / "out.jsonl")
+    assert line["result"]["type"] == "errored"
+    assert GONE in line["result"]["error"]["error"]["message"]
+
+
+@pytest.mark.anyio
+async def test_async_api(fake: FakeAnthropic, tmp_path: Path) -> None:
+    kinds = write_mixed(tmp_path / "in.jsonl", 25)
+    fake.batches.configure(processing_s=0.1, errored=0.2, seed=1)
+    events: list[str] = []
+    async with await AsyncBatchJob.create(
+        tmp_path / "in.jsonl",
+        tmp_path / "s",
+        limits=BatchLimits(6),
+        on_event=events.append,
+        **job_options(fake),
+    ) as job:
+        assert job.plan.requests == 25
+        sent = await job.submit()
+        assert sent == job.plan.chunks
+        assert any("submitted as msgbatch_" in e for e in events)
+        assert (await job.wait()).ended
+        report = await job.write_results(tmp_path / "out.jsonl")
+        plan = await job.retry_errored()
+        assert plan is not None
+        await job.wait()
+        await job.write_results(tmp_path / "out.jsonl")
+    assert report.lines == 25
+    assert [line["custom_id"] for line in read_results(tmp_path / "out.jsonl")] == list(kinds)
+    reopened = await AsyncBatchJob.open(tmp_path / "s", **job_options(fake))
+    try:
+        assert len(reopened.plans) == 2
+        assert (await reopened.status()).ended
+    finally:
+        await reopened.aclose()
+
+
+def test_polling_honours_retry_after_and_backs_off(fake: FakeAnthropic, tmp_path: Path) -> None:
+    fake.batches.configure(processing_s=1.0)
+    write_jsonl(tmp_path / "in.jsonl", [item("a")])
+    options = job_options(fake, poll_interval=0.02, max_poll_interval=0.1)
+    with BatchJob.create(tmp_path / "in.jsonl", tmp_path / "s", **options) as job:
+        job.submit()
+        fake.faults.add(
+            "/v1/messages/batches/msgbatch_*",
+            method="GET",
+            status=429,
+            headers={"retry-after": "0.25"},
+        )
+        sleeps: list[float] = []
+
+        def sleep(seconds: float) -> None:
+            sleeps.append(seconds)
+            time.sleep(seconds)
+
+        job._drive().close()
+        job._driver = SyncDriver(job._job.api(), sleep=sleep)
+        assert job.wait().ended
+    assert sleeps[0] == pytest.approx(0.25)  # the server asked for it
+    polls = sleeps[1:]
+    assert polls and all(0.02 <= s <= 0.1 for s in polls)
+    assert any(later > earlier for earlier, later in zip(polls, polls[1:], strict=False))

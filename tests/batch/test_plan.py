@@ -1,0 +1,209 @@
+"""Planning without the network: line checks, routing summary, chunking, the state dir."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from batch_helpers import BIG, NOBATCH, PDF_MESSAGES, SMALL, item, lineup, write_jsonl
+
+from caproute import (
+    BatchInputError,
+    BatchJob,
+    BatchLimits,
+    BatchPlan,
+    LiveRouter,
+    Registry,
+)
+from caproute._batch_input import parse_line, read_lines
+from caproute._batch_store import StateDir
+
+ROUTER = LiveRouter(Registry.from_models(lineup()))
+
+
+def _plan(path: Path, **kw: object) -> BatchPlan:
+    return BatchJob.dry_run(path, router=ROUTER, **kw)  # type: ignore[arg-type]
+
+
+# -- line checks -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        (b"not json", "invalid JSON at column 1"),
+        (b'{"custom_id": "a", "params": {"x": NaN}}', "NaN is not valid JSON"),
+        (b"[1, 2]", "expected a JSON object, got an array"),
+        (b'{"params": {}}', "custom_id: missing"),
+        (b'{"custom_id": 7, "params": {}}', "custom_id: expected a string, got a number"),
+        (b'{"custom_id": "", "params": {}}', "must be 1-64 characters"),
+        (b'{"custom_id": "' + b"x" * 65 + b'", "params": {}}', "must be 1-64 characters"),
+        (b'{"custom_id": "a b", "params": {}}', "must be 1-64 characters"),
+        (b'{"custom_id": "caf\xc3\xa9", "params": {}}', "must be 1-64 characters"),
+        (b'{"custom_id": "a"}', "params: missing (custom_id 'a')"),
+        (b'{"custom_id": "a", "params": []}', "params: expected a JSON object, got an array"),
+        (b'{"custom_id": "a", "params": {}, "extra": 1}', "unknown key 'extra'"),
+        (b'{"custom_id": "a", "params": {}}\xff', "not UTF-8 text"),
+    ],
+)
+def test_bad_lines(raw: bytes, fragment: str) -> None:
+    problem = parse_line(raw)
+    assert isinstance(problem, str)
+    assert fragment in problem
+
+
+def test_good_line() -> None:
+    assert parse_line(b'{"custom_id": "A-z_09", "params": {"model": "m"}}') == (
+        "A-z_09",
+        {"model": "m"},
+    )
+    assert parse_line(('{"custom_id": "' + "x" * 64 + '", "params": {}}').encode()) == (
+        "x" * 64,
+        {},
+    )
+
+
+def test_read_lines_numbers_offsets_and_blank_lines(tmp_path: Path) -> None:
+    data = b'{"a":1}\r\n\n   \n{"b":2}\n{"c":3}'
+    (tmp_path / "f").write_bytes(data)
+    lines = list(read_lines(tmp_path / "f"))
+    assert [(entry.number, entry.raw) for entry in lines] == [
+        (1, b'{"a":1}'),
+        (4, b'{"b":2}'),
+        (5, b'{"c":3}'),
+    ]
+    for entry in lines:
+        assert data[entry.offset : entry.offset + len(entry.raw)] == entry.raw
+
+
+def test_every_bad_line_is_reported_with_its_number(tmp_path: Path) -> None:
+    write_jsonl(
+        tmp_path / "in.jsonl",
+        [item("a"), "oops", item("b"), {"custom_id": "bad id", "params": {}}, item("a")],
+    )
+    with pytest.raises(BatchInputError) as caught:
+        BatchJob.create(tmp_path / "in.jsonl", tmp_path / "state", router=ROUTER)
+    error = caught.value
+    assert [(p.line, p.message.split(":")[0]) for p in error.problems] == [
+        (2, "invalid JSON at column 1"),
+        (4, "custom_id 'bad id'"),
+        (5, "custom_id 'a' is also on line 1; custom_ids must be unique"),
+    ]
+    text = str(error)
+    assert text.startswith(f"{tmp_path / 'in.jsonl'}: 3 bad lines, nothing submitted")
+    assert f"{tmp_path / 'in.jsonl'}:5: custom_id 'a' is also on line 1" in text
+    assert not (tmp_path / "state" / "rounds" / "1").exists()  # nothing planned
+
+
+def test_the_error_lists_twenty_and_counts_the_rest(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "in.jsonl", ["x"] * 25)
+    with pytest.raises(BatchInputError) as caught:
+        _plan(tmp_path / "in.jsonl")
+    assert caught.value.total == 25
+    assert str(caught.value).endswith("... and 5 more bad lines")
+
+
+def test_an_empty_file_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "in.jsonl").write_text("\n\n")
+    with pytest.raises(BatchInputError, match="holds no requests"):
+        _plan(tmp_path / "in.jsonl")
+
+
+# -- routing summary ---------------------------------------------------------------------------
+
+
+def test_summary_names_reroutes_adjustments_and_refusals(tmp_path: Path) -> None:
+    write_jsonl(
+        tmp_path / "in.jsonl",
+        [
+            item("u1"),
+            item("a1", SMALL, output_config={"effort": "max"}),
+            item("r1", NOBATCH),
+            item("r2", NOBATCH),
+            item("x1", BIG, messages=PDF_MESSAGES),
+            item("p1", "claude-who-1"),
+        ],
+    )
+    plan = _plan(tmp_path / "in.jsonl")
+    assert plan.outcomes == {
+        "unchanged": 1,
+        "adjusted": 1,
+        "rerouted": 2,
+        "rejected": 1,
+        "passthrough": 1,
+    }
+    assert plan.refused == 1
+    assert plan.sent_requests == 5 and plan.chunks == 1
+    (reroute,) = plan.reroutes
+    assert reroute.count == 2 and reroute.lines == (3, 4)
+    assert reroute.label.startswith(f"{NOBATCH} → {BIG}: ")
+    assert "batch" in reroute.label
+    (adjust,) = plan.adjustments
+    assert adjust.label.startswith("adjust output_config.effort: ") and adjust.lines == (2,)
+    (refusal,) = plan.refusals
+    assert "pdf_input" in refusal.label and refusal.lines == (5,)
+    text = plan.summary()
+    for fragment in ("rerouted", "refused", "Refused:", "line 5", "To send: 5 requests in 1 batch"):
+        assert fragment in text
+    assert BatchPlan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
+
+
+def test_refused_lines_are_recorded_with_their_reason(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "in.jsonl", [item("a"), item("x", BIG, messages=PDF_MESSAGES)])
+    with BatchJob.create(tmp_path / "in.jsonl", tmp_path / "s", router=ROUTER) as job:
+        assert job.plan.refused == 1
+    (entry,) = [
+        json.loads(line)
+        for line in (tmp_path / "s/rounds/1/refused.jsonl").read_text().split("\n")
+        if line
+    ]
+    assert entry["line"] == 2 and entry["custom_id"] == "x" and "pdf_input" in entry["reason"]
+    body = json.loads((tmp_path / "s/rounds/1/chunk-000001.body.json").read_text())
+    assert [r["custom_id"] for r in body["requests"]] == ["a"]
+
+
+def test_a_request_too_big_for_any_batch_is_refused(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "in.jsonl", [item("small"), item("huge", BIG, system="x" * 5000)])
+    plan = _plan(tmp_path / "in.jsonl", limits=BatchLimits(max_bytes=2000))
+    assert plan.refused == 1
+    assert "bytes; a batch may be at most 2,000 bytes" in plan.refusals[0].label
+
+
+# -- chunks ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("max_requests", "max_bytes"), [(7, 256_000_000), (100, 1500), (3, 900)])
+def test_chunks_respect_both_limits(tmp_path: Path, max_requests: int, max_bytes: int) -> None:
+    items = [item(f"r{n}", system="y" * (n % 13) * 10) for n in range(50)]
+    write_jsonl(tmp_path / "in.jsonl", items)
+    limits = BatchLimits(max_requests, max_bytes)
+    with BatchJob.create(
+        tmp_path / "in.jsonl", tmp_path / "s", router=ROUTER, limits=limits
+    ) as job:
+        records = StateDir(tmp_path / "s").records()
+        assert job.plan.chunks == len(records) > 1
+    seen = []
+    for record in records:
+        raw = (tmp_path / "s" / "rounds" / "1" / f"chunk-{record.chunk:06d}.body.json").read_bytes()
+        body = json.loads(raw)
+        assert len(raw) == record.bytes <= max_bytes
+        assert len(body["requests"]) == record.requests <= max_requests
+        ids = [r["custom_id"] for r in body["requests"]]
+        assert record.first_line == int(ids[0][1:]) + 1 and record.last_line == int(ids[-1][1:]) + 1
+        seen += ids
+    assert seen == [f"r{n}" for n in range(50)]  # in order, none lost, none twice
+
+
+def test_limits_are_checked() -> None:
+    BatchLimits(100_000, 256_000_000)
+    for bad in ((0, 1000), (100_001, 1000), (10, 10), (10, 256_000_001)):
+        with pytest.raises(ValueError):
+            BatchLimits(*bad)
+
+
+def test_dry_run_keeps_nothing(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "in.jsonl", [item("a")])
+    before = set(tmp_path.iterdir())
+    assert _plan(tmp_path / "in.jsonl").requests == 1
+    assert set(tmp_path.iterdir()) == before
