@@ -1,6 +1,6 @@
 """Hypothesis fuzzing: detection and routing are total over any JSON; policies fail cleanly.
 
-* `detect` (and the whole `Router.route`, every endpoint) takes any JSON value without
+* `detect` (and the whole `PolicyEngine.route`, every endpoint) takes any JSON value without
   raising: before the fix a ``document.source.type`` that was a list or an object
   raised ``TypeError`` (an unhashable value tested against a set), and blocks nested
   a few hundred levels deep raised ``RecursionError``.
