@@ -239,5 +239,7 @@ def sdk_client(
         return sdk_class(middleware=[caproute.middleware(router=router)], **options)
     if path == "transport":
         factory = caproute.routed_async_http_client if is_async else caproute.routed_http_client
-        return sdk_class(http_client=factory(router=router), **options)
+        # The SDK's own HTTP library: httpx for 0.x, httpx2 for 1.x and 2.x.
+        flavour = "httpx" if anthropic.__version__.startswith("0.") else "httpx2"
+        return sdk_class(http_client=factory(router=router, flavour=flavour), **options)
     raise AssertionError(f"unknown path {path!r}")
