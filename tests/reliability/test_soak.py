@@ -48,6 +48,18 @@ WINDOW = 0.5
 """The registry TTL: the Models API may be read once per window, no more."""
 MEMORY_MARGIN = 24 * 1024 * 1024
 LOCAL_TOKEN = "caller-token-soak"
+# uvicorn (the fake, the proxy) closes a connection idle for 5 s; a client reusing it at
+# that moment gets a reset. Clients here let idle connections go after 2 s instead.
+LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=100, keepalive_expiry=2)
+
+
+def sdk_options(base_url: str, api_key: str, *, is_async: bool = False) -> dict[str, Any]:
+    http_client = (
+        anthropic.DefaultAsyncHttpxClient(limits=LIMITS)
+        if is_async
+        else anthropic.DefaultHttpxClient(limits=LIMITS)
+    )
+    return {"base_url": base_url, "api_key": api_key, "max_retries": 0, "http_client": http_client}
 
 
 def echo_id(body: dict[str, Any], model_id: str) -> str:
@@ -182,13 +194,16 @@ def test_soak_through_wrap(echo_fake: FakeAnthropic) -> None:
     def fetcher(cls: type[Any]) -> Any:
         return cls(api_key=API_KEY, base_url=echo_fake.url, ttl=WINDOW, cache_file=False)
 
-    options = {"base_url": echo_fake.url, "api_key": API_KEY, "max_retries": 0}
     sync_fetcher = fetcher(RegistryFetcher)
     sync_fetcher.refresh()
-    sync_client = caproute.wrap(anthropic.Anthropic(**options), router=LiveRouter(sync_fetcher))
+    sync_client = caproute.wrap(
+        anthropic.Anthropic(**sdk_options(echo_fake.url, API_KEY)),
+        router=LiveRouter(sync_fetcher),
+    )
     async_fetcher = fetcher(AsyncRegistryFetcher)
 
     def async_client() -> Any:
+        options = sdk_options(echo_fake.url, API_KEY, is_async=True)
         return caproute.wrap(anthropic.AsyncAnthropic(**options), router=LiveRouter(async_fetcher))
 
     with sync_client:
@@ -203,7 +218,7 @@ def own_key_app(config: ProxyConfig) -> ProxyApp:
     )
     fetcher.refresh()
     router = LiveRouter(fetcher)
-    inner = httpx2.AsyncHTTPTransport(limits=httpx2.Limits(max_connections=200))
+    inner = httpx2.AsyncHTTPTransport(limits=LIMITS)
     return ProxyApp(
         config,
         router=router,
@@ -216,7 +231,12 @@ def test_soak_through_the_proxy(echo_fake: FakeAnthropic) -> None:
     echo_fake.reset()
     config = ProxyConfig(upstream=echo_fake.url, api_key=API_KEY, require_token=LOCAL_TOKEN)
     with RunningProxy(config, app=own_key_app) as proxy:
-        options = {"base_url": proxy.url, "api_key": LOCAL_TOKEN, "max_retries": 0}
-        with anthropic.Anthropic(**options) as sync_client:
-            soak(echo_fake, sync_client, lambda: anthropic.AsyncAnthropic(**options))
+        with anthropic.Anthropic(**sdk_options(proxy.url, LOCAL_TOKEN)) as sync_client:
+            soak(
+                echo_fake,
+                sync_client,
+                lambda: anthropic.AsyncAnthropic(
+                    **sdk_options(proxy.url, LOCAL_TOKEN, is_async=True)
+                ),
+            )
         assert proxy.app.metrics.in_flight == 0
