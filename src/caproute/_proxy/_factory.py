@@ -17,7 +17,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx2
 
 from .._core.registry import Registry
@@ -55,31 +54,6 @@ class SnapshotSource:
         return self._registry
 
 
-class ThreadedFetcher:
-    """A `RegistryFetcher` whose blocking `refresh()` runs in a worker thread.
-
-    `LiveRouter.arefresh()` awaits `refresh()` when it returns an awaitable, so the
-    proxy's event loop keeps serving while the Models API is being read.
-    """
-
-    def __init__(self, fetcher: Any) -> None:
-        self._fetcher = fetcher
-
-    def current(self) -> Registry:
-        """The data held now (may start a background refresh thread; never blocks)."""
-        registry: Registry = self._fetcher.current()
-        return registry
-
-    async def refresh(self) -> Registry:
-        """Fetch now, off the event loop."""
-        registry: Registry = await anyio.to_thread.run_sync(self._fetcher.refresh)
-        return registry
-
-    def close(self) -> None:
-        """Stop background work and close the fetcher's HTTP client."""
-        self._fetcher.close()
-
-
 def _registry_source(config: ProxyConfig, metrics: ProxyMetrics) -> tuple[Any, FileWatcher | None]:
     snapshot = config.snapshot
     if config.api_key is not None:
@@ -87,13 +61,19 @@ def _registry_source(config: ProxyConfig, metrics: ProxyMetrics) -> tuple[Any, F
 
         fetcher = RegistryFetcher(
             api_key=config.api_key,
+            # "" rather than None: never fall back to ANTHROPIC_AUTH_TOKEN from the
+            # environment, which would travel to the upstream next to the configured key.
+            auth_token="",
             base_url=config.upstream_base,
             snapshot=snapshot,
             # Replicas are stateless: no user cache file; a shared --snapshot is the
             # way to persist registry data across restarts.
             cache_file=False,
         )
-        return ThreadedFetcher(fetcher), None
+        # A plain sync fetcher: `current()` never blocks (a stale registry starts a
+        # background thread) and `LiveRouter.arefresh()` runs the blocking `refresh()`
+        # in a worker thread, so the event loop never waits for the Models API.
+        return fetcher, None
     if snapshot is None:
         return None, None  # LiveRouter's default: user cache file, else embedded lineup
     source = SnapshotSource(snapshot)
