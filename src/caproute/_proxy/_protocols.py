@@ -1,0 +1,237 @@
+"""uvicorn's HTTP protocols with caproute's limits (see `caproute._proxy._limits`).
+
+Module-level classes, so a uvicorn config naming them can be sent to worker processes
+(``--workers``). They read their limits from the uvicorn config's ``caproute_limits``
+attribute and report each refusal to its ``caproute_on_limit`` callable, if any.
+Imported only when the proxy is served: it imports uvicorn and its parsers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from ._limits import ProtocolLimits, raw_error
+
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    HAVE_HTTPTOOLS = True
+except ImportError:  # pragma: no cover - httptools is in the proxy extra
+    HttpToolsProtocol = H11Protocol  # type: ignore[misc, assignment]  # never chosen then
+    HAVE_HTTPTOOLS = False
+
+_TOO_LARGE = (431, "Request Header Fields Too Large", "invalid_request_error")
+
+
+class _Refuse(Exception):
+    """Raised inside a parser callback: stop parsing, answer this and close."""
+
+    def __init__(self, answer: bytes) -> None:
+        super().__init__("request refused by a protocol limit")
+        self.answer = answer
+
+
+class _LimitsMixin:
+    """The limit bookkeeping shared by both protocol classes.
+
+    The host class calls `_head_bytes_seen` with every chunk that arrives while a
+    request head is being read, `_head_done` when a head is complete, and `_refuse`
+    to answer and close. (Attributes come from uvicorn's protocol classes.)
+    """
+
+    config: Any
+    connections: set[Any]
+    transport: asyncio.Transport
+    loop: asyncio.AbstractEventLoop
+    timeout_keep_alive: float
+    timeout_keep_alive_task: asyncio.TimerHandle | None
+    logger: Any
+
+    def _init_limits(self) -> None:
+        self.limits: ProtocolLimits = getattr(self.config, "caproute_limits", ProtocolLimits())
+        self._head_size = 0
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._refused = False
+        self._pending: bytes | None = None
+        """A refusal raised inside a parser callback (uvicorn may catch the error first)."""
+
+    def _limit_new_connection(self) -> bool:
+        """At connection time: refuse it when over the limit, else arm the idle timer."""
+        if len(self.connections) > self.limits.max_connections:
+            self._count("connections")
+            self._refuse(
+                raw_error(503, "Service Unavailable", "overloaded_error", "too many connections")
+            )
+            return False
+        # uvicorn arms its keep-alive timer only after a response: a connection that
+        # never sends a byte would be held forever.
+        handler = self.timeout_keep_alive_handler  # type: ignore[attr-defined]
+        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, handler)
+        return True
+
+    def _head_bytes_seen(self, size: int) -> None:
+        self._head_size += size
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_late)
+        if self._head_size > self.limits.max_header_bytes:
+            raise _Refuse(
+                self._too_large("request headers are larger than", "bytes", "header_bytes")
+            )
+
+    def _head_done(self) -> None:
+        self._head_size = 0
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_late(self) -> None:
+        self._head_timer = None
+        if self._refused or self.transport.is_closing():
+            return
+        self._count("header_timeout")
+        seconds = f"{self.limits.header_timeout:g}"
+        self._refuse(
+            raw_error(
+                408,
+                "Request Timeout",
+                "timeout_error",
+                f"request headers not received within {seconds}s",
+            )
+        )
+
+    def _too_large(self, what: str, unit: str, limit_name: str) -> bytes:
+        self._count(limit_name)
+        limit = getattr(self.limits, f"max_{limit_name}")
+        self._pending = raw_error(*_TOO_LARGE, f"{what} {limit} {unit}")
+        return self._pending
+
+    def _refuse(self, answer: bytes) -> None:
+        self._refused = True
+        self._head_done()
+        if not self.transport.is_closing():
+            self.transport.write(answer)
+            self.transport.close()
+
+    def _count(self, limit: str) -> None:
+        count = getattr(self.config, "caproute_on_limit", None)
+        if count is not None:
+            count(limit)
+
+    def _stop_timers(self) -> None:
+        self._head_done()
+
+
+class LimitedH11(_LimitsMixin, H11Protocol):  # type: ignore[misc]
+    """uvicorn's h11 protocol with caproute's limits.
+
+    h11 itself bounds the head (``h11_max_incomplete_event_size``, set to the same
+    limit, which uvicorn answers with a plain 400); the count here catches it first
+    with a 431. The header count is checked by the application for this parser.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_limits()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._limit_new_connection()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_timers()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+
+        if self._refused:
+            return
+        if self.conn.their_state is h11.IDLE:
+            try:
+                self._head_bytes_seen(len(data))
+            except _Refuse as refusal:
+                self._refuse(refusal.answer)
+                return
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:
+            self._head_done()
+
+
+class LimitedHttpTools(_LimitsMixin, HttpToolsProtocol):  # type: ignore[misc]
+    """uvicorn's httptools protocol with caproute's limits."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_limits()
+        self._in_head = True
+        self._head_fields = 0
+        self._head_field_bytes = 0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._limit_new_connection()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_timers()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        try:
+            if self._in_head:
+                self._head_bytes_seen(len(data))
+            super().data_received(data)
+        except _Refuse as refusal:
+            self._refuse(refusal.answer)
+
+    def send_400_response(self, msg: str) -> None:
+        """A malformed request, or a limit hit inside a parser callback: API-shaped."""
+        if self._refused:
+            return
+        answer = self._pending or raw_error(400, "Bad Request", "invalid_request_error", msg)
+        self._refuse(answer)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_fields = 0
+        self._head_field_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._grow(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_fields += 1
+        if self._head_fields > self.limits.max_header_count:
+            raise _Refuse(self._too_large("more request headers than", "headers", "header_count"))
+        self._grow(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def _grow(self, size: int) -> None:
+        # The chunk count in `data_received` misses a head that arrives whole in
+        # one big read; the parsed sizes catch it.
+        self._head_field_bytes += size
+        if self._head_field_bytes > self.limits.max_header_bytes:
+            raise _Refuse(
+                self._too_large("request headers are larger than", "bytes", "header_bytes")
+            )
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_done()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head = True
+
+
+def protocol_class(http: str) -> type[asyncio.Protocol]:
+    """The limited uvicorn protocol class for ``"httptools"`` or ``"h11"``."""
+    if http == "httptools" and HAVE_HTTPTOOLS:
+        return LimitedHttpTools
+    return LimitedH11
