@@ -235,7 +235,11 @@ def test_watcher_applies_changes_and_rejects_bad_files(
     applied: list[str] = []
     reloads: Counter[str] = Counter()
     watcher = FileWatcher(
-        file, what="policy", load=load_text, apply=applied.append, on_result=lambda result: reloads.update([result])
+        file,
+        what="policy",
+        load=load_text,
+        apply=applied.append,
+        on_result=lambda result: reloads.update([result]),
     )
     assert watcher.load_initial() == "one"
 

@@ -303,11 +303,16 @@ class ProxyApp:
         )
         transport = await self._transport_for(headers, exchange)
         with _cancelled_if_caller_leaves(receive, exchange):
-            with lend(exchange.credential):
-                token = _EXCHANGE.set(exchange)
+            credential, exchange.credential = exchange.credential, None
+            with lend(credential):
+                del credential
+                # A box emptied on the way out (see `lend` for why not the object itself).
+                box = [exchange]
+                token = _EXCHANGE.set(box)
                 try:
                     response = await self._send_upstream(transport, request, exchange)
                 finally:
+                    box.clear()
                     _EXCHANGE.reset(token)
             try:
                 decision = response.extensions.get("caproute_decision") or exchange.decision
@@ -764,12 +769,12 @@ def _meter_for(
 
 def _remember_decision(decision: Decision) -> None:
     """The routers' decision hook: the request's decision, for answers that carry none."""
-    exchange = _EXCHANGE.get()
-    if exchange is not None:
-        exchange.decision = decision
+    box = _EXCHANGE.get()
+    if box:
+        box[0].decision = decision
 
 
-_EXCHANGE: ContextVar[_Exchange | None] = ContextVar("caproute_proxy_exchange", default=None)
+_EXCHANGE: ContextVar[list[_Exchange] | None] = ContextVar("caproute_proxy_exchange", default=None)
 
 
 def _iso(timestamp: float) -> str | None:

@@ -48,7 +48,7 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from contextvars import ContextVar
+from contextvars import Context, ContextVar
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
@@ -123,17 +123,39 @@ def presented_credential(headers: Headers) -> Credential | None:
     return bearer
 
 
-_LENT: ContextVar[Credential | None] = ContextVar("caproute_proxy_credential", default=None)
+class _Lease:
+    """A credential lent for one block; emptied when the block ends."""
+
+    __slots__ = ("credential",)
+
+    def __init__(self, credential: Credential | None) -> None:
+        self.credential = credential
+
+
+_LENT: ContextVar[_Lease | None] = ContextVar("caproute_proxy_credential", default=None)
 
 
 @contextlib.contextmanager
 def lend(credential: Credential | None) -> Iterator[None]:
-    """Make `credential` available to refreshes the routing flow asks for, for this block."""
-    token = _LENT.set(credential)
+    """Make `credential` available to refreshes the routing flow asks for, for this block.
+
+    The context variable holds a lease that is emptied on the way out, not the
+    credential itself: event loops keep a copy of the context current when a
+    connection was opened (for its callbacks), and a pooled upstream connection
+    outlives the request that opened it.
+    """
+    lease = _Lease(credential)
+    token = _LENT.set(lease)
     try:
         yield
     finally:
+        lease.credential = None
         _LENT.reset(token)
+
+
+def _lent() -> Credential | None:
+    lease = _LENT.get()
+    return None if lease is None else lease.credential
 
 
 def hmac_key(cache_dir: Path | None) -> bytes:
@@ -262,11 +284,12 @@ class CallerRegistry:
 
     async def refresh(self) -> Registry:
         """Fetch now with the credential the current request lent (see `lend`)."""
-        credential = _LENT.get()
+        credential = _lent()
         if credential is not None and credential.digest(self._owner.key) == self.digest:
             flight = self._flight or self._start(credential)
             with contextlib.suppress(Exception):
-                await asyncio.shield(flight)
+                # Bounded like the first fetch; a slow fetch carries on for later requests.
+                await asyncio.wait_for(asyncio.shield(flight), self._owner.first_fetch_timeout)
         return self.registry
 
     # -- state ----------------------------------------------------------------------------
@@ -322,8 +345,10 @@ class CallerRegistry:
             self._start(credential)
 
     def _start(self, credential: Credential) -> asyncio.Task[None]:
+        # An empty context: the fetch must not carry (or let its connections keep) the
+        # request's context; it gets the credential as an argument and drops it when done.
         flight = asyncio.get_running_loop().create_task(
-            self._fetch(credential), name="caproute-caller-registry"
+            self._fetch(credential), name="caproute-caller-registry", context=Context()
         )
         self._flight = flight
         return flight

@@ -75,6 +75,8 @@ class FakeAnthropic:
         api_key: str | None = None,
         reply: str | Callable[[dict[str, Any], str], str] | None = None,
         stream_delay: float = 0.0,
+        keys: Mapping[str, Iterable[str] | None] | None = None,
+        models_forbidden: Iterable[str] = (),
     ) -> None:
         """Configure the fake; nothing listens until `start()` / ``with``.
 
@@ -88,6 +90,12 @@ class FakeAnthropic:
             reply: The assistant text: a string, or ``f(body, model_id) -> str``.
                 Default: ``"Hello from <model id>."``.
             stream_delay: Seconds between SSE events (none before the first one).
+            keys: More keys the fake accepts (with `api_key` set), each mapped to the
+                model ids it may see and use (`None`: all), as organizations and
+                workspaces see different lineups: ``GET /v1/models`` lists only those,
+                and inference on another model is a 404.
+            models_forbidden: Keys whose ``GET /v1/models`` is a 403
+                ``permission_error`` (they may still call Messages).
         """
         if models is None:
             default_models, default_aliases = default_catalogue()
@@ -102,6 +110,8 @@ class FakeAnthropic:
             api_key=api_key,
             reply=reply_fn,
             stream_delay=stream_delay,
+            keys={k: None if v is None else frozenset(v) for k, v in (keys or {}).items()},
+            models_forbidden=frozenset(models_forbidden),
         )
         self._api_key = api_key
         self._thread: threading.Thread | None = None
