@@ -13,6 +13,7 @@ import pytest
 from proxy_helpers import metric_value
 
 from caproute import ConfigError, PolicyError
+from caproute._core.decision import Decision
 from caproute._proxy import ProxyConfig
 from caproute._proxy._headers import (
     downstream_response_headers,
@@ -20,7 +21,6 @@ from caproute._proxy._headers import (
     token_matches,
     upstream_request_headers,
 )
-from caproute._core.decision import Decision
 from caproute._proxy._metrics import MAX_MODEL_LABELS, ProxyMetrics
 from caproute._proxy._reload import FileWatcher
 from caproute._proxy._signals import sighup_handler
