@@ -457,8 +457,15 @@ class ProxyApp:
         try:
             response: httpx2.Response = await transport.handle_async_request(request)
         except UnreadErrorBody as unread:
-            # An error body too big to read for routing: the caller gets it as sent.
-            return unread.response
+            # An error body too big to read for routing: the caller gets it as sent,
+            # with the decision the request was sent under.
+            response = unread.response
+            if exchange.decision is not None:
+                response.headers.update(exchange.decision.header_values())
+                response.extensions = {
+                    **response.extensions,
+                    "caproute_decision": exchange.decision,
+                }
         except httpx2.TimeoutException:
             exchange.outcome = "failed"
             self.metrics.record_upstream_error("timeout")

@@ -143,12 +143,14 @@ class CappedErrorBodies(httpx2.AsyncBaseTransport):
             chunks.append(chunk)
             size += len(chunk)
             if size > self._limit:
-                raise UnreadErrorBody(self._rebuilt(response, _Prefixed(chunks, rest, response)))
+                raise UnreadErrorBody(
+                    _rebuilt(response, request, _Prefixed(chunks, rest, response))
+                )
         raw = b"".join(chunks)
         decoded = _decode(raw, response.headers.get("content-encoding", ""), self._limit)
         if decoded is None:
             await response.aclose()
-            raise UnreadErrorBody(self._rebuilt(response, httpx2.ByteStream(raw)))
+            raise UnreadErrorBody(_rebuilt(response, request, httpx2.ByteStream(raw)))
         await response.aclose()
         headers = [
             (name, value)
@@ -163,19 +165,22 @@ class CappedErrorBodies(httpx2.AsyncBaseTransport):
             extensions=response.extensions,
         )
 
-    @staticmethod
-    def _rebuilt(response: httpx2.Response, stream: httpx2.AsyncByteStream) -> httpx2.Response:
-        return httpx2.Response(
-            response.status_code,
-            headers=response.headers.raw,
-            stream=stream,
-            request=response.request,
-            extensions=response.extensions,
-        )
-
     async def aclose(self) -> None:
         """Close the inner transport."""
         await self._inner.aclose()
+
+
+def _rebuilt(
+    response: httpx2.Response, request: httpx2.Request, stream: httpx2.AsyncByteStream
+) -> httpx2.Response:
+    """`response` with its headers as sent and `stream` as its body."""
+    return httpx2.Response(
+        response.status_code,
+        headers=response.headers.raw,
+        stream=stream,
+        request=request,
+        extensions=response.extensions,
+    )
 
 
 def _decode(raw: bytes, encoding: str, limit: int) -> bytes | None:

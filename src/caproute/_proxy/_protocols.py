@@ -2,7 +2,7 @@
 
 Module-level classes, so a uvicorn config naming them can be sent to worker processes
 (``--workers``). They read their limits from the uvicorn config's ``caproute_limits``
-attribute and report each refusal to its ``caproute_on_limit`` callable, if any.
+attribute and count each refusal in the served app's metrics.
 Imported only when the proxy is served: it imports uvicorn and its parsers.
 """
 
@@ -24,6 +24,9 @@ except ImportError:  # pragma: no cover - httptools is in the proxy extra
     HttpToolsProtocol = H11Protocol  # type: ignore[misc, assignment]  # never chosen then
     HAVE_HTTPTOOLS = False
 
+LINGER = 1.0
+"""Seconds a refused connection is drained before it is closed (see `_refuse`)."""
+
 _TOO_LARGE = (431, "Request Header Fields Too Large", "invalid_request_error")
 
 
@@ -38,9 +41,10 @@ class _Refuse(Exception):
 class _LimitsMixin:
     """The limit bookkeeping shared by both protocol classes.
 
-    The host class calls `_head_bytes_seen` with every chunk that arrives while a
-    request head is being read, `_head_done` when a head is complete, and `_refuse`
-    to answer and close. (Attributes come from uvicorn's protocol classes.)
+    The host class calls `_head_started` with every read that arrives while a request
+    head is being read, `_check_head_size` after parsing it if the head is still
+    incomplete, `_head_done` when a head is complete, and `_refuse` to answer and
+    close. (Attributes come from uvicorn's protocol classes.)
     """
 
     config: Any
@@ -56,6 +60,7 @@ class _LimitsMixin:
         self._head_size = 0
         self._head_timer: asyncio.TimerHandle | None = None
         self._refused = False
+        self._linger: asyncio.TimerHandle | None = None
         self._pending: bytes | None = None
         """A refusal raised inside a parser callback (uvicorn may catch the error first)."""
 
@@ -73,10 +78,14 @@ class _LimitsMixin:
         self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, handler)
         return True
 
-    def _head_bytes_seen(self, size: int) -> None:
+    def _head_started(self, size: int) -> None:
+        """Bytes arrived while a head is being read (some may be its body's)."""
         self._head_size += size
         if self._head_timer is None:
             self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_late)
+
+    def _check_head_size(self) -> None:
+        """After parsing a read: the head is still incomplete, is it already too big?"""
         if self._head_size > self.limits.max_header_bytes:
             raise _Refuse(
                 self._too_large("request headers are larger than", "bytes", "header_bytes")
@@ -110,19 +119,37 @@ class _LimitsMixin:
         return self._pending
 
     def _refuse(self, answer: bytes) -> None:
+        """Answer and close, lingering: read and discard what the caller still sends.
+
+        Closing a socket with unread input makes the kernel send a reset, which can
+        destroy the answer before the caller reads it (a caller still sending its
+        oversized head would see "connection reset" instead of the 431). So the
+        write side is shut first and the rest is drained for at most `LINGER` seconds.
+        """
         self._refused = True
         self._head_done()
-        if not self.transport.is_closing():
-            self.transport.write(answer)
-            self.transport.close()
+        transport = self.transport
+        if transport.is_closing():
+            return
+        transport.write(answer)
+        if transport.can_write_eof():
+            transport.write_eof()
+            self._linger = self.loop.call_later(LINGER, transport.close)
+        else:  # pragma: no cover - TLS transports can't half-close
+            transport.close()
 
     def _count(self, limit: str) -> None:
-        count = getattr(self.config, "caproute_on_limit", None)
-        if count is not None:
-            count(limit)
+        # The app this protocol serves (built in this process, worker or not) counts it.
+        metrics = getattr(getattr(self, "app", None), "metrics", None)
+        record = getattr(metrics, "record_limit", None)
+        if record is not None:
+            record(limit)
 
     def _stop_timers(self) -> None:
         self._head_done()
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
 
 
 class LimitedH11(_LimitsMixin, H11Protocol):  # type: ignore[misc]
@@ -145,19 +172,32 @@ class LimitedH11(_LimitsMixin, H11Protocol):  # type: ignore[misc]
         self._stop_timers()
         super().connection_lost(exc)
 
-    def data_received(self, data: bytes) -> None:
-
+    def send_400_response(self, msg: str) -> None:
+        """A malformed request (API-shaped), or h11's own head limit (431)."""
         if self._refused:
             return
-        if self.conn.their_state is h11.IDLE:
-            try:
-                self._head_bytes_seen(len(data))
-            except _Refuse as refusal:
-                self._refuse(refusal.answer)
-                return
+        if self._head_size > self.limits.max_header_bytes:  # h11: "buffer too long"
+            answer = self._too_large("request headers are larger than", "bytes", "header_bytes")
+        else:
+            answer = raw_error(400, "Bad Request", "invalid_request_error", msg)
+        self._refuse(answer)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        reading_head = self.conn.their_state is h11.IDLE
+        if reading_head:
+            self._head_started(len(data))
         super().data_received(data)
+        if self._refused:
+            return
         if self.conn.their_state is not h11.IDLE:
             self._head_done()
+        elif reading_head:
+            try:
+                self._check_head_size()
+            except _Refuse as refusal:
+                self._refuse(refusal.answer)
 
 
 class LimitedHttpTools(_LimitsMixin, HttpToolsProtocol):  # type: ignore[misc]
@@ -183,8 +223,10 @@ class LimitedHttpTools(_LimitsMixin, HttpToolsProtocol):  # type: ignore[misc]
             return
         try:
             if self._in_head:
-                self._head_bytes_seen(len(data))
+                self._head_started(len(data))
             super().data_received(data)
+            if self._in_head:
+                self._check_head_size()
         except _Refuse as refusal:
             self._refuse(refusal.answer)
 
