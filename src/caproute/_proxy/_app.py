@@ -35,6 +35,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import re
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
@@ -567,6 +568,7 @@ class ProxyApp:
             "upstream": self.config.upstream_base,
             "mode": "own-key" if self.config.own_key else "pass-through",
             "uptime_s": round(now - self._started_at, 3),
+            "pid": os.getpid(),
             "registry": {
                 "source": registry.source.describe(now),
                 "age_s": _round(age),
