@@ -557,7 +557,10 @@ class ProxyApp:
                 reasons.append(f"{name} reload rejected, the previous {name} stays in force")
         stale_after = self.config.stale_after
         age = registry.source.age(now)
-        if age is not None and age > stale_after:
+        # In pass-through mode the proxy's own registry is only the fallback: its age
+        # matters when the operator provides it (--snapshot), not for the user cache.
+        judged = self.config.own_key or self.config.snapshot is not None
+        if judged and age is not None and age > stale_after:
             reasons.append(
                 f"registry is {age:.0f}s old (stale after {stale_after:g}s): {registry.source.kind}"
             )

@@ -16,14 +16,6 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ._limits import ProtocolLimits, raw_error
 
-try:
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
-    HAVE_HTTPTOOLS = True
-except ImportError:  # pragma: no cover - httptools is in the proxy extra
-    HttpToolsProtocol = H11Protocol  # type: ignore[misc, assignment]  # never chosen then
-    HAVE_HTTPTOOLS = False
-
 LINGER = 1.0
 """Seconds a refused connection is drained before it is closed (see `_refuse`)."""
 
@@ -200,80 +192,14 @@ class LimitedH11(_LimitsMixin, H11Protocol):  # type: ignore[misc]
                 self._refuse(refusal.answer)
 
 
-class LimitedHttpTools(_LimitsMixin, HttpToolsProtocol):  # type: ignore[misc]
-    """uvicorn's httptools protocol with caproute's limits."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._init_limits()
-        self._in_head = True
-        self._head_fields = 0
-        self._head_field_bytes = 0
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._limit_new_connection()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_timers()
-        super().connection_lost(exc)
-
-    def data_received(self, data: bytes) -> None:
-        if self._refused:
-            return
-        try:
-            if self._in_head:
-                self._head_started(len(data))
-            super().data_received(data)
-            if self._in_head:
-                self._check_head_size()
-        except _Refuse as refusal:
-            self._refuse(refusal.answer)
-
-    def send_400_response(self, msg: str) -> None:
-        """A malformed request, or a limit hit inside a parser callback: API-shaped."""
-        if self._refused:
-            return
-        answer = self._pending or raw_error(400, "Bad Request", "invalid_request_error", msg)
-        self._refuse(answer)
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._head_fields = 0
-        self._head_field_bytes = 0
-
-    def on_url(self, url: bytes) -> None:
-        self._grow(len(url))
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_fields += 1
-        if self._head_fields > self.limits.max_header_count:
-            raise _Refuse(self._too_large("more request headers than", "headers", "header_count"))
-        self._grow(len(name) + len(value) + 4)
-        super().on_header(name, value)
-
-    def _grow(self, size: int) -> None:
-        # The chunk count in `data_received` misses a head that arrives whole in
-        # one big read; the parsed sizes catch it.
-        self._head_field_bytes += size
-        if self._head_field_bytes > self.limits.max_header_bytes:
-            raise _Refuse(
-                self._too_large("request headers are larger than", "bytes", "header_bytes")
-            )
-
-    def on_headers_complete(self) -> None:
-        self._in_head = False
-        self._head_done()
-        super().on_headers_complete()
-
-    def on_message_complete(self) -> None:
-        super().on_message_complete()
-        self._in_head = True
-
-
 def protocol_class(http: str) -> type[asyncio.Protocol]:
-    """The limited uvicorn protocol class for ``"httptools"`` or ``"h11"``."""
-    if http == "httptools" and HAVE_HTTPTOOLS:
+    """The limited uvicorn protocol class for ``"httptools"`` or ``"h11"``.
+
+    The httptools one lives in its own module, imported only when chosen, so a server
+    on h11 never loads the httptools parser.
+    """
+    if http == "httptools":
+        from ._protocols_httptools import LimitedHttpTools
+
         return LimitedHttpTools
     return LimitedH11
