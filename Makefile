@@ -40,7 +40,7 @@ $(SDK0_STAMP): pyproject.toml
 	touch $(SDK0_STAMP)
 
 test-sdk0: $(SDK0_STAMP)
-	$(SDK0_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/integration/test_sdk_matrix.py
+	$(SDK0_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/integration/test_sdk_matrix.py tests/integration/test_live_rules.py
 
 # test-sdk0 runs after the main suite (a recursive make keeps the order under -j).
 test: lint types pytest

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from caproute._core.router import Router
+from caproute._core.router import PolicyEngine
 from caproute._snapshot import embedded_registry
 
 TOOLS = [
@@ -177,7 +177,7 @@ def main() -> None:
     args = parser.parse_args()
     rounds = 30 if args.quick else 200
     registry = embedded_registry()
-    router = Router(registry)
+    router = PolicyEngine(registry)
 
     unchanged = agent_request("claude-sonnet-5-5")
     adjusted = agent_request(

@@ -56,7 +56,7 @@ import httpx2
 import tenacity
 from pydantic import ValidationError
 
-from ._core.registry import ModelInfo, Registry, RegistrySource
+from ._core.registry import LearnedFact, ModelInfo, Registry, RegistrySource
 from ._exceptions import (
     ConfigError,
     RegistryError,
@@ -99,7 +99,10 @@ DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_MAX_RETRY_TIME = 30.0
 """Bound on one refresh, in seconds: no retry is started that would end after it."""
 FAILURE_BACKOFF = 60.0
-"""After a failed refresh, `current()` waits this long before starting another one."""
+"""After a failed refresh, no background refresh (and no cold-start wait) starts for this
+long: one attempt per back-off window, shared by every caller."""
+MIN_BACKGROUND_INTERVAL = 10.0
+"""`refresh_in_background()` starts at most one refresh per this many seconds."""
 
 _REGISTRY_KEY = "registry"
 _RETRYABLE_STATUSES = frozenset({408, 409, 429})
@@ -391,6 +394,7 @@ class _FetcherBase:
         self._learned_models: dict[str, ModelInfo] = {}
         self._last_error: Exception | None = None
         self._quiet_until = float("-inf")
+        self._last_started = float("-inf")
 
     # -- public read-only state -------------------------------------------------------------
 
@@ -398,6 +402,14 @@ class _FetcherBase:
     def last_error(self) -> Exception | None:
         """Why the last refresh failed; None after a success (or before any attempt)."""
         return self._last_error
+
+    @property
+    def may_go_live(self) -> bool:
+        """Whether a first live fetch can still be awaited: credentials are configured,
+        no live data is held yet, and no failure back-off is running."""
+        return (
+            self._credentials.present and not self._has_live and self._clock() >= self._quiet_until
+        )
 
     @property
     def is_fresh(self) -> bool:
@@ -433,6 +445,15 @@ class _FetcherBase:
             and self._credentials.present
             and not self.is_fresh
             and self._clock() >= self._quiet_until
+        )
+
+    def _may_start_soon(self) -> bool:
+        """Whether `refresh_in_background` may start a refresh now (rate-limited)."""
+        now = self._clock()
+        return (
+            self._credentials.present
+            and now >= self._quiet_until
+            and now - self._last_started >= MIN_BACKGROUND_INTERVAL
         )
 
     def _require_credentials(self) -> None:
@@ -499,11 +520,21 @@ class _FetcherBase:
         )
 
     def _accept_live(self, registry: Registry) -> Registry:
-        """Adopt a fetched registry, keeping models and aliases learned by `retrieve`."""
+        """Adopt a fetched registry, keeping what was known before.
+
+        Models the list leaves out (its default filter hides retired ones; a key may not
+        see every model) stay as tombstones, and models and aliases learned by
+        `retrieve` and learned facts carry over (`Registry.updated_by`).
+        """
         for info in self._learned_models.values():
             if info.id not in registry:
                 registry = registry.with_model(info)
         registry = registry.with_aliases(self._learned_aliases)
+        dropped = (
+            f"not listed by the Models API at {self.base_url} any more "
+            "(retired, or not available to this key)"
+        )
+        registry = self._best().updated_by(registry, dropped=dropped)
         self._registry = registry
         self._fresh[_REGISTRY_KEY] = registry
         self._has_live = True
@@ -532,6 +563,11 @@ class _FetcherBase:
         self._registry = registry.with_aliases(self._learned_aliases)
         return info
 
+    def _adopt_learned(self, facts: Sequence[LearnedFact]) -> Registry:
+        """Lay `facts` over the data held (what `save_learned` persists)."""
+        self._registry = self._best().with_learned(facts)
+        return self._registry
+
     def _persist(self, registry: Registry) -> None:
         if not self._cache_file:
             return
@@ -549,6 +585,9 @@ class _FetcherBase:
         registry once a page says ``has_more: false``.
         """
         started = self._clock()
+        # Stamped when the fetch starts: the data is as old as the request that read it
+        # (a fact learned while the fetch was under way must not look older than it).
+        source = self._source()
         pages: list[JSONObject] = []
         cursor: str | None = None
         while len(pages) < MAX_PAGES:
@@ -561,7 +600,7 @@ class _FetcherBase:
                 break
         else:
             raise RegistryError(f"the Models API kept paging past {MAX_PAGES} pages")
-        registry = Registry.from_pages(pages, source=self._source())
+        registry = Registry.from_pages(pages, source=source)
         logger.info(
             "fetched %d models in %d page(s) from %s in %.3fs",
             len(registry),
@@ -684,9 +723,7 @@ class RegistryFetcher(_FetcherBase):
             if self._flight is None and self._wants_background_refresh():
                 flight: Future[Registry] = Future()
                 self._flight = flight
-                threading.Thread(
-                    target=self._fly, args=(flight,), name="caproute-registry", daemon=True
-                ).start()
+                self._start_thread(flight)
             return registry
 
     def refresh(self) -> Registry:
@@ -715,6 +752,46 @@ class RegistryFetcher(_FetcherBase):
         except Exception as exc:
             with self._lock:
                 return self._after_failure(exc)
+
+    def wait_live(self, timeout: float) -> Registry | None:
+        """The live registry, waiting at most `timeout` seconds for a fetch to land.
+
+        For the cold start: returns at once with live data already held, or with
+        `None` when no live fetch can come (no credentials, or a failure back-off is
+        running); otherwise joins the fetch in flight (starting one if none is) for at
+        most `timeout` seconds. Never raises.
+        """
+        with self._lock:
+            if self._has_live:
+                return self._best()
+            if not self.may_go_live:
+                return None
+            flight = self._flight
+            if flight is None:
+                flight = self._flight = Future()
+                self._start_thread(flight)
+        try:
+            return flight.result(timeout=timeout)
+        except Exception:  # a timeout or a failed fetch: route on what is held
+            return None
+
+    def refresh_in_background(self) -> bool:
+        """Start a refresh in a background thread unless background refreshes are off,
+        one is running, a failure back-off is on, or one started less than 10 s ago;
+        True if one started."""
+        with self._lock:
+            if not self.background or self._flight is not None or not self._may_start_soon():
+                return False
+            flight: Future[Registry] = Future()
+            self._flight = flight
+            self._start_thread(flight)
+            return True
+
+    def save_learned(self, facts: Sequence[LearnedFact]) -> None:
+        """Keep `facts` with the data held and write them to the cache file."""
+        with self._lock:
+            registry = self._adopt_learned(facts)
+        self._persist(registry)
 
     def retrieve(self, model: str) -> ModelInfo | None:
         """The model for an id or alias, asking ``GET /v1/models/{model}`` if unknown.
@@ -756,6 +833,13 @@ class RegistryFetcher(_FetcherBase):
         self.close()
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _start_thread(self, flight: Future[Registry]) -> None:
+        """Run `_fly` in a daemon thread (call with the lock held)."""
+        self._last_started = self._clock()
+        threading.Thread(
+            target=self._fly, args=(flight,), name="caproute-registry", daemon=True
+        ).start()
 
     def _fly(self, flight: Future[Registry]) -> None:
         """Run one fetch and publish its outcome to everyone waiting on `flight`."""
@@ -868,6 +952,30 @@ class AsyncRegistryFetcher(_FetcherBase):
         except Exception as exc:
             return self._after_failure(exc)
 
+    async def wait_live(self, timeout: float) -> Registry | None:
+        """`RegistryFetcher.wait_live`, awaited (the shared fetch is never cancelled)."""
+        if self._has_live:
+            return self._best()
+        if not self.may_go_live:
+            return None
+        flight = self._flight or self._start_flight()
+        try:
+            return await asyncio.wait_for(asyncio.shield(flight), timeout)
+        except Exception:  # a timeout or a failed fetch: route on what is held
+            return None
+
+    def refresh_in_background(self) -> bool:
+        """`RegistryFetcher.refresh_in_background`, as a task on the running loop."""
+        if not self.background or self._flight is not None or not self._may_start_soon():
+            return False
+        self._start_flight()
+        return True
+
+    def save_learned(self, facts: Sequence[LearnedFact]) -> None:
+        """Keep `facts` with the data held and write them to the cache file (blocking
+        file IO: async callers run it in a worker thread)."""
+        self._persist(self._adopt_learned(facts))
+
     async def retrieve(self, model: str) -> ModelInfo | None:
         """The model for an id or alias, asking ``GET /v1/models/{model}`` if unknown."""
         info = self._best().get(model)
@@ -901,6 +1009,7 @@ class AsyncRegistryFetcher(_FetcherBase):
     # -- internals ----------------------------------------------------------------------------
 
     def _start_flight(self) -> asyncio.Task[Registry]:
+        self._last_started = self._clock()
         flight = asyncio.get_running_loop().create_task(self._fly(), name="caproute-registry")
         # Mark a failure as seen even if no one awaits it (a background refresh).
         flight.add_done_callback(lambda t: t.cancelled() or t.exception())

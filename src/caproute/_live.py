@@ -1,18 +1,25 @@
 """`LiveRouter`: the routing core plus the state a running process keeps around it.
 
-The core (`caproute._core.router.route`) is a pure function of a body, a registry and
-a policy. A forwarding path needs more: the *current* registry (which a fetcher keeps
-fresh in the background), a policy that can be swapped while requests are in flight,
-what it learned from the API's answers (retired and overloaded models), and somewhere
-to report each decision. `LiveRouter` holds exactly that and is shared by every path:
-the transports, the SDK middleware and the proxy. It does no network IO per request:
-`route()` reads the registry the fetcher already has (``current()`` never blocks once
-any data exists, and the embedded snapshot counts), and only `refresh()` / `arefresh()`
-(asked for by the response-driven flow in `caproute._flow`) wait for a fetch.
+The core is pure: `caproute._core.router.PolicyEngine` routes a body against one
+registry and one policy, and `caproute._core.flow` decides what to do with the API's
+answers. A forwarding path needs more, and `LiveRouter` holds exactly that, shared by
+every path (the transports, the SDK middleware, the proxy):
+
+* the *current* registry (a fetcher keeps it fresh in the background; ``current()``
+  never blocks once any data exists, and the embedded snapshot counts), with the
+  facts learned from the API's refusals laid over it (`LearnedFact`, with a TTL) and
+  the `PolicyEngine` for it;
+* the policy, swappable while requests are in flight;
+* the models in their overload cool-down;
+* the decision hooks and the ``caproute`` logger.
+
+It hands the flow a `View` of that state (`view()` / `aview()`) and carries out the
+flow's state-changing actions (`carry_out()` / `acarry_out()`): wait for the first live
+fetch (cold start, bounded), learn a fact, mark a model retired, start a cool-down.
 
 Thread- and task-safety: every piece of state is replaced, never mutated in place
 (frozen sets and dicts swapped by assignment, which is atomic in CPython), so a request
-reads a consistent policy and registry without taking a lock.
+reads a consistent view without taking a lock.
 
 Decisions are reported to the ``on_decision`` hook(s) and to the ``caproute`` logger
 (INFO for reroutes, adjustments and rejections; DEBUG otherwise). Records carry the
@@ -22,23 +29,20 @@ never a key, never message content.
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Protocol, TypeAlias, cast
+from typing import Any, Final, Protocol, TypeAlias, cast
 
 from ._core.decision import Decision, RouteResult
+from ._core.flow import Call, Learn, MarkOverloaded, MarkRetired, Refresh, View, route_call
 from ._core.policy import Policy
-from ._core.registry import Registry
-from ._core.router import Router
+from ._core.registry import LearnedFact, Registry
+from ._core.router import PolicyEngine
 from ._types import Clock, Endpoint
-
-if TYPE_CHECKING:
-    from ._flow import Router as FlowRouter
 
 __all__ = [
     "AsyncFetcher",
@@ -47,6 +51,7 @@ __all__ = [
     "PolicyInput",
     "RegistryInput",
     "SyncFetcher",
+    "router_or_live",
 ]
 
 DecisionHook: TypeAlias = Callable[[Decision], object]
@@ -56,12 +61,16 @@ PolicyInput: TypeAlias = Policy | str | Path | None
 """A `Policy`, the path of a policy file, or `None` for the defaults."""
 
 _LOUD_OUTCOMES: Final = frozenset({"adjusted", "rerouted", "rejected"})
-DEFAULT_FALLBACK_STATUSES: Final = frozenset({529})
-"""529 ``overloaded_error`` is about the model, not the caller: another model may work."""
+DEFAULT_LEARNED_TTL_S: Final = 6 * 3600.0
+"""How long a capability fact learned from a 400 is kept (a newer live answer that
+states the value wins before that)."""
+DEFAULT_RETIRED_TTL_S: Final = 7 * 86400.0
+"""How long a model that answered 404 is remembered as retired."""
 
 
 class SyncFetcher(Protocol):
-    """The shape of `caproute._fetch.RegistryFetcher`."""
+    """The shape of `caproute._fetch.RegistryFetcher` (other sources may have less:
+    `wait_live`, `save_learned` and `refresh_in_background` are used when present)."""
 
     def current(self) -> Registry:
         """The best data held now, never waiting for the network."""
@@ -91,7 +100,8 @@ _LOGGER = logging.getLogger("caproute")
 
 
 class LiveRouter:
-    """Route requests against the current registry and policy, and report every decision.
+    """Route requests against the current registry and policy, learn from the API's
+    answers, and report every decision.
 
     Args:
         registry: A fixed `Registry`, or a `RegistryFetcher` / `AsyncRegistryFetcher`
@@ -109,10 +119,13 @@ class LiveRouter:
             re-routing included).
         overload_cooldown_s: How long a model that answered an overload status is
             avoided when another candidate exists.
-        min_refresh_interval_s: Capability 400s trigger at most one registry refresh per
-            this many seconds, so a caller sending bad requests can't hammer the
-            Models API.
+        learned_ttl_s: How long a fact learned from a 400 is kept.
+        retired_ttl_s: How long a model that answered 404 is remembered as retired.
+        cold_start_wait_s: At most how long a request decided before the first live
+            fetch landed waits for it (when live data could change the decision).
+        min_refresh_interval_s: `refresh()` fetches at most once per this many seconds.
         clock: Monotonic seconds, injectable for tests.
+        wall_clock: Unix time (learned facts are stamped with it), injectable.
     """
 
     def __init__(
@@ -125,8 +138,12 @@ class LiveRouter:
         logger: logging.Logger | None = None,
         max_attempts: int = 3,
         overload_cooldown_s: float = 30.0,
+        learned_ttl_s: float = DEFAULT_LEARNED_TTL_S,
+        retired_ttl_s: float = DEFAULT_RETIRED_TTL_S,
+        cold_start_wait_s: float = 10.0,
         min_refresh_interval_s: float = 10.0,
         clock: Clock = time.monotonic,
+        wall_clock: Clock = time.time,
     ) -> None:
         if registry is not None and fetcher is not None:
             raise TypeError("pass a registry or a fetcher, not both")
@@ -148,22 +165,35 @@ class LiveRouter:
             self._async_fetcher = cast("AsyncFetcher", source)
         else:
             self._sync_fetcher = cast("SyncFetcher", source)
-        # What an async fetcher last served: sync `route()` can't await, so async
-        # drivers call `await acurrent()` first and `route()` reads this.
+        # What an async fetcher last served: sync code can't await, so async drivers
+        # call `await aview()` first and sync reads fall back to this.
         self._latest: Registry | None = None
-        # The core `Router` for the current (registry, policy) pair: it precomputes
-        # per-registry lookups, so it is rebuilt only when either object changes.
-        self._core_router: Router | None = None
         self._policy: Policy = _load(policy)
         self._hooks: tuple[DecisionHook, ...] = _hooks(on_decision)
         self._logger = logger or _LOGGER
         self._max_attempts = max_attempts
         self._cooldown = overload_cooldown_s
+        self._learned_ttl = learned_ttl_s
+        self._retired_ttl = retired_ttl_s
+        self._cold_start_wait = cold_start_wait_s
         self._min_refresh_interval = min_refresh_interval_s
         self._clock = clock
-        self._retired: frozenset[str] = frozenset()
-        self._unavailable: Mapping[str, float] = {}  # model -> clock() when it may be tried again
+        self._wall = wall_clock
         self._last_refresh: float | None = None
+        # Learned facts: (model, key) -> fact. Replaced, never mutated.
+        self._facts: Mapping[tuple[str, str], LearnedFact] = {}
+        self._next_expiry = float("inf")
+        # Overload cool-downs: model -> clock() when it may be tried again.
+        self._cooling: Mapping[str, float] = {}
+        self._cooling_until = float("inf")
+        self._avoid: frozenset[str] = frozenset()
+        # The engine for (source registry, facts, policy), rebuilt when one changes.
+        self._basis_source: Registry | None = None
+        self._basis_policy: Policy | None = None
+        self._basis_version = -1
+        self._facts_version = 0
+        self._engine: PolicyEngine | None = None
+        self._view: View | None = None
 
     # -- configuration --------------------------------------------------------------------
 
@@ -193,11 +223,12 @@ class LiveRouter:
 
     @property
     def registry(self) -> Registry:
-        """The registry requests are routed against right now (never waits).
+        """The registry requests are routed against right now, learned facts included
+        (never waits)."""
+        return self.view().engine.registry
 
-        With an async fetcher this is what the last `acurrent()` (or `arefresh()`)
-        returned, or the offline start-up registry before the first one.
-        """
+    def _source_registry(self) -> Registry:
+        """What the source holds now (without our facts), never waiting."""
         if self._fixed is not None:
             return self._fixed
         if self._sync_fetcher is not None:
@@ -206,24 +237,64 @@ class LiveRouter:
                 return current
             self._demote_to_async(current)
         if self._latest is None:
-            # Nobody awaited `acurrent()` yet: serve the offline start-up data rather
-            # than fail; the first `acurrent()` or `arefresh()` replaces it.
+            # Nobody awaited `aview()` yet: serve the offline start-up data rather than
+            # fail; the first `aview()` replaces it.
             self._latest = _offline_registry()
         return self._latest
 
-    async def acurrent(self) -> Registry:
-        """The current registry, for async drivers: call it before `route()`.
+    def view(self) -> View:
+        """The routing state right now, for the flow (`caproute._core.flow`)."""
+        return self._view_of(self._source_registry())
 
-        It awaits an async fetcher's ``current()`` (which never waits for the network
-        either) and keeps the answer for `route()`; for other sources it is `registry`.
-        """
+    async def aview(self) -> View:
+        """`view()` for async drivers: an async fetcher's ``current()`` is awaited (it
+        never waits for the network either)."""
         if self._async_fetcher is None:
-            registry = self.registry  # a sync fetcher's `current()` never waits either
+            registry = self._source_registry()
             if self._async_fetcher is None:
-                return registry
-            # `registry` just found out the fetcher is async after all: await it below.
-        self._latest = registry = await self._async_fetcher.current()
-        return registry
+                return self._view_of(registry)
+            # `_source_registry` just found out the fetcher is async after all.
+        self._latest = await self._async_fetcher.current()
+        return self._view_of(self._latest)
+
+    def _view_of(self, source: Registry) -> View:
+        if self._facts and self._wall() >= self._next_expiry:
+            self._prune_facts()
+        if self._cooling and self._clock() >= self._cooling_until:
+            self._prune_cooling()
+        engine = self._engine
+        if (
+            engine is None
+            or source is not self._basis_source
+            or self._policy is not self._basis_policy
+            or self._facts_version != self._basis_version
+        ):
+            engine = self._rebuild(source)
+        view = self._view
+        if view is None or view.engine is not engine or view.avoid is not self._avoid:
+            live = source.source.kind == "live"
+            view = self._view = View(engine, self._avoid, live, False, None, self._max_attempts)
+        if not view.live and (can_wait := self._may_go_live()) != view.can_wait:
+            view = self._view = view._replace(can_wait=can_wait)
+        if engine.dated:
+            # The clock only feeds the decision's registry age.
+            return view._replace(now=self._wall())
+        return view
+
+    def _rebuild(self, source: Registry) -> PolicyEngine:
+        if source is not self._basis_source and source.learned:
+            self._adopt(source.learned)  # e.g. facts saved in the cache file
+        registry = source
+        if self._facts or source.learned:
+            registry = source.with_learned(self._facts.values())
+        engine = self._engine = PolicyEngine(registry, self._policy)
+        self._basis_source, self._basis_policy = source, self._policy
+        self._basis_version = self._facts_version
+        return engine
+
+    def _may_go_live(self) -> bool:
+        fetcher: Any = self._sync_fetcher or self._async_fetcher
+        return bool(getattr(fetcher, "may_go_live", False))
 
     def _demote_to_async(self, answer: object) -> None:
         """A fetcher taken for sync returned an awaitable: treat it as async from now on.
@@ -238,7 +309,7 @@ class LiveRouter:
         self._sync_fetcher = None
         self._logger.warning(
             "caproute: the registry fetcher's current() returned %s, not a Registry; "
-            "treating it as an async fetcher (read with `await router.acurrent()`)",
+            "treating it as an async fetcher (read with `await router.aview()`)",
             type(answer).__name__,
         )
 
@@ -250,9 +321,8 @@ class LiveRouter:
     def refresh(self) -> bool:
         """Fetch fresh registry data now (blocking); False if skipped or failed.
 
-        Rate-limited by ``min_refresh_interval_s``; a failure is logged, never raised:
-        the request carries on with the data it has. An async fetcher can't be driven
-        from sync code: that is logged as a misconfiguration and skipped.
+        Rate-limited by ``min_refresh_interval_s``; a failure is logged, never raised.
+        An async fetcher can't be driven from sync code: that is logged and skipped.
         """
         if self._async_fetcher is not None:
             self._logger.warning(
@@ -264,17 +334,14 @@ class LiveRouter:
             return False
         try:
             self._sync_fetcher.refresh()
-        except Exception as exc:  # a failed refresh must not fail the request
+        except Exception as exc:  # a failed refresh must not fail the caller
             self._logger.warning("caproute: registry refresh failed: %s", exc)
             return False
         return True
 
     async def arefresh(self) -> bool:
-        """`refresh()` for async callers.
-
-        An async fetcher is awaited; a sync one runs in a worker thread so the event
-        loop never blocks on the network.
-        """
+        """`refresh()` for async callers: an async fetcher is awaited; a sync one runs
+        in a worker thread so the event loop never blocks on the network."""
         if not self.can_refresh or not self._refresh_due():
             return False
         try:
@@ -282,13 +349,10 @@ class LiveRouter:
                 self._latest = await self._async_fetcher.refresh()
             else:
                 assert self._sync_fetcher is not None
-                # A sync fetcher blocks on the network: run it in a worker thread (anyio,
-                # an httpx2 dependency, so this works under asyncio and trio alike;
-                # imported here to keep `import caproute` light).
-                import anyio.to_thread
-
-                await anyio.to_thread.run_sync(self._sync_fetcher.refresh)
-        except Exception as exc:  # a failed refresh must not fail the request
+                answer = await _in_thread(self._sync_fetcher.refresh)
+                if inspect.isawaitable(answer):  # an async `refresh` on a sync-looking fetcher
+                    await answer
+        except Exception as exc:  # a failed refresh must not fail the caller
             self._logger.warning("caproute: registry refresh failed: %s", exc)
             return False
         return True
@@ -300,33 +364,135 @@ class LiveRouter:
         self._last_refresh = now
         return True
 
-    # -- what the API told us -------------------------------------------------------------
+    # -- carrying out the flow's actions ----------------------------------------------------
 
-    def mark_retired(self, model: str) -> None:
-        """Route around `model` from now on (it answered 404 ``not_found_error``)."""
-        self._retired = self._retired | {model}
+    def carry_out(self, action: Refresh | Learn | MarkRetired | MarkOverloaded) -> None:
+        """Do what a state-changing flow action asks (blocking for `Refresh`, bounded)."""
+        if isinstance(action, Refresh):
+            wait = getattr(self._sync_fetcher, "wait_live", None)
+            if wait is not None:
+                wait(self._cold_start_wait)
+            return
+        if self._record(action):
+            self._save_learned()
+        self._refresh_in_background()
 
-    def mark_unavailable(self, model: str) -> None:
-        """Avoid `model` for ``overload_cooldown_s`` when another candidate exists."""
-        until = self._clock() + self._cooldown
-        self._unavailable = {**self._unavailable, model: until}
+    async def acarry_out(self, action: Refresh | Learn | MarkRetired | MarkOverloaded) -> None:
+        """`carry_out` for async drivers (the cold-start wait is awaited)."""
+        if isinstance(action, Refresh):
+            if self._async_fetcher is not None:
+                wait = getattr(self._async_fetcher, "wait_live", None)
+                if wait is not None:
+                    self._latest = await wait(self._cold_start_wait) or self._latest
+            elif (sync_wait := getattr(self._sync_fetcher, "wait_live", None)) is not None:
+                await _in_thread(sync_wait, self._cold_start_wait)
+            return
+        if self._record(action):
+            save = getattr(self._sync_fetcher or self._async_fetcher, "save_learned", None)
+            if save is not None:
+                await _in_thread(save, tuple(self._facts.values()))
+        self._refresh_in_background()
+
+    def learn(self, model: str, key: str, value: bool | int | str, reason: str) -> LearnedFact:
+        """Record a fact about `model` by hand (what the flow's `Learn` does).
+
+        `key` is a capability path (value ``False``: unsupported), ``max_tokens`` (the
+        limit) or ``lifecycle`` (``"retired"``).
+        """
+        ttl = self._retired_ttl if key == "lifecycle" else self._learned_ttl
+        fact = self._remember(model, key, value, ttl, reason)
+        self._save_learned()
+        return fact
+
+    @property
+    def learned(self) -> tuple[LearnedFact, ...]:
+        """The facts learned from the API's answers that are still in force."""
+        if self._facts and self._wall() >= self._next_expiry:
+            self._prune_facts()
+        return tuple(self._facts.values())
+
+    def _record(self, action: Learn | MarkRetired | MarkOverloaded) -> bool:
+        """Apply a state change; True when a learned fact changed (worth saving)."""
+        if isinstance(action, MarkOverloaded):
+            until = self._clock() + self._cooldown
+            self._cooling = {**self._cooling, action.model: until}
+            self._cooling_until = min(self._cooling_until, until)
+            self._avoid = frozenset(self._cooling)
+            return False
+        if isinstance(action, MarkRetired):
+            self._remember(action.model, "lifecycle", "retired", self._retired_ttl, action.reason)
+        else:
+            self._remember(action.model, action.key, action.value, self._learned_ttl, action.reason)
+        return True
+
+    def _remember(
+        self, model: str, key: str, value: bool | int | str, ttl: float, reason: str
+    ) -> LearnedFact:
+        now = self._wall()
+        canonical = self._canonical(model)
+        fact = LearnedFact(canonical, key, value, now, now + ttl, reason)
+        self._facts = {**self._facts, (canonical, key): fact}
+        self._next_expiry = min(self._next_expiry, fact.expires_at)
+        self._facts_version += 1
+        self._logger.info("caproute: learned %s %s = %r (%s)", canonical, key, value, reason)
+        return fact
+
+    def _canonical(self, model: str) -> str:
+        engine = self._engine
+        resolved = engine.registry.resolve(model) if engine is not None else None
+        return resolved or model
+
+    def _adopt(self, facts: Sequence[LearnedFact]) -> None:
+        """Take facts a loaded registry carries (a cache file) into the live store."""
+        now = self._wall()
+        merged = dict(self._facts)
+        for fact in facts:
+            held = merged.get((fact.model, fact.key))
+            if fact.expires_at > now and (held is None or held.learned_at < fact.learned_at):
+                merged[(fact.model, fact.key)] = fact
+        if merged != self._facts:
+            self._facts = merged
+            self._next_expiry = min((f.expires_at for f in merged.values()), default=float("inf"))
+            self._facts_version += 1
+
+    def _prune_facts(self) -> None:
+        now = self._wall()
+        kept = {k: f for k, f in self._facts.items() if f.expires_at > now}
+        self._facts = kept
+        self._next_expiry = min((f.expires_at for f in kept.values()), default=float("inf"))
+        self._facts_version += 1
+
+    def _prune_cooling(self) -> None:
+        now = self._clock()
+        live = {m: t for m, t in self._cooling.items() if t > now}
+        self._cooling = live
+        self._cooling_until = min(live.values(), default=float("inf"))
+        self._avoid = frozenset(live)
+
+    def _save_learned(self) -> None:
+        save = getattr(self._sync_fetcher or self._async_fetcher, "save_learned", None)
+        if save is not None:
+            try:
+                save(tuple(self._facts.values()))
+            except Exception as exc:  # a read-only cache must not fail the request
+                self._logger.warning("caproute: could not save learned facts: %s", exc)
+
+    def _refresh_in_background(self) -> None:
+        start = getattr(self._sync_fetcher or self._async_fetcher, "refresh_in_background", None)
+        if start is not None:
+            start()
+
+    @property
+    def cooling(self) -> frozenset[str]:
+        """Models in their overload cool-down right now."""
+        if self._cooling and self._clock() >= self._cooling_until:
+            self._prune_cooling()
+        return self._avoid
 
     @property
     def retired(self) -> frozenset[str]:
-        """Models marked retired by a 404 during this process's life."""
-        return self._retired
-
-    def fallback_statuses(self, decision: Decision) -> frozenset[int]:
-        """Statuses that send a call to the next candidate.
-
-        Always 529 (``overloaded_error`` is about the model, so another may work), plus
-        the ``fallback_on`` of the policy route that made `decision` (e.g. 429, 5xx).
-        """
-        policy = self._policy
-        spec = policy.default_route
-        if decision.route is not None:
-            spec = next((s for s in policy.route_specs if s.name == decision.route), spec)
-        return DEFAULT_FALLBACK_STATUSES | spec.fallback_on
+        """Models learned to be retired (they answered 404) and still remembered."""
+        return frozenset(m for (m, k), f in self._facts.items() if k == "lifecycle")
 
     # -- routing ----------------------------------------------------------------------------
 
@@ -339,92 +505,30 @@ class LiveRouter:
         betas: Sequence[str] = (),
         headers: Mapping[str, str] | None = None,
         exclude: Sequence[str] = (),
-        attempt: int = 1,
-        cause: str | None = None,
-        allow_cooling: bool = True,
     ) -> RouteResult:
-        """Route one request body and report the decision.
+        """Route one request body and report the decision (no upstream IO).
 
         Args:
             body: The decoded JSON body (never mutated).
             endpoint: ``messages``, ``count_tokens`` or ``batch``.
             api_version: The ``anthropic-version`` header, if any.
             betas: Every ``anthropic-beta`` value.
-            headers: Other request headers the core may consult (never logged).
-            exclude: Models not to use for this call (on top of the retired ones and,
-                while another candidate exists, the overloaded ones).
-            attempt: Which send of the call this is (1 for the first); recorded in
-                ``Decision.extra`` when above 1, with `cause`.
-            cause: Why this call is being routed again.
-            allow_cooling: When only overloaded models (in their cool-down) could serve
-                the request, use one rather than refuse. The flow turns this off for
-                its overload fallback hop: falling back to another overloaded model
-                would only add an upstream request to the SDK's own retries.
+            headers: Other request headers the policy may match on (never logged).
+            exclude: Models not to use (on top of those learned retired and, while
+                another candidate exists, the overloaded ones).
 
         Returns:
             The routed body (the same object when unchanged) and its `Decision`.
-            A rejection on a hop (``attempt > 1``) is not reported: the flow never
-            acts on it, it delivers the upstream answer it already has.
         """
-        # Nothing learned yet (the common case): no call to `_avoid`.
-        avoid = exclude if not self._retired and not self._unavailable else self._avoid(exclude)
-        result = self._core(body, endpoint, api_version, betas, headers, avoid)
-        decision = result.decision
-        # `_unavailable` first: an attribute read, where `rejected` is a property call.
-        if self._unavailable and allow_cooling and decision.rejected:
-            warm = self._avoid(exclude, cooling=False)
-            if warm != avoid:
-                result = self._core(body, endpoint, api_version, betas, headers, warm)
-                decision = result.decision
-        if attempt > 1:
-            if decision.rejected:
-                return result
-            extra = {**decision.extra, "attempt": attempt, "cause": cause}
-            result = RouteResult(result.body, dataclasses.replace(decision, extra=extra))
+        view = self.view()
+        if exclude:
+            view = view._replace(avoid=view.avoid | frozenset(exclude))
+        result = route_call(view, Call(body, endpoint, api_version, tuple(betas), headers))
         self.report(result.decision)
         return result
 
-    def _core(
-        self,
-        body: Any,
-        endpoint: Endpoint,
-        api_version: str | None,
-        betas: Sequence[str],
-        headers: Mapping[str, str] | None,
-        exclude: Sequence[str],
-    ) -> RouteResult:
-        # A fixed registry is read without the `registry` property call.
-        registry = self._fixed if self._fixed is not None else self.registry
-        policy = self._policy
-        router = self._core_router
-        if router is None or router.registry is not registry or router.policy is not policy:
-            router = self._core_router = Router(registry, policy)
-        return router.route(
-            body,
-            endpoint=endpoint,
-            api_version=api_version,
-            betas=betas,
-            headers=headers,
-            exclude=exclude,
-            # The clock only feeds the registry's age: no call when the registry has no date.
-            now=time.time() if router.dated else None,
-        )
-
-    def _avoid(self, exclude: Sequence[str], *, cooling: bool = True) -> Sequence[str]:
-        # The common case (nothing learned yet) costs two attribute reads.
-        if not self._retired and not self._unavailable:
-            return exclude
-        avoid = {*exclude, *self._retired}
-        if cooling and self._unavailable:
-            now = self._clock()
-            live = {m: t for m, t in self._unavailable.items() if t > now}
-            if len(live) != len(self._unavailable):
-                self._unavailable = live
-            avoid.update(live)
-        return tuple(sorted(avoid))
-
     def report(self, decision: Decision) -> None:
-        """Send `decision` to the hooks and the log (what `route` does for its own)."""
+        """Send `decision` to the hooks and the log."""
         for hook in self._hooks:
             try:
                 hook(decision)
@@ -448,6 +552,14 @@ class LiveRouter:
         source = "fetcher" if self.can_refresh else "fixed registry"
         policy = "defaults" if self._policy is Policy.default() else "custom policy"
         return f"LiveRouter({source}, {policy})"
+
+
+async def _in_thread(func: Callable[..., Any], *args: Any) -> Any:
+    # anyio (an httpx2 dependency) runs it in a worker thread under asyncio and trio
+    # alike; imported here to keep `import caproute` light.
+    import anyio.to_thread
+
+    return await anyio.to_thread.run_sync(func, *args)
 
 
 def _is_async_fetcher(fetcher: object) -> bool:
@@ -474,11 +586,11 @@ def _default_source() -> SyncFetcher | None:
 
 
 def router_or_live(
-    router: FlowRouter | None,
+    router: LiveRouter | None,
     registry: RegistryInput,
     policy: PolicyInput,
     on_decision: DecisionHook | Sequence[DecisionHook] | None,
-) -> FlowRouter:
+) -> LiveRouter:
     """`router` itself (a shared one), or a new `LiveRouter` built from the other arguments.
 
     Every forwarding entry point (transports, middleware, `wrap`) takes either a shared

@@ -47,9 +47,8 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 from ._core.decision import Decision
 from ._flow import (
     READS_BODY_ON,
+    Call,
     Reply,
-    RoutedCall,
-    Router,
     Send,
     append_decision_headers,
     decision_header_entries,
@@ -62,7 +61,7 @@ from ._flow import (
     refusal_body,
     reply_for,
 )
-from ._live import DecisionHook, RegistryInput, router_or_live
+from ._live import DecisionHook, LiveRouter, RegistryInput, router_or_live
 
 if TYPE_CHECKING:
     import anthropic
@@ -85,7 +84,7 @@ def middleware(
     policy: Policy | str | Path | None = None,
     registry: RegistryInput = None,
     on_decision: DecisionHook | Sequence[DecisionHook] | None = None,
-    router: Router | None = None,
+    router: LiveRouter | None = None,
     api_version: str | None = None,
 ) -> anthropic.Middleware:
     """A caproute middleware for ``anthropic.Anthropic`` / ``AsyncAnthropic`` (SDK ≥ 0.108).
@@ -139,7 +138,7 @@ def _middleware_class() -> Callable[[_Driver], anthropic.Middleware]:
             self._driver = driver
 
         @property
-        def router(self) -> Router:
+        def router(self) -> LiveRouter:
             """The router deciding for this middleware."""
             return self._driver.router
 
@@ -163,7 +162,7 @@ def _middleware_class() -> Callable[[_Driver], anthropic.Middleware]:
 class _Driver:
     """Drives the routing flow with the SDK's ``APIRequest`` / ``APIResponse``."""
 
-    def __init__(self, router: Router, api_version: str) -> None:
+    def __init__(self, router: LiveRouter, api_version: str) -> None:
         self.router = router
         self._api_version = api_version
 
@@ -181,7 +180,7 @@ class _Driver:
             return await call_next(request)
         return await drive_async(self.router, call, _AsyncShell(), (request, call_next))
 
-    def _call(self, request: APIRequest) -> RoutedCall | None:
+    def _call(self, request: APIRequest) -> Call | None:
         """The call to route, or `None` for a request to pass through untouched."""
         # The SDK's `url` is the path (``/v1/messages``, 0.x beta calls add ``?beta=true``),
         # or a full URL if the caller gave one; both end with the endpoint's path.
@@ -197,12 +196,13 @@ class _Driver:
             return None
         headers = _plain_headers(request.headers)
         betas = headers.get("anthropic-beta")
-        return RoutedCall(  # positional: keyword arguments cost more on this hot path
+        return Call(  # positional: keyword arguments cost more on this hot path
             body,
             endpoint,
             headers.get("anthropic-version", self._api_version),
             parse_betas([betas]) if betas else (),
             headers,
+            getattr(request, "retries_taken", 0),
         )
 
 

@@ -41,9 +41,8 @@ import httpx2
 from ._core.decision import Decision
 from ._flow import (
     READS_BODY_ON,
+    Call,
     Reply,
-    RoutedCall,
-    Router,
     Send,
     append_decision_headers,
     decision_header_entries,
@@ -56,7 +55,7 @@ from ._flow import (
     refusal_body,
     reply_for,
 )
-from ._live import DecisionHook, RegistryInput, router_or_live
+from ._live import DecisionHook, LiveRouter, RegistryInput, router_or_live
 
 if TYPE_CHECKING:
     import httpx
@@ -82,14 +81,14 @@ class _Routing:
 
     _http: ModuleType  # httpx2 or httpx: the module whose Request/Response we build
     _inner: Any
-    _router: Router
+    _router: LiveRouter
 
     @property
-    def router(self) -> Router:
+    def router(self) -> LiveRouter:
         """The router deciding for this transport (a `LiveRouter` unless you passed one)."""
         return self._router
 
-    def _call(self, request: Any, endpoint: Any, content: bytes) -> RoutedCall | None:
+    def _call(self, request: Any, endpoint: Any, content: bytes) -> Call | None:
         """The parsed call, or `None` (after reporting a passthrough) if not a JSON object."""
         try:
             # JSON request bodies are UTF-8 (RFC 8259 §8.1): decoding directly skips
@@ -103,8 +102,8 @@ class _Routing:
             self._router.report(passthrough("the request body is not a JSON object"))
             return None
         headers = request.headers
-        api_version, betas = _version_and_betas(headers)
-        return RoutedCall(body, endpoint, api_version, betas, headers)
+        api_version, betas, retry = _call_headers(headers)
+        return Call(body, endpoint, api_version, betas, headers, retry)
 
     def _outgoing(self, request: Any, send: Send) -> Any:
         """The request to send for `send`: the original one when nothing changed."""
@@ -173,8 +172,9 @@ def _add_headers(headers: Any, values: dict[str, str]) -> None:
     headers.update(values)
 
 
-def _version_and_betas(headers: Any) -> tuple[str | None, tuple[str, ...]]:
-    """``anthropic-version`` (as ``headers.get`` gives it) and the parsed betas.
+def _call_headers(headers: Any) -> tuple[str | None, tuple[str, ...], int]:
+    """``anthropic-version`` (as ``headers.get`` gives it), the parsed betas and the SDK's
+    ``x-stainless-retry-count`` (0 when absent or not a number).
 
     ``Headers.get`` / ``get_list`` each rescan the list and work out the headers'
     encoding (~1.5 µs together); one pass over the raw entries gives the same strings
@@ -186,21 +186,34 @@ def _version_and_betas(headers: Any) -> tuple[str | None, tuple[str, ...]]:
     if isinstance(entries, list) and (not entries or isinstance(entries[0][1], bytes)):
         versions: tuple[bytes, ...] = ()  # tuples: usually one version, no beta
         betas: tuple[bytes, ...] = ()
+        retry = b""
         for entry in entries:
             key = entry[1]
             if key == b"anthropic-version":
                 versions += (entry[2],)
             elif key == b"anthropic-beta":
                 betas += (entry[2],)
+            elif key == b"x-stainless-retry-count":
+                retry = entry[2]
         try:
             # `Headers.get` joins repeated values with ", ".
             version = b", ".join(versions).decode("ascii") if versions else None
+            retries = _retry_count(retry.decode("ascii")) if retry else 0
             if not betas:
-                return version, ()
-            return version, parse_betas([b.decode("ascii") for b in betas])
+                return version, (), retries
+            return version, parse_betas([b.decode("ascii") for b in betas]), retries
         except UnicodeDecodeError:
             pass
-    return headers.get("anthropic-version"), parse_betas(headers.get_list("anthropic-beta"))
+    return (
+        headers.get("anthropic-version"),
+        parse_betas(headers.get_list("anthropic-beta")),
+        _retry_count(headers.get("x-stainless-retry-count")),
+    )
+
+
+def _retry_count(value: str | None) -> int:
+    """The SDK's retry count header as a number (0 when absent or malformed)."""
+    return int(value) if value is not None and value.isdigit() else 0
 
 
 # What `json.loads`'s default decoder scans with, unwrapped (typeshed omits the attribute).
@@ -308,7 +321,7 @@ class RoutingTransport(_SyncRouting, httpx2.BaseTransport):
 
     Args:
         inner: The transport that does the IO (default: a new ``httpx2.HTTPTransport``).
-        router: A shared `LiveRouter` (or anything implementing `caproute._flow.Router`).
+        router: A shared `LiveRouter`.
             Without one, a `LiveRouter` is built from `registry`, `policy` and
             `on_decision`.
         registry: A `Registry` or a registry fetcher (see `LiveRouter`).
@@ -325,7 +338,7 @@ class RoutingTransport(_SyncRouting, httpx2.BaseTransport):
         self,
         inner: httpx2.BaseTransport | None = None,
         *,
-        router: Router | None = None,
+        router: LiveRouter | None = None,
         registry: RegistryInput = None,
         policy: Policy | str | Path | None = None,
         on_decision: DecisionHook | Sequence[DecisionHook] | None = None,
@@ -343,7 +356,7 @@ class AsyncRoutingTransport(_AsyncRouting, httpx2.AsyncBaseTransport):
         self,
         inner: httpx2.AsyncBaseTransport | None = None,
         *,
-        router: Router | None = None,
+        router: LiveRouter | None = None,
         registry: RegistryInput = None,
         policy: Policy | str | Path | None = None,
         on_decision: DecisionHook | Sequence[DecisionHook] | None = None,
@@ -376,7 +389,7 @@ def httpx_transport_classes() -> tuple[type[httpx.BaseTransport], type[httpx.Asy
             self,
             inner: httpx.BaseTransport | None = None,
             *,
-            router: Router | None = None,
+            router: LiveRouter | None = None,
             registry: RegistryInput = None,
             policy: Policy | str | Path | None = None,
             on_decision: DecisionHook | Sequence[DecisionHook] | None = None,
@@ -393,7 +406,7 @@ def httpx_transport_classes() -> tuple[type[httpx.BaseTransport], type[httpx.Asy
             self,
             inner: httpx.AsyncBaseTransport | None = None,
             *,
-            router: Router | None = None,
+            router: LiveRouter | None = None,
             registry: RegistryInput = None,
             policy: Policy | str | Path | None = None,
             on_decision: DecisionHook | Sequence[DecisionHook] | None = None,

@@ -35,12 +35,11 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import httpx2
 
-from ._live import DecisionHook, RegistryInput, router_or_live
+from ._live import DecisionHook, LiveRouter, RegistryInput, router_or_live
 from ._transports import AsyncRoutingTransport, RoutingTransport, httpx_transport_classes
 
 if TYPE_CHECKING:
     from ._core.policy import Policy
-    from ._flow import Router
 
 __all__ = ["routed_async_http_client", "routed_http_client", "wrap"]
 
@@ -75,7 +74,7 @@ def wrap(
     policy: Policy | str | Path | None = None,
     registry: RegistryInput = None,
     on_decision: DecisionHook | Sequence[DecisionHook] | None = None,
-    router: Router | None = None,
+    router: LiveRouter | None = None,
     via: Literal["auto", "transport", "middleware"] = "auto",
 ) -> ClientT:
     """A copy of an ``anthropic.Anthropic`` / ``AsyncAnthropic`` client that routes requests.
@@ -138,7 +137,7 @@ def _client_api_version(client: Any) -> str | None:
     return None
 
 
-def routed_copy(http_client: Any, router: Router) -> Any:
+def routed_copy(http_client: Any, router: LiveRouter) -> Any:
     """A client like `http_client` (httpx2 or httpx, sync or async) whose transports route.
 
     The copy shares the original's transports (and so its connection pool) and keeps a
@@ -164,7 +163,7 @@ def routed_http_client(
     policy: Policy | str | Path | None = None,
     registry: RegistryInput = None,
     on_decision: DecisionHook | Sequence[DecisionHook] | None = None,
-    router: Router | None = None,
+    router: LiveRouter | None = None,
     flavour: Flavour = "httpx2",
     **client_options: Any,
 ) -> Any:
@@ -189,7 +188,7 @@ def routed_async_http_client(
     policy: Policy | str | Path | None = None,
     registry: RegistryInput = None,
     on_decision: DecisionHook | Sequence[DecisionHook] | None = None,
-    router: Router | None = None,
+    router: LiveRouter | None = None,
     flavour: Flavour = "httpx2",
     **client_options: Any,
 ) -> Any:
@@ -269,7 +268,7 @@ def _module_of(http_client: Any) -> Any:
     raise TypeError(f"expected an httpx2 or httpx client, got {type(http_client).__name__}")
 
 
-def _transport_factory(module: Any, is_async: bool, router: Router) -> Any:
+def _transport_factory(module: Any, is_async: bool, router: LiveRouter) -> Any:
     if module is httpx2:
         cls: Any = AsyncRoutingTransport if is_async else RoutingTransport
     else:
@@ -288,7 +287,9 @@ def _keepalive_socket_options() -> list[tuple[int, int, int]]:
     return options
 
 
-def _new_client(flavour: Flavour, is_async: bool, router: Router, options: dict[str, Any]) -> Any:
+def _new_client(
+    flavour: Flavour, is_async: bool, router: LiveRouter, options: dict[str, Any]
+) -> Any:
     if flavour == "httpx2":
         module: Any = httpx2
     elif flavour == "httpx":

@@ -32,7 +32,7 @@ from typing import Any
 
 from caproute import ModelInfo, Registry, RegistrySource, RouteResult
 from caproute._core.policy import Policy
-from caproute._core.router import Router
+from caproute._core.router import PolicyEngine
 
 YES = {"supported": True}
 
@@ -239,7 +239,7 @@ def policy(actions: Mapping[str, str] | None = None, **route: Any) -> Policy:
 
 def run(request: Any, policy: Policy | None = None, **options: Any) -> RouteResult:
     """Route `request` against the test catalogue."""
-    return Router(REGISTRY, policy).route(request, **options)
+    return PolicyEngine(REGISTRY, policy).route(request, **options)
 
 
 def changes(result: RouteResult) -> list[str]:

@@ -248,8 +248,8 @@ def test_no_match_gives_the_default_route(routing: Policy) -> None:
         candidates=(),
         on_unsupported="auto",
         actions={},
-        unknown="supported",
-        allow_deprecated=True,
+        unknown="prefer-known",
+        allow_deprecated="requested",
         fallback_on=frozenset(),
     )
 
@@ -466,7 +466,7 @@ def test_registry_warnings_point_at_the_candidates() -> None:
         "p.yaml:6:20: warning: no model in the registry matches 'cluade-*' "
         "(at routes[1].match.model[0])",
         "p.yaml:7:17: warning: route 'retired-only' has no usable candidate: every model it "
-        "lists is unknown to the registry or retired (at routes[1].candidates)",
+        "lists is unknown to the registry or retired or deprecated (at routes[1].candidates)",
         "p.yaml:9:17: warning: route 'deprecated-not-allowed' has no usable candidate: every "
         "model it lists is unknown to the registry or retired or deprecated "
         "(at routes[2].candidates)",

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from caproute import Registry, Support
 from caproute._core.features import detect, format_path
 from caproute._core.policy import Policy, RouteSpec
-from caproute._core.router import Router
+from caproute._core.router import PolicyEngine
 from caproute._core.rules import MIN_THINKING_BUDGET, is_new_version
 from caproute._core.selection import Planner
 
@@ -292,13 +292,13 @@ def test_routing_keeps_its_promises(
 ) -> None:
     registry, request, policy, version, endpoint = scenario
     snapshot = copy.deepcopy(request)
-    router = Router(registry, policy)
+    router = PolicyEngine(registry, policy)
     result = router.route(request, api_version=version, endpoint=endpoint)  # type: ignore[arg-type]
     decision = result.decision
 
     # Never mutated; deterministic.
     assert request == snapshot
-    for other in (Router(registry, policy), router):  # fresh, and warm (its fast path)
+    for other in (PolicyEngine(registry, policy), router):  # fresh, and warm (its fast path)
         same = other.route(copy.deepcopy(snapshot), api_version=version, endpoint=endpoint)  # type: ignore[arg-type]
         assert same.body == result.body and same.decision == decision
 
@@ -344,7 +344,7 @@ def test_batches_route_each_item_as_its_own_request(
 ) -> None:
     registry, batch, policy = scenario
     snapshot = copy.deepcopy(batch)
-    router = Router(registry, policy)
+    router = PolicyEngine(registry, policy)
     result = router.route(batch, endpoint="batch")
     assert batch == snapshot
     items = result.decision.items

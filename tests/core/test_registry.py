@@ -11,7 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from caproute import Limits, ModelInfo, Registry, RegistryError, RegistrySource, Support
+from caproute import (
+    LearnedFact,
+    Limits,
+    ModelInfo,
+    Registry,
+    RegistryError,
+    RegistrySource,
+    Support,
+)
 from caproute.testing import make_model
 
 
@@ -193,3 +201,131 @@ def test_source_describes_itself() -> None:
     assert embedded.age(5.0) is None
     assert embedded.describe(5.0) == "embedded (lineup of 2026-11-26)"
     assert RegistrySource("static").describe() == "static"
+
+
+# -- absence, tombstones and learned facts ---------------------------------------------------
+
+
+def _with_caps(model_id: str, capabilities: dict[str, Any] | None) -> dict[str, Any]:
+    return {"id": model_id, "type": "model", "capabilities": capabilities}
+
+
+def test_a_missing_leaf_beside_stated_siblings_is_unsupported() -> None:
+    registry = Registry.from_models(
+        [
+            _with_caps(
+                "m",
+                {
+                    "effort": {"supported": True, "low": {"supported": True}},
+                    "context_management": {
+                        "supported": True,
+                        "clear_tool_uses_20250919": {"supported": True},
+                    },
+                    "thinking": {"supported": True},
+                    "image_input": {"supported": None},
+                },
+            )
+        ]
+    )
+    assert registry.supports("m", "effort.low") is Support.SUPPORTED
+    # The model predates the level / strategy: the API leaves the leaf out.
+    assert registry.supports("m", "effort.xhigh") is Support.UNSUPPORTED
+    assert registry.supports("m", "context_management.compact_20260112") is Support.UNSUPPORTED
+    # No sibling is stated below `thinking` (only `supported`): its types are unknown.
+    assert registry.supports("m", "thinking.types.enabled") is Support.UNKNOWN
+    # A whole family missing is unknown; so is an explicit null.
+    assert registry.supports("m", "pdf_input") is Support.UNKNOWN
+    assert registry.supports("m", "server_tools.web_search") is Support.UNKNOWN
+    assert registry.supports("m", "image_input") is Support.UNKNOWN
+
+
+def test_tombstones_keep_what_a_newer_list_left_out() -> None:
+    old = Registry.from_models(
+        [
+            {"id": "claude-a-1-20250101", "type": "model", "line": "a", "lifecycle": "active"},
+            {"id": "claude-b-2", "type": "model", "line": "b"},
+        ],
+        aliases={"claude-a-1": "claude-a-1-20250101"},
+    )
+    fresh = Registry.from_models(
+        [{"id": "claude-b-2", "type": "model", "line": "b"}],
+        source=RegistrySource("live", fetched_at=100.0),
+    )
+    merged = old.updated_by(fresh, dropped="no longer listed")
+    assert merged.ids == ("claude-b-2",) and len(merged) == 1
+    assert merged.tombstones == {"claude-a-1-20250101": "no longer listed"}
+    # Still known, by id and by alias, and unavailable.
+    assert merged.resolve("claude-a-1") == "claude-a-1-20250101"
+    assert merged.is_retired("claude-a-1")
+    assert merged.lifecycle("claude-a-1") == "retired"
+    assert merged.unavailable_reason("claude-a-1") == "no longer listed"
+    assert merged.get("claude-a-1").line == "a"  # type: ignore[union-attr]
+    assert merged.source.kind == "live"
+    # Listed again later: no longer a tombstone.
+    back = merged.updated_by(old.with_source(RegistrySource("live")), dropped="x")
+    assert back.tombstones == {}
+
+
+def test_tombstones_and_learned_facts_survive_a_snapshot_round_trip() -> None:
+    fact = LearnedFact("claude-b-2", "effort.max", False, 10.0, 20.0, "a 400 named effort.max")
+    registry = Registry.from_models(
+        [
+            {
+                "id": "claude-b-2",
+                "type": "model",
+                "capabilities": {"effort": {"max": {"supported": True}}},
+            },
+            {"id": "claude-gone-1", "type": "model"},
+        ],
+        tombstones={"claude-gone-1": "not listed any more"},
+        learned=[fact],
+    )
+    document = json.loads(json.dumps(registry.to_json()))
+    again = Registry.from_json(document)
+    assert again.tombstones == {"claude-gone-1": "not listed any more"}
+    assert again.learned == (fact,)
+    assert again.supports("claude-b-2", "effort.max") is Support.UNSUPPORTED
+    assert again.learned_keys("claude-b-2") == frozenset({"effort.max"})
+    # The models are stored as the API sent them, not with the facts applied.
+    assert document["models"][0]["capabilities"]["effort"]["max"] == {"supported": True}
+
+
+@pytest.mark.parametrize(
+    ("fact", "message"),
+    [
+        ({"model": 1, "key": "k", "value": False, "learned_at": 1, "expires_at": 2}, "model"),
+        ({"model": "m", "key": "", "value": False, "learned_at": 1, "expires_at": 2}, "key"),
+        ({"model": "m", "key": "k", "value": [1], "learned_at": 1, "expires_at": 2}, "value"),
+        (
+            {"model": "m", "key": "k", "value": False, "learned_at": "x", "expires_at": 2},
+            "learned_at",
+        ),
+        (
+            {"model": "m", "key": "k", "value": False, "learned_at": 1, "expires_at": True},
+            "expires_at",
+        ),
+        ("not an object", r"learned\[0\]"),
+    ],
+)
+def test_a_malformed_learned_fact_is_refused_with_its_location(fact: object, message: str) -> None:
+    document = {"format": "caproute-registry/1", "models": [], "learned": [fact]}
+    with pytest.raises(RegistryError, match=message):
+        Registry.from_json(document)
+
+
+def test_learned_limits_and_lifecycle_apply_until_live_data_states_them() -> None:
+    facts = [
+        LearnedFact("m", "max_tokens", 4096, 50.0, 99.0, "a 400"),
+        LearnedFact("m", "lifecycle", "retired", 50.0, 99.0, "a 404"),
+    ]
+    base = [{"id": "m", "type": "model", "max_tokens": 8192, "lifecycle": "active"}]
+    older = Registry.from_models(base, source=RegistrySource("live", fetched_at=40.0))
+    newer = Registry.from_models(base, source=RegistrySource("live", fetched_at=60.0))
+    cached = Registry.from_models(base, source=RegistrySource("cache", fetched_at=60.0))
+    assert older.with_learned(facts).limits("m").max_tokens == 4096
+    assert older.with_learned(facts).is_retired("m")
+    assert "learned" in (older.with_learned(facts).unavailable_reason("m") or "")
+    assert newer.with_learned(facts).limits("m").max_tokens == 8192
+    assert not newer.with_learned(facts).is_retired("m")
+    # A cache file is not a live answer: the fact still wins over it.
+    assert cached.with_learned(facts).limits("m").max_tokens == 4096

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from catalogue import IMAGE, PDF, REGISTRY, SOURCE, body, policy, run, user
 
-from caproute import Router, route
+from caproute import PolicyEngine, route
 from caproute._core.policy import Policy
 
 
@@ -185,7 +185,7 @@ def test_routes_match_on_metadata_and_headers() -> None:
 def test_module_route_matches_the_router() -> None:
     request = _busy_request()
     via_function = route(request, registry=REGISTRY, api_version="2026-10-21")
-    via_router = Router(REGISTRY).route(request, api_version="2026-10-21")
+    via_router = PolicyEngine(REGISTRY).route(request, api_version="2026-10-21")
     assert via_function == via_router
 
 
@@ -212,7 +212,7 @@ def test_betas_are_accepted() -> None:
 
 
 def test_the_fast_path_still_checks_the_context_window() -> None:
-    router = Router(REGISTRY)
+    router = PolicyEngine(REGISTRY)
     small = body("t-small", messages=[user({"type": "text", "text": "short"})])
     big = body("t-small", messages=[user({"type": "text", "text": "x" * 40_000})])
     assert router.route(small).decision.outcome == "unchanged"
@@ -225,7 +225,7 @@ def test_the_fast_path_still_checks_the_context_window() -> None:
 
 
 def test_the_fast_path_respects_exclude_and_routes() -> None:
-    router = Router(REGISTRY, policy(match={"metadata": {"user_id": "vip"}},
+    router = PolicyEngine(REGISTRY, policy(match={"metadata": {"user_id": "vip"}},
                                      candidates=["t-ladder"]))  # fmt: skip
     assert router.route(body("t-full")).decision.outcome == "unchanged"
     assert router.route(body("t-full"), exclude=["t-full"]).decision.model == "t-adaptive"
@@ -234,7 +234,7 @@ def test_the_fast_path_respects_exclude_and_routes() -> None:
 
 
 def test_the_fast_path_gives_the_slow_paths_decision_with_the_current_age() -> None:
-    router = Router(REGISTRY)
+    router = PolicyEngine(REGISTRY)
     request = body("t-full")
     first = router.route(request, now=1_010.0).decision  # selection
     again = router.route(request, now=1_020.0).decision  # the fast path

@@ -20,8 +20,9 @@ CASES: list[tuple[str, str, dict[str, Any], str, dict[str, str] | None, str, str
     # max_tokens_limit
     ("clamp", "t-enabled", {"max_tokens": 50_000}, OLD, None,
      "adjusted", "t-enabled", ["max_tokens: 50000 → 32000"]),
+    # (t-deprecated, next in the line, is deprecated: an alternative only when allowed)
     ("clamp refused", "t-enabled", {"max_tokens": 50_000}, OLD, {"max_tokens": "reroute"},
-     "rerouted", "t-deprecated", ["model: t-enabled → t-deprecated"]),
+     "rerouted", "t-ladder", ["model: t-enabled → t-ladder"]),
     ("clamp reject", "t-enabled", {"max_tokens": 50_000}, OLD, {"max_tokens": "reject"},
      "rejected", None, []),
     ("max_tokens fits", "t-enabled", {"max_tokens": 32_000}, OLD, None,
@@ -38,9 +39,14 @@ CASES: list[tuple[str, str, dict[str, Any], str, dict[str, str] | None, str, str
     ("budget missing", "t-full", {"thinking": {"type": "enabled"}, "max_tokens": 4_000,
                                   "output_config": {"effort": "low"}}, OLD, None,
      "adjusted", "t-full", ["thinking.budget_tokens: (absent) → 1024"]),
-    ("max_tokens raised for a budget", "t-full",
+    # max_tokens is never raised: no budget fits below 1000, so adaptive (or no thinking)
+    ("no budget fits: adaptive, max_tokens kept", "t-full",
      {"thinking": {"type": "enabled", "budget_tokens": 1024}, "max_tokens": 1_000}, OLD, None,
-     "adjusted", "t-full", ["max_tokens: 1000 → 2048"]),
+     "adjusted", "t-full",
+     ["thinking.type: enabled → adaptive", "thinking.budget_tokens: 1024 → (absent)"]),
+    ("no budget fits, no adaptive: thinking dropped", "t-enabled",
+     {"thinking": {"type": "enabled", "budget_tokens": 1024}, "max_tokens": 1_000}, OLD, None,
+     "adjusted", "t-enabled", ['thinking: {"budget_tokens":1024,"type":"enabled"} → (absent)']),
     ("no room for a budget: adaptive", "t-tiny", {"thinking": THINKING_ON, "max_tokens": 900},
      OLD, None, "adjusted", "t-tiny",
      ["thinking.type: enabled → adaptive", "thinking.budget_tokens: 2000 → (absent)"]),
@@ -85,6 +91,35 @@ CASES: list[tuple[str, str, dict[str, Any], str, dict[str, str] | None, str, str
      "rejected", None, []),
     ("sampling reroute means strip", "t-full", {"top_k": 3}, NEW, {"sampling": "reroute"},
      "adjusted", "t-full", ["top_k: 3 → (absent)"]),
+    # thinking_sampling
+    ("thinking sampling adjusted", "t-full",
+     {"thinking": THINKING_ON, "max_tokens": 4_000, "temperature": 0.5, "top_p": 0.5,
+      "top_k": 5}, OLD, None, "adjusted", "t-full",
+     ["temperature: 0.5 → (absent)", "top_k: 5 → (absent)", "top_p: 0.5 → 0.95"]),
+    ("thinking sampling within bounds", "t-full",
+     {"thinking": {"type": "adaptive"}, "temperature": 1, "top_p": 0.97}, OLD, None,
+     "unchanged", "t-full", []),
+    ("thinking sampling top_p above 1", "t-full",
+     {"thinking": {"type": "adaptive"}, "top_p": 1.5}, OLD, None,
+     "adjusted", "t-full", ["top_p: 1.5 → 1.0"]),
+    ("thinking sampling without thinking", "t-full",
+     {"thinking": {"type": "disabled"}, "temperature": 0.2, "top_k": 3}, OLD, None,
+     "unchanged", "t-full", []),
+    ("thinking sampling strip drops thinking", "t-full",
+     {"thinking": {"type": "adaptive"}, "temperature": 0.2}, OLD, {"thinking_sampling": "strip"},
+     "adjusted", "t-full", ['thinking: {"type":"adaptive"} → (absent)']),
+    ("thinking sampling reject", "t-full",
+     {"thinking": {"type": "adaptive"}, "temperature": 0.2}, OLD, {"thinking_sampling": "reject"},
+     "rejected", None, []),
+    ("always-on thinking, no thinking parameter", "t-adaptive",
+     {"temperature": 0.2, "top_k": 4}, OLD, None,
+     "adjusted", "t-adaptive", ["temperature: 0.2 → (absent)", "top_k: 4 → (absent)"]),
+    ("always-on thinking can't be stripped", "t-adaptive",
+     {"thinking": {"type": "adaptive"}, "temperature": 0.2}, OLD, {"thinking_sampling": "strip"},
+     "adjusted", "t-adaptive", ["temperature: 0.2 → (absent)"]),
+    ("thinking sampling under 2026-10-21 is just stripped", "t-full",
+     {"thinking": {"type": "adaptive"}, "temperature": 0.2}, NEW, None,
+     "adjusted", "t-full", ["temperature: 0.2 → (absent)"]),
     # context_window_limit
     ("window too small", "t-small", {"messages": [user({"type": "text", "text": "x" * 40_000})]},
      OLD, None, "rerouted", "t-full", ["model: t-small → t-full"]),
@@ -111,6 +146,22 @@ def test_rules(
     assert result.decision.outcome == outcome, result.decision.explain()
     assert result.decision.model == chosen
     assert changes(result) == expected
+
+
+def test_dropping_thinking_for_max_tokens_is_noted() -> None:
+    request = body("t-enabled", thinking={"type": "enabled", "budget_tokens": 1024}, max_tokens=900)
+    decision = run(request).decision
+    assert decision.outcome == "adjusted"
+    assert any("raising max_tokens" in note for note in decision.notes), decision.notes
+
+
+def test_max_tokens_is_never_raised() -> None:
+    for max_tokens in (1, 512, 1024, 1025, 2048):
+        for model in ("t-full", "t-enabled", "t-tiny", "t-adaptive"):
+            thinking = {"type": "enabled", "budget_tokens": 4096}
+            result = run(body(model, thinking=thinking, max_tokens=max_tokens))
+            sent = result.body.get("max_tokens")
+            assert sent is None or sent <= max_tokens, result.decision.explain()
 
 
 def test_reroute_is_no_answer_to_a_rule_no_model_escapes() -> None:
@@ -157,5 +208,5 @@ def test_content_rules_reject_under_the_new_version_only(
 
 def test_rule_names_are_unique_and_documented() -> None:
     names = [r.name for r in CANDIDATE_RULES] + [r.name for r in REQUEST_RULES]
-    assert len(names) == len(set(names)) == 7
+    assert len(names) == len(set(names)) == 8
     assert all(r.doc.strip() for r in (*CANDIDATE_RULES, *REQUEST_RULES))

@@ -46,7 +46,7 @@ CASES: list[tuple[str, str, dict[str, Any], dict[str, str] | None, str, str | No
     ("effort strip", "t-ladder", {"output_config": {"effort": "high"}}, {"effort": "strip"},
      "adjusted", "t-ladder", ['output_config: {"effort":"high"} → (absent)']),
     ("effort reroute", "t-ladder", {"output_config": {"effort": "high"}}, {"effort": "reroute"},
-     "rerouted", "t-deprecated", ["model: t-ladder → t-deprecated"]),
+     "rerouted", "t-full", ["model: t-ladder → t-full"]),
     ("effort reject", "t-ladder", {"output_config": {"effort": "high"}}, {"effort": "reject"},
      "rejected", None, []),
     # -- thinking: enabled ↔ adaptive, disabled → omitted, between_tools → disabled
@@ -76,12 +76,12 @@ CASES: list[tuple[str, str, dict[str, Any], dict[str, str] | None, str, str | No
      {"image_input": "adjust"}, "rerouted", "t-gamma-vision", ["model: t-small → t-gamma-vision"]),
     ("image reject", "t-small", {"messages": [user(IMAGE)]}, {"image_input": "reject"},
      "rejected", None, []),
-    ("pdf newest when line lacks it", "t-enabled", {"messages": [user(PDF)]}, None,
-     "rerouted", "t-deprecated", ["model: t-enabled → t-deprecated"]),
+    ("pdf: same line first", "t-enabled", {"messages": [user(PDF)]}, None,
+     "rerouted", "t-ladder", ["model: t-enabled → t-ladder"]),
     ("batch", "t-enabled", {}, None, "unchanged", "t-enabled", []),
     # -- citations: reroute by default, strip on request (only the key goes)
     ("citations reroute", "t-enabled", {"messages": [user(CITED_DOC)]}, None,
-     "rerouted", "t-deprecated", ["model: t-enabled → t-deprecated"]),
+     "rerouted", "t-ladder", ["model: t-enabled → t-ladder"]),
     ("citations strip", "t-enabled", {"messages": [user(CITED_DOC)]}, {"citations": "strip"},
      "adjusted", "t-enabled", ['messages[0].content[0].citations: {"enabled":true} → (absent)']),
     # -- structured outputs
@@ -157,7 +157,7 @@ def test_batch_capability_is_checked_per_item() -> None:
     batch = {"requests": [{"custom_id": "a", "params": body("t-enabled")}]}
     result = run(batch, endpoint="batch")
     assert result.decision.outcome == "rerouted"
-    assert result.body["requests"][0]["params"]["model"] == "t-deprecated"
+    assert result.body["requests"][0]["params"]["model"] == "t-ladder"
     assert result.decision.items[0][1].candidates[0].reason == "lacks batch"
 
 
@@ -188,9 +188,19 @@ def test_excluded_models_are_skipped_aliases_included() -> None:
     assert result.decision.candidates[0].reason.startswith("excluded")
 
 
-def test_deprecated_models_only_when_allowed() -> None:
-    allowed = run(body("t-deprecated"))
-    assert allowed.decision.outcome == "unchanged"
+def test_deprecated_models_serve_when_requested_and_replace_only_when_allowed() -> None:
+    # Default (`requested`): a deprecated model serves a request that names it...
+    assert run(body("t-deprecated")).decision.outcome == "unchanged"
+    # ...but is never picked in another model's place.
+    pdf = body("t-enabled", messages=[user(PDF)])
+    passed = run(pdf)
+    assert passed.decision.model == "t-ladder"
+    reasons = {c.model: c.reason for c in passed.decision.candidates}
+    assert "used only when requested" in (reasons["t-deprecated"] or "")
+    # `true`: deprecated models are alternatives too.
+    allowing = Policy.from_dict({"version": 1, "defaults": {"allow_deprecated": True}})
+    assert run(pdf, allowing).decision.model == "t-deprecated"
+    # `false`: never, not even when requested.
     refusing = Policy.from_dict({"version": 1, "defaults": {"allow_deprecated": False}})
     result = run(body("t-deprecated"), refusing)
     assert result.decision.model == "t-enabled"
@@ -199,10 +209,47 @@ def test_deprecated_models_only_when_allowed() -> None:
 
 def test_unknown_capabilities_follow_the_route_setting() -> None:
     request = body("t-unknown", messages=[user(IMAGE)])
-    assert run(request).decision.outcome == "unchanged"
+    # prefer-known (the default): a model known to take images wins.
+    preferred = run(request).decision
+    assert preferred.outcome == "rerouted"
+    assert preferred.model == "t-full"
+    assert preferred.candidates[0].reason == (
+        "is not known to support image_input (messages[0].content[0])"
+    )
+    # supported: gamble on the requested model.
+    assert run(request, policy(unknown="supported")).decision.outcome == "unchanged"
+    # unsupported: like prefer-known here; it never gambles (see below).
     strict = run(request, policy(unknown="unsupported"))
-    assert strict.decision.outcome == "rerouted"
-    assert strict.decision.candidates[0].reason == "lacks image_input (messages[0].content[0])"
+    assert strict.decision.model == "t-full"
+
+
+def test_prefer_known_gambles_only_when_nothing_is_known_to_work() -> None:
+    request = body("t-unknown", messages=[user(IMAGE)])
+    only_requested = {"candidates": ["requested"]}
+    gamble = run(request, policy(**only_requested)).decision
+    assert gamble.outcome == "unchanged"
+    assert any("doesn't state image_input" in note for note in gamble.notes), gamble.notes
+    never = run(request, policy(unknown="unsupported", **only_requested)).decision
+    assert never.outcome == "rejected"
+    assert "is not known to support image_input" in (never.reason or "")
+
+
+def test_prefer_known_adjusts_to_a_known_value_instead_of_gambling() -> None:
+    # t-unknown states nothing: its effort levels are unknown, so effort is removed
+    # rather than sent as is; `supported` sends it unchanged.
+    request = body("t-unknown", output_config={"effort": "max"})
+    known = run(request, policy(candidates=["requested"]))
+    assert changes(known) == ['output_config: {"effort":"max"} → (absent)']
+    assert run(request, policy(unknown="supported")).decision.outcome == "unchanged"
+
+
+def test_unknown_never_triggers_a_policy_reject() -> None:
+    # `reject` refuses what a model is known to lack, not what the registry doesn't state.
+    request = body("t-unknown", messages=[user(IMAGE)])
+    rejecting = policy({"image_input": "reject"})
+    decision = run(request, rejecting).decision
+    assert decision.outcome == "rerouted"
+    assert decision.model == "t-full"
 
 
 def test_route_candidates_globs_and_requested() -> None:
@@ -227,9 +274,9 @@ def test_nothing_can_serve_the_request() -> None:
     only_small = Registry.from_models([m for m in REGISTRY if m.id == "t-small"])
     result = run(body("t-small", messages=[user(IMAGE)]))
     assert result.decision.outcome == "rerouted"
-    from caproute._core.router import Router
+    from caproute._core.router import PolicyEngine
 
-    alone = Router(only_small).route(body("t-small", messages=[user(IMAGE)]))
+    alone = PolicyEngine(only_small).route(body("t-small", messages=[user(IMAGE)]))
     assert alone.decision.outcome == "rejected"
     assert alone.decision.candidates[0].reason == "lacks image_input (messages[0].content[0])"
 

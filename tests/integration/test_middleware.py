@@ -194,7 +194,7 @@ async def test_api_version_argument_for_clients_that_override_it(
 
 
 @both
-async def test_stale_registry_400_refreshes_once_and_reroutes(
+async def test_stale_registry_400_is_learned_and_rerouted(
     is_async: bool, fake: FakeAnthropic, decisions: list[Decision]
 ) -> None:
     # caproute still believes SMALL reads PDFs; the API (the fake) no longer does.
@@ -213,10 +213,11 @@ async def test_stale_registry_400_refreshes_once_and_reroutes(
 
     assert raw.status_code == 200
     assert [r.model for r in fake.requests if r.path == "/v1/messages"] == [SMALL, BIG]
-    assert fake.count("/v1/models") == 1
     assert [d.outcome for d in decisions] == ["unchanged", "rerouted"]
     assert decisions[-1].extra["attempt"] == 2
+    assert "learned pdf_input" in decisions[-1].extra["cause"]
     assert raw.headers["caproute-model"] == BIG
+    assert [(f.model, f.key, f.value) for f in router.learned] == [(SMALL, "pdf_input", False)]
 
 
 @both

@@ -18,8 +18,8 @@ from caproute import AsyncRoutingTransport, LiveRouter, Policy, Registry, Routin
 from caproute._core.decision import Decision
 from caproute._flow import parse_betas
 from caproute._transports import (
+    _call_headers,
     _loads_text,
-    _version_and_betas,
     async_httpx_transport,
     httpx_transport,
 )
@@ -378,17 +378,22 @@ def test_the_key_never_reaches_decisions_or_logs(
         [("anthropic-version", "a"), ("x-other", "é"), ("anthropic-version", "b")],
         [("anthropic-beta", "x-1, y-2"), ("anthropic-beta", "z-3"), ("anthropic-version", "v")],
         [("anthropic-beta", "caf\u00e9")],  # not ASCII: the public API decides
+        [("X-Stainless-Retry-Count", "2"), ("anthropic-version", "v")],
+        [("x-stainless-retry-count", "two")],  # not a number: 0
+        [("x-stainless-retry-count", "1"), ("x-other", "\u00e9")],
     ],
 )
-def test_version_and_betas_read_as_the_headers_api_reads_them(
+def test_call_headers_read_as_the_headers_api_reads_them(
     http: ModuleType, raw: list[tuple[str, str]]
 ) -> None:
     headers = http.Headers([(k, v.encode("latin-1")) for k, v in raw])
+    retry = headers.get("x-stainless-retry-count")
     expected = (
         headers.get("anthropic-version"),
         parse_betas(headers.get_list("anthropic-beta")),
+        int(retry) if retry is not None and retry.isdigit() else 0,
     )
-    assert _version_and_betas(headers) == expected
+    assert _call_headers(headers) == expected
 
 
 @pytest.mark.parametrize(

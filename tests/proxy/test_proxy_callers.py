@@ -231,10 +231,12 @@ def test_a_response_driven_refresh_uses_the_callers_key(novel: FakeAnthropic) ->
             novel.update_model(OTHER, unsupported=["pdf_input"])
             with pytest.raises(anthropic.BadRequestError):  # no model B sees reads PDFs now
                 sdk.messages.create(model=OTHER, max_tokens=8, messages=READ_THIS)
+            # Learning from that 400 asks for a refresh, made with B's key.
+            wait_until(lambda: len(listings(novel)) == 2)
     finally:
         proxy.stop()
 
-    assert listings(novel) == [KEY_B, KEY_B]  # refreshed with B's key when OTHER said no
+    assert listings(novel) == [KEY_B, KEY_B]
 
 
 def test_cache_files_are_private_and_found_again_after_a_restart(

@@ -10,7 +10,13 @@ from caproute.testing import FakeAnthropic
 HI = [{"role": "user", "content": "hi"}]
 
 
-def test_a_stale_registry_400_makes_the_proxy_refetch_and_reroute(fake: FakeAnthropic) -> None:
+def test_a_stale_registry_400_makes_the_proxy_refetch_and_reroute(
+    fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fetcher starts at most one background refresh per 10 s; the test can't wait.
+    monkeypatch.setattr("caproute._fetch.MIN_BACKGROUND_INTERVAL", 0.0)
+    efforts = ["effort", "effort.low", "effort.medium", "effort.high"]
+    fake.update_model("claude-sonnet-4-6", supported=efforts)  # what the proxy will read
     running = start_proxy(fake, api_key=API_KEY, require_token="local-token")
     try:
         client = sdk_client(running.url, "local-token")
@@ -28,6 +34,9 @@ def test_a_stale_registry_400_makes_the_proxy_refetch_and_reroute(fake: FakeAnth
             messages=HI,
             extra_body={"output_config": {"effort": "high"}},
         )
+        # What the 400 taught is used at once; the refresh it asks for runs in the
+        # background, in the fetcher's thread.
+        wait_until(lambda: fake.count("/v1/models") == fetched + 1)
     finally:
         running.stop()
 

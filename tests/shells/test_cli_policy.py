@@ -71,7 +71,7 @@ def test_check_warns_against_a_snapshot(
     assert out == f"ok: 2 routes, 2 warnings (registry: snapshot ({snapshot}))\n"
     assert err.splitlines() == [
         f"{path}:8:17: warning: route 'opus' has no usable candidate: every model it lists is "
-        "unknown to the registry or retired (at routes[1].candidates)",
+        "unknown to the registry or retired or deprecated (at routes[1].candidates)",
         f"{path}:8:35: warning: candidate 'claude-mythos-*' matches no model in the registry "
         "(at routes[1].candidates[1])",
     ]

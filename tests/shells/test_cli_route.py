@@ -115,12 +115,12 @@ def test_missing_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 @pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.json")), ids=lambda p: p.stem)
 def test_every_example_routes_against_the_embedded_snapshot(example: Path) -> None:
-    from caproute._core.router import Router
+    from caproute._core.router import PolicyEngine
     from caproute.cli.route import guess_endpoint
 
     body = json.loads(example.read_text())
     version = "2026-10-21" if "new-version" in example.stem else None
-    result = Router(embedded_registry()).route(
+    result = PolicyEngine(embedded_registry()).route(
         body, endpoint=guess_endpoint(body), api_version=version
     )
     assert result.decision.outcome != "passthrough", result.decision.reason
@@ -128,10 +128,10 @@ def test_every_example_routes_against_the_embedded_snapshot(example: Path) -> No
 
 
 def test_the_demo_example_needs_a_reroute_and_an_adjustment() -> None:
-    from caproute._core.router import Router
+    from caproute._core.router import PolicyEngine
 
     body = json.loads((EXAMPLES / "retired-with-thinking.json").read_text())
-    decision = Router(embedded_registry()).route(body).decision
+    decision = PolicyEngine(embedded_registry()).route(body).decision
     assert decision.outcome == "rerouted"
     assert [c.action for c in decision.changes][0] == "reroute"
     assert any(c.action == "adjust" for c in decision.changes)

@@ -12,8 +12,9 @@ from typing import Any
 import anyio
 import pytest
 
-from caproute import LiveRouter, Policy, Registry
+from caproute import LiveRouter, Policy, Registry, RegistrySource, Support
 from caproute._core.decision import Decision
+from caproute._core.flow import MarkOverloaded, MarkRetired, Refresh, fallback_statuses
 from caproute._fetch import AsyncRegistryFetcher, RegistryFetcher
 from caproute.testing import FakeAnthropic, make_model
 
@@ -114,29 +115,62 @@ def test_set_policy_swaps_atomically_and_a_bad_file_keeps_the_old_one(tmp_path: 
 
 def test_a_retired_model_is_routed_around_from_then_on() -> None:
     router = LiveRouter(REGISTRY)
-    router.mark_retired("claude-small-1")
+    router.carry_out(MarkRetired("claude-small-1", "404 not_found_error from claude-small-1"))
     decision = router.route(PLAIN).decision
     assert decision.outcome == "rerouted"
     assert decision.model == "claude-big-2"
     assert router.retired == frozenset({"claude-small-1"})
+    assert "404" in (decision.candidates[0].reason or "")
 
 
 def test_an_overloaded_model_cools_down_but_is_used_when_nothing_else_fits() -> None:
     clock = Clock()
     router = LiveRouter(REGISTRY, clock=clock, overload_cooldown_s=30)
-    router.mark_unavailable("claude-small-1")
+    router.carry_out(MarkOverloaded("claude-small-1"))
+    assert router.cooling == frozenset({"claude-small-1"})
     assert router.route(PLAIN).decision.model == "claude-big-2"
     # Also excluding the other candidate must not turn into a refusal.
     assert router.route(PLAIN, exclude=["claude-big-2"]).decision.model == "claude-small-1"
     clock.now += 31
     assert router.route(PLAIN).decision.model == "claude-small-1"
+    assert router.cooling == frozenset()
 
 
-def test_hops_are_recorded_in_the_decision() -> None:
-    router = LiveRouter(REGISTRY)
-    decision = router.route(PLAIN, attempt=2, cause="529 from x").decision
-    assert decision.extra == {"attempt": 2, "cause": "529 from x"}
-    assert router.route(PLAIN).decision.extra == {}
+def test_learned_facts_steer_routing_until_they_expire() -> None:
+    wall = Clock()
+    router = LiveRouter(REGISTRY, wall_clock=wall, learned_ttl_s=600)
+    assert (
+        router.route(
+            {**PLAIN, "model": "claude-big-2", "output_config": {"effort": "max"}}
+        ).decision.outcome
+        == "unchanged"
+    )
+    fact = router.learn("claude-big-2", "effort.max", False, "a 400 named effort.max")
+    assert (fact.learned_at, fact.expires_at) == (1000.0, 1600.0)
+    adjusted = router.route({**PLAIN, "model": "claude-big-2", "output_config": {"effort": "max"}})
+    assert adjusted.decision.outcome == "adjusted"
+    assert adjusted.body["output_config"] == {"effort": "xhigh"}
+    assert router.registry.learned_keys("claude-big-2") == frozenset({"effort.max"})
+    wall.now += 601
+    assert router.learned == ()
+    again = router.route({**PLAIN, "model": "claude-big-2", "output_config": {"effort": "max"}})
+    assert again.decision.outcome == "unchanged"
+
+
+def test_a_stated_live_value_beats_a_learned_one() -> None:
+    wall = Clock()
+    router = LiveRouter(REGISTRY, wall_clock=wall)
+    router.learn("claude-big-2", "effort.max", False, "a 400 named effort.max")
+    older = REGISTRY.with_source(RegistrySource("live", fetched_at=wall.now - 5))
+    newer = REGISTRY.with_source(RegistrySource("live", fetched_at=wall.now + 5))
+    assert older.with_learned(router.learned).supports("claude-big-2", "effort.max") is (
+        Support.UNSUPPORTED
+    )
+    assert newer.with_learned(router.learned).supports("claude-big-2", "effort.max") is (
+        Support.SUPPORTED
+    )
+    # A value the live data doesn't state: the fact holds whatever its age.
+    assert newer.with_learned(router.learned).learned_keys("claude-big-2") == frozenset()
 
 
 def test_fallback_statuses_follow_the_matching_route() -> None:
@@ -148,10 +182,10 @@ def test_fallback_statuses_follow_the_matching_route() -> None:
     big = router.route({**PLAIN, "model": "claude-big-2"}).decision
     small = router.route(PLAIN).decision
     assert big.route == "big"
-    assert {529, 500, 503} <= router.fallback_statuses(big)
-    assert 429 not in router.fallback_statuses(big)
-    assert router.fallback_statuses(small) == frozenset({529, 429})
-    assert LiveRouter(REGISTRY).fallback_statuses(small) == frozenset({529})
+    assert {529, 500, 503} <= fallback_statuses(policy, big)
+    assert 429 not in fallback_statuses(policy, big)
+    assert fallback_statuses(policy, small) == frozenset({529, 429})
+    assert fallback_statuses(Policy.default(), small) == frozenset({529})
 
 
 def test_without_a_fetcher_nothing_refreshes() -> None:
@@ -193,7 +227,7 @@ async def test_async_fetcher(fake: FakeAnthropic, caplog: pytest.LogCaptureFixtu
     ) as fetcher:
         router = LiveRouter(fetcher)
         assert router.refresh() is False  # sync code can't drive it: logged, skipped
-        offline = await router.acurrent()
+        offline = (await router.aview()).engine.registry
         assert "can't refresh from sync code" in caplog.text
         assert "claude-small-1" not in offline
         assert await router.arefresh() is True
@@ -208,7 +242,7 @@ async def test_arefresh_runs_a_sync_fetcher_off_the_event_loop(fake: FakeAnthrop
     ) as fetcher:
         router = LiveRouter(fetcher)
         assert await router.arefresh() is True
-        assert "claude-small-1" in await router.acurrent()
+        assert "claude-small-1" in (await router.aview()).engine.registry
 
 
 def test_default_source_is_live_only_with_credentials(
@@ -260,7 +294,7 @@ async def test_an_async_fetcher_is_only_ever_awaited() -> None:
     assert "claude-small-1" not in offline
     assert router.route(PLAIN).decision.outcome == "passthrough"  # unknown offline
     assert fetcher.calls == 0
-    assert await router.acurrent() is REGISTRY
+    assert (await router.aview()).engine.registry is REGISTRY
     assert fetcher.calls == 1
     assert router.registry is REGISTRY
     assert router.route(EFFORT_MAX).decision.outcome == "adjusted"
@@ -287,14 +321,14 @@ async def test_a_fetcher_hiding_a_coroutine_is_never_used_as_a_registry(
     registry = router.registry
     assert isinstance(registry, Registry)  # the offline data, not a coroutine
     assert "treating it as an async fetcher" in caplog.text
-    assert await router.acurrent() is REGISTRY
+    assert (await router.aview()).engine.registry is REGISTRY
     assert router.route(EFFORT_MAX).decision.outcome == "adjusted"
 
 
 @pytest.mark.anyio
-async def test_acurrent_detects_a_hidden_async_fetcher_on_first_use() -> None:
+async def test_aview_detects_a_hidden_async_fetcher_on_first_use() -> None:
     router = LiveRouter(_HiddenAsyncFetcher(REGISTRY))
-    assert await router.acurrent() is REGISTRY
+    assert (await router.aview()).engine.registry is REGISTRY
 
 
 class _SlowSyncFetcher:
@@ -331,3 +365,71 @@ async def test_arefresh_runs_a_blocking_sync_refresh_in_a_worker_thread() -> Non
     assert fetcher.refresh_thread is not None
     assert fetcher.refresh_thread != threading.get_ident()
     assert ticks >= 5  # the event loop kept running during the 0.2 s refresh
+
+
+class _MixedFetcher:
+    """A sync ``current`` with an async ``refresh`` (the proxy's old ThreadedFetcher)."""
+
+    def __init__(self) -> None:
+        self.refreshed = 0
+
+    def current(self) -> Registry:
+        return REGISTRY
+
+    async def refresh(self) -> Registry:
+        self.refreshed += 1
+        return REGISTRY
+
+
+@pytest.mark.anyio
+async def test_arefresh_awaits_an_async_refresh_on_a_sync_looking_fetcher() -> None:
+    fetcher = _MixedFetcher()
+    assert await LiveRouter(fetcher).arefresh() is True
+    assert fetcher.refreshed == 1  # awaited, not a coroutine left behind
+
+
+def test_cold_start_waits_for_the_first_live_fetch(fake: FakeAnthropic) -> None:
+    with RegistryFetcher(api_key=KEY, base_url=fake.url, cache_file=False) as fetcher:
+        router = LiveRouter(fetcher, cold_start_wait_s=5)
+        view = router.view()  # starts the background fetch
+        assert not view.live
+        assert view.can_wait
+        router.carry_out(Refresh("cold start"))
+        after = router.view()
+        assert after.live
+        assert not after.can_wait
+        assert "claude-small-1" in after.engine.registry
+
+
+def test_no_cold_start_wait_without_credentials_or_after_a_failure(
+    fake: FakeAnthropic,
+) -> None:
+    assert not LiveRouter(REGISTRY).view().can_wait
+    fake.faults.add("/v1/models", status=500, x_should_retry=False)
+    with RegistryFetcher(
+        api_key=KEY, base_url=fake.url, cache_file=False, background=False
+    ) as fetcher:
+        router = LiveRouter(fetcher)
+        assert router.view().can_wait
+        router.carry_out(Refresh("cold start"))  # the fetch fails: back-off starts
+        assert not router.view().can_wait
+        assert fake.count("/v1/models") == 1
+
+
+def test_learned_facts_are_saved_with_the_cache_and_adopted_at_start(
+    fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    cache = tmp_path / "registry.json"
+    with RegistryFetcher(api_key=KEY, base_url=fake.url, cache_path=cache) as fetcher:
+        fetcher.refresh()
+        first = LiveRouter(fetcher)
+        first.learn("claude-big-2", "effort.max", False, "a 400 named effort.max")
+    assert "effort.max" in cache.read_text()
+    with RegistryFetcher(
+        api_key=KEY, base_url=fake.url, cache_path=cache, background=False
+    ) as fetcher:
+        second = LiveRouter(fetcher)
+        assert [(f.model, f.key) for f in second.learned] == []  # not read yet
+        body = {**PLAIN, "model": "claude-big-2", "output_config": {"effort": "max"}}
+        assert second.route(body).decision.outcome == "adjusted"
+        assert [(f.model, f.key) for f in second.learned] == [("claude-big-2", "effort.max")]

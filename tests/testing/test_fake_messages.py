@@ -113,7 +113,7 @@ def test_validation_errors_come_before_the_stream_starts(
             messages=[{"role": "user", "content": [IMAGE]}],
             stream=True,
         )
-    assert "image_input" in caught.value.message
+    assert "messages.0.content.0: image input is not supported" in caught.value.message
     assert caught.value.status_code == 400
 
 
@@ -183,8 +183,8 @@ def test_sdk_batch_lifecycle_and_results(fake: FakeAnthropic, sdk: anthropic.Ant
         if r.type == "errored"
     }
     assert errors["image-on-bare"][0] == "invalid_request_error"
-    assert "image_input" in errors["image-on-bare"][1]
-    assert "capability batch)" in errors["no-batch-capability"][1]
+    assert "image input" in errors["image-on-bare"][1]
+    assert "Message Batches" in errors["no-batch-capability"][1]
     assert errors["streaming"][1].startswith("stream:")
     assert errors["unknown-model"][0] == "not_found_error"
 

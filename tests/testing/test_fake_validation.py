@@ -1,7 +1,11 @@
-"""Validation: every rule rejects the bad request (400, naming the JSON path) and passes the good.
+"""Validation: every rule rejects the bad request (400) and passes the good.
 
 `claude-bare-1` lacks every gated capability, `claude-full-2` has them all (see
-fake_api_helpers.lineup), so each capability case is one body sent to both models.
+fake_api_helpers.lineup), so each capability case is one body sent to both models, in
+each of the fake's wordings. The API's wording is not a contract, so a refusal names
+what it refuses (the JSON path in the API's own style, the feature's words, the model
+in the others) and caproute's learning step must recover the capability from every
+wording (`test_every_wording_is_attributable`).
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ import httpx
 import pytest
 from fake_api_helpers import error_of
 
+from caproute._core.learning import attribute
 from caproute.testing import FakeAnthropic
+from caproute.testing._validation import WORDINGS
 
 USER_HI = {"role": "user", "content": "hi"}
 IMAGE = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBO"}}
@@ -151,9 +157,29 @@ def test_capability_rules(
         http.post(endpoint, json=body("claude-bare-1", **fields))
     )
     assert (status, error_type) == (400, "invalid_request_error")
-    assert f"capability {capability})" in message
-    assert "claude-bare-1" in message
     assert http.post(endpoint, json=body("claude-full-2", **fields)).status_code == 200
+
+
+@pytest.mark.parametrize("wording", WORDINGS)
+@pytest.mark.parametrize(
+    ("fields", "capability"),
+    [c[1:] for c in CAPABILITY_CASES],
+    ids=[c[0] for c in CAPABILITY_CASES],
+)
+def test_every_wording_is_attributable(
+    fake: FakeAnthropic, http: httpx.Client, wording: str, fields: dict[str, Any], capability: str
+) -> None:
+    fake.wording = wording  # type: ignore[assignment]
+    sent = body("claude-bare-1", **fields)
+    status, _, message = error_of(http.post("/v1/messages", json=sent))
+    assert status == 400
+    if wording != "api":
+        assert "claude-bare-1" in message
+    learned = attribute(message, sent, "claude-bare-1")
+    assert learned is not None, message
+    # The exact leaf, or its whole family when the text names only the parameter.
+    assert capability == learned.key or capability.startswith(f"{learned.key}."), message
+    assert learned.value is False
 
 
 def test_error_message_names_the_json_path(http: httpx.Client) -> None:
@@ -183,7 +209,7 @@ def test_old_catalogue_shape_falls_back_to_top_level_code_execution(
     assert http.post("/v1/messages", json=body(old, **search)).status_code == 200  # no key then
     fake.update_model(old, unsupported=["code_execution"])
     message = error_of(http.post("/v1/messages", json=body(old, **code)))[2]
-    assert "capability code_execution)" in message
+    assert "code_execution_20250522" in message
 
 
 # -- rules that do not depend on a capability ------------------------------------------------

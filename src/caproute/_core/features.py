@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from .._types import Endpoint
 
@@ -42,7 +42,11 @@ __all__ = [
     "IMAGE_TOKENS",
     "PDF_BYTES_PER_PAGE",
     "PDF_TOKENS_PER_PAGE",
+    "MISSING_VALUE",
+    "NOT_A_SCALAR",
+    "SAMPLING_PARAMS",
     "JSONPath",
+    "Parameters",
     "RequestNeeds",
     "Scan",
     "detect",
@@ -86,6 +90,56 @@ def format_path(path: JSONPath) -> str:
     return "".join(out)
 
 
+class Parameters(NamedTuple):
+    """The request parameters selection and the rules read: small, hashable values.
+
+    One value shared by `RequestNeeds` (as sent), `Draft` (as planned for a candidate)
+    and the router's fast-path key, so a parameter added here can't be forgotten in
+    any of the three. A named tuple: built for every request, compared and hashed as
+    a plain tuple.
+    """
+
+    model: str
+    """The requested model id or alias, as sent."""
+    max_tokens: int | None = None
+    """``max_tokens`` (`None` when absent, e.g. for count_tokens)."""
+    thinking_type: str | None = None
+    """``thinking.type`` as sent (``enabled``, ``adaptive``, ``disabled``...)."""
+    budget_tokens: int | None = None
+    """``thinking.budget_tokens`` when it is an integer."""
+    effort: str | None = None
+    """``output_config.effort`` as sent."""
+    sampling: tuple[tuple[str, Any], ...] = ()
+    """``(name, value)`` of each of ``temperature`` / ``top_p`` / ``top_k`` present; a
+    value that is not a JSON scalar is kept as `NOT_A_SCALAR` (still hashable)."""
+    tool_choice_type: str | None = None
+    """``tool_choice.type`` as sent (``auto``, ``any``, ``tool``, ``none``)."""
+    thinking_history: bool = False
+    """Whether the history carries ``thinking`` / ``redacted_thinking`` blocks."""
+    versioned_content: bool = False
+    """Whether the content holds shapes API version 2026-10-21 refuses (a document in an
+    assistant turn, citations in a user text block)."""
+
+    @property
+    def sampling_names(self) -> tuple[str, ...]:
+        """Which sampling parameters are present, in `SAMPLING_PARAMS` order."""
+        return tuple(name for name, _ in self.sampling)
+
+    def sampling_value(self, name: str) -> Any:
+        """The value of a sampling parameter, or `MISSING_VALUE` when it is absent."""
+        for key, value in self.sampling:
+            if key == name:
+                return value
+        return MISSING_VALUE
+
+
+NOT_A_SCALAR: Final = "<not a JSON scalar>"
+"""Stands for a sampling value that is a list or object (the API will refuse it)."""
+
+MISSING_VALUE: Final = object()
+"""`Parameters.sampling_value` of a parameter the request doesn't carry."""
+
+
 @dataclass(frozen=True, slots=True)
 class RequestNeeds:
     """Everything about a body that decides which model can take it, and how.
@@ -93,22 +147,10 @@ class RequestNeeds:
     Build it with `detect`; it holds paths and small values, never request content.
     """
 
-    model: str
-    """The requested model id or alias, as sent."""
+    params: Parameters
+    """The parameters as sent."""
     capabilities: Mapping[str, tuple[JSONPath, ...]]
     """Capability path → every place in the body that needs it, in body order."""
-    max_tokens: int | None = None
-    """The request's ``max_tokens`` (`None` when absent, e.g. for count_tokens)."""
-    thinking_type: str | None = None
-    """``thinking.type`` as sent (``enabled``, ``adaptive``, ``disabled``...)."""
-    budget_tokens: int | None = None
-    """``thinking.budget_tokens`` when it is an integer."""
-    effort: str | None = None
-    """``output_config.effort`` as sent."""
-    sampling: tuple[str, ...] = ()
-    """Which of ``temperature`` / ``top_p`` / ``top_k`` are present."""
-    tool_choice_type: str | None = None
-    """``tool_choice.type`` as sent (``auto``, ``any``, ``tool``, ``none``)."""
     thinking_history: JSONPath | None = None
     """Where the first ``thinking`` / ``redacted_thinking`` block of the history is."""
     assistant_documents: tuple[JSONPath, ...] = ()
@@ -119,6 +161,41 @@ class RequestNeeds:
     """The cheap input-token estimate described in the module docstring."""
 
     @property
+    def model(self) -> str:
+        """The requested model id or alias, as sent."""
+        return self.params.model
+
+    @property
+    def max_tokens(self) -> int | None:
+        """The request's ``max_tokens`` (`None` when absent)."""
+        return self.params.max_tokens
+
+    @property
+    def thinking_type(self) -> str | None:
+        """``thinking.type`` as sent."""
+        return self.params.thinking_type
+
+    @property
+    def budget_tokens(self) -> int | None:
+        """``thinking.budget_tokens`` when it is an integer."""
+        return self.params.budget_tokens
+
+    @property
+    def effort(self) -> str | None:
+        """``output_config.effort`` as sent."""
+        return self.params.effort
+
+    @property
+    def sampling(self) -> tuple[str, ...]:
+        """Which of ``temperature`` / ``top_p`` / ``top_k`` are present."""
+        return self.params.sampling_names
+
+    @property
+    def tool_choice_type(self) -> str | None:
+        """``tool_choice.type`` as sent."""
+        return self.params.tool_choice_type
+
+    @property
     def paths(self) -> tuple[str, ...]:
         """The capability paths needed, sorted."""
         return tuple(sorted(self.capabilities))
@@ -126,7 +203,7 @@ class RequestNeeds:
     @property
     def forced_tool_choice(self) -> bool:
         """True when ``tool_choice`` forces a tool (``any`` or ``tool``)."""
-        return self.tool_choice_type in _FORCED_TOOL_CHOICES
+        return self.params.tool_choice_type in _FORCED_TOOL_CHOICES
 
     def where(self, capability: str) -> str:
         """The first place `capability` is needed, rendered (empty if not needed)."""
@@ -185,8 +262,13 @@ def scan(body: Mapping[str, Any], *, batch: bool = False) -> Scan:
     result.max_tokens = max_tokens if type(max_tokens) is int else None
     # Almost no body sets a sampling parameter: three `in` tests beat a generator.
     if "temperature" in body or "top_p" in body or "top_k" in body:
-        result.sampling = tuple(p for p in SAMPLING_PARAMS if p in body)
+        result.sampling = tuple((p, _scalar(body[p])) for p in SAMPLING_PARAMS if p in body)
     return result
+
+
+def _scalar(value: Any) -> Any:
+    """`value` when it is a JSON scalar (hashable), else `NOT_A_SCALAR`."""
+    return value if value is None or isinstance(value, str | int | float) else NOT_A_SCALAR
 
 
 _TOP_LEVEL_KEYS: Final = frozenset(
@@ -249,7 +331,7 @@ class Scan:
     def __init__(self) -> None:
         self.model = ""
         self.max_tokens: int | None = None
-        self.sampling: tuple[str, ...] = ()
+        self.sampling: tuple[tuple[str, Any], ...] = ()
         self.caps: dict[str, tuple[JSONPath, ...]] = {}
         self.chars = 0
         """Characters of text seen; divided by 4 once at the end."""
@@ -269,17 +351,25 @@ class Scan:
         """The input-token estimate (see the module docstring)."""
         return self.chars // _CHARS_PER_TOKEN + self.tokens
 
-    def needs(self) -> RequestNeeds:
-        """The frozen result."""
+    def parameters(self) -> Parameters:
+        """The parameters found (what the router's fast path keys on)."""
+        return Parameters(
+            self.model,
+            self.max_tokens,
+            self.thinking_type,
+            self.budget_tokens,
+            self.effort,
+            self.sampling,
+            self.tool_choice_type,
+            self.thinking_history is not None,
+            bool(self.assistant_documents or self.user_text_citations),
+        )
+
+    def needs(self, params: Parameters | None = None) -> RequestNeeds:
+        """The frozen result (`params`: the `parameters()` already built, if any)."""
         return RequestNeeds(
-            model=self.model,
+            params=params if params is not None else self.parameters(),
             capabilities=self.caps,
-            max_tokens=self.max_tokens,
-            thinking_type=self.thinking_type,
-            budget_tokens=self.budget_tokens,
-            effort=self.effort,
-            sampling=self.sampling,
-            tool_choice_type=self.tool_choice_type,
             thinking_history=self.thinking_history,
             assistant_documents=self.assistant_documents,
             user_text_citations=self.user_text_citations,

@@ -43,7 +43,6 @@ from pydantic import (
     PlainSerializer,
     PlainValidator,
     PrivateAttr,
-    StrictBool,
     StrictStr,
     ValidationError,
     WithJsonSchema,
@@ -51,6 +50,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from .._exceptions import PolicyError
+from .catalogue import ACTIONS, FAMILIES, RULE_KEYS, Action, not_strippable
 from .registry import Capabilities
 
 if TYPE_CHECKING:
@@ -62,6 +62,7 @@ __all__ = [
     "CAPABILITY_NAMES",
     "REQUESTED",
     "Action",
+    "DeprecatedTreatment",
     "Defaults",
     "Match",
     "Policy",
@@ -77,33 +78,26 @@ __all__ = [
 
 # -- vocabulary ------------------------------------------------------------------------------
 
-Action: TypeAlias = Literal["auto", "reroute", "adjust", "strip", "reject"]
-"""What to do when the chosen model lacks something the request needs."""
+UnknownTreatment: TypeAlias = Literal["prefer-known", "supported", "unsupported"]
+"""How to read a capability the registry doesn't state (it is three-state).
 
-ACTIONS: tuple[Action, ...] = get_args(Action)
+``prefer-known`` (the default): plan every candidate as if an unstated capability were
+missing (so parameters are adjusted to values known to work, and a candidate known to
+support everything wins); only when no candidate is known to work, gamble on one whose
+support is unknown. ``supported``: always gamble. ``unsupported``: never gamble.
+"""
 
-UnknownTreatment: TypeAlias = Literal["supported", "unsupported"]
-"""How to read a capability the registry doesn't state (it is three-state)."""
+DeprecatedTreatment: TypeAlias = Literal["requested"] | bool
+"""Whether deprecated models may serve a request: ``requested`` (the default) only when
+the request names that model, ``true`` also as an alternative, ``false`` never."""
 
 REQUESTED = "requested"
 """The candidate entry that stands for the model the request asked for."""
 
-CAPABILITY_FAMILIES: tuple[str, ...] = (
-    "thinking",
-    "effort",
-    "image_input",
-    "pdf_input",
-    "citations",
-    "structured_outputs",
-    "server_tools",
-    "code_execution",
-    "context_management",
-    "compaction",
-    "batch",
-)
+CAPABILITY_FAMILIES: tuple[str, ...] = tuple(FAMILIES)
 """Top-level keys of the Models API `capabilities` object (api-facts §2.4)."""
 
-_RULE_NAMES: tuple[str, ...] = ("max_tokens", "context_window", "sampling", "tool_choice")
+_RULE_NAMES: tuple[str, ...] = tuple(RULE_KEYS)
 
 
 def _capability_paths(node: type[BaseModel], prefix: str = "") -> Iterator[str]:
@@ -124,20 +118,12 @@ CAPABILITY_NAMES: tuple[str, ...] = (*_capability_paths(Capabilities), *_RULE_NA
 The capability paths of the Models API (`thinking`, `effort.max`,
 `thinking.types.enabled`, `server_tools.web_search`, ...) and the limits and rules no
 capability key covers: `max_tokens`, `context_window`, `sampling` (the
-temperature/top_p/top_k rules) and `tool_choice`. Any ``context_management.<edit
+temperature/top_p/top_k rule of API version 2026-10-21), `tool_choice` and
+`thinking_sampling` (temperature/top_p/top_k with thinking on). Any ``context_management.<edit
 type>`` is accepted too, because new edit strategies appear under new dated names.
 """
 
 _CONTEXT_EDIT = re.compile(r"^context_management\.[a-z][a-z0-9_]*$")
-
-# Why `strip` is refused for these: the router never removes content, and the API
-# requires `max_tokens`. A blanket `on_unsupported: strip` reads as `auto` for them.
-_NOT_STRIPPABLE: Mapping[str, str] = {
-    "image_input": "images are message content, which caproute never removes",
-    "pdf_input": "PDFs are message content, which caproute never removes",
-    "max_tokens": "the API requires max_tokens (use adjust to clamp it)",
-    "context_window": "the conversation itself is what fills the context window",
-}
 
 _STATUS_CLASSES: Mapping[str, range] = {"5xx": range(500, 600)}
 
@@ -249,6 +235,16 @@ def _check_version(value: object) -> int:
     return value
 
 
+def _check_deprecated(value: object) -> Literal["requested"] | bool:
+    if isinstance(value, bool) or value == "requested":
+        return value
+    raise PydanticCustomError(
+        "bad_deprecated",
+        "expected true, false or 'requested', got {value}",
+        {"value": _describe(value)},
+    )
+
+
 Glob = Annotated[StrictStr, AfterValidator(_check_glob)]
 Globs = Annotated[
     tuple[Glob, ...],
@@ -287,6 +283,11 @@ FallbackStatus = Annotated[
     ),
 ]
 Version = Annotated[int, PlainValidator(_check_version), WithJsonSchema({"const": 1})]
+DeprecatedAllowance = Annotated[
+    Literal["requested"] | bool,
+    PlainValidator(_check_deprecated),
+    WithJsonSchema({"anyOf": [{"type": "boolean"}, {"const": "requested"}]}),
+]
 
 
 # -- the policy file's models ------------------------------------------------------------------
@@ -312,14 +313,16 @@ class Match(_PolicyModel):
 class Defaults(_PolicyModel):
     """Settings for every route that doesn't override them, and for requests no route matches."""
 
-    unknown: UnknownTreatment = "supported"
-    """How to treat a capability the registry doesn't state."""
+    unknown: UnknownTreatment = "prefer-known"
+    """How to treat a capability the registry doesn't state: `prefer-known` (a model known
+    to support the request wins; gamble only when none is), `supported` or `unsupported`."""
     on_unsupported: Action = "auto"
     """What to do when the model lacks something the request needs; `auto`: the built-in rules."""
     actions: Actions = Field(default_factory=lambda: MappingProxyType({}))
     """Per-capability override of `on_unsupported` (keys: see CAPABILITY_NAMES)."""
-    allow_deprecated: StrictBool = True
-    """Whether models the registry marks `deprecated` may be chosen."""
+    allow_deprecated: DeprecatedAllowance = "requested"
+    """Whether models the registry marks `deprecated` may be chosen: `requested` (only
+    when the request names the model), `true` (also as an alternative) or `false`."""
     fallback_on: tuple[FallbackStatus, ...] = ()
     """Upstream statuses (400-599, or '5xx') on which the forwarder tries the next candidate."""
 
@@ -346,8 +349,9 @@ class Route(_PolicyModel):
     """Per-capability override of `on_unsupported`; replaces the defaults' entry for that key."""
     unknown: UnknownTreatment | None = None
     """How to treat a capability the registry doesn't state."""
-    allow_deprecated: StrictBool | None = None
-    """Whether models the registry marks `deprecated` may be chosen."""
+    allow_deprecated: DeprecatedAllowance | None = None
+    """Whether models the registry marks `deprecated` may be chosen: `requested`, `true`
+    or `false`."""
     fallback_on: tuple[FallbackStatus, ...] | None = None
     """Upstream statuses (400-599, or '5xx') on which the forwarder tries the next candidate."""
 
@@ -369,8 +373,9 @@ class RouteSpec:
     """Per-capability actions, the route's laid over the defaults' (read-only)."""
     unknown: UnknownTreatment
     """How to read a capability the registry doesn't state."""
-    allow_deprecated: bool
-    """Whether deprecated models may be chosen (retired ones never are)."""
+    allow_deprecated: DeprecatedTreatment
+    """Whether deprecated models may be chosen: ``requested`` (only the one the request
+    names), True or False (retired ones never are)."""
     fallback_on: frozenset[int]
     """Upstream statuses on which the forwarding layer tries the next candidate."""
 
@@ -389,7 +394,7 @@ class RouteSpec:
             if "." not in path:
                 break
             path = path.rsplit(".", 1)[0]
-        if self.on_unsupported == "strip" and _family(capability_path) in _NOT_STRIPPABLE:
+        if self.on_unsupported == "strip" and not_strippable(_family(capability_path)):
             return "auto"
         return self.on_unsupported
 
@@ -774,7 +779,7 @@ def _semantic_problems(policy: Policy) -> Iterator[_Problem]:
 
 def _action_problems(here: Loc, actions: Mapping[str, Action]) -> Iterator[_Problem]:
     for key, action in actions.items():
-        why = _NOT_STRIPPABLE.get(_family(key))
+        why = not_strippable(_family(key))
         if action == "strip" and why is not None:
             yield _Problem((*here, "actions", key), f"'strip' is not allowed for {key}: {why}")
 
@@ -1132,7 +1137,7 @@ def _candidate_problems(
             )
         usable = usable or any(_usable(registry, hit, spec.allow_deprecated) for hit in hits)
     if spec.candidates and not usable:
-        unusable = "retired" if spec.allow_deprecated else "retired or deprecated"
+        unusable = "retired" if spec.allow_deprecated is True else "retired or deprecated"
         yield _Problem(
             ("routes", i, "candidates"),
             f"route {route_name!r} has no usable candidate: every model it lists is "
@@ -1161,11 +1166,12 @@ def _hits(registry: Registry, names: Sequence[str], glob: str) -> list[str]:
     return [name for name in names if fnmatch.fnmatchcase(name, glob)]
 
 
-def _usable(registry: Registry, model: str, allow_deprecated: bool) -> bool:
-    info = registry.get(model)
-    if info is None or info.lifecycle == "retired":
+def _usable(registry: Registry, model: str, allow_deprecated: DeprecatedTreatment) -> bool:
+    # A candidate a route lists by name is an alternative, never "the requested model":
+    # only `allow_deprecated: true` lets a deprecated one serve.
+    if model not in registry or registry.is_retired(model):
         return False
-    return allow_deprecated or info.lifecycle != "deprecated"
+    return allow_deprecated is True or registry.lifecycle(model) != "deprecated"
 
 
 def _warning(

@@ -8,11 +8,17 @@ Three rules shape it:
 * The pydantic models mirror `GET /v1/models` exactly and keep every key they don't
   know (``extra="allow"``, top level and nested), so a capability the API adds next
   month is queryable by its dotted path and survives a snapshot round trip.
-* Missing is **unknown**, not unsupported. `Registry.supports` answers with a
-  three-state `Support`; callers decide what unknown means to them. The only
-  inference made is downwards: below a node that says ``supported: false`` every
-  leaf is unsupported (no thinking at all means no ``thinking.types.enabled``).
-* A `Registry` is an immutable snapshot. Changes (marking a model retired, adding an
+* Absence is read the way the API writes it. `Registry.supports` answers with a
+  three-state `Support`; callers decide what unknown means to them. A leaf missing
+  while its parent object states its siblings is unsupported (that is how the API
+  describes a model that predates an effort level or a context-management strategy);
+  a whole family missing (an older API version, an old snapshot) is unknown; below a
+  node that says ``supported: false`` every leaf is unsupported.
+* What was once known is not forgotten: models a later list leaves out are kept as
+  *tombstones* (the list's default filter hides retired models), and facts learned
+  from the API's refusals lie over the data until they expire or a newer live answer
+  states the value (`LearnedFact`, `Registry.with_learned`).
+* A `Registry` is an immutable snapshot. Changes (a newer list, a learned fact, an
   alias) return a new one.
 """
 
@@ -32,6 +38,7 @@ from .._exceptions import RegistryError
 __all__ = [
     "Capabilities",
     "CapabilitySupport",
+    "LearnedFact",
     "Limits",
     "ModelInfo",
     "Registry",
@@ -209,32 +216,151 @@ class Limits:
 
 _DATED_ID = re.compile(r"^(?P<alias>.+)-(?P<date>20\d{6})$")
 
+LearnedValue = bool | int | str
+"""A learned capability leaf (``False``: unsupported), ``max_tokens`` limit or lifecycle."""
 
-def _flatten(tree: Mapping[str, Any], prefix: str, out: dict[str, bool | None]) -> None:
-    """Record every node that carries a `supported` key, under its dotted path."""
+LEARNABLE_LIMITS: frozenset[str] = frozenset({"max_tokens", "lifecycle"})
+"""Keys a fact may carry besides capability paths."""
+
+
+@dataclass(frozen=True, slots=True)
+class LearnedFact:
+    """What the API's own answers taught the router about one model.
+
+    Made by the response-driven flow from an attributable refusal (a 400 naming a
+    parameter the request carried, a 404 for the model); kept with an expiry in an
+    overlay on the registry (`Registry.with_learned`) and saved with the cache file.
+    Its `reason` is caproute's own words, never the upstream message (which may echo
+    request content).
+    """
+
+    model: str
+    """The model's canonical id."""
+    key: str
+    """A capability path (``effort.max``), ``max_tokens`` or ``lifecycle``."""
+    value: LearnedValue
+    """``False`` for an unsupported capability, the limit, or ``retired``."""
+    learned_at: float
+    """Unix time it was learned."""
+    expires_at: float
+    """Unix time after which it is forgotten (the shell prunes expired facts)."""
+    reason: str
+    """Why, in words (``400 from claude-x naming output_config.effort``)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (what the cache file stores)."""
+        return {
+            "model": self.model,
+            "key": self.key,
+            "value": self.value,
+            "learned_at": self.learned_at,
+            "expires_at": self.expires_at,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> LearnedFact:
+        """Parse one stored fact, strictly.
+
+        Raises:
+            RegistryError: `data` is not a well-formed fact (`where` names it).
+        """
+        if not isinstance(data, Mapping):
+            raise RegistryError(f"{where}: a learned fact must be an object")
+        model, key, value = data.get("model"), data.get("key"), data.get("value")
+        learned_at, expires_at = data.get("learned_at"), data.get("expires_at")
+        reason = data.get("reason", "")
+        if not isinstance(model, str) or not model:
+            raise RegistryError(f"{where}.model: expected a model id")
+        if not isinstance(key, str) or not key:
+            raise RegistryError(f"{where}.key: expected a capability path")
+        if not isinstance(value, bool | int | str):
+            raise RegistryError(f"{where}.value: expected a boolean, integer or string")
+        for name, stamp in (("learned_at", learned_at), ("expires_at", expires_at)):
+            if isinstance(stamp, bool) or not isinstance(stamp, int | float):
+                raise RegistryError(f"{where}.{name}: expected a Unix time")
+        if not isinstance(reason, str):
+            raise RegistryError(f"{where}.reason: expected a string")
+        assert isinstance(learned_at, int | float) and isinstance(expires_at, int | float)
+        return cls(model, key, value, float(learned_at), float(expires_at), reason)
+
+
+def _flatten(
+    tree: Mapping[str, Any], prefix: str, out: dict[str, bool | None], parents: set[str]
+) -> None:
+    """Record every node that carries a `supported` key, under its dotted path, and
+    every node that states at least one child capability (`parents`)."""
     for key, value in tree.items():
         if not isinstance(value, Mapping):
             continue
         path = f"{prefix}{key}"
+        if prefix:
+            parents.add(prefix[:-1])
         if "supported" in value:
             sup = value["supported"]
             out[path] = sup if isinstance(sup, bool) else None
-        _flatten(value, f"{path}.", out)
+        _flatten(value, f"{path}.", out, parents)
 
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
     info: ModelInfo
     flags: Mapping[str, bool | None]
+    parents: frozenset[str]
+    """Capability nodes that state at least one child (``effort``, ``thinking.types``)."""
     has_capabilities: bool
+    tombstone: str | None = None
+    """Why a model no longer listed is still known (it is then unavailable)."""
+    learned: frozenset[str] = frozenset()
+    """Keys whose value here comes from a learned fact."""
 
 
-def _entry(info: ModelInfo) -> _Entry:
+def _entry(info: ModelInfo, tombstone: str | None = None) -> _Entry:
     flags: dict[str, bool | None] = {}
+    parents: set[str] = set()
     caps = info.capabilities
     if caps is not None:
-        _flatten(caps.model_dump(mode="json", exclude_unset=True), "", flags)
-    return _Entry(info, flags, caps is not None)
+        _flatten(caps.model_dump(mode="json", exclude_unset=True), "", flags, parents)
+    return _Entry(info, flags, frozenset(parents), caps is not None, tombstone)
+
+
+def _fact_applies(entry: _Entry, fact: LearnedFact, source: RegistrySource) -> bool:
+    """A stated live value beats a learned one; anything else (unstated, or stated by
+    data older than the fact: a snapshot, a cache file, an earlier fetch) doesn't."""
+    if fact.key == "max_tokens":
+        stated = entry.info.max_tokens is not None
+    elif fact.key == "lifecycle":
+        stated = entry.info.lifecycle is not None and entry.tombstone is None
+    else:
+        stated = entry.flags.get(fact.key) is not None
+    fetched = source.fetched_at
+    newer = source.kind == "live" and fetched is not None and fetched >= fact.learned_at
+    return not (stated and newer)
+
+
+def _with_facts(entry: _Entry, facts: Iterable[LearnedFact], source: RegistrySource) -> _Entry:
+    applied = [f for f in facts if _fact_applies(entry, f, source)]
+    if not applied:
+        return entry
+    flags = dict(entry.flags)
+    update: dict[str, Any] = {}
+    for fact in applied:
+        if fact.key in LEARNABLE_LIMITS:
+            update[fact.key] = fact.value
+        else:
+            flags[fact.key] = bool(fact.value)
+            if fact.value is False:  # a whole family refused: every leaf below it too
+                below = f"{fact.key}."
+                flags.update({path: False for path in flags if path.startswith(below)})
+    info = entry.info.model_copy(update=update) if update else entry.info
+    return _Entry(
+        info,
+        flags,
+        entry.parents,
+        entry.has_capabilities,
+        entry.tombstone,
+        frozenset(f.key for f in applied),
+    )
 
 
 @dataclass(frozen=True)
@@ -243,14 +369,40 @@ class Registry:
 
     Build one with `Registry.from_models` (also handy in tests: it is the static
     source), `Registry.from_pages` (Models API list pages) or `Registry.from_json`
-    (a snapshot document).
+    (a snapshot document). Beyond what the API lists it may hold *tombstones* (models
+    an earlier source knew that a later list left out: retired, or not available to
+    this key) and *learned facts* (`with_learned`).
     """
 
     source: RegistrySource
-    _entries: Mapping[str, _Entry] = field(repr=False)
+    _plain: Mapping[str, _Entry] = field(repr=False)
+    """Every model as its source described it (tombstones included), before facts."""
     _order: tuple[str, ...] = field(repr=False)
     aliases: Mapping[str, str] = field(default_factory=dict)
     """Alias → canonical id, as learned from `GET /v1/models/{alias}` (or the snapshot)."""
+    learned: tuple[LearnedFact, ...] = ()
+    """The learned facts laid over the source's data (see `with_learned`)."""
+    _entries: Mapping[str, _Entry] = field(default_factory=dict, repr=False, compare=False)
+    """`_plain` with the facts applied: what lookups read."""
+    _listed: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    """`_order` without the tombstones."""
+
+    def __post_init__(self) -> None:
+        listed = tuple(i for i in self._order if not self._plain[i].tombstone)
+        object.__setattr__(self, "_listed", listed)
+        if self._entries or not self._plain:
+            return
+        if not self.learned:
+            object.__setattr__(self, "_entries", self._plain)
+            return
+        by_model: dict[str, list[LearnedFact]] = {}
+        for fact in self.learned:
+            by_model.setdefault(fact.model, []).append(fact)
+        entries = dict(self._plain)
+        for model_id, facts in by_model.items():
+            if model_id in entries:
+                entries[model_id] = _with_facts(entries[model_id], facts, self.source)
+        object.__setattr__(self, "_entries", entries)
 
     # -- construction ---------------------------------------------------------------------
 
@@ -261,17 +413,24 @@ class Registry:
         *,
         source: RegistrySource | None = None,
         aliases: Mapping[str, str] | None = None,
+        tombstones: Mapping[str, str] | None = None,
+        learned: Iterable[LearnedFact] = (),
     ) -> Registry:
-        """A registry from ModelInfo objects or raw Models API dicts, in the given order."""
+        """A registry from ModelInfo objects or raw Models API dicts, in the given order.
+
+        `tombstones` maps ids of models no longer listed to why they are kept.
+        """
         entries: dict[str, _Entry] = {}
+        buried = tombstones or {}
         for i, raw in enumerate(models):
             info = raw if isinstance(raw, ModelInfo) else _parse_model(raw, f"models[{i}]")
-            entries[info.id] = _entry(info)
+            entries[info.id] = _entry(info, buried.get(info.id))
         return cls(
-            source=source or RegistrySource("static"),
-            _entries=entries,
-            _order=tuple(entries),
-            aliases=dict(aliases or {}),
+            source or RegistrySource("static"),
+            entries,
+            tuple(entries),
+            dict(aliases or {}),
+            tuple(learned),
         )
 
     @classmethod
@@ -321,39 +480,102 @@ class Registry:
         aliases = document.get("aliases") or {}
         if not isinstance(aliases, dict):
             raise RegistryError("snapshot 'aliases' must be an object")
-        return cls.from_models(models, source=source, aliases=aliases)
+        tombstones = document.get("tombstones") or {}
+        if not isinstance(tombstones, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in tombstones.items()
+        ):
+            raise RegistryError("snapshot 'tombstones' must map model ids to reasons")
+        learned = document.get("learned") or []
+        if not isinstance(learned, list):
+            raise RegistryError("snapshot 'learned' must be a list")
+        facts = [LearnedFact.from_dict(f, f"learned[{i}]") for i, f in enumerate(learned)]
+        return cls.from_models(
+            models, source=source, aliases=aliases, tombstones=tombstones, learned=facts
+        )
 
     def to_json(self) -> dict[str, Any]:
-        """The snapshot document: models exactly as the API sent them, plus where they came from."""
-        return {
+        """The snapshot document: models exactly as the API sent them, plus where they
+        came from, the tombstones and the learned facts."""
+        document: dict[str, Any] = {
             "format": SNAPSHOT_FORMAT,
             "source": self.source.to_dict(),
             "aliases": dict(sorted(self.aliases.items())),
-            "models": [self._entries[i].info.to_api_dict() for i in self._order],
+            "models": [self._plain[i].info.to_api_dict() for i in self._order],
         }
+        if tombstones := self.tombstones:
+            document["tombstones"] = dict(tombstones)
+        if self.learned:
+            document["learned"] = [fact.to_dict() for fact in self.learned]
+        return document
 
     # -- derived registries ---------------------------------------------------------------
 
+    def _replace(self, **changes: Any) -> Registry:
+        fields = {
+            "source": self.source,
+            "_plain": self._plain,
+            "_order": self._order,
+            "aliases": self.aliases,
+            "learned": self.learned,
+            **changes,
+        }
+        return Registry(**fields)
+
     def with_source(self, source: RegistrySource) -> Registry:
         """The same data, attributed to another source."""
-        return Registry(source, self._entries, self._order, self.aliases)
+        return self._replace(source=source)
 
     def with_aliases(self, aliases: Mapping[str, str]) -> Registry:
         """A copy that also resolves the given alias → id pairs."""
-        return Registry(self.source, self._entries, self._order, {**self.aliases, **aliases})
+        return self._replace(aliases={**self.aliases, **aliases})
 
     def with_model(self, info: ModelInfo) -> Registry:
-        """A copy with `info` added, or replacing the model with the same id."""
-        entries = {**self._entries, info.id: _entry(info)}
-        order = self._order if info.id in self._entries else (*self._order, info.id)
-        return Registry(self.source, entries, order, self.aliases)
+        """A copy with `info` added, or replacing the model with the same id (a model
+        described again is no longer a tombstone)."""
+        plain = {**self._plain, info.id: _entry(info)}
+        order = self._order if info.id in self._plain else (*self._order, info.id)
+        return self._replace(_plain=plain, _order=order)
 
     def with_lifecycle(self, model: str, lifecycle: str) -> Registry:
         """A copy where `model` has the given lifecycle (e.g. ``retired`` after a 404)."""
-        info = self.get(model)
-        if info is None:
+        model_id = self.resolve(model)
+        if model_id is None:
             return self
-        return self.with_model(info.model_copy(update={"lifecycle": lifecycle}))
+        entry = self._plain[model_id]
+        info = entry.info.model_copy(update={"lifecycle": lifecycle})
+        plain = {**self._plain, model_id: _entry(info, entry.tombstone)}
+        return self._replace(_plain=plain)
+
+    def with_learned(self, facts: Iterable[LearnedFact]) -> Registry:
+        """A copy whose learned overlay is exactly `facts` (replacing the current one).
+
+        A fact applies unless the registry is live data fetched after the fact was
+        learned and states that value itself: a stated live value beats a learned one.
+        """
+        return self._replace(learned=tuple(facts))
+
+    def updated_by(self, fresh: Registry, *, dropped: str) -> Registry:
+        """`fresh` (a newer list), keeping what this registry knew that `fresh` lacks.
+
+        Models `fresh` doesn't list become tombstones (reason: `dropped`); aliases and
+        learned facts carry over (`fresh`'s win). The source is `fresh`'s.
+        """
+        plain = dict(fresh._plain)
+        order = list(fresh._order)
+        for model_id in self._order:
+            if model_id in plain:
+                continue
+            entry = self._plain[model_id]
+            plain[model_id] = entry if entry.tombstone else _entry(entry.info, dropped)
+            order.append(model_id)
+        facts = {(f.model, f.key): f for f in (*self.learned, *fresh.learned)}
+        return Registry(
+            fresh.source,
+            plain,
+            tuple(order),
+            {**self.aliases, **fresh.aliases},
+            tuple(facts.values()),
+        )
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -362,10 +584,11 @@ class Registry:
 
         Besides learned aliases, a dated snapshot id (``claude-haiku-4-5-20251001``)
         answers to its undated convenience alias (``claude-haiku-4-5``), as the API does.
+        Tombstones resolve too: a model once known stays known.
         """
-        if name in self._entries:
+        if name in self._plain:
             return name
-        if (target := self.aliases.get(name)) is not None and target in self._entries:
+        if (target := self.aliases.get(name)) is not None and target in self._plain:
             return target
         for model_id in self._order:
             m = _DATED_ID.match(model_id)
@@ -373,8 +596,13 @@ class Registry:
                 return model_id
         return None
 
+    @property
+    def tombstones(self) -> Mapping[str, str]:
+        """Models no longer listed that the registry still knows: id → why kept."""
+        return {i: e.tombstone for i in self._order if (e := self._plain[i]).tombstone}
+
     def get(self, name: str) -> ModelInfo | None:
-        """The model for an id or alias, or `None`."""
+        """The model for an id or alias (learned facts applied), or `None`."""
         model_id = self.resolve(name)
         return None if model_id is None else self._entries[model_id].info
 
@@ -382,41 +610,48 @@ class Registry:
         return isinstance(name, str) and self.resolve(name) is not None
 
     def __iter__(self) -> Iterator[ModelInfo]:
-        return (self._entries[i].info for i in self._order)
+        return (self._entries[i].info for i in self._listed)
 
     def __len__(self) -> int:
-        return len(self._order)
+        return len(self._listed)
 
     @property
     def models(self) -> tuple[ModelInfo, ...]:
-        """Every model, in the API's order (newest first)."""
+        """Every listed model, in the API's order (newest first); not the tombstones."""
         return tuple(self)
 
     @property
     def ids(self) -> tuple[str, ...]:
-        """Every model id, in the API's order."""
-        return self._order
+        """Every listed model id, in the API's order; not the tombstones."""
+        return self._listed
 
     def supports(self, model: str, path: str) -> Support:
         """Whether `model` supports the capability at dotted `path` (e.g. ``effort.xhigh``).
 
-        Unknown models, missing capabilities objects and absent keys are `UNKNOWN`,
-        except below a node that explicitly says ``supported: false``.
+        Absence is read the way the API writes it (api-facts §2.4a): a leaf missing while
+        its parent states sibling leaves is UNSUPPORTED (the model predates that level
+        or strategy), as is anything below a node that says ``supported: false``; a
+        family missing altogether, a ``null``, a missing capabilities object or an
+        unknown model is UNKNOWN.
         """
         model_id = self.resolve(model)
         if model_id is None:
             return Support.UNKNOWN
         entry = self._entries[model_id]
-        flag = entry.flags.get(path)
+        flags = entry.flags
+        flag = flags.get(path)
         if flag is True:
             return Support.SUPPORTED
         if flag is False:
             return Support.UNSUPPORTED
-        # Absent (or null): unsupported only if an ancestor is explicitly unsupported.
         parent = path
         while "." in parent:
             parent = parent.rsplit(".", 1)[0]
-            if entry.flags.get(parent) is False:
+            if flags.get(parent) is False:
+                return Support.UNSUPPORTED
+        if path not in flags:  # absent (not null): does its parent state siblings?
+            head = path.rpartition(".")[0]
+            if head and head in entry.parents:
                 return Support.UNSUPPORTED
         return Support.UNKNOWN
 
@@ -432,13 +667,47 @@ class Registry:
             return Limits(None, None)
         return Limits(info.max_input_tokens, info.max_tokens)
 
+    def lifecycle(self, model: str) -> str | None:
+        """``active``, ``deprecated`` or ``retired`` (a tombstone is ``retired``)."""
+        model_id = self.resolve(model)
+        if model_id is None:
+            return None
+        entry = self._entries[model_id]
+        return "retired" if entry.tombstone else entry.info.lifecycle
+
     def is_retired(self, model: str) -> bool:
-        """True when the registry says the model is retired (inference fails)."""
-        info = self.get(model)
-        return info is not None and info.lifecycle == "retired"
+        """True when the model is known to be unavailable: retired, or a tombstone."""
+        return self.lifecycle(model) == "retired"
+
+    def unavailable_reason(self, model: str) -> str | None:
+        """Why a known model can't be used (retired, no longer listed), or `None`."""
+        model_id = self.resolve(model)
+        if model_id is None:
+            return None
+        entry = self._entries[model_id]
+        if entry.tombstone:
+            return entry.tombstone
+        if entry.info.lifecycle != "retired":
+            return None
+        if "lifecycle" in entry.learned:
+            fact = next(f for f in self.learned if f.model == model_id and f.key == "lifecycle")
+            return f"retired (learned: {fact.reason})"
+        return "retired"
+
+    def tombstone(self, model: str) -> str | None:
+        """Why a model no longer listed is kept, or `None` (listed, or unknown)."""
+        model_id = self.resolve(model)
+        return None if model_id is None else self._plain[model_id].tombstone
+
+    def learned_keys(self, model: str) -> frozenset[str]:
+        """The keys whose value for `model` comes from a learned fact right now."""
+        model_id = self.resolve(model)
+        return frozenset() if model_id is None else self._entries[model_id].learned
 
     def __repr__(self) -> str:
-        return f"Registry({len(self)} models, source={self.source.kind!r})"
+        extra = f", {len(self.tombstones)} tombstones" if len(self._order) > len(self) else ""
+        extra += f", {len(self.learned)} learned" if self.learned else ""
+        return f"Registry({len(self)} models, source={self.source.kind!r}{extra})"
 
 
 def _parse_model(raw: Mapping[str, Any], where: str) -> ModelInfo:

@@ -1,4 +1,4 @@
-"""`route()` and the `Router` façade: a request body in, a routed body and a `Decision` out.
+"""`route()` and the `PolicyEngine`: a request body in, a routed body and a `Decision` out.
 
 The steps, each in its own module:
 
@@ -13,10 +13,11 @@ The steps, each in its own module:
 Everything is pure and deterministic: the SDK retries a request with the same body, so
 the same input must give the same output, and routing an output again changes nothing.
 
-A `Router` is bound to one registry and one policy and keeps what it can precompute for
-them (support lookups, candidate orders) between requests; the shells build a new one
-when either changes. The module-level `route()` reuses the router of its previous call
-when both are the same objects, so calling it in a loop stays cheap.
+A `PolicyEngine` is bound to one registry and one policy and keeps what it can
+precompute for them (support lookups, candidate orders, decisions already seen to go
+through unchanged) between requests; the shells build a new one when either changes.
+The module-level `route()` reuses the engine of its previous call when both are the
+same objects, so calling it in a loop stays cheap.
 """
 
 from __future__ import annotations
@@ -26,14 +27,14 @@ from typing import Any, NamedTuple, TypedDict
 
 from .._types import Endpoint
 from .decision import Change, Decision, Outcome, RouteResult
-from .features import JSONPath, RequestNeeds, Scan, scan, shape_problem
-from .policy import Policy, RouteSpec
+from .draft import DEFAULT_API_VERSION
+from .features import JSONPath, Parameters, RequestNeeds, scan, shape_problem
+from .policy import Policy
 from .registry import Registry
 from .rewrite import apply_edits
-from .rules import DEFAULT_API_VERSION
 from .selection import Planner, Selection, excluded_ids
 
-__all__ = ["Router", "route"]
+__all__ = ["PolicyEngine", "route"]
 
 
 class _Stamp(TypedDict):
@@ -43,8 +44,8 @@ class _Stamp(TypedDict):
     registry_age_s: float | None
 
 
-class Router:
-    """Routes request bodies against one registry and one policy.
+class PolicyEngine:
+    """Routes request bodies against one registry and one policy (pure, no IO).
 
     Args:
         registry: The capability registry to choose from.
@@ -73,9 +74,13 @@ class Router:
         # A policy without routes (the defaults, and most policies) matches every
         # request to its default route: no need to ask `Policy.match` each time.
         self._only_route = None if self.policy.route_specs else self.policy.default_route
-        self._unchanged: dict[tuple[Any, ...], _Unchanged] = {}
+        self._unchanged: dict[_Key, _Unchanged] = {}
         """The fast path: request parameters already seen to go through unchanged →
         everything their decision holds except the registry's age."""
+
+    def effective_key(self, model: str, capability: str) -> str:
+        """The registry key that gates `capability` on `model` (see `Planner.effective_key`)."""
+        return self._planner.effective_key(model, capability)
 
     def route(
         self,
@@ -86,6 +91,7 @@ class Router:
         betas: Iterable[str] = (),
         headers: Mapping[str, str] | None = None,
         exclude: Collection[str] = (),
+        fallback: bool = False,
         now: float | None = None,
     ) -> RouteResult:
         """Route one request body.
@@ -101,6 +107,8 @@ class Router:
             headers: Request headers, for policy routes that match on a header.
             exclude: Model ids (or aliases) that must not be chosen right now, e.g.
                 answered 404 (retired) or overloaded upstream.
+            fallback: This is an overload fallback: the automatic candidate order stays
+                within the requested model's line (price class).
             now: Unix time, only used for `Decision.registry_age_s`.
 
         Returns:
@@ -118,7 +126,7 @@ class Router:
             decision, edits = self._route_batch(body, version, headers, excluded, stamp)
         else:
             decision, edits = self._route_one(
-                body, endpoint, version, headers, excluded, stamp, batch=False
+                body, endpoint, version, headers, excluded, stamp, batch=False, fallback=fallback
             )
         return RouteResult(apply_edits(body, edits) if edits else body, decision)
 
@@ -134,6 +142,7 @@ class Router:
         stamp: _Stamp,
         *,
         batch: bool,
+        fallback: bool = False,
     ) -> tuple[Decision, Sequence[tuple[JSONPath, Any]]]:
         problem = shape_problem(body, "messages" if batch else endpoint)
         if problem is not None:
@@ -149,7 +158,8 @@ class Router:
                 metadata=metadata if isinstance(metadata, dict) else None,
                 headers=headers,
             )
-        key = _parameters_key(found, route, api_version, exclude)
+        params = found.parameters()
+        key = (params, tuple(found.caps), id(route), api_version, exclude, fallback)
         # The fast path, checked first: an entry exists only if the same model and route
         # already passed the unknown-model check below, and the registry is fixed for
         # this router, so the check would pass again.
@@ -174,7 +184,7 @@ class Router:
                     registry_age_s=age,
                 )
             return decision, _NO_EDITS
-        needs = found.needs()
+        needs = found.needs(params)
         if not route.candidates and self.registry.resolve(needs.model) is None:
             reason = f"model {needs.model!r} is unknown to the registry; forwarded unchanged"
             decision = _decision(
@@ -182,7 +192,7 @@ class Router:
             )
             return decision, []
         selection = self._planner.select(
-            body, needs, route, api_version=api_version, exclude=exclude
+            body, needs, route, api_version=api_version, exclude=exclude, fallback=fallback
         )
         decision, edits = _from_selection(selection, needs, route.name, stamp)
         if decision.outcome == "unchanged" and selection.draft is not None:
@@ -190,7 +200,7 @@ class Router:
             self._remember_unchanged(key, _Unchanged(window, decision))
         return decision, edits
 
-    def _remember_unchanged(self, key: tuple[Any, ...], entry: _Unchanged) -> None:
+    def _remember_unchanged(self, key: _Key, entry: _Unchanged) -> None:
         if len(self._unchanged) >= _UNCHANGED_CACHE_SIZE:
             self._unchanged.clear()  # crude but bounded; the working set refills it fast
         self._unchanged[key] = entry
@@ -227,6 +237,17 @@ class Router:
         # A refused batch is not sent at all: none of its items' edits apply.
         return decision, [] if decision.rejected else edits
 
+
+_Key = tuple[Parameters, tuple[str, ...], int, str, frozenset[str], bool]
+"""The fast path's key: everything selection depends on except the input size and where
+things are in the body — the request's `Parameters`, the capabilities it needs (in
+body order), the route, the API version, the exclusions and the fallback flag.
+
+When a request with this key was served unchanged, another one with the same key is
+too, provided its input still fits the model's window: no capability was missing (so
+no location matters) and every rule passed. Agent loops resend the same parameters with
+a growing conversation, so this is the common case. A parameter added to `Parameters`
+is part of the key by construction."""
 
 _UNCHANGED_CACHE_SIZE = 4096
 _NO_EXCLUSIONS: frozenset[str] = frozenset()
@@ -280,33 +301,6 @@ def _from_selection(
         notes=selection.notes,
     )
     return decision, edits
-
-
-def _parameters_key(
-    needs: Scan, route: RouteSpec, api_version: str, exclude: frozenset[str]
-) -> tuple[Any, ...]:
-    """Everything selection depends on except the input size and where things are.
-
-    When a request with this key was served unchanged, another one with the same key
-    is too, provided its input still fits the model's window: no capability was
-    missing (so no location matters) and every rule passed. Agent loops resend the
-    same parameters with a growing conversation, so this is the common case.
-    """
-    return (
-        needs.model,
-        id(route),
-        api_version,
-        exclude,
-        tuple(needs.caps),
-        needs.max_tokens,
-        needs.thinking_type,
-        needs.budget_tokens,
-        needs.effort,
-        needs.sampling,
-        needs.tool_choice_type,
-        needs.thinking_history is not None,
-        bool(needs.assistant_documents or needs.user_text_citations),
-    )
 
 
 def _batch_item(item: Any, index: int) -> tuple[str, Any]:
@@ -369,7 +363,7 @@ def _decision(
     return Decision(outcome, needs.model, model, needs=needs.paths, route=route, **stamp, **fields)
 
 
-_last_router: Router | None = None
+_last_engine: PolicyEngine | None = None
 
 
 def route(
@@ -384,17 +378,17 @@ def route(
     exclude: Collection[str] = (),
     now: float | None = None,
 ) -> RouteResult:
-    """Route one request body; see `Router.route` for the arguments.
+    """Route one request body; see `PolicyEngine.route` for the arguments.
 
-    Reuses the previous call's `Router` when `registry` and `policy` are the same
+    Reuses the previous call's `PolicyEngine` when `registry` and `policy` are the same
     objects, so its precomputed data survives between calls.
     """
-    global _last_router
+    global _last_engine
     wanted = policy if policy is not None else Policy.default()
-    router = _last_router
-    if router is None or router.registry is not registry or router.policy is not wanted:
-        router = _last_router = Router(registry, wanted)
-    return router.route(
+    engine = _last_engine
+    if engine is None or engine.registry is not registry or engine.policy is not wanted:
+        engine = _last_engine = PolicyEngine(registry, wanted)
+    return engine.route(
         body,
         endpoint=endpoint,
         api_version=api_version,

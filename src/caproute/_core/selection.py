@@ -2,179 +2,80 @@
 
 Selection walks the candidates in order and, for each, plans the request as that model
 would receive it (a `Draft`): every needed capability the model lacks is settled by the
-route's action for it, then the rule table runs. The first candidate whose plan is
-neither blocked nor rejected wins; every candidate passed over keeps its reason.
+route's action for it (the defaults per family are in `catalogue`), then the rule table
+(`rules`) runs. The first candidate whose plan is neither blocked nor rejected wins;
+every candidate passed over keeps its reason.
 
-The no-policy defaults (the ``auto`` action), per capability family, and why:
+Known beats unknown. The registry is three-state, and the route's ``unknown`` says how
+to read a capability it doesn't state:
 
-=====================  =========  ===============================================
-family                 auto       why
-=====================  =========  ===============================================
-thinking               adjust     ``enabled`` ↔ ``adaptive`` keeps the intent
-effort                 adjust     the nearest level (downwards first), else removed
-context_management     strip      edits only save tokens; the request still works
-image_input, pdf_input reroute    message content is never removed
-citations              reroute    stripping changes a content block and the answer
-structured_outputs     reroute    a JSON schema cannot be emulated
-server_tools, code_…   reroute    dropping a tool changes what the model can do
-compaction, batch      reroute    nothing to adjust
-=====================  =========  ===============================================
-
-The rules' defaults are in `rules.CANDIDATE_RULES` (clamp ``max_tokens``, fix the
-thinking budget, ``tool_choice`` → ``auto``, strip sampling, reroute on a too-small
-context window). An action that means nothing for a capability (``adjust`` an image)
-reads as that capability's default, so every policy has one literal reading.
+* ``prefer-known`` (the default) plans in two passes. The first reads "unknown" as
+  "missing": a candidate must be *known* to support what the request needs, and an
+  adjustable parameter (effort level, thinking type, context-management edit,
+  citations) is adjusted to a value known to be supported rather than gambled on.
+  Only when no candidate passes does the second pass read "unknown" as "present" and
+  take the first candidate that isn't known to lack anything (the decision notes what
+  was gambled on).
+* ``supported`` runs only the second pass, ``unsupported`` only the first.
 
 Candidate order: the route's ``candidates`` (globs expanded in registry order,
 ``requested`` = the requested model); with none, the requested model, then the models
 of its ``line`` (registry order, newest first), then every other model, newest first.
-Retired and excluded models are never chosen; deprecated ones only if the route allows
-them. A conversation carrying thinking blocks is tried on its own model first whenever
-that model is a candidate, because another model may drop or reject those blocks
-(api-facts §3.9); if it is rerouted anyway, the decision says so in a note.
+For an overload fallback (`fallback=True`) the automatic order stops at the requested
+model's line: a cheap request never moves to another price class on its own. Retired
+models, tombstones and excluded models are never chosen; a deprecated one only when
+the request names it (``allow_deprecated: requested``, the default) or the route allows
+deprecated alternatives (``true``). A conversation carrying thinking blocks is tried
+on its own model first whenever that model is a candidate, because another model may
+drop or reject those blocks (api-facts §3.9); if it is rerouted anyway, the decision
+says so in a note, as it does when the chosen model is of another line (another price
+class).
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
+from .catalogue import Action, Missing, family_of
 from .decision import MISSING, Candidate
+from .draft import Draft
 from .features import JSONPath, RequestNeeds, format_path
-from .policy import REQUESTED, Action, RouteSpec
+from .policy import REQUESTED, RouteSpec, UnknownTreatment
 from .registry import Limits, Registry, Support
-from .rules import CANDIDATE_RULES, REQUEST_RULES, Draft, resolve_action, settle
+from .rules import CANDIDATE_RULES, REQUEST_RULES, settle
 
-__all__ = ["EFFORT_LEVELS", "Planner", "Selection"]
-
-EFFORT_LEVELS: Final = ("low", "medium", "high", "xhigh", "max")
-"""``output_config.effort`` values, from least to most effort."""
+__all__ = ["Planner", "Selection", "excluded_ids", "resolve_action"]
 
 _GLOB_CHARS = frozenset("*?[")
 _SUPPORTED: Final = Support.SUPPORTED
 _UNKNOWN: Final = Support.UNKNOWN
+_UNSUPPORTED: Final = Support.UNSUPPORTED
 
-
-class Missing(NamedTuple):
-    """A capability the candidate lacks, as a fix sees it (a tuple: made per problem)."""
-
-    capability: str
-    """The capability path (``effort.max``, ``server_tools.web_search``...)."""
-    where: tuple[JSONPath, ...]
-    """Every place in the body that needs it."""
-
-
-CapabilityFix = Callable[[Draft, Missing], None]
-"""A fix for a missing capability, recording its edits on the draft."""
-
-
-# -- capability fixes --------------------------------------------------------------------------
-
-
-def _effort_adjust(draft: Draft, missing: Missing) -> None:
-    """The nearest supported effort level, downwards first; none at all → remove it."""
-    level = draft.effort
-    if draft.model_has("effort") and level in EFFORT_LEVELS:
-        i = EFFORT_LEVELS.index(level)
-        for other in (*reversed(EFFORT_LEVELS[:i]), *EFFORT_LEVELS[i + 1 :]):
-            if draft.model_has(f"effort.{other}"):
-                draft.effort = other
-                reason = f"{draft.model} has no effort level {level!r}"
-                draft.edit(("output_config", "effort"), other, "adjust", reason)
-                return
-    _effort_strip(draft, missing)
-
-
-def _effort_strip(draft: Draft, missing: Missing) -> None:
-    draft.effort = None
-    reason = f"{draft.model} lacks {missing.capability}"
-    draft.remove(("output_config", "effort"), "strip", reason)
-
-
-# What `adjust` tries instead of a thinking type the model lacks, in order.
-_THINKING_ALTERNATIVES: Final[Mapping[str, tuple[str, ...]]] = {
-    "enabled": ("adaptive",),
-    "adaptive": ("enabled",),
-    "between_tools": ("disabled",),
-    "disabled": (),
+_PASSES: Final[Mapping[UnknownTreatment, tuple[bool, ...]]] = {
+    "prefer-known": (True, False),
+    "unsupported": (True,),
+    "supported": (False,),
 }
+"""Per ``unknown`` setting, the selection passes: True = strict (unknown is missing)."""
 
 
-def _thinking_adjust(draft: Draft, missing: Missing) -> None:
-    """Switch to the closest thinking type the model has; none → omit (model default)."""
-    current = draft.thinking_type or ""
-    for other in _THINKING_ALTERNATIVES.get(current, ()):
-        if draft.model_has(f"thinking.types.{other}"):
-            draft.switch_thinking(other, f"{draft.model} has no thinking type {current!r}")
-            return
-    draft.drop_thinking(
-        f"{draft.model} lacks {missing.capability} and has no close type; the model default applies"
-    )
+def resolve_action(
+    route: RouteSpec, key: str, *, default: Action, meaningful: frozenset[Action]
+) -> tuple[Action, bool]:
+    """The action to take for a capability or rule key, and whether the policy chose it.
 
+    ``auto`` becomes the key's `default`; an action that means nothing for it
+    (``adjust`` an image, ``strip`` a batch) falls back to `default` too, so every
+    policy has one literal reading.
+    """
+    action = route.action_for(key)
+    if action == "auto" or action not in meaningful:
+        return default, False
+    return action, True
 
-def _thinking_strip(draft: Draft, missing: Missing) -> None:
-    draft.drop_thinking(f"{draft.model} lacks {missing.capability}")
-
-
-def _strip_key_at(key: str) -> CapabilityFix:
-    """A fix removing `key` inside each location (``citations`` of a document block)."""
-
-    def strip(draft: Draft, missing: Missing) -> None:
-        for path in missing.where:
-            draft.remove((*path, key), "strip", f"{draft.model} lacks {missing.capability}")
-
-    return strip
-
-
-def _strip_locations(draft: Draft, missing: Missing) -> None:
-    """Remove each location itself (a tool, an edit, ``output_config.format``, ...)."""
-    for path in missing.where:
-        draft.remove(path, "strip", f"{draft.model} lacks {missing.capability}")
-
-
-def _strip_code_execution_callers(draft: Draft, missing: Missing) -> None:
-    """Drop the ``code_execution_*`` entries of ``allowed_callers`` (the key if none remain)."""
-    reason = f"{draft.model} lacks {missing.capability} (programmatic tool calling)"
-    for path in missing.where:
-        callers = _at(draft.body, path)
-        kept = [c for c in callers if not (isinstance(c, str) and c.startswith("code_execution_"))]
-        draft.edit(path, kept if kept else MISSING, "strip", reason)
-
-
-def _at(body: Any, path: JSONPath) -> Any:
-    node = body
-    for key in path:
-        node = node[key]
-    return node
-
-
-@dataclass(frozen=True, slots=True)
-class _Family:
-    default: Action
-    fixes: Mapping[Action, CapabilityFix]
-    meaningful: frozenset[Action] = frozenset()
-    """The actions with a meaning here (the fixes, reroute, reject); set on creation."""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "meaningful", frozenset({*self.fixes, "reroute", "reject"}))
-
-
-_FAMILIES: Final[Mapping[str, _Family]] = {
-    "thinking": _Family("adjust", {"adjust": _thinking_adjust, "strip": _thinking_strip}),
-    "effort": _Family("adjust", {"adjust": _effort_adjust, "strip": _effort_strip}),
-    "image_input": _Family("reroute", {}),
-    "pdf_input": _Family("reroute", {}),
-    "citations": _Family("reroute", {"strip": _strip_key_at("citations")}),
-    "structured_outputs": _Family("reroute", {"strip": _strip_locations}),
-    "server_tools": _Family("reroute", {"strip": _strip_locations}),
-    "code_execution": _Family("reroute", {"strip": _strip_code_execution_callers}),
-    "context_management": _Family("strip", {"strip": _strip_locations}),
-    "compaction": _Family("reroute", {"strip": _strip_locations}),
-    "batch": _Family("reroute", {}),
-}
-_UNKNOWN_FAMILY: Final = _Family("reroute", {})
 
 # Containers removed when the edits leave them empty (the API rejects an empty
 # `context_management`, and an empty `output_config` is noise in the diff).
@@ -224,12 +125,25 @@ class Selection:
     notes: tuple[str, ...] = ()
 
 
+class _Pass:
+    """One selection pass over the candidates (strict or gambling)."""
+
+    __slots__ = ("considered", "saw_unknown", "strict")
+
+    def __init__(self, strict: bool) -> None:
+        self.strict = strict
+        self.considered: list[Candidate] = []
+        self.saw_unknown = False
+        """Whether some candidate was held back only by an unstated capability: only
+        then can a gambling pass find something the strict one didn't."""
+
+
 class Planner:
     """Plans requests against one registry, memoising what repeats between requests.
 
-    A `Router` owns one, for its registry and policy: support lookups are keyed by
+    A `PolicyEngine` owns one, for its registry and policy: support lookups are keyed by
     (model, path), candidate orders by model and resolved actions by (route object,
-    capability), and all of them live exactly as long as the data they describe.
+    key), and all of them live exactly as long as the data they describe.
     """
 
     __slots__ = (
@@ -245,11 +159,11 @@ class Planner:
         self.registry = registry
         self._limits: dict[str, Limits] = {}
         self._actions: dict[tuple[int, str, Action], tuple[Action, bool]] = {}
-        """(route id, capability, default) → resolved action. Route ids are stable: the
-        routes live in the router's policy for as long as this planner."""
+        """(route id, key, default) → resolved action. Route ids are stable: the routes
+        live in the engine's policy for as long as this planner."""
         self._support: dict[tuple[str, str], Support] = {}
         self._has_server_tools: dict[str, bool] = {}
-        self._auto_order: dict[str, tuple[str, ...]] = {}
+        self._auto_order: dict[tuple[str, bool], tuple[str, ...]] = {}
 
     # -- registry lookups (memoised) --------------------------------------------------------
 
@@ -261,12 +175,12 @@ class Planner:
             found = self._support[key] = self.registry.supports(model, path)
         return found
 
-    def ok(self, model: str, path: str, unknown: str = "supported") -> bool:
-        """Whether `model` can take `path`, reading UNKNOWN per the route's `unknown`."""
+    def ok(self, model: str, path: str, strict: bool) -> bool:
+        """Whether `model` can take `path`: supported, or (not `strict`) not known to lack it."""
         found = self._support.get((model, path))
         if found is None:
             found = self.support(model, path)
-        return found is _SUPPORTED or (found is _UNKNOWN and unknown == "supported")
+        return found is _SUPPORTED or (found is _UNKNOWN and not strict)
 
     def effective_key(self, model: str, capability: str) -> str:
         """The registry key that gates `capability` on `model`.
@@ -284,15 +198,19 @@ class Planner:
             )
         return capability if has else "code_execution"
 
-    def auto_order(self, requested: str) -> tuple[str, ...]:
+    def auto_order(self, requested: str, *, same_line_only: bool = False) -> tuple[str, ...]:
         """The default candidate order for a requested (canonical) model id."""
-        order = self._auto_order.get(requested)
+        key = (requested, same_line_only)
+        order = self._auto_order.get(key)
         if order is None:
-            info = self.registry.get(requested)
-            line = info.line if info is not None else None
+            line = _line(self, requested)
             same_line = [i for i in self.registry.ids if i != requested and _line(self, i) == line]
-            others = [i for i in self.registry.ids if i != requested and i not in same_line]
-            order = self._auto_order[requested] = (requested, *same_line, *others)
+            others = (
+                []
+                if same_line_only
+                else [i for i in self.registry.ids if i != requested and i not in same_line]
+            )
+            order = self._auto_order[key] = (requested, *same_line, *others)
         return order
 
     # -- planning ---------------------------------------------------------------------------
@@ -304,8 +222,13 @@ class Planner:
         model: str,
         route: RouteSpec,
         api_version: str,
+        run: _Pass | None = None,
     ) -> Draft:
-        """The request as `model` would receive it under `route`."""
+        """The request as `model` would receive it under `route`.
+
+        `run` is the selection pass (default: strict, i.e. unknown reads as missing).
+        """
+        strict = run.strict if run is not None else True
         limits = self._limits.get(model)
         if limits is None:
             limits = self._limits[model] = self.registry.limits(model)
@@ -316,20 +239,24 @@ class Planner:
             api_version=api_version,
             max_tokens=limits.max_tokens,
             max_input_tokens=limits.max_input_tokens,
-            model_has=lambda path: self.ok(model, path, route.unknown),
+            model_has=lambda path: self.ok(model, path, strict),
+            model_lacks=lambda path: self.support(model, path) is _UNSUPPORTED,
         )
         for capability in needs.paths:
             key = self.effective_key(model, capability)
-            if self.ok(model, key, route.unknown):
+            if self.ok(model, key, strict):
                 continue
-            self._settle_capability(draft, capability, key, route)
+            known = self.support(model, key) is _UNSUPPORTED
+            if not known and run is not None:
+                run.saw_unknown = True
+            self._settle_capability(draft, capability, key, route, known=known)
             if draft.stopped:
                 return draft
         for rule in CANDIDATE_RULES:
             problem = rule.check(draft)
             if problem is None:
                 continue
-            action, explicit = self.action(route, rule.capability, rule.default, rule.meaningful)
+            action, explicit = self.action(route, rule.key, rule.default, rule.meaningful)
             settle(draft, problem, action, explicit, rule.fixes.get(action))
             if draft.stopped:
                 return draft
@@ -337,26 +264,33 @@ class Planner:
             _prune_emptied(draft)
         return draft
 
-    def _settle_capability(self, draft: Draft, capability: str, key: str, route: RouteSpec) -> None:
-        family = _FAMILIES.get(capability.split(".", 1)[0], _UNKNOWN_FAMILY)
+    def _settle_capability(
+        self, draft: Draft, capability: str, key: str, route: RouteSpec, *, known: bool
+    ) -> None:
+        family = family_of(capability)
         action, explicit = self.action(route, capability, family.default, family.meaningful)
         where = draft.needs.capabilities[capability]
         fix = family.fixes.get(action)
         if fix is not None:
             fix(draft, Missing(capability, where))
             return
-        problem = f"lacks {key}" + (f" ({format_path(where[0])})" if where[0] else "")
+        verb = "lacks" if known else "is not known to support"
+        problem = f"{verb} {key}" + (f" ({format_path(where[0])})" if where[0] else "")
+        if action == "reject" and not known:
+            # Refuse only what the registry says the model lacks; an unstated
+            # capability passes this candidate over instead.
+            action, explicit = "reroute", False
         settle(draft, problem, action, explicit, None)
 
     def action(
-        self, route: RouteSpec, capability: str, default: Action, meaningful: frozenset[Action]
+        self, route: RouteSpec, key: str, default: Action, meaningful: frozenset[Action]
     ) -> tuple[Action, bool]:
-        """`rules.resolve_action`, memoised per route and capability."""
-        key = (id(route), capability, default)
-        found = self._actions.get(key)
+        """`resolve_action`, memoised per route and key."""
+        cache_key = (id(route), key, default)
+        found = self._actions.get(cache_key)
         if found is None:
-            found = self._actions[key] = resolve_action(
-                route, capability, default=default, meaningful=meaningful
+            found = self._actions[cache_key] = resolve_action(
+                route, key, default=default, meaningful=meaningful
             )
         return found
 
@@ -368,15 +302,55 @@ class Planner:
         *,
         api_version: str,
         exclude: Collection[str] = (),
+        fallback: bool = False,
     ) -> Selection:
-        """Choose a model for the request (see the module docstring for the order)."""
+        """Choose a model for the request (see the module docstring for the order).
+
+        `fallback` marks an overload fallback: the automatic order then stays within
+        the requested model's line (price class).
+        """
         for request_rule in REQUEST_RULES:
             problem = request_rule.check(needs, api_version)
             if problem is not None:
                 return Selection(None, (), rejected=problem)
         requested = self.registry.resolve(needs.model)
-        names = self._candidate_names(needs, route, requested)
-        considered: list[Candidate] = []
+        names = self._candidate_names(needs, route, requested, fallback)
+        passes = _PASSES[route.unknown]
+        failed: list[_Pass] = []
+        for strict in passes:
+            run = _Pass(strict)
+            chosen = self._first_usable(
+                body, needs, route, api_version, exclude, names, requested, run
+            )
+            if isinstance(chosen, Selection):
+                return chosen  # refused outright (the policy said reject)
+            if chosen is not None:
+                return self._chosen(chosen, tuple(run.considered), needs, requested, run, passes)
+            failed.append(run)
+            if not run.saw_unknown:
+                break  # a gambling pass would see exactly the same
+        last = failed[-1]
+        reasons = "; ".join(f"{c.model}: {c.reason}" for c in last.considered) or "no candidates"
+        return Selection(
+            None,
+            tuple(last.considered),
+            rejected=f"no candidate can serve the request ({reasons})",
+        )
+
+    def _first_usable(
+        self,
+        body: Mapping[str, Any],
+        needs: RequestNeeds,
+        route: RouteSpec,
+        api_version: str,
+        exclude: Collection[str],
+        names: list[str],
+        requested: str | None,
+        run: _Pass,
+    ) -> Draft | Selection | None:
+        """The first candidate's plan that is neither blocked nor rejected, a rejection,
+        or `None` (every candidate was passed over; `run.considered` says why)."""
+        considered = run.considered
         seen: set[str] = set()
         for name in names:
             model = self.registry.resolve(name)
@@ -386,9 +360,9 @@ class Planner:
             if model in seen:
                 continue
             seen.add(model)
-            passed_over = self._unusable(model, route, exclude)
+            passed_over = self._unusable(model, route, exclude, requested)
             if passed_over is None:
-                draft = self.plan(body, needs, model, route, api_version)
+                draft = self.plan(body, needs, model, route, api_version, run)
                 if draft.rejected is not None:
                     considered.append(Candidate(model, False, draft.rejected))
                     reason = f"{model}: {draft.rejected}"
@@ -398,11 +372,8 @@ class Planner:
                 considered.append(Candidate(model, False, passed_over))
                 continue
             considered.append(Candidate(model, True))
-            return self._chosen(draft, tuple(considered), needs, requested)
-        reasons = "; ".join(f"{c.model}: {c.reason}" for c in considered) or "no candidates"
-        return Selection(
-            None, tuple(considered), rejected=f"no candidate can serve the request ({reasons})"
-        )
+            return draft
+        return None
 
     def _chosen(
         self,
@@ -410,9 +381,23 @@ class Planner:
         considered: tuple[Candidate, ...],
         needs: RequestNeeds,
         requested: str | None,
+        run: _Pass,
+        passes: tuple[bool, ...],
     ) -> Selection:
+        notes = list(draft.notes)
+        if not run.strict and len(passes) > 1:
+            unknown = [
+                p
+                for p in needs.paths
+                if self.support(draft.model, self.effective_key(draft.model, p)) is _UNKNOWN
+            ]
+            notes.append(
+                "no candidate is known to support everything the request needs; "
+                f"{draft.model} was chosen though the registry doesn't state "
+                f"{', '.join(unknown) or 'some of it'}"
+            )
         if draft.model == requested:
-            return Selection(draft, considered)
+            return Selection(draft, considered, notes=tuple(notes))
         why = next(
             (
                 f"{needs.model}: {c.reason}"
@@ -421,31 +406,47 @@ class Planner:
             ),
             f"the route does not list {needs.model}",
         )
-        notes: tuple[str, ...] = ()
         if needs.thinking_history is not None:
-            notes = (
+            notes.append(
                 "the conversation carries thinking blocks "
                 f"({format_path(needs.thinking_history)}); moving it from {needs.model} to "
-                f"{draft.model} may make the API drop or reject them (preserved-thinking checks)",
+                f"{draft.model} may make the API drop or reject them (preserved-thinking checks)"
             )
-        return Selection(draft, considered, reroute_reason=why, notes=notes)
+        if requested is not None:
+            old, new = _line(self, requested), _line(self, draft.model)
+            if old is not None and new is not None and old != new:
+                notes.append(
+                    f"{draft.model} is a {new} model, {needs.model} a {old} one: "
+                    "another line, likely another price class"
+                )
+        return Selection(draft, considered, reroute_reason=why, notes=tuple(notes))
 
-    def _unusable(self, model: str, route: RouteSpec, exclude: Collection[str]) -> str | None:
-        info = self.registry.get(model)
-        lifecycle = info.lifecycle if info is not None else None
+    def _unusable(
+        self, model: str, route: RouteSpec, exclude: Collection[str], requested: str | None
+    ) -> str | None:
+        lifecycle = self.registry.lifecycle(model)
         if lifecycle == "retired":
-            return "retired"
+            return self.registry.unavailable_reason(model) or "retired"
         if model in exclude:
             return "excluded (unavailable upstream right now)"
-        if lifecycle == "deprecated" and not route.allow_deprecated:
-            return "deprecated, and the policy disallows deprecated models"
+        if lifecycle == "deprecated":
+            allow = route.allow_deprecated
+            if allow is False:
+                return "deprecated, and the policy disallows deprecated models"
+            if allow == "requested" and model != requested:
+                return (
+                    "deprecated (used only when requested; allow_deprecated: true makes "
+                    "deprecated models alternatives)"
+                )
         return None
 
     def _candidate_names(
-        self, needs: RequestNeeds, route: RouteSpec, requested: str | None
+        self, needs: RequestNeeds, route: RouteSpec, requested: str | None, fallback: bool
     ) -> list[str]:
         if not route.candidates:
-            return list(self.auto_order(requested)) if requested is not None else []
+            if requested is None:
+                return []
+            return list(self.auto_order(requested, same_line_only=fallback))
         names: list[str] = []
         for entry in route.candidates:
             if entry == REQUESTED:

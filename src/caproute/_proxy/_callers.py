@@ -73,6 +73,8 @@ FETCH_TIMEOUT = 10.0
 """Seconds per Models API request of one fetch."""
 MAX_FETCH_TIME = 20.0
 """Bound on one fetch, retries included."""
+MIN_REFRESH_INTERVAL = 10.0
+"""Seconds between two refreshes the routing flow asks for (after learning from a 400)."""
 
 _KEY_FILE = ".hmac-key"
 
@@ -267,6 +269,7 @@ class CallerRegistry:
         """Why this credential can't read the Models API (``HTTP 403 ...``), if it can't."""
         self.last_error: str | None = None
         self._retry_at = float("-inf")
+        self._last_asked = float("-inf")
         self.fetches = 0
         self.routes = RouterSet(
             self,
@@ -291,6 +294,48 @@ class CallerRegistry:
                 # Bounded like the first fetch; a slow fetch carries on for later requests.
                 await asyncio.wait_for(asyncio.shield(flight), self._owner.first_fetch_timeout)
         return self.registry
+
+    async def wait_live(self, timeout: float) -> Registry | None:
+        """The caller's own registry, waiting at most `timeout` s for its fetch (cold start).
+
+        `None` when no fetch can come (the credential can't list models, a failure
+        back-off is on, or no credential is lent) or it doesn't land in time.
+        """
+        if self._live is not None:
+            return self._live
+        flight = self._flight
+        if flight is None:
+            credential = _lent()
+            if credential is None or self.denied is not None or not self._due():
+                return None
+            if credential.digest(self._owner.key) != self.digest:
+                return None
+            flight = self._start(credential)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(flight), timeout)
+        return self._live
+
+    def refresh_in_background(self) -> bool:
+        """Start a fetch with the lent credential, unless one runs, a back-off is on, or
+        the flow asked less than `MIN_REFRESH_INTERVAL` seconds ago; True if one started.
+
+        The routing flow asks for this after learning from an answer (a capability
+        400): the live lineup may have changed.
+        """
+        credential = _lent()
+        if credential is None or self._flight is not None or not self._due():
+            return False
+        now = self._owner.clock()
+        if now - self._last_asked < MIN_REFRESH_INTERVAL:
+            return False
+        if credential.digest(self._owner.key) != self.digest:
+            return False
+        self._last_asked = now
+        self._start(credential)
+        return True
+
+    def _due(self) -> bool:
+        return self._owner.clock() >= self._retry_at
 
     # -- state ----------------------------------------------------------------------------
 

@@ -63,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Route the request file and print the outcome."""
-    from .._core.router import Router
+    from .._core.router import PolicyEngine
     from .._snapshot import initial_registry
 
     body = read_request(args.request)
@@ -74,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
         policy = load_policy(args.policy)
     registry = initial_registry(args.snapshot)
     endpoint = args.endpoint or guess_endpoint(body)
-    result = Router(registry, policy).route(body, endpoint=endpoint, api_version=args.api_version)
+    result = PolicyEngine(registry, policy).route(
+        body, endpoint=endpoint, api_version=args.api_version
+    )
     if args.json:
         out = {"decision": result.decision.to_dict(), "body": result.body}
         print(json.dumps(out, indent=2, ensure_ascii=False))
@@ -150,10 +152,10 @@ DEMO_REQUEST: dict[str, Any] = {
 
 def print_demo_route() -> None:
     """Route `DEMO_REQUEST` against the embedded snapshot (no policy) and print the outcome."""
-    from .._core.router import Router
+    from .._core.router import PolicyEngine
     from .._snapshot import embedded_registry
 
-    result = Router(embedded_registry()).route(DEMO_REQUEST)
+    result = PolicyEngine(embedded_registry()).route(DEMO_REQUEST)
     print(
         f"Routing {DEMO_EXAMPLE} (an app still pinned to a retired model, with\n"
         "extended thinking and a forced tool choice) against the embedded registry, no policy:\n"

@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, unquote
 
 from ._catalogue import Catalogue, lifecycle_of
 from ._faults import Fault, FaultQueue
-from ._validation import check_api_version, resolve_model, validate_params
+from ._validation import Wording, check_api_version, resolve_model, validate_params
 from ._wire import (
     ApiError,
     default_message,
@@ -96,6 +96,8 @@ class FakeState:
     api_key: str | None
     reply: Reply
     stream_delay: float = 0.0
+    wording: Wording = "api"
+    """How validation words its refusals (`caproute.testing._validation.WORDINGS`)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
     closing: threading.Event = field(default_factory=threading.Event)
     requests: list[RecordedRequest] = field(default_factory=list)
@@ -326,7 +328,9 @@ class FakeApp:
             overload_status = self.state.overloads.get(model["id"])
         if overload_status is not None:
             raise ApiError(overload_status, default_message(overload_status))
-        validate_params(body, model, api_version=version, endpoint="messages")
+        validate_params(
+            body, model, api_version=version, endpoint="messages", wording=self.state.wording
+        )
         full = self._message(body, model["id"])
         if body.get("stream") is True:
             return _Stream(stream_events(full))
@@ -344,7 +348,9 @@ class FakeApp:
     def _count_tokens(self, request: _Request, version: str) -> _Response:
         body = request.json()
         model = resolve_model(self.state.catalogue, body)
-        validate_params(body, model, api_version=version, endpoint="count_tokens")
+        validate_params(
+            body, model, api_version=version, endpoint="count_tokens", wording=self.state.wording
+        )
         return _Json({"input_tokens": _input_tokens(body)})
 
     # -- batches -----------------------------------------------------------------------------
@@ -386,7 +392,9 @@ class FakeApp:
         """One request's outcome; invalid params error that item only, as in the API."""
         try:
             model = resolve_model(self.state.catalogue, params)
-            validate_params(params, model, api_version=version, endpoint="batch")
+            validate_params(
+                params, model, api_version=version, endpoint="batch", wording=self.state.wording
+            )
         except ApiError as exc:
             return {
                 "type": "errored",

@@ -68,11 +68,24 @@ def _set_path(tree: dict[str, Any], dotted: str, supported: bool) -> None:
     node["supported"] = supported
 
 
+def _remove_path(tree: dict[str, Any], dotted: str) -> None:
+    """Delete the node at ``a.b...`` (nothing if absent); ``thinking.x`` as in `_set_path`."""
+    parts = dotted.split(".")
+    if parts[0] == "thinking" and len(parts) == 2 and parts[1] != "types":
+        parts = ["thinking", "types", parts[1]]
+    node: Any = tree
+    for part in parts[:-1]:
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        node.pop(parts[-1], None)
+
+
 def make_model(
     model_id: str,
     *,
     unsupported: Iterable[str] = (),
     supported: Iterable[str] = (),
+    omit: Iterable[str] = (),
     capabilities: Mapping[str, Any] | None = None,
     **fields: Any,
 ) -> dict[str, Any]:
@@ -84,6 +97,11 @@ def make_model(
             (``"image_input"``, ``"effort.xhigh"``, ``"thinking.types.enabled"``;
             ``"thinking.enabled"`` is shorthand for the latter).
         supported: Dotted capability paths to mark ``supported: true`` (applied first).
+        omit: Dotted capability paths to leave out altogether (applied last): an
+            optional leaf the model predates (``"effort.xhigh"``,
+            ``"context_management.compact_20260112"``), or a whole family an older API
+            version doesn't describe (``"server_tools"``). The fake, like the API,
+            reads a missing leaf as unsupported.
         capabilities: Replace the whole capabilities tree (``None`` = all supported).
         **fields: Any other top-level field (``max_tokens``, ``lifecycle``, ``line``...).
 
@@ -99,6 +117,8 @@ def make_model(
         _set_path(caps, path, True)
     for path in unsupported:
         _set_path(caps, path, False)
+    for path in omit:
+        _remove_path(caps, path)
     model: dict[str, Any] = {
         "type": "model",
         "id": model_id,

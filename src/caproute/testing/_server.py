@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from ._app import DeliberateDisconnect, FakeApp, FakeState, RecordedRequest
 from ._catalogue import Catalogue, default_catalogue
 from ._faults import FaultQueue
+from ._validation import WORDINGS, Wording
 
 if TYPE_CHECKING:
     import anthropic
@@ -75,6 +76,7 @@ class FakeAnthropic:
         api_key: str | None = None,
         reply: str | Callable[[dict[str, Any], str], str] | None = None,
         stream_delay: float = 0.0,
+        wording: Wording = "api",
         keys: Mapping[str, Iterable[str] | None] | None = None,
         models_forbidden: Iterable[str] = (),
     ) -> None:
@@ -90,6 +92,8 @@ class FakeAnthropic:
             reply: The assistant text: a string, or ``f(body, model_id) -> str``.
                 Default: ``"Hello from <model id>."``.
             stream_delay: Seconds between SSE events (none before the first one).
+            wording: How refusals are worded: ``api`` (shaped like the real API's
+                texts), ``terse`` or ``verbose`` (see `caproute.testing._validation`).
             keys: More keys the fake accepts (with `api_key` set), each mapped to the
                 model ids it may see and use (`None`: all), as organizations and
                 workspaces see different lineups: ``GET /v1/models`` lists only those,
@@ -97,12 +101,15 @@ class FakeAnthropic:
             models_forbidden: Keys whose ``GET /v1/models`` is a 403
                 ``permission_error`` (they may still call Messages).
         """
+        if wording not in WORDINGS:
+            raise ValueError(f"wording must be one of {', '.join(WORDINGS)}, not {wording!r}")
         if models is None:
             default_models, default_aliases = default_catalogue()
             models, aliases = default_models, {**default_aliases, **(aliases or {})}
         self._initial_models = [dict(m) for m in models]
         self._initial_aliases = dict(aliases or {})
         self._initial_stream_delay = stream_delay
+        self._initial_wording = wording
         reply_fn = _constant_reply(reply) if isinstance(reply, str) else reply or _default_reply
         self._state = FakeState(
             catalogue=Catalogue(self._initial_models, self._initial_aliases),
@@ -110,6 +117,7 @@ class FakeAnthropic:
             api_key=api_key,
             reply=reply_fn,
             stream_delay=stream_delay,
+            wording=wording,
             keys={k: None if v is None else frozenset(v) for k, v in (keys or {}).items()},
             models_forbidden=frozenset(models_forbidden),
         )
@@ -347,6 +355,17 @@ class FakeAnthropic:
         self._state.stream_delay = seconds
 
     @property
+    def wording(self) -> Wording:
+        """How refusals are worded (``api``, ``terse`` or ``verbose``); settable."""
+        return self._state.wording
+
+    @wording.setter
+    def wording(self, wording: Wording) -> None:
+        if wording not in WORDINGS:
+            raise ValueError(f"wording must be one of {', '.join(WORDINGS)}, not {wording!r}")
+        self._state.wording = wording
+
+    @property
     def requests(self) -> list[RecordedRequest]:
         """Every request received so far, oldest first (a copy)."""
         with self._state.lock:
@@ -366,6 +385,7 @@ class FakeAnthropic:
         self._state.catalogue.set_aliases(self._initial_aliases)
         self._state.faults.clear()
         self._state.stream_delay = self._initial_stream_delay
+        self._state.wording = self._initial_wording
         with self._state.lock:
             self._state.requests.clear()
             self._state.overloads.clear()

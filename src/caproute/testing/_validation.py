@@ -15,8 +15,21 @@ catalogues: without a ``server_tools`` object, code-execution tools fall back to
 the top-level ``code_execution`` key (SDK 0.x meaning) and web-search tools, which
 had no key then, are allowed.
 
-Every check raises `ApiError` with a JSON-path-like message (``messages.0.content.1:
-...``), so a failing test names the offending part of the body.
+Every check raises `ApiError`. The API's wording is not a contract, so the fake can
+word its refusals three ways (`WORDINGS`, ``FakeAnthropic(wording=...)``):
+
+* ``api`` (the default): shaped like the texts users quote from the real API — a
+  parameter path, the value in quotes, few words (``output_config.effort 'max' is not
+  supported on this model``, ``"thinking.type.enabled" is not supported for this
+  model; ...``, ``This model does not support the effort parameter.``,
+  ``` `temperature` may only be set to 1 when thinking is enabled```);
+* ``terse``: no path, the feature's words and the model id;
+* ``verbose``: a longer sentence, words in another order.
+
+Rules no capability key states, from the API's documented behaviour (api-facts §3.6):
+with thinking on (``enabled`` or ``adaptive``, or on a model that can't turn thinking
+off, whatever the request says), ``temperature`` must be absent or 1, ``top_k`` absent
+and ``top_p`` within 0.95–1, and ``tool_choice`` may not force a tool.
 """
 
 from __future__ import annotations
@@ -27,9 +40,18 @@ from typing import Any, Literal, TypeAlias
 from ._catalogue import Catalogue, lifecycle_of
 from ._wire import ApiError
 
-__all__ = ["VERSION_2026", "check_api_version", "resolve_model", "validate_params"]
+__all__ = [
+    "VERSION_2026",
+    "WORDINGS",
+    "Wording",
+    "check_api_version",
+    "resolve_model",
+    "validate_params",
+]
 
 Endpoint: TypeAlias = Literal["messages", "count_tokens", "batch"]
+Wording: TypeAlias = Literal["api", "terse", "verbose"]
+WORDINGS: tuple[Wording, ...] = ("api", "terse", "verbose")
 
 VERSION_2023 = "2023-06-01"
 VERSION_2026 = "2026-10-21"
@@ -87,9 +109,20 @@ def supports(model: Mapping[str, Any], path: str) -> bool:
     return isinstance(node, dict) and node.get("supported") is True
 
 
-def _require(model: Mapping[str, Any], path: str, where: str, what: str) -> None:
-    if not supports(model, path):
-        raise _invalid(f"{where}: {what} is not supported by {model['id']} (capability {path})")
+def _require(
+    model: Mapping[str, Any], path: str, where: str, what: str, wording: Wording = "api"
+) -> None:
+    if supports(model, path):
+        return
+    model_id = model["id"]
+    if wording == "terse":
+        raise _invalid(f"{what} isn't available for {model_id}")
+    if wording == "verbose":
+        raise _invalid(
+            f"The model {model_id} cannot accept requests that use {what}. "
+            "Remove it or choose another model."
+        )
+    raise _invalid(f"{where}: {what} is not supported on this model.")
 
 
 # -- the body --------------------------------------------------------------------------------
@@ -101,6 +134,7 @@ def validate_params(
     *,
     api_version: str,
     endpoint: Endpoint,
+    wording: Wording = "api",
 ) -> None:
     """Raise `ApiError` (400) if `body` is not a valid request for `model`.
 
@@ -110,20 +144,21 @@ def validate_params(
         api_version: The request's ``anthropic-version``.
         endpoint: Which endpoint the body was sent to: count_tokens needs no
             ``max_tokens``; batch items also need the ``batch`` capability.
+        wording: How refusals are worded (see the module docstring).
     """
     _check_messages(body)
     if endpoint != "count_tokens":
-        _check_max_tokens(body, model)
+        _check_max_tokens(body, model, wording)
     if api_version >= VERSION_2026:
         _check_version_2026(body)
-    _check_thinking(body, model)
-    _check_effort(body, model)
-    _check_content(body, model)
-    _check_structured_outputs(body, model)
-    _check_tools(body, model)
-    _check_context_management(body, model)
+    _check_thinking(body, model, wording)
+    _check_effort(body, model, wording)
+    _check_content(body, model, wording)
+    _check_structured_outputs(body, model, wording)
+    _check_tools(body, model, wording)
+    _check_context_management(body, model, wording)
     if endpoint == "batch":
-        _check_batch(body, model)
+        _check_batch(body, model, wording)
 
 
 def _check_messages(body: Mapping[str, Any]) -> None:
@@ -146,7 +181,7 @@ def _check_messages(body: Mapping[str, Any]) -> None:
             raise _invalid(f"messages.{i}.content: Input should be a string or a list of blocks")
 
 
-def _check_max_tokens(body: Mapping[str, Any], model: Mapping[str, Any]) -> None:
+def _check_max_tokens(body: Mapping[str, Any], model: Mapping[str, Any], wording: Wording) -> None:
     if "max_tokens" not in body:
         raise _invalid("max_tokens: Field required")
     value = body["max_tokens"]
@@ -157,6 +192,13 @@ def _check_max_tokens(body: Mapping[str, Any], model: Mapping[str, Any]) -> None
         raise _invalid("max_tokens: Input should be greater than or equal to 0")
     ceiling = model.get("max_tokens")
     if isinstance(ceiling, int) and value > ceiling:
+        if wording == "terse":
+            raise _invalid(f"{model['id']} allows at most {ceiling} output tokens")
+        if wording == "verbose":
+            raise _invalid(
+                f"The requested maximum of {value} output tokens is above what {model['id']} "
+                f"can produce ({ceiling})."
+            )
         raise _invalid(
             f"max_tokens: {value} > {ceiling}, which is the maximum allowed number of "
             f"output tokens for {model['id']}"
@@ -180,22 +222,67 @@ def _check_version_2026(body: Mapping[str, Any]) -> None:
             raise _invalid(f"{path}.citations: citations are not allowed in user messages")
 
 
-def _check_thinking(body: Mapping[str, Any], model: Mapping[str, Any]) -> None:
+def _check_thinking(body: Mapping[str, Any], model: Mapping[str, Any], wording: Wording) -> None:
     thinking = body.get("thinking")
-    if thinking is None:
-        return
-    if not isinstance(thinking, dict) or thinking.get("type") not in _THINKING_TYPES:
-        raise _invalid(
-            "thinking.type: Input should be 'enabled', 'adaptive', 'disabled' or 'between_tools'"
+    if thinking is not None:
+        if not isinstance(thinking, dict) or thinking.get("type") not in _THINKING_TYPES:
+            raise _invalid(
+                "thinking.type: Input should be 'enabled', 'adaptive', 'disabled' or "
+                "'between_tools'"
+            )
+        kind = thinking["type"]
+        if wording == "api" and not supports(model, f"thinking.types.{kind}"):
+            hint = (
+                ' Use "thinking.type.adaptive" with "output_config.effort" instead.'
+                if supports(model, "thinking.types.adaptive")
+                else ""
+            )
+            raise _invalid(f'"thinking.type.{kind}" is not supported for this model.{hint}')
+        _require(
+            model, f"thinking.types.{kind}", "thinking.type", f"thinking type {kind!r}", wording
         )
-    kind = thinking["type"]
-    _require(model, f"thinking.types.{kind}", "thinking.type", f"thinking type {kind!r}")
-    if kind == "enabled":
-        _check_thinking_budget(thinking, body.get("max_tokens"))
+        if kind == "enabled":
+            _check_thinking_budget(thinking, body.get("max_tokens"))
+    if not _thinking_on(body, model):
+        return
     tool_choice = body.get("tool_choice")
-    forced = isinstance(tool_choice, dict) and tool_choice.get("type") in ("any", "tool")
-    if kind in _THINKING_ON and forced:
+    if isinstance(tool_choice, dict) and tool_choice.get("type") in ("any", "tool"):
         raise _invalid("tool_choice: Thinking may not be enabled when tool_choice forces tool use.")
+    _check_sampling_with_thinking(body, wording)
+
+
+def _thinking_on(body: Mapping[str, Any], model: Mapping[str, Any]) -> bool:
+    """Thinking ``enabled``/``adaptive``, or a model that can't turn it off (api-facts §3.6:
+    ``thinking.types.disabled`` is false exactly when thinking cannot be turned off)."""
+    thinking = body.get("thinking")
+    if isinstance(thinking, dict):
+        return thinking.get("type") in _THINKING_ON
+    caps = model.get("capabilities")
+    types = caps.get("thinking", {}).get("types") if isinstance(caps, dict) else None
+    disabled = types.get("disabled") if isinstance(types, dict) else None
+    return (
+        supports(model, "thinking")
+        and isinstance(disabled, dict)
+        and disabled.get("supported") is False
+    )
+
+
+def _check_sampling_with_thinking(body: Mapping[str, Any], wording: Wording) -> None:
+    """With thinking on: temperature only 1, no top_k, top_p within 0.95-1 (api-facts §3.6)."""
+    temperature = body.get("temperature", 1)
+    if "temperature" in body and (isinstance(temperature, bool) or temperature != 1):
+        if wording == "api":
+            raise _invalid("`temperature` may only be set to 1 when thinking is enabled.")
+        raise _invalid("temperature is not supported when thinking is enabled")
+    if "top_k" in body:
+        if wording == "verbose":
+            raise _invalid("Requests with thinking enabled cannot set top_k; remove it.")
+        raise _invalid("`top_k` is not supported when thinking is enabled.")
+    top_p = body.get("top_p")
+    if "top_p" in body and (
+        isinstance(top_p, bool) or not isinstance(top_p, int | float) or not 0.95 <= top_p <= 1
+    ):
+        raise _invalid("`top_p` must be between 0.95 and 1 when thinking is enabled.")
 
 
 def _check_thinking_budget(thinking: Mapping[str, Any], max_tokens: Any) -> None:
@@ -211,7 +298,7 @@ def _check_thinking_budget(thinking: Mapping[str, Any], max_tokens: Any) -> None
         raise _invalid("max_tokens: must be greater than thinking.budget_tokens")
 
 
-def _check_effort(body: Mapping[str, Any], model: Mapping[str, Any]) -> None:
+def _check_effort(body: Mapping[str, Any], model: Mapping[str, Any], wording: Wording) -> None:
     config = body.get("output_config")
     if not isinstance(config, dict) or config.get("effort") is None:
         return
@@ -220,18 +307,22 @@ def _check_effort(body: Mapping[str, Any], model: Mapping[str, Any]) -> None:
         raise _invalid(
             "output_config.effort: Input should be 'low', 'medium', 'high', 'xhigh' or 'max'"
         )
-    _require(model, f"effort.{level}", "output_config.effort", f"effort level {level!r}")
+    if wording == "api" and not supports(model, f"effort.{level}"):
+        if not supports(model, "effort"):
+            raise _invalid("This model does not support the effort parameter.")
+        raise _invalid(f"output_config.effort {level!r} is not supported on this model.")
+    _require(model, f"effort.{level}", "output_config.effort", f"effort level {level!r}", wording)
 
 
-def _check_content(body: Mapping[str, Any], model: Mapping[str, Any]) -> None:
+def _check_content(body: Mapping[str, Any], model: Mapping[str, Any], wording: Wording) -> None:
     for path, block, _role, _parent in _blocks(body):
         kind = block["type"]
         if kind == "image":
-            _require(model, "image_input", path, "image input")
+            _require(model, "image_input", path, "image input", wording)
         if kind == "document" and _is_pdf(block.get("source")):
-            _require(model, "pdf_input", path, "PDF input")
+            _require(model, "pdf_input", path, "PDF input", wording)
         if kind in ("document", "search_result") and _citations_on(block):
-            _require(model, "citations", f"{path}.citations", "citations")
+            _require(model, "citations", f"{path}.citations", "citations", wording)
 
 
 def _is_pdf(source: Any) -> bool:
@@ -249,18 +340,21 @@ def _citations_on(holder: Mapping[str, Any]) -> bool:
     return isinstance(citations, dict) and citations.get("enabled") is True
 
 
-def _check_structured_outputs(body: Mapping[str, Any], model: Mapping[str, Any]) -> None:
+def _check_structured_outputs(
+    body: Mapping[str, Any], model: Mapping[str, Any], wording: Wording
+) -> None:
     config = body.get("output_config")
+    what = "structured outputs"
     if isinstance(config, dict) and config.get("format") is not None:
-        _require(model, "structured_outputs", "output_config.format", "structured outputs")
+        _require(model, "structured_outputs", "output_config.format", what, wording)
     if body.get("output_format") is not None:
-        _require(model, "structured_outputs", "output_format", "structured outputs")
+        _require(model, "structured_outputs", "output_format", what, wording)
     for i, tool in enumerate(_tools(body)):
         if tool.get("strict") is True:
-            _require(model, "structured_outputs", f"tools.{i}.strict", "strict tool use")
+            _require(model, "structured_outputs", f"tools.{i}.strict", "strict tool use", wording)
 
 
-def _check_tools(body: Mapping[str, Any], model: Mapping[str, Any]) -> None:
+def _check_tools(body: Mapping[str, Any], model: Mapping[str, Any], wording: Wording) -> None:
     caps = model.get("capabilities")
     new_shape = isinstance(caps, dict) and "server_tools" in caps
     for i, tool in enumerate(_tools(body)):
@@ -268,21 +362,27 @@ def _check_tools(body: Mapping[str, Any], model: Mapping[str, Any]) -> None:
         where = f"tools.{i}.type"
         if isinstance(kind, str) and kind.startswith("code_execution_"):
             path = "server_tools.code_execution" if new_shape else "code_execution"
-            _require(model, path, where, f"tool {kind!r}")
+            _require(model, path, where, f"tool {kind!r}", wording)
         if isinstance(kind, str) and kind.startswith("web_search_") and new_shape:
-            _require(model, "server_tools.web_search", where, f"tool {kind!r}")
+            _require(model, "server_tools.web_search", where, f"tool {kind!r}", wording)
         if kind is not None and str(kind).startswith("web_fetch_") and _citations_on(tool):
-            _require(model, "citations", f"tools.{i}.citations", "citations")
+            _require(model, "citations", f"tools.{i}.citations", "citations", wording)
         callers = tool.get("allowed_callers")
         if isinstance(callers, list) and any(
             isinstance(c, str) and c.startswith("code_execution_") for c in callers
         ):
             _require(
-                model, "code_execution", f"tools.{i}.allowed_callers", "programmatic tool calling"
+                model,
+                "code_execution",
+                f"tools.{i}.allowed_callers",
+                "programmatic tool calling",
+                wording,
             )
 
 
-def _check_context_management(body: Mapping[str, Any], model: Mapping[str, Any]) -> None:
+def _check_context_management(
+    body: Mapping[str, Any], model: Mapping[str, Any], wording: Wording
+) -> None:
     management = body.get("context_management")
     if management is None:
         return
@@ -298,13 +398,14 @@ def _check_context_management(body: Mapping[str, Any], model: Mapping[str, Any])
             f"context_management.{kind}",
             f"context_management.edits.{i}.type",
             f"context management edit {kind!r}",
+            wording,
         )
 
 
-def _check_batch(body: Mapping[str, Any], model: Mapping[str, Any]) -> None:
+def _check_batch(body: Mapping[str, Any], model: Mapping[str, Any], wording: Wording) -> None:
     if body.get("stream"):
         raise _invalid("stream: streaming is not supported in Message Batches")
-    _require(model, "batch", "model", "the Message Batches API")
+    _require(model, "batch", "model", "the Message Batches API", wording)
 
 
 # -- walking the body ------------------------------------------------------------------------

@@ -1,0 +1,311 @@
+"""The capability catalogue: what caproute knows about each capability family, in one place.
+
+Policy validation (which names and actions are allowed), selection (what to do when a
+model lacks a capability), the rule table (which policy key governs each rule) and the
+learning step (which words in an API error point at a capability) all read this
+module; none of them keeps its own copy.
+
+Per capability family (the top-level keys of the Models API ``capabilities``):
+
+=====================  =========  =========  ==============================================
+family                 auto       strip      why
+=====================  =========  =========  ==============================================
+thinking               adjust     yes        ``enabled`` ↔ ``adaptive`` keeps the intent
+effort                 adjust     yes        the nearest level (downwards first), else removed
+context_management     strip      yes        edits only save tokens; the request still works
+image_input            reroute    refused    images are message content
+pdf_input              reroute    refused    PDFs are message content
+citations              reroute    yes        stripping changes a content block and the answer
+structured_outputs     reroute    yes        a JSON schema cannot be emulated
+server_tools           reroute    yes        dropping a tool changes what the model can do
+code_execution         reroute    yes        programmatic tool calling; strip drops callers
+compaction, batch      reroute    yes / no   nothing to adjust
+=====================  =========  =========  ==============================================
+
+And per rule no capability key states (`RULE_KEYS`, implemented in `rules`):
+``max_tokens`` (adjust: clamp; strip refused), ``context_window`` (reroute; strip
+refused), ``sampling`` (strip), ``tool_choice`` (adjust) and ``thinking_sampling``
+(adjust the sampling; ``strip`` drops thinking instead).
+
+An action that means nothing for a family (``adjust`` an image) reads as the family's
+default, so every policy has one literal reading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal, NamedTuple, TypeAlias, get_args
+
+from .decision import MISSING
+from .draft import Draft
+from .features import JSONPath
+
+__all__ = [
+    "ACTIONS",
+    "EFFORT_LEVELS",
+    "FAMILIES",
+    "RULE_KEYS",
+    "UNKNOWN_FAMILY",
+    "Action",
+    "CapabilityFix",
+    "Family",
+    "Missing",
+    "RuleKey",
+    "family_of",
+    "not_strippable",
+]
+
+Action: TypeAlias = Literal["auto", "reroute", "adjust", "strip", "reject"]
+"""What to do when the chosen model lacks something the request needs."""
+
+ACTIONS: tuple[Action, ...] = get_args(Action)
+
+EFFORT_LEVELS: Final = ("low", "medium", "high", "xhigh", "max")
+"""``output_config.effort`` values, from least to most effort."""
+
+
+class Missing(NamedTuple):
+    """A capability the candidate lacks, as a fix sees it (a tuple: made per problem)."""
+
+    capability: str
+    """The capability path (``effort.max``, ``server_tools.web_search``...)."""
+    where: tuple[JSONPath, ...]
+    """Every place in the body that needs it."""
+
+
+CapabilityFix = Callable[[Draft, Missing], None]
+"""A fix for a missing capability, recording its edits on the draft."""
+
+
+# -- capability fixes ----------------------------------------------------------------------------
+
+
+def _effort_adjust(draft: Draft, missing: Missing) -> None:
+    """The nearest level the model has, downwards first; none at all → remove it."""
+    level = draft.params.effort
+    if level in EFFORT_LEVELS:
+        i = EFFORT_LEVELS.index(level)
+        for other in (*reversed(EFFORT_LEVELS[:i]), *EFFORT_LEVELS[i + 1 :]):
+            if draft.model_has(f"effort.{other}"):
+                draft.plan(effort=other)
+                reason = f"{draft.model} has no effort level {level!r}"
+                draft.edit(("output_config", "effort"), other, "adjust", reason)
+                return
+    _effort_strip(draft, missing)
+
+
+def _effort_strip(draft: Draft, missing: Missing) -> None:
+    draft.plan(effort=None)
+    draft.remove(("output_config", "effort"), "strip", _lacks(draft, missing))
+
+
+# What `adjust` tries instead of a thinking type the model lacks, in order.
+_THINKING_ALTERNATIVES: Final[Mapping[str, tuple[str, ...]]] = {
+    "enabled": ("adaptive",),
+    "adaptive": ("enabled",),
+    "between_tools": ("disabled",),
+    "disabled": (),
+}
+
+
+def _thinking_adjust(draft: Draft, missing: Missing) -> None:
+    """Switch to the closest thinking type the model has; none → omit (model default)."""
+    current = draft.params.thinking_type or ""
+    for other in _THINKING_ALTERNATIVES.get(current, ()):
+        if draft.model_has(f"thinking.types.{other}"):
+            draft.switch_thinking(other, f"{draft.model} has no thinking type {current!r}")
+            return
+    draft.drop_thinking(
+        f"{_lacks(draft, missing)} and has no close type; the model default applies"
+    )
+
+
+def _thinking_strip(draft: Draft, missing: Missing) -> None:
+    draft.drop_thinking(_lacks(draft, missing))
+
+
+def _strip_key_at(key: str) -> CapabilityFix:
+    """A fix removing `key` inside each location (``citations`` of a document block)."""
+
+    def strip(draft: Draft, missing: Missing) -> None:
+        for path in missing.where:
+            draft.remove((*path, key), "strip", _lacks(draft, missing))
+
+    return strip
+
+
+def _strip_locations(draft: Draft, missing: Missing) -> None:
+    """Remove each location itself (a tool, an edit, ``output_config.format``, ...)."""
+    for path in missing.where:
+        draft.remove(path, "strip", _lacks(draft, missing))
+
+
+def _strip_code_execution_callers(draft: Draft, missing: Missing) -> None:
+    """Drop the ``code_execution_*`` entries of ``allowed_callers`` (the key if none remain)."""
+    reason = f"{_lacks(draft, missing)} (programmatic tool calling)"
+    for path in missing.where:
+        callers = _at(draft.body, path)
+        kept = [c for c in callers if not (isinstance(c, str) and c.startswith("code_execution_"))]
+        draft.edit(path, kept if kept else MISSING, "strip", reason)
+
+
+def _lacks(draft: Draft, missing: Missing) -> str:
+    """``claude-x lacks effort.max`` (or "doesn't state" when support is only unknown)."""
+    if draft.model_lacks(missing.capability):
+        return f"{draft.model} lacks {missing.capability}"
+    return f"{draft.model} is not known to support {missing.capability}"
+
+
+def _at(body: Any, path: JSONPath) -> Any:
+    node = body
+    for key in path:
+        node = node[key]
+    return node
+
+
+# -- the families --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """What caproute knows about one capability family."""
+
+    name: str
+    default: Action
+    """What ``auto`` does when a model lacks a capability of this family."""
+    fixes: Mapping[Action, CapabilityFix]
+    """How ``adjust`` / ``strip`` repair the request (an action missing here has no fix)."""
+    vocabulary: tuple[str, ...]
+    """Words an API error uses for this family (matched on word boundaries; a trailing
+    ``*`` matches a prefix, e.g. a versioned tool type)."""
+    strip_refused: str | None = None
+    """Why ``strip`` is not allowed here (message content), or `None`."""
+    optional_leaves: tuple[str, ...] = ()
+    """Leaves the SDK types mark optional (``*`` = every leaf): their absence, while
+    the parent states siblings, means the model predates them (api-facts §2.4a)."""
+    meaningful: frozenset[Action] = frozenset()
+    """The actions with a meaning here (the fixes, reroute, reject); derived."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "meaningful", frozenset({*self.fixes, "reroute", "reject"}))
+
+
+_CONTENT = "message content, which caproute never removes"
+
+FAMILIES: Final[Mapping[str, Family]] = {
+    family.name: family
+    for family in (
+        Family(
+            "thinking",
+            "adjust",
+            {"adjust": _thinking_adjust, "strip": _thinking_strip},
+            ("thinking",),
+        ),
+        Family(
+            "effort",
+            "adjust",
+            {"adjust": _effort_adjust, "strip": _effort_strip},
+            ("effort",),
+            optional_leaves=("xhigh",),
+        ),
+        Family(
+            "context_management",
+            "strip",
+            {"strip": _strip_locations},
+            ("context_management", "context management", "edits"),
+            optional_leaves=("*",),
+        ),
+        Family(
+            "image_input",
+            "reroute",
+            {},
+            ("image", "images"),
+            strip_refused=f"images are {_CONTENT}",
+        ),
+        Family(
+            "pdf_input",
+            "reroute",
+            {},
+            ("pdf", "pdfs", "document", "documents"),
+            strip_refused=f"PDFs are {_CONTENT}",
+        ),
+        Family(
+            "citations", "reroute", {"strip": _strip_key_at("citations")}, ("citations", "citation")
+        ),
+        Family(
+            "structured_outputs",
+            "reroute",
+            {"strip": _strip_locations},
+            ("structured", "output_format", "format", "json_schema", "strict"),
+        ),
+        Family(
+            "server_tools",
+            "reroute",
+            {"strip": _strip_locations},
+            ("server tool", "server tools", "server_tools"),
+        ),
+        Family(
+            "code_execution",
+            "reroute",
+            {"strip": _strip_code_execution_callers},
+            ("allowed_callers", "programmatic", "code_execution", "code execution"),
+        ),
+        Family("compaction", "reroute", {"strip": _strip_locations}, ("compaction",)),
+        Family("batch", "reroute", {}, ("batch", "batches")),
+    )
+}
+"""Every capability family of the Models API (api-facts §2.4), by name."""
+
+UNKNOWN_FAMILY: Final = Family("unknown", "reroute", {}, ())
+"""A capability key caproute doesn't know yet: nothing to adjust, so reroute."""
+
+
+def family_of(path: str) -> Family:
+    """The family of a capability path (``effort.max`` → effort)."""
+    return FAMILIES.get(path.split(".", 1)[0], UNKNOWN_FAMILY)
+
+
+# -- the policy keys of rules no capability key states ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RuleKey:
+    """A policy key governing API rules that no capability key states."""
+
+    name: str
+    doc: str
+    strip_refused: str | None = None
+
+
+RULE_KEYS: Final[Mapping[str, RuleKey]] = {
+    key.name: key
+    for key in (
+        RuleKey(
+            "max_tokens",
+            "the model's output ceiling (adjust: clamp)",
+            strip_refused="the API requires max_tokens (use adjust to clamp it)",
+        ),
+        RuleKey(
+            "context_window",
+            "the model's input limit (max_input_tokens)",
+            strip_refused="the conversation itself is what fills the context window",
+        ),
+        RuleKey("sampling", "temperature/top_p/top_k under anthropic-version 2026-10-21"),
+        RuleKey("tool_choice", "a forced tool_choice with thinking on"),
+        RuleKey(
+            "thinking_sampling",
+            "temperature/top_p/top_k with thinking on (adjust: fix the sampling; "
+            "strip: drop thinking instead)",
+        ),
+    )
+}
+
+
+def not_strippable(key: str) -> str | None:
+    """Why ``strip`` is refused for a policy key (a capability path or rule key), or `None`."""
+    rule = RULE_KEYS.get(key)
+    if rule is not None:
+        return rule.strip_refused
+    family = FAMILIES.get(key.split(".", 1)[0])
+    return family.strip_refused if family is not None else None

@@ -1,0 +1,326 @@
+"""The response-driven flow of one call: a sans-IO generator of actions.
+
+Routing a request is usually one step, but some answers change what to send next, and
+some teach something worth keeping. This module decides all of it and does none of the
+IO, in the style of httpx's ``Auth.auth_flow`` and tenacity's ``iter``: `call_flow`
+yields *actions*; a shell (the SDK middleware, the httpx transports, the proxy through
+its transport) carries each out and sends back what the action asks for:
+
+===================  ===========================================  =====================
+action               the shell                                    and sends back
+===================  ===========================================  =====================
+`Send`               forwards ``body`` upstream                   the `Reply`
+`Refresh`            waits (bounded) for the live registry fetch  the current `View`
+                     already in flight (cold start)
+`Learn`              records a fact about a model (with a TTL)    the current `View`
+`MarkRetired`        records that a model answered 404            the current `View`
+`MarkOverloaded`     starts the model's overload cool-down        the current `View`
+`Refuse`             answers locally with an API-shaped 400       — (the flow ends)
+`Deliver`            delivers the last response with `decision`   — (the flow ends)
+===================  ===========================================  =====================
+
+A `View` is the routing state the shell holds right now: the `PolicyEngine` for the
+current registry (learned facts included) and policy, the models cooling down, whether
+the registry is live data and whether a first live fetch can still be awaited.
+
+The rules, each a promise:
+
+* **Cold start.** Before the first live fetch has landed, a decision that would refuse
+  or change the request (reroute, adjust, or pass through a model the snapshot
+  doesn't know) is one the live registry could change: the flow asks to wait for the
+  fetch in flight (`Refresh`, bounded by the shell) and decides again, once.
+* **Learn from refusals.** A 400 ``invalid_request_error`` that names a parameter the
+  request carried (`learning.attribute`) becomes a fact (`Learn`); the call is routed
+  again with it and sent once more — the second attempt succeeds the first time, and
+  later calls are routed right on their first. A 400 caproute can't attribute reaches
+  the caller unchanged.
+* **Retired models.** A 404 ``not_found_error`` for a model the registry knows marks it
+  retired (`MarkRetired`) and reroutes by its line per the policy, never to itself. A
+  name nobody ever listed was passed through, and its 404 (a typo?) is delivered.
+* **Overload.** A 529 (or a status in the route's ``fallback_on``) starts the model's
+  cool-down (`MarkOverloaded`) and, on the call's first SDK attempt only, sends once
+  to the next candidate of the same price class (the route's list, else the requested
+  model's line). On a retry (``Call.retry`` > 0) the flow delivers at once: the SDK's
+  own retry loop already calls again, and the next call avoids the cooling model.
+  With every model overloaded and ``max_retries=2`` that is 2 + 1 + 1 = 4 sends.
+* **Bounded and re-derived.** At most ``View.max_sends`` sends per call; every hop
+  routes the caller's ORIGINAL body again, so parameters fit the new model; a hop whose
+  routed body and model equal the refused ones is not sent again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Generator, Mapping
+from typing import Any, Final, NamedTuple
+
+from .._types import Endpoint
+from .decision import Decision, RouteResult
+from .learning import attribute
+from .policy import Policy
+from .router import PolicyEngine
+
+__all__ = [
+    "OVERLOAD_STATUSES",
+    "Action",
+    "Call",
+    "Deliver",
+    "Flow",
+    "Learn",
+    "MarkOverloaded",
+    "MarkRetired",
+    "Refresh",
+    "Refuse",
+    "Reply",
+    "Send",
+    "View",
+    "call_flow",
+    "fallback_statuses",
+    "first_action",
+    "route_call",
+]
+
+OVERLOAD_STATUSES: Final = frozenset({529})
+"""529 ``overloaded_error`` is about the model, not the caller: another model may work."""
+
+
+class Call(NamedTuple):
+    """One call to a routed endpoint, as the shell parsed it (built per request)."""
+
+    body: Any
+    """The caller's body, decoded once; never mutated."""
+    endpoint: Endpoint
+    api_version: str | None = None
+    betas: tuple[str, ...] = ()
+    headers: Mapping[str, str] | None = None
+    retry: int = 0
+    """How many times the caller's SDK already retried this call (0 = first attempt,
+    or unknown)."""
+
+
+class View(NamedTuple):
+    """The routing state a shell holds right now."""
+
+    engine: PolicyEngine
+    """The engine for the current registry (learned facts applied) and policy."""
+    avoid: frozenset[str] = frozenset()
+    """Models in their overload cool-down: avoided while another candidate exists."""
+    live: bool = True
+    """Whether the registry holds live data (not a snapshot or the embedded lineup)."""
+    can_wait: bool = False
+    """Whether a first live fetch can still be awaited (cold start)."""
+    now: float | None = None
+    """Unix time, for the decision's registry age (`None`: not needed)."""
+    max_sends: int = 3
+    """Upper bound on upstream sends for one call."""
+
+
+class Reply(NamedTuple):
+    """What the flow needs to know about an upstream answer."""
+
+    status_code: int
+    error_type: str | None = None
+    """``error.type`` of an error body (shells read error bodies only when asked)."""
+    error_message: str | None = None
+
+
+class Send(NamedTuple):
+    """Forward a request upstream."""
+
+    body: Any
+    """The body to send. When `changed` is false this IS the caller's body: forward the
+    original bytes, don't serialise again."""
+    decision: Decision
+    changed: bool
+    attempt: int
+
+
+class Refresh(NamedTuple):
+    """Wait (bounded) for the live registry fetch in flight, then send the `View` back."""
+
+    reason: str
+
+
+class Learn(NamedTuple):
+    """Record a fact about `model` (the shell stamps the time and the expiry)."""
+
+    model: str
+    key: str
+    """A capability path (``effort.max``) or ``max_tokens``."""
+    value: bool | int
+    reason: str
+
+
+class MarkRetired(NamedTuple):
+    """Record that `model` answered 404: route around it from now on."""
+
+    model: str
+    reason: str
+
+
+class MarkOverloaded(NamedTuple):
+    """Start `model`'s overload cool-down."""
+
+    model: str
+
+
+class Refuse(NamedTuple):
+    """Answer locally with an API-shaped 400; send nothing upstream."""
+
+    decision: Decision
+
+
+class Deliver(NamedTuple):
+    """Deliver the last upstream response, carrying `decision`."""
+
+    decision: Decision
+
+
+Action = Send | Refresh | Learn | MarkRetired | MarkOverloaded | Refuse | Deliver
+Flow = Generator[Action, Any, None]
+"""A running `call_flow`: send it a `Reply` after a `Send`, a `View` after a `Refresh`,
+`Learn`, `MarkRetired` or `MarkOverloaded`."""
+
+READS_BODY_ON: Final = frozenset({400, 404})
+"""Statuses whose (small, JSON) error body the flow reads; shells read no other body."""
+
+
+def fallback_statuses(policy: Policy, decision: Decision) -> frozenset[int]:
+    """Statuses that send a call to the next candidate: 529, plus the ``fallback_on`` of
+    the policy route that made `decision` (e.g. 429, 5xx)."""
+    spec = policy.default_route
+    if decision.route is not None:
+        spec = next((s for s in policy.route_specs if s.name == decision.route), spec)
+    return OVERLOAD_STATUSES | spec.fallback_on
+
+
+def first_action(view: View, call: Call) -> Send | Refuse | Refresh:
+    """The flow's first step on its own: route the call once.
+
+    Shells take this, send it, and start `call_flow` (with ``first=`` this action) only
+    when the reply is one the flow reacts to (a status of 400 or more): most calls
+    never need the generator.
+    """
+    result = route_call(view, call)
+    decision = result.decision
+    if not view.live and view.can_wait and _live_could_change(view, decision):
+        return Refresh(f"cold start: {decision.outcome} on {decision.registry_source}")
+    if decision.rejected:
+        return Refuse(decision)
+    body = result.body
+    return Send(body, decision, body is not call.body, 1)
+
+
+def call_flow(call: Call, view: View, first: Send | Refuse | Refresh | None = None) -> Flow:
+    """The routing loop for one call (see the module docstring for the rules).
+
+    `first` is the call's `first_action` when the shell already took (and sent) it: the
+    flow yields it again instead of routing the call a second time.
+    """
+    action = first if first is not None else first_action(view, call)
+    if isinstance(action, Refresh):
+        view = yield action
+        action = first_action(view._replace(can_wait=False), call)
+        assert not isinstance(action, Refresh)  # can_wait is off: no second wait
+    if isinstance(action, Refuse):
+        yield action
+        return
+    sent = action
+    excluded: frozenset[str] = frozenset()
+    learned = fell_back = False
+    while True:
+        reply = yield sent
+        if reply.status_code < 400 or sent.attempt >= view.max_sends:
+            break
+        decision = sent.decision
+        model = decision.model
+        if model is None or call.endpoint == "batch" or decision.outcome == "passthrough":
+            break  # a batch mixes models; a model nobody knows gets the API's answer
+        status = reply.status_code
+        fallback = False
+        if status == 400 and reply.error_type == "invalid_request_error" and not learned:
+            found = attribute(reply.error_message, sent.body, model)
+            if found is None:
+                break
+            learned = True
+            key = view.engine.effective_key(model, found.key)
+            view = yield Learn(model, key, found.value, found.reason)
+            cause = f"400 from {model}: learned {key} = {found.value}"
+        elif status == 404 and reply.error_type == "not_found_error" and model not in excluded:
+            reason = f"404 not_found_error from {model}"
+            view = yield MarkRetired(model, reason)
+            excluded |= {model}
+            cause = f"{reason}: treated as retired"
+        elif status in fallback_statuses(view.engine.policy, decision):
+            view = yield MarkOverloaded(model)  # even on the last hop: the next call avoids it
+            if fell_back or call.retry > 0:
+                break  # one fallback per call; on an SDK retry, one send per attempt
+            fell_back = fallback = True
+            excluded |= {model}
+            cause = f"{status} from {model}: trying the next candidate of its price class"
+        else:
+            break
+        avoid = excluded | view.avoid if fallback else excluded
+        result = _route(view, call, avoid, fallback=fallback)
+        if result.decision.rejected or _same_target(sent, result):
+            break  # nothing better to send: the answer we have is the truthful one
+        attempt = sent.attempt + 1
+        extra = {**result.decision.extra, "attempt": attempt, "cause": cause}
+        routed = dataclasses.replace(result.decision, extra=extra)
+        sent = Send(result.body, routed, result.body is not call.body, attempt)
+    yield Deliver(sent.decision)
+
+
+def _route(
+    view: View, call: Call, exclude: frozenset[str], *, fallback: bool = False
+) -> RouteResult:
+    return view.engine.route(
+        call.body,
+        endpoint=call.endpoint,
+        api_version=call.api_version,
+        betas=call.betas,
+        headers=call.headers,
+        exclude=exclude,
+        fallback=fallback,
+        now=view.now,
+    )
+
+
+def route_call(view: View, call: Call) -> RouteResult:
+    """Route `call` once against `view`, around the models cooling down.
+
+    A cooling requested model is replaced only within its price class (the same rule
+    as an overload fallback), else it is used anyway; other cooling models are avoided
+    as alternatives while another candidate exists, and used rather than refuse.
+    """
+    avoid = view.avoid
+    if not avoid:
+        return _route(view, call, avoid)
+    body = call.body
+    model = body.get("model") if isinstance(body, dict) else None
+    requested = view.engine.registry.resolve(model) if isinstance(model, str) else None
+    if requested is not None and requested in avoid:
+        result = _route(view, call, avoid, fallback=True)
+        if not result.decision.rejected:
+            return result
+        avoid = avoid - {requested}
+    result = _route(view, call, avoid)
+    if result.decision.rejected:
+        result = _route(view, call, frozenset())
+    return result
+
+
+def _live_could_change(view: View, decision: Decision) -> bool:
+    """Whether live registry data might decide `decision` differently."""
+    outcome = decision.outcome
+    if outcome == "unchanged":
+        return False
+    if outcome == "passthrough":
+        # Not understood (a shape problem) stays so; an unknown model may be listed live.
+        requested = decision.requested_model
+        return requested is not None and view.engine.registry.resolve(requested) is None
+    return True
+
+
+def _same_target(previous: Send, result: RouteResult) -> bool:
+    return previous.decision.model == result.decision.model and previous.body == result.body

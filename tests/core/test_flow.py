@@ -1,0 +1,358 @@
+"""The response-driven flow, pure: actions out, replies and views in.
+
+A small scripted shell (`Shell`) plays the part of the transports: it answers each
+`Send` from a script keyed by model, keeps learned facts and cool-downs the way
+`LiveRouter` does, and hands the flow a fresh `View` after each state change. The
+engine is the real `PolicyEngine` over the test catalogue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from catalogue import REGISTRY, body, policy
+
+from caproute._core.flow import (
+    Call,
+    Deliver,
+    Learn,
+    MarkOverloaded,
+    MarkRetired,
+    Refresh,
+    Refuse,
+    Reply,
+    Send,
+    View,
+    call_flow,
+    first_action,
+)
+from caproute._core.policy import Policy
+from caproute._core.registry import LearnedFact, Registry, RegistrySource
+from caproute._core.router import PolicyEngine
+
+OK = Reply(200)
+OVERLOADED = Reply(529, "overloaded_error", "Overloaded")
+GONE = Reply(404, "not_found_error", "model: gone")
+
+
+def refused(message: str) -> Reply:
+    return Reply(400, "invalid_request_error", message)
+
+
+Script = Mapping[str, Reply | Callable[[Send], Reply]]
+
+
+@dataclass
+class Shell:
+    """Carries out the flow's actions like LiveRouter, with a scripted upstream."""
+
+    registry: Registry = REGISTRY
+    policy: Policy = field(default_factory=Policy.default)
+    live: bool = True
+    can_wait: bool = False
+    max_sends: int = 3
+    after_refresh: Registry | None = None
+    facts: dict[tuple[str, str], LearnedFact] = field(default_factory=dict)
+    cooling: set[str] = field(default_factory=set)
+    log: list[Any] = field(default_factory=list)
+
+    def view(self) -> View:
+        registry = self.registry.with_learned(self.facts.values()) if self.facts else self.registry
+        return View(
+            PolicyEngine(registry, self.policy),
+            frozenset(self.cooling),
+            self.live,
+            self.can_wait,
+            None,
+            self.max_sends,
+        )
+
+    def run(self, call: Call, script: Script) -> tuple[Deliver | Refuse, list[Send]]:
+        """Drive one call: the final action and every Send."""
+        sends: list[Send] = []
+        flow = call_flow(call, self.view())
+        action = next(flow)
+        while True:
+            self.log.append(action)
+            if isinstance(action, Send):
+                sends.append(action)
+                answer = script.get(action.decision.model or "", OK)
+                action = flow.send(answer(action) if callable(answer) else answer)
+            elif isinstance(action, Deliver | Refuse):
+                with pytest.raises(StopIteration):
+                    next(flow)
+                return action, sends
+            else:
+                self.carry_out(action)
+                action = flow.send(self.view())
+
+    def carry_out(self, action: Any) -> None:
+        if isinstance(action, Refresh):
+            if self.after_refresh is not None:
+                self.registry, self.live = self.after_refresh, True
+            self.can_wait = False
+        elif isinstance(action, Learn):
+            fact = LearnedFact(action.model, action.key, action.value, 10.0, 99.0, action.reason)
+            self.facts[(action.model, action.key)] = fact
+        elif isinstance(action, MarkRetired):
+            self.facts[(action.model, "lifecycle")] = LearnedFact(
+                action.model, "lifecycle", "retired", 10.0, 99.0, action.reason
+            )
+        elif isinstance(action, MarkOverloaded):
+            self.cooling.add(action.model)
+
+
+def call(
+    model: str = "t-full", *, retry: int = 0, endpoint: Any = "messages", **fields: Any
+) -> Call:
+    return Call(body(model, **fields), endpoint, None, (), None, retry)
+
+
+def models(sends: list[Send]) -> list[str | None]:
+    return [s.decision.model for s in sends]
+
+
+# -- the common case -------------------------------------------------------------------------
+
+
+def test_a_success_is_one_send_of_the_callers_own_body() -> None:
+    c = call()
+    final, sends = Shell().run(c, {})
+    assert isinstance(final, Deliver)
+    assert len(sends) == 1 and sends[0].body is c.body and not sends[0].changed
+    assert final.decision is sends[0].decision
+
+
+def test_a_request_no_model_can_serve_is_refused_before_anything_is_sent() -> None:
+    final, sends = Shell(policy=policy({"effort": "reject"})).run(
+        call("t-enabled", output_config={"effort": "low"}), {}
+    )
+    assert isinstance(final, Refuse) and sends == []
+    assert "policy says reject" in (final.decision.reason or "")
+
+
+def test_first_action_is_what_the_flow_starts_with() -> None:
+    shell = Shell()
+    c = call("t-enabled", output_config={"effort": "low"})
+    first = first_action(shell.view(), c)
+    assert isinstance(first, Send)
+    flow = call_flow(c, shell.view(), first)
+    assert next(flow) is first  # yielded again, not routed a second time
+
+
+# -- cold start --------------------------------------------------------------------------------
+
+
+def test_cold_start_waits_for_live_data_when_it_could_change_the_decision() -> None:
+    snapshot = Registry.from_models([m for m in REGISTRY.models if m.id != "t-ladder"])
+    shell = Shell(registry=snapshot, live=False, can_wait=True, after_refresh=REGISTRY)
+    final, sends = shell.run(call("t-ladder"), {})
+    assert isinstance(shell.log[0], Refresh)  # unknown to the snapshot: wait, then decide
+    assert models(sends) == ["t-ladder"] and sends[0].decision.outcome == "unchanged"
+    assert isinstance(final, Deliver)
+
+
+def test_cold_start_waits_once_and_never_for_an_unchanged_request() -> None:
+    shell = Shell(live=False, can_wait=True)  # the fetch lands nothing new
+    shell.run(call("t-enabled", output_config={"effort": "low"}), {})
+    assert [type(a) for a in shell.log] == [Refresh, Send, Deliver]
+    quiet = Shell(live=False, can_wait=True)
+    quiet.run(call("t-full"), {})
+    assert [type(a) for a in quiet.log] == [Send, Deliver]
+
+
+def test_no_cold_start_wait_for_a_body_that_is_not_a_messages_body() -> None:
+    shell = Shell(live=False, can_wait=True)
+    final, sends = shell.run(Call({"model": "t-full"}, "messages"), {})
+    assert [type(a) for a in shell.log] == [Send, Deliver]
+    assert sends[0].decision.outcome == "passthrough"
+
+
+# -- learning from a refusal -----------------------------------------------------------------
+
+
+def test_an_attributable_400_is_learned_and_the_call_sent_once_more() -> None:
+    shell = Shell()
+    refusal = refused("output_config.effort 'max' is not supported on this model.")
+    answers: dict[str, Reply | Callable[[Send], Reply]] = {
+        "t-full": lambda s: refusal if s.body["output_config"]["effort"] == "max" else OK
+    }
+    c = call("t-full", output_config={"effort": "max"})
+    final, sends = shell.run(c, answers)
+    learned = [a for a in shell.log if isinstance(a, Learn)]
+    assert learned == [Learn("t-full", "effort.max", False, "a 400 from t-full named effort.max")]
+    assert [s.body["output_config"]["effort"] for s in sends] == ["max", "xhigh"]
+    assert isinstance(final, Deliver) and final.decision.extra["attempt"] == 2
+    assert "learned effort.max" in final.decision.extra["cause"]
+    # Afterwards the first attempt is already right.
+    again, resent = shell.run(c, answers)
+    assert [s.body["output_config"]["effort"] for s in resent] == ["xhigh"]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "messages: Field required",  # about the request itself
+        "Unsupported beta header: foo",  # names nothing the request carried
+        "`temperature` may only be set to 1 when thinking is enabled.",  # a rule, two candidates
+        "",
+    ],
+)
+def test_a_400_caproute_cannot_attribute_reaches_the_caller_unchanged(message: str) -> None:
+    shell = Shell()
+    final, sends = shell.run(call(temperature=0.5), {"t-full": refused(message)})
+    assert len(sends) == 1 and isinstance(final, Deliver)
+    assert not any(isinstance(a, Learn) for a in shell.log)
+
+
+def test_only_one_learning_resend_per_call() -> None:
+    shell = Shell()
+    always = refused("output_config.effort is not supported on this model.")
+    final, sends = shell.run(call(output_config={"effort": "max"}), {"t-full": always})
+    assert len([a for a in shell.log if isinstance(a, Learn)]) == 1
+    assert len(sends) == 2
+
+
+def test_a_learned_fact_that_changes_nothing_is_not_resent() -> None:
+    # The 400 blames effort, but the request carries none: nothing to learn about it.
+    shell = Shell()
+    final, sends = shell.run(call(), {"t-full": refused("This model does not support effort.")})
+    assert len(sends) == 1
+
+
+def test_a_learned_limit_clamps_max_tokens() -> None:
+    shell = Shell()
+    text = refused(
+        "max_tokens: 100000 > 64000, which is the maximum allowed number of output tokens"
+    )
+    answers = {"t-full": lambda s: text if s.body["max_tokens"] > 64_000 else OK}
+    final, sends = shell.run(call(max_tokens=100_000), answers)
+    assert [s.body["max_tokens"] for s in sends] == [100_000, 64_000]
+    assert shell.facts[("t-full", "max_tokens")].value == 64_000
+
+
+# -- 404: retired -------------------------------------------------------------------------------
+
+
+def test_a_404_marks_the_model_retired_and_reroutes_by_its_line() -> None:
+    shell = Shell()
+    final, sends = shell.run(call("t-full"), {"t-full": GONE})
+    assert models(sends) == ["t-full", "t-adaptive"]  # same line, next newest
+    assert any(isinstance(a, MarkRetired) and a.model == "t-full" for a in shell.log)
+    # From then on, straight to the line's next model.
+    _, resent = shell.run(call("t-full"), {})
+    assert models(resent) == ["t-adaptive"]
+
+
+def test_never_rerouted_to_itself_after_a_404() -> None:
+    shell = Shell(policy=policy(candidates=["requested"]))
+    final, sends = shell.run(call("t-full"), {"t-full": GONE})
+    assert models(sends) == ["t-full"]
+    assert isinstance(final, Deliver)  # the API's own 404
+
+
+def test_a_name_nobody_knows_gets_the_apis_own_404() -> None:
+    shell = Shell()
+    final, sends = shell.run(call("t-typo"), {"t-typo": GONE})
+    assert len(sends) == 1 and sends[0].decision.outcome == "passthrough"
+    assert not any(isinstance(a, MarkRetired) for a in shell.log)
+
+
+# -- overload -------------------------------------------------------------------------------------
+
+
+def test_an_overload_falls_back_once_within_the_price_class() -> None:
+    shell = Shell()
+    final, sends = shell.run(call("t-full"), {"t-full": OVERLOADED})
+    assert models(sends) == ["t-full", "t-adaptive"]  # alpha line only
+    assert shell.cooling == {"t-full"}
+
+
+def test_when_the_line_is_exhausted_the_overload_is_delivered() -> None:
+    shell = Shell()
+    final, sends = shell.run(call("t-small"), {"t-small": OVERLOADED, "t-gamma-vision": OVERLOADED})
+    assert models(sends) == ["t-small", "t-gamma-vision"]
+    assert shell.cooling == {"t-small", "t-gamma-vision"}  # both cool down
+    again, resent = shell.run(call("t-small"), {"t-small": OVERLOADED})
+    assert models(resent) == ["t-small"]  # nothing else in the line: one send, no other line
+
+
+def test_an_sdk_retry_sends_once() -> None:
+    shell = Shell()
+    final, sends = shell.run(call("t-full", retry=1), {"t-full": OVERLOADED})
+    assert models(sends) == ["t-full"]
+    assert shell.cooling == {"t-full"}
+
+
+def test_a_fallback_never_picks_a_deprecated_model_unless_allowed() -> None:
+    shell = Shell()
+    final, sends = shell.run(call("t-enabled"), {"t-enabled": OVERLOADED})
+    assert models(sends) == ["t-enabled", "t-ladder"]  # t-deprecated passed over
+    allowing = Shell(
+        policy=Policy.from_dict({"version": 1, "defaults": {"allow_deprecated": True}})
+    )
+    _, sends = allowing.run(call("t-enabled"), {"t-enabled": OVERLOADED})
+    assert models(sends) == ["t-enabled", "t-deprecated"]
+
+
+def test_a_policy_can_fall_back_across_lines_and_the_decision_says_so() -> None:
+    shell = Shell(policy=policy(candidates=["requested", "t-full"]))
+    final, sends = shell.run(call("t-small"), {"t-small": OVERLOADED})
+    assert models(sends) == ["t-small", "t-full"]
+    assert any("price class" in note for note in sends[1].decision.notes)
+
+
+def test_statuses_outside_fallback_on_are_delivered_as_they_are() -> None:
+    shell = Shell()
+    final, sends = shell.run(call(), {"t-full": Reply(500, "api_error", "boom")})
+    assert len(sends) == 1
+    fallback = Shell(policy=Policy.from_text("defaults:\n  fallback_on: ['5xx']\n"))
+    _, sends = fallback.run(call(), {"t-full": Reply(503, "api_error", "busy")})
+    assert models(sends) == ["t-full", "t-adaptive"]
+
+
+# -- bounds -----------------------------------------------------------------------------------
+
+
+def test_sends_are_bounded_by_the_view() -> None:
+    shell = Shell(max_sends=1)
+    final, sends = shell.run(call(), {"t-full": OVERLOADED})
+    assert len(sends) == 1 and isinstance(final, Deliver)
+
+
+def test_a_batch_never_reacts_to_a_single_model_answer() -> None:
+    batch = {"requests": [{"custom_id": "a", "params": body("t-full")}]}
+    shell = Shell()
+    final, sends = shell.run(Call(batch, "batch"), {"t-full": OVERLOADED, "": OVERLOADED})
+    assert len(sends) == 1
+    assert [type(a) for a in shell.log] == [Send, Deliver]
+
+
+def test_three_404s_in_a_row_stop_at_the_bound() -> None:
+    shell = Shell()
+    final, sends = shell.run(call("t-full"), {"t-full": GONE, "t-adaptive": GONE, "t-ladder": GONE})
+    assert len(sends) == 3
+    assert isinstance(final, Deliver)
+
+
+def test_the_flow_never_mutates_the_callers_body() -> None:
+    c = call("t-full", output_config={"effort": "max"})
+    snapshot = repr(c.body)
+    Shell().run(
+        c, {"t-full": refused("output_config.effort 'max' is not supported on this model.")}
+    )
+    assert repr(c.body) == snapshot
+
+
+def test_a_live_registry_fetched_after_the_fact_states_the_truth() -> None:
+    # The registry said effort.max was supported; a fact says it isn't; a fresher live
+    # fetch that still states it wins, so the request goes out unchanged again.
+    fact = LearnedFact("t-full", "effort.max", False, 50.0, 99.0, "a 400")
+    stale = REGISTRY.with_source(RegistrySource("live", fetched_at=40.0)).with_learned([fact])
+    fresh = REGISTRY.with_source(RegistrySource("live", fetched_at=60.0)).with_learned([fact])
+    request = body("t-full", output_config={"effort": "max"})
+    assert PolicyEngine(stale).route(request).decision.outcome == "adjusted"
+    assert PolicyEngine(fresh).route(request).decision.outcome == "unchanged"

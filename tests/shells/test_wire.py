@@ -1,0 +1,88 @@
+"""The wire helpers the shells share (caproute._flow): endpoints, betas, errors, headers.
+
+The response-driven flow itself is pure and tested in tests/core/test_flow.py; the
+drivers that run it are exercised end to end by the transport, middleware and proxy
+tests.
+"""
+
+from __future__ import annotations
+
+import json
+
+import httpx2
+import pytest
+
+from caproute._core.decision import Change, Decision
+from caproute._flow import (
+    Reply,
+    append_decision_headers,
+    decision_header_entries,
+    endpoint_for,
+    error_of,
+    parse_betas,
+    refusal_body,
+    reply_for,
+)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "expected"),
+    [
+        ("POST", "/v1/messages", "messages"),
+        ("POST", "/v1/messages/count_tokens", "count_tokens"),
+        ("POST", "/v1/messages/batches", "batch"),
+        ("POST", "/gateway/anthropic/v1/messages", "messages"),
+        ("GET", "/v1/messages/batches", None),
+        ("POST", "/v1/messages/batches/msgbatch_1/cancel", None),
+        ("GET", "/v1/models", None),
+        ("POST", "/v1/files", None),
+    ],
+)
+def test_endpoint_for(method: str, path: str, expected: str | None) -> None:
+    assert endpoint_for(method, path) == expected
+
+
+def test_parse_betas_reads_repeated_and_comma_separated_headers() -> None:
+    assert parse_betas(["a-1, b-2", "c-3", " "]) == ("a-1", "b-2", "c-3")
+
+
+def test_error_of() -> None:
+    body = b'{"type":"error","error":{"type":"not_found_error","message":"model: x"}}'
+    assert error_of(body) == ("not_found_error", "model: x")
+    assert error_of(b"<html>bad gateway</html>") == (None, None)
+    assert error_of(b'{"error": "flat"}') == (None, None)
+
+
+def test_refusal_body_is_api_shaped() -> None:
+    decision = Decision("rejected", "alpha", None, reason="no model supports pdf_input")
+    doc = json.loads(refusal_body(decision))
+    assert doc == {
+        "type": "error",
+        "error": {
+            "type": "invalid_request_error",
+            "message": "caproute: no model supports pdf_input",
+        },
+    }
+
+
+def test_replies_for_a_status_are_shared_and_equal_to_new_ones() -> None:
+    assert reply_for(200) is reply_for(200)
+    assert reply_for(529) == Reply(529)
+
+
+def test_decision_headers_are_appended_as_header_values_says() -> None:
+    decision = Decision("unchanged", "a-1", "a-1")
+    response = httpx2.Response(200, headers={"content-type": "application/json"})
+    assert append_decision_headers(response.headers, decision_header_entries(decision))
+    assert {k: response.headers[k] for k in decision.header_values()} == (decision.header_values())
+    # A second time (a response that already passed through caproute): not appended;
+    # the drivers then set the values through the public API.
+    assert not append_decision_headers(response.headers, decision_header_entries(decision))
+
+
+def test_non_ascii_header_values_take_the_public_api() -> None:
+    change = Change("metadata.note", "café", "thé", "adjust", "why")
+    decision = Decision("adjusted", "a-1", "a-1", changes=(change,))
+    assert decision_header_entries(decision) is None
+    headers = httpx2.Headers({"content-type": "application/json"})
+    assert not append_decision_headers(headers, None)
