@@ -264,9 +264,17 @@ ANSWER = json.dumps(
 ).encode()
 
 
+def _models_page() -> bytes:
+    from caproute._snapshot import embedded_registry
+
+    models = [info.to_api_dict() for info in embedded_registry().models]
+    return json.dumps({"data": models, "has_more": False}).encode()
+
+
 async def _mock_upstream(request: httpx2.Request) -> httpx2.Response:
     await request.aread()
-    return httpx2.Response(200, headers={"content-type": "application/json"}, content=ANSWER)
+    content = _models_page() if request.url.path == "/v1/models" and request.url.query else ANSWER
+    return httpx2.Response(200, headers={"content-type": "application/json"}, content=content)
 
 
 async def _asgi_call(app: Any, method: str, path: str, body: bytes) -> int:

@@ -335,8 +335,12 @@ class ProxyApp:
             credential = presented_credential(headers)
             if credential is not None:
                 exchange.credential = credential
-                caller = await self.callers.for_caller(credential)
-                self.metrics.caller_registries.set(len(self.callers))
+                held = len(self.callers)
+                caller = self.callers.lookup(credential)
+                if caller.pending:  # a new caller, or stale data: fetch (or start to)
+                    await caller.ready(credential)
+                if len(self.callers) != held:
+                    self.metrics.caller_registries.set(len(self.callers))
                 exchange.registry = caller.source
                 routes = caller.routes
         if route is not None and self.config.allow_route_header:

@@ -7,8 +7,8 @@ its key can see. Per distinct credential there is one `CallerRegistry`: the call
 registry, and a `LiveRouter` over it (so learned facts and cool-downs are per caller
 too; the policy is shared).
 
-**The credential is never stored.** Callers are told apart by a keyed hash:
-HMAC-SHA256 of the credential under a random 32-byte key, `CallerKeys`. The digest is
+**The credential is never stored.** Callers are told apart by a keyed hash: BLAKE2b
+in keyed mode (a MAC, like HMAC) of the credential under a random 32-byte key. The digest is
 the map key, the disk cache file name and nothing else; the credential itself lives
 only where the request already has it:
 
@@ -41,7 +41,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import hmac
 import logging
 import os
 import secrets
@@ -93,12 +92,15 @@ class Credential:
         self._bearer = bearer
 
     def digest(self, key: bytes) -> str:
-        """HMAC-SHA256 of the credential under `key`, hex.
+        """The keyed hash of the credential under `key` (BLAKE2b in keyed mode, a MAC), hex.
 
-        The header it came in is left out: one key is one caller whether an SDK sends
-        it as ``x-api-key`` or as a bearer token (a fetch uses the header it came in).
+        BLAKE2b's keyed mode is one C call (~1 µs, against ~5 µs for HMAC-SHA256 from
+        Python), and this runs for every request. The header the credential came in is
+        left out: one key is one caller whether an SDK sends it as ``x-api-key`` or as a
+        bearer token (a fetch uses the header it came in).
         """
-        return hmac.new(key, self._value.encode("latin-1"), hashlib.sha256).hexdigest()
+        value = self._value.encode("latin-1")
+        return hashlib.blake2b(value, key=key, digest_size=32).hexdigest()
 
     def fetcher_credentials(self) -> tuple[str, str]:
         """``(api_key, auth_token)`` for a fetcher; the unused one is "", never `None`,
@@ -367,6 +369,13 @@ class CallerRegistry:
         age = self.age(self._owner.wall_clock())
         return age is not None and age > self._owner.ttl
 
+    @property
+    def pending(self) -> bool:
+        """Whether `ready` has something to do (the common case, fresh data: no)."""
+        if self._live is not None:
+            return not self._cache_checked or (self._flight is None and self.stale)
+        return True
+
     async def ready(self, credential: Credential) -> None:
         """Before routing a request: load the disk cache, fetch or start a refresh as due.
 
@@ -493,6 +502,9 @@ class CallerRegistries:
         router_logger: Logger for the callers' routers.
         on_decision: Hook for every decision.
         on_fetch: Called with ``ok`` / ``denied`` / ``error`` after each fetch.
+        fetch_transport: The transport Models API calls go through (tests and
+            benchmarks pass their mock upstream; it is borrowed, never closed here).
+            Default: a connection pool of their own.
         clock: Monotonic seconds; wall_clock: Unix time.
     """
 
@@ -510,6 +522,7 @@ class CallerRegistries:
         router_logger: logging.Logger,
         on_decision: DecisionHook,
         on_fetch: Callable[[str], object] = lambda _result: None,
+        fetch_transport: httpx2.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -532,7 +545,9 @@ class CallerRegistries:
         # The Models API calls of every caller, on their own pool: nothing read from the
         # environment (proxies, .netrc) and no cookie jar, so nothing one caller's answer
         # sets can travel with another caller's request.
+        self._borrowed = fetch_transport is not None
         self.client = httpx2.AsyncClient(
+            transport=fetch_transport,
             trust_env=False,
             cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),
             timeout=FETCH_TIMEOUT,
@@ -541,6 +556,13 @@ class CallerRegistries:
 
     async def for_caller(self, credential: Credential) -> CallerRegistry:
         """The caller's entry, made ready to route (see `CallerRegistry.ready`)."""
+        entry = self.lookup(credential)
+        if entry.pending:
+            await entry.ready(credential)
+        return entry
+
+    def lookup(self, credential: Credential) -> CallerRegistry:
+        """The caller's entry (made if new, LRU-refreshed); `ready` it if `pending`."""
         digest = credential.digest(self.key)
         entry = self._entries.get(digest)
         if entry is None:
@@ -550,7 +572,6 @@ class CallerRegistries:
                 evicted.cancel()
         else:
             self._entries.move_to_end(digest)
-        await entry.ready(credential)
         return entry
 
     def __len__(self) -> int:
@@ -661,4 +682,5 @@ class CallerRegistries:
         """Cancel fetches under way and close the Models API client."""
         for entry in self._entries.values():
             entry.cancel()
-        await self.client.aclose()
+        if not self._borrowed:
+            await self.client.aclose()

@@ -123,7 +123,8 @@ def create_proxy_app(
     Args:
         config: What to forward where (default: `ProxyConfig()`, the public API).
         inner_transport: The transport doing the network IO under the routing layer
-            (default: ``httpx2.AsyncHTTPTransport`` with a generous connection pool).
+            (default: ``httpx2.AsyncHTTPTransport`` with a generous connection pool);
+            given, caller registries are read through it too.
 
     Raises:
         PolicyError: The policy file is invalid (the proxy refuses to start with it).
@@ -169,6 +170,7 @@ def create_proxy_app(
             router_logger=logger,
             on_decision=_remember_decision,
             on_fetch=lambda result: metrics.registry_fetches.labels(result).inc(),
+            fetch_transport=inner_transport,
         )
     if policy_watcher is not None:
         policy_watcher.apply = _policy_applier(routes, callers)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ._limits import raw_error
@@ -33,16 +34,25 @@ class LimitedHttpTools(_LimitsMixin, HttpToolsProtocol):  # type: ignore[misc]
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        """uvicorn's, with the limits: a refusal raised inside a parser callback is
+        answered as such, not logged as an invalid request."""
         if self._refused:
             return
+        self._unset_keepalive_if_required()
         try:
             if self._in_head:
                 self._head_started(len(data))
-            super().data_received(data)
+            self.parser.feed_data(data)
             if self._in_head:
                 self._check_head_size()
         except _Refuse as refusal:
             self._refuse(refusal.answer)
+        except httptools.HttpParserUpgrade:
+            self._unsupported_upgrade_warning()  # no WebSocket endpoints (ws="none")
+        except httptools.HttpParserError:
+            if self._pending is None:
+                self.logger.warning("Invalid HTTP request received.")
+            self.send_400_response("Invalid HTTP request received.")
 
     def send_400_response(self, msg: str) -> None:
         """A malformed request, or a limit hit inside a parser callback: API-shaped."""
