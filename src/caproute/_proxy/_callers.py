@@ -31,7 +31,7 @@ with stale-while-revalidate, a back-off after a failure, an LRU bound on callers
 the shared registry (``--snapshot``, else the offline lineup) and its decisions say
 so in their ``registry_source``; it is asked again after `DENIED_RETRY` seconds.
 
-With a disk cache the HMAC key is kept in the cache directory (``.hmac-key``, 0600),
+With a disk cache the hash key is kept in the cache directory (``.hmac-key``, 0600),
 so files can be found again after a restart and by sibling workers; without one it
 is random per process. Either way a digest can't be linked to a key without it.
 """
