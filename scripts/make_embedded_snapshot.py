@@ -8,9 +8,12 @@ Usage::
 
 The data below is the Claude lineup as publicly documented in late November 2026
 (the Anthropic models overview, per-model pages and the SDK 2.14 `Model` literal).
-The rule is "state only what the docs state": a capability the docs are silent about
-is left out, which the registry reads as UNKNOWN (not unsupported). The live Models
-API always wins over this file, and fills in whatever is left out here.
+The rule is "state only what the docs state". A whole family the docs are silent about
+is left out, which the registry reads as UNKNOWN. Inside a family this file does state,
+a leaf the docs are silent about is written ``{"supported": null}``: the API leaves out
+only leaves a model predates, so a *missing* leaf beside stated siblings reads as
+unsupported, and an explicit null is how this file says "unknown" instead. The live
+Models API always wins over this file, and fills in whatever is unknown here.
 """
 
 from __future__ import annotations
@@ -34,15 +37,22 @@ COMMON = {
     "image_input": YES,
     "pdf_input": YES,
 }
+UNKNOWN = {"supported": None}
 # The four effort levels of SDK 0.121's capability tree; `xhigh` is optional there and
 # the docs don't list it per model, so it stays unknown.
-EFFORT = {"supported": True, "low": YES, "medium": YES, "high": YES, "max": YES}
+EFFORT = {"supported": True, "low": YES, "medium": YES, "high": YES, "xhigh": UNKNOWN, "max": YES}
 NO_EFFORT = {"supported": False}
 
 
+THINKING_TYPES = ("adaptive", "enabled", "disabled", "between_tools")
+
+
 def thinking(**types: bool) -> dict[str, Any]:
-    """A `thinking` capability stating only the given `types` (others stay unknown)."""
-    return {"supported": True, "types": {name: {"supported": v} for name, v in types.items()}}
+    """A `thinking` capability stating the given `types`; the others are unknown (null)."""
+    return {
+        "supported": True,
+        "types": {name: {"supported": types.get(name)} for name in THINKING_TYPES},
+    }
 
 
 # "Adaptive, always on": adaptive only, and `{"type": "disabled"}` is a 400.

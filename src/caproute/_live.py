@@ -140,7 +140,7 @@ class LiveRouter:
         overload_cooldown_s: float = 30.0,
         learned_ttl_s: float = DEFAULT_LEARNED_TTL_S,
         retired_ttl_s: float = DEFAULT_RETIRED_TTL_S,
-        cold_start_wait_s: float = 10.0,
+        cold_start_wait_s: float = 5.0,
         min_refresh_interval_s: float = 10.0,
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,

@@ -155,13 +155,23 @@ def test_cold_start_waits_for_live_data_when_it_could_change_the_decision() -> N
     assert isinstance(final, Deliver)
 
 
-def test_cold_start_waits_once_and_never_for_an_unchanged_request() -> None:
-    shell = Shell(live=False, can_wait=True)  # the fetch lands nothing new
+def test_cold_start_waits_once_even_for_a_request_the_snapshot_finds_fine() -> None:
+    # The snapshot says t-full is fine; live data says it was retired since.
+    retired = REGISTRY.with_lifecycle("t-full", "retired")
+    shell = Shell(live=False, can_wait=True, after_refresh=retired)
+    final, sends = shell.run(call("t-full"), {})
+    assert [type(a) for a in shell.log] == [Refresh, Send, Deliver]
+    assert models(sends) == ["t-adaptive"]  # decided on the live data, first attempt
+    # Without a fetch to wait for (no credentials, a failure back-off), no wait.
+    offline = Shell(live=False, can_wait=False)
+    offline.run(call("t-full"), {})
+    assert [type(a) for a in offline.log] == [Send, Deliver]
+
+
+def test_cold_start_waits_at_most_once() -> None:
+    shell = Shell(live=False, can_wait=True)  # the fetch brings nothing new
     shell.run(call("t-enabled", output_config={"effort": "low"}), {})
     assert [type(a) for a in shell.log] == [Refresh, Send, Deliver]
-    quiet = Shell(live=False, can_wait=True)
-    quiet.run(call("t-full"), {})
-    assert [type(a) for a in quiet.log] == [Send, Deliver]
 
 
 def test_no_cold_start_wait_for_a_body_that_is_not_a_messages_body() -> None:

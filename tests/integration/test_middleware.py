@@ -19,7 +19,6 @@ from sdk_helpers import API_KEY, BIG, PDF_BLOCK, SMALL, opened, resolve
 
 import caproute
 from caproute import Decision, LiveRouter, Registry
-from caproute._fetch import RegistryFetcher
 from caproute.testing import FakeAnthropic, make_model
 
 pytestmark = pytest.mark.anyio
@@ -204,12 +203,9 @@ async def test_stale_registry_400_is_learned_and_rerouted(
         "max_tokens": 100,
         "messages": [{"role": "user", "content": [PDF_BLOCK]}],
     }
-    with RegistryFetcher(
-        api_key=fake.api_key, base_url=fake.url, initial=stale, background=False, cache_file=False
-    ) as fetcher:
-        router = LiveRouter(fetcher, on_decision=decisions.append)
-        async with opened(client_with(fake, router, is_async=is_async)) as client:
-            raw = await resolve(client.messages.with_raw_response.create(**request))
+    router = LiveRouter(stale, on_decision=decisions.append)
+    async with opened(client_with(fake, router, is_async=is_async)) as client:
+        raw = await resolve(client.messages.with_raw_response.create(**request))
 
     assert raw.status_code == 200
     assert [r.model for r in fake.requests if r.path == "/v1/messages"] == [SMALL, BIG]

@@ -26,7 +26,12 @@ MODELS = [
         "line": "x",
         "lifecycle": "active",
         "max_tokens": 64_000,
-        "capabilities": {"image_input": {"supported": True}},
+        # Thinking stated (and off by default): a model that might always think would
+        # make caproute drop top_k under any API version.
+        "capabilities": {
+            "image_input": {"supported": True},
+            "thinking": {"supported": True, "types": {"disabled": {"supported": True}}},
+        },
     },
 ]
 

@@ -433,3 +433,36 @@ def test_learned_facts_are_saved_with_the_cache_and_adopted_at_start(
         body = {**PLAIN, "model": "claude-big-2", "output_config": {"effort": "max"}}
         assert second.route(body).decision.outcome == "adjusted"
         assert [(f.model, f.key) for f in second.learned] == [("claude-big-2", "effort.max")]
+
+
+def test_with_the_models_api_down_one_fetch_per_back_off_window_and_a_bounded_wait(
+    fake: FakeAnthropic,
+) -> None:
+    # Every Models API call fails (5xx); the fetcher gives up after a short retry budget.
+    fake.faults.add("/v1/models*", status=503, times=None)
+    fetcher = RegistryFetcher(
+        api_key=KEY, base_url=fake.url, cache_file=False, max_retry_time=0.3, jitter=lambda: 0.0
+    )
+    router = LiveRouter(fetcher, cold_start_wait_s=2.0)
+    refusal = "output_config.effort 'max' is not supported on this model."
+    fake.faults.add("/v1/messages", status=400, message=refusal, times=None)
+    started = time.monotonic()
+    for _ in range(5):
+        # Each call sees a learnable 400 (which asks for a background refresh).
+        with pytest.raises(Exception):  # noqa: B017 - the upstream 400, whatever its class
+            _send(router, fake, EFFORT_MAX)
+    elapsed = time.monotonic() - started
+    fetches_in_window = fake.count("/v1/models")
+    assert elapsed < 2.0 + 1.0  # at most one bounded cold-start wait, never one per call
+    assert 1 <= fetches_in_window <= 3  # the first (retried) attempt only: back-off holds
+    assert not router.view().can_wait  # the failure's back-off: no further waits
+
+
+def _send(router: LiveRouter, fake: FakeAnthropic, body: dict[str, Any]) -> None:
+    import httpx2
+
+    from caproute import RoutingTransport
+
+    transport = RoutingTransport(httpx2.HTTPTransport(), router=router)
+    with httpx2.Client(base_url=fake.url, headers=fake.headers(), transport=transport) as http:
+        http.post("/v1/messages", json=body).raise_for_status()

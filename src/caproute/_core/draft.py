@@ -162,12 +162,19 @@ class Draft:
 
     @property
     def thinking_on(self) -> bool:
-        """Whether the planned request thinks: ``enabled`` or ``adaptive``, or no
-        ``thinking`` at all on a model that can't turn thinking off (its
-        ``thinking.types.disabled`` is known to be unsupported: "adaptive, always on")."""
+        """Whether the planned request may think: ``enabled`` or ``adaptive``, or no
+        ``thinking`` at all on a model that can't turn thinking off ("adaptive, always
+        on": its ``thinking.types.disabled`` is unsupported).
+
+        Read as `model_has` reads the registry: when it is unknown whether the model can
+        turn thinking off, a strict pass assumes it may think (the safe reading), a
+        gambling pass that it doesn't.
+        """
         kind = self.params.thinking_type
         if kind is None:
-            return self.model_lacks("thinking.types.disabled") and not self.model_lacks("thinking")
+            return not self.model_has("thinking.types.disabled") and not self.model_lacks(
+                "thinking"
+            )
         return kind == "enabled" or kind == "adaptive"
 
     def changes(self) -> list[Change]:

@@ -25,10 +25,11 @@ the registry is live data and whether a first live fetch can still be awaited.
 
 The rules, each a promise:
 
-* **Cold start.** Before the first live fetch has landed, a decision that would refuse
-  or change the request (reroute, adjust, or pass through a model the snapshot
-  doesn't know) is one the live registry could change: the flow asks to wait for the
-  fetch in flight (`Refresh`, bounded by the shell) and decides again, once.
+* **Cold start.** Before the first live fetch has landed, every decision rests on
+  snapshot data the live registry could change (a model retired since, a capability
+  added, a model the snapshot doesn't know): while a live fetch can still come, the
+  flow asks to wait for it (`Refresh`, bounded by the shell) and decides again, once.
+  Only a body that is not a Messages body at all is sent without waiting.
 * **Learn from refusals.** A 400 ``invalid_request_error`` that names a parameter the
   request carried (`learning.attribute`) becomes a fact (`Learn`); the call is routed
   again with it and sent once more — the second attempt succeeds the first time, and
@@ -311,15 +312,14 @@ def route_call(view: View, call: Call) -> RouteResult:
 
 
 def _live_could_change(view: View, decision: Decision) -> bool:
-    """Whether live registry data might decide `decision` differently."""
-    outcome = decision.outcome
-    if outcome == "unchanged":
-        return False
-    if outcome == "passthrough":
-        # Not understood (a shape problem) stays so; an unknown model may be listed live.
-        requested = decision.requested_model
-        return requested is not None and view.engine.registry.resolve(requested) is None
-    return True
+    """Whether live registry data might decide `decision` differently: any decision made
+    on snapshot data (even "unchanged": the model may have been retired since), except
+    a body that is not a Messages body at all."""
+    if decision.outcome != "passthrough":
+        return True
+    # Not understood (a shape problem) stays so; an unknown model may be listed live.
+    requested = decision.requested_model
+    return requested is not None and view.engine.registry.resolve(requested) is None
 
 
 def _same_target(previous: Send, result: RouteResult) -> bool:

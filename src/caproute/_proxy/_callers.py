@@ -297,6 +297,15 @@ class CallerRegistry:
                 await asyncio.wait_for(asyncio.shield(flight), self._owner.first_fetch_timeout)
         return self.registry
 
+    @property
+    def may_go_live(self) -> bool:
+        """Whether waiting could bring this caller's own data (the flow's cold-start wait).
+
+        Not while a fetch is running: `ready` already waited for it, up to
+        ``first_fetch_timeout``, before the request was routed.
+        """
+        return self._live is None and self.denied is None and self._flight is None and self._due()
+
     async def wait_live(self, timeout: float) -> Registry | None:
         """The caller's own registry, waiting at most `timeout` s for its fetch (cold start).
 

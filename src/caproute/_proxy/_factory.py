@@ -83,9 +83,8 @@ def _registry_source(config: ProxyConfig, metrics: ProxyMetrics) -> tuple[Any, F
             # way to persist registry data across restarts.
             cache_file=False,
         )
-        # A plain sync fetcher: `current()` never blocks (a stale registry starts a
-        # background thread) and `LiveRouter.arefresh()` runs the blocking `refresh()`
-        # in a worker thread, so the event loop never waits for the Models API.
+        # A plain sync fetcher: `LiveRouter` runs its blocking work (a refresh, the
+        # cold-start wait, saving learned facts) in a worker thread, off the event loop.
         return fetcher, None
     if snapshot is None:
         # The best offline data (user cache file for this upstream, else the embedded

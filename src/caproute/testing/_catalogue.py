@@ -66,6 +66,21 @@ def _set_path(tree: dict[str, Any], dotted: str, supported: bool) -> None:
             node[part] = child
         node = child
     node["supported"] = supported
+    if not supported:
+        # As the API writes a family a model lacks: every leaf below says so too,
+        # except that a model with no thinking at all can always "disable" it
+        # (api-facts §2.4: `thinking.types.disabled` is true on such models).
+        _mark_leaves(node, False)
+        if parts == ["thinking"]:
+            node.setdefault("types", {})["disabled"] = {"supported": True}
+
+
+def _mark_leaves(node: dict[str, Any], supported: bool) -> None:
+    for child in node.values():
+        if isinstance(child, dict):
+            if "supported" in child:
+                child["supported"] = supported
+            _mark_leaves(child, supported)
 
 
 def _remove_path(tree: dict[str, Any], dotted: str) -> None:

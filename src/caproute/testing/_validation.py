@@ -100,10 +100,15 @@ def resolve_model(catalogue: Catalogue, body: Mapping[str, Any]) -> dict[str, An
 
 
 def supports(model: Mapping[str, Any], path: str) -> bool:
-    """True only if every node on the dotted `path` exists and the leaf says supported."""
+    """True only if the leaf at the dotted `path` exists and says supported.
+
+    A stated leaf is read on its own (api-facts §2.4: "read each key independently";
+    ``thinking.types.disabled`` is true on a model with no thinking at all). A leaf
+    that isn't there is unsupported: the API leaves out what a model predates.
+    """
     node: Any = model.get("capabilities")
     for part in path.split("."):
-        if not isinstance(node, dict) or node.get("supported") is False:
+        if not isinstance(node, dict):
             return False
         node = node.get(part)
     return isinstance(node, dict) and node.get("supported") is True

@@ -1,0 +1,166 @@
+"""The proxy follows the same live rules as the library: tombstones, learning, the
+thinking/sampling rule, the cold start and bounded fallback, for any HTTP client.
+
+Own-key mode reads the upstream's Models API itself (a live registry); pass-through
+mode routes on a snapshot file. Each test shows the request failing without the proxy
+first.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx
+import pytest
+from proxy_helpers import API_KEY, RunningProxy, sdk_client, start_proxy, wait_until
+
+from caproute import Registry, save_snapshot
+from caproute.testing import FakeAnthropic, make_model
+
+TOKEN = "local-proxy-token"
+HAIKU, RETIRED_HAIKU, SONNET = "claude-haiku-9", "claude-haiku-7-20250101", "claude-sonnet-9"
+HI = [{"role": "user", "content": "hi"}]
+
+
+def truth() -> list[dict[str, Any]]:
+    return [
+        make_model(SONNET, line="sonnet", omit=["effort.xhigh"]),
+        make_model(HAIKU, line="haiku", unsupported=["effort"]),
+        make_model(RETIRED_HAIKU, line="haiku", lifecycle="retired"),
+    ]
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[FakeAnthropic]:
+    with FakeAnthropic(
+        models=truth(), aliases={"claude-haiku-7": RETIRED_HAIKU}, api_key=API_KEY
+    ) as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake(upstream: FakeAnthropic) -> FakeAnthropic:
+    upstream.reset()
+    return upstream
+
+
+@pytest.fixture
+def older_snapshot(tmp_path: Path) -> Path:
+    """A snapshot from when the retired haiku was still listed."""
+    registry = Registry.from_models(
+        [
+            make_model(RETIRED_HAIKU, line="haiku"),
+            make_model(SONNET, line="sonnet"),
+            make_model(HAIKU, line="haiku"),
+        ],
+        aliases={"claude-haiku-7": RETIRED_HAIKU},
+    )
+    return save_snapshot(registry, tmp_path / "older.json")
+
+
+@pytest.fixture
+def own_key(fake: FakeAnthropic, older_snapshot: Path) -> Iterator[RunningProxy]:
+    running = start_proxy(fake, api_key=API_KEY, require_token=TOKEN, snapshot=older_snapshot)
+    yield running
+    running.stop()
+
+
+def messages_sent(fake: FakeAnthropic, mark: int = 0) -> list[dict[str, Any]]:
+    return [r.body for r in fake.requests[mark:] if r.path == "/v1/messages"]
+
+
+def bare_status(fake: FakeAnthropic, **request: Any) -> int:
+    with httpx.Client(base_url=fake.url, headers=fake.headers()) as client:
+        return client.post("/v1/messages", json=request).status_code
+
+
+def test_own_key_mode_reroutes_a_model_the_live_list_left_out(
+    fake: FakeAnthropic, own_key: RunningProxy
+) -> None:
+    request = {"model": "claude-haiku-7", "max_tokens": 50, "messages": HI}
+    assert bare_status(fake, **request) == 404
+    mark = len(fake.requests)
+    client = sdk_client(own_key.url, TOKEN)
+    raw = client.messages.with_raw_response.create(**request)  # the cold start waits
+    assert raw.headers["caproute-outcome"] == "rerouted"
+    assert [b["model"] for b in messages_sent(fake, mark)] == [HAIKU]
+    registry = httpx.get(f"{own_key.url}/caproute/registry").json()
+    assert RETIRED_HAIKU in registry.get("tombstones", {})
+
+
+def test_own_key_mode_learns_a_refusal_and_shows_it(
+    fake: FakeAnthropic, own_key: RunningProxy
+) -> None:
+    client = sdk_client(own_key.url, TOKEN)
+    client.messages.create(model=SONNET, max_tokens=10, messages=HI)  # live data landed
+    fake.update_model(SONNET, unsupported=["effort.max"])
+    request = {
+        "model": SONNET,
+        "max_tokens": 50,
+        "messages": HI,
+        "extra_body": {"output_config": {"effort": "max"}},
+    }
+
+    mark = len(fake.requests)
+    raw = client.messages.with_raw_response.create(**request)
+    assert raw.status_code == 200
+    assert [b["output_config"] for b in messages_sent(fake, mark)] == [
+        {"effort": "max"},
+        {"effort": "high"},
+    ]
+
+    mark = len(fake.requests)
+    client.messages.create(**request)
+    assert [b["output_config"] for b in messages_sent(fake, mark)] == [{"effort": "high"}]
+    learned = httpx.get(f"{own_key.url}/caproute/registry").json()["learned"]
+    assert [(f["model"], f["key"], f["value"]) for f in learned] == [(SONNET, "effort.max", False)]
+
+
+def test_pass_through_mode_applies_the_thinking_sampling_rule_for_any_client(
+    fake: FakeAnthropic, older_snapshot: Path
+) -> None:
+    request = {
+        "model": SONNET,
+        "max_tokens": 4000,
+        "messages": HI,
+        "thinking": {"type": "adaptive"},
+        "temperature": 0.4,
+        "top_k": 3,
+    }
+    assert bare_status(fake, **request) == 400
+    mark = len(fake.requests)
+    running = start_proxy(fake, snapshot=older_snapshot)
+    try:
+        # A plain HTTP client, not the SDK: the proxy is the way in for any language.
+        answer = httpx.post(
+            f"{running.url}/v1/messages",
+            json=request,
+            headers={"x-api-key": API_KEY, "anthropic-version": "2023-06-01"},
+        )
+    finally:
+        running.stop()
+    assert answer.status_code == 200
+    [forwarded] = messages_sent(fake, mark)
+    assert forwarded["thinking"] == {"type": "adaptive"}
+    assert "temperature" not in forwarded and "top_k" not in forwarded
+
+
+def test_overload_fallback_through_the_proxy_stays_in_the_price_class(
+    fake: FakeAnthropic, own_key: RunningProxy
+) -> None:
+    fake.overload(HAIKU)
+    client = anthropic.Anthropic(base_url=own_key.url, api_key=TOKEN, max_retries=2)
+    try:
+        with pytest.raises(anthropic.APIStatusError) as caught:
+            client.messages.create(model=HAIKU, max_tokens=10, messages=HI)
+    finally:
+        client.close()
+    assert caught.value.status_code == 529
+    # The haiku line has no other active model: never sonnet, one send per SDK attempt.
+    assert [b["model"] for b in messages_sent(fake)] == [HAIKU, HAIKU, HAIKU]
+    wait_until(lambda: True)
+    assert json.dumps(httpx.get(f"{own_key.url}/caproute/registry").json()).count(API_KEY) == 0
