@@ -147,12 +147,12 @@ def served(command: list[str], health: str) -> Iterator[int]:
 
 
 @contextmanager
-def proxy(upstream: str, flavour: str) -> Iterator[tuple[str, int]]:
+def proxy(upstream: str, flavour: str, workers: int = 1) -> Iterator[tuple[str, int]]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     if flavour == "fast":  # the real command, choosing by itself
         command = ["-m", "caproute", "serve", "--port", str(port), "--upstream", upstream]
-        command += ["--log-level", "warning"]
+        command += ["--log-level", "warning", "--workers", str(workers)]
     else:
         command = ["-c", SERVE_WITH, upstream, str(port), *FLAVOURS[flavour]]
     with served([sys.executable, *command], f"{url}/caproute/health") as pid:
@@ -264,9 +264,17 @@ ANSWER = json.dumps(
 ).encode()
 
 
+def _models_page() -> bytes:
+    from caproute._snapshot import embedded_registry
+
+    models = [info.to_api_dict() for info in embedded_registry().models]
+    return json.dumps({"data": models, "has_more": False}).encode()
+
+
 async def _mock_upstream(request: httpx2.Request) -> httpx2.Response:
     await request.aread()
-    return httpx2.Response(200, headers={"content-type": "application/json"}, content=ANSWER)
+    content = _models_page() if request.url.path == "/v1/models" and request.url.query else ANSWER
+    return httpx2.Response(200, headers={"content-type": "application/json"}, content=content)
 
 
 async def _asgi_call(app: Any, method: str, path: str, body: bytes) -> int:
@@ -456,6 +464,22 @@ def main() -> None:
                     direct, concurrency=args.concurrency, seconds=args.seconds, stream=stream
                 )
             )
+        workers: dict[int, float] = {}
+        if "fast" in flavours:
+            # `--workers N`: uvicorn worker processes on one socket. Interleaved 1, 2, 1, 2
+            # (best of two each), since this machine's load moves between runs.
+            for count in (1, 2, 1, 2):
+                with proxy(direct, "fast", workers=count) as (proxied, _):
+                    time.sleep(0.5)  # every worker up
+                    rate = asyncio.run(
+                        throughput(
+                            proxied,
+                            concurrency=args.concurrency,
+                            seconds=args.seconds,
+                            stream=False,
+                        )
+                    )
+                workers[count] = max(workers.get(count, 0.0), rate)
 
     print(f"\n| server | request | direct req/s | proxy req/s | (concurrency {args.concurrency}) |")
     print("| --- | --- | --- | --- | --- |")
@@ -464,6 +488,13 @@ def main() -> None:
             print(
                 f"| {name} | {kind} | {rates['direct', stream]:.0f} | {rates[name, stream]:.0f} | |"
             )
+
+    if workers:
+        print(f"\n| small JSON, concurrency {args.concurrency} | req/s | vs 1 worker |")
+        print("| --- | ---: | ---: |")
+        print(f"| direct to the fake | {rates['direct', False]:.0f} | |")
+        for count, rate in sorted(workers.items()):
+            print(f"| `caproute serve --workers {count}` | {rate:.0f} | {rate / workers[1]:.2f}x |")
 
     print("\n| proxy CPU per small JSON request | " + " | ".join(parts) + " |")
     print("| --- |" + " ---: |" * len(parts))

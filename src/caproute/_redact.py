@@ -57,6 +57,7 @@ LOGGERS: Final = (
     "caproute.proxy",
     "caproute.access",
     "caproute.batch",
+    "caproute.proxy.router",
 )
 """Every logger caproute writes to (a test checks the sources name no other)."""
 UVICORN_LOGGERS: Final = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import threading
 import time
@@ -91,17 +92,29 @@ class RunningProxy:
         self._thread.join(10)
         self._sock.close()
 
-    def metric(self, line_prefix: str) -> float:
-        """The value of the exposition line starting with `line_prefix` (0 if none).
+    def metric(self, selector: str) -> float:
+        """The sum of the samples `selector` picks, e.g. ``name{label="value"}`` (0 if none).
 
-        Waits for requests in flight first: a request is counted just after its last
-        byte went out, which can be just after the caller has read it.
+        Labels not named are summed over. Waits for requests in flight first: a
+        request is counted just after its last byte went out, which can be just after
+        the caller has read it.
         """
         wait_until(lambda: self.app.metrics.in_flight == 0)
-        for line in self.app.metrics.render().splitlines():
-            if line.startswith(line_prefix + " "):
-                return float(line.rsplit(" ", 1)[1])
-        return 0.0
+        return metric_value(self.app.metrics.render().decode(), selector)
+
+
+def metric_value(exposition: str, selector: str) -> float:
+    """Sum the samples of a Prometheus text exposition that `selector` matches."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    name, _, rest = selector.partition("{")
+    wanted = dict(re.findall(r'(\w+)="([^"]*)"', rest))
+    total = 0.0
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in wanted.items()):
+                total += sample.value
+    return total
 
 
 def start_proxy(
@@ -156,3 +169,10 @@ def wait_until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached")
         time.sleep(0.005)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

@@ -149,9 +149,8 @@ def test_metrics_count_outcomes_errors_and_latency(
     before_forwarded = metric('caproute_proxy_requests_total{outcome="forwarded"}')
     before_529 = metric('caproute_proxy_upstream_errors_total{status="529"}')
     before_count = metric("caproute_proxy_response_seconds_count")
+    create(proxy, **NEEDS_EFFORT)  # (reads the caller's registry first, if not yet read)
     fake.faults.add("/v1/models", status=529)
-
-    create(proxy, **NEEDS_EFFORT)
     httpx.get(f"{proxy.url}/v1/models", headers=fake.headers())
     wait_until(
         lambda: metric('caproute_proxy_requests_total{outcome="adjusted"}') > before_adjusted

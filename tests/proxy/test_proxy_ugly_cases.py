@@ -346,8 +346,10 @@ def test_caller_leaving_while_the_upstream_thinks_abandons_the_request(
 
 def test_upstream_slower_than_the_read_timeout_is_504(fake: FakeAnthropic) -> None:
     running = start_proxy(fake, read_timeout=0.2)
-    fake.faults.add("/v1/models", delay=1.0)
     try:
+        # The caller's first request reads its registry; the slow answer is for the next.
+        httpx.get(f"{running.url}/v1/models", headers=fake.headers())
+        fake.faults.add("/v1/models", delay=1.0)
         response = httpx.get(f"{running.url}/v1/models", headers=fake.headers())
         assert running.metric('caproute_proxy_upstream_errors_total{status="timeout"}') == 1
     finally:

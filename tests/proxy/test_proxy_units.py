@@ -10,8 +10,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from proxy_helpers import metric_value
 
 from caproute import ConfigError, PolicyError
+from caproute._core.decision import Decision
 from caproute._proxy import ProxyConfig
 from caproute._proxy._headers import (
     downstream_response_headers,
@@ -19,7 +21,7 @@ from caproute._proxy._headers import (
     token_matches,
     upstream_request_headers,
 )
-from caproute._proxy._metrics import Histogram, ProxyMetrics
+from caproute._proxy._metrics import MAX_MODEL_LABELS, ProxyMetrics
 from caproute._proxy._reload import FileWatcher
 from caproute._proxy._signals import sighup_handler
 
@@ -100,7 +102,7 @@ def test_server_flavour_prefers_httptools_and_uvloop_and_falls_back(
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None)
     assert _server.server_flavour() == ("h11", "asyncio")
     config = _server.uvicorn_config(ProxyConfig(), app=object())
-    assert (config.http, config.loop) == ("h11", "asyncio")
+    assert (config.http.__name__, config.loop) == ("LimitedH11", "asyncio")
 
 
 def test_values_with_control_characters_are_dropped() -> None:
@@ -185,38 +187,34 @@ def test_config_rejects_unsafe_or_invalid_settings(
 # -- metrics ---------------------------------------------------------------------------------
 
 
-def test_histogram_is_cumulative() -> None:
-    histogram = Histogram([0.01, 0.1, 1.0])
-    for value in (0.005, 0.05, 0.05, 5.0):
-        histogram.observe(value)
-
-    assert histogram.render("h") == [
-        'h_bucket{le="0.01"} 1',
-        'h_bucket{le="0.1"} 3',
-        'h_bucket{le="1"} 3',
-        'h_bucket{le="+Inf"} 4',
-        "h_sum 5.105",
-        "h_count 4",
-    ]
-
-
-def test_exposition_is_well_formed() -> None:
+def test_exposition_is_well_formed_and_bounds_model_labels() -> None:
     metrics = ProxyMetrics()
-    metrics.requests["rerouted"] += 2
+    decision = Decision("rerouted", requested_model="claude-a", model="claude-b")
+    metrics.record_request("rerouted", decision, 200)
+    metrics.record_request("rerouted", decision, 200)
     metrics.record_upstream_error(529)
+    metrics.record_tokens("claude-b", {"input": 10, "output": 3})
+    for index in range(MAX_MODEL_LABELS + 50):  # callers choose model names
+        metrics.record_request("forwarded", Decision("unchanged", f"m-{index}", f"m-{index}"), 200)
 
-    text = metrics.render()
+    text = metrics.render().decode()
 
     assert text.endswith("\n")
-    assert 'caproute_proxy_requests_total{outcome="rerouted"} 2' in text
-    assert 'caproute_proxy_upstream_errors_total{status="529"} 1' in text
-    for line in text.splitlines():
-        if not line.startswith("#"):
-            name_and_labels, value = line.rsplit(" ", 1)
-            float(value)
-            assert name_and_labels.startswith("caproute_proxy_")
+    assert metric_value(text, 'caproute_proxy_requests_total{outcome="rerouted"}') == 2
+    assert metric_value(text, 'caproute_proxy_requests_total{requested_model="claude-a"}') == 2
+    assert metric_value(text, "caproute_proxy_reroutes_total") == 2
+    assert metric_value(text, 'caproute_proxy_upstream_errors_total{status="529"}') == 1
+    assert metric_value(text, 'caproute_proxy_tokens_total{model="claude-b",kind="input"}') == 10
+    models = {
+        line.split('requested_model="')[1].split('"')[0]
+        for line in text.splitlines()
+        if line.startswith("caproute_proxy_requests_total{")
+    }
+    assert len(models) <= MAX_MODEL_LABELS + 1
+    assert "other" in models
     families = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")]
     assert len(families) == len(set(families))
+    assert all(name.startswith("caproute_proxy_") for name in families)
 
 
 # -- file watching ---------------------------------------------------------------------------
@@ -237,7 +235,11 @@ def test_watcher_applies_changes_and_rejects_bad_files(
     applied: list[str] = []
     reloads: Counter[str] = Counter()
     watcher = FileWatcher(
-        file, what="policy", load=load_text, apply=applied.append, reloads=reloads
+        file,
+        what="policy",
+        load=load_text,
+        apply=applied.append,
+        on_result=lambda result: reloads.update([result]),
     )
     assert watcher.load_initial() == "one"
 

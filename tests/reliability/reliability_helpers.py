@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import re
 import socket
 import threading
 import time
@@ -84,23 +85,21 @@ class RunningProxy:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def metric_total(self, name: str) -> float:
-        """The sum of every sample of the metric `name` (all label values)."""
-        wait_until(lambda: self.app.metrics.in_flight == 0)
-        lines = self.app.metrics.render().splitlines()
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in lines
-            if line.startswith((name + " ", name + "{"))
-        )
+    def metric(self, selector: str) -> float:
+        """The sum of the samples `selector` picks, e.g. ``name{label="value"}`` (0 if
+        none): labels not named are summed over. Waits for requests in flight first."""
+        from prometheus_client.parser import text_string_to_metric_families
 
-    def metric(self, line_prefix: str) -> float:
-        """The value of the exposition line starting with `line_prefix` (0 if none)."""
         wait_until(lambda: self.app.metrics.in_flight == 0)
-        for line in self.app.metrics.render().splitlines():
-            if line.startswith(line_prefix + " "):
-                return float(line.rsplit(" ", 1)[1])
-        return 0.0
+        name, _, rest = selector.partition("{")
+        wanted = dict(re.findall(r'(\w+)="([^"]*)"', rest))
+        exposition = self.app.metrics.render().decode()
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(exposition)
+            for sample in family.samples
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in wanted.items())
+        )
 
 
 def proxy_for(fake: FakeAnthropic, **options: Any) -> RunningProxy:

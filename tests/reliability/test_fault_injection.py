@@ -3,9 +3,9 @@
 For the length of the run the fake's Models API answers every other request with 500,
 429 or 529, or only after a slow pause (`CYCLE`). Meanwhile 2,000
 Messages requests go through `caproute.wrap` (1,000 from 16 threads on a sync client,
-1,000 from 16 tasks on an async one) and 2,000 through the proxy in own-key mode (the
-proxy reads the Models API itself), with a registry TTL short enough that the registry
-is refetched many times during the run. The SDK clients don't retry (``max_retries=0``):
+1,000 from 16 tasks on an async one) and 2,000 through the proxy (pass-through mode: it
+reads the Models API with the caller's key), with a registry TTL short enough that the
+registry is refetched many times during the run. The SDK clients don't retry (``max_retries=0``):
 a request that failed would show.
 
 What must hold: every request succeeds, adjusted requests are adjusted, the Models API
@@ -24,14 +24,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import anthropic
-import httpx2
 import pytest
 from reliability_helpers import API_KEY, HI, RunningProxy
 
 import caproute
-from caproute import AsyncRoutingTransport, LiveRouter
+from caproute import LiveRouter
 from caproute._fetch import AsyncRegistryFetcher, RegistryFetcher
-from caproute._proxy import ProxyApp, ProxyConfig
+from caproute._proxy import ProxyConfig
 from caproute.testing import FakeAnthropic
 
 SCALE = 5 if os.environ.get("CAPROUTE_SOAK") else 1
@@ -42,7 +41,6 @@ TTL = 0.25
 SLOW = 2.0
 """A slow Models API answer: far longer than any Messages request takes here (the
 slowest of 2,000 under this load is ~0.5 s), so a request that waited for one shows."""
-LOCAL_TOKEN = "caller-token-fault-injection"
 FAULTS = 3_000 * SCALE
 """Models API answers scripted (far more than a run asks for; the rest is dropped)."""
 
@@ -141,35 +139,21 @@ def test_wrap_serves_every_request_while_the_models_api_fails(fake: FakeAnthropi
     assert_undisturbed([t for t, _ in sync_results + async_results], fake, script, pending)
 
 
-def own_key_app(config: ProxyConfig) -> ProxyApp:
-    """The proxy in own-key mode, its fetcher on a short TTL (so it refetches often)."""
-    assert config.api_key is not None
-    fetcher = RegistryFetcher(
-        api_key=config.api_key, base_url=config.upstream, ttl=TTL, cache_file=False
-    )
-    fetcher.refresh()  # live data first (the test breaks the Models API afterwards)
-    router = LiveRouter(fetcher)
-    inner = httpx2.AsyncHTTPTransport(limits=httpx2.Limits(max_connections=100))
-    return ProxyApp(
-        config,
-        router=router,
-        transport=AsyncRoutingTransport(inner, router=router),
-        on_close=fetcher.close,
-    )
-
-
 def test_the_proxy_serves_every_request_while_the_models_api_fails(fake: FakeAnthropic) -> None:
-    config = ProxyConfig(upstream=fake.url, api_key=API_KEY, require_token=LOCAL_TOKEN)
-    with RunningProxy(config, app=own_key_app) as proxy:
-        script = break_models_api(fake, FAULTS)
-        pending = fake.faults.pending("/v1/models*")
-        client = anthropic.Anthropic(base_url=proxy.url, api_key=LOCAL_TOKEN, max_retries=0)
+    # Pass-through mode (the default): the proxy reads the Models API with the caller's
+    # own key, and refreshes that caller's registry every TTL.
+    config = ProxyConfig(upstream=fake.url, registry_ttl=TTL)
+    with RunningProxy(config) as proxy:
+        client = anthropic.Anthropic(base_url=proxy.url, api_key=API_KEY, max_retries=0)
         with client, ThreadPoolExecutor(WORKERS) as pool:
             create = client.messages.with_raw_response.create
+            one_call(create, 0)  # the caller's first request: its registry is fetched
+            script = break_models_api(fake, FAULTS)
+            pending = fake.faults.pending("/v1/models*")
             results = list(pool.map(lambda i: one_call(create, i), range(REQUESTS)))
-        assert proxy.metric('caproute_proxy_requests_total{outcome="adjusted"}') == len(
+        assert proxy.metric('caproute_proxy_requests_total{outcome="adjusted"}') == 1 + len(
             range(0, REQUESTS, 3)
         )
-        assert proxy.metric_total("caproute_proxy_upstream_errors_total") == 0
-        assert proxy.metric_total("caproute_proxy_requests_total") == REQUESTS
+        assert proxy.metric("caproute_proxy_upstream_errors_total") == 0
+        assert proxy.metric("caproute_proxy_requests_total") == 1 + REQUESTS
     assert_undisturbed([t for t, _ in results], fake, script, pending)

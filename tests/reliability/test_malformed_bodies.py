@@ -206,7 +206,8 @@ async def test_a_routing_error_is_an_api_500_on_every_async_sdk_path(
 def test_a_routing_error_is_an_api_500_from_the_proxy(
     fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with proxy_for(fake) as proxy:
+    # Own-key mode: the proxy's own router routes every caller, so the fault reaches all.
+    with proxy_for(fake, api_key=API_KEY, require_token="caller-token") as proxy:
         router = proxy.app.router
         view, aview = router.view, router.aview
 
@@ -215,7 +216,7 @@ def test_a_routing_error_is_an_api_500_from_the_proxy(
 
         monkeypatch.setattr(router, "view", lambda: _broken(view()))
         monkeypatch.setattr(router, "aview", broken_aview)
-        client = anthropic.Anthropic(base_url=proxy.url, api_key=API_KEY, max_retries=3)
+        client = anthropic.Anthropic(base_url=proxy.url, api_key="caller-token", max_retries=3)
         with pytest.raises(anthropic.InternalServerError) as caught:
             client.messages.create(
                 model="claude-haiku-4-5",

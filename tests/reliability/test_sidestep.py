@@ -352,3 +352,20 @@ def test_the_sdk_gets_its_own_error_class_and_does_not_retry(
         client.close()
         assert proxy.metric("caproute_proxy_refusals_total") == 1  # one attempt, no retries
     assert fake.count("/v1/messages") == 0
+
+
+# -- the proxy's JSON parse budget holds for compressed bodies too -----------------------
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+def test_a_compressed_body_cannot_sidestep_the_proxys_parse_budget(
+    coding: str, fake: FakeAnthropic
+) -> None:
+    # 5,000 tiny values, a few kB once compressed: over a budget of 1,000 values.
+    body = compact({**PLAIN, "metadata": {"x": list(range(5_000))}})
+    encode = gzipped if coding == "gzip" else deflated
+    with proxy_for(fake, max_json_values=1_000) as proxy:
+        answer = raw_post(proxy, "/v1/messages", encode(body), headers={"content-encoding": coding})
+    assert answer.status == 413
+    assert "JSON values" in answer.json()["error"]["message"]
+    assert fake.count("/v1/messages") == 0

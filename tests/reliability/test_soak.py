@@ -4,7 +4,7 @@ Each request carries a unique id (in ``metadata.user_id``) and the fake answers 
 that id, so every response can be matched to its request. Per round, 64 threads (one
 shared sync client) and 64 asyncio tasks (one shared async client) each send
 `PER_WORKER` requests at the same time, through `caproute.wrap` and through the proxy
-(own-key mode, so it reads the Models API itself). Then:
+(pass-through mode: it reads the Models API with the caller's key). Then:
 
 * every response carries its own request's id (nothing mixed up);
 * the fake received every id exactly once (nothing lost, nothing duplicated);
@@ -35,9 +35,9 @@ import pytest
 from reliability_helpers import API_KEY, RunningProxy
 
 import caproute
-from caproute import AsyncRoutingTransport, LiveRouter
+from caproute import LiveRouter
 from caproute._fetch import AsyncRegistryFetcher, RegistryFetcher
-from caproute._proxy import ProxyApp, ProxyConfig
+from caproute._proxy import ProxyConfig
 from caproute.testing import FakeAnthropic
 
 SOAK = bool(os.environ.get("CAPROUTE_SOAK"))
@@ -47,7 +47,6 @@ THREADS = TASKS = 64
 WINDOW = 0.5
 """The registry TTL: the Models API may be read once per window, no more."""
 MEMORY_MARGIN = 24 * 1024 * 1024
-LOCAL_TOKEN = "caller-token-soak"
 # uvicorn (the fake, the proxy) closes a connection idle for 5 s; a client reusing it at
 # that moment gets a reset. Clients here let idle connections go after 2 s instead.
 LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=100, keepalive_expiry=2)
@@ -211,32 +210,16 @@ def test_soak_through_wrap(echo_fake: FakeAnthropic) -> None:
     sync_fetcher.close()
 
 
-def own_key_app(config: ProxyConfig) -> ProxyApp:
-    assert config.api_key is not None
-    fetcher = RegistryFetcher(
-        api_key=config.api_key, base_url=config.upstream, ttl=WINDOW, cache_file=False
-    )
-    fetcher.refresh()
-    router = LiveRouter(fetcher)
-    inner = httpx2.AsyncHTTPTransport(limits=LIMITS)
-    return ProxyApp(
-        config,
-        router=router,
-        transport=AsyncRoutingTransport(inner, router=router),
-        on_close=fetcher.close,
-    )
-
-
 def test_soak_through_the_proxy(echo_fake: FakeAnthropic) -> None:
+    # Pass-through mode: the proxy reads the Models API with the caller's own key, one
+    # registry per caller; here one caller, so at most one read per window.
     echo_fake.reset()
-    config = ProxyConfig(upstream=echo_fake.url, api_key=API_KEY, require_token=LOCAL_TOKEN)
-    with RunningProxy(config, app=own_key_app) as proxy:
-        with anthropic.Anthropic(**sdk_options(proxy.url, LOCAL_TOKEN)) as sync_client:
+    config = ProxyConfig(upstream=echo_fake.url, registry_ttl=WINDOW)
+    with RunningProxy(config) as proxy:
+        with anthropic.Anthropic(**sdk_options(proxy.url, API_KEY)) as sync_client:
             soak(
                 echo_fake,
                 sync_client,
-                lambda: anthropic.AsyncAnthropic(
-                    **sdk_options(proxy.url, LOCAL_TOKEN, is_async=True)
-                ),
+                lambda: anthropic.AsyncAnthropic(**sdk_options(proxy.url, API_KEY, is_async=True)),
             )
         assert proxy.app.metrics.in_flight == 0

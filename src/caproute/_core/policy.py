@@ -27,11 +27,11 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Self, TypeAlias, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self, TypeAlias, TypeVar, get_args
 
 import yaml
 from pydantic import (
@@ -70,6 +70,7 @@ __all__ = [
     "Route",
     "RouteSpec",
     "UnknownTreatment",
+    "check_model_text",
     "check_policy_text",
     "policy_json_schema",
     "registry_warnings",
@@ -662,6 +663,7 @@ _TYPE_MESSAGES: Mapping[str, str] = {
     "string_type": "expected a string",
     "bool_type": "expected true or false",
     "int_type": "expected an integer",
+    "float_type": "expected a number",
     "dict_type": "expected a mapping",
     "model_type": "expected a mapping",
     "model_attributes_type": "expected a mapping",
@@ -672,9 +674,9 @@ _TYPE_MESSAGES: Mapping[str, str] = {
 }
 
 
-def _model_at(loc: Loc) -> type[BaseModel] | None:
-    """The policy model class found at `loc` (for listing the keys allowed there)."""
-    current: type[BaseModel] = Policy
+def _model_at(loc: Loc, root: type[BaseModel] | None = None) -> type[BaseModel] | None:
+    """The model class found at `loc` under `root` (default `Policy`), for listing its keys."""
+    current: type[BaseModel] = root or Policy
     for part in loc:
         if isinstance(part, int):
             continue
@@ -700,14 +702,15 @@ def _keys_of(model: type[BaseModel]) -> list[str]:
     return [field.alias or name for name, field in model.model_fields.items()]
 
 
-def _problem_from_pydantic(error: Any) -> _Problem:
+def _problem_from_pydantic(error: Any, root: type[BaseModel] | None = None) -> _Problem:
     kind: str = error["type"]
     loc: Loc = tuple(error["loc"])
     value = error.get("input")
     if kind == "extra_forbidden":
-        parent = _model_at(loc[:-1])
+        parent = _model_at(loc[:-1], root)
         hint = _suggest(loc[-1], _keys_of(parent)) if parent else ""
-        where = f" in {parent.__name__.lower()}" if parent and parent is not Policy else ""
+        top = root or Policy
+        where = f" in {parent.__name__.lower()}" if parent and parent is not top else ""
         return _Problem(loc, f"unknown key {loc[-1]!r}{where}{hint}", on_key=True)
     if kind == "missing":
         return _Problem(loc[:-1], f"missing required key {loc[-1]!r}")
@@ -978,16 +981,32 @@ def check_policy_text(
     Returns:
         The policy (`None` if there are errors) and the errors, sorted by position.
     """
+    composed = _compose(text, filename, "policy")
+    if isinstance(composed, tuple):
+        return None, composed
+    data, positions = composed.data, composed.positions
     try:
-        return _check_text(text, filename)
-    except RecursionError:
-        # Nesting deeper than the stack, or an alias that contains itself (`a: &a [*a]`):
-        # no policy looks like either, and the loader must only ever raise PolicyError.
-        message = "the policy is nested too deeply or an alias refers to itself"
-        return None, (PolicyError(message, file=filename, line=1, column=1),)
+        policy, problems = _build(data, _SourceInfo(filename, positions))
+    except RecursionError:  # data an alias made recursive
+        return None, (_too_deep(filename, "policy"),)
+    return policy, _sorted(_to_error(p, filename, positions) for p in problems)
 
 
-def _check_text(text: str, filename: str) -> tuple[Policy | None, tuple[PolicyError, ...]]:
+def _too_deep(filename: str, what: str) -> PolicyError:
+    # Nesting deeper than the stack, or an alias that contains itself (`a: &a [*a]`):
+    # no valid file looks like either, and the loaders must only ever raise PolicyError.
+    message = f"the {what} is nested too deeply or an alias refers to itself"
+    return PolicyError(message, file=filename, line=1, column=1)
+
+
+@dataclass(frozen=True, slots=True)
+class _Composed:
+    data: object
+    positions: Mapping[Loc, tuple[int, int]]
+
+
+def _compose(text: str, filename: str, what: str) -> _Composed | tuple[PolicyError, ...]:
+    """YAML text → data plus every path's position, or the errors that stop it."""
     # Compose first (nodes keep their marks), construct afterwards: constructing
     # directly would silently keep the last of two duplicate keys.
     loader: yaml.SafeLoader | None = None
@@ -995,18 +1014,61 @@ def _check_text(text: str, filename: str) -> tuple[Policy | None, tuple[PolicyEr
         loader = yaml.SafeLoader(text)  # its reader already refuses control characters
         root: yaml.Node | None = loader.get_single_node()
         if root is None:
-            return None, (PolicyError("the policy is empty", file=filename, line=1, column=1),)
+            return (PolicyError(f"the {what} is empty", file=filename, line=1, column=1),)
         positions, duplicates = _positions(root)
         if duplicates:
-            return None, _sorted(_to_error(p, filename, positions) for p in duplicates)
+            return _sorted(_to_error(p, filename, positions) for p in duplicates)
         data = loader.construct_document(root)
     except yaml.YAMLError as exc:
-        return None, (_yaml_error(exc, filename),)
+        return (_yaml_error(exc, filename),)
+    except RecursionError:
+        return (_too_deep(filename, what),)
     finally:
         if loader is not None:
             loader.dispose()
-    policy, problems = _build(data, _SourceInfo(filename, positions))
-    return policy, _sorted(_to_error(p, filename, positions) for p in problems)
+    return _Composed(data, positions)
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def check_model_text(
+    text: str,
+    model: type[ModelT],
+    *,
+    filename: str,
+    what: str,
+    semantic: Callable[[ModelT], Iterable[tuple[Loc, str]]] | None = None,
+) -> tuple[ModelT | None, tuple[PolicyError, ...]]:
+    """Validate YAML `text` against any strict pydantic `model`, with the policy's diagnostics.
+
+    The same machinery as `check_policy_text` (positions, duplicate keys, did-you-mean
+    for unknown keys and literals) for other YAML files caproute reads, such as the
+    proxy's server configuration. `semantic` returns ``(data path, message)`` pairs for
+    checks the model can't express; they are located like pydantic's.
+
+    Returns:
+        The validated model (`None` if there are errors) and the errors, sorted by position.
+    """
+    composed = _compose(text, filename, what)
+    if isinstance(composed, tuple):
+        return None, composed
+    data, positions = composed.data, composed.positions
+    problems: list[_Problem]
+    if not isinstance(data, Mapping):
+        problems = [_Problem((), f"a {what} must be a mapping, got {_describe(data)}")]
+        return None, _sorted(_to_error(p, filename, positions) for p in problems)
+    try:
+        value = model.model_validate(data)
+    except RecursionError:  # data an alias made recursive
+        return None, (_too_deep(filename, what),)
+    except ValidationError as exc:
+        problems = _dedupe(_problem_from_pydantic(e, model) for e in exc.errors())
+        return None, _sorted(_to_error(p, filename, positions) for p in problems)
+    problems = [_Problem(loc, message) for loc, message in (semantic(value) if semantic else ())]
+    if problems:
+        return None, _sorted(_to_error(p, filename, positions) for p in problems)
+    return value, ()
 
 
 def _sorted(errors: Iterator[PolicyError]) -> tuple[PolicyError, ...]:

@@ -3,19 +3,26 @@
 One `ProxyApp` serves every connection of one process. Per request it:
 
 1. answers ``/caproute/*`` itself (health, registry, metrics);
-2. in own-key mode, checks the caller's local token (constant time) → 401 otherwise;
+2. refuses more headers than ``max_header_count`` (431; the httptools server refuses
+   them earlier, this covers the h11 fallback), then, in own-key mode, checks the
+   caller's local token (constant time) → 401 otherwise;
 3. reads the body with a size cap (checked as bytes arrive, and up front from
-   ``Content-Length``) and a deadline → 413 / 408 API-shaped errors;
+   ``Content-Length``) and a deadline → 413 / 408 API-shaped errors; a routed body
+   with more JSON values than ``max_json_values`` is 413 before it is parsed;
 4. builds the upstream request from the *configured* upstream plus the request's
    path and query; the ``Host`` header and an absolute-form target are ignored, so
    the proxy can't be made to relay anywhere else;
-5. hands it straight to caproute's async routing transport (no ``httpx2.AsyncClient``
-   in between, see `ProxyApp._send_upstream`): Messages endpoints are routed
-   (``caproute-*`` headers come back), the rest passes through;
-6. streams the answer back unbuffered, raw bytes as the upstream encoded them;
-   from sending to the last byte it watches for the caller leaving, and then
-   abandons the upstream request at once;
-7. counts the outcome and writes one access-log line.
+5. picks the router: in pass-through mode the caller's own (its credential's
+   registry, see `caproute._proxy._callers`), in own-key mode the proxy's; a
+   ``caproute-route`` / ``caproute-bypass`` header (when enabled) picks a route or
+   no routing;
+6. hands the request straight to that router's async routing transport (no
+   ``httpx2.AsyncClient`` in between, see `ProxyApp._send_upstream`): Messages
+   endpoints are routed (``caproute-*`` headers come back), the rest passes through;
+7. streams the answer back unbuffered, raw bytes as the upstream encoded them,
+   reading token usage on the way; from sending to the last byte it watches for the
+   caller leaving, and then abandons the upstream request at once;
+8. counts the outcome and writes one access-log line.
 
 Why no framework: the proxy needs three ASGI messages and nothing a router or
 request object would add, and pure ASGI keeps the overhead per request small (the
@@ -28,30 +35,40 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import re
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import anyio
 import httpx2
 
+from .. import _body
 from .._core.decision import Decision
+from .._flow import endpoint_for
 from .._live import LiveRouter
 from .._version import __version__
 from ._asgi import Message, Receive, Scope, Send
+from ._callers import CallerRegistries, Credential, RouterSet, lend, presented_credential
 from ._config import ProxyConfig
 from ._headers import (
     Headers,
+    controls,
     downstream_response_headers,
     presented_token,
     token_matches,
     upstream_request_headers,
 )
+from ._limits import UnreadErrorBody, json_values_over_async
+from ._logging import ACCESS_FIELDS
 from ._metrics import ProxyMetrics
 from ._reload import FileWatcher
 from ._responses import send_bytes, send_error, send_json, sse_error_event
+from ._usage import UsageMeter
 
 access_logger = logging.getLogger("caproute.access")
 logger = logging.getLogger("caproute.proxy")
@@ -63,12 +80,22 @@ _DOT_SEGMENT = re.compile(r"(^|/)\.\.?(/|$)")
 class _LocalAnswer(Exception):
     """The proxy answers the request itself with an API-shaped error."""
 
-    def __init__(self, status: int, error_type: str, message: str, *, close: bool = False) -> None:
+    def __init__(
+        self,
+        status: int,
+        error_type: str,
+        message: str,
+        *,
+        close: bool = False,
+        limit: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.error_type = error_type
         self.message = message
         self.close = close
+        self.limit = limit
+        """The resource limit that refused the request, if one did (metrics)."""
 
 
 class _ClientGone(Exception):
@@ -94,6 +121,12 @@ class _Exchange:
     disconnected: bool = False
     """The server reported the caller gone (possibly after it had everything)."""
     upstream_broke: bool = False
+    registry: str | None = None
+    """Pass-through mode: ``caller`` or ``shared (why)``, the registry routed on."""
+    credential: Credential | None = None
+    """The caller's credential, lent to its registry's refreshes for this request only."""
+    tokens: dict[str, int] | None = None
+    """Token usage the answer reported."""
 
     @property
     def client_gone(self) -> bool:
@@ -110,10 +143,12 @@ class ProxyApp:
 
     Args:
         config: What to forward where, limits and timeouts.
-        router: The `LiveRouter` Messages requests are routed with; its registry and
-            policy are what ``/caproute/health`` and ``/caproute/registry`` report.
-        transport: The routed transport stack (normally an `AsyncRoutingTransport`
-            around an ``httpx2.AsyncHTTPTransport``).
+        routes: The proxy's own router and routing transport: every request in
+            own-key mode, requests without a usable credential in pass-through mode.
+            Its registry and policy are what ``/caproute/health`` and
+            ``/caproute/registry`` report.
+        inner: The transport under the routing layer (what ``caproute-bypass`` uses).
+        callers: Pass-through mode: the per-caller registries and routers.
         policy_watcher: Reloads the policy file, if one is configured.
         registry_watcher: Re-reads a shared snapshot file, if one is configured.
         metrics: The counters to update (default: new ones).
@@ -125,8 +160,9 @@ class ProxyApp:
         self,
         config: ProxyConfig,
         *,
-        router: LiveRouter,
-        transport: httpx2.AsyncBaseTransport,
+        routes: RouterSet,
+        inner: httpx2.AsyncBaseTransport,
+        callers: CallerRegistries | None = None,
         policy_watcher: FileWatcher | None = None,
         registry_watcher: FileWatcher | None = None,
         metrics: ProxyMetrics | None = None,
@@ -134,11 +170,12 @@ class ProxyApp:
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.config = config
-        self.router = router
+        self.routes = routes
+        self.callers = callers
         self.metrics = metrics or ProxyMetrics()
         self.policy_watcher = policy_watcher
         self.registry_watcher = registry_watcher
-        self._transport = transport
+        self._inner = inner
         self._on_close = on_close
         self._clock = clock
         # What `httpx2.AsyncClient` would attach to every request (see `_send_upstream`);
@@ -157,6 +194,11 @@ class ProxyApp:
         self._token = config.require_token.encode() if config.require_token else None
         self._started_at = time.time()
 
+    @property
+    def router(self) -> LiveRouter:
+        """The proxy's own router (own-key mode; the shared registry in pass-through mode)."""
+        return self.routes.router
+
     # -- ASGI entry point -----------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -171,7 +213,9 @@ class ProxyApp:
 
     async def aclose(self) -> None:
         """Close the upstream transport and its connections."""
-        await self._transport.aclose()
+        if self.callers is not None:
+            await self.callers.aclose()
+        await self._inner.aclose()
         if self._on_close is not None:
             self._on_close()
 
@@ -212,13 +256,15 @@ class ProxyApp:
                 exchange.headers_sent_at = self._clock()
             await send(message)
 
-        self.metrics.in_flight += 1
+        self.metrics.started()
         try:
             if exchange.path.startswith(LOCAL_PREFIX):
                 await self._local(exchange, send_and_record)
             else:
                 await self._forward(scope, receive, send_and_record, exchange)
         except _LocalAnswer as answer:
+            if answer.limit is not None:
+                self.metrics.record_limit(answer.limit)
             await send_error(
                 send_and_record,
                 answer.status,
@@ -230,15 +276,26 @@ class ProxyApp:
             exchange.disconnected = True
         finally:
             self._account(exchange)
-            self.metrics.in_flight -= 1
+            self.metrics.ended()
 
     async def _forward(
         self, scope: Scope, receive: Receive, send: Send, exchange: _Exchange
     ) -> None:
         headers: Headers = scope["headers"]
+        if len(headers) > self.config.max_header_count:
+            raise _LocalAnswer(
+                431,
+                "invalid_request_error",
+                f"more request headers than {self.config.max_header_count}",
+                close=True,
+                limit="header_count",
+            )
         self._authorize(headers)
         self._check_declared_length(headers)
         body = await self._read_body(receive)
+        endpoint = endpoint_for(exchange.method, exchange.path)
+        if endpoint is not None and body:
+            await self._check_json_values(_decoded(body, headers, self.config.max_body_bytes))
         request = httpx2.Request(
             exchange.method,
             self._upstream_url(self._upstream_target(scope)),
@@ -246,14 +303,60 @@ class ProxyApp:
             content=body or None,
             extensions={"timeout": self._timeouts},
         )
+        transport = await self._transport_for(headers, exchange)
         with _cancelled_if_caller_leaves(receive, exchange):
-            response = await self._send_upstream(request, exchange)
+            credential, exchange.credential = exchange.credential, None
+            with lend(credential):
+                del credential
+                # A box emptied on the way out (see `lend` for why not the object itself).
+                box = [exchange]
+                token = _EXCHANGE.set(box)
+                try:
+                    response = await self._send_upstream(transport, request, exchange)
+                finally:
+                    box.clear()
+                    _EXCHANGE.reset(token)
             try:
-                exchange.decision = response.extensions.get("caproute_decision")
-                exchange.outcome = exchange.decision.outcome if exchange.decision else "forwarded"
+                decision = response.extensions.get("caproute_decision") or exchange.decision
+                exchange.decision = decision
+                if exchange.outcome != "bypassed":
+                    exchange.outcome = decision.outcome if decision else "forwarded"
                 await self._stream(response, send, exchange)
             finally:
                 await response.aclose()
+
+    async def _transport_for(self, headers: Headers, exchange: _Exchange) -> Any:
+        """The transport for this request: bypass, a forced route, the caller's or ours."""
+        bypass, route = controls(headers)
+        if bypass and self.config.allow_bypass:
+            exchange.outcome = "bypassed"
+            return self._inner
+        routes = self.routes
+        if self.callers is not None:
+            credential = presented_credential(headers)
+            if credential is not None:
+                exchange.credential = credential
+                held = len(self.callers)
+                caller = self.callers.lookup(credential)
+                if caller.pending:  # a new caller, or stale data: fetch (or start to)
+                    await caller.ready(credential)
+                if len(self.callers) != held:
+                    self.metrics.caller_registries.set(len(self.callers))
+                exchange.registry = caller.source
+                routes = caller.routes
+        if route is not None and self.config.allow_route_header:
+            try:
+                return routes.for_route(route)
+            except KeyError:
+                names = [r.name for r in routes.router.policy.routes]
+                from .._core.policy import _suggest
+
+                raise _LocalAnswer(
+                    400,
+                    "invalid_request_error",
+                    f"caproute-route: the policy has no route {route!r}{_suggest(route, names)}",
+                ) from None
+        return routes.transport
 
     def _authorize(self, headers: Headers) -> None:
         if self._token is None:
@@ -274,8 +377,24 @@ class ProxyApp:
     def _too_large(self) -> _LocalAnswer:
         limit = self.config.max_body_bytes
         return _LocalAnswer(
-            413, "request_too_large", f"request body exceeds {limit} bytes", close=True
+            413,
+            "request_too_large",
+            f"request body exceeds {limit} bytes",
+            close=True,
+            limit="body_bytes",
         )
+
+    async def _check_json_values(self, body: bytes) -> None:
+        limit = self.config.max_json_values
+        found = await json_values_over_async(body, limit)
+        if found is not None:
+            raise _LocalAnswer(
+                413,
+                "request_too_large",
+                f"request body holds about {found} JSON values, more than {limit} "
+                "(each costs memory to read; see --max-json-values)",
+                limit="json_values",
+            )
 
     async def _read_body(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []
@@ -304,6 +423,7 @@ class ProxyApp:
                 "timeout_error",
                 f"request body not received within {self.config.body_timeout:g}s",
                 close=True,
+                limit="body_timeout",
             ) from None
 
     def _build_upstream_url(self, target: bytes) -> httpx2.URL:
@@ -325,7 +445,9 @@ class ProxyApp:
         target = self._upstream_path + raw_path
         return target + b"?" + query if query else target
 
-    async def _send_upstream(self, request: httpx2.Request, exchange: _Exchange) -> httpx2.Response:
+    async def _send_upstream(
+        self, transport: Any, request: httpx2.Request, exchange: _Exchange
+    ) -> httpx2.Response:
         """Hand the request to the routing transport directly.
 
         ``httpx2.AsyncClient.send`` would add nothing the proxy wants and cost 10-20 µs per
@@ -339,7 +461,17 @@ class ProxyApp:
         requests go and what they carry.)
         """
         try:
-            return await self._transport.handle_async_request(request)
+            response: httpx2.Response = await transport.handle_async_request(request)
+        except UnreadErrorBody as unread:
+            # An error body too big to read for routing: the caller gets it as sent,
+            # with the decision the request was sent under.
+            response = unread.response
+            if exchange.decision is not None:
+                response.headers.update(exchange.decision.header_values())
+                response.extensions = {
+                    **response.extensions,
+                    "caproute_decision": exchange.decision,
+                }
         except httpx2.TimeoutException:
             exchange.outcome = "failed"
             self.metrics.record_upstream_error("timeout")
@@ -349,15 +481,19 @@ class ProxyApp:
             self.metrics.record_upstream_error("unreachable")
             logger.warning("upstream unreachable: %s", type(exc).__name__)
             raise _LocalAnswer(502, "api_error", "upstream unreachable") from None
+        return response
 
     # -- streaming the answer back --------------------------------------------------------
 
     async def _stream(self, response: httpx2.Response, send: Send, exchange: _Exchange) -> None:
         headers, body = _downstream(response)
+        if exchange.registry is not None:
+            headers.append((b"caproute-registry", exchange.registry.encode("latin-1", "replace")))
         exchange.body_expected = _content_length(headers)
         await send(
             {"type": "http.response.start", "status": response.status_code, "headers": headers}
         )
+        meter = _meter_for(response, headers, exchange)
         last = b"\n\n"
         try:
             async for chunk in body:
@@ -365,6 +501,8 @@ class ProxyApp:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                     exchange.body_sent += len(chunk)
                     last = chunk
+                    if meter is not None:
+                        meter.feed(chunk)
         except httpx2.TransportError:
             exchange.upstream_broke = True
             logger.warning("upstream stream broke off (%s %s)", exchange.method, exchange.path)
@@ -383,6 +521,8 @@ class ProxyApp:
             return
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         exchange.finished = True
+        if meter is not None:
+            exchange.tokens = meter.finish()
 
     # -- local endpoints ------------------------------------------------------------------
 
@@ -400,33 +540,68 @@ class ProxyApp:
         await handler(send)
 
     async def _health(self, send: Send) -> None:
+        await send_json(send, 200, self.health())
+
+    def health(self) -> dict[str, Any]:
+        """What ``/caproute/health`` answers: ``ok`` or ``degraded`` with the reasons."""
         registry = self.router.registry
         now = time.time()
-        watcher = self.policy_watcher
-        policy = None
-        if watcher is not None:
-            policy = {
-                "file": watcher.status.file,
-                "loaded_at": _iso(watcher.status.loaded_at),
-                "last_error": watcher.status.last_error,
+        reasons: list[str] = []
+        files: dict[str, Any] = {}
+        for name, watcher in (("policy", self.policy_watcher), ("snapshot", self.registry_watcher)):
+            if watcher is None:
+                files[name] = None
+                continue
+            status = watcher.status
+            files[name] = {
+                "file": status.file,
+                "loaded_at": _iso(status.loaded_at),
+                "last_error": status.last_error,
             }
-        await send_json(
-            send,
-            200,
-            {
-                "status": "ok",
-                "version": __version__,
-                "upstream": self.config.upstream_base,
-                "uptime_s": round(now - self._started_at, 3),
-                "registry": {
-                    "source": registry.source.describe(now),
-                    "age_s": _round(registry.source.age(now)),
-                    "models": len(registry),
-                },
-                "policy": policy,
-                "in_flight": self.metrics.in_flight,
+            if status.last_error is not None:
+                reasons.append(f"{name} reload rejected, the previous {name} stays in force")
+        stale_after = self.config.stale_after
+        age = registry.source.age(now)
+        # In pass-through mode the proxy's own registry is only the fallback: its age
+        # matters when the operator provides it (--snapshot), not for the user cache.
+        judged = self.config.own_key or self.config.snapshot is not None
+        if judged and age is not None and age > stale_after:
+            reasons.append(
+                f"registry is {age:.0f}s old (stale after {stale_after:g}s): {registry.source.kind}"
+            )
+        document: dict[str, Any] = {
+            "status": "degraded" if reasons else "ok",
+            "reasons": reasons,
+            "version": __version__,
+            "upstream": self.config.upstream_base,
+            "mode": "own-key" if self.config.own_key else "pass-through",
+            "uptime_s": round(now - self._started_at, 3),
+            "pid": os.getpid(),
+            "registry": {
+                "source": registry.source.describe(now),
+                "age_s": _round(age),
+                "models": len(registry),
             },
-        )
+            **files,
+            "in_flight": self.metrics.in_flight,
+        }
+        if self.callers is not None:
+            callers = self.callers.health(stale_after)
+            document["callers"] = {
+                "registries": callers.callers,
+                "max": self.callers.max_registries,
+                "live": callers.live,
+                "denied": callers.denied,
+                "oldest_age_s": _round(callers.oldest_age_s),
+            }
+            if callers.failing_and_stale:
+                reasons.append(
+                    f"{callers.failing_and_stale} caller registr"
+                    f"{'y is' if callers.failing_and_stale == 1 else 'ies are'} older than "
+                    f"{stale_after:g}s and can't be refreshed"
+                )
+                document["status"] = "degraded"
+        return document
 
     async def _registry(self, send: Send) -> None:
         registry = self.router.registry
@@ -445,25 +620,28 @@ class ProxyApp:
         )
 
     async def _metrics_page(self, send: Send) -> None:
-        body = self.metrics.render().encode()
+        if not self.config.metrics:
+            raise _LocalAnswer(404, "not_found_error", "metrics are turned off (--no-metrics)")
+        body = self.metrics.render()
         await send_bytes(send, 200, body, content_type=ProxyMetrics.CONTENT_TYPE.encode())
 
     # -- accounting -----------------------------------------------------------------------
 
     def _account(self, exchange: _Exchange) -> None:
         metrics = self.metrics
-        metrics.requests[exchange.outcome] += 1
         decision = exchange.decision
-        if decision is not None:
-            metrics.record_decision(decision)
+        metrics.record_request(exchange.outcome, decision, exchange.status)
         if exchange.status >= 400 and exchange.outcome not in ("local", "failed", "rejected"):
             metrics.record_upstream_error(exchange.status)
         if exchange.client_gone:
-            metrics.client_disconnects += 1
+            metrics.client_disconnects.inc()
         if exchange.headers_sent_at is not None:
             metrics.latency.observe(exchange.headers_sent_at - exchange.started)
+        if exchange.tokens:
+            metrics.record_tokens(decision.model if decision else None, exchange.tokens)
         if access_logger.isEnabledFor(logging.INFO):
-            access_logger.info(_access_line(exchange, self._clock()))
+            fields = _access_fields(exchange, self._clock())
+            access_logger.info(_access_line(fields), extra={ACCESS_FIELDS: fields})
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -562,24 +740,75 @@ def _field(value: object) -> str:
     return '"' + text.encode("unicode_escape").decode("ascii").replace('"', '\\"') + '"'
 
 
-def _access_line(exchange: _Exchange, now: float) -> str:
+def _access_fields(exchange: _Exchange, now: float) -> dict[str, Any]:
+    """One request's access-log fields (never a key, a query string or content)."""
     decision = exchange.decision
     changes = decision.header_values()["caproute-changes"] if decision else None
-    parts = {
+    fields: dict[str, Any] = {
         "method": exchange.method,
         "path": exchange.path,
-        "status": exchange.status or "-",
+        "status": exchange.status or None,
         "outcome": exchange.outcome,
         "requested": decision.requested_model if decision else None,
         "model": decision.model if decision else None,
         "changes": changes,
-        "duration_ms": f"{(now - exchange.started) * 1000:.1f}",
+        "duration_ms": round((now - exchange.started) * 1000, 1),
     }
+    if exchange.registry is not None and exchange.registry != "caller":
+        fields["registry"] = exchange.registry
+    if exchange.tokens:
+        fields["tokens"] = exchange.tokens
     if exchange.client_gone:
-        parts["client"] = "disconnected"
+        fields["client"] = "disconnected"
     if exchange.upstream_broke:
-        parts["upstream"] = "broke"
-    return " ".join(f"{key}={_field(value)}" for key, value in parts.items())
+        fields["upstream"] = "broke"
+    return fields
+
+
+def _access_line(fields: dict[str, Any]) -> str:
+    parts = []
+    for key, value in fields.items():
+        if key == "tokens":
+            value = ",".join(f"{kind}:{count}" for kind, count in value.items())
+        elif key == "duration_ms":
+            value = f"{value:.1f}"
+        parts.append(f"{key}={_field(value)}")
+    return " ".join(parts)
+
+
+def _meter_for(
+    response: httpx2.Response, headers: Headers, exchange: _Exchange
+) -> UsageMeter | None:
+    """A usage meter for a successful Messages answer (None for anything else)."""
+    if response.status_code != 200 or exchange.decision is None:
+        return None
+    values = dict(headers)
+    encoding = values.get(b"content-encoding", b"identity")
+    return UsageMeter(values.get(b"content-type", b""), encoded=encoding != b"identity")
+
+
+def _decoded(body: bytes, headers: Headers, limit: int) -> bytes:
+    """The body the routing transport will parse: with a gzip/deflate ``content-encoding``
+    undone (at most `limit` bytes), so the JSON budget counts what will be parsed. A body
+    that doesn't decode is left as it is: the transport refuses it (`caproute._body`)."""
+    values = [value.decode("latin-1") for name, value in headers if name == b"content-encoding"]
+    if not values:
+        return body
+    try:
+        codings = _body.parse_codings(", ".join(values))
+        return _body.decode(body, codings, limit) if codings else body
+    except _body.BodyRefused:
+        return body
+
+
+def _remember_decision(decision: Decision) -> None:
+    """The routers' decision hook: the request's decision, for answers that carry none."""
+    box = _EXCHANGE.get()
+    if box:
+        box[0].decision = decision
+
+
+_EXCHANGE: ContextVar[list[_Exchange] | None] = ContextVar("caproute_proxy_exchange", default=None)
 
 
 def _iso(timestamp: float) -> str | None:

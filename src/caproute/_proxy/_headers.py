@@ -14,6 +14,8 @@ Why each rule exists:
 * A header value with CR, LF or NUL is an injection attempt (RFC 9110 §5.5 forbids
   them). The server's parser normally refuses them first; dropping them here again
   keeps the guarantee even behind a laxer server.
+* ``caproute-bypass`` / ``caproute-route`` are requests to the proxy itself (see
+  `controls`): they never travel upstream, enabled or not.
 * Credentials: in pass-through mode the caller's ``x-api-key`` / ``Authorization``
   travel unchanged. In own-key mode the caller proves itself with a local token
   (checked in constant time) and its credentials are stripped, so a token can never
@@ -48,11 +50,16 @@ _RECOMPUTED_REQUEST_HEADERS: frozenset[bytes] = frozenset({b"host", b"content-le
 
 CREDENTIAL_HEADERS: frozenset[bytes] = frozenset({b"x-api-key", b"authorization"})
 
+BYPASS_HEADER = b"caproute-bypass"
+ROUTE_HEADER = b"caproute-route"
+CONTROL_HEADERS: frozenset[bytes] = frozenset({BYPASS_HEADER, ROUTE_HEADER})
+"""Per-request controls for the proxy itself: never forwarded, honoured only if enabled."""
+
 _FORBIDDEN_VALUE_BYTES = re.compile(rb"[\r\n\x00]")
 
 # The drop sets are fixed, so they are built once here rather than per request (this
 # runs twice for every proxied request: once each way).
-_REQUEST_DROP: frozenset[bytes] = HOP_BY_HOP | _RECOMPUTED_REQUEST_HEADERS
+_REQUEST_DROP: frozenset[bytes] = HOP_BY_HOP | _RECOMPUTED_REQUEST_HEADERS | CONTROL_HEADERS
 _REQUEST_DROP_OWN_KEY: frozenset[bytes] = _REQUEST_DROP | CREDENTIAL_HEADERS
 
 
@@ -105,6 +112,18 @@ def upstream_request_headers(headers: Headers, *, api_key: str | None) -> Header
 def downstream_response_headers(headers: Iterable[tuple[bytes, bytes]]) -> Headers:
     """The upstream response headers a caller gets (hop-by-hop ones removed)."""
     return _end_to_end(headers, HOP_BY_HOP)
+
+
+def controls(headers: Headers) -> tuple[bool, str | None]:
+    """The per-request controls a caller sent: ``(caproute-bypass is 1, caproute-route)``."""
+    bypass = False
+    route: str | None = None
+    for name, value in headers:
+        if name == BYPASS_HEADER:
+            bypass = value.strip().lower() in (b"1", b"true", b"yes")
+        elif name == ROUTE_HEADER:
+            route = value.strip().decode("latin-1") or None
+    return bypass, route
 
 
 def presented_token(headers: Headers) -> bytes | None:

@@ -1,39 +1,53 @@
-"""Prometheus counters for the proxy, with a hand-written text exposition.
+"""The proxy's Prometheus metrics, with `prometheus-client` (the ``proxy`` extra).
 
-The proxy needs a handful of counters and one histogram; the text format (version
-0.0.4) is a few lines of code, so no client library is pulled in. Everything runs on
-the server's single event loop, so plain integers need no lock.
+Each `ProxyMetrics` has its own ``CollectorRegistry`` (tests build many apps in one
+process). With ``--workers N`` every worker is a process of its own: `serve_proxy`
+then points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh directory before the workers
+start, each worker writes its values there, and ``/caproute/metrics`` (whichever
+worker answers it) reports the sum over all workers (`multiprocess_dir`). Gauges
+are summed over live workers. Without workers the values live in memory.
 
 What is counted (names are stable, they end up in dashboards):
 
-* ``caproute_proxy_requests_total{outcome}``: every request the proxy answered.
-  ``outcome`` is the routing `Decision.outcome` for Messages requests, ``forwarded``
-  for requests that are not routed (models, files, ...), ``local`` for requests the
-  proxy answered itself (health, metrics, 401/408/413) and ``failed`` when the
-  upstream could not be reached.
-* ``caproute_proxy_reroutes_total``: requests sent to another model.
-* ``caproute_proxy_adjustments_total``: requests whose parameters were edited
-  (with or without a reroute).
-* ``caproute_proxy_refusals_total``: requests the policy refused locally (400).
-* ``caproute_proxy_upstream_errors_total{status}``: upstream answers >= 400 by status,
-  plus ``unreachable`` / ``timeout`` when no answer came.
+* ``caproute_proxy_requests_total{outcome, requested_model, model, status}``: every
+  request answered. ``outcome`` is the routing `Decision.outcome` for Messages
+  requests, ``forwarded`` for requests that are not routed (models, files...),
+  ``bypassed`` (``caproute-bypass``), ``local`` for answers the proxy wrote itself
+  (health, metrics, 401/408/413/431) and ``failed`` when the upstream could not be
+  reached; ``status`` the HTTP status sent. ``requested_model`` is what the caller
+  asked for, ``model`` what it was sent to (empty when none). Caller-chosen values
+  make unbounded label sets, so at most `MAX_MODEL_LABELS` distinct model names are
+  used per process; the rest are counted as ``other``.
+* ``caproute_proxy_tokens_total{model, kind}``: tokens the upstream reported in
+  answers' ``usage`` (streams included): ``input``, ``output``, ``cache_read``,
+  ``cache_creation``.
+* ``caproute_proxy_reroutes_total``, ``caproute_proxy_adjustments_total``,
+  ``caproute_proxy_refusals_total``: what routing did.
+* ``caproute_proxy_upstream_errors_total{status}``: upstream answers >= 400, plus
+  ``unreachable`` / ``timeout`` when no answer came.
 * ``caproute_proxy_client_disconnects_total``: callers that left mid-response.
-* ``caproute_proxy_policy_reloads_total{result}`` and
+* ``caproute_proxy_limit_rejections_total{limit}``: requests and connections refused
+  by a resource limit (``header_bytes``, ``header_count``, ``header_timeout``,
+  ``connections``, ``body_bytes``, ``body_timeout``, ``json_values``).
+* ``caproute_proxy_registry_fetches_total{result}``: caller registry fetches
+  (pass-through mode): ``ok``, ``denied`` (401/403), ``error``.
+* ``caproute_proxy_policy_reloads_total{result}``,
   ``caproute_proxy_snapshot_reloads_total{result}``: ``ok`` / ``error``.
-* ``caproute_proxy_in_flight``: requests being served now (gauge).
+* ``caproute_proxy_in_flight`` (gauge), ``caproute_proxy_caller_registries`` (gauge).
 * ``caproute_proxy_response_seconds``: time from request start to the response
-  headers being sent (for a stream: time to first byte), as a histogram.
+  headers (for a stream: time to first byte), a histogram.
 """
 
 from __future__ import annotations
 
-import math
-from collections import Counter
-from collections.abc import Iterable
+import os
+from typing import Any, Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from .._core.decision import Decision
 
-LATENCY_BUCKETS: tuple[float, ...] = (
+LATENCY_BUCKETS: Final = (
     0.001,
     0.0025,
     0.005,
@@ -52,146 +66,182 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 )
 """Upper bounds in seconds: from proxy overhead (ms) to long non-streaming calls."""
 
+MAX_MODEL_LABELS: Final = 200
+"""Distinct model names used as label values per process; others become ``other``."""
 
-class Histogram:
-    """A cumulative Prometheus histogram with fixed buckets."""
-
-    def __init__(self, buckets: Iterable[float] = LATENCY_BUCKETS) -> None:
-        self.bounds = tuple(sorted(buckets))
-        self.counts = [0] * len(self.bounds)
-        self.total = 0
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        """Record one observation (seconds)."""
-        self.total += 1
-        self.sum += value
-        for index, bound in enumerate(self.bounds):
-            if value <= bound:
-                self.counts[index] += 1
-                break
-
-    def render(self, name: str) -> list[str]:
-        """Exposition lines: cumulative ``_bucket``s, ``+Inf``, ``_sum`` and ``_count``."""
-        lines: list[str] = []
-        running = 0
-        for bound, count in zip(self.bounds, self.counts, strict=True):
-            running += count
-            lines.append(f'{name}_bucket{{le="{_number(bound)}"}} {running}')
-        lines.append(f'{name}_bucket{{le="+Inf"}} {self.total}')
-        lines.append(f"{name}_sum {_number(self.sum)}")
-        lines.append(f"{name}_count {self.total}")
-        return lines
+MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 
 
-def _number(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value)) if not float(value).is_integer() else str(int(value))
+class _Bounded:
+    """Caps the distinct values a label takes (callers choose model names)."""
 
+    def __init__(self, limit: int) -> None:
+        self._seen: set[str] = set()
+        self._limit = limit
 
-def _escape(label_value: str) -> str:
-    return label_value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _family(name: str, kind: str, help_text: str, samples: list[str]) -> list[str]:
-    return [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", *samples]
-
-
-def _labelled(name: str, label: str, counts: Counter[str]) -> list[str]:
-    return [f'{name}{{{label}="{_escape(key)}"}} {counts[key]}' for key in sorted(counts)]
+    def __call__(self, value: str | None) -> str:
+        if not value:
+            return ""
+        if value in self._seen:
+            return value
+        if len(self._seen) >= self._limit:
+            return "other"
+        self._seen.add(value)
+        return value
 
 
 class ProxyMetrics:
-    """The proxy's counters; `render()` returns the Prometheus text exposition."""
+    """The proxy's metrics; `render()` gives the Prometheus text exposition."""
 
-    CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+    CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+    """Text format 0.0.4: what every Prometheus version (and other scrapers) reads."""
 
-    def __init__(self) -> None:
-        self.requests: Counter[str] = Counter()
-        self.upstream_errors: Counter[str] = Counter()
-        self.policy_reloads: Counter[str] = Counter()
-        self.snapshot_reloads: Counter[str] = Counter()
-        self.reroutes = 0
-        self.adjustments = 0
-        self.refusals = 0
-        self.client_disconnects = 0
+    def __init__(self, *, multiprocess_dir: str | None = None) -> None:
+        self.multiprocess_dir = multiprocess_dir or os.environ.get(MULTIPROC_ENV) or None
+        registry = self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "caproute_proxy_requests",
+            "Requests answered, by routing outcome, models and status.",
+            ["outcome", "requested_model", "model", "status"],
+            registry=registry,
+        )
+        self.tokens = Counter(
+            "caproute_proxy_tokens",
+            "Tokens the upstream reported in answers' usage, by model and kind.",
+            ["model", "kind"],
+            registry=registry,
+        )
+        self.reroutes = Counter(
+            "caproute_proxy_reroutes", "Requests sent to another model.", registry=registry
+        )
+        self.adjustments = Counter(
+            "caproute_proxy_adjustments",
+            "Requests whose parameters were edited.",
+            registry=registry,
+        )
+        self.refusals = Counter(
+            "caproute_proxy_refusals", "Requests refused by the routing policy.", registry=registry
+        )
+        self.upstream_errors = Counter(
+            "caproute_proxy_upstream_errors",
+            "Upstream error answers by HTTP status (or unreachable/timeout).",
+            ["status"],
+            registry=registry,
+        )
+        self.client_disconnects = Counter(
+            "caproute_proxy_client_disconnects",
+            "Callers that disconnected before the response ended.",
+            registry=registry,
+        )
+        self.limit_rejections = Counter(
+            "caproute_proxy_limit_rejections",
+            "Requests and connections refused by a resource limit.",
+            ["limit"],
+            registry=registry,
+        )
+        self.registry_fetches = Counter(
+            "caproute_proxy_registry_fetches",
+            "Caller registry fetches (pass-through mode) by result.",
+            ["result"],
+            registry=registry,
+        )
+        self.policy_reloads = Counter(
+            "caproute_proxy_policy_reloads",
+            "Policy file reloads by result.",
+            ["result"],
+            registry=registry,
+        )
+        self.snapshot_reloads = Counter(
+            "caproute_proxy_snapshot_reloads",
+            "Registry snapshot file reloads by result.",
+            ["result"],
+            registry=registry,
+        )
+        self.in_flight_gauge = Gauge(
+            "caproute_proxy_in_flight",
+            "Requests being served.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.caller_registries = Gauge(
+            "caproute_proxy_caller_registries",
+            "Caller registries held (pass-through mode).",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.latency = Histogram(
+            "caproute_proxy_response_seconds",
+            "Time until the response headers were sent.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
         self.in_flight = 0
-        self.latency = Histogram()
+        """Requests being served by this process (what tests and health read)."""
+        self._model_label = _Bounded(MAX_MODEL_LABELS)
+        # Labelled children by label values: `labels()` validates and locks on every
+        # call (~3 µs); a dict lookup is enough once a combination has been seen. The
+        # label values are bounded (see `MAX_MODEL_LABELS`), so these dicts are too.
+        self._request_children: dict[tuple[str, str, str, str], Any] = {}
+        self._token_children: dict[tuple[str, str], Any] = {}
 
-    def record_decision(self, decision: Decision) -> None:
-        """Count what the router did to one Messages request."""
-        if decision.outcome == "rerouted":
-            self.reroutes += 1
-        if decision.outcome == "rejected":
-            self.refusals += 1
-        if any(change.action != "reroute" for change in decision.changes):
-            self.adjustments += 1
+    # -- recording ---------------------------------------------------------------------------
+
+    def started(self) -> None:
+        """A request began."""
+        self.in_flight += 1
+        self.in_flight_gauge.inc()
+
+    def ended(self) -> None:
+        """A request ended."""
+        self.in_flight -= 1
+        self.in_flight_gauge.dec()
+
+    def record_request(self, outcome: str, decision: Decision | None, status: int) -> None:
+        """Count one answered request."""
+        label = self._model_label
+        requested = label(decision.requested_model) if decision is not None else ""
+        model = label(decision.model) if decision is not None else ""
+        values = (outcome, requested, model, str(status or ""))
+        child = self._request_children.get(values)
+        if child is None:
+            child = self._request_children[values] = self.requests.labels(*values)
+        child.inc()
+        if decision is not None:
+            if decision.outcome == "rerouted":
+                self.reroutes.inc()
+            if decision.outcome == "rejected":
+                self.refusals.inc()
+            if any(change.action != "reroute" for change in decision.changes):
+                self.adjustments.inc()
+
+    def record_tokens(self, model: str | None, tokens: dict[str, int]) -> None:
+        """Count the tokens one answer reported."""
+        name = self._model_label(model) or "unknown"
+        for kind, count in tokens.items():
+            if count:
+                child = self._token_children.get((name, kind))
+                if child is None:
+                    child = self._token_children[name, kind] = self.tokens.labels(name, kind)
+                child.inc(count)
 
     def record_upstream_error(self, status: int | str) -> None:
         """Count an upstream error status (>= 400), or ``unreachable`` / ``timeout``."""
-        self.upstream_errors[str(status)] += 1
+        self.upstream_errors.labels(str(status)).inc()
 
-    def render(self) -> str:
-        """The whole exposition, newline-terminated as the format requires."""
-        lines = [
-            *_family(
-                "caproute_proxy_requests_total",
-                "counter",
-                "Requests answered, by routing outcome.",
-                _labelled("caproute_proxy_requests_total", "outcome", self.requests),
-            ),
-            *self._counter(
-                "caproute_proxy_reroutes_total", "Requests sent to another model.", self.reroutes
-            ),
-            *self._counter(
-                "caproute_proxy_adjustments_total",
-                "Requests whose parameters were edited.",
-                self.adjustments,
-            ),
-            *self._counter(
-                "caproute_proxy_refusals_total",
-                "Requests refused by the routing policy.",
-                self.refusals,
-            ),
-            *_family(
-                "caproute_proxy_upstream_errors_total",
-                "counter",
-                "Upstream error answers by HTTP status (or unreachable/timeout).",
-                _labelled("caproute_proxy_upstream_errors_total", "status", self.upstream_errors),
-            ),
-            *self._counter(
-                "caproute_proxy_client_disconnects_total",
-                "Callers that disconnected before the response ended.",
-                self.client_disconnects,
-            ),
-            *_family(
-                "caproute_proxy_policy_reloads_total",
-                "counter",
-                "Policy file reloads by result.",
-                _labelled("caproute_proxy_policy_reloads_total", "result", self.policy_reloads),
-            ),
-            *_family(
-                "caproute_proxy_snapshot_reloads_total",
-                "counter",
-                "Registry snapshot file reloads by result.",
-                _labelled("caproute_proxy_snapshot_reloads_total", "result", self.snapshot_reloads),
-            ),
-            *_family(
-                "caproute_proxy_in_flight",
-                "gauge",
-                "Requests being served.",
-                [f"caproute_proxy_in_flight {self.in_flight}"],
-            ),
-            *_family(
-                "caproute_proxy_response_seconds",
-                "histogram",
-                "Time until the response headers were sent.",
-                self.latency.render("caproute_proxy_response_seconds"),
-            ),
-        ]
-        return "\n".join(lines) + "\n"
+    def record_limit(self, limit: str) -> None:
+        """Count a refusal by a resource limit."""
+        self.limit_rejections.labels(limit).inc()
 
-    @staticmethod
-    def _counter(name: str, help_text: str, value: int) -> list[str]:
-        return _family(name, "counter", help_text, [f"{name} {value}"])
+    # -- exposition --------------------------------------------------------------------------
+
+    def render(self) -> bytes:
+        """The text exposition: this process's values, or every worker's summed."""
+        if self.multiprocess_dir:
+            from prometheus_client import multiprocess
+
+            combined = CollectorRegistry()
+            multiprocess.MultiProcessCollector(  # type: ignore[no-untyped-call]
+                combined, path=self.multiprocess_dir
+            )
+            return generate_latest(combined)
+        return generate_latest(self.registry)

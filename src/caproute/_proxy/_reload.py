@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +58,7 @@ class FileWatcher:
             ``caproute._snapshot.load_snapshot``); raises `CaprouteError` (e.g. a
             `PolicyError` with its location) or `OSError` for a bad file.
         apply: Puts the loaded value into force (``LiveRouter.set_policy``, ...).
-        reloads: Counter of reload results (``ok`` / ``error``), if any.
+        on_result: Called with each reload's result (``ok`` / ``error``), e.g. a metric.
         interval: Seconds between two checks.
         clock: Wall clock for `FileStatus.loaded_at`.
     """
@@ -71,15 +70,16 @@ class FileWatcher:
         what: str,
         load: Callable[[Path], Any],
         apply: Callable[[Any], None],
-        reloads: Counter[str] | None = None,
+        on_result: Callable[[str], object] | None = None,
         interval: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = path
         self._load = load
-        self._apply = apply
+        self.apply = apply
+        """Puts a loaded value into force (replaceable after construction)."""
         self.what = what
-        self._reloads: Counter[str] = reloads if reloads is not None else Counter()
+        self._on_result = on_result or (lambda _result: None)
         self._interval = interval
         self._clock = clock
         self._identity = _identity(path)
@@ -117,11 +117,11 @@ class FileWatcher:
             logger.error(
                 "%s reload rejected, keeping the %s in force: %s", self.what, self.what, message
             )
-            self._reloads["error"] += 1
+            self._on_result("error")
             self.status = FileStatus(self.status.file, self.status.loaded_at, message)
             return False
-        self._apply(policy)
-        self._reloads["ok"] += 1
+        self.apply(policy)
+        self._on_result("ok")
         self.status = FileStatus(file=self.status.file, loaded_at=self._clock())
         logger.info("%s reloaded from %s", self.what, self.path)
         return True

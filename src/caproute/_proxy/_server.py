@@ -3,31 +3,49 @@
 uvicorn is imported here and only here, on first use, so the rest of caproute never
 needs it. Settings that matter for a proxy:
 
+* ``http``: caproute's subclasses of uvicorn's protocols (`caproute._proxy._protocols`)
+  with header size / count limits, a header-read timeout, an idle timeout that also
+  covers new connections, and a connection cap, all answered before the application
+  (and so before authentication) runs. httptools when installed (the ``proxy``
+  extra), else uvicorn's pure-Python h11 parser; ``loop``: uvloop when installed,
+  else asyncio. The fast pair cuts uvicorn's own CPU per request by more than half
+  (see docs/performance.md, "Proxy"); the fallback behaves the same, only slower.
 * ``timeout_graceful_shutdown``: on SIGTERM/SIGINT stop accepting, let responses in
   flight (long SSE streams included) finish for up to this many seconds.
 * ``server_header`` / ``date_header`` off: the upstream's own ``date`` and ``server``
   headers are forwarded; the server adding its own would duplicate them.
-* ``access_log`` off: the proxy writes its own structured line per request
-  (logger ``caproute.access``), which knows the routing outcome.
+* ``access_log`` off: the proxy writes its own line per request (logger
+  ``caproute.access``), which knows the routing outcome; ``log_config``: one format
+  (`caproute._proxy._logging`) for uvicorn's lines and caproute's.
 * ``lifespan="on"``: the policy watcher and SIGHUP handler live in the lifespan.
-* ``http`` / ``loop``: httptools and uvloop when installed (the ``proxy`` extra
-  installs both where they build), else uvicorn's pure-Python h11 parser and the
-  standard asyncio loop. The fast pair cuts uvicorn's own CPU per request by more than
-  half (see docs/performance.md, "Proxy"); the fallback behaves the same, only slower.
+* ``workers``: more than one runs uvicorn's process supervisor over one listening
+  socket; each worker builds its own app (its own registries, learned facts and
+  cool-downs), and metrics are summed across workers through a
+  ``PROMETHEUS_MULTIPROC_DIR`` made for the run.
+
+The listening socket is bound here, before uvicorn starts, so a busy port is one
+clear error (`ConfigError`) instead of uvicorn's log line and exit.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import logging
+import logging.config
 import math
+import os
+import shutil
 import socket
+import tempfile
+from dataclasses import dataclass
 from typing import Any
 
 from .._exceptions import ConfigError
 from .._redact import protect_uvicorn
 from ._config import ProxyConfig
-from ._factory import create_proxy_app
+from ._limits import ProtocolLimits
+from ._logging import logging_config
 
 INSTALL_HINT = "caproute serve needs uvicorn: pip install 'caproute[proxy]'"
 
@@ -51,35 +69,97 @@ def server_flavour() -> tuple[str, str]:
     return http, loop
 
 
+@dataclass(frozen=True, slots=True)
+class _AppFactory:
+    """Builds the app in the process that serves it (picklable, for worker processes)."""
+
+    config: ProxyConfig
+
+    def __call__(self) -> Any:
+        from ._factory import create_proxy_app
+
+        return create_proxy_app(self.config)
+
+
+def protocol_limits(config: ProxyConfig) -> ProtocolLimits:
+    """The limits the HTTP protocol classes enforce, from `config`."""
+    return ProtocolLimits(
+        max_header_bytes=config.max_header_bytes,
+        max_header_count=config.max_header_count,
+        header_timeout=config.header_timeout,
+        max_connections=config.max_connections,
+    )
+
+
 def uvicorn_config(config: ProxyConfig, app: Any | None = None, **overrides: Any) -> Any:
     """The ``uvicorn.Config`` for `config`.
 
     Args:
         config: The proxy configuration.
-        app: The ASGI app to serve (default: `create_proxy_app(config)`).
+        app: The ASGI app to serve (default: `create_proxy_app(config)`, built in each
+            worker process).
         **overrides: Other ``uvicorn.Config`` arguments (e.g. ``log_config=None`` to
             leave the host application's logging alone, or ``http="h11"``).
     """
     uvicorn = _uvicorn()
+    from ._protocols import protocol_class
+
     http, loop = server_flavour()
+    http = overrides.pop("http", http)
     settings: dict[str, Any] = dict(
         host=config.host,
         port=config.port,
         lifespan="on",
         log_level=config.log_level.lower(),
+        log_config=logging_config(config.log_level, config.log_format),
         access_log=False,
         server_header=False,
         date_header=False,
         proxy_headers=False,  # X-Forwarded-* from callers are not trusted
         timeout_graceful_shutdown=math.ceil(config.shutdown_timeout),
+        timeout_keep_alive=config.keepalive_timeout,
+        h11_max_incomplete_event_size=config.max_header_bytes,
         ws="none",
-        http=http,
+        http=protocol_class(http) if isinstance(http, str) else http,
         loop=loop,
+        workers=config.workers,
     )
     settings.update(overrides)
-    built = uvicorn.Config(app if app is not None else create_proxy_app(config), **settings)
-    protect_uvicorn()  # after uvicorn set up its loggers: keys are masked in them too
-    return built
+    target = app if app is not None else _AppFactory(config)
+    uvicorn_settings = uvicorn.Config(target, factory=app is None, **settings)
+    # Read by caproute's protocol classes (`_protocols`), in every worker.
+    uvicorn_settings.caproute_limits = protocol_limits(config)
+    protect_uvicorn()  # keys masked in uvicorn's records too (workers: see `_logging`)
+    return uvicorn_settings
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on `host`:`port`.
+
+    Raises:
+        ConfigError: The address is in use or can't be bound (one line, no traceback).
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"cannot listen on {host}:{port}: the address is already in use "
+                "(another caproute serve? pick another --port)"
+            ) from None
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def serve_proxy(config: ProxyConfig, *, sock: socket.socket | None = None) -> None:
@@ -91,18 +171,54 @@ def serve_proxy(config: ProxyConfig, *, sock: socket.socket | None = None) -> No
             ``config.host:config.port``.
 
     Raises:
-        ConfigError: uvicorn is not installed, or the configuration is invalid.
+        ConfigError: uvicorn is not installed, the port is busy, or the configuration
+            is invalid.
         PolicyError: The policy file is invalid.
     """
     uvicorn = _uvicorn()
-    server = uvicorn.Server(uvicorn_config(config))
+    if config.workers == 1:
+        # Build the app now: a bad policy or snapshot stops the command before it binds.
+        from ._factory import create_proxy_app
+
+        settings = uvicorn_config(config, create_proxy_app(config))
+    else:
+        _check_files(config)
+        settings = uvicorn_config(config)
+    logging.config.dictConfig(settings.log_config)
+    sock = sock or listen(config.host, config.port)
     http, loop = server_flavour()
     logging.getLogger("caproute.proxy").info(
-        "caproute proxy on http://%s:%s -> %s (%s + %s)",
+        "caproute proxy on http://%s:%s -> %s (%s + %s, %s mode, %d worker%s)",
         config.host,
-        config.port,
+        sock.getsockname()[1],
         config.upstream_base,
         http,
         loop,
+        "own-key" if config.own_key else "pass-through",
+        config.workers,
+        "" if config.workers == 1 else "s",
     )
-    server.run(sockets=[sock] if sock is not None else None)
+    if config.workers == 1:
+        uvicorn.Server(settings).run(sockets=[sock])
+        return
+    from uvicorn.supervisors import Multiprocess
+
+    metrics_dir = tempfile.mkdtemp(prefix="caproute-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # inherited by the workers
+    try:
+        Multiprocess(settings, sockets=[sock]).run()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        sock.close()
+
+
+def _check_files(config: ProxyConfig) -> None:
+    """Fail before starting workers if the policy or snapshot file is bad."""
+    if config.policy is not None:
+        from .._policy_io import load_policy
+
+        load_policy(config.policy)
+    if config.snapshot is not None:
+        from .._snapshot import load_snapshot
+
+        load_snapshot(config.snapshot)

@@ -55,6 +55,12 @@ def run_check(args: argparse.Namespace) -> int:
     from .._policy_io import read_policy_text
 
     text = read_policy_text(args.policy)
+    from .._proxy._settings import looks_like_server_config
+
+    if looks_like_server_config(text):  # `caproute serve --config` files are checked too
+        from .serve import check_server_config
+
+        return check_server_config(args.policy)
     policy, errors = check_policy_text(text, filename=args.policy)
     for error in errors:
         print(error, file=sys.stderr)

@@ -59,6 +59,11 @@ prefix)::
     fake.faults.add("/v1/messages", stream_error="overloaded_error")  # SSE error event
     fake.faults.add("/v1/models*", status=503, times=None)  # until fake.faults.clear()
 
+Keys: ``FakeAnthropic(api_key="sk-a", keys={"sk-b": ["claude-x"]},
+models_forbidden=["sk-b"])`` accepts a second key that sees (and may use) only
+``claude-x``, as organizations and workspaces see different lineups, and whose
+``GET /v1/models`` is a 403.
+
 Introspection: ``fake.requests`` (`RecordedRequest`: method, path, query, lower-cased
 headers, parsed JSON body, requested model), ``fake.count(prefix)``; ``fake.reset()``
 restores the state after construction (catalogue included). ``fake.stream_delay``
@@ -80,6 +85,7 @@ from __future__ import annotations
 from ._app import RecordedRequest
 from ._catalogue import builtin_models, make_model
 from ._faults import Fault, FaultQueue
+from ._lineups import GeneratedLineup, random_lineup, random_request, verdict
 from ._replies import call_tools
 from ._server import FakeAnthropic
 
@@ -87,8 +93,12 @@ __all__ = [
     "FakeAnthropic",
     "Fault",
     "FaultQueue",
+    "GeneratedLineup",
     "RecordedRequest",
     "builtin_models",
     "call_tools",
     "make_model",
+    "random_lineup",
+    "random_request",
+    "verdict",
 ]

@@ -94,6 +94,10 @@ class FakeState:
     requests: list[RecordedRequest] = field(default_factory=list)
     overloads: dict[str, int] = field(default_factory=dict)
     batches: FakeBatches = field(init=False)
+    keys: dict[str, frozenset[str] | None] = field(default_factory=dict)
+    """More accepted keys → the model ids each may see and use (`None`: all)."""
+    models_forbidden: frozenset[str] = frozenset()
+    """Keys that get 403 ``permission_error`` from the Models API (inference still works)."""
 
     def __post_init__(self) -> None:
         self.batches = FakeBatches(self.catalogue)
@@ -258,11 +262,17 @@ class FakeApp:
         key = self.state.api_key
         if key is None:
             return
-        if request.headers.get("x-api-key") == key:
-            return
-        if request.headers.get("authorization") == f"Bearer {key}":
+        presented = _presented_key(request)
+        if presented == key or presented in self.state.keys:
             return
         raise ApiError(401, "invalid x-api-key", "authentication_error")
+
+    def _visible(self, request: _Request, model: dict[str, Any] | None) -> dict[str, Any] | None:
+        """`model` if the request's key may see it (keys limited by `keys=`)."""
+        allowed = self.state.keys.get(_presented_key(request) or "")
+        if model is None or allowed is None or model["id"] in allowed:
+            return model
+        return None
 
     async def _route(self, request: _Request) -> _Response:
         parts = request.path.strip("/").split("/")
@@ -275,7 +285,7 @@ class FakeApp:
             if method == "GET" and not tail:
                 return self._list_models(request)
             if method == "GET" and len(tail) == 1:
-                return self._get_model(unquote(tail[0]))
+                return self._get_model(unquote(tail[0]), request)
         elif not tail and method == "POST":
             return await self._create_message(request, version)
         elif tail == ["count_tokens"] and method == "POST":
@@ -292,12 +302,15 @@ class FakeApp:
             raise ApiError(
                 400, "lifecycle: each item should be 'active', 'deprecated' or 'retired'"
             )
+        if _presented_key(request) in self.state.models_forbidden:
+            raise ApiError(403, "this key may not list models", "permission_error")
         allowed = set(wanted) or {"active", "deprecated"}
         models = [m for m in self.state.catalogue.models() if lifecycle_of(m) in allowed]
+        models = [m for m in models if self._visible(request, m) is not None]
         return _Json(_page(models, request))
 
-    def _get_model(self, name: str) -> _Response:
-        model = self.state.catalogue.get(name)
+    def _get_model(self, name: str, request: _Request) -> _Response:
+        model = self._visible(request, self.state.catalogue.get(name))
         if model is None:
             raise ApiError(404, f"model: {name}", "not_found_error")
         return _Json(model)
@@ -307,6 +320,8 @@ class FakeApp:
     async def _create_message(self, request: _Request, version: str) -> _Response:
         body = request.json()
         model = resolve_model(self.state.catalogue, body)
+        if self._visible(request, model) is None:
+            raise ApiError(404, f"model: {body.get('model')}", "not_found_error")
         with self.state.lock:
             overload_status = self.state.overloads.get(model["id"])
         if overload_status is not None:
@@ -447,6 +462,14 @@ def _decoded(body: bytes, coding: str | None, limit: int) -> bytes:
         except zlib.error:
             return b""
     return body
+
+
+def _presented_key(request: _Request) -> str | None:
+    key = request.headers.get("x-api-key")
+    if key is not None:
+        return key
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token if scheme.lower() == "bearer" and token else None
 
 
 def _input_tokens(body: dict[str, Any]) -> int:

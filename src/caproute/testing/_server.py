@@ -80,6 +80,8 @@ class FakeAnthropic:
         stream_delay: float = 0.0,
         port: int = 0,
         wording: Wording = "api",
+        keys: Mapping[str, Iterable[str] | None] | None = None,
+        models_forbidden: Iterable[str] = (),
     ) -> None:
         """Configure the fake; nothing listens until `start()` / ``with``.
 
@@ -98,6 +100,12 @@ class FakeAnthropic:
             port: The loopback port to listen on (default 0: a free one, see `port`).
             wording: How refusals are worded: ``api`` (shaped like the real API's
                 texts), ``terse`` or ``verbose`` (see `caproute.testing._validation`).
+            keys: More keys the fake accepts (with `api_key` set), each mapped to the
+                model ids it may see and use (`None`: all), as organizations and
+                workspaces see different lineups: ``GET /v1/models`` lists only those,
+                and inference on another model is a 404.
+            models_forbidden: Keys whose ``GET /v1/models`` is a 403
+                ``permission_error`` (they may still call Messages).
         """
         if wording not in WORDINGS:
             raise ValueError(f"wording must be one of {', '.join(WORDINGS)}, not {wording!r}")
@@ -116,6 +124,8 @@ class FakeAnthropic:
             reply=reply_fn,
             stream_delay=stream_delay,
             wording=wording,
+            keys={k: None if v is None else frozenset(v) for k, v in (keys or {}).items()},
+            models_forbidden=frozenset(models_forbidden),
         )
         self._api_key = api_key
         self._thread: threading.Thread | None = None

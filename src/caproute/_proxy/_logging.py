@@ -1,0 +1,94 @@
+"""One log format for every line `caproute serve` writes: caproute's and uvicorn's.
+
+`logging_config` is the ``logging.config.dictConfig`` document uvicorn installs (in
+every worker): one handler on stderr, one formatter, for the ``caproute`` and
+``uvicorn`` loggers alike.
+
+* ``text``: ``2026-01-02T03:04:05Z INFO caproute.access: method=POST path=...``.
+* ``json``: one object per line: ``time``, ``level``, ``logger``, ``message``, plus
+  the request's fields for access lines (``method``, ``path``, ``status``,
+  ``outcome``, ``requested``, ``model``, ``changes``, ``duration_ms``...), so log
+  pipelines need no parsing. The formatter is a dozen lines on the standard
+  library's `json`; a dependency would add nothing.
+
+Each request is logged once, by the access line (``caproute.access``): the routers'
+own decision lines (INFO on ``caproute``) are routed to ``caproute.proxy.router``,
+which keeps only warnings, since the access line already carries the decision.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+ROUTER_LOGGER = "caproute.proxy.router"
+"""The logger the proxy's routers write to: warnings only (the access line has the rest)."""
+
+ACCESS_FIELDS = "caproute_access"
+"""The log record attribute holding an access line's fields."""
+
+
+class TextFormatter(logging.Formatter):
+    """``time level logger: message``, UTC, ISO 8601."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%SZ")
+        self.converter = time.gmtime
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, access fields at the top level."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of JSON."""
+        document: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = getattr(record, ACCESS_FIELDS, None)
+        if isinstance(fields, dict):
+            document.update(fields)
+        if record.exc_info:
+            document["exception"] = self.formatException(record.exc_info)
+        return json.dumps(document, ensure_ascii=False, default=str)
+
+
+def logging_config(level: str, log_format: str) -> dict[str, Any]:
+    """The ``dictConfig`` for `level` (``info``...) and `log_format` (``text`` / ``json``)."""
+    formatter = JsonFormatter if log_format == "json" else TextFormatter
+    upper = level.upper()
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"caproute": {"()": f"{__name__}.{formatter.__name__}"}},
+        # Every line through the handler has `sk-ant-` tokens masked (see caproute._redact).
+        "filters": {"redact": {"()": "caproute._redact.RedactingFilter"}},
+        "handlers": {
+            "caproute": {
+                "class": "logging.StreamHandler",
+                "formatter": "caproute",
+                "stream": "ext://sys.stderr",
+                "filters": ["redact"],
+            }
+        },
+        "loggers": {
+            "caproute": {"handlers": ["caproute"], "level": upper, "propagate": False},
+            ROUTER_LOGGER: {"level": max(logging.WARNING, logging.getLevelName(upper))},
+            "uvicorn": {"handlers": ["caproute"], "level": upper, "propagate": False},
+            "uvicorn.error": {"level": upper},
+            "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
+        },
+    }
+
+
+def router_logger() -> logging.Logger:
+    """The routers' logger, at WARNING unless configured otherwise."""
+    logger = logging.getLogger(ROUTER_LOGGER)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.WARNING)
+    return logger
