@@ -37,7 +37,7 @@ from reliability_helpers import API_KEY, RunningProxy
 import caproute
 from caproute import LiveRouter
 from caproute._fetch import AsyncRegistryFetcher, RegistryFetcher
-from caproute._proxy import ProxyConfig
+from caproute._proxy import ProxyConfig, create_proxy_app
 from caproute.testing import FakeAnthropic
 
 SOAK = bool(os.environ.get("CAPROUTE_SOAK"))
@@ -215,7 +215,10 @@ def test_soak_through_the_proxy(echo_fake: FakeAnthropic) -> None:
     # registry per caller; here one caller, so at most one read per window.
     echo_fake.reset()
     config = ProxyConfig(upstream=echo_fake.url, registry_ttl=WINDOW)
-    with RunningProxy(config) as proxy:
+    # The proxy's pool too must let idle connections to the fake go before the fake does
+    # (its default expiry, 5 s, is uvicorn's keep-alive: a reused one can be reset).
+    inner = httpx2.AsyncHTTPTransport(limits=LIMITS)
+    with RunningProxy(config, app=lambda c: create_proxy_app(c, inner_transport=inner)) as proxy:
         with anthropic.Anthropic(**sdk_options(proxy.url, API_KEY)) as sync_client:
             soak(
                 echo_fake,
