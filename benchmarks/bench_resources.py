@@ -13,7 +13,8 @@ the proxy process's own, read from ``/proc/<pid>/status`` (Linux):
   peak reset before each; reported as the peak above rest, and that divided by the
   body size. Two body shapes: one long string (a pasted document: the cheapest JSON
   there is) and many small objects (``{"i": n}`` in a list: the most expensive, every
-  object a dict in memory).
+  object a dict in memory). Object bodies past the proxy's JSON value budget
+  (``--max-json-values``) are answered 413 unparsed: what they cost is receiving them.
 
 Run: ``.venv/bin/python benchmarks/bench_resources.py`` (``--quick`` for a smoke run,
 ``--json FILE`` to keep the numbers).
@@ -210,17 +211,21 @@ def main(argv: list[str] | None = None) -> int:
                 base = status_kib(pid, "VmRSS")
                 reset_peak(pid)
                 response = client.post("/v1/messages", content=body)
-                assert response.status_code in (200, 400), response.text[:200]
+                # 413: over the proxy's JSON value budget (--max-json-values), not parsed.
+                assert response.status_code in (200, 400, 413), response.text[:200]
                 peak = status_kib(pid, "VmHWM")
                 above = mib(peak - base)
                 ratio = above / (len(body) / MIB)
+                refused = response.status_code == 413
                 per_body.append(
                     {"shape": shape, "mib": round(len(body) / MIB, 2),
+                     "status": response.status_code,
                      "peak_above_mib": round(above, 1), "per_mib": round(ratio, 1)}
                 )  # fmt: skip
                 print(
                     f"{len(body) / MIB:8.1f} MiB   {shape:8} {above:10.1f} MiB"
                     f"   {ratio:10.1f} MiB/MiB"
+                    + ("   (413: over the JSON value budget)" if refused else "")
                 )
                 time.sleep(0.2)
         results["per_body"] = per_body
