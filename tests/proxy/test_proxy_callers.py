@@ -361,3 +361,35 @@ def test_no_key_in_memory_logs_metrics_or_files(
         assert key.encode() not in files
     assert leaked == []
     assert os.listdir(cache)  # the cache was written
+
+
+def test_what_a_caller_learns_is_saved_with_its_cache_and_kept_after_a_restart(
+    novel: FakeAnthropic, tmp_path: Path
+) -> None:
+    cache = tmp_path / "registries"
+    request = {
+        "model": BIG,
+        "max_tokens": 64,
+        "messages": [{"role": "user", "content": "hi"}],
+        "extra_body": {"output_config": {"effort": "max"}},
+    }
+    first = serve(novel, registry_cache_dir=cache)
+    try:
+        with client(first, KEY_A) as sdk:
+            sdk.messages.create(model=BIG, max_tokens=8, messages=READ_THIS)  # data landed
+            novel.update_model(BIG, unsupported=["effort.max"])  # the API changed since
+            sdk.messages.create(**request)  # refused once, learned, resent adjusted
+        wait_until(lambda: "effort.max" in next(cache.glob("registry-*.json")).read_text())
+    finally:
+        first.stop()
+    mark = len(novel.requests)
+    second = serve(novel, registry_cache_dir=cache)
+    try:
+        with client(second, KEY_A) as sdk:
+            sdk.messages.create(**request)
+    finally:
+        second.stop()
+    efforts = [
+        r.body.get("output_config") for r in novel.requests[mark:] if r.path == "/v1/messages"
+    ]
+    assert efforts == [{"effort": "xhigh"}]  # right the first time after the restart

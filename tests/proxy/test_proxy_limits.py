@@ -260,3 +260,28 @@ def test_a_malformed_request_gets_an_api_shaped_400(limited: RunningProxy) -> No
     assert status_of(answer) == 400
     if limited.http == "httptools":
         assert api_error(answer) == (400, "invalid_request_error")
+
+
+@pytest.mark.anyio
+async def test_the_exact_json_value_recount_runs_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A body whose raw count looks huge (commas inside strings) but isn't: the exact
+    # recount (a regex over the whole body, ~0.7 s for 32 MiB) must not block the loop.
+    import threading
+
+    from caproute._proxy import _limits
+
+    seen: list[int] = []
+    real = _limits.exact_json_values
+
+    def spy(body: bytes) -> int:
+        seen.append(threading.get_ident())
+        return real(body)
+
+    monkeypatch.setattr(_limits, "exact_json_values", spy)
+    body = b'{"text": "' + b"a," * 5_000 + b'"}'
+    assert await _limits.json_values_over_async(body, 1_000) is None  # few real values
+    assert seen and seen[0] != threading.get_ident()
+    # 2,000 commas + 1 list + 1 = what a parse would create, counted as the module says.
+    assert await _limits.json_values_over_async(b"[" + b"1," * 2_000 + b"1]", 1_000) == 2_002

@@ -164,3 +164,39 @@ def test_overload_fallback_through_the_proxy_stays_in_the_price_class(
     assert [b["model"] for b in messages_sent(fake)] == [HAIKU, HAIKU, HAIKU]
     wait_until(lambda: True)
     assert json.dumps(httpx.get(f"{own_key.url}/caproute/registry").json()).count(API_KEY) == 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "check"),
+    [
+        # The live list leaves out SONNET's `effort.xhigh`: unsupported, adjusted to high.
+        (
+            {"output_config": {"effort": "xhigh"}},
+            lambda b: b["output_config"] == {"effort": "high"},
+        ),
+        # Enabled thinking can't fit below max_tokens 1000: adaptive, max_tokens kept.
+        (
+            {"max_tokens": 1000, "thinking": {"type": "enabled", "budget_tokens": 1024}},
+            lambda b: b["max_tokens"] == 1000 and b["thinking"] == {"type": "adaptive"},
+        ),
+    ],
+    ids=["missing-optional-leaf", "max-tokens-never-raised"],
+)
+def test_pass_through_routes_each_caller_on_its_live_lineup(
+    fake: FakeAnthropic, extra: dict[str, Any], check: Any
+) -> None:
+    request = {"model": SONNET, "max_tokens": 100, "messages": HI, **extra}
+    assert bare_status(fake, **request) == 400
+    mark = len(fake.requests)
+    running = start_proxy(fake)  # pass-through: the caller's own key reads /v1/models
+    try:
+        answer = httpx.post(
+            f"{running.url}/v1/messages",
+            json=request,
+            headers={"x-api-key": API_KEY, "anthropic-version": "2023-06-01"},
+        )
+    finally:
+        running.stop()
+    assert answer.status_code == 200, answer.text
+    [forwarded] = messages_sent(fake, mark)
+    assert check(forwarded), forwarded

@@ -37,6 +37,10 @@ MIN_THINKING_BUDGET: Final = 1024
 """The smallest ``thinking.budget_tokens`` the API accepts (api-facts §3.6)."""
 
 
+_FIELD_INDEX: Final = {name: i for i, name in enumerate(Parameters._fields)}
+_new_tuple: Final = tuple.__new__
+
+
 def lookup(body: Any, path: JSONPath) -> Any:
     """The value at `path` in `body`, or `MISSING`."""
     node = body
@@ -126,7 +130,11 @@ class Draft:
 
     def plan(self, **changes: Any) -> None:
         """Record new planned parameter values (``plan(effort="high")``)."""
-        self.params = self.params._replace(**changes)
+        # Not `_replace`, which is pure Python around a `map`: this runs for every fix.
+        values = list(self.params)
+        for name, value in changes.items():
+            values[_FIELD_INDEX[name]] = value
+        self.params = _new_tuple(Parameters, values)
 
     def edit(self, path: JSONPath, after: Any, action: ChangeAction, reason: str) -> None:
         """Plan setting `path` to `after` (`MISSING` removes it); re-editing a path merges."""

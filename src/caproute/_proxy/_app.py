@@ -62,7 +62,7 @@ from ._headers import (
     token_matches,
     upstream_request_headers,
 )
-from ._limits import UnreadErrorBody, json_values_over
+from ._limits import UnreadErrorBody, json_values_over_async
 from ._logging import ACCESS_FIELDS
 from ._metrics import ProxyMetrics
 from ._reload import FileWatcher
@@ -294,7 +294,7 @@ class ProxyApp:
         body = await self._read_body(receive)
         endpoint = endpoint_for(exchange.method, exchange.path)
         if endpoint is not None and body:
-            self._check_json_values(body)
+            await self._check_json_values(body)
         request = httpx2.Request(
             exchange.method,
             self._upstream_url(self._upstream_target(scope)),
@@ -383,9 +383,9 @@ class ProxyApp:
             limit="body_bytes",
         )
 
-    def _check_json_values(self, body: bytes) -> None:
+    async def _check_json_values(self, body: bytes) -> None:
         limit = self.config.max_json_values
-        found = json_values_over(body, limit)
+        found = await json_values_over_async(body, limit)
         if found is not None:
             raise _LocalAnswer(
                 413,

@@ -46,7 +46,7 @@ import os
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextvars import Context, ContextVar
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -56,7 +56,7 @@ from typing import Any
 import httpx2
 
 from .._core.policy import Policy
-from .._core.registry import Registry, RegistrySource
+from .._core.registry import LearnedFact, Registry, RegistrySource
 from .._exceptions import CaprouteError, RegistryHTTPError
 from .._live import DecisionHook, LiveRouter
 from .._transports import AsyncRoutingTransport
@@ -468,6 +468,18 @@ class CallerRegistry:
         self._retry_at = float("-inf")
         owner.count_fetch("ok")
         await asyncio.to_thread(owner.write_cache, self.digest, registry)
+
+    def save_learned(self, facts: Sequence[LearnedFact]) -> None:
+        """Keep what the caller's router learned with its registry and its cache file.
+
+        `LiveRouter` calls this (in a worker thread) after learning from an answer, so a
+        restarted proxy, or a sibling worker reading the same cache, starts with it.
+        """
+        live = self._live
+        if live is None:
+            return  # routed on the shared registry: nothing of the caller's own to save
+        self._live = live.with_learned(facts)
+        self._owner.write_cache(self.digest, self._live)
 
     def _failed(self, exc: Exception) -> None:
         self.last_error = str(exc) or type(exc).__name__

@@ -85,6 +85,7 @@ from __future__ import annotations
 from ._app import RecordedRequest
 from ._catalogue import builtin_models, make_model
 from ._faults import Fault, FaultQueue
+from ._lineups import GeneratedLineup, random_lineup, random_request, verdict
 from ._replies import call_tools
 from ._server import FakeAnthropic
 
@@ -92,8 +93,12 @@ __all__ = [
     "FakeAnthropic",
     "Fault",
     "FaultQueue",
+    "GeneratedLineup",
     "RecordedRequest",
     "builtin_models",
     "call_tools",
     "make_model",
+    "random_lineup",
+    "random_request",
+    "verdict",
 ]
