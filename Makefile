@@ -42,7 +42,8 @@ $(SDK0_STAMP): pyproject.toml
 
 test-sdk0: $(SDK0_STAMP)
 	$(SDK0_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/integration/test_sdk_matrix.py \
-		tests/integration/test_live_rules.py tests/integration/test_langchain.py
+		tests/integration/test_live_rules.py tests/integration/test_langchain.py \
+		tests/integration/test_wrap_close.py
 
 # test-sdk0 runs after the main suite (a recursive make keeps the order under -j).
 test: lint types pytest

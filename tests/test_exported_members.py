@@ -24,8 +24,8 @@ def test_unknown_attribute_raises() -> None:
 def test_import_is_light() -> None:
     code = (
         "import sys, caproute; "
-        "heavy = [m for m in ('pydantic', 'httpx', 'httpx2', 'anthropic', 'yaml', 'tenacity') "
-        "if m in sys.modules]; print(','.join(heavy))"
+        "heavy = [m for m in ('pydantic', 'httpx', 'httpx2', 'anthropic', 'yaml', 'tenacity', "
+        "'rich') if m in sys.modules]; print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

@@ -397,6 +397,7 @@ class _FetcherBase:
         self._last_error: Exception | None = None
         self._quiet_until = float("-inf")
         self._last_started = float("-inf")
+        self._closed = False
 
     # -- public read-only state -------------------------------------------------------------
 
@@ -408,9 +409,13 @@ class _FetcherBase:
     @property
     def may_go_live(self) -> bool:
         """Whether a first live fetch can still be awaited: credentials are configured,
-        no live data is held yet, and no failure back-off is running."""
+        no live data is held yet, no failure back-off is running, and the fetcher is
+        not closed."""
         return (
-            self._credentials.present and not self._has_live and self._clock() >= self._quiet_until
+            not self._closed
+            and self._credentials.present
+            and not self._has_live
+            and self._clock() >= self._quiet_until
         )
 
     @property
@@ -827,6 +832,7 @@ class RegistryFetcher(_FetcherBase):
         """
         with self._lock:
             self.background = False
+            self._closed = True
 
     def __enter__(self) -> RegistryFetcher:
         return self
@@ -998,6 +1004,7 @@ class AsyncRegistryFetcher(_FetcherBase):
     async def aclose(self) -> None:
         """Stop background refreshes and cancel one under way (connections are per refresh)."""
         self.background = False
+        self._closed = True
         if self._flight is not None:
             self._flight.cancel()
             await asyncio.gather(self._flight, return_exceptions=True)

@@ -21,15 +21,24 @@ decode the JSON it was given, which costs about 1 ms more per 2 MB body. Both ad
 ``caproute-*`` response headers and report every decision. ``via="transport"`` or
 ``via="middleware"`` picks one explicitly.
 
+Closing. What `wrap` creates for a client it also releases: when neither `registry`
+nor `router` is given, the routed copy gets its own HTTP client (on the middleware
+path too) whose transport, once closed, stops the registry fetcher `wrap` made
+(``close()``, or ``aclose()`` cancelling a refresh under way) and the router's own
+fetcher. So ``routed.close()``, ``with routed:`` and ``async with routed:`` end the
+background refreshes. A fetcher or router the caller passed in is never touched: it
+may serve other clients.
+
 `routed_http_client` / `routed_async_http_client` hand out routed clients with the
 SDK's defaults for libraries that take an HTTP client.
 """
 
 from __future__ import annotations
 
+import functools
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
@@ -113,21 +122,56 @@ def wrap(
             "expected an anthropic.Anthropic or AsyncAnthropic client, a LangChain "
             f"ChatAnthropic or a pydantic-ai AnthropicProvider / AnthropicModel, got {client!r}"
         )
-    if router is None and registry is None:
-        registry = _fetcher_for(client, is_async=_is_async(http_client))
+    is_async = _is_async(http_client)
+    made: Any = None
+    owns_router = router is None and registry is None
+    if owns_router:
+        registry = made = _fetcher_for(client, is_async=is_async)
     live = router_or_live(router, registry, policy, on_decision)
     if via == "auto":
         via = "middleware" if callable(getattr(client, "with_middleware", None)) else "transport"
+    if via not in ("middleware", "transport"):
+        raise ValueError(f"via must be 'auto', 'transport' or 'middleware', not {via!r}")
+    # What wrap chose (a fetcher for this client, the router) ends with the routed copy.
+    release = _release_for(live, made, is_async=is_async) if owns_router else None
     if via == "middleware":
         from ._middleware import middleware
 
         routing = middleware(router=live, api_version=_client_api_version(client))
+        if release is not None:
+            client = with_options(http_client=_client_copy(http_client, None, release))
         routed_client: ClientT = client.with_middleware(routing)  # type: ignore[attr-defined]
         return routed_client
-    if via != "transport":
-        raise ValueError(f"via must be 'auto', 'transport' or 'middleware', not {via!r}")
-    routed_client = with_options(http_client=routed_copy(http_client, live))
+    routed_client = with_options(http_client=_client_copy(http_client, live, release))
     return routed_client
+
+
+def _release_for(live: LiveRouter, made: Any, *, is_async: bool) -> Callable[[], Any]:
+    """Stops what `wrap` created for one client: the fetcher it made (if any) and the
+    fetcher the router made from the environment (`LiveRouter.close`).
+
+    For an async client it returns a coroutine function: `AsyncRegistryFetcher.aclose`
+    also cancels a refresh under way.
+    """
+    if is_async:
+
+        async def release_async() -> None:
+            try:
+                if made is not None:
+                    await made.aclose()
+            finally:
+                live.close()
+
+        return release_async
+
+    def release() -> None:
+        try:
+            if made is not None:
+                made.close()
+        finally:
+            live.close()
+
+    return release
 
 
 def _wrap_framework(
@@ -192,18 +236,88 @@ def routed_copy(http_client: Any, router: LiveRouter) -> Any:
     reference to the original, so the original being garbage-collected, whose SDK
     wrapper closes it in ``__del__``, never pulls the pool from under the copy.
     """
+    return _client_copy(http_client, router, None)
+
+
+def _client_copy(
+    http_client: Any, router: LiveRouter | None, release: Callable[[], Any] | None
+) -> Any:
+    """`routed_copy` (no routing when `router` is None: the middleware routes), whose
+    closing also calls `release` (once) after closing the transports."""
     module = _module_of(http_client)
     is_async = isinstance(http_client, module.AsyncClient)
-    wrap_transport = _transport_factory(module, is_async, router)
+    wrap_transport: Callable[[Any], Any] = (
+        (lambda inner: inner) if router is None else _transport_factory(module, is_async, router)
+    )
     mounts = {
         pattern.pattern: None if transport is None else wrap_transport(transport)
         for pattern, transport in http_client._mounts.items()
     }
+    transport = wrap_transport(http_client._transport)
+    if release is not None:
+        transport = _releasing_classes(module)[is_async](transport, release)
     settings = {name: getattr(http_client, name) for name in _CLIENT_SETTINGS}
     cls = module.AsyncClient if is_async else module.Client
-    copy = cls(transport=wrap_transport(http_client._transport), mounts=mounts, **settings)
+    copy = cls(transport=transport, mounts=mounts, **settings)
     copy._caproute_original = http_client
     return copy
+
+
+class _ReleaseOnClose:
+    """The routed copy's own transport: sends through `inner`; closing it closes `inner`,
+    then calls `release` (once), which stops what `wrap` created for the client.
+
+    The HTTP client closes its transport on ``close()``/``aclose()`` and on ``with``
+    exit, which is what the SDK client's ``close()`` and ``with`` exit call.
+    """
+
+    def __init__(self, inner: Any, release: Callable[[], Any]) -> None:
+        self._inner = inner
+        self._release: Callable[[], Any] | None = release
+
+    def _take_release(self) -> Callable[[], Any] | None:
+        release, self._release = self._release, None
+        return release
+
+
+class _Releasing(_ReleaseOnClose):
+    """The sync transport of `_ReleaseOnClose`."""
+
+    def handle_request(self, request: Any) -> Any:
+        """Send through the inner transport."""
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        """Close the inner transport, then release (once)."""
+        try:
+            self._inner.close()
+        finally:
+            if (release := self._take_release()) is not None:
+                release()
+
+
+class _AsyncReleasing(_ReleaseOnClose):
+    """The async transport of `_ReleaseOnClose` (`release` is a coroutine function)."""
+
+    async def handle_async_request(self, request: Any) -> Any:
+        """Send through the inner transport."""
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        """Close the inner transport, then release (once)."""
+        try:
+            await self._inner.aclose()
+        finally:
+            if (release := self._take_release()) is not None:
+                await cast("Callable[[], Awaitable[None]]", release)()
+
+
+@functools.cache
+def _releasing_classes(module: Any) -> tuple[type[Any], type[Any]]:
+    """(sync, async) `_Releasing` transports of `module` (httpx2, or httpx for SDK 0.x)."""
+    sync_cls = type("ReleasingTransport", (_Releasing, module.BaseTransport), {})
+    async_cls = type("AsyncReleasingTransport", (_AsyncReleasing, module.AsyncBaseTransport), {})
+    return sync_cls, async_cls
 
 
 def routed_http_client(

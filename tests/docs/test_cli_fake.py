@@ -72,6 +72,26 @@ def test_a_catalogue_file_and_a_required_key(tmp_path: Path) -> None:
         assert stop(process, signal.SIGINT) == 0
 
 
+def test_json_announces_where_it_serves() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "caproute", "fake", "--port", "0", "--json", "--api-key", "k1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        announced = json.loads(process.stdout.readline())
+        assert set(announced) == {"url", "port", "models", "api_key"}
+        assert announced["url"] == f"http://127.0.0.1:{announced['port']}"
+        assert announced["api_key"] == "k1" and announced["models"] > 0
+        with anthropic.Anthropic(base_url=announced["url"], api_key="k1", max_retries=0) as client:
+            # The list leaves retired models out, as the API does by default.
+            assert 0 < len(list(client.models.list())) <= announced["models"]
+    finally:
+        assert stop(process, signal.SIGINT) == 0
+
+
 def test_a_bad_catalogue_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"models": [{"name": "x"}]}')

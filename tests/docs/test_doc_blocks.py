@@ -82,6 +82,14 @@ def page_env(
             thread.join(timeout=20)
 
 
+def test_every_page_is_linked_from_the_readme_and_the_index() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    index = (ROOT / "docs" / "index.md").read_text(encoding="utf-8")
+    pages = [p.name for p in sorted((ROOT / "docs").glob("*.md")) if p.name != "index.md"]
+    assert [p for p in pages if f"(docs/{p})" not in readme] == [], "not linked from README.md"
+    assert [p for p in pages if f"]({p})" not in index] == [], "not linked from docs/index.md"
+
+
 def test_every_not_run_marker_gives_a_reason() -> None:
     missing = [b.where for page in PAGES for b in blocks(page) if b.not_run == ""]
     assert not missing, f"<!-- not-run: reason --> needs a reason: {missing}"

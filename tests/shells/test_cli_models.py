@@ -12,8 +12,8 @@ import pytest
 from caproute import RegistrySource, embedded_registry, load_snapshot, save_snapshot
 from caproute._core.registry import Registry
 from caproute._snapshot import user_cache_path
-from caproute._table import render_table
 from caproute.cli import main
+from caproute.cli.table import render_registry
 from caproute.testing import FakeAnthropic, make_model
 
 KEY = "sk-ant-cli-test-SECRET"
@@ -55,6 +55,11 @@ def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
     assert KEY not in err
 
 
+def table_lines(registry: Registry, *, width: int) -> list[str]:
+    """The table's lines (header, rule, rows) of `render_registry`, without heading and legend."""
+    return render_registry(registry, width=width).split("\n\n")[1].splitlines()
+
+
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -85,7 +90,7 @@ def test_table_spells_out_levels_and_types_and_adds_the_name_when_it_fits() -> N
             make_model("claude-y-1", capabilities={"effort": {"supported": False}}),
         ]
     )
-    wide = render_table(r, width=200).splitlines()
+    wide = table_lines(r, width=200)
     assert wide[0].split()[:3] == ["MODEL", "NAME", "LIFECYCLE"]
     assert wide[2].split() == [
         "claude-x-2", "X", "2", "active", "1M", "128K", "bcipsx", "code,search",
@@ -93,21 +98,34 @@ def test_table_spells_out_levels_and_types_and_adds_the_name_when_it_fits() -> N
     ]  # fmt: skip
     y_cells = ["claude-y-1", "Y", "1", "active", "1M", "128K", "??????", "?", "?", "-", "?"]
     assert wide[3].split() == y_cells
-    narrow = render_table(r, width=80).splitlines()
-    assert "NAME" not in narrow[0]
-    assert narrow[2].split()[-4:] == [
+    narrower = table_lines(r, width=105)
+    assert "NAME" not in narrower[0]
+    assert narrower[2].split()[-4:] == [
         "all",
         "all",
         "low,med,high,max",
         "adaptive,disabled,between_tools",
     ]
+    # Too narrow for one line per model: the lists go on a line of their own, labelled.
+    stacked = table_lines(r, width=60)
+    assert stacked[0].split() == ["MODEL", "LIFECYCLE", "CTX", "OUT", "FLAGS"]
+    assert stacked[2].split() == ["claude-x-2", "active", "1M", "128K", "bcipsx"]
+    assert stacked[3:6] == [
+        "  tools:code,search  edits:think,tools,compact",
+        "  effort:low,med,high,max",
+        "  thinking:adaptive,disabled,between_tools",
+    ]
+    assert stacked[7] == "  tools:?  edits:?  effort:-  thinking:?"
 
 
 def test_models_json_is_the_snapshot_document(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "models", "--json")
     assert code == 0
     document = json.loads(out)
-    assert document == embedded_registry().to_json()
+    # The snapshot document, with the (here empty) tombstones and learned facts present.
+    assert document == {**embedded_registry().to_json(), "tombstones": {}, "learned": []}
+    assert list(document)[-2:] == ["tombstones", "learned"]
+    assert Registry.from_json(document) == embedded_registry()
 
 
 def test_models_from_a_snapshot_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -142,7 +160,9 @@ def test_models_live_fetches_and_caches(
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
     code, out, err = run(capsys, "models", "--live", "--base-url", fake.url, "--width", "120")
     assert (code, err) == (0, "")
-    assert out.startswith(f"2 models from live ({fake.url}, 0s old)")
+    # The embedded lineup's models the fake doesn't list are kept, as tombstones.
+    unlisted = len(embedded_registry())
+    assert out.startswith(f"2 models (+{unlisted} no longer listed) from live ({fake.url}, 0s old)")
     assert "claude-cli-small-1" in out and "200K" in out
     cache = user_cache_path(fake.url)
     assert cache.parent == isolated_environment.parent
@@ -153,7 +173,7 @@ def test_models_live_fetches_and_caches(
     # Offline, the same endpoint's cache is what `models --base-url` shows.
     code, out, err = run(capsys, "models", "--base-url", fake.url, "--width", "120")
     assert (code, err) == (0, "")
-    assert out.startswith("2 models from cache")
+    assert out.startswith(f"2 models (+{unlisted} no longer listed) from cache")
 
 
 def test_snapshot_saves_a_live_fetch(
@@ -231,11 +251,12 @@ def test_demo_prints_the_embedded_table_and_says_so(
     assert "as publicly documented on 2026-11-26" in out
     assert "Offline, no API key." in out
     assert "claude-opus-5-5" in out and "claude-cached-1" not in out
-    assert render_table(embedded_registry(), width=120) in out
+    table = render_registry(embedded_registry(), width=120).split("\n\n")[1]
+    assert table in out
 
 
 def test_table_lists_levels_the_api_adds_later() -> None:
     model = make_model("claude-f-1", unsupported=["effort.low"])
     model["capabilities"]["effort"]["ultra"] = {"supported": True}
-    table = render_table(Registry.from_models([model]), width=200)
-    assert "med,high,xhigh,max,ultra" in table.splitlines()[2].split()
+    table = table_lines(Registry.from_models([model]), width=200)
+    assert "med,high,xhigh,max,ultra" in table[2].split()

@@ -466,3 +466,13 @@ def _send(router: LiveRouter, fake: FakeAnthropic, body: dict[str, Any]) -> None
     transport = RoutingTransport(httpx2.HTTPTransport(), router=router)
     with httpx2.Client(base_url=fake.url, headers=fake.headers(), transport=transport) as http:
         http.post("/v1/messages", json=body).raise_for_status()
+
+
+def test_a_closed_fetcher_is_never_waited_for(fake: FakeAnthropic) -> None:
+    fetcher = RegistryFetcher(api_key=KEY, base_url=fake.url, cache_file=False)
+    router = LiveRouter(fetcher)
+    assert router.view().can_wait
+    fetcher.close()
+    assert not router.view().can_wait
+    assert fetcher.wait_live(1.0) is None
+    assert fake.count("/v1/models") <= 1  # at most the fetch the first view started

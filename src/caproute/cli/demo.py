@@ -1,8 +1,10 @@
 """`caproute demo`: what caproute does, offline and without an API key.
 
-The demo is a list of steps, each printing one section. Today there is one: the model
-table from the snapshot embedded in the package. Later steps (route an example
-request, show the decision) are added to `STEPS` and need nothing else here.
+The demo is a list of steps, each printing one section: the model table from the
+snapshot embedded in the package, then an example request routed against it. Later
+steps are added to `STEPS` and need nothing else here. ``--json`` prints the same two
+things as one JSON document (``registry``: the snapshot document; ``example``: the
+request, the decision and the routed body).
 """
 
 from __future__ import annotations
@@ -19,10 +21,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     demo = subparsers.add_parser(
         "demo",
         help="show caproute at work, offline (no API key needed)",
-        description="Print the embedded model registry (and, later, a routed example).",
+        description=(
+            "Print the model registry embedded in caproute, then route an example request "
+            "against it and show the decision and the body diff. Offline, no API key."
+        ),
     )
     demo.add_argument(
-        "--width", type=int, metavar="N", help="fit tables to N columns (default: terminal)"
+        "--width",
+        type=int,
+        metavar="N",
+        help="fit tables to N columns (default: the terminal's width)",
+    )
+    demo.add_argument(
+        "--json",
+        action="store_true",
+        help="print the registry and the routed example as one JSON document",
     )
     demo.set_defaults(func=run_demo)
 
@@ -30,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def show_embedded_models(args: argparse.Namespace) -> None:
     """Step: the model table from the embedded snapshot, saying where it comes from."""
     from .._snapshot import embedded_registry
-    from .models import print_table
+    from .table import print_registry
 
     registry = embedded_registry()
     heading = (
@@ -38,15 +51,20 @@ def show_embedded_models(args: argparse.Namespace) -> None:
         f"publicly documented on {registry.source.describes}.\n"
         "Offline, no API key. A live fetch (caproute models --live) replaces it."
     )
-    print_table(registry, width=args.width, heading=heading)
+    print_registry(registry, width=args.width, heading=heading)
 
 
 def show_routed_example(args: argparse.Namespace) -> None:
     """Step: route an example request that needs a reroute and an adjustment."""
-    del args  # a step's signature; this one has no options
+    import shutil
+    import sys
+
     from .route import print_demo_route
 
-    print_demo_route()
+    width = args.width
+    if width is None and sys.stdout.isatty():
+        width = shutil.get_terminal_size().columns
+    print_demo_route(width)
 
 
 STEPS: list[DemoStep] = [show_embedded_models, show_routed_example]
@@ -54,7 +72,19 @@ STEPS: list[DemoStep] = [show_embedded_models, show_routed_example]
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """Run every demo step, with a blank line between sections."""
+    """Run every demo step, with a blank line between sections (or print the JSON)."""
+    if args.width is not None and args.width < 1:
+        from .._exceptions import ConfigError
+
+        raise ConfigError(f"--width must be 1 or more, not {args.width}")
+    if args.json:
+        from .._snapshot import embedded_registry
+        from .models import print_json, registry_document
+        from .route import demo_route_document
+
+        example = demo_route_document()
+        print_json({"registry": registry_document(embedded_registry()), "example": example})
+        return 0
     for number, step in enumerate(STEPS):
         if number:
             print()

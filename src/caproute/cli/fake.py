@@ -5,6 +5,10 @@ another language against the same validating fake the Python tests use. It serve
 on 127.0.0.1 until interrupted (Ctrl-C or SIGTERM). ``python -m caproute.testing``
 runs the same command.
 
+With ``--json`` the first line of output is a JSON object (``url``, ``port``, ``models``,
+``api_key``), for scripts that start the fake on a free port (``--port 0``) and need to
+know where it is.
+
 The fake needs uvicorn (the ``proxy`` extra); without it the command says so.
 """
 
@@ -53,6 +57,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="KEY",
         help="require this key (x-api-key or Bearer); default: accept any request",
     )
+    fake.add_argument(
+        "--json",
+        action="store_true",
+        help="announce where it serves as one JSON line (url, port, models, api_key)",
+    )
     fake.set_defaults(func=run_fake)
 
 
@@ -75,9 +84,14 @@ def run_fake(args: argparse.Namespace) -> int:
             raise ConfigError(f"{exc}{reason}") from exc
         try:
             key = args.api_key or "test-key"
-            print(f"fake Anthropic API on {fake.url} ({len(fake.models())} models)", flush=True)
-            print(f"  export ANTHROPIC_BASE_URL={fake.url} ANTHROPIC_API_KEY={key}", flush=True)
-            print("Ctrl-C to stop", flush=True)
+            if args.json:
+                where = {"url": fake.url, "port": fake.port, "models": len(fake.models())}
+                print(json.dumps({**where, "api_key": key}), flush=True)
+            else:
+                count = len(fake.models())
+                print(f"fake Anthropic API on {fake.url} ({count} models)", flush=True)
+                print(f"  export ANTHROPIC_BASE_URL={fake.url} ANTHROPIC_API_KEY={key}", flush=True)
+                print("Ctrl-C to stop", flush=True)
             while not stop.wait(0.5):
                 pass
         finally:

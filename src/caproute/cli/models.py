@@ -2,21 +2,28 @@
 
 `models` prints the table from the best source available without asking for it
 (user cache file, else the embedded snapshot), from a file (``--snapshot``) or from
-the Models API (``--live``, needs a key). `snapshot` saves a live fetch as a file
-that ``--snapshot`` options (and `load_snapshot`) read back.
+the Models API (``--live``, needs a key). The user cache file is also where a running
+app saves what it learned (models a later list left out, facts learned from the API's
+refusals), so `models` shows those too. `snapshot` saves a live fetch as a file that
+``--snapshot`` options (and `load_snapshot`) read back.
 
-Heavy imports (pydantic, httpx2, tenacity) happen inside the commands, so
+The key comes from ``ANTHROPIC_API_KEY`` / ``ANTHROPIC_AUTH_TOKEN``, or from the
+variable ``--api-key-env NAME`` names; never from an argument, which other users of
+the machine could read in the process list.
+
+Heavy imports (pydantic, httpx2, tenacity, rich) happen inside the commands, so
 ``caproute --help`` stays quick.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
-import shutil
-import time
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .._core.registry import Registry
@@ -31,19 +38,34 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "models",
         help="print the model registry as a table",
         description=(
-            "Print every model with its lifecycle, limits and capabilities. Without "
+            "Print every model with its lifecycle, limits and capabilities, then what "
+            "the registry learned: models a later list left out (lifecycle 'unlisted') "
+            "and facts learned from the API's refusals (values marked '*'). Without "
             "options it reads the best offline source: the user cache file written by "
-            "the last live fetch, else the snapshot embedded in caproute."
+            "the last live fetch (and by running apps), else the snapshot embedded in "
+            "caproute. On a terminal the table fits its width; in a pipe it is plain "
+            "ASCII, one line per model."
         ),
     )
     source = models.add_mutually_exclusive_group()
     source.add_argument(
-        "--live", action="store_true", help="fetch from the Models API (needs ANTHROPIC_API_KEY)"
+        "--live",
+        action="store_true",
+        help="fetch from the Models API (key: ANTHROPIC_API_KEY, or --api-key-env NAME)",
     )
     source.add_argument("--snapshot", metavar="FILE", help="read this snapshot file")
-    models.add_argument("--json", action="store_true", help="print the snapshot document as JSON")
     models.add_argument(
-        "--width", type=int, metavar="N", help="fit the table to N columns (default: terminal)"
+        "--json",
+        action="store_true",
+        help="print the registry as a snapshot document (JSON: models, aliases, source, "
+        "tombstones, learned facts); loadable with --snapshot",
+    )
+    models.add_argument(
+        "--width",
+        type=int,
+        metavar="N",
+        help="fit the table to N columns (default: the terminal's width; in a pipe, "
+        "one line per model)",
     )
     _add_api_options(models)
     models.set_defaults(func=run_models)
@@ -54,6 +76,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Fetch the registry from the Models API and save it as a snapshot file.",
     )
     snapshot.add_argument("--out", required=True, metavar="FILE", help="the file to write")
+    snapshot.add_argument(
+        "--json",
+        action="store_true",
+        help="print what was written as JSON (path, model count, source)",
+    )
     _add_api_options(snapshot)
     snapshot.set_defaults(func=run_snapshot)
 
@@ -69,10 +96,20 @@ def _add_api_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"retries of a failing request (default: {DEFAULT_RETRIES})",
     )
+    parser.add_argument(
+        "--api-key-env",
+        metavar="NAME",
+        help="read the API key from this environment variable (default: ANTHROPIC_API_KEY, "
+        "else ANTHROPIC_AUTH_TOKEN as a bearer token)",
+    )
 
 
 def run_models(args: argparse.Namespace) -> int:
     """Print the registry from the chosen source as a table (or JSON)."""
+    if args.width is not None and args.width < 1:
+        from .._exceptions import ConfigError
+
+        raise ConfigError(f"--width must be 1 or more, not {args.width}")
     if args.live:
         registry = _fetch_live(args)
     elif args.snapshot:
@@ -86,10 +123,26 @@ def run_models(args: argparse.Namespace) -> int:
         base_url = args.base_url or os.environ.get("ANTHROPIC_BASE_URL")
         registry = initial_registry(base_url=base_url)
     if args.json:
-        print(json.dumps(registry.to_json(), indent=2, ensure_ascii=False))
+        print_json(registry_document(registry))
     else:
-        print_table(registry, width=args.width)
+        from .table import print_registry
+
+        print_registry(registry, width=args.width)
     return 0
+
+
+def registry_document(registry: Registry) -> dict[str, Any]:
+    """The snapshot document, with ``tombstones`` and ``learned`` always present (empty
+    when there are none), so scripts can read them without checking for the key."""
+    document = registry.to_json()
+    document.setdefault("tombstones", {})
+    document.setdefault("learned", [])
+    return document
+
+
+def print_json(document: Any) -> None:
+    """The CLI's JSON output: indented, UTF-8 as is, keys in the order built."""
+    print(json.dumps(document, indent=2, ensure_ascii=False))
 
 
 def run_snapshot(args: argparse.Namespace) -> int:
@@ -98,26 +151,19 @@ def run_snapshot(args: argparse.Namespace) -> int:
 
     registry = _fetch_live(args)
     path = save_snapshot(registry, args.out)
-    print(f"wrote {len(registry)} models from {registry.source.location} to {path}")
+    if args.json:
+        print_json(
+            {"path": str(path), "models": len(registry), "source": registry.source.to_dict()}
+        )
+    else:
+        print(f"wrote {len(registry)} models from {registry.source.location} to {path}")
     return 0
 
 
-def print_table(
-    registry: Registry, *, width: int | None = None, heading: str | None = None
-) -> None:
-    """Print a heading naming the registry's source, the table and its legend."""
-    from .._table import legend, render_table
-
-    if width is None:
-        width = shutil.get_terminal_size((120, 24)).columns
-    if heading is None:
-        count = f"{len(registry)} model{'' if len(registry) == 1 else 's'}"
-        heading = f"{count} from {registry.source.describe(time.time())}"
-    print(heading)
-    print()
-    print(render_table(registry, width=width))
-    print()
-    print(legend(width=width))
+NO_KEY = (
+    "no API key: set ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN), or name the variable "
+    "that holds it with --api-key-env NAME"
+)
 
 
 def _fetch_live(args: argparse.Namespace) -> Registry:
@@ -126,7 +172,58 @@ def _fetch_live(args: argparse.Namespace) -> Registry:
 
     if args.retries < 0:
         raise ConfigError("--retries must be 0 or more")
-    with RegistryFetcher(
-        base_url=args.base_url, background=False, max_attempts=args.retries + 1
-    ) as fetcher:
+    api_key = secret_from_env(args.api_key_env, "--api-key-env")
+    env = os.environ
+    if api_key is None and not (env.get("ANTHROPIC_API_KEY") or env.get("ANTHROPIC_AUTH_TOKEN")):
+        raise ConfigError(NO_KEY)
+    fetcher = RegistryFetcher(
+        api_key=api_key, base_url=args.base_url, background=False, max_attempts=args.retries + 1
+    )
+    with fetcher, _reported_here():
         return fetcher.refresh()
+
+
+def secret_from_env(name: str | None, flag: str) -> str | None:
+    """The value of environment variable `name` (`None` when no name was given).
+
+    Raises:
+        ConfigError: The variable is unset or empty (the message names it, never a value).
+    """
+    from .._exceptions import ConfigError
+
+    if name is None:
+        return None
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise ConfigError(f"{flag}: environment variable {name} is not set or empty")
+    return value
+
+
+@contextlib.contextmanager
+def _reported_here() -> Iterator[None]:
+    """Hold back the registry logger's records during a foreground fetch.
+
+    The fetcher logs a failed refresh as a warning, because a background refresh has
+    nobody else to tell. Here the failure is raised, and `main` prints it as the
+    command's one-line error: the warning saying the same is dropped, so it shows once.
+    Anything else held back is let through afterwards, in order.
+    """
+    logger = logging.getLogger("caproute.registry")
+    held: list[logging.LogRecord] = []
+
+    def hold(record: logging.LogRecord) -> bool:
+        held.append(record)
+        return False
+
+    logger.addFilter(hold)
+    failure: BaseException | None = None
+    try:
+        yield
+    except BaseException as exc:
+        failure = exc
+        raise
+    finally:
+        logger.removeFilter(hold)
+        for record in held:
+            if failure is None or str(failure) not in record.getMessage():
+                logger.handle(record)

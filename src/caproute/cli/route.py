@@ -206,14 +206,54 @@ DEMO_REQUEST: dict[str, Any] = {
 }
 
 
-def print_demo_route() -> None:
-    """Route `DEMO_REQUEST` against the embedded snapshot (no policy) and print the outcome."""
+def demo_route_document() -> dict[str, Any]:
+    """The demo's example as JSON: where it comes from, the request, the decision and
+    the routed body (the shape `route --json` prints, plus the request)."""
     from .._core.router import PolicyEngine
     from .._snapshot import embedded_registry
 
     result = PolicyEngine(embedded_registry()).route(DEMO_REQUEST)
-    print(
-        f"Routing {DEMO_EXAMPLE} (an app still pinned to a retired model, with\n"
-        "extended thinking and a forced tool choice) against the embedded registry, no policy:\n"
+    return {
+        "file": DEMO_EXAMPLE,
+        "request": DEMO_REQUEST,
+        "decision": result.decision.to_dict(),
+        "body": result.body,
+    }
+
+
+def print_demo_route(width: int | None = None) -> None:
+    """Route `DEMO_REQUEST` against the embedded snapshot (no policy) and print the outcome,
+    its lines wrapped to `width` (a line of the body diff is never wrapped)."""
+    from .._core.router import PolicyEngine
+    from .._snapshot import embedded_registry
+
+    result = PolicyEngine(embedded_registry()).route(DEMO_REQUEST)
+    intro = (
+        f"Routing {DEMO_EXAMPLE} (an app still pinned to a retired model, with extended "
+        "thinking and a forced tool choice) against the embedded registry, no policy:"
     )
-    print(render(DEMO_REQUEST, result))
+    explanation = result.decision.explain()
+    diff = body_diff(DEMO_REQUEST, result.body) or "body: unchanged"
+    if width is not None:
+        intro = fill_lines(intro, width)
+        explanation = fill_lines(explanation, width)
+    print(intro + "\n")
+    print(explanation + "\n\n" + diff)
+
+
+def fill_lines(text: str, width: int) -> str:
+    """Each line of `text` wrapped to `width`, continuations indented under its start
+    (+4), words never split: a decision's explanation in a narrow terminal."""
+    import textwrap
+
+    out: list[str] = []
+    for line in text.splitlines():
+        indent = " " * (len(line) - len(line.lstrip()))
+        out += textwrap.wrap(
+            line,
+            width=max(width, len(indent) + 20),
+            subsequent_indent=indent + "    ",
+            break_long_words=False,
+            break_on_hyphens=False,
+        ) or [""]
+    return "\n".join(out)
