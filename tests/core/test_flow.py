@@ -366,3 +366,16 @@ def test_a_live_registry_fetched_after_the_fact_states_the_truth() -> None:
     request = body("t-full", output_config={"effort": "max"})
     assert PolicyEngine(stale).route(request).decision.outcome == "adjusted"
     assert PolicyEngine(fresh).route(request).decision.outcome == "unchanged"
+
+
+def test_a_404_about_the_path_is_not_a_retired_model() -> None:
+    # A wrong gateway prefix answers 404 not_found_error too; only a 404 naming the
+    # model (or saying "model") marks it retired.
+    shell = Shell()
+    wrong_path = Reply(404, "not_found_error", "Not Found")
+    final, sends = shell.run(call("t-full"), {"t-full": wrong_path})
+    assert len(sends) == 1 and isinstance(final, Deliver)
+    assert not any(isinstance(a, MarkRetired) for a in shell.log)
+    named = Reply(404, "not_found_error", "claude says t-full does not exist")
+    _, sends = Shell().run(call("t-full"), {"t-full": named})
+    assert models(sends) == ["t-full", "t-adaptive"]

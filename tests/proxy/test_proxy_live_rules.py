@@ -200,3 +200,22 @@ def test_pass_through_routes_each_caller_on_its_live_lineup(
     assert answer.status_code == 200, answer.text
     [forwarded] = messages_sent(fake, mark)
     assert check(forwarded), forwarded
+
+
+def test_own_key_mode_never_relays_the_proxys_key_prefix() -> None:
+    own = "sk-ant-api03-PROXYSECRET-0123456789"
+    with FakeAnthropic(models=truth(), api_key=own) as fake:
+        echo = f"invalid x-api-key: {own[:24]}..."  # what an authentication error echoes
+        fake.faults.add("/v1/messages", status=401, message=echo)
+        running = start_proxy(fake, api_key=own, require_token=TOKEN)
+        try:
+            answer = httpx.post(
+                f"{running.url}/v1/messages",
+                json={"model": SONNET, "max_tokens": 10, "messages": HI},
+                headers={"x-api-key": TOKEN, "anthropic-version": "2023-06-01"},
+            )
+        finally:
+            running.stop()
+    assert answer.status_code == 401
+    assert "PROXYSECRET" not in answer.text and own[:12] not in answer.text
+    assert "sk-ant-***" in answer.json()["error"]["message"]

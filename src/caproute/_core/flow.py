@@ -35,7 +35,8 @@ The rules, each a promise:
   again with it and sent once more — the second attempt succeeds the first time, and
   later calls are routed right on their first. A 400 caproute can't attribute reaches
   the caller unchanged.
-* **Retired models.** A 404 ``not_found_error`` for a model the registry knows marks it
+* **Retired models.** A 404 ``not_found_error`` about a model the registry knows (the
+  message names it, or says "model": a wrong path answers 404 too) marks it
   retired (`MarkRetired`) and reroutes by its line per the policy, never to itself. A
   name nobody ever listed was passed through, and its 404 (a typo?) is delivered.
 * **Overload.** A 529 (or a status in the route's ``fallback_on``) starts the model's
@@ -247,7 +248,12 @@ def call_flow(call: Call, view: View, first: Send | Refuse | Refresh | None = No
             key = view.engine.effective_key(model, found.key)
             view = yield Learn(model, key, found.value, found.reason)
             cause = f"400 from {model}: learned {key} = {found.value}"
-        elif status == 404 and reply.error_type == "not_found_error" and model not in excluded:
+        elif (
+            status == 404
+            and reply.error_type == "not_found_error"
+            and model not in excluded
+            and _blames_the_model(reply.error_message, sent.body, model)
+        ):
             reason = f"404 not_found_error from {model}"
             view = yield MarkRetired(model, reason)
             excluded |= {model}
@@ -320,6 +326,16 @@ def _live_could_change(view: View, decision: Decision) -> bool:
     # Not understood (a shape problem) stays so; an unknown model may be listed live.
     requested = decision.requested_model
     return requested is not None and view.engine.registry.resolve(requested) is None
+
+
+def _blames_the_model(message: str | None, body: Any, model: str) -> bool:
+    """Whether a 404 is about the model rather than the path (a wrong gateway prefix
+    answers 404 too): the message names the model, as sent or as chosen, or says
+    "model" (the API's text: ``model: claude-...``)."""
+    text = (message or "").lower()
+    sent = body.get("model") if isinstance(body, dict) else None
+    names = {model.lower(), sent.lower() if isinstance(sent, str) else model.lower()}
+    return "model" in text or any(name in text for name in names)
 
 
 def _same_target(previous: Send, result: RouteResult) -> bool:

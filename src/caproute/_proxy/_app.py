@@ -51,6 +51,7 @@ from .. import _body
 from .._core.decision import Decision
 from .._flow import endpoint_for
 from .._live import LiveRouter
+from .._redact import has_secret, redact
 from .._version import __version__
 from ._asgi import Message, Receive, Scope, Send
 from ._callers import CallerRegistries, Credential, RouterSet, lend, presented_credential
@@ -321,9 +322,39 @@ class ProxyApp:
                 exchange.decision = decision
                 if exchange.outcome != "bypassed":
                     exchange.outcome = decision.outcome if decision else "forwarded"
+                if self.config.api_key is not None and response.status_code >= 400:
+                    response = await self._masked(response)
                 await self._stream(response, send, exchange)
             finally:
                 await response.aclose()
+
+    async def _masked(self, response: httpx2.Response) -> httpx2.Response:
+        """An error answer in own-key mode, with ``sk-ant-`` tokens masked.
+
+        The upstream may quote a prefix of the key it was sent (an authentication
+        error does), and in own-key mode that key is the proxy's, which callers must
+        never see. Error bodies are small; one larger than ``max_error_body_bytes`` (by
+        its declared length) is relayed unread, as the routing flow relays it.
+        """
+        declared = response.headers.get("content-length")
+        limit = self.config.max_error_body_bytes
+        if declared is None or not declared.isdigit() or int(declared) > limit:
+            return response
+        content = await response.aread()
+        text = content.decode("utf-8", "replace")
+        if not has_secret(text):
+            return response
+        headers = [
+            (k, v)
+            for k, v in response.headers.raw
+            if k.lower() not in (b"content-length", b"content-encoding", b"transfer-encoding")
+        ]
+        return httpx2.Response(
+            response.status_code,
+            headers=headers,
+            content=redact(text).encode(),
+            extensions=response.extensions,
+        )
 
     async def _transport_for(self, headers: Headers, exchange: _Exchange) -> Any:
         """The transport for this request: bypass, a forced route, the caller's or ours."""
