@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Literal
+from typing import Any, Final, Generic, Literal, TypeVar
 
 from ._batch_api import (
     BATCHES_PATH,
@@ -1041,7 +1041,39 @@ def _timing(poll_interval: float, max_poll_interval: float, reconcile_grace: flo
     )
 
 
-class BatchJob:
+DriverT = TypeVar("DriverT", "SyncDriver", "AsyncDriver")
+
+
+class _JobHandle(Generic[DriverT]):
+    """What `BatchJob` and `AsyncBatchJob` share: the job, its plans, where it lives."""
+
+    def __init__(self, job: _Job, plan: BatchPlan, *, planned_now: bool) -> None:
+        self._job = job
+        self._plan = plan
+        self._driver: DriverT | None = None
+        self.planned_now = planned_now
+        """True when `create` planned the job (False: it reopened an existing one)."""
+
+    @property
+    def state_dir(self) -> Path:
+        """The job's state directory."""
+        return self._job.store.path
+
+    @property
+    def plan(self) -> BatchPlan:
+        """The first round's plan: what routing did to every request."""
+        return self._plan
+
+    @property
+    def plans(self) -> list[BatchPlan]:
+        """Every round's plan (the submission, then each retry)."""
+        return self._job.plans()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.state_dir}>"
+
+
+class BatchJob(_JobHandle[SyncDriver]):
     """A batch workload kept in a state directory (blocking API).
 
     Example::
@@ -1055,13 +1087,6 @@ class BatchJob:
     Use `create` (plan a new job, or reopen one) or `open` (an existing job); close it
     with `close()` or a ``with`` block.
     """
-
-    def __init__(self, job: _Job, plan: BatchPlan, *, planned_now: bool) -> None:
-        self._job = job
-        self._plan = plan
-        self._driver: SyncDriver | None = None
-        self.planned_now = planned_now
-        """True when `create` planned the job (False: it reopened an existing one)."""
 
     @classmethod
     def create(
@@ -1188,23 +1213,6 @@ class BatchJob:
             auth_token=auth_token,
         )
 
-    # -- reading -----------------------------------------------------------------------------
-
-    @property
-    def state_dir(self) -> Path:
-        """The job's state directory."""
-        return self._job.store.path
-
-    @property
-    def plan(self) -> BatchPlan:
-        """The first round's plan: what routing did to every request."""
-        return self._plan
-
-    @property
-    def plans(self) -> list[BatchPlan]:
-        """Every round's plan (the submission, then each retry)."""
-        return self._job.plans()
-
     # -- acting ------------------------------------------------------------------------------
 
     def _drive(self) -> SyncDriver:
@@ -1296,23 +1304,13 @@ class BatchJob:
     ) -> None:
         self.close()
 
-    def __repr__(self) -> str:
-        return f"<BatchJob {self.state_dir}>"
 
-
-class AsyncBatchJob:
+class AsyncBatchJob(_JobHandle[AsyncDriver]):
     """`BatchJob` for async code: the same steps, awaitable (asyncio or trio).
 
     Network IO uses `httpx2.AsyncClient`; the heavy local steps (planning, indexing and
     merging results) run in a worker thread, so the event loop keeps running.
     """
-
-    def __init__(self, job: _Job, plan: BatchPlan, *, planned_now: bool) -> None:
-        self._job = job
-        self._plan = plan
-        self._driver: AsyncDriver | None = None
-        self.planned_now = planned_now
-        """True when `create` planned the job (False: it reopened an existing one)."""
 
     @classmethod
     async def create(
@@ -1385,21 +1383,6 @@ class AsyncBatchJob:
         job = _open_existing(Path(state), options)
         return cls(job, job.plans()[0], planned_now=False)
 
-    @property
-    def state_dir(self) -> Path:
-        """The job's state directory."""
-        return self._job.store.path
-
-    @property
-    def plan(self) -> BatchPlan:
-        """The first round's plan."""
-        return self._plan
-
-    @property
-    def plans(self) -> list[BatchPlan]:
-        """Every round's plan."""
-        return self._job.plans()
-
     def _drive(self) -> AsyncDriver:
         if self._driver is None:
             self._driver = AsyncDriver(self._job.api())
@@ -1468,6 +1451,3 @@ class AsyncBatchJob:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
-
-    def __repr__(self) -> str:
-        return f"<AsyncBatchJob {self.state_dir}>"
