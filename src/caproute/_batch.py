@@ -267,6 +267,10 @@ class BatchResults:
         parts = ", ".join(f"{k} {n:,}" for k, n in sorted(self.counts.items()))
         return f"wrote {self.lines:,} results to {self.path}: {parts}"
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``caproute batch results --json``)."""
+        return {"path": str(self.path), "lines": self.lines, "counts": dict(self.counts)}
+
 
 # -- pure decisions ------------------------------------------------------------------------
 

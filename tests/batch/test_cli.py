@@ -161,6 +161,33 @@ def test_cancel(api_env: FakeAnthropic, tmp_path: Path, capsys: pytest.CaptureFi
     assert {line["result"]["type"] for line in read_results(tmp_path / "o.jsonl")} == {"canceled"}
 
 
+def test_every_command_prints_json_on_request(
+    api_env: FakeAnthropic, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api_env.batches.configure(processing_s=60)
+    write_jsonl(tmp_path / "in.jsonl", [item(f"r{n}") for n in range(4)] + [item("x", SMALL)])
+    state = str(tmp_path / "s")
+    submit = ["batch", "submit", str(tmp_path / "in.jsonl"), "--state", state, "--json"]
+    assert main([*submit, *QUICK]) == 0
+    assert json.loads(capsys.readouterr().out)["sent_requests"] == 5
+
+    assert main(["batch", "cancel", "--state", state, "--json", *QUICK]) == 0
+    canceled = json.loads(capsys.readouterr().out)
+    assert canceled["canceled"] is True
+    assert [b["submission"] for b in canceled["batches"]] == ["submitted"]
+
+    assert main(["batch", "wait", "--state", state, "--json", *QUICK]) == 0
+    waited = json.loads(capsys.readouterr().out)
+    assert waited["ended"] is True
+    assert waited["request_counts"]["canceled"] == 5
+
+    out = tmp_path / "o.jsonl"
+    assert main(["batch", "results", "--state", state, "--out", str(out), "--json", *QUICK]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report == {"path": str(out), "lines": 5, "counts": {"canceled": 5}}
+    assert len(read_results(out)) == report["lines"]
+
+
 def test_errors_without_a_job_or_a_key(
     fake: FakeAnthropic, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

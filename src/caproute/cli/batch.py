@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .._batch import BatchJob, BatchStatus
-    from .._batch_plan import BatchLimits
+    from .._batch_plan import BatchLimits, BatchPlan
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -86,12 +86,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     status = commands.add_parser("status", help="check every batch of the job once")
     _state_option(status)
-    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    _json_option(status, "print the status as JSON")
     _api_options(status)
     status.set_defaults(func=run_status)
 
     wait = commands.add_parser("wait", help="follow the batches until all have ended")
     _state_option(wait)
+    _json_option(wait, "print the final status as JSON")
     _api_options(wait)
     wait.set_defaults(func=run_wait)
 
@@ -113,11 +114,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "and wait for them",
     )
     results.add_argument("--policy", metavar="FILE", help="policy for re-routing the retries")
+    _json_option(results, "print what was written as JSON (the retry plan goes to stderr)")
     _api_options(results)
     results.set_defaults(func=run_results)
 
     cancel = commands.add_parser("cancel", help="cancel the job and its running batches")
     _state_option(cancel)
+    _json_option(cancel, "print the final status as JSON")
     _api_options(cancel)
     cancel.set_defaults(func=run_cancel)
 
@@ -134,6 +137,18 @@ def _state_option(parser: argparse.ArgumentParser, *, required: bool = True) -> 
         metavar="DIR",
         help="the job's state directory" + ("" if required else " (required unless --dry-run)"),
     )
+
+
+def _json_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--json", action="store_true", help=help_text)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2))
+
+
+def _print_plan(plan: BatchPlan, *, as_json: bool) -> None:
+    print(json.dumps(plan.to_dict(), indent=2) if as_json else plan.summary())
 
 
 def _api_options(parser: argparse.ArgumentParser) -> None:
@@ -214,14 +229,14 @@ def run_submit(args: argparse.Namespace) -> int:
     }
     if args.dry_run:
         plan = BatchJob.dry_run(args.requests, base_url=args.base_url, **routing)
-        print(json.dumps(plan.to_dict(), indent=2) if args.json else plan.summary())
+        _print_plan(plan, as_json=args.json)
         return 0
     if not args.state:
         raise ConfigError("--state DIR is required (unless --dry-run)")
     with BatchJob.create(args.requests, args.state, **routing, **_job_options(args)) as job:
         if not job.planned_now:
             _note(f"resuming the job in {args.state} (planned earlier):")
-        print(json.dumps(job.plan.to_dict(), indent=2) if args.json else job.plan.summary())
+        _print_plan(job.plan, as_json=args.json)
         sys.stdout.flush()
         sent = job.submit()
         status = job.status()
@@ -237,7 +252,7 @@ def run_status(args: argparse.Namespace) -> int:
     with _open(args) as job:
         status = job.status()
     if args.json:
-        print(json.dumps(status.to_dict(), indent=2))
+        _print_json(status.to_dict())
     else:
         print(render_status(status))
     return 0
@@ -275,7 +290,10 @@ def run_wait(args: argparse.Namespace) -> int:
     """Poll until every batch has ended, with a progress display on stderr."""
     with _open(args) as job, _progress_display() as show:
         status = job.wait(on_progress=show)
-    _note(status.summary())
+    if args.json:
+        _print_json(status.to_dict())
+    else:
+        _note(status.summary())
     return 0
 
 
@@ -370,12 +388,18 @@ def run_results(args: argparse.Namespace) -> int:
         if args.retry_errored:
             plan = job.retry_errored(policy=args.policy)
             if plan is not None:
-                print(plan.summary())
-                sys.stdout.flush()
+                if args.json:
+                    _note(plan.summary())
+                else:
+                    print(plan.summary())
+                    sys.stdout.flush()
                 with _progress_display() as show:
                     job.wait(on_progress=show)
         report = job.write_results(args.out)
-    _note(report.summary())
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        _note(report.summary())
     return 0
 
 
@@ -383,5 +407,8 @@ def run_cancel(args: argparse.Namespace) -> int:
     """Cancel the job: nothing more is submitted; running batches are canceled."""
     with _open(args) as job:
         status = job.cancel()
-    _note("canceled; " + status.summary())
+    if args.json:
+        _print_json(status.to_dict())
+    else:
+        _note("canceled; " + status.summary())
     return 0
