@@ -145,6 +145,23 @@ def test_a_batch_with_a_rejected_item_is_rejected() -> None:
     )
 
 
+def test_a_batch_item_asking_for_a_stream_is_refused_locally() -> None:
+    # Message Batches run non-streaming requests only: every model errors `stream: true`
+    # (api-facts §4.1), so no model can serve the item and the batch is not sent.
+    plain = {"custom_id": "plain", "params": body("t-full")}
+    streamed = {"custom_id": "streamed", "params": body("t-full", stream=True)}
+    # The same parameters first without a stream: the fast path must not wave it through.
+    assert run({"requests": [plain]}, endpoint="batch").decision.outcome == "unchanged"
+    result = run({"requests": [plain, streamed]}, endpoint="batch")
+    assert result.decision.outcome == "rejected"
+    assert result.decision.reason is not None
+    assert result.decision.reason.startswith("1 of 2 batch requests rejected: [streamed] stream:")
+    # `stream: false` is fine, and a streaming Messages call is none of this rule's business.
+    quiet = {"custom_id": "quiet", "params": body("t-full", stream=False)}
+    assert run({"requests": [quiet]}, endpoint="batch").decision.outcome == "unchanged"
+    assert run(body("t-full", stream=True)).decision.outcome == "unchanged"
+
+
 @pytest.mark.parametrize(
     ("batch", "reason"),
     [({"requests": "x"}, "requests: missing or not a list"),

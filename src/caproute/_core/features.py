@@ -121,6 +121,9 @@ class Parameters(NamedTuple):
     versioned_content: bool = False
     """Whether the content holds shapes API version 2026-10-21 refuses (a document in an
     assistant turn, citations in a user text block)."""
+    batch_stream: bool = False
+    """Whether this is a Message Batch item asking for a stream (``"stream": true``),
+    which the API errors whatever the model (api-facts §4.1: non-streaming bodies only)."""
 
     @property
     def sampling_names(self) -> tuple[str, ...]:
@@ -281,6 +284,7 @@ def scan(body: Mapping[str, Any], *, batch: bool = False) -> Scan:
             result.tool_choice_type,
             result.thinking_history is not None,
             bool(result.assistant_documents or result.user_text_citations),
+            batch and body.get("stream") is True,
         ),
     )
     return result

@@ -16,7 +16,8 @@ Two kinds of rule:
   in order, on each candidate's `Draft` after the capability checks.
 * `REQUEST_RULES` depend only on the request and the API version. They guard message
   *content* (a document in an assistant turn, citations in a user turn), which caproute
-  never edits, so their only outcome is a rejection with a reason.
+  never edits, and what no model takes (a Message Batch item asking for a stream), so
+  their only outcome is a rejection with a reason.
 
 "Thinking on" (`Draft.thinking_on`) is ``enabled`` or ``adaptive``, or no ``thinking``
 at all on a model whose ``thinking.types.disabled`` is known to be unsupported: such a
@@ -402,6 +403,16 @@ def _user_citations_check(needs: RequestNeeds, api_version: str) -> str | None:
     return None
 
 
+def _batch_stream_check(needs: RequestNeeds, api_version: str) -> str | None:
+    del api_version  # every version: a batch runs its requests without streaming
+    if needs.params.batch_stream:
+        return (
+            'stream: a Message Batch request can\'t stream ("stream": true errors it on every '
+            "model); send it without stream"
+        )
+    return None
+
+
 REQUEST_RULES: tuple[RequestRule, ...] = (
     RequestRule(
         name="assistant_document_2026_10_21",
@@ -412,5 +423,10 @@ REQUEST_RULES: tuple[RequestRule, ...] = (
         name="user_text_citations_2026_10_21",
         doc="user text blocks with non-empty citations are a 400 under 2026-10-21.",
         check=_user_citations_check,
+    ),
+    RequestRule(
+        name="batch_item_stream",
+        doc="a Message Batch request may not stream; every model errors it.",
+        check=_batch_stream_check,
     ),
 )
