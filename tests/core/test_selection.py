@@ -104,6 +104,11 @@ CASES: list[tuple[str, str, dict[str, Any], dict[str, str] | None, str, str | No
     ("old shape without code execution", "t-old-noexec", {"tools": [CODE_EXEC], "max_tokens": 800},
      None,
      "rerouted", "t-tiny", ["model: t-old-noexec → t-tiny"]),
+    # Before `server_tools`, `code_execution` meant the tools: it says nothing about
+    # code calling the request's tools (2.x meaning), so a model known to have that wins.
+    ("old shape: programmatic tool calling unstated", "t-old-shape",
+     {"tools": [CALLABLE_TOOL], "max_tokens": 800}, None,
+     "rerouted", "t-tiny", ["model: t-old-shape → t-tiny"]),
     ("allowed_callers strip", "t-old-noexec", {"tools": [CALLABLE_TOOL]},
      {"code_execution": "strip"}, "adjusted", "t-old-noexec",
      ['tools[0].allowed_callers: ["direct","code_execution_20250825"] → ["direct"]']),

@@ -47,7 +47,11 @@ from .policy import REQUESTED, RouteSpec, UnknownTreatment
 from .registry import Limits, Registry, Support
 from .rules import CANDIDATE_RULES, REQUEST_RULES, settle
 
-__all__ = ["Planner", "Selection", "excluded_ids", "resolve_action"]
+__all__ = ["PTC_OLD_SHAPE_KEY", "Planner", "Selection", "excluded_ids", "resolve_action"]
+
+PTC_OLD_SHAPE_KEY: Final = "code_execution.programmatic_tool_calling"
+"""Where programmatic tool calling is looked up on a registry without ``server_tools``
+(see `Planner.effective_key`)."""
 
 _GLOB_CHARS = frozenset("*?[")
 _SUPPORTED: Final = Support.SUPPORTED
@@ -186,9 +190,14 @@ class Planner:
         """The registry key that gates `capability` on `model`.
 
         Registries from SDKs before 1.12 have no ``server_tools``: there, top-level
-        ``code_execution`` meant "any code-execution tool" (api-facts §2.4).
+        ``code_execution`` meant "any code-execution tool" (api-facts §2.4), so it gates
+        the tools, and it says nothing about programmatic tool calling (``code_execution``
+        in the 2.x meaning). That is read from `PTC_OLD_SHAPE_KEY`, a leaf below it no
+        answer states: unknown where the tools are supported, unsupported where they
+        aren't (no code-execution tool, no code calling tools), and a fact learned
+        for it leaves the tools' key alone.
         """
-        if capability != "server_tools.code_execution":
+        if capability != "server_tools.code_execution" and capability != "code_execution":
             return capability
         has = self._has_server_tools.get(model)
         if has is None:
@@ -196,7 +205,9 @@ class Planner:
                 p == "server_tools" or p.startswith("server_tools.")
                 for p in self.registry.capability_flags(model)
             )
-        return capability if has else "code_execution"
+        if has:
+            return capability
+        return "code_execution" if capability != "code_execution" else PTC_OLD_SHAPE_KEY
 
     def auto_order(self, requested: str, *, same_line_only: bool = False) -> tuple[str, ...]:
         """The default candidate order for a requested (canonical) model id."""
