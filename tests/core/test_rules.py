@@ -13,6 +13,11 @@ from caproute._core.rules import CANDIDATE_RULES, REQUEST_RULES
 NEW = "2026-10-21"
 OLD = "2023-06-01"
 THINKING_ON = {"type": "enabled", "budget_tokens": 2_000}
+CITED_TEXT = {"type": "text", "text": "r", "citations": [{"type": "char_location"}]}
+SEARCH_RESULT_CITED = {
+    "type": "search_result", "source": "https://example.test", "title": "t",
+    "content": [CITED_TEXT],
+}  # fmt: skip
 
 # (id, model, body fields, api version, policy actions, outcome, model, changes)
 CASES: list[tuple[str, str, dict[str, Any], str, dict[str, str] | None, str, str | None,
@@ -189,6 +194,9 @@ def test_too_big_for_every_known_window_goes_where_the_limit_is_unknown() -> Non
          "messages[1].content[0]: a document block in an assistant turn"),
         ([user({"type": "text", "text": "q", "citations": [{"type": "char_location"}]})],
          "messages[0].content[0]: a user text block with citations"),
+        # Inside a search_result counts as the user turn's own text, wherever it sits.
+        ([user({"type": "tool_result", "tool_use_id": "t", "content": [SEARCH_RESULT_CITED]})],
+         "messages[0].content[0].content[0].content[0]: a user text block with citations"),
     ],
 )  # fmt: skip
 def test_content_rules_reject_under_the_new_version_only(
@@ -204,6 +212,26 @@ def test_content_rules_reject_under_the_new_version_only(
     # No policy can make caproute edit the content instead.
     strip_everything = Policy.from_dict({"version": 1, "defaults": {"on_unsupported": "strip"}})
     assert run(request, strip_everything, api_version=NEW).decision.outcome == "rejected"
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        # A tool's result quoting cited text: not a user turn's own text block.
+        {"type": "tool_result", "tool_use_id": "t", "content": [CITED_TEXT]},
+        # A content document's text: the document's, not the turn's.
+        {"type": "document", "source": {"type": "content", "content": [CITED_TEXT]}},
+    ],
+)
+def test_content_rules_cover_only_the_shapes_the_new_version_refuses(
+    block: dict[str, Any],
+) -> None:
+    # api-facts §0 names two shapes: a document directly inside an assistant turn, and
+    # citations in a user text block (directly or inside search_result). Nested
+    # elsewhere, the same blocks are accepted, so refusing them locally would refuse a
+    # request the API serves.
+    request = body("t-full", messages=[user(block)])
+    assert run(request, api_version=NEW).decision.outcome == "unchanged"
 
 
 def test_rule_names_are_unique_and_documented() -> None:

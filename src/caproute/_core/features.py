@@ -324,6 +324,18 @@ def _json_type(value: Any) -> str:
     return type(value).__name__
 
 
+# The roles `Scan.block` reads: a message's own role for its direct blocks (and the text
+# of a `search_result`); `user-nested` / `nested` for blocks inside a tool result or a
+# content document, which are neither "directly inside" an assistant turn (documents)
+# nor a user turn's own text (citations): api-facts §0 names only those two shapes.
+_USER_ROLES: Final = frozenset({"user", "user-nested"})
+
+
+def _inside(role: str) -> str:
+    """The role of blocks nested in a tool result or a content document."""
+    return "user-nested" if role in _USER_ROLES else "nested"
+
+
 def _citations_enabled(block: Mapping[str, Any]) -> bool:
     citations = block.get("citations")
     return isinstance(citations, dict) and citations.get("enabled") is True
@@ -556,11 +568,13 @@ class Scan:
         elif kind == "document":
             self.document(block, where, role)
         elif kind == "tool_result":
-            self.nested(block.get("content"), where, role)
+            self.nested(block.get("content"), where, _inside(role))
         elif kind == "search_result":
             if _citations_enabled(block):
                 self.need("citations", where)
-            self.nested(block.get("content"), where, role)
+            # Its text blocks count as the user turn's own (api-facts §0: citations in a
+            # user turn, "directly or inside search_result").
+            self.nested(block.get("content"), where, "user" if role in _USER_ROLES else "nested")
         elif kind == "thinking" or kind == "redacted_thinking":
             if self.thinking_history is None:
                 self.thinking_history = where
@@ -578,7 +592,8 @@ class Scan:
             self.tokens += _OTHER_BLOCK_TOKENS
 
     def nested(self, content: Any, where: JSONPath, role: str) -> None:
-        """Blocks inside a ``tool_result`` / ``search_result`` / content document.
+        """Blocks inside a ``tool_result`` / ``search_result`` / content document, read
+        in `role` (the caller's `_inside` reading).
 
         Followed at most `_MAX_NESTED_PATH` deep: the API nests blocks two or three
         levels at most, and a body nested deeper than the stack must not crash detection.
@@ -590,11 +605,7 @@ class Scan:
         elif isinstance(content, list):
             for k, inner in enumerate(content):
                 if isinstance(inner, dict):
-                    # A nested block is still in a user turn (citations inside a
-                    # `search_result` count, api-facts §0), but a document nested in an
-                    # assistant turn is not "directly inside" it.
-                    inner_role = "user" if role == "user" else "nested"
-                    self.block(inner, (*where, "content", k), inner_role)
+                    self.block(inner, (*where, "content", k), role)
 
     def document(self, block: Mapping[str, Any], where: JSONPath, role: str) -> None:
         if role == "assistant":
@@ -623,4 +634,4 @@ class Scan:
             if isinstance(data, str):
                 self.chars += len(data)
         elif source_type == "content":
-            self.nested(source.get("content"), (*where, "source"), role)
+            self.nested(source.get("content"), (*where, "source"), _inside(role))
