@@ -239,6 +239,34 @@ def test_a_missing_leaf_beside_stated_siblings_is_unsupported() -> None:
     assert registry.supports("m", "image_input") is Support.UNKNOWN
 
 
+def test_a_missing_required_leaf_marks_an_older_answer_not_a_missing_feature() -> None:
+    # `thinking.types.disabled` / `between_tools` came with SDK 1.12 / 1.15 and are
+    # required in the types since; `server_tools` leaves are required too. An answer
+    # without them is older than the leaf: it says nothing about the model.
+    registry = Registry.from_models(
+        [
+            _with_caps(
+                "m",
+                {
+                    "thinking": {
+                        "supported": True,
+                        "types": {"adaptive": {"supported": True}, "enabled": {"supported": True}},
+                    },
+                    "server_tools": {"supported": True, "web_search": {"supported": True}},
+                    "effort": {"supported": True, "high": {"supported": True}},
+                },
+            )
+        ]
+    )
+    assert registry.supports("m", "thinking.types.adaptive") is Support.SUPPORTED
+    assert registry.supports("m", "thinking.types.disabled") is Support.UNKNOWN
+    assert registry.supports("m", "thinking.types.between_tools") is Support.UNKNOWN
+    assert registry.supports("m", "server_tools.code_execution") is Support.UNKNOWN
+    assert registry.supports("m", "effort.low") is Support.UNKNOWN
+    # The optional leaf still reads as the API writes it: the model predates it.
+    assert registry.supports("m", "effort.xhigh") is Support.UNSUPPORTED
+
+
 def test_tombstones_keep_what_a_newer_list_left_out() -> None:
     old = Registry.from_models(
         [

@@ -319,3 +319,33 @@ def test_unknown_requested_model_passes_through() -> None:
     routed = run(request, policy(candidates=["requested", "t-ladder"]))
     assert routed.decision.model == "t-ladder"
     assert routed.decision.candidates[0].reason == "not in the registry"
+
+
+def test_a_reject_policy_refuses_nothing_an_older_answer_leaves_unstated() -> None:
+    # An answer from before SDK 1.15 has no `thinking.types.between_tools`. Reading that
+    # as "lacks" made `thinking: reject` refuse a request the model serves; unknown only
+    # passes the model over, and with nothing known to work the request goes as sent.
+    older = Registry.from_models(
+        [
+            {
+                "id": "claude-older-1",
+                "type": "model",
+                "capabilities": {
+                    "thinking": {
+                        "supported": True,
+                        "types": {
+                            "adaptive": {"supported": True},
+                            "enabled": {"supported": True},
+                            "disabled": {"supported": True},
+                        },
+                    }
+                },
+            }
+        ]
+    )
+    from caproute._core.router import PolicyEngine
+
+    request = body("claude-older-1", thinking={"type": "between_tools"})
+    result = PolicyEngine(older, policy({"thinking": "reject"})).route(request)
+    assert result.decision.outcome == "unchanged", result.decision.explain()
+    assert result.body is request

@@ -9,11 +9,13 @@ Three rules shape it:
   know (``extra="allow"``, top level and nested), so a capability the API adds next
   month is queryable by its dotted path and survives a snapshot round trip.
 * Absence is read the way the API writes it. `Registry.supports` answers with a
-  three-state `Support`; callers decide what unknown means to them. A leaf missing
-  while its parent object states its siblings is unsupported (that is how the API
-  describes a model that predates an effort level or a context-management strategy);
-  a whole family missing (an older API version, an old snapshot) is unknown; below a
-  node that says ``supported: false`` every leaf is unsupported.
+  three-state `Support`; callers decide what unknown means to them. An *optional*
+  leaf (the catalogue's `Family.optional_leaves`) missing while its parent object
+  states its siblings is unsupported (that is how the API describes a model that
+  predates an effort level or a context-management strategy); a required leaf
+  missing (``thinking.types.disabled`` / ``between_tools`` before SDK 1.12 / 1.15)
+  or a whole family missing (an older API version, an old snapshot) is unknown;
+  below a node that says ``supported: false`` every leaf is unsupported.
 * What was once known is not forgotten: models a later list leaves out are kept as
   *tombstones* (the list's default filter hides retired models), and facts learned
   from the API's refusals lie over the data until they expire or a newer live answer
@@ -34,6 +36,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
 
 from .._exceptions import RegistryError
+from .catalogue import family_of
 
 __all__ = [
     "Capabilities",
@@ -663,10 +666,11 @@ class Registry:
     def supports(self, model: str, path: str) -> Support:
         """Whether `model` supports the capability at dotted `path` (e.g. ``effort.xhigh``).
 
-        Absence is read the way the API writes it (api-facts §2.4a): a leaf missing while
-        its parent states sibling leaves is UNSUPPORTED (the model predates that level
-        or strategy), as is anything below a node that says ``supported: false``; a
-        family missing altogether, a ``null``, a missing capabilities object or an
+        Absence is read the way the API writes it (api-facts §2.4a): an optional leaf
+        missing while its parent states sibling leaves is UNSUPPORTED (the model
+        predates that level or strategy), as is anything below a node that says
+        ``supported: false``; a required leaf missing (an answer older than the leaf),
+        a family missing altogether, a ``null``, a missing capabilities object or an
         unknown model is UNKNOWN.
         """
         model_id = self.resolve(model)
@@ -685,8 +689,8 @@ class Registry:
             if flags.get(parent) is False:
                 return Support.UNSUPPORTED
         if path not in flags:  # absent (not null): does its parent state siblings?
-            head = path.rpartition(".")[0]
-            if head and head in entry.parents:
+            head, _, leaf = path.rpartition(".")
+            if head and head in entry.parents and _optional_leaf(path, leaf):
                 return Support.UNSUPPORTED
         return Support.UNKNOWN
 
@@ -743,6 +747,15 @@ class Registry:
         extra = f", {len(self.tombstones)} tombstones" if len(self._order) > len(self) else ""
         extra += f", {len(self.learned)} learned" if self.learned else ""
         return f"Registry({len(self)} models, source={self.source.kind!r}{extra})"
+
+
+def _optional_leaf(path: str, leaf: str) -> bool:
+    """Whether the API's types make `leaf` optional, so that its absence beside stated
+    siblings means the model predates it (``effort.xhigh``, a context-management
+    strategy). A required leaf that is absent (``thinking.types.between_tools`` in an
+    answer from before SDK 1.15) marks an older answer, not a missing feature."""
+    optional = family_of(path).optional_leaves
+    return "*" in optional or leaf in optional
 
 
 def _parse_model(raw: Mapping[str, Any], where: str) -> ModelInfo:
