@@ -548,7 +548,9 @@ class Scan:
                     if isinstance(text, str):
                         chars += len(text)
                 else:
-                    self.block(block, ("messages", i, "content", j), role or "")
+                    self.block(
+                        block, ("messages", i, "content", j), role if isinstance(role, str) else ""
+                    )
         self.chars += chars
         self.tokens += tokens
 
