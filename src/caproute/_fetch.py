@@ -475,9 +475,10 @@ class _FetcherBase:
     def _source(self) -> RegistrySource:
         return RegistrySource("live", fetched_at=self._wall_clock(), location=self.base_url)
 
-    def _deadline(self) -> float:
+    def _deadline(self, max_wait: float | None = None) -> float:
         """When retrying must stop for an operation starting now (`clock` seconds)."""
-        return self._clock() + self._max_retry_time
+        bound = self._max_retry_time if max_wait is None else min(max_wait, self._max_retry_time)
+        return self._clock() + bound
 
     def _retry_policy(self, deadline: float) -> dict[str, Any]:
         """tenacity arguments for the requests of one refresh or retrieve."""
@@ -800,11 +801,13 @@ class RegistryFetcher(_FetcherBase):
             registry = self._adopt_learned(facts)
         self._persist(registry)
 
-    def retrieve(self, model: str) -> ModelInfo | None:
+    def retrieve(self, model: str, *, max_wait: float | None = None) -> ModelInfo | None:
         """The model for an id or alias, asking ``GET /v1/models/{model}`` if unknown.
 
         What the API answers is remembered (an alias maps to its id in `current()`);
-        a 404 is remembered for `not_found_ttl` seconds and gives None.
+        a 404 is remembered for `not_found_ttl` seconds and gives None. `max_wait`
+        bounds the retries (seconds; default: the fetcher's own bound), for a caller
+        that holds a request meanwhile.
         """
         with self._lock:
             info = self._best().get(model)
@@ -813,7 +816,8 @@ class RegistryFetcher(_FetcherBase):
         self._require_credentials()
         try:
             with self._session() as client:
-                body = self._send(client, self._retrieve_url(model), None, self._deadline())
+                url = self._retrieve_url(model)
+                body = self._send(client, url, None, self._deadline(max_wait))
         except RegistryHTTPError as exc:
             if exc.status_code != 404:
                 raise
@@ -984,8 +988,9 @@ class AsyncRegistryFetcher(_FetcherBase):
         file IO: async callers run it in a worker thread)."""
         self._persist(self._adopt_learned(facts))
 
-    async def retrieve(self, model: str) -> ModelInfo | None:
-        """The model for an id or alias, asking ``GET /v1/models/{model}`` if unknown."""
+    async def retrieve(self, model: str, *, max_wait: float | None = None) -> ModelInfo | None:
+        """The model for an id or alias, asking ``GET /v1/models/{model}`` if unknown
+        (`max_wait`: as for `RegistryFetcher.retrieve`)."""
         info = self._best().get(model)
         if info is not None or model in self._not_found:
             return info
@@ -993,7 +998,7 @@ class AsyncRegistryFetcher(_FetcherBase):
         try:
             async with self._session() as client:
                 url = self._retrieve_url(model)
-                body = await self._send(client, url, None, self._deadline())
+                body = await self._send(client, url, None, self._deadline(max_wait))
         except RegistryHTTPError as exc:
             if exc.status_code != 404:
                 raise

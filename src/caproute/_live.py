@@ -15,7 +15,9 @@ every path (the transports, the SDK middleware, the proxy):
 
 It hands the flow a `View` of that state (`view()` / `aview()`) and carries out the
 flow's state-changing actions (`carry_out()` / `acarry_out()`): wait for the first live
-fetch (cold start, bounded), learn a fact, mark a model retired, start a cool-down.
+fetch (cold start, bounded), ask the Models API about a model name the registry lacks
+(``GET /v1/models/{name}``, bounded, once a minute per name), learn a fact, mark a
+model retired, start a cool-down.
 
 Thread- and task-safety: every piece of state is replaced, never mutated in place
 (frozen sets and dicts swapped by assignment, which is atomic in CPython), so a request
@@ -29,6 +31,7 @@ never a key, never message content.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import os
@@ -38,7 +41,16 @@ from pathlib import Path
 from typing import Any, Final, Protocol, TypeAlias, cast
 
 from ._core.decision import Decision, RouteResult
-from ._core.flow import Call, Learn, MarkOverloaded, MarkRetired, Refresh, View, route_call
+from ._core.flow import (
+    Call,
+    Learn,
+    MarkOverloaded,
+    MarkRetired,
+    Refresh,
+    Resolve,
+    View,
+    route_call,
+)
 from ._core.policy import Policy
 from ._core.registry import LearnedFact, Registry
 from ._core.router import PolicyEngine
@@ -68,11 +80,16 @@ DEFAULT_LEARNED_TTL_S: Final = 6 * 3600.0
 states the value wins before that)."""
 DEFAULT_RETIRED_TTL_S: Final = 7 * 86400.0
 """How long a model that answered 404 is remembered as retired."""
+RESOLVE_INTERVAL_S: Final = 60.0
+"""How long a model name the Models API was asked about is not asked about again
+(whatever the answer: the fetcher keeps what it learns, and a failure must not cost
+every request a round trip)."""
 
 
 class SyncFetcher(Protocol):
     """The shape of `caproute._fetch.RegistryFetcher` (other sources may have less:
-    `wait_live`, `save_learned` and `refresh_in_background` are used when present)."""
+    `wait_live`, `save_learned`, `refresh_in_background` and ``retrieve(name,
+    max_wait=seconds)`` are used when present)."""
 
     def current(self) -> Registry:
         """The best data held now, never waiting for the network."""
@@ -124,7 +141,9 @@ class LiveRouter:
         learned_ttl_s: How long a fact learned from a 400 is kept.
         retired_ttl_s: How long a model that answered 404 is remembered as retired.
         cold_start_wait_s: At most how long a request decided before the first live
-            fetch landed waits for it (when live data could change the decision).
+            fetch landed waits for it (when live data could change the decision), and
+            how long a request naming a model the registry doesn't know waits for the
+            fetcher's ``GET /v1/models/{name}``.
         min_refresh_interval_s: `refresh()` fetches at most once per this many seconds.
         clock: Monotonic seconds, injectable for tests.
         wall_clock: Unix time (learned facts are stamped with it), injectable.
@@ -170,6 +189,9 @@ class LiveRouter:
         # What an async fetcher last served: sync code can't await, so async drivers
         # call `await aview()` first and sync reads fall back to this.
         self._latest: Registry | None = None
+        self._can_resolve = callable(getattr(source, "retrieve", None))
+        # Model names asked about: name -> clock() when it may be asked again.
+        self._asked: Mapping[str, float] = {}
         self._policy: Policy = _load(policy)
         self._hooks: tuple[DecisionHook, ...] = _hooks(on_decision)
         self._logger = logger or _LOGGER
@@ -275,7 +297,9 @@ class LiveRouter:
         view = self._view
         if view is None or view.engine is not engine or view.avoid is not self._avoid:
             live = source.source.kind == "live"
-            view = self._view = View(engine, self._avoid, live, False, None, self._max_attempts)
+            view = self._view = View(
+                engine, self._avoid, live, False, None, self._max_attempts, self._can_resolve
+            )
         if not view.live and (can_wait := self._may_go_live()) != view.can_wait:
             view = self._view = view._replace(can_wait=can_wait)
         if engine.dated:
@@ -368,19 +392,33 @@ class LiveRouter:
 
     # -- carrying out the flow's actions ----------------------------------------------------
 
-    def carry_out(self, action: Refresh | Learn | MarkRetired | MarkOverloaded) -> None:
-        """Do what a state-changing flow action asks (blocking for `Refresh`, bounded)."""
+    def carry_out(self, action: Refresh | Resolve | Learn | MarkRetired | MarkOverloaded) -> None:
+        """Do what a state-changing flow action asks (blocking for `Refresh` and
+        `Resolve`, bounded)."""
         if isinstance(action, Refresh):
             wait = getattr(self._sync_fetcher, "wait_live", None)
             if wait is not None:
                 wait(self._cold_start_wait)
             return
+        if isinstance(action, Resolve):
+            retrieve = getattr(self._sync_fetcher, "retrieve", None)
+            if retrieve is not None and self._may_ask(action.model):
+                try:
+                    retrieve(action.model, max_wait=self._cold_start_wait)
+                except Exception as exc:  # the request goes on as if never asked
+                    self._logger.warning(
+                        "caproute: could not look up model %r: %s", action.model, exc
+                    )
+            return
         if self._record(action):
             self._save_learned()
         self._refresh_in_background()
 
-    async def acarry_out(self, action: Refresh | Learn | MarkRetired | MarkOverloaded) -> None:
-        """`carry_out` for async drivers (the cold-start wait is awaited)."""
+    async def acarry_out(
+        self, action: Refresh | Resolve | Learn | MarkRetired | MarkOverloaded
+    ) -> None:
+        """`carry_out` for async drivers (the cold-start wait and the lookup are awaited;
+        a sync fetcher's run in a worker thread)."""
         if isinstance(action, Refresh):
             if self._async_fetcher is not None:
                 wait = getattr(self._async_fetcher, "wait_live", None)
@@ -389,11 +427,38 @@ class LiveRouter:
             elif (sync_wait := getattr(self._sync_fetcher, "wait_live", None)) is not None:
                 await _in_thread(sync_wait, self._cold_start_wait)
             return
+        if isinstance(action, Resolve):
+            await self._aresolve(action.model)
+            return
         if self._record(action):
             save = getattr(self._sync_fetcher or self._async_fetcher, "save_learned", None)
             if save is not None:
                 await _in_thread(save, tuple(self._facts.values()))
         self._refresh_in_background()
+
+    def _may_ask(self, name: str) -> bool:
+        """Whether the Models API may be asked about `name` now (and note that it is)."""
+        now = self._clock()
+        if self._asked.get(name, float("-inf")) > now:
+            return False
+        asked = {n: t for n, t in self._asked.items() if t > now}  # bounded by the interval
+        asked[name] = now + RESOLVE_INTERVAL_S
+        self._asked = asked
+        return True
+
+    async def _aresolve(self, name: str) -> None:
+        fetcher: Any = self._async_fetcher or self._sync_fetcher
+        retrieve = getattr(fetcher, "retrieve", None)
+        if retrieve is None or not self._may_ask(name):
+            return
+        try:
+            if self._async_fetcher is not None:
+                await retrieve(name, max_wait=self._cold_start_wait)
+                self._latest = await self._async_fetcher.current()
+            else:
+                await _in_thread(functools.partial(retrieve, max_wait=self._cold_start_wait), name)
+        except Exception as exc:  # the request goes on as if never asked
+            self._logger.warning("caproute: could not look up model %r: %s", name, exc)
 
     def learn(self, model: str, key: str, value: bool | int | str, reason: str) -> LearnedFact:
         """Record a fact about `model` by hand (what the flow's `Learn` does).

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from catalogue import REGISTRY, body, policy
+from catalogue import IMAGE, REGISTRY, body, policy
 
 from caproute._core.flow import (
     Call,
@@ -24,13 +24,14 @@ from caproute._core.flow import (
     Refresh,
     Refuse,
     Reply,
+    Resolve,
     Send,
     View,
     call_flow,
     first_action,
 )
 from caproute._core.policy import Policy
-from caproute._core.registry import LearnedFact, Registry, RegistrySource
+from caproute._core.registry import LearnedFact, ModelInfo, Registry, RegistrySource
 from caproute._core.router import PolicyEngine
 
 OK = Reply(200)
@@ -55,6 +56,9 @@ class Shell:
     can_wait: bool = False
     max_sends: int = 3
     after_refresh: Registry | None = None
+    can_resolve: bool = False
+    models_api: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+    """What ``GET /v1/models/{name}`` answers, by name (an alias answers its model)."""
     facts: dict[tuple[str, str], LearnedFact] = field(default_factory=dict)
     cooling: set[str] = field(default_factory=set)
     log: list[Any] = field(default_factory=list)
@@ -68,6 +72,7 @@ class Shell:
             self.can_wait,
             None,
             self.max_sends,
+            self.can_resolve,
         )
 
     def run(self, call: Call, script: Script) -> tuple[Deliver | Refuse, list[Send]]:
@@ -94,6 +99,12 @@ class Shell:
             if self.after_refresh is not None:
                 self.registry, self.live = self.after_refresh, True
             self.can_wait = False
+        elif isinstance(action, Resolve):
+            info = self.models_api.get(action.model)
+            if info is not None:
+                self.registry = self.registry.with_model(ModelInfo.model_validate(info))
+                if info["id"] != action.model:
+                    self.registry = self.registry.with_aliases({action.model: info["id"]})
         elif isinstance(action, Learn):
             fact = LearnedFact(action.model, action.key, action.value, 10.0, 99.0, action.reason)
             self.facts[(action.model, action.key)] = fact
@@ -269,6 +280,40 @@ def test_a_name_nobody_knows_gets_the_apis_own_404() -> None:
     final, sends = shell.run(call("t-typo"), {"t-typo": GONE})
     assert len(sends) == 1 and sends[0].decision.outcome == "passthrough"
     assert not any(isinstance(a, MarkRetired) for a in shell.log)
+    # Asked about, the Models API doesn't know it either: the same single send.
+    asking = Shell(can_resolve=True)
+    final, sends = asking.run(call("t-typo"), {"t-typo": GONE})
+    assert [type(a) for a in asking.log] == [Resolve, Send, Deliver]
+    assert sends[0].decision.outcome == "passthrough"
+
+
+# -- names only the Models API can resolve --------------------------------------------------
+
+
+def test_an_alias_the_list_never_shows_is_resolved_and_routed_on_the_first_send() -> None:
+    # `t-sonnet-latest` is an alias only `GET /v1/models/{alias}` resolves, to a model
+    # without images. Forwarded as an unknown name, the image was the API's 400.
+    small = REGISTRY.get("t-small")
+    assert small is not None
+    no_images = {**small.to_api_dict(), "id": "t-hidden"}
+    shell = Shell(can_resolve=True, models_api={"t-sonnet-latest": no_images})
+    c = call("t-sonnet-latest", messages=[{"role": "user", "content": [IMAGE]}])
+    final, sends = shell.run(c, {"t-sonnet-latest": refused("image input is not supported")})
+    assert isinstance(shell.log[0], Resolve) and shell.log[0].model == "t-sonnet-latest"
+    assert len(sends) == 1 and sends[0].decision.outcome == "rerouted"
+    assert sends[0].decision.model == "t-gamma-vision"  # t-hidden's line, with images
+    assert isinstance(final, Deliver)
+
+
+def test_resolving_is_asked_once_and_only_for_unknown_names() -> None:
+    shell = Shell(can_resolve=True)
+    shell.run(call("t-full"), {})
+    shell.run(Call({"model": "t-typo"}, "messages"), {})  # not a Messages body: no question
+    shell.run(call("t-typo", endpoint="batch"), {})
+    assert not any(isinstance(a, Resolve) for a in shell.log)
+    cold = Shell(can_resolve=True, live=False, can_wait=True)
+    cold.run(call("t-typo"), {})
+    assert [type(a) for a in cold.log] == [Refresh, Resolve, Send, Deliver]
 
 
 # -- overload -------------------------------------------------------------------------------------

@@ -36,6 +36,9 @@ pytestmark = [
 HAIKU, OLD_HAIKU, RETIRED_HAIKU = "claude-haiku-9", "claude-haiku-8", "claude-haiku-7-20250101"
 SONNET, OPUS = "claude-sonnet-9", "claude-opus-9"
 HI = [{"role": "user", "content": "hi"}]
+# `claude-sonnet-latest` is an alias only `GET /v1/models/{alias}` resolves: no list
+# shows it, and it is not a dated id's undated form.
+ALIASES = {"claude-haiku-7": RETIRED_HAIKU, "claude-sonnet-latest": SONNET}
 
 
 def truth() -> list[dict[str, Any]]:
@@ -72,9 +75,7 @@ def older_snapshot() -> Registry:
 
 @pytest.fixture(scope="module")
 def fake_server() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(
-        models=truth(), aliases={"claude-haiku-7": RETIRED_HAIKU}, api_key=API_KEY
-    ) as fake:
+    with FakeAnthropic(models=truth(), aliases=ALIASES, api_key=API_KEY) as fake:
         yield fake
 
 
@@ -214,6 +215,38 @@ async def test_a_name_no_source_ever_saw_gets_the_apis_own_404(
             )
     assert [b["model"] for b in sent(fake)] == ["claude-haiku-77"]
     assert decisions[-1].outcome == "passthrough"
+    # The Models API was asked about the name once, and its 404 is not asked again.
+    assert fake.count("/v1/models/claude-haiku-77") == 1
+    async with opened(routed(fake, router, path, is_async=is_async)) as again:
+        with pytest.raises(anthropic.NotFoundError):
+            await resolve(
+                again.messages.create(model="claude-haiku-77", max_tokens=10, messages=HI)
+            )
+    assert fake.count("/v1/models/claude-haiku-77") == 1
+
+
+async def test_an_alias_only_the_models_api_resolves_is_routed_on_the_first_attempt(
+    fake: FakeAnthropic, decisions: list[Decision], is_async: bool, path: str
+) -> None:
+    # The sonnet predates effort `xhigh`: sent as an unknown name, the API refused it.
+    request = {
+        "model": "claude-sonnet-latest",
+        "max_tokens": 100,
+        "messages": HI,
+        "output_config": {"effort": "xhigh"},
+    }
+    assert "effort" in await refused_bare(fake, is_async, 400, **request)
+    router = live_router(fake, decisions)
+    mark = len(fake.requests)
+
+    raw = await send(routed(fake, router, path, is_async=is_async), **request)
+
+    assert raw.status_code == 200
+    bodies = sent(fake, mark)
+    assert len(bodies) == 1 and bodies[0]["output_config"] == {"effort": "high"}
+    assert bodies[0]["model"] == "claude-sonnet-latest"  # the caller's spelling is kept
+    assert fake.count("/v1/models/claude-sonnet-latest") == 1
+    assert router.registry.resolve("claude-sonnet-latest") == SONNET
 
 
 # -- 2. known beats unknown ------------------------------------------------------------------

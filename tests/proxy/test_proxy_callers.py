@@ -116,11 +116,13 @@ def test_only_the_live_catalogue_makes_the_request_routable(novel: FakeAnthropic
 
 def test_the_embedded_lineup_alone_would_not_route_it(novel: FakeAnthropic) -> None:
     # The control experiment: the same request, routed on the offline lineup only
-    # (own-key mode with a Models API that never answers), is refused by the API.
+    # (own-key mode with a Models API whose list never answers), is refused by the API:
+    # the small model, looked up on its own (`GET /v1/models/{id}`), lacks PDFs, and the
+    # offline lineup's alternatives are models this API doesn't serve.
     novel.faults.add("/v1/models", status=500, x_should_retry=False, times=None)
     proxy = serve(novel, api_key=KEY_A, require_token="local-token")
     try:
-        with pytest.raises(anthropic.BadRequestError):
+        with pytest.raises((anthropic.BadRequestError, anthropic.NotFoundError)):
             read_pdf(proxy, "local-token")
     finally:
         proxy.stop()

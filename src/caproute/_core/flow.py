@@ -12,6 +12,8 @@ action               the shell                                    and sends back
 `Send`               forwards ``body`` upstream                   the `Reply`
 `Refresh`            waits (bounded) for the live registry fetch  the current `View`
                      already in flight (cold start)
+`Resolve`            asks ``GET /v1/models/{name}`` (bounded)      the current `View`
+                     about a model name the registry lacks
 `Learn`              records a fact about a model (with a TTL)    the current `View`
 `MarkRetired`        records that a model answered 404            the current `View`
 `MarkOverloaded`     starts the model's overload cool-down        the current `View`
@@ -30,6 +32,11 @@ The rules, each a promise:
   added, a model the snapshot doesn't know): while a live fetch can still come, the
   flow asks to wait for it (`Refresh`, bounded by the shell) and decides again, once.
   Only a body that is not a Messages body at all is sent without waiting.
+* **Unknown names.** A model name the registry doesn't know (an alias only
+  ``GET /v1/models/{alias}`` resolves, a model the list leaves out) would be forwarded
+  unchanged for the API to judge. Where the shell can ask the Models API about one
+  name (`View.can_resolve`), the flow asks first (`Resolve`) and decides again, once:
+  the name is then routed like any model it knows.
 * **Learn from refusals.** A 400 ``invalid_request_error`` that names a parameter the
   request carried (`learning.attribute`) becomes a fact (`Learn`); the call is routed
   again with it and sent once more — the second attempt succeeds the first time, and
@@ -58,6 +65,7 @@ from typing import Any, Final, NamedTuple
 
 from .._types import Endpoint
 from .decision import Decision, RouteResult
+from .features import shape_problem
 from .learning import attribute
 from .policy import Policy
 from .router import PolicyEngine
@@ -73,6 +81,7 @@ __all__ = [
     "MarkRetired",
     "Refresh",
     "Refuse",
+    "Resolve",
     "Reply",
     "Send",
     "View",
@@ -115,6 +124,8 @@ class View(NamedTuple):
     """Unix time, for the decision's registry age (`None`: not needed)."""
     max_sends: int = 3
     """Upper bound on upstream sends for one call."""
+    can_resolve: bool = False
+    """Whether the shell can ask the Models API about one model name (`Resolve`)."""
 
 
 class Reply(NamedTuple):
@@ -140,6 +151,14 @@ class Send(NamedTuple):
 class Refresh(NamedTuple):
     """Wait (bounded) for the live registry fetch in flight, then send the `View` back."""
 
+    reason: str
+
+
+class Resolve(NamedTuple):
+    """Ask the Models API about `model`, a name the registry doesn't know (bounded), then
+    send the `View` back."""
+
+    model: str
     reason: str
 
 
@@ -178,10 +197,10 @@ class Deliver(NamedTuple):
     decision: Decision
 
 
-Action = Send | Refresh | Learn | MarkRetired | MarkOverloaded | Refuse | Deliver
+Action = Send | Refresh | Resolve | Learn | MarkRetired | MarkOverloaded | Refuse | Deliver
 Flow = Generator[Action, Any, None]
 """A running `call_flow`: send it a `Reply` after a `Send`, a `View` after a `Refresh`,
-`Learn`, `MarkRetired` or `MarkOverloaded`."""
+`Resolve`, `Learn`, `MarkRetired` or `MarkOverloaded`."""
 
 READS_BODY_ON: Final = frozenset({400, 404})
 """Statuses whose (small, JSON) error body the flow reads; shells read no other body."""
@@ -196,7 +215,7 @@ def fallback_statuses(policy: Policy, decision: Decision) -> frozenset[int]:
     return OVERLOAD_STATUSES | spec.fallback_on
 
 
-def first_action(view: View, call: Call) -> Send | Refuse | Refresh:
+def first_action(view: View, call: Call) -> Send | Refuse | Refresh | Resolve:
     """The flow's first step on its own: route the call once.
 
     Shells take this, send it, and start `call_flow` (with ``first=`` this action) only
@@ -207,13 +226,17 @@ def first_action(view: View, call: Call) -> Send | Refuse | Refresh:
     decision = result.decision
     if not view.live and view.can_wait and _live_could_change(view, decision):
         return Refresh(f"cold start: {decision.outcome} on {decision.registry_source}")
+    if view.can_resolve and (name := _unknown_name(view, call, decision)) is not None:
+        return Resolve(name, f"model {name!r} is unknown to the registry")
     if decision.rejected:
         return Refuse(decision)
     body = result.body
     return Send(body, decision, body is not call.body, 1)
 
 
-def call_flow(call: Call, view: View, first: Send | Refuse | Refresh | None = None) -> Flow:
+def call_flow(
+    call: Call, view: View, first: Send | Refuse | Refresh | Resolve | None = None
+) -> Flow:
     """The routing loop for one call (see the module docstring for the rules).
 
     `first` is the call's `first_action` when the shell already took (and sent) it: the
@@ -223,7 +246,11 @@ def call_flow(call: Call, view: View, first: Send | Refuse | Refresh | None = No
     if isinstance(action, Refresh):
         view = yield action
         action = first_action(view._replace(can_wait=False), call)
-        assert not isinstance(action, Refresh)  # can_wait is off: no second wait
+    if isinstance(action, Resolve):
+        view = yield action
+        action = first_action(view._replace(can_wait=False, can_resolve=False), call)
+    # can_wait and can_resolve are off by now: no second wait, no second question.
+    assert not isinstance(action, Refresh | Resolve)
     if isinstance(action, Refuse):
         yield action
         return
@@ -326,6 +353,17 @@ def _live_could_change(view: View, decision: Decision) -> bool:
     # Not understood (a shape problem) stays so; an unknown model may be listed live.
     requested = decision.requested_model
     return requested is not None and view.engine.registry.resolve(requested) is None
+
+
+def _unknown_name(view: View, call: Call, decision: Decision) -> str | None:
+    """The model name of a Messages body passed through only because the registry
+    doesn't know it (worth asking the Models API about), else `None`."""
+    name = decision.requested_model
+    if decision.outcome != "passthrough" or name is None or call.endpoint == "batch":
+        return None
+    if view.engine.registry.resolve(name) is not None:
+        return None
+    return name if shape_problem(call.body, call.endpoint) is None else None
 
 
 def _blames_the_model(message: str | None, body: Any, model: str) -> bool:
