@@ -83,6 +83,20 @@ def test_invalid_requests_error_with_the_apis_reason_and_are_never_drawn(
     assert "Message Batches" in results["bad"].error.error.message  # type: ignore[union-attr]
 
 
+def test_items_no_model_runs_in_a_batch_error(
+    fake: FakeAnthropic, sdk: anthropic.Anthropic
+) -> None:
+    # api-facts §4.1: a batch runs non-streaming bodies, and never bills a user profile.
+    streamed = item("streamed", stream=True)
+    billed = item("billed", billing_policy={"type": "billing_policy", "bill_to": "user_profile"})
+    batch = sdk.messages.batches.create(requests=[item("ok"), streamed, billed])  # type: ignore[list-item]
+    sdk.messages.batches.retrieve(batch.id)
+    results = {r.custom_id: r.result for r in sdk.messages.batches.results(batch.id)}
+    assert results["ok"].type == "succeeded"
+    assert results["streamed"].type == "errored" and results["billed"].type == "errored"
+    assert "billing_policy" in results["billed"].error.error.message  # type: ignore[union-attr]
+
+
 def test_cancel_mid_processing_keeps_what_was_done(
     fake: FakeAnthropic, sdk: anthropic.Anthropic
 ) -> None:

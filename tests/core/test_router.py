@@ -162,6 +162,18 @@ def test_a_batch_item_asking_for_a_stream_is_refused_locally() -> None:
     assert run(body("t-full", stream=True)).decision.outcome == "unchanged"
 
 
+def test_a_batch_item_billing_a_user_profile_is_refused_locally() -> None:
+    # api-facts §4.1: `billing_policy.bill_to: "user_profile"` errors a batch request.
+    billing = {"type": "billing_policy", "bill_to": "user_profile"}
+    item = {"custom_id": "p", "params": body("t-full", billing_policy=billing)}
+    result = run({"requests": [item]}, endpoint="batch")
+    assert result.decision.outcome == "rejected"
+    assert "[p] billing_policy.bill_to:" in (result.decision.reason or "")
+    yourself = {"custom_id": "s", "params": body("t-full", billing_policy={"bill_to": "self"})}
+    assert run({"requests": [yourself]}, endpoint="batch").decision.outcome == "unchanged"
+    assert run(body("t-full", billing_policy=billing)).decision.outcome == "unchanged"
+
+
 @pytest.mark.parametrize(
     ("batch", "reason"),
     [({"requests": "x"}, "requests: missing or not a list"),

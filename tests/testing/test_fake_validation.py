@@ -287,6 +287,23 @@ def test_valid_bodies_pass(http: httpx.Client, fields: dict[str, Any]) -> None:
     assert http.post("/v1/messages", json={**body("claude-full-2"), **fields}).status_code == 200
 
 
+def test_compaction_is_checked_where_the_catalogue_states_it(
+    fake: FakeAnthropic, http: httpx.Client
+) -> None:
+    # A beta-only family (api-facts §2.3): a GA catalogue doesn't describe it.
+    summarize = {"compaction": {"type": "summarize"}}
+    assert http.post("/v1/messages", json=body("claude-full-2", **summarize)).status_code == 200
+    fake.update_model("claude-full-2", capabilities={"compaction": {"supported": False}})
+    refused = error_of(http.post("/v1/messages", json=body("claude-full-2", **summarize)))
+    assert refused[0] == 400 and "compaction" in refused[2]
+    learned = attribute(refused[2], body("claude-full-2", **summarize), "claude-full-2")
+    assert learned is not None and learned.key.startswith("compaction")
+    # Never together with context editing, on any model (api-facts §3.1).
+    both = {**summarize, "context_management": {"edits": [{"type": "compact_20260112"}]}}
+    message = error_of(http.post("/v1/messages", json=body("claude-old-1", **both)))[2]
+    assert "cannot be combined" in message
+
+
 def test_max_tokens_is_not_required_by_count_tokens(http: httpx.Client) -> None:
     counted = http.post(
         "/v1/messages/count_tokens", json={"model": "claude-full-2", "messages": [USER_HI]}

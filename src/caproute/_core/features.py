@@ -121,9 +121,10 @@ class Parameters(NamedTuple):
     versioned_content: bool = False
     """Whether the content holds shapes API version 2026-10-21 refuses (a document in an
     assistant turn, citations in a user text block)."""
-    batch_stream: bool = False
-    """Whether this is a Message Batch item asking for a stream (``"stream": true``),
-    which the API errors whatever the model (api-facts §4.1: non-streaming bodies only)."""
+    batch_refused: str | None = None
+    """For a Message Batch item, the parameter the API errors in a batch whatever the
+    model (api-facts §4.1): ``stream`` (``true``: batches run non-streaming bodies
+    only) or ``billing_policy.bill_to`` (``user_profile``); else `None`."""
 
     @property
     def sampling_names(self) -> tuple[str, ...]:
@@ -284,10 +285,21 @@ def scan(body: Mapping[str, Any], *, batch: bool = False) -> Scan:
             result.tool_choice_type,
             result.thinking_history is not None,
             bool(result.assistant_documents or result.user_text_citations),
-            batch and body.get("stream") is True,
+            _batch_refused(body) if batch else None,
         ),
     )
     return result
+
+
+def _batch_refused(body: Mapping[str, Any]) -> str | None:
+    """What a Message Batch item carries that the API errors in a batch (see
+    `Parameters.batch_refused`)."""
+    if body.get("stream") is True:
+        return "stream"
+    billing = body.get("billing_policy")
+    if isinstance(billing, dict) and billing.get("bill_to") == "user_profile":
+        return "billing_policy.bill_to"
+    return None
 
 
 def _scalar(value: Any) -> Any:

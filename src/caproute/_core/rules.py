@@ -16,7 +16,7 @@ Two kinds of rule:
   in order, on each candidate's `Draft` after the capability checks.
 * `REQUEST_RULES` depend only on the request and the API version. They guard message
   *content* (a document in an assistant turn, citations in a user turn), which caproute
-  never edits, and what no model takes (a Message Batch item asking for a stream), so
+  never edits, and what no model takes in a batch (a stream, billing a user profile), so
   their only outcome is a rejection with a reason.
 
 "Thinking on" (`Draft.thinking_on`) is ``enabled`` or ``adaptive``, or no ``thinking``
@@ -403,14 +403,21 @@ def _user_citations_check(needs: RequestNeeds, api_version: str) -> str | None:
     return None
 
 
-def _batch_stream_check(needs: RequestNeeds, api_version: str) -> str | None:
-    del api_version  # every version: a batch runs its requests without streaming
-    if needs.params.batch_stream:
-        return (
-            'stream: a Message Batch request can\'t stream ("stream": true errors it on every '
-            "model); send it without stream"
-        )
-    return None
+_BATCH_REFUSALS: Final[Mapping[str, str]] = {
+    "stream": 'a Message Batch request can\'t stream ("stream": true errors it on every model)',
+    "billing_policy.bill_to": (
+        'a Message Batch request can\'t bill a user profile ("user_profile" errors it on '
+        "every model)"
+    ),
+}
+
+
+def _batch_item_check(needs: RequestNeeds, api_version: str) -> str | None:
+    del api_version  # every version
+    refused = needs.params.batch_refused
+    if refused is None:
+        return None
+    return f"{refused}: {_BATCH_REFUSALS[refused]}"
 
 
 REQUEST_RULES: tuple[RequestRule, ...] = (
@@ -425,8 +432,10 @@ REQUEST_RULES: tuple[RequestRule, ...] = (
         check=_user_citations_check,
     ),
     RequestRule(
-        name="batch_item_stream",
-        doc="a Message Batch request may not stream; every model errors it.",
-        check=_batch_stream_check,
+        name="batch_item_refused",
+        doc=(
+            "a Message Batch request may not stream nor bill a user profile; every model errors it."
+        ),
+        check=_batch_item_check,
     ),
 )

@@ -13,7 +13,8 @@ The catalogue is the truth here, so an absent capability key means *unsupported*
 (unlike the router, which must treat absent as unknown). One concession to older
 catalogues: without a ``server_tools`` object, code-execution tools fall back to
 the top-level ``code_execution`` key (SDK 0.x meaning) and web-search tools, which
-had no key then, are allowed.
+had no key then, are allowed. Likewise ``compaction`` is gated by a beta-only family
+(api-facts §2.3): checked where the catalogue states it, allowed where it doesn't.
 
 Every check raises `ApiError`. The API's wording is not a contract, so the fake can
 word its refusals three ways (`WORDINGS`, ``FakeAnthropic(wording=...)``):
@@ -162,6 +163,7 @@ def validate_params(
     _check_structured_outputs(body, model, wording)
     _check_tools(body, model, wording)
     _check_context_management(body, model, wording)
+    _check_compaction(body, model, wording)
     if endpoint == "batch":
         _check_batch(body, model, wording)
 
@@ -407,9 +409,29 @@ def _check_context_management(
         )
 
 
+def _check_compaction(body: Mapping[str, Any], model: Mapping[str, Any], wording: Wording) -> None:
+    """Top-level ``compaction`` (beta, api-facts §3.1): one ``type``, never together with
+    ``context_management``, gated by ``capabilities.compaction.<type>`` where stated."""
+    compaction = body.get("compaction")
+    if compaction is None:
+        return
+    kind = compaction.get("type") if isinstance(compaction, dict) else None
+    if not isinstance(kind, str):
+        raise _invalid("compaction.type: Field required")
+    if body.get("context_management") is not None:
+        raise _invalid("compaction: cannot be combined with context_management")
+    caps = model.get("capabilities")
+    if isinstance(caps, dict) and isinstance(caps.get("compaction"), dict):
+        _require(model, f"compaction.{kind}", "compaction.type", f"compaction {kind!r}", wording)
+
+
 def _check_batch(body: Mapping[str, Any], model: Mapping[str, Any], wording: Wording) -> None:
     if body.get("stream"):
         raise _invalid("stream: streaming is not supported in Message Batches")
+    billing = body.get("billing_policy")
+    if isinstance(billing, dict) and billing.get("bill_to") == "user_profile":
+        # api-facts §4.1: billing a user profile errors a batch request.
+        raise _invalid("billing_policy.bill_to: 'user_profile' is not supported in Message Batches")
     _require(model, "batch", "model", "the Message Batches API", wording)
 
 
