@@ -349,3 +349,19 @@ def test_a_reject_policy_refuses_nothing_an_older_answer_leaves_unstated() -> No
     result = PolicyEngine(older, policy({"thinking": "reject"})).route(request)
     assert result.decision.outcome == "unchanged", result.decision.explain()
     assert result.body is request
+
+
+def test_an_old_answer_never_refuses_programmatic_tool_calling_on_its_own() -> None:
+    # Before `server_tools`, `code_execution: false` said the model has no code-execution
+    # tools; it said nothing about code calling tools. With no model known to do that,
+    # the request goes as sent rather than being refused locally.
+    older = Registry.from_models(
+        [m for m in REGISTRY.models if m.id == "t-old-noexec"],
+    )
+    from caproute._core.router import PolicyEngine
+
+    callable_tool = {**CALLABLE_TOOL}
+    request = body("t-old-noexec", tools=[callable_tool])
+    result = PolicyEngine(older).route(request)
+    assert result.decision.outcome == "unchanged", result.decision.explain()
+    assert any("doesn't state" in note for note in result.decision.notes)

@@ -49,7 +49,7 @@ from .rules import CANDIDATE_RULES, REQUEST_RULES, settle
 
 __all__ = ["PTC_OLD_SHAPE_KEY", "Planner", "Selection", "excluded_ids", "resolve_action"]
 
-PTC_OLD_SHAPE_KEY: Final = "code_execution.programmatic_tool_calling"
+PTC_OLD_SHAPE_KEY: Final = "programmatic_tool_calling"
 """Where programmatic tool calling is looked up on a registry without ``server_tools``
 (see `Planner.effective_key`)."""
 
@@ -192,10 +192,9 @@ class Planner:
         Registries from SDKs before 1.12 have no ``server_tools``: there, top-level
         ``code_execution`` meant "any code-execution tool" (api-facts §2.4), so it gates
         the tools, and it says nothing about programmatic tool calling (``code_execution``
-        in the 2.x meaning). That is read from `PTC_OLD_SHAPE_KEY`, a leaf below it no
-        answer states: unknown where the tools are supported, unsupported where they
-        aren't (no code-execution tool, no code calling tools), and a fact learned
-        for it leaves the tools' key alone.
+        in the 2.x meaning). That is read from `PTC_OLD_SHAPE_KEY`, a key no answer
+        states: unknown whatever the tools' key says (the answer is silent about it),
+        and a fact learned for it leaves the tools' key alone.
         """
         if capability != "server_tools.code_execution" and capability != "code_execution":
             return capability
