@@ -15,10 +15,11 @@ machinery are imported inside the commands, so ``caproute --help`` stays quick.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from typing import TYPE_CHECKING, Any
+
+from ._output import print_json
 
 if TYPE_CHECKING:
     from .._batch import BatchJob, BatchStatus
@@ -143,12 +144,11 @@ def _json_option(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument("--json", action="store_true", help=help_text)
 
 
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2))
-
-
 def _print_plan(plan: BatchPlan, *, as_json: bool) -> None:
-    print(json.dumps(plan.to_dict(), indent=2) if as_json else plan.summary())
+    if as_json:
+        print_json(plan.to_dict())
+    else:
+        print(plan.summary())
 
 
 def _api_options(parser: argparse.ArgumentParser) -> None:
@@ -252,7 +252,7 @@ def run_status(args: argparse.Namespace) -> int:
     with _open(args) as job:
         status = job.status()
     if args.json:
-        _print_json(status.to_dict())
+        print_json(status.to_dict())
     else:
         print(render_status(status))
     return 0
@@ -291,7 +291,7 @@ def run_wait(args: argparse.Namespace) -> int:
     with _open(args) as job, _progress_display() as show:
         status = job.wait(on_progress=show)
     if args.json:
-        _print_json(status.to_dict())
+        print_json(status.to_dict())
     else:
         _note(status.summary())
     return 0
@@ -397,7 +397,7 @@ def run_results(args: argparse.Namespace) -> int:
                     job.wait(on_progress=show)
         report = job.write_results(args.out)
     if args.json:
-        _print_json(report.to_dict())
+        print_json(report.to_dict())
     else:
         _note(report.summary())
     return 0
@@ -408,7 +408,7 @@ def run_cancel(args: argparse.Namespace) -> int:
     with _open(args) as job:
         status = job.cancel()
     if args.json:
-        _print_json(status.to_dict())
+        print_json(status.to_dict())
     else:
         _note("canceled; " + status.summary())
     return 0
