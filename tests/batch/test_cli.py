@@ -200,6 +200,17 @@ def test_errors_without_a_job_or_a_key(
     assert main(["batch"]) == 2
 
 
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]], ids=["submit", "dry-run"])
+def test_a_missing_input_file_is_one_line_naming_it(
+    api_env: FakeAnthropic, tmp_path: Path, capsys: pytest.CaptureFixture[str], dry_run: list[str]
+) -> None:
+    missing = tmp_path / "nope.jsonl"
+    state = ["--state", str(tmp_path / "s")]
+    assert main(["batch", "submit", str(missing), *state, *dry_run]) == 1
+    err = capsys.readouterr().err
+    assert err == f"caproute: error: {missing}: No such file or directory\n"
+
+
 def test_progress_bar_on_a_terminal(api_env: FakeAnthropic, tmp_path: Path) -> None:
     api_env.batches.configure(processing_s=0.3)
     write_jsonl(tmp_path / "in.jsonl", [item(f"r{n}") for n in range(6)])
