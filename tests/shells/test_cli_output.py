@@ -519,3 +519,47 @@ def test_rich_is_imported_only_when_a_table_is_printed() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# -- --help ------------------------------------------------------------------------------------
+
+
+def _commands() -> Iterator[tuple[str, Any]]:
+    """(name, parser) for every command and subcommand of `caproute`."""
+    import argparse
+
+    from caproute.cli import build_parser
+
+    def walk(prefix: str, parser: argparse.ArgumentParser) -> Iterator[tuple[str, Any]]:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield f"{prefix} {name}".strip(), sub
+                    yield from walk(f"{prefix} {name}", sub)
+
+    yield from walk("", build_parser())
+
+
+def test_every_command_says_what_it_does_and_every_option_what_it_means() -> None:
+    undescribed = [name for name, parser in _commands() if not parser.description]
+    assert undescribed == []
+    unexplained = [
+        f"{name} {'/'.join(action.option_strings) or action.dest}"
+        for name, parser in _commands()
+        for action in parser._actions
+        if action.help is None and action.dest != "help"
+        and not action.__class__.__name__.startswith("_SubParsers")
+    ]  # fmt: skip
+    assert unexplained == []
+
+
+def test_every_data_command_takes_json() -> None:
+    long_running = {"serve"}  # logs, not data: --log-format json
+    groups = {"batch"}  # the subcommands print, the group only lists them
+    without = [
+        name
+        for name, parser in _commands()
+        if name not in long_running | groups
+        and not any("--json" in action.option_strings for action in parser._actions)
+    ]
+    assert without == []

@@ -268,7 +268,7 @@ SETTINGS: tuple[Setting, ...] = (
         "log_level",
         "logging.level",
         "choice",
-        "(default: info)",
+        "how much to log (default: info)",
         None,
         ("critical", "error", "warning", "info", "debug"),
     ),

@@ -85,13 +85,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _api_options(submit)
     submit.set_defaults(func=run_submit)
 
-    status = commands.add_parser("status", help="check every batch of the job once")
+    status = commands.add_parser(
+        "status",
+        help="check every batch of the job once",
+        description="Check every batch of the job once: one row per batch, then the totals.",
+    )
     _state_option(status)
     _json_option(status, "print the status as JSON")
     _api_options(status)
     status.set_defaults(func=run_status)
 
-    wait = commands.add_parser("wait", help="follow the batches until all have ended")
+    wait = commands.add_parser(
+        "wait",
+        help="follow the batches until all have ended",
+        description=(
+            "Check the batches until every one has ended: progress bars on a terminal, "
+            "a line on stderr whenever the counts change otherwise."
+        ),
+    )
     _state_option(wait)
     _json_option(wait, "print the final status as JSON")
     _api_options(wait)
@@ -119,7 +130,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _api_options(results)
     results.set_defaults(func=run_results)
 
-    cancel = commands.add_parser("cancel", help="cancel the job and its running batches")
+    cancel = commands.add_parser(
+        "cancel",
+        help="cancel the job and its running batches",
+        description=(
+            "Submit nothing more and cancel the batches still running; requests never "
+            "sent come out as {type: canceled} in the results."
+        ),
+    )
     _state_option(cancel)
     _json_option(cancel, "print the final status as JSON")
     _api_options(cancel)
