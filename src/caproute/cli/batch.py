@@ -82,7 +82,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="NAME",
         help="an anthropic-beta value for the batches (repeatable)",
     )
-    _api_options(submit)
+    _api_options(submit, submits=True)
     submit.set_defaults(func=run_submit)
 
     status = commands.add_parser(
@@ -105,7 +105,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     _state_option(wait)
     _json_option(wait, "print the final status as JSON")
-    _api_options(wait)
+    _api_options(wait, polls=True)
     wait.set_defaults(func=run_wait)
 
     results = commands.add_parser(
@@ -127,7 +127,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     results.add_argument("--policy", metavar="FILE", help="policy for re-routing the retries")
     _json_option(results, "print what was written as JSON (the retry plan goes to stderr)")
-    _api_options(results)
+    _api_options(results, polls=True, submits=True)
     results.set_defaults(func=run_results)
 
     cancel = commands.add_parser(
@@ -140,7 +140,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     _state_option(cancel)
     _json_option(cancel, "print the final status as JSON")
-    _api_options(cancel)
+    _api_options(cancel, submits=True)
     cancel.set_defaults(func=run_cancel)
 
 
@@ -169,46 +169,67 @@ def _print_plan(plan: BatchPlan, *, as_json: bool) -> None:
         print(plan.summary())
 
 
-def _api_options(parser: argparse.ArgumentParser) -> None:
+def _api_options(
+    parser: argparse.ArgumentParser, *, polls: bool = False, submits: bool = False
+) -> None:
+    """Where the API is and how to reach it; the timing options only for the commands
+    that use them (`polls`: follows batches until they end; `submits`: may resolve an
+    interrupted submission)."""
     parser.add_argument(
         "--base-url", metavar="URL", help="the API's base URL (default: ANTHROPIC_BASE_URL)"
     )
     parser.add_argument(
-        "--poll-interval",
-        type=float,
-        default=10.0,
-        metavar="SECONDS",
-        help="first wait between status checks; grows while nothing changes (default: 10)",
+        "--api-key-env",
+        metavar="NAME",
+        help="read the API key from this environment variable (default: ANTHROPIC_API_KEY, "
+        "else ANTHROPIC_AUTH_TOKEN as a bearer token)",
     )
-    parser.add_argument(
-        "--max-poll-interval",
-        type=float,
-        default=300.0,
-        metavar="SECONDS",
-        help="longest wait between status checks (default: 300)",
-    )
-    parser.add_argument(
-        "--reconcile-grace",
-        type=float,
-        default=60.0,
-        metavar="SECONDS",
-        help="after an interrupted submission, seconds to let pass since it before "
-        "checking the API's batch list (default: 60)",
-    )
+    if polls:
+        parser.add_argument(
+            "--poll-interval",
+            type=float,
+            default=10.0,
+            metavar="SECONDS",
+            help="first wait between status checks; grows while nothing changes (default: 10)",
+        )
+        parser.add_argument(
+            "--max-poll-interval",
+            type=float,
+            default=300.0,
+            metavar="SECONDS",
+            help="longest wait between status checks (default: 300)",
+        )
+    if submits:
+        parser.add_argument(
+            "--reconcile-grace",
+            type=float,
+            default=60.0,
+            metavar="SECONDS",
+            help="after an interrupted submission, seconds to let pass since it before "
+            "checking the API's batch list (default: 60)",
+        )
 
 
 def _note(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _job_options(args: argparse.Namespace) -> dict[str, Any]:
+def _credentials(args: argparse.Namespace) -> dict[str, Any]:
+    from .models import secret_from_env
+
     return {
         "base_url": args.base_url,
-        "poll_interval": args.poll_interval,
-        "max_poll_interval": args.max_poll_interval,
-        "reconcile_grace": args.reconcile_grace,
-        "on_event": _note,
+        "api_key": secret_from_env(args.api_key_env, "--api-key-env"),
     }
+
+
+def _job_options(args: argparse.Namespace) -> dict[str, Any]:
+    timing = {
+        name: getattr(args, name)
+        for name in ("poll_interval", "max_poll_interval", "reconcile_grace")
+        if hasattr(args, name)  # only the commands that use an option take it
+    }
+    return {**_credentials(args), **timing, "on_event": _note}
 
 
 def _open(args: argparse.Namespace) -> BatchJob:
@@ -246,7 +267,7 @@ def run_submit(args: argparse.Namespace) -> int:
         "betas": tuple(args.beta),
     }
     if args.dry_run:
-        plan = BatchJob.dry_run(args.requests, base_url=args.base_url, **routing)
+        plan = BatchJob.dry_run(args.requests, **_credentials(args), **routing)
         _print_plan(plan, as_json=args.json)
         return 0
     if not args.state:
