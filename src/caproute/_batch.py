@@ -458,7 +458,7 @@ class _Job:
             retryable = answer.status is None or should_retry(answer.status, answer.headers)
             if not retryable or failures >= self.timing.max_attempts:
                 raise error
-            self.event(f"{where}: {error}; trying again")
+            self.event(f"{error}; trying again")
             jitter = random.random()
             yield Wait(retry_wait(failures - 1, answer.headers, now=self.clock(), jitter=jitter))
 

@@ -255,10 +255,15 @@ def _request_args(action: Call) -> dict[str, Any]:
     return args
 
 
-def _failure(exc: httpx2.TransportError) -> Answer:
+def _without_query(url: str) -> httpx2.URL:
+    """`url` fit for a message (a signed download link's query never is)."""
+    return httpx2.URL(url).copy_with(query=None)
+
+
+def _failure(exc: httpx2.TransportError, url: object) -> Answer:
     # A connect failure means the request never left this machine: nothing was created.
     never_sent = isinstance(exc, httpx2.ConnectError | httpx2.ConnectTimeout)
-    return Answer(None, error=f"{type(exc).__name__}: {exc}", sent=not never_sent)
+    return Answer(None, error=f"{type(exc).__name__} ({url}): {exc}", sent=not never_sent)
 
 
 class SyncDriver:
@@ -295,7 +300,7 @@ class SyncDriver:
         try:
             response = self._client.request(action.method, action.path, content=content, **args)
         except httpx2.TransportError as exc:
-            return _failure(exc)
+            return _failure(exc, self._client.base_url.join(action.path))
         return Answer(response.status_code, dict(response.headers), response.content)
 
     def _download(self, action: Download) -> Answer:
@@ -309,7 +314,7 @@ class SyncDriver:
                         out.write(block)
                 return Answer(response.status_code, dict(response.headers))
         except httpx2.TransportError as exc:
-            return _failure(exc)
+            return _failure(exc, _without_query(action.url))
 
     def close(self) -> None:
         """Close the HTTP client."""
@@ -357,7 +362,7 @@ class AsyncDriver:
                 action.method, action.path, content=content, **args
             )
         except httpx2.TransportError as exc:
-            return _failure(exc)
+            return _failure(exc, self._client.base_url.join(action.path))
         return Answer(response.status_code, dict(response.headers), response.content)
 
     async def _download(self, action: Download) -> Answer:
@@ -371,7 +376,7 @@ class AsyncDriver:
                         out.write(block)
                 return Answer(response.status_code, dict(response.headers))
         except httpx2.TransportError as exc:
-            return _failure(exc)
+            return _failure(exc, _without_query(action.url))
 
     async def aclose(self) -> None:
         """Close the HTTP client."""

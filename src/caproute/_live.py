@@ -31,12 +31,13 @@ never a key, never message content.
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Protocol, TypeAlias, cast
 
@@ -118,6 +119,78 @@ RegistryInput: TypeAlias = "Registry | SyncFetcher | AsyncFetcher | None"
 _LOGGER = logging.getLogger("caproute")
 
 
+class _Memory:
+    """What a router learns from the API's answers, shared by the routers made from it
+    with `LiveRouter.with_policy` (one source, one memory, several policies).
+
+    Values are replaced, never mutated, so a reader on another thread sees either the
+    old mapping or the new one; `version` moves with every change to `facts`.
+    """
+
+    __slots__ = (
+        "asked",
+        "avoid",
+        "cooling",
+        "cooling_until",
+        "facts",
+        "last_refresh",
+        "next_expiry",
+        "version",
+    )
+
+    def __init__(self) -> None:
+        self.facts: Mapping[tuple[str, str], LearnedFact] = {}
+        """Learned facts: (model, key) -> fact."""
+        self.next_expiry = float("inf")
+        self.version = 0
+        self.cooling: Mapping[str, float] = {}
+        """Overload cool-downs: model -> clock() when it may be tried again."""
+        self.cooling_until = float("inf")
+        self.avoid: frozenset[str] = frozenset()
+        """The models cooling down (``cooling``'s keys, kept as one frozen set)."""
+        self.last_refresh: float | None = None
+        self.asked: Mapping[str, float] = {}
+        """Model names the Models API was asked about: name -> clock() when it may be
+        asked again."""
+
+    def add(self, fact: LearnedFact) -> None:
+        """Keep `fact` (it replaces any fact on the same model and key)."""
+        self._set_facts({**self.facts, (fact.model, fact.key): fact})
+
+    def adopt(self, facts: Iterable[LearnedFact], now: float) -> None:
+        """Take in facts a loaded registry carries (a cache file): the newer of two
+        facts on the same model and key wins; expired ones are left out."""
+        merged = dict(self.facts)
+        for fact in facts:
+            held = merged.get((fact.model, fact.key))
+            if fact.expires_at > now and (held is None or held.learned_at < fact.learned_at):
+                merged[(fact.model, fact.key)] = fact
+        if merged != self.facts:
+            self._set_facts(merged)
+
+    def prune_facts(self, now: float) -> None:
+        """Forget the facts expired at `now` (wall clock)."""
+        self._set_facts({k: f for k, f in self.facts.items() if f.expires_at > now})
+
+    def _set_facts(self, facts: Mapping[tuple[str, str], LearnedFact]) -> None:
+        self.facts = facts
+        self.next_expiry = min((f.expires_at for f in facts.values()), default=float("inf"))
+        self.version += 1
+
+    def cool(self, model: str, until: float) -> None:
+        """Avoid `model` until `until` (monotonic clock) while another candidate exists."""
+        self._set_cooling({**self.cooling, model: until})
+
+    def prune_cooling(self, now: float) -> None:
+        """End the cool-downs over at `now` (monotonic clock)."""
+        self._set_cooling({m: t for m, t in self.cooling.items() if t > now})
+
+    def _set_cooling(self, cooling: Mapping[str, float]) -> None:
+        self.cooling = cooling
+        self.cooling_until = min(cooling.values(), default=float("inf"))
+        self.avoid = frozenset(cooling)
+
+
 class LiveRouter:
     """Route requests against the current registry and policy, learn from the API's
     answers, and report every decision.
@@ -190,8 +263,6 @@ class LiveRouter:
         # call `await aview()` first and sync reads fall back to this.
         self._latest: Registry | None = None
         self._can_resolve = callable(getattr(source, "retrieve", None))
-        # Model names asked about: name -> clock() when it may be asked again.
-        self._asked: Mapping[str, float] = {}
         self._policy: Policy = _load(policy)
         self._hooks: tuple[DecisionHook, ...] = _hooks(on_decision)
         self._logger = logger or _LOGGER
@@ -203,19 +274,14 @@ class LiveRouter:
         self._min_refresh_interval = min_refresh_interval_s
         self._clock = clock
         self._wall = wall_clock
-        self._last_refresh: float | None = None
-        # Learned facts: (model, key) -> fact. Replaced, never mutated.
-        self._facts: Mapping[tuple[str, str], LearnedFact] = {}
-        self._next_expiry = float("inf")
-        # Overload cool-downs: model -> clock() when it may be tried again.
-        self._cooling: Mapping[str, float] = {}
-        self._cooling_until = float("inf")
-        self._avoid: frozenset[str] = frozenset()
+        self._memory = _Memory()
+        self._forget_engine()
+
+    def _forget_engine(self) -> None:
         # The engine for (source registry, facts, policy), rebuilt when one changes.
         self._basis_source: Registry | None = None
         self._basis_policy: Policy | None = None
         self._basis_version = -1
-        self._facts_version = 0
         self._engine: PolicyEngine | None = None
         self._view: View | None = None
 
@@ -233,6 +299,22 @@ class LiveRouter:
             PolicyError: The new policy is invalid; the old one stays in force.
         """
         self._policy = _load(policy)
+
+    def with_policy(self, policy: PolicyInput) -> LiveRouter:
+        """A router routing with `policy` over the same registry source, sharing this
+        one's memory: facts learned, models found retired, overload cool-downs and the
+        refresh rate limit are common to both, so what one learns the other never has
+        to learn again. Hooks and settings are copied; closing either closes nothing
+        the other needs.
+
+        Raises:
+            PolicyError: `policy` is invalid.
+        """
+        twin = copy.copy(self)
+        twin._policy = _load(policy)
+        twin._owned = None  # the fetcher stays this router's to close
+        twin._forget_engine()
+        return twin
 
     def add_hook(self, hook: DecisionHook) -> None:
         """Also report every decision to `hook`."""
@@ -282,23 +364,24 @@ class LiveRouter:
         return self._view_of(self._latest)
 
     def _view_of(self, source: Registry) -> View:
-        if self._facts and self._wall() >= self._next_expiry:
+        memory = self._memory
+        if memory.facts and self._wall() >= memory.next_expiry:
             self._prune_facts()
-        if self._cooling and self._clock() >= self._cooling_until:
+        if memory.cooling and self._clock() >= memory.cooling_until:
             self._prune_cooling()
         engine = self._engine
         if (
             engine is None
             or source is not self._basis_source
             or self._policy is not self._basis_policy
-            or self._facts_version != self._basis_version
+            or memory.version != self._basis_version
         ):
             engine = self._rebuild(source)
         view = self._view
-        if view is None or view.engine is not engine or view.avoid is not self._avoid:
+        if view is None or view.engine is not engine or view.avoid is not memory.avoid:
             live = source.source.kind == "live"
             view = self._view = View(
-                engine, self._avoid, live, False, None, self._max_attempts, self._can_resolve
+                engine, memory.avoid, live, False, None, self._max_attempts, self._can_resolve
             )
         if not view.live and (can_wait := self._may_go_live()) != view.can_wait:
             view = self._view = view._replace(can_wait=can_wait)
@@ -309,13 +392,13 @@ class LiveRouter:
 
     def _rebuild(self, source: Registry) -> PolicyEngine:
         if source is not self._basis_source and source.learned:
-            self._adopt(source.learned)  # e.g. facts saved in the cache file
+            self._memory.adopt(source.learned, self._wall())  # e.g. from the cache file
         registry = source
-        if self._facts or source.learned:
-            registry = source.with_learned(self._facts.values())
+        if self._memory.facts or source.learned:
+            registry = source.with_learned(self._memory.facts.values())
         engine = self._engine = PolicyEngine(registry, self._policy)
         self._basis_source, self._basis_policy = source, self._policy
-        self._basis_version = self._facts_version
+        self._basis_version = self._memory.version
         return engine
 
     def _may_go_live(self) -> bool:
@@ -385,9 +468,12 @@ class LiveRouter:
 
     def _refresh_due(self) -> bool:
         now = self._clock()
-        if self._last_refresh is not None and now - self._last_refresh < self._min_refresh_interval:
+        if (
+            self._memory.last_refresh is not None
+            and now - self._memory.last_refresh < self._min_refresh_interval
+        ):
             return False
-        self._last_refresh = now
+        self._memory.last_refresh = now
         return True
 
     # -- carrying out the flow's actions ----------------------------------------------------
@@ -433,17 +519,18 @@ class LiveRouter:
         if self._record(action):
             save = getattr(self._sync_fetcher or self._async_fetcher, "save_learned", None)
             if save is not None:
-                await _in_thread(save, tuple(self._facts.values()))
+                await _in_thread(save, tuple(self._memory.facts.values()))
         self._refresh_in_background()
 
     def _may_ask(self, name: str) -> bool:
         """Whether the Models API may be asked about `name` now (and note that it is)."""
         now = self._clock()
-        if self._asked.get(name, float("-inf")) > now:
+        memory = self._memory
+        if memory.asked.get(name, float("-inf")) > now:
             return False
-        asked = {n: t for n, t in self._asked.items() if t > now}  # bounded by the interval
+        asked = {n: t for n, t in memory.asked.items() if t > now}  # bounded by the interval
         asked[name] = now + RESOLVE_INTERVAL_S
-        self._asked = asked
+        memory.asked = asked
         return True
 
     async def _aresolve(self, name: str) -> None:
@@ -474,17 +561,14 @@ class LiveRouter:
     @property
     def learned(self) -> tuple[LearnedFact, ...]:
         """The facts learned from the API's answers that are still in force."""
-        if self._facts and self._wall() >= self._next_expiry:
+        if self._memory.facts and self._wall() >= self._memory.next_expiry:
             self._prune_facts()
-        return tuple(self._facts.values())
+        return tuple(self._memory.facts.values())
 
     def _record(self, action: Learn | MarkRetired | MarkOverloaded) -> bool:
         """Apply a state change; True when a learned fact changed (worth saving)."""
         if isinstance(action, MarkOverloaded):
-            until = self._clock() + self._cooldown
-            self._cooling = {**self._cooling, action.model: until}
-            self._cooling_until = min(self._cooling_until, until)
-            self._avoid = frozenset(self._cooling)
+            self._memory.cool(action.model, self._clock() + self._cooldown)
             return False
         if isinstance(action, MarkRetired):
             self._remember(action.model, "lifecycle", "retired", self._retired_ttl, action.reason)
@@ -498,9 +582,7 @@ class LiveRouter:
         now = self._wall()
         canonical = self._canonical(model)
         fact = LearnedFact(canonical, key, value, now, now + ttl, reason)
-        self._facts = {**self._facts, (canonical, key): fact}
-        self._next_expiry = min(self._next_expiry, fact.expires_at)
-        self._facts_version += 1
+        self._memory.add(fact)
         self._logger.info("caproute: learned %s %s = %r (%s)", canonical, key, value, reason)
         return fact
 
@@ -509,38 +591,17 @@ class LiveRouter:
         resolved = engine.registry.resolve(model) if engine is not None else None
         return resolved or model
 
-    def _adopt(self, facts: Sequence[LearnedFact]) -> None:
-        """Take facts a loaded registry carries (a cache file) into the live store."""
-        now = self._wall()
-        merged = dict(self._facts)
-        for fact in facts:
-            held = merged.get((fact.model, fact.key))
-            if fact.expires_at > now and (held is None or held.learned_at < fact.learned_at):
-                merged[(fact.model, fact.key)] = fact
-        if merged != self._facts:
-            self._facts = merged
-            self._next_expiry = min((f.expires_at for f in merged.values()), default=float("inf"))
-            self._facts_version += 1
-
     def _prune_facts(self) -> None:
-        now = self._wall()
-        kept = {k: f for k, f in self._facts.items() if f.expires_at > now}
-        self._facts = kept
-        self._next_expiry = min((f.expires_at for f in kept.values()), default=float("inf"))
-        self._facts_version += 1
+        self._memory.prune_facts(self._wall())
 
     def _prune_cooling(self) -> None:
-        now = self._clock()
-        live = {m: t for m, t in self._cooling.items() if t > now}
-        self._cooling = live
-        self._cooling_until = min(live.values(), default=float("inf"))
-        self._avoid = frozenset(live)
+        self._memory.prune_cooling(self._clock())
 
     def _save_learned(self) -> None:
         save = getattr(self._sync_fetcher or self._async_fetcher, "save_learned", None)
         if save is not None:
             try:
-                save(tuple(self._facts.values()))
+                save(tuple(self._memory.facts.values()))
             except Exception as exc:  # a read-only cache must not fail the request
                 self._logger.warning("caproute: could not save learned facts: %s", exc)
 
@@ -552,14 +613,14 @@ class LiveRouter:
     @property
     def cooling(self) -> frozenset[str]:
         """Models in their overload cool-down right now."""
-        if self._cooling and self._clock() >= self._cooling_until:
+        if self._memory.cooling and self._clock() >= self._memory.cooling_until:
             self._prune_cooling()
-        return self._avoid
+        return self._memory.avoid
 
     @property
     def retired(self) -> frozenset[str]:
         """Models learned to be retired (they answered 404) and still remembered."""
-        return frozenset(m for (m, k), f in self._facts.items() if k == "lifecycle")
+        return frozenset(m for (m, k), f in self._memory.facts.items() if k == "lifecycle")
 
     # -- routing ----------------------------------------------------------------------------
 

@@ -248,7 +248,8 @@ def _registry_from_text(text: str, *, where: str, source: RegistrySource | None)
         document: Any = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise SnapshotError(
-            f"snapshot {where} is not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"
+            # file:line:column first, as every other file error caproute reports.
+            f"{where}:{exc.lineno}:{exc.colno}: snapshot is not valid JSON: {exc.msg}"
         ) from exc
     except _NonFinite as exc:
         raise SnapshotError(f"snapshot {where} is not valid JSON: {exc}") from None

@@ -32,7 +32,10 @@ def api_env(fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch) -> FakeAnthrop
     return fake
 
 
-QUICK = ["--poll-interval", "0.01", "--max-poll-interval", "0.05", "--reconcile-grace", "0"]
+POLL = ["--poll-interval", "0.01", "--max-poll-interval", "0.05"]
+GRACE = ["--reconcile-grace", "0"]
+QUICK = {"submit": GRACE, "status": [], "wait": POLL, "results": POLL + GRACE, "cancel": GRACE}
+"""Fast timing, for each command the options it takes."""
 
 
 def test_dry_run_prints_the_plan_and_sends_nothing(
@@ -94,7 +97,16 @@ def test_the_whole_cycle(
     state = str(tmp_path / "s")
     submit = ["batch", "submit", str(tmp_path / "in.jsonl"), "--state", state]
     assert (
-        main([*submit, "--policy", str(tmp_path / "policy.yaml"), "--max-requests", "5", *QUICK])
+        main(
+            [
+                *submit,
+                "--policy",
+                str(tmp_path / "policy.yaml"),
+                "--max-requests",
+                "5",
+                *QUICK["submit"],
+            ]
+        )
         == 0
     )
     captured = capsys.readouterr()
@@ -102,19 +114,19 @@ def test_the_whole_cycle(
     assert "r1c1 (lines 1-5): submitted as msgbatch_" in captured.err
     assert "submitted 3 batch(es) now" in captured.err
 
-    assert main([*submit, *QUICK]) == 0  # again: resumes, sends nothing
+    assert main([*submit, *QUICK["submit"]]) == 0  # again: resumes, sends nothing
     assert "resuming the job" in capsys.readouterr().err
     assert creates(api_env) == 3
 
-    assert main(["batch", "status", "--state", state, "--json", *QUICK]) == 0
+    assert main(["batch", "status", "--state", state, "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert len(status["batches"]) == 3 and status["refused"] == 1
 
-    assert main(["batch", "wait", "--state", state, *QUICK]) == 0
+    assert main(["batch", "wait", "--state", state, *QUICK["wait"]]) == 0
     err = capsys.readouterr().err
     assert "3/3 batches ended" in err  # plain lines: stderr is not a terminal here
 
-    assert main(["batch", "status", "--state", state, *QUICK]) == 0
+    assert main(["batch", "status", "--state", state]) == 0
     table = capsys.readouterr().out
     assert table.splitlines()[0].split() == [
         "chunk",
@@ -133,7 +145,18 @@ def test_the_whole_cycle(
 
     out = tmp_path / "out.jsonl"
     assert (
-        main(["batch", "results", "--state", state, "--out", str(out), "--retry-errored", *QUICK])
+        main(
+            [
+                "batch",
+                "results",
+                "--state",
+                state,
+                "--out",
+                str(out),
+                "--retry-errored",
+                *QUICK["results"],
+            ]
+        )
         == 0
     )
     captured = capsys.readouterr()
@@ -150,12 +173,25 @@ def test_cancel(api_env: FakeAnthropic, tmp_path: Path, capsys: pytest.CaptureFi
     api_env.batches.configure(processing_s=60)
     write_jsonl(tmp_path / "in.jsonl", [item(f"r{n}") for n in range(4)])
     state = str(tmp_path / "s")
-    assert main(["batch", "submit", str(tmp_path / "in.jsonl"), "--state", state, *QUICK]) == 0
-    assert main(["batch", "cancel", "--state", state, *QUICK]) == 0
-    assert "canceled;" in capsys.readouterr().err
-    assert main(["batch", "wait", "--state", state, *QUICK]) == 0
     assert (
-        main(["batch", "results", "--state", state, "--out", str(tmp_path / "o.jsonl"), *QUICK])
+        main(["batch", "submit", str(tmp_path / "in.jsonl"), "--state", state, *QUICK["submit"]])
+        == 0
+    )
+    assert main(["batch", "cancel", "--state", state, *QUICK["cancel"]]) == 0
+    assert "canceled;" in capsys.readouterr().err
+    assert main(["batch", "wait", "--state", state, *QUICK["wait"]]) == 0
+    assert (
+        main(
+            [
+                "batch",
+                "results",
+                "--state",
+                state,
+                "--out",
+                str(tmp_path / "o.jsonl"),
+                *QUICK["results"],
+            ]
+        )
         == 0
     )
     assert {line["result"]["type"] for line in read_results(tmp_path / "o.jsonl")} == {"canceled"}
@@ -168,21 +204,24 @@ def test_every_command_prints_json_on_request(
     write_jsonl(tmp_path / "in.jsonl", [item(f"r{n}") for n in range(4)] + [item("x", SMALL)])
     state = str(tmp_path / "s")
     submit = ["batch", "submit", str(tmp_path / "in.jsonl"), "--state", state, "--json"]
-    assert main([*submit, *QUICK]) == 0
+    assert main([*submit, *QUICK["submit"]]) == 0
     assert json.loads(capsys.readouterr().out)["sent_requests"] == 5
 
-    assert main(["batch", "cancel", "--state", state, "--json", *QUICK]) == 0
+    assert main(["batch", "cancel", "--state", state, "--json", *QUICK["cancel"]]) == 0
     canceled = json.loads(capsys.readouterr().out)
     assert canceled["canceled"] is True
     assert [b["submission"] for b in canceled["batches"]] == ["submitted"]
 
-    assert main(["batch", "wait", "--state", state, "--json", *QUICK]) == 0
+    assert main(["batch", "wait", "--state", state, "--json", *QUICK["wait"]]) == 0
     waited = json.loads(capsys.readouterr().out)
     assert waited["ended"] is True
     assert waited["request_counts"]["canceled"] == 5
 
     out = tmp_path / "o.jsonl"
-    assert main(["batch", "results", "--state", state, "--out", str(out), "--json", *QUICK]) == 0
+    assert (
+        main(["batch", "results", "--state", state, "--out", str(out), "--json", *QUICK["results"]])
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert report == {"path": str(out), "lines": 5, "counts": {"canceled": 5}}
     assert len(read_results(out)) == report["lines"]
@@ -200,6 +239,17 @@ def test_errors_without_a_job_or_a_key(
     assert main(["batch"]) == 2
 
 
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]], ids=["submit", "dry-run"])
+def test_a_missing_input_file_is_one_line_naming_it(
+    api_env: FakeAnthropic, tmp_path: Path, capsys: pytest.CaptureFixture[str], dry_run: list[str]
+) -> None:
+    missing = tmp_path / "nope.jsonl"
+    state = ["--state", str(tmp_path / "s")]
+    assert main(["batch", "submit", str(missing), *state, *dry_run]) == 1
+    err = capsys.readouterr().err
+    assert err == f"caproute: error: {missing}: No such file or directory\n"
+
+
 def test_progress_bar_on_a_terminal(api_env: FakeAnthropic, tmp_path: Path) -> None:
     api_env.batches.configure(processing_s=0.3)
     write_jsonl(tmp_path / "in.jsonl", [item(f"r{n}") for n in range(6)])
@@ -214,7 +264,7 @@ def test_progress_bar_on_a_terminal(api_env: FakeAnthropic, tmp_path: Path) -> N
                 state,
                 "--max-requests",
                 "3",
-                *QUICK,
+                *QUICK["submit"],
             ]
         )
         == 0
@@ -222,7 +272,7 @@ def test_progress_bar_on_a_terminal(api_env: FakeAnthropic, tmp_path: Path) -> N
     # stderr on a pseudo-terminal: rich draws bars (one overall, one per batch)
     leader, follower = pty.openpty()
     process = subprocess.Popen(
-        [sys.executable, "-m", "caproute", "batch", "wait", "--state", state, *QUICK],
+        [sys.executable, "-m", "caproute", "batch", "wait", "--state", state, *QUICK["wait"]],
         stdout=subprocess.DEVNULL,
         stderr=follower,
         env={**os.environ, "COLUMNS": "120", "TERM": "xterm"},
@@ -251,3 +301,38 @@ def test_rich_is_only_loaded_by_the_progress_display() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_the_key_can_come_from_a_named_variable_and_is_never_written(
+    fake: FakeAnthropic,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+    monkeypatch.setenv("TEAM_KEY", API_KEY)
+    write_jsonl(tmp_path / "in.jsonl", [item(f"r{n}") for n in range(3)])
+    state = tmp_path / "s"
+    api = ["--base-url", fake.url, "--api-key-env", "TEAM_KEY"]
+    submit = ["batch", "submit", str(tmp_path / "in.jsonl"), "--state", str(state)]
+    assert main([*submit, *api, *QUICK["submit"]]) == 0
+    assert creates(fake) == 1
+    capsys.readouterr()
+    assert main(["batch", "status", "--state", str(state), "--json", *api]) == 0
+    assert json.loads(capsys.readouterr().out)["batches"][0]["submission"] == "submitted"
+    assert all(
+        API_KEY.encode() not in path.read_bytes() for path in state.rglob("*") if path.is_file()
+    )
+
+    assert main(["batch", "status", "--state", str(state), "--api-key-env", "NOPE"]) == 1
+    assert "--api-key-env: environment variable NOPE is not set" in capsys.readouterr().err
+
+
+def test_options_are_taken_only_by_the_commands_that_use_them(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["batch", "status", "--state", "s", "--poll-interval", "1"])
+    assert exited.value.code == 2
+    assert "unrecognized arguments: --poll-interval" in capsys.readouterr().err

@@ -1,6 +1,8 @@
 """Every code block of docs/batches.md runs as pasted, or says why not (``<!-- not-run -->``).
 
-(Issue 11's runner will cover every doc; this keeps the batch guide honest until then.)
+Python blocks run here in a subprocess of their own; tests/docs/test_doc_blocks.py runs
+the whole page again, ``console`` blocks (the ``caproute`` commands, against the fake)
+and ``<!-- file: NAME -->`` blocks (written out for the commands after them) included.
 """
 
 from __future__ import annotations
@@ -17,20 +19,28 @@ FENCE = re.compile(r"(?P<before>[^\n]*)\n```(?P<lang>\w*)\n(?P<code>.*?)\n```", 
 
 
 def _blocks() -> list[tuple[int, str, str, bool]]:
+    return [(line, lang, code, skipped) for line, lang, code, skipped, _ in _marked_blocks()]
+
+
+def _marked_blocks() -> list[tuple[int, str, str, bool, bool]]:
+    """(line, language, code, not-run, a file for the blocks after it) per block."""
     text = DOC.read_text(encoding="utf-8")
     found = []
     for match in FENCE.finditer(text):
         line = text.count("\n", 0, match.start("lang")) + 1
-        skipped = match.group("before").strip().startswith("<!-- not-run:")
-        found.append((line, match.group("lang"), match.group("code"), skipped))
+        before = match.group("before").strip()
+        skipped = before.startswith("<!-- not-run:")
+        found.append((line, match.group("lang"), match.group("code"), skipped,
+                      before.startswith("<!-- file:")))  # fmt: skip
     return found
 
 
 def test_every_block_runs_or_says_why_not() -> None:
-    blocks = _blocks()
+    blocks = _marked_blocks()
     assert len(blocks) >= 8
-    for line, lang, _code, skipped in blocks:
-        assert skipped or lang == "python", f"docs/batches.md:{line}: a {lang} block that won't run"
+    for line, lang, _code, skipped, file in blocks:
+        runs = lang in ("python", "console") or file
+        assert skipped or runs, f"docs/batches.md:{line}: a {lang} block that won't run"
 
 
 @pytest.mark.parametrize(

@@ -23,8 +23,16 @@ from batch_helpers import (
 )
 
 import caproute
-from caproute import AsyncBatchJob, BatchJob, BatchLimits, BatchStateError
+from caproute import (
+    AsyncBatchJob,
+    BatchAPIError,
+    BatchJob,
+    BatchLimits,
+    BatchStateError,
+    LiveRouter,
+)
 from caproute._batch_api import SyncDriver
+from caproute._snapshot import embedded_registry
 from caproute.testing import FakeAnthropic
 
 
@@ -339,3 +347,30 @@ def test_polling_honours_retry_after_and_backs_off(fake: FakeAnthropic, tmp_path
     polls = sleeps[1:]
     assert polls and all(0.02 <= s <= 0.1 for s in polls)
     assert any(later > earlier for earlier, later in zip(polls, polls[1:], strict=False))
+
+
+def test_an_unreachable_api_is_named_in_every_message(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    write_jsonl(tmp_path / "in.jsonl", [item("a")])
+    events: list[str] = []
+    router = LiveRouter(embedded_registry())  # routing needs no network here
+    with BatchJob.create(
+        tmp_path / "in.jsonl",
+        tmp_path / "s",
+        router=router,
+        base_url=url,
+        api_key="k",
+        on_event=events.append,
+    ) as job:
+        job._drive().close()
+        job._driver = SyncDriver(job._job.api(), sleep=lambda seconds: None)
+        with pytest.raises(BatchAPIError) as failed:
+            job.submit()
+    where = f"ConnectError ({url}/v1/messages/batches)"
+    assert where in str(failed.value)
+    retries = [e for e in events if e.endswith("trying again")]
+    assert retries and all(e.startswith("submitting r1c1 (lines 1-1): " + where) for e in retries)

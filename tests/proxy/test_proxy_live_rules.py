@@ -120,6 +120,41 @@ def test_own_key_mode_learns_a_refusal_and_shows_it(
     assert [(f["model"], f["key"], f["value"]) for f in learned] == [(SONNET, "effort.max", False)]
 
 
+def test_what_a_route_header_variant_learns_every_route_knows(
+    fake: FakeAnthropic, older_snapshot: Path, tmp_path: Path
+) -> None:
+    policy = tmp_path / "routing.yaml"
+    policy.write_text(f"routes:\n  - name: pinned\n    candidates: [{SONNET}]\n")
+    running = start_proxy(
+        fake,
+        api_key=API_KEY,
+        require_token=TOKEN,
+        snapshot=older_snapshot,
+        policy=policy,
+        allow_route_header=True,
+    )
+    client = sdk_client(running.url, TOKEN)
+    request = {
+        "model": SONNET,
+        "max_tokens": 50,
+        "messages": HI,
+        "extra_body": {"output_config": {"effort": "max"}},
+    }
+    try:
+        client.messages.create(model=SONNET, max_tokens=10, messages=HI)  # live data landed
+        fake.update_model(SONNET, unsupported=["effort.max"])
+        mark = len(fake.requests)
+        client.messages.create(**request, extra_headers={"caproute-route": "pinned"})
+        assert len(messages_sent(fake, mark)) == 2  # refused once, learned, resent
+
+        mark = len(fake.requests)
+        raw = client.messages.with_raw_response.create(**request)  # the default route
+        assert raw.status_code == 200
+        assert [b["output_config"] for b in messages_sent(fake, mark)] == [{"effort": "high"}]
+    finally:
+        running.stop()
+
+
 def test_pass_through_mode_applies_the_thinking_sampling_rule_for_any_client(
     fake: FakeAnthropic, older_snapshot: Path
 ) -> None:

@@ -39,6 +39,7 @@ KEY = "sk-ant-output-test-SECRET"
 NOW = 1_800_000_000.0
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 WIDTHS = [40, 60, 80, 100, 120, 200]
+EMBEDDED_FILE = ROOT / "src" / "caproute" / "data" / "embedded_registry.json"
 
 
 def learned_registry(now: float = NOW) -> Registry:
@@ -316,15 +317,105 @@ def test_check_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert (code, document["registry"], document["warnings"]) == (0, None, [])
 
 
-def test_check_json_refuses_a_server_config_clearly(
+CHECK_KEYS = [
+    "kind", "file", "valid", "routes", "errors", "warnings", "registry", "server", "strict",
+    "exit_status",
+]  # fmt: skip
+
+
+def test_check_json_has_one_shape_for_a_policy_and_a_server_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = tmp_path / "routing.yaml"
+    policy.write_text("version: 1\nroutes:\n  - name: x\n    candidates: [requested]\n")
+    config = tmp_path / "server.yaml"
+    config.write_text("upstream: http://127.0.0.1:1\nworkers: 2\npolicy: routing.yaml\n")
+
+    code, out, err = run(capsys, "check", str(policy), "--json")
+    as_policy = json.loads(out)
+    assert (code, err, list(as_policy)) == (0, "", CHECK_KEYS)
+    assert (as_policy["kind"], as_policy["server"], as_policy["routes"]) == ("policy", None, 1)
+
+    code, out, err = run(capsys, "check", str(config), "--json")
+    as_config = json.loads(out)
+    assert (code, err, list(as_config)) == (0, "", CHECK_KEYS)
+    assert as_config["kind"] == "server-config" and as_config["valid"] is True
+    assert as_config["server"] == {
+        "mode": "pass-through",
+        "upstream": "http://127.0.0.1:1",
+        "settings": 3,
+        "policy": str(policy),
+        "snapshot": None,
+    }
+    assert as_config["routes"] == 1 and as_config["registry"].startswith("embedded")
+
+
+def test_a_server_config_check_locates_the_problems_of_the_files_it_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "routing.yaml").write_text("version: 1\ndefaults:\n  on_unsuported: reject\n")
+    config = tmp_path / "server.yaml"
+    config.write_text("policy: routing.yaml\nsnapshot: missing.json\n")
+
+    code, out, err = run(capsys, "check", str(config))
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        f"{config}:2:11: snapshot file not found: {tmp_path / 'missing.json'} (at snapshot)",
+        f"{tmp_path / 'routing.yaml'}:3:3: unknown key 'on_unsuported' in defaults; "
+        "did you mean 'on_unsupported'? (at defaults.on_unsuported)",
+        f"2 errors in {config} and the files it names",
+    ]
+
+    code, out, err = run(capsys, "check", str(config), "--json")
+    document = json.loads(out)
+    assert (code, err, document["exit_status"], document["valid"]) == (1, "", 1, False)
+    where = [(e["file"], e["line"], e["column"], e["path"]) for e in document["errors"]]
+    assert where == [
+        (str(config), 2, 11, "snapshot"),
+        (str(tmp_path / "routing.yaml"), 3, 3, "defaults.on_unsuported"),
+    ]
+
+    config.write_text("upstream: https://api.anthropic.com\npolicy: nowhere.yaml\n")
+    code, out, err = run(capsys, "check", str(config), "--json")
+    (error,) = json.loads(out)["errors"]
+    assert code == 1 and (error["line"], error["column"], error["path"]) == (2, 9, "policy")
+    assert "cannot read the policy file" in error["message"]
+
+
+def test_a_server_configs_policy_is_checked_against_its_snapshot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "routing.yaml").write_text(
+        "version: 1\nroutes:\n  - name: tiny\n    candidates: [claude-tiny-1]\n"
+    )
+    save_snapshot(Registry.from_models([make_model("claude-tiny-1")]), tmp_path / "lineup.json")
+    config = tmp_path / "server.yaml"
+    config.write_text("policy: routing.yaml\nsnapshot: lineup.json\n")
+
+    code, out, err = run(capsys, "check", str(config), "--strict")
+    assert (code, err) == (0, "")
+    assert out.startswith("ok: server config (pass-through, upstream https://api.anthropic.com")
+    assert f"; policy {tmp_path / 'routing.yaml'}: 1 route, 0 warnings (registry: snapshot" in out
+
+    # --snapshot wins over the file's, as flags win over the file for `caproute serve`.
+    code, out, _ = run(
+        capsys, "check", str(config), "--strict", "--json", "--snapshot", str(EMBEDDED_FILE)
+    )
+    document = json.loads(out)
+    assert code == 1 and "routes[0].candidates[0]" in [w["path"] for w in document["warnings"]]
+    code, out, _ = run(capsys, "check", str(config), "--strict", "--json", "--no-registry")
+    assert code == 0 and json.loads(out)["registry"] is None
+
+
+def test_own_key_mode_without_a_token_is_a_warning(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = tmp_path / "server.yaml"
-    config.write_text("upstream: http://127.0.0.1:1\nworkers: 2\n")
-    code, out, err = run(capsys, "check", str(config), "--json")
-    assert (code, out) == (1, "")
-    assert err.count("\n") == 1 and "is a server config" in err and "without --json" in err
-    assert main(["check", str(config)]) == 0  # as text it is checked
+    config.write_text("credentials:\n  api_key_env: TEAM_KEY\n")
+    code, out, err = run(capsys, "check", str(config))
+    assert code == 0 and out.startswith("ok: server config (own-key")
+    assert err.startswith(f"{config}: warning: own-key mode needs a local token")
+    assert main(["check", str(config), "--strict"]) == 1
 
 
 def test_schema_json_is_the_schema(capsys: pytest.CaptureFixture[str]) -> None:
@@ -428,3 +519,47 @@ def test_rich_is_imported_only_when_a_table_is_printed() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# -- --help ------------------------------------------------------------------------------------
+
+
+def _commands() -> Iterator[tuple[str, Any]]:
+    """(name, parser) for every command and subcommand of `caproute`."""
+    import argparse
+
+    from caproute.cli import build_parser
+
+    def walk(prefix: str, parser: argparse.ArgumentParser) -> Iterator[tuple[str, Any]]:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield f"{prefix} {name}".strip(), sub
+                    yield from walk(f"{prefix} {name}", sub)
+
+    yield from walk("", build_parser())
+
+
+def test_every_command_says_what_it_does_and_every_option_what_it_means() -> None:
+    undescribed = [name for name, parser in _commands() if not parser.description]
+    assert undescribed == []
+    unexplained = [
+        f"{name} {'/'.join(action.option_strings) or action.dest}"
+        for name, parser in _commands()
+        for action in parser._actions
+        if action.help is None and action.dest != "help"
+        and not action.__class__.__name__.startswith("_SubParsers")
+    ]  # fmt: skip
+    assert unexplained == []
+
+
+def test_every_data_command_takes_json() -> None:
+    long_running = {"serve"}  # logs, not data: --log-format json
+    groups = {"batch"}  # the subcommands print, the group only lists them
+    without = [
+        name
+        for name, parser in _commands()
+        if name not in long_running | groups
+        and not any("--json" in action.option_strings for action in parser._actions)
+    ]
+    assert without == []

@@ -79,6 +79,32 @@ def test_json_output(tmp_path: Path, snapshot: Path, capsys: pytest.CaptureFixtu
     assert data["body"]["model"] == "big-1"
 
 
+def test_jsonl_is_one_object_per_file_whatever_the_count(
+    tmp_path: Path, snapshot: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = _write(tmp_path, "image.json", IMAGE_REQUEST)
+    plain = _write(tmp_path, "plain.json", {**IMAGE_REQUEST, "messages": [
+        {"role": "user", "content": "hi"}]})  # fmt: skip
+    by_count = {}
+    for files in ([image], [image, plain]):
+        argv = ["route", *map(str, files), "--snapshot", str(snapshot)]
+        assert main([*argv, "--jsonl"]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        by_count[len(files)] = [json.loads(line) for line in lines]
+        assert [list(d) for d in by_count[len(files)]] == [["file", "decision", "body"]] * len(
+            files
+        )
+        assert [d["file"] for d in by_count[len(files)]] == list(map(str, files))
+    assert by_count[2][0] == by_count[1][0]
+    assert [d["decision"]["outcome"] for d in by_count[2]] == ["rerouted", "adjusted"]
+
+    # --json keeps its shapes: an object for one file (now naming it), a list for several.
+    assert main(["route", str(image), "--snapshot", str(snapshot), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == by_count[1][0]
+    assert main(["route", str(image), str(plain), "--snapshot", str(snapshot), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == by_count[2]
+
+
 def test_policy_and_rejection_exit_status(
     tmp_path: Path, snapshot: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -173,6 +173,27 @@ def test_a_stated_live_value_beats_a_learned_one() -> None:
     assert newer.with_learned(router.learned).learned_keys("claude-big-2") == frozenset()
 
 
+def test_a_router_with_another_policy_shares_what_either_learns() -> None:
+    clock = Clock()
+    router = LiveRouter(REGISTRY, clock=clock, wall_clock=clock)
+    pinned = router.with_policy(
+        Policy.model_validate({"routes": [{"name": "pinned", "candidates": ["claude-big-2"]}]})
+    )
+    big_max = {**PLAIN, "model": "claude-big-2", "output_config": {"effort": "max"}}
+    assert pinned.policy is not router.policy
+    assert pinned.route(PLAIN).decision.model == "claude-big-2"  # its own policy
+    assert router.route(PLAIN).decision.model == "claude-small-1"
+
+    pinned.learn("claude-big-2", "effort.max", False, "a 400 named effort.max")
+    assert router.route(big_max).decision.outcome == "adjusted"  # learned by the other
+    router.carry_out(MarkOverloaded("claude-small-1"))
+    assert pinned.cooling == frozenset({"claude-small-1"})
+    assert router.route(PLAIN).decision.model == "claude-big-2"
+    router.carry_out(MarkRetired("claude-big-2", "404 not_found_error from claude-big-2"))
+    assert pinned.retired == frozenset({"claude-big-2"})
+    assert [f.key for f in pinned.learned] == [f.key for f in router.learned]
+
+
 def test_fallback_statuses_follow_the_matching_route() -> None:
     policy = Policy.from_text(
         "defaults:\n  fallback_on: [429]\n"

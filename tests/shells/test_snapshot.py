@@ -103,7 +103,7 @@ def test_snapshot_document_format(tmp_path: Path) -> None:
     ("content", "message"),
     [
         (None, "snapshot file not found: "),
-        ("{not json", "is not valid JSON (line 1, column 2)"),
+        ("{not json", ":1:2: snapshot is not valid JSON: Expecting property name"),
         ("[1, 2]", "is not a JSON object"),
         ('{"format": "other/1", "models": []}', "not a caproute registry snapshot"),
         ('{"format": "caproute-registry/1"}', "snapshot has no 'models' list"),

@@ -64,7 +64,7 @@ from ._headers import (
     token_matches,
     upstream_request_headers,
 )
-from ._limits import UnreadErrorBody, json_values_over_async
+from ._limits import UnreadErrorBody, json_values_over_async, with_body
 from ._logging import ACCESS_FIELDS
 from ._metrics import ProxyMetrics
 from ._reload import FileWatcher
@@ -344,17 +344,7 @@ class ProxyApp:
         text = content.decode("utf-8", "replace")
         if not has_secret(text):
             return response
-        headers = [
-            (k, v)
-            for k, v in response.headers.raw
-            if k.lower() not in (b"content-length", b"content-encoding", b"transfer-encoding")
-        ]
-        return httpx2.Response(
-            response.status_code,
-            headers=headers,
-            content=redact(text).encode(),
-            extensions=response.extensions,
-        )
+        return with_body(response, redact(text).encode())
 
     async def _transport_for(self, headers: Headers, exchange: _Exchange) -> Any:
         """The transport for this request: bypass, a forced route, the caller's or ours."""

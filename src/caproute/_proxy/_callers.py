@@ -223,10 +223,7 @@ class RouterSet:
         logger: logging.Logger,
         on_decision: DecisionHook,
     ) -> None:
-        self._source = source
         self._inner = inner
-        self._logger = logger
-        self._hook = on_decision
         self.router = LiveRouter(source, policy=policy, logger=logger, on_decision=on_decision)
         self.transport = AsyncRoutingTransport(inner, router=self.router)
         self._variants: dict[str, AsyncRoutingTransport] = {}
@@ -244,10 +241,8 @@ class RouterSet:
         """
         transport = self._variants.get(route)
         if transport is None:
-            policy = forced_policy(self.router.policy, route)
-            router = LiveRouter(
-                self._source, policy=policy, logger=self._logger, on_decision=self._hook
-            )
+            # Same source and memory: what a variant learns, every route knows.
+            router = self.router.with_policy(forced_policy(self.router.policy, route))
             transport = self._variants[route] = AsyncRoutingTransport(self._inner, router=router)
         return transport
 

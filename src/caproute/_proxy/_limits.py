@@ -185,22 +185,30 @@ class CappedErrorBodies(httpx2.AsyncBaseTransport):
             await response.aclose()
             raise UnreadErrorBody(_rebuilt(response, request, httpx2.ByteStream(raw)))
         await response.aclose()
-        headers = [
-            (name, value)
-            for name, value in response.headers.raw
-            if name.lower() not in (b"content-encoding", b"content-length", b"transfer-encoding")
-        ]
-        return httpx2.Response(
-            response.status_code,
-            headers=headers,
-            content=decoded,
-            request=request,
-            extensions=response.extensions,
-        )
+        return with_body(response, decoded, request=request)
 
     async def aclose(self) -> None:
         """Close the inner transport."""
         await self._inner.aclose()
+
+
+_BODY_HEADERS = (b"content-encoding", b"content-length", b"transfer-encoding")
+"""The headers that describe a body as sent, wrong once it is replaced."""
+
+
+def with_body(
+    response: httpx2.Response, content: bytes, *, request: httpx2.Request | None = None
+) -> httpx2.Response:
+    """`response` with `content` as its (decoded) body: the status, the other headers
+    and the extensions kept, the headers that described the old body dropped."""
+    headers = [(k, v) for k, v in response.headers.raw if k.lower() not in _BODY_HEADERS]
+    return httpx2.Response(
+        response.status_code,
+        headers=headers,
+        content=content,
+        request=request,
+        extensions=response.extensions,
+    )
 
 
 def _rebuilt(

@@ -268,7 +268,7 @@ SETTINGS: tuple[Setting, ...] = (
         "log_level",
         "logging.level",
         "choice",
-        "(default: info)",
+        "how much to log (default: info)",
         None,
         ("critical", "error", "warning", "info", "debug"),
     ),
@@ -460,8 +460,16 @@ def _file_values(document: BaseModel, base: Path) -> dict[str, Any]:
     return values
 
 
-def check_config_text(text: str, *, filename: str) -> tuple[dict[str, Any] | None, tuple[Any, ...]]:
+def check_config_text(
+    text: str, *, filename: str, files: bool = False
+) -> tuple[dict[str, Any] | None, tuple[Any, ...]]:
     """Validate a server config file's text.
+
+    Args:
+        text: The file's text.
+        filename: Its name, for the errors (relative paths in it are relative to it).
+        files: Also check that the policy file it names can be read and the snapshot
+            it names loads (`caproute check`); the errors point at their keys.
 
     Returns:
         The settings it gives (`None` if invalid) and its errors (`PolicyError`s, each
@@ -469,12 +477,40 @@ def check_config_text(text: str, *, filename: str) -> tuple[dict[str, Any] | Non
     """
     from .._core.policy import check_model_text
 
+    base = Path(filename).resolve().parent
+
+    def semantic(document: BaseModel) -> Iterator[tuple[tuple[str | int, ...], str]]:
+        yield from _semantic(document)
+        if files:
+            yield from _named_file_problems(document, base)
+
     document, errors = check_model_text(
-        text, config_model(), filename=filename, what="server config", semantic=_semantic
+        text, config_model(), filename=filename, what="server config", semantic=semantic
     )
     if document is None:
         return None, errors
-    return _file_values(document, Path(filename).resolve().parent), ()
+    return _file_values(document, base), ()
+
+
+def _named_file_problems(
+    document: BaseModel, base: Path
+) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """The policy file named can't be read, or the snapshot named doesn't load."""
+    from .._exceptions import PolicyError, SnapshotError
+    from .._policy_io import read_policy_text
+    from .._snapshot import load_snapshot
+
+    data = document.model_dump(exclude_none=True)
+    if "policy" in data:
+        try:
+            read_policy_text(base / Path(data["policy"]).expanduser())
+        except PolicyError as exc:
+            yield ("policy",), f"{exc.file}: {exc.message}"
+    if "snapshot" in data:
+        try:
+            load_snapshot(base / Path(data["snapshot"]).expanduser())
+        except SnapshotError as exc:
+            yield ("snapshot",), str(exc)
 
 
 def _semantic(document: BaseModel) -> Iterator[tuple[tuple[str | int, ...], str]]:

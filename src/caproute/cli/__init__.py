@@ -57,5 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .._exceptions import CaprouteError
 
             kind = "error" if isinstance(exc, CaprouteError) else type(exc).__name__
-            print(f"caproute: {kind}: {exc}", file=sys.stderr)
+            message = str(exc)
+            if isinstance(exc, OSError) and exc.filename is not None:
+                # A file a command was pointed at: say which, and what the system said.
+                kind, message = "error", f"{exc.filename}: {exc.strerror or exc}"
+            print(f"caproute: {kind}: {message}", file=sys.stderr)
             return 1

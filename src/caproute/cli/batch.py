@@ -15,10 +15,11 @@ machinery are imported inside the commands, so ``caproute --help`` stays quick.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from typing import TYPE_CHECKING, Any
+
+from ._output import print_json
 
 if TYPE_CHECKING:
     from .._batch import BatchJob, BatchStatus
@@ -81,19 +82,30 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="NAME",
         help="an anthropic-beta value for the batches (repeatable)",
     )
-    _api_options(submit)
+    _api_options(submit, submits=True)
     submit.set_defaults(func=run_submit)
 
-    status = commands.add_parser("status", help="check every batch of the job once")
+    status = commands.add_parser(
+        "status",
+        help="check every batch of the job once",
+        description="Check every batch of the job once: one row per batch, then the totals.",
+    )
     _state_option(status)
     _json_option(status, "print the status as JSON")
     _api_options(status)
     status.set_defaults(func=run_status)
 
-    wait = commands.add_parser("wait", help="follow the batches until all have ended")
+    wait = commands.add_parser(
+        "wait",
+        help="follow the batches until all have ended",
+        description=(
+            "Check the batches until every one has ended: progress bars on a terminal, "
+            "a line on stderr whenever the counts change otherwise."
+        ),
+    )
     _state_option(wait)
     _json_option(wait, "print the final status as JSON")
-    _api_options(wait)
+    _api_options(wait, polls=True)
     wait.set_defaults(func=run_wait)
 
     results = commands.add_parser(
@@ -115,13 +127,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     results.add_argument("--policy", metavar="FILE", help="policy for re-routing the retries")
     _json_option(results, "print what was written as JSON (the retry plan goes to stderr)")
-    _api_options(results)
+    _api_options(results, polls=True, submits=True)
     results.set_defaults(func=run_results)
 
-    cancel = commands.add_parser("cancel", help="cancel the job and its running batches")
+    cancel = commands.add_parser(
+        "cancel",
+        help="cancel the job and its running batches",
+        description=(
+            "Submit nothing more and cancel the batches still running; requests never "
+            "sent come out as {type: canceled} in the results."
+        ),
+    )
     _state_option(cancel)
     _json_option(cancel, "print the final status as JSON")
-    _api_options(cancel)
+    _api_options(cancel, submits=True)
     cancel.set_defaults(func=run_cancel)
 
 
@@ -143,54 +162,74 @@ def _json_option(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument("--json", action="store_true", help=help_text)
 
 
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2))
-
-
 def _print_plan(plan: BatchPlan, *, as_json: bool) -> None:
-    print(json.dumps(plan.to_dict(), indent=2) if as_json else plan.summary())
+    if as_json:
+        print_json(plan.to_dict())
+    else:
+        print(plan.summary())
 
 
-def _api_options(parser: argparse.ArgumentParser) -> None:
+def _api_options(
+    parser: argparse.ArgumentParser, *, polls: bool = False, submits: bool = False
+) -> None:
+    """Where the API is and how to reach it; the timing options only for the commands
+    that use them (`polls`: follows batches until they end; `submits`: may resolve an
+    interrupted submission)."""
     parser.add_argument(
         "--base-url", metavar="URL", help="the API's base URL (default: ANTHROPIC_BASE_URL)"
     )
     parser.add_argument(
-        "--poll-interval",
-        type=float,
-        default=10.0,
-        metavar="SECONDS",
-        help="first wait between status checks; grows while nothing changes (default: 10)",
+        "--api-key-env",
+        metavar="NAME",
+        help="read the API key from this environment variable (default: ANTHROPIC_API_KEY, "
+        "else ANTHROPIC_AUTH_TOKEN as a bearer token)",
     )
-    parser.add_argument(
-        "--max-poll-interval",
-        type=float,
-        default=300.0,
-        metavar="SECONDS",
-        help="longest wait between status checks (default: 300)",
-    )
-    parser.add_argument(
-        "--reconcile-grace",
-        type=float,
-        default=60.0,
-        metavar="SECONDS",
-        help="after an interrupted submission, seconds to let pass since it before "
-        "checking the API's batch list (default: 60)",
-    )
+    if polls:
+        parser.add_argument(
+            "--poll-interval",
+            type=float,
+            default=10.0,
+            metavar="SECONDS",
+            help="first wait between status checks; grows while nothing changes (default: 10)",
+        )
+        parser.add_argument(
+            "--max-poll-interval",
+            type=float,
+            default=300.0,
+            metavar="SECONDS",
+            help="longest wait between status checks (default: 300)",
+        )
+    if submits:
+        parser.add_argument(
+            "--reconcile-grace",
+            type=float,
+            default=60.0,
+            metavar="SECONDS",
+            help="after an interrupted submission, seconds to let pass since it before "
+            "checking the API's batch list (default: 60)",
+        )
 
 
 def _note(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _job_options(args: argparse.Namespace) -> dict[str, Any]:
+def _credentials(args: argparse.Namespace) -> dict[str, Any]:
+    from .models import secret_from_env
+
     return {
         "base_url": args.base_url,
-        "poll_interval": args.poll_interval,
-        "max_poll_interval": args.max_poll_interval,
-        "reconcile_grace": args.reconcile_grace,
-        "on_event": _note,
+        "api_key": secret_from_env(args.api_key_env, "--api-key-env"),
     }
+
+
+def _job_options(args: argparse.Namespace) -> dict[str, Any]:
+    timing = {
+        name: getattr(args, name)
+        for name in ("poll_interval", "max_poll_interval", "reconcile_grace")
+        if hasattr(args, name)  # only the commands that use an option take it
+    }
+    return {**_credentials(args), **timing, "on_event": _note}
 
 
 def _open(args: argparse.Namespace) -> BatchJob:
@@ -228,7 +267,7 @@ def run_submit(args: argparse.Namespace) -> int:
         "betas": tuple(args.beta),
     }
     if args.dry_run:
-        plan = BatchJob.dry_run(args.requests, base_url=args.base_url, **routing)
+        plan = BatchJob.dry_run(args.requests, **_credentials(args), **routing)
         _print_plan(plan, as_json=args.json)
         return 0
     if not args.state:
@@ -252,7 +291,7 @@ def run_status(args: argparse.Namespace) -> int:
     with _open(args) as job:
         status = job.status()
     if args.json:
-        _print_json(status.to_dict())
+        print_json(status.to_dict())
     else:
         print(render_status(status))
     return 0
@@ -291,7 +330,7 @@ def run_wait(args: argparse.Namespace) -> int:
     with _open(args) as job, _progress_display() as show:
         status = job.wait(on_progress=show)
     if args.json:
-        _print_json(status.to_dict())
+        print_json(status.to_dict())
     else:
         _note(status.summary())
     return 0
@@ -397,7 +436,7 @@ def run_results(args: argparse.Namespace) -> int:
                     job.wait(on_progress=show)
         report = job.write_results(args.out)
     if args.json:
-        _print_json(report.to_dict())
+        print_json(report.to_dict())
     else:
         _note(report.summary())
     return 0
@@ -408,7 +447,7 @@ def run_cancel(args: argparse.Namespace) -> int:
     with _open(args) as job:
         status = job.cancel()
     if args.json:
-        _print_json(status.to_dict())
+        print_json(status.to_dict())
     else:
         _note("canceled; " + status.summary())
     return 0

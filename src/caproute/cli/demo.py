@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from ._output import check_width, print_json
+
 DemoStep = Callable[[argparse.Namespace], None]
 """One section of the demo; it prints to stdout."""
 
@@ -73,13 +75,10 @@ STEPS: list[DemoStep] = [show_embedded_models, show_routed_example]
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run every demo step, with a blank line between sections (or print the JSON)."""
-    if args.width is not None and args.width < 1:
-        from .._exceptions import ConfigError
-
-        raise ConfigError(f"--width must be 1 or more, not {args.width}")
+    check_width(args.width)
     if args.json:
         from .._snapshot import embedded_registry
-        from .models import print_json, registry_document
+        from .models import registry_document
         from .route import demo_route_document
 
         example = demo_route_document()

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
+
+from ._output import check_width, print_json
 
 if TYPE_CHECKING:
     from .._core.registry import Registry
@@ -106,10 +107,7 @@ def _add_api_options(parser: argparse.ArgumentParser) -> None:
 
 def run_models(args: argparse.Namespace) -> int:
     """Print the registry from the chosen source as a table (or JSON)."""
-    if args.width is not None and args.width < 1:
-        from .._exceptions import ConfigError
-
-        raise ConfigError(f"--width must be 1 or more, not {args.width}")
+    check_width(args.width)
     if args.live:
         registry = _fetch_live(args)
     elif args.snapshot:
@@ -138,11 +136,6 @@ def registry_document(registry: Registry) -> dict[str, Any]:
     document.setdefault("tombstones", {})
     document.setdefault("learned", [])
     return document
-
-
-def print_json(document: Any) -> None:
-    """The CLI's JSON output: indented, UTF-8 as is, keys in the order built."""
-    print(json.dumps(document, indent=2, ensure_ascii=False))
 
 
 def run_snapshot(args: argparse.Namespace) -> int:

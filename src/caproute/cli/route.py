@@ -1,12 +1,14 @@
 """`caproute route REQUEST.json...`: what the router would do with requests, offline.
 
 It prints the decision (`Decision.explain`) and a unified diff of the body, or both as
-JSON with ``--json``. Nothing is sent anywhere: the registry is the ``--snapshot``
-file, else the best snapshot available offline (the user cache, then the one shipped
-in the package). ``--header`` and ``--beta`` give the headers the request would carry,
-so routes that match on headers can be previewed. The exit status is 0 when every
-request would be sent, 1 when the router would refuse one, so the command doubles as a
-CI check for request templates.
+JSON: ``--json`` prints one ``{file, decision, body}`` object for one file and a list of
+them for several (kept so for scripts written against it); ``--jsonl`` prints one such
+object per line whatever the number of files, the shape to build on. Nothing is sent
+anywhere: the registry is the ``--snapshot`` file, else the best snapshot available
+offline (the user cache, then the one shipped in the package). ``--header`` and
+``--beta`` give the headers the request would carry, so routes that match on headers
+can be previewed. The exit status is 0 when every request would be sent, 1 when the
+router would refuse one, so the command doubles as a CI check for request templates.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._exceptions import ConfigError
 from .._types import Endpoint
+from ._output import print_json
 
 if TYPE_CHECKING:
     from .._core.decision import RouteResult
@@ -76,10 +79,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="NAME",
         help="an anthropic-beta value the request is sent with (repeatable)",
     )
-    parser.add_argument(
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument(
         "--json",
         action="store_true",
-        help="print the decision and the routed body as JSON (a list for several files)",
+        help="print {file, decision, body} as JSON: one object for one file, a list for several",
+    )
+    output.add_argument(
+        "--jsonl",
+        action="store_true",
+        help="print one {file, decision, body} object per line, however many files: "
+        "the same shape for one file as for many",
     )
     parser.set_defaults(func=run)
 
@@ -111,13 +121,15 @@ def run(args: argparse.Namespace) -> int:
         )
         for path, body in bodies
     ]
-    if args.json:
-        out = [
-            {"file": path, "decision": result.decision.to_dict(), "body": result.body}
-            for path, _, result in results
-        ]
-        document: Any = out if len(out) > 1 else {k: v for k, v in out[0].items() if k != "file"}
-        print(json.dumps(document, indent=2, ensure_ascii=False))
+    documents = [
+        {"file": path, "decision": result.decision.to_dict(), "body": result.body}
+        for path, _, result in results
+    ]
+    if args.jsonl:
+        for document in documents:
+            print(json.dumps(document, ensure_ascii=False))
+    elif args.json:
+        print_json(documents if len(documents) > 1 else documents[0])
     else:
         for number, (path, body, result) in enumerate(results):
             if len(results) > 1:
