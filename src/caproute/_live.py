@@ -81,6 +81,8 @@ DEFAULT_LEARNED_TTL_S: Final = 6 * 3600.0
 states the value wins before that)."""
 DEFAULT_RETIRED_TTL_S: Final = 7 * 86400.0
 """How long a model that answered 404 is remembered as retired."""
+MAX_NAMES_ASKED: Final = 256
+"""At most this many distinct model names are asked about per `RESOLVE_INTERVAL_S`."""
 RESOLVE_INTERVAL_S: Final = 60.0
 """How long a model name the Models API was asked about is not asked about again
 (whatever the answer: the fetcher keeps what it learns, and a failure must not cost
@@ -526,11 +528,16 @@ class LiveRouter:
         """Whether the Models API may be asked about `name` now (and note that it is)."""
         now = self._clock()
         memory = self._memory
-        if memory.asked.get(name, float("-inf")) > now:
+        asked = memory.asked
+        if asked.get(name, float("-inf")) > now:
             return False
-        asked = {n: t for n, t in memory.asked.items() if t > now}  # bounded by the interval
-        asked[name] = now + RESOLVE_INTERVAL_S
-        memory.asked = asked
+        if len(asked) >= MAX_NAMES_ASKED:
+            asked = {n: t for n, t in asked.items() if t > now}
+            if len(asked) >= MAX_NAMES_ASKED:
+                # A flood of made-up names (through the proxy, say) must not turn into
+                # as many Models API calls: the rest go out unrouted, as before lookups.
+                return False
+        memory.asked = {**asked, name: now + RESOLVE_INTERVAL_S}
         return True
 
     async def _aresolve(self, name: str) -> None:

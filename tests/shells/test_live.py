@@ -14,8 +14,9 @@ import pytest
 
 from caproute import LiveRouter, Policy, Registry, RegistrySource, Support
 from caproute._core.decision import Decision
-from caproute._core.flow import MarkOverloaded, MarkRetired, Refresh, fallback_statuses
+from caproute._core.flow import MarkOverloaded, MarkRetired, Refresh, Resolve, fallback_statuses
 from caproute._fetch import AsyncRegistryFetcher, RegistryFetcher
+from caproute._live import MAX_NAMES_ASKED, RESOLVE_INTERVAL_S
 from caproute.testing import FakeAnthropic, make_model
 
 MODELS = [
@@ -192,6 +193,33 @@ def test_a_router_with_another_policy_shares_what_either_learns() -> None:
     router.carry_out(MarkRetired("claude-big-2", "404 not_found_error from claude-big-2"))
     assert pinned.retired == frozenset({"claude-big-2"})
     assert [f.key for f in pinned.learned] == [f.key for f in router.learned]
+
+
+def test_a_flood_of_made_up_names_asks_the_models_api_a_bounded_number_of_times() -> None:
+    class Fetcher:
+        def __init__(self) -> None:
+            self.asked: list[str] = []
+
+        def current(self) -> Registry:
+            return REGISTRY
+
+        def refresh(self) -> Registry:
+            return REGISTRY
+
+        def retrieve(self, model: str, *, max_wait: float | None = None) -> None:
+            self.asked.append(model)
+
+    clock = Clock()
+    fetcher = Fetcher()
+    router = LiveRouter(fetcher, clock=clock)
+    for n in range(MAX_NAMES_ASKED + 50):
+        router.carry_out(Resolve(f"made-up-{n}", "unknown"))
+    router.carry_out(Resolve("made-up-0", "unknown"))  # asked a moment ago
+    assert len(fetcher.asked) == MAX_NAMES_ASKED
+    assert len(set(fetcher.asked)) == MAX_NAMES_ASKED
+    clock.now += RESOLVE_INTERVAL_S + 1
+    router.carry_out(Resolve("made-up-0", "unknown"))
+    assert fetcher.asked[-1] == "made-up-0" and len(fetcher.asked) == MAX_NAMES_ASKED + 1
 
 
 def test_fallback_statuses_follow_the_matching_route() -> None:
