@@ -37,7 +37,9 @@ def truth() -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[FakeAnthropic]:
     with FakeAnthropic(
-        models=truth(), aliases={"claude-haiku-7": RETIRED_HAIKU}, api_key=API_KEY
+        models=truth(),
+        aliases={"claude-haiku-7": RETIRED_HAIKU, "claude-sonnet-latest": SONNET},
+        api_key=API_KEY,
     ) as fake:
         yield fake
 
@@ -235,6 +237,36 @@ def test_pass_through_routes_each_caller_on_its_live_lineup(
     assert answer.status_code == 200, answer.text
     [forwarded] = messages_sent(fake, mark)
     assert check(forwarded), forwarded
+
+
+@pytest.mark.parametrize("mode", ["pass-through", "own-key"])
+def test_an_alias_only_the_models_api_resolves_is_looked_up_with_the_callers_key(
+    fake: FakeAnthropic, mode: str
+) -> None:
+    # SONNET predates effort `xhigh`; the alias is in no list, only GET /v1/models/{alias}.
+    request = {
+        "model": "claude-sonnet-latest",
+        "max_tokens": 100,
+        "messages": HI,
+        "output_config": {"effort": "xhigh"},
+    }
+    assert bare_status(fake, **request) == 400
+    own_key = mode == "own-key"
+    running = start_proxy(fake, **({"api_key": API_KEY, "require_token": TOKEN} if own_key else {}))
+    headers = {"x-api-key": TOKEN if own_key else API_KEY, "anthropic-version": "2023-06-01"}
+    mark = len(fake.requests)
+    try:
+        answers = [
+            httpx.post(f"{running.url}/v1/messages", json=request, headers=headers)
+            for _ in range(2)
+        ]
+    finally:
+        running.stop()
+    assert [a.status_code for a in answers] == [200, 200], answers[0].text
+    assert [b["output_config"] for b in messages_sent(fake, mark)] == [{"effort": "high"}] * 2
+    lookups = [r for r in fake.requests[mark:] if r.path == "/v1/models/claude-sonnet-latest"]
+    assert len(lookups) == 1  # asked once; the answer is kept
+    assert lookups[0].headers["x-api-key"] == API_KEY
 
 
 def test_own_key_mode_never_relays_the_proxys_key_prefix() -> None:

@@ -51,7 +51,7 @@ from contextvars import Context, ContextVar
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
 
@@ -61,6 +61,9 @@ from .._exceptions import CaprouteError, RegistryHTTPError
 from .._live import DecisionHook, LiveRouter
 from .._transports import AsyncRoutingTransport
 from ._headers import Headers
+
+if TYPE_CHECKING:
+    from .._fetch import AsyncRegistryFetcher
 
 logger = logging.getLogger("caproute.proxy")
 
@@ -411,27 +414,31 @@ class CallerRegistry:
         self._flight = flight
         return flight
 
-    async def _fetch(self, credential: Credential) -> None:
-        """One fetch with `credential`; it and the fetcher holding it die with this call."""
+    def _fetcher(self, credential: Credential, initial: Registry) -> AsyncRegistryFetcher:
+        """A one-off fetcher holding `credential` (it dies with the caller's reference)."""
         from .._fetch import AsyncRegistryFetcher
 
+        api_key, auth_token = credential.fetcher_credentials()
+        return AsyncRegistryFetcher(
+            api_key=api_key,
+            auth_token=auth_token,
+            base_url=self._owner.upstream,
+            client=self._owner.client,
+            initial=initial,
+            cache_file=False,
+            background=False,
+            timeout=FETCH_TIMEOUT,
+            max_retry_time=MAX_FETCH_TIME,
+            max_attempts=3,
+        )
+
+    async def _fetch(self, credential: Credential) -> None:
+        """One fetch with `credential`; it and the fetcher holding it die with this call."""
         owner = self._owner
         self.fetches += 1
         try:
-            api_key, auth_token = credential.fetcher_credentials()
-            fetcher = AsyncRegistryFetcher(
-                api_key=api_key,
-                auth_token=auth_token,
-                base_url=owner.upstream,
-                client=owner.client,
-                initial=self.registry,
-                cache_file=False,
-                background=False,
-                timeout=FETCH_TIMEOUT,
-                max_retry_time=MAX_FETCH_TIME,
-                max_attempts=3,
-            )
-            del credential, api_key, auth_token
+            fetcher = self._fetcher(credential, self.registry)
+            del credential
             try:
                 registry = await fetcher.refresh()
             finally:
@@ -463,6 +470,25 @@ class CallerRegistry:
         self._retry_at = float("-inf")
         owner.count_fetch("ok")
         await asyncio.to_thread(owner.write_cache, self.digest, registry)
+
+    async def retrieve(self, model: str, *, max_wait: float | None = None) -> None:
+        """Ask the upstream's ``GET /v1/models/{model}`` about a name this caller's
+        registry lacks, with the credential the current request lent; what it answers
+        (a model the list leaves out, an alias) joins the caller's registry.
+
+        `LiveRouter` calls this before routing such a name (at most once a minute per
+        name). Nothing is asked for a caller routed on the shared registry.
+        """
+        live, credential = self._live, _lent()
+        if live is None or credential is None or credential.digest(self._owner.key) != self.digest:
+            return
+        fetcher = self._fetcher(credential, live)
+        del credential
+        try:
+            if await fetcher.retrieve(model, max_wait=max_wait) is not None and self._live is live:
+                self._live = await fetcher.current()
+        finally:
+            del fetcher
 
     def save_learned(self, facts: Sequence[LearnedFact]) -> None:
         """Keep what the caller's router learned with its registry and its cache file.
