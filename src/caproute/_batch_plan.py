@@ -352,6 +352,11 @@ class _Round:
         """Route one request and put it in a chunk or on the refused list."""
         item = {"custom_id": custom_id, "params": params}
         settings = self.settings
+        model = params.get("model")
+        if isinstance(model, str):
+            # A name the registry lacks may be one only GET /v1/models/{name} knows (an
+            # alias, a model the list leaves out): ask before routing (once per name).
+            self.router.look_up(model)
         result = self.router.route(
             {"requests": [item]},
             endpoint="batch",

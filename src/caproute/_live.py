@@ -489,14 +489,7 @@ class LiveRouter:
                 wait(self._cold_start_wait)
             return
         if isinstance(action, Resolve):
-            retrieve = getattr(self._sync_fetcher, "retrieve", None)
-            if retrieve is not None and self._may_ask(action.model):
-                try:
-                    retrieve(action.model, max_wait=self._cold_start_wait)
-                except Exception as exc:  # the request goes on as if never asked
-                    self._logger.warning(
-                        "caproute: could not look up model %r: %s", action.model, exc
-                    )
+            self.look_up(action.model)
             return
         if self._record(action):
             self._save_learned()
@@ -523,6 +516,26 @@ class LiveRouter:
             if save is not None:
                 await _in_thread(save, tuple(self._memory.facts.values()))
         self._refresh_in_background()
+
+    def look_up(self, name: str) -> bool:
+        """Ask the Models API about a model name the registry lacks (blocking, at most
+        ``cold_start_wait_s``; once a minute per name, at most `MAX_NAMES_ASKED` names
+        a minute); True when the registry knows the name afterwards.
+
+        What the flow's `Resolve` does; planners that route without the flow (Message
+        Batches) call it directly. Needs a sync fetcher that can ``retrieve``.
+        """
+        if self.registry.resolve(name) is not None:
+            return True
+        retrieve = getattr(self._sync_fetcher, "retrieve", None)
+        if retrieve is None or not self._may_ask(name):
+            return False
+        try:
+            retrieve(name, max_wait=self._cold_start_wait)
+        except Exception as exc:  # the request goes on as if never asked
+            self._logger.warning("caproute: could not look up model %r: %s", name, exc)
+            return False
+        return self.registry.resolve(name) is not None
 
     def _may_ask(self, name: str) -> bool:
         """Whether the Models API may be asked about `name` now (and note that it is)."""

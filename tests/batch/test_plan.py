@@ -207,3 +207,26 @@ def test_dry_run_keeps_nothing(tmp_path: Path) -> None:
     before = set(tmp_path.iterdir())
     assert _plan(tmp_path / "in.jsonl").requests == 1
     assert set(tmp_path.iterdir()) == before
+
+
+def test_a_name_only_the_models_api_knows_is_looked_up_once_and_routed(tmp_path: Path) -> None:
+    from caproute._fetch import RegistryFetcher
+    from caproute.testing import FakeAnthropic
+
+    with FakeAnthropic(models=lineup(), aliases={"claude-small-latest": SMALL}) as fake:
+        fetcher = RegistryFetcher(
+            api_key=fake.api_key, base_url=fake.url, background=False, cache_file=False
+        )
+        router = LiveRouter(fetcher)
+        fetcher.refresh()
+        lines = [
+            item(f"r{n}", "claude-small-latest", output_config={"effort": "max"}) for n in range(5)
+        ]
+        lines.append(item("typo", "claude-smal-1"))
+        write_jsonl(tmp_path / "in.jsonl", lines)
+        plan = BatchJob.dry_run(tmp_path / "in.jsonl", router=router)
+        assert fake.count("/v1/models/claude-small-latest") == 1
+        assert fake.count("/v1/models/claude-smal-1") == 1
+        fetcher.close()
+    # The alias's model has no effort max: adjusted locally rather than sent as is.
+    assert plan.outcomes == {"adjusted": 5, "passthrough": 1}
