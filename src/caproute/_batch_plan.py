@@ -346,6 +346,8 @@ class _Round:
         self.tally = _Tally()
         self.refused = (folder / "refused.jsonl").open("wb")
         self.count = 0
+        self.known_names: set[str] = set()
+        """Model names the registry knew (no need to ask the router again)."""
         conn.execute("BEGIN")
 
     def route(self, line: int, custom_id: str, params: dict[str, Any], raw: bytes | None) -> None:
@@ -353,10 +355,11 @@ class _Round:
         item = {"custom_id": custom_id, "params": params}
         settings = self.settings
         model = params.get("model")
-        if isinstance(model, str):
+        if isinstance(model, str) and model not in self.known_names:
             # A name the registry lacks may be one only GET /v1/models/{name} knows (an
             # alias, a model the list leaves out): ask before routing (once per name).
-            self.router.look_up(model)
+            if self.router.look_up(model):
+                self.known_names.add(model)
         result = self.router.route(
             {"requests": [item]},
             endpoint="batch",
