@@ -52,6 +52,7 @@ from caproute import Registry, RegistrySource
 from caproute._core import flow
 from caproute._core.router import PolicyEngine
 from caproute.testing._catalogue import Catalogue
+from caproute.testing._lineups import random_capabilities
 from caproute.testing._validation import resolve_model, validate_params
 from caproute.testing._wire import ApiError
 
@@ -73,36 +74,9 @@ SHAPES = (
 )
 
 
-def _support(flag: bool) -> dict[str, bool]:
-    return {"supported": flag}
-
-
 def truth_model(rng: random.Random, index: int) -> dict[str, Any]:
     """One model's full capability tree, as the API knows it."""
-    share = rng.choice([0.3, 0.6, 0.9])
-
-    def coin() -> bool:
-        return rng.random() < share
-
-    caps: dict[str, Any] = {leaf: _support(coin()) for leaf in LEAVES}
-    tools = coin()
-    caps["server_tools"] = {
-        "supported": tools,
-        "code_execution": _support(tools and coin()),
-        "web_search": _support(tools and coin()),
-    }
-    effort = coin()
-    caps["effort"] = {"supported": effort, **{lv: _support(effort and coin()) for lv in LEVELS}}
-    thinking = coin()
-    types = {kind: _support(thinking and coin()) for kind in TYPES}
-    if not thinking:
-        types["disabled"] = _support(True)
-    caps["thinking"] = {"supported": thinking, "types": types}
-    edits = coin()
-    caps["context_management"] = {
-        "supported": edits,
-        **{s: _support(edits and coin()) for s in STRATEGIES},
-    }
+    caps = random_capabilities(rng, rng.choice([0.3, 0.6, 0.9]))
     line = rng.choice(["haiku", "sonnet", "opus", None])
     model_id = f"claude-{line or 'x'}-{index}" + ("-20250101" if rng.random() < 0.3 else "")
     return {
@@ -273,12 +247,15 @@ def first_send(
     """What the flow does first: a Send or a Refuse (a Resolve answered from the truth)."""
     action = flow.first_action(view_of(registry, True), call)
     if type(action).__name__ == "Resolve":
-        target = aliases.get(action.model, action.model)
-        info = next((m for m in truth if m["id"] == target), None)
-        if info is not None:  # GET /v1/models/{name} describes it (retired ones too)
-            registry = registry.with_model(Registry.from_models([info]).get(target))  # type: ignore[arg-type]
-            if target != action.model:
-                registry = registry.with_aliases({action.model: target})
+        # One name per Resolve in older code (`model`), several since (`models`).
+        names = getattr(action, "models", None) or (action.model,)
+        for name in names:
+            target = aliases.get(name, name)
+            info = next((m for m in truth if m["id"] == target), None)
+            if info is not None:  # GET /v1/models/{name} describes it (retired ones too)
+                registry = registry.with_model(Registry.from_models([info]).get(target))  # type: ignore[arg-type]
+                if target != name:
+                    registry = registry.with_aliases({name: target})
         action = flow.first_action(view_of(registry, False), call)
     return action
 
@@ -304,7 +281,9 @@ def main() -> None:
         sent_body = (
             {"requests": [{"custom_id": "a", "params": body}]} if endpoint == "batch" else body
         )
-        action = first_send(registry, truth, aliases, flow.Call(sent_body, endpoint, version))
+        # What GET /v1/models/{name} resolves: the aliases and each dated id's undated name.
+        answers = {m["id"].removesuffix("-20250101"): m["id"] for m in truth} | aliases
+        action = first_send(registry, truth, answers, flow.Call(sent_body, endpoint, version))
         decision = action.decision
         item = decision.items[0][1] if decision.items else decision
         if type(action).__name__ == "Refuse":

@@ -355,11 +355,10 @@ class _Round:
         item = {"custom_id": custom_id, "params": params}
         settings = self.settings
         model = params.get("model")
-        if isinstance(model, str) and model not in self.known_names:
-            # A name the registry lacks may be one only GET /v1/models/{name} knows (an
-            # alias, a model the list leaves out): ask before routing (once per name).
-            if self.router.look_up(model):
-                self.known_names.add(model)
+        # A name the registry lacks may be one only GET /v1/models/{name} knows (an
+        # alias, a model the list leaves out): ask before routing (once per name).
+        if isinstance(model, str) and model not in self.known_names and self.router.look_up(model):
+            self.known_names.add(model)
         result = self.router.route(
             {"requests": [item]},
             endpoint="batch",

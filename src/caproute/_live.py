@@ -489,7 +489,9 @@ class LiveRouter:
                 wait(self._cold_start_wait)
             return
         if isinstance(action, Resolve):
-            self.look_up(action.model)
+            deadline = self._clock() + self._cold_start_wait
+            for name in action.models:
+                self.look_up(name, max_wait=deadline - self._clock())
             return
         if self._record(action):
             self._save_learned()
@@ -509,7 +511,9 @@ class LiveRouter:
                 await _in_thread(sync_wait, self._cold_start_wait)
             return
         if isinstance(action, Resolve):
-            await self._aresolve(action.model)
+            deadline = self._clock() + self._cold_start_wait
+            for name in action.models:
+                await self._aresolve(name, deadline - self._clock())
             return
         if self._record(action):
             save = getattr(self._sync_fetcher or self._async_fetcher, "save_learned", None)
@@ -517,21 +521,23 @@ class LiveRouter:
                 await _in_thread(save, tuple(self._memory.facts.values()))
         self._refresh_in_background()
 
-    def look_up(self, name: str) -> bool:
+    def look_up(self, name: str, *, max_wait: float | None = None) -> bool:
         """Ask the Models API about a model name the registry lacks (blocking, at most
-        ``cold_start_wait_s``; once a minute per name, at most `MAX_NAMES_ASKED` names
-        a minute); True when the registry knows the name afterwards.
+        `max_wait` seconds, default ``cold_start_wait_s``; once a minute per name, at
+        most `MAX_NAMES_ASKED` names a minute); True when the registry knows the name
+        afterwards.
 
         What the flow's `Resolve` does; planners that route without the flow (Message
         Batches) call it directly. Needs a sync fetcher that can ``retrieve``.
         """
         if self.registry.resolve(name) is not None:
             return True
+        wait = self._cold_start_wait if max_wait is None else max_wait
         retrieve = getattr(self._sync_fetcher, "retrieve", None)
-        if retrieve is None or not self._may_ask(name):
+        if retrieve is None or wait <= 0 or not self._may_ask(name):
             return False
         try:
-            retrieve(name, max_wait=self._cold_start_wait)
+            retrieve(name, max_wait=wait)
         except Exception as exc:  # the request goes on as if never asked
             self._logger.warning("caproute: could not look up model %r: %s", name, exc)
             return False
@@ -553,17 +559,17 @@ class LiveRouter:
         memory.asked = {**asked, name: now + RESOLVE_INTERVAL_S}
         return True
 
-    async def _aresolve(self, name: str) -> None:
+    async def _aresolve(self, name: str, max_wait: float) -> None:
         fetcher: Any = self._async_fetcher or self._sync_fetcher
         retrieve = getattr(fetcher, "retrieve", None)
-        if retrieve is None or not self._may_ask(name):
+        if retrieve is None or max_wait <= 0 or not self._may_ask(name):
             return
         try:
             if self._async_fetcher is not None:
-                await retrieve(name, max_wait=self._cold_start_wait)
+                await retrieve(name, max_wait=max_wait)
                 self._latest = await self._async_fetcher.current()
             else:
-                await _in_thread(functools.partial(retrieve, max_wait=self._cold_start_wait), name)
+                await _in_thread(functools.partial(retrieve, max_wait=max_wait), name)
         except Exception as exc:  # the request goes on as if never asked
             self._logger.warning("caproute: could not look up model %r: %s", name, exc)
 

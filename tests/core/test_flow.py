@@ -100,11 +100,12 @@ class Shell:
                 self.registry, self.live = self.after_refresh, True
             self.can_wait = False
         elif isinstance(action, Resolve):
-            info = self.models_api.get(action.model)
-            if info is not None:
-                self.registry = self.registry.with_model(ModelInfo.model_validate(info))
-                if info["id"] != action.model:
-                    self.registry = self.registry.with_aliases({action.model: info["id"]})
+            for name in action.models:
+                info = self.models_api.get(name)
+                if info is not None:
+                    self.registry = self.registry.with_model(ModelInfo.model_validate(info))
+                    if info["id"] != name:
+                        self.registry = self.registry.with_aliases({name: info["id"]})
         elif isinstance(action, Learn):
             fact = LearnedFact(action.model, action.key, action.value, 10.0, 99.0, action.reason)
             self.facts[(action.model, action.key)] = fact
@@ -299,10 +300,34 @@ def test_an_alias_the_list_never_shows_is_resolved_and_routed_on_the_first_send(
     shell = Shell(can_resolve=True, models_api={"t-sonnet-latest": no_images})
     c = call("t-sonnet-latest", messages=[{"role": "user", "content": [IMAGE]}])
     final, sends = shell.run(c, {"t-sonnet-latest": refused("image input is not supported")})
-    assert isinstance(shell.log[0], Resolve) and shell.log[0].model == "t-sonnet-latest"
+    assert isinstance(shell.log[0], Resolve) and shell.log[0].models == ("t-sonnet-latest",)
     assert len(sends) == 1 and sends[0].decision.outcome == "rerouted"
     assert sends[0].decision.model == "t-gamma-vision"  # t-hidden's line, with images
     assert isinstance(final, Deliver)
+
+
+def test_a_batchs_unknown_names_are_resolved_together_before_the_send() -> None:
+    small = REGISTRY.get("t-small")
+    assert small is not None
+    no_images = {**small.to_api_dict(), "id": "t-hidden"}
+    shell = Shell(can_resolve=True, models_api={"t-sonnet-latest": no_images})
+    items = [
+        {
+            "custom_id": "a",
+            "params": body("t-sonnet-latest", messages=[{"role": "user", "content": [IMAGE]}]),
+        },
+        {"custom_id": "b", "params": body("t-typo")},
+        {"custom_id": "c", "params": body("t-sonnet-latest")},
+        {"custom_id": "d", "params": body("t-full")},
+    ]
+    final, sends = shell.run(Call({"requests": items}, "batch"), {})
+    [resolve] = [a for a in shell.log if isinstance(a, Resolve)]
+    assert resolve.models == ("t-sonnet-latest", "t-typo")  # each unknown name once
+    [send] = sends
+    decisions = dict(send.decision.items)
+    assert decisions["a"].model == "t-gamma-vision"  # the alias's model lacks images
+    assert decisions["b"].outcome == "passthrough"  # nobody knows it: the API judges
+    assert decisions["c"].outcome == "unchanged" and decisions["d"].outcome == "unchanged"
 
 
 def test_resolving_is_asked_once_and_only_for_unknown_names() -> None:

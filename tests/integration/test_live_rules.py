@@ -249,6 +249,25 @@ async def test_an_alias_only_the_models_api_resolves_is_routed_on_the_first_atte
     assert router.registry.resolve("claude-sonnet-latest") == SONNET
 
 
+async def test_a_batchs_alias_items_are_looked_up_and_routed_before_the_batch_is_sent(
+    fake: FakeAnthropic, decisions: list[Decision], is_async: bool, path: str
+) -> None:
+    params = {
+        "model": "claude-sonnet-latest",
+        "max_tokens": 100,
+        "messages": HI,
+        "output_config": {"effort": "xhigh"},  # the sonnet predates `xhigh`
+    }
+    requests = [{"custom_id": f"r{n}", "params": params} for n in range(3)]
+    router = live_router(fake, decisions)
+    mark = len(fake.requests)
+    async with opened(routed(fake, router, path, is_async=is_async)) as client:
+        await resolve(client.messages.batches.create(requests=requests))
+    [created] = [r.body for r in fake.requests[mark:] if r.path == "/v1/messages/batches"]
+    assert [r["params"]["output_config"] for r in created["requests"]] == [{"effort": "high"}] * 3
+    assert fake.count("/v1/models/claude-sonnet-latest") == 1
+
+
 # -- 2. known beats unknown ------------------------------------------------------------------
 
 

@@ -213,12 +213,12 @@ def test_a_flood_of_made_up_names_asks_the_models_api_a_bounded_number_of_times(
     fetcher = Fetcher()
     router = LiveRouter(fetcher, clock=clock)
     for n in range(MAX_NAMES_ASKED + 50):
-        router.carry_out(Resolve(f"made-up-{n}", "unknown"))
-    router.carry_out(Resolve("made-up-0", "unknown"))  # asked a moment ago
+        router.carry_out(Resolve((f"made-up-{n}",), "unknown"))
+    router.carry_out(Resolve(("made-up-0",), "unknown"))  # asked a moment ago
     assert len(fetcher.asked) == MAX_NAMES_ASKED
     assert len(set(fetcher.asked)) == MAX_NAMES_ASKED
     clock.now += RESOLVE_INTERVAL_S + 1
-    router.carry_out(Resolve("made-up-0", "unknown"))
+    router.carry_out(Resolve(("made-up-0",), "unknown"))
     assert fetcher.asked[-1] == "made-up-0" and len(fetcher.asked) == MAX_NAMES_ASKED + 1
 
 

@@ -12,8 +12,8 @@ action               the shell                                    and sends back
 `Send`               forwards ``body`` upstream                   the `Reply`
 `Refresh`            waits (bounded) for the live registry fetch  the current `View`
                      already in flight (cold start)
-`Resolve`            asks ``GET /v1/models/{name}`` (bounded)      the current `View`
-                     about a model name the registry lacks
+`Resolve`            asks ``GET /v1/models/{name}`` (one bounded   the current `View`
+                     wait) about names the registry lacks
 `Learn`              records a fact about a model (with a TTL)    the current `View`
 `MarkRetired`        records that a model answered 404            the current `View`
 `MarkOverloaded`     starts the model's overload cool-down        the current `View`
@@ -34,9 +34,10 @@ The rules, each a promise:
   Only a body that is not a Messages body at all is sent without waiting.
 * **Unknown names.** A model name the registry doesn't know (an alias only
   ``GET /v1/models/{alias}`` resolves, a model the list leaves out) would be forwarded
-  unchanged for the API to judge. Where the shell can ask the Models API about one
-  name (`View.can_resolve`), the flow asks first (`Resolve`) and decides again, once:
-  the name is then routed like any model it knows.
+  unchanged for the API to judge. Where the shell can ask the Models API about a
+  name (`View.can_resolve`), the flow asks first (`Resolve`, with every unknown name
+  of a batch's items, up to `MAX_RESOLVE_PER_CALL`) and decides again, once: the
+  names are then routed like any model it knows.
 * **Learn from refusals.** A 400 ``invalid_request_error`` that names a parameter the
   request carried (`learning.attribute`) becomes a fact (`Learn`); the call is routed
   again with it and sent once more — the second attempt succeeds the first time, and
@@ -125,7 +126,7 @@ class View(NamedTuple):
     max_sends: int = 3
     """Upper bound on upstream sends for one call."""
     can_resolve: bool = False
-    """Whether the shell can ask the Models API about one model name (`Resolve`)."""
+    """Whether the shell can ask the Models API about model names (`Resolve`)."""
 
 
 class Reply(NamedTuple):
@@ -155,10 +156,10 @@ class Refresh(NamedTuple):
 
 
 class Resolve(NamedTuple):
-    """Ask the Models API about `model`, a name the registry doesn't know (bounded), then
-    send the `View` back."""
+    """Ask the Models API about `models`, names the registry doesn't know (one bounded
+    wait for all of them), then send the `View` back."""
 
-    model: str
+    models: tuple[str, ...]
     reason: str
 
 
@@ -202,6 +203,9 @@ Flow = Generator[Action, Any, None]
 """A running `call_flow`: send it a `Reply` after a `Send`, a `View` after a `Refresh`,
 `Resolve`, `Learn`, `MarkRetired` or `MarkOverloaded`."""
 
+MAX_RESOLVE_PER_CALL: Final = 16
+"""At most this many unknown model names are asked about for one call (a batch)."""
+
 READS_BODY_ON: Final = frozenset({400, 404})
 """Statuses whose (small, JSON) error body the flow reads; shells read no other body."""
 
@@ -226,8 +230,8 @@ def first_action(view: View, call: Call) -> Send | Refuse | Refresh | Resolve:
     decision = result.decision
     if not view.live and view.can_wait and _live_could_change(view, decision):
         return Refresh(f"cold start: {decision.outcome} on {decision.registry_source}")
-    if view.can_resolve and (name := _unknown_name(view, call, decision)) is not None:
-        return Resolve(name, f"model {name!r} is unknown to the registry")
+    if view.can_resolve and (names := _unknown_names(view, call, decision)):
+        return Resolve(names, f"unknown to the registry: {', '.join(map(repr, names))}")
     if decision.rejected:
         return Refuse(decision)
     body = result.body
@@ -355,15 +359,25 @@ def _live_could_change(view: View, decision: Decision) -> bool:
     return requested is not None and view.engine.registry.resolve(requested) is None
 
 
-def _unknown_name(view: View, call: Call, decision: Decision) -> str | None:
-    """The model name of a Messages body passed through only because the registry
-    doesn't know it (worth asking the Models API about), else `None`."""
-    name = decision.requested_model
-    if decision.outcome != "passthrough" or name is None or call.endpoint == "batch":
-        return None
-    if view.engine.registry.resolve(name) is not None:
-        return None
-    return name if shape_problem(call.body, call.endpoint) is None else None
+def _unknown_names(view: View, call: Call, decision: Decision) -> tuple[str, ...]:
+    """The model names requests were passed through for only because the registry
+    doesn't know them (worth asking the Models API about): the call's, or its batch
+    items' (at most `MAX_RESOLVE_PER_CALL`, first seen first)."""
+    if decision.items:
+        decisions = [d for _, d in decision.items]
+    elif shape_problem(call.body, call.endpoint) is None:
+        decisions = [decision]
+    else:
+        return ()  # not a Messages body: its name is not what kept it from routing
+    registry = view.engine.registry
+    names: dict[str, None] = {}
+    for routed in decisions:
+        name = routed.requested_model
+        if routed.outcome == "passthrough" and name and registry.resolve(name) is None:
+            names[name] = None
+            if len(names) == MAX_RESOLVE_PER_CALL:
+                break
+    return tuple(names)
 
 
 def _blames_the_model(message: str | None, body: Any, model: str) -> bool:

@@ -78,7 +78,10 @@ def _support(flag: bool) -> dict[str, bool]:
     return {"supported": flag}
 
 
-def _model(rng: random.Random, index: int, p: float) -> dict[str, Any]:
+def random_capabilities(rng: random.Random, p: float) -> dict[str, Any]:
+    """A full capability tree (every leaf stated) where each feature is supported with
+    probability `p`; a leaf is only supported under a supported family."""
+
     def coin() -> bool:
         return rng.random() < p
 
@@ -101,6 +104,11 @@ def _model(rng: random.Random, index: int, p: float) -> dict[str, Any]:
         "supported": edits,
         **{s: _support(edits and coin()) for s in _STRATEGIES},
     }
+    return caps
+
+
+def _model(rng: random.Random, index: int, p: float) -> dict[str, Any]:
+    caps = random_capabilities(rng, p)
     return {
         "type": "model",
         "id": f"claude-{LINES[index % 3]}-{9 - index}",
