@@ -39,6 +39,7 @@ import threading
 import time
 from collections.abc import (
     AsyncIterator,
+    Awaitable,
     Callable,
     Generator,
     Iterable,
@@ -922,27 +923,32 @@ class RegistryFetcher(_FetcherBase):
 
 
 class AsyncRegistryFetcher(_FetcherBase):
-    """The model registry from the Models API, cached, for asyncio code.
+    """The model registry from the Models API, cached, for async code (asyncio or trio).
 
     The same behaviour as `RegistryFetcher`, awaitable: `await current()` never waits
     for the network, `await refresh()` does (one fetch for all concurrent callers).
     Use it from one event loop. It takes the same keyword options as
     `RegistryFetcher`; `sleep` is awaited, `client` and `transport` are async ones.
+
+    The shared fetch runs as a task of its own, so a caller giving up never cancels it:
+    an asyncio task under asyncio, a trio system task under trio (trio has no
+    loop-wide task otherwise; `wrap(AsyncAnthropic())` must work under both, as the
+    SDK does).
     """
 
     def __init__(
         self,
         *,
-        sleep: AsyncSleep = asyncio.sleep,
+        sleep: AsyncSleep | None = None,
         client: httpx2.AsyncClient | None = None,
         transport: httpx2.AsyncBaseTransport | None = None,
         **options: Unpack[FetcherOptions],
     ) -> None:
         super().__init__(**options)
-        self._sleep = sleep
+        self._sleep: AsyncSleep = sleep or _any_sleep
         self._client = client
         self._transport = transport
-        self._flight: asyncio.Task[Registry] | None = None
+        self._flight: asyncio.Task[Registry] | _TrioFlight | None = None
 
     async def current(self) -> Registry:
         """The best data held now; starts a background task when it is stale."""
@@ -960,6 +966,8 @@ class AsyncRegistryFetcher(_FetcherBase):
         self._require_credentials()
         flight = self._flight or self._start_flight()
         try:
+            if isinstance(flight, _TrioFlight):
+                return await flight.wait()
             return await asyncio.shield(flight)
         except Exception as exc:
             return self._after_failure(exc)
@@ -972,6 +980,8 @@ class AsyncRegistryFetcher(_FetcherBase):
             return None
         flight = self._flight or self._start_flight()
         try:
+            if isinstance(flight, _TrioFlight):
+                return await flight.wait(timeout)
             return await asyncio.wait_for(asyncio.shield(flight), timeout)
         except Exception:  # a timeout or a failed fetch: route on what is held
             return None
@@ -1010,9 +1020,12 @@ class AsyncRegistryFetcher(_FetcherBase):
         """Stop background refreshes and cancel one under way (connections are per refresh)."""
         self.background = False
         self._closed = True
-        if self._flight is not None:
-            self._flight.cancel()
-            await asyncio.gather(self._flight, return_exceptions=True)
+        flight = self._flight
+        if isinstance(flight, _TrioFlight):
+            await flight.cancel()
+        elif flight is not None:
+            flight.cancel()
+            await asyncio.gather(flight, return_exceptions=True)
 
     async def __aenter__(self) -> AsyncRegistryFetcher:
         return self
@@ -1022,9 +1035,14 @@ class AsyncRegistryFetcher(_FetcherBase):
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _start_flight(self) -> asyncio.Task[Registry]:
+    def _start_flight(self) -> asyncio.Task[Registry] | _TrioFlight:
         self._last_started = self._clock()
-        flight = asyncio.get_running_loop().create_task(self._fly(), name="caproute-registry")
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio: trio (anyio's other backend)
+            self._flight = _TrioFlight(self._fly)
+            return self._flight
+        flight = loop.create_task(self._fly(), name="caproute-registry")
         # Mark a failure as seen even if no one awaits it (a background refresh).
         flight.add_done_callback(lambda t: t.cancelled() or t.exception())
         self._flight = flight
@@ -1040,7 +1058,9 @@ class AsyncRegistryFetcher(_FetcherBase):
             self._flight = None
         registry = self._accept_live(registry)
         if self._cache_file:
-            await asyncio.to_thread(self._persist, registry)
+            import anyio.to_thread  # asyncio and trio alike; imported when first needed
+
+            await anyio.to_thread.run_sync(self._persist, registry)
         return registry
 
     async def _fetch_all(self) -> Registry:
@@ -1087,3 +1107,60 @@ class AsyncRegistryFetcher(_FetcherBase):
             return
         async with httpx2.AsyncClient(transport=self._transport, timeout=self._timeout) as client:
             yield client
+
+
+async def _any_sleep(seconds: float) -> None:
+    """`asyncio.sleep` or `trio.sleep`, whichever library is running (the retry back-off)."""
+    import anyio
+
+    await anyio.sleep(seconds)
+
+
+class _TrioFlight:
+    """A shared fetch running as a trio system task: what an `asyncio.Task` is under asyncio.
+
+    A system task outlives the callers that started or awaited it (as a shielded
+    asyncio task does) and must not raise: the fetch's outcome is kept for `wait`.
+    """
+
+    def __init__(self, fly: Callable[[], Awaitable[Registry]]) -> None:
+        import trio
+
+        self._done = trio.Event()
+        self._scope = trio.CancelScope()
+        self._result: Registry | None = None
+        self._error: Exception | None = None
+        trio.lowlevel.spawn_system_task(self._run, fly, name="caproute-registry")
+
+    async def _run(self, fly: Callable[[], Awaitable[Registry]]) -> None:
+        try:
+            with self._scope:  # `cancel()` ends the fetch here, quietly
+                self._result = await fly()
+        except Exception as exc:
+            self._error = exc
+        finally:
+            self._done.set()
+
+    async def wait(self, timeout: float | None = None) -> Registry:
+        """The fetched registry; a waiter timing out or cancelled leaves the fetch running.
+
+        Raises:
+            TimeoutError: Not done within `timeout` seconds.
+            Exception: What the fetch raised.
+        """
+        import trio
+
+        with trio.move_on_after(float("inf") if timeout is None else timeout):
+            await self._done.wait()
+        if not self._done.is_set():
+            raise TimeoutError("the registry fetch is still under way")
+        if self._error is not None:
+            raise self._error
+        if self._result is None:
+            raise RegistryUnavailableError("the registry fetch was cancelled")
+        return self._result
+
+    async def cancel(self) -> None:
+        """Cancel the fetch and wait until it has ended."""
+        self._scope.cancel()
+        await self._done.wait()

@@ -460,9 +460,13 @@ class LiveRouter:
                 self._latest = await self._async_fetcher.refresh()
             else:
                 assert self._sync_fetcher is not None
-                answer = await _in_thread(self._sync_fetcher.refresh)
-                if inspect.isawaitable(answer):  # an async `refresh` on a sync-looking fetcher
-                    await answer
+                refresh = self._sync_fetcher.refresh
+                if inspect.iscoroutinefunction(refresh):  # async `refresh`, sync `current`
+                    await refresh()  # (trio refuses to run it in a worker thread)
+                else:
+                    answer = await _in_thread(refresh)
+                    if inspect.isawaitable(answer):  # one that hides its coroutine
+                        await answer
         except Exception as exc:  # a failed refresh must not fail the caller
             self._logger.warning("caproute: registry refresh failed: %s", exc)
             return False
