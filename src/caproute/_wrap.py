@@ -137,13 +137,47 @@ def wrap(
     if via == "middleware":
         from ._middleware import middleware
 
-        routing = middleware(router=live, api_version=_client_api_version(client))
+        version = _client_api_version(client)
+        routing = middleware(router=live, api_version=version)
         if release is not None:
             client = with_options(http_client=_client_copy(http_client, None, release))
         routed_client: ClientT = client.with_middleware(routing)  # type: ignore[attr-defined]
+        _route_copies_for_their_version(routed_client, live, routing, version)
         return routed_client
     routed_client = with_options(http_client=_client_copy(http_client, live, release))
     return routed_client
+
+
+def _route_copies_for_their_version(
+    client: Any, live: LiveRouter, routing: Any, version: str | None
+) -> None:
+    """Make ``client.copy`` / ``with_options`` (and so ``with_middleware``) give copies
+    whose routing middleware knows *their* default ``anthropic-version``.
+
+    The middleware can't see a client's default headers (the SDK merges them after the
+    chain), so `wrap` hands it the version read once from the client. A copy made with
+    ``with_options(default_headers={"anthropic-version": ...})`` keeps the middleware
+    object, and would route for the old version: a 1.x client moved to 2026-10-21 would
+    keep its ``temperature`` and get a 400. The copy gets a middleware for its own version
+    (the same router) in the same place in the chain; the override is set on the instance
+    only, so the class, and clients `wrap` did not make, are untouched.
+    """
+    sdk_copy = type(client).copy
+
+    def copy(*args: Any, **kwargs: Any) -> Any:
+        new = sdk_copy(client, *args, **kwargs)
+        new_version = _client_api_version(new)
+        current = routing
+        chain = tuple(getattr(new, "middleware", ()))
+        if new_version != version and any(entry is routing for entry in chain):
+            from ._middleware import middleware
+
+            current = middleware(router=live, api_version=new_version)
+            new = sdk_copy(new, middleware=[current if e is routing else e for e in chain])
+        _route_copies_for_their_version(new, live, current, new_version)
+        return new
+
+    client.copy = client.with_options = copy
 
 
 def _release_for(live: LiveRouter, made: Any, *, is_async: bool) -> Callable[[], Any]:
