@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.caproute-installed
 
-.PHONY: demo test lint types pytest test-sdk0 bench clean
+.PHONY: demo test lint types pytest test-sdk0 test-sdk1 bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ types: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest -q
 
+# The SDK-facing integration tests, run again under each older SDK generation.
+SDK_TESTS := tests/integration/test_sdk_matrix.py tests/integration/test_sdk_wire.py \
+	tests/integration/test_live_rules.py tests/integration/test_wrap_close.py \
+	tests/integration/test_langchain.py
+
 # The second SDK generation: anthropic 0.x is built on httpx (1.x/2.x on httpx2), so
 # the SDK matrix tests run again in their own environment. Created once, stamped.
 SDK0_VENV := .venv-sdk0
@@ -36,18 +41,36 @@ SDK0_PIN := anthropic==0.125.0
 
 $(SDK0_STAMP): pyproject.toml
 	test -x $(SDK0_VENV)/bin/python || $(PYTHON) -m venv $(SDK0_VENV)
-	$(SDK0_VENV)/bin/python -m pip install -q -e '.[httpx]' '$(SDK0_PIN)' pytest anyio uvicorn hypothesis \
+	$(SDK0_VENV)/bin/python -m pip install -q -e '.[httpx]' '$(SDK0_PIN)' pytest anyio trio uvicorn hypothesis \
 		langchain-anthropic langchain
 	touch $(SDK0_STAMP)
 
 test-sdk0: $(SDK0_STAMP)
-	$(SDK0_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/integration/test_sdk_matrix.py \
-		tests/integration/test_live_rules.py tests/integration/test_langchain.py \
-		tests/integration/test_wrap_close.py
+	$(SDK0_VENV)/bin/python -m pytest -q -p no:cacheprovider $(SDK_TESTS)
 
-# test-sdk0 runs after the main suite (a recursive make keeps the order under -j).
+# The middle SDK generation: anthropic 1.x is built on httpx2 like 2.x, but sends
+# `anthropic-version: 2023-06-01` and `X-Api-Key` by default, as 0.x does. pydantic-ai
+# (anthropic>=1.15) and langchain-anthropic (>=0.120) both accept it, so their tests
+# run here too. 1.17.0 is the newest 1.x release.
+SDK1_VENV := .venv-sdk1
+SDK1_STAMP := $(SDK1_VENV)/.caproute-installed
+SDK1_PIN := anthropic==1.17.0
+
+$(SDK1_STAMP): pyproject.toml
+	test -x $(SDK1_VENV)/bin/python || $(PYTHON) -m venv $(SDK1_VENV)
+	$(SDK1_VENV)/bin/python -m pip install -q -e . '$(SDK1_PIN)' pytest anyio trio uvicorn hypothesis \
+		'pydantic-ai-slim[anthropic]' langchain-anthropic langchain
+	touch $(SDK1_STAMP)
+
+test-sdk1: $(SDK1_STAMP)
+	$(SDK1_VENV)/bin/python -m pytest -q -p no:cacheprovider $(SDK_TESTS) \
+		tests/integration/test_pydantic_ai.py
+
+# test-sdk0 and test-sdk1 run after the main suite (a recursive make keeps the order
+# under -j).
 test: lint types pytest
 	$(MAKE) --no-print-directory test-sdk0
+	$(MAKE) --no-print-directory test-sdk1
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
