@@ -1,4 +1,5 @@
-"""Suite-wide safety: no test reads or writes the real user cache or credentials."""
+"""Suite-wide safety: no test reads or writes the real user cache or credentials; async
+tests run under asyncio unless they ask for trio."""
 
 from __future__ import annotations
 
@@ -13,3 +14,12 @@ def _isolated_user_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    # anyio's own fixture runs every async test under each installed backend; trio is in
+    # the dev extra for the SDK clients that run under it, and the proxy (uvicorn) is
+    # asyncio-only. Tests that must also hold under trio say so
+    # (tests/integration/test_sdk_wire.py, tests/shells/test_live.py).
+    return "asyncio"

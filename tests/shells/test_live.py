@@ -19,6 +19,13 @@ from caproute._fetch import AsyncRegistryFetcher, RegistryFetcher
 from caproute._live import MAX_NAMES_ASKED, RESOLVE_INTERVAL_S
 from caproute.testing import FakeAnthropic, make_model
 
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Async routers must hold under trio too: async SDK clients run under either."""
+    return str(request.param)
+
+
 MODELS = [
     make_model("claude-big-2", max_tokens=128_000),
     make_model("claude-small-1", unsupported=["effort.max", "pdf_input"], max_tokens=8192),
