@@ -65,7 +65,7 @@ from ._headers import (
     upstream_request_headers,
 )
 from ._limits import UnreadErrorBody, json_values_over_async, with_body
-from ._logging import ACCESS_FIELDS
+from ._logging import ACCESS_FIELDS, CUT_ON_PURPOSE
 from ._metrics import ProxyMetrics
 from ._reload import FileWatcher
 from ._responses import send_bytes, send_error, send_json, sse_error_event
@@ -122,6 +122,12 @@ class _Exchange:
     disconnected: bool = False
     """The server reported the caller gone (possibly after it had everything)."""
     upstream_broke: bool = False
+    cut: str | None = None
+    """Why the proxy ended the request itself (``shutdown``: the drain ran out)."""
+    appendable_sse: bool = False
+    """The answer under way is a plain event stream an ``error`` event can close."""
+    last_chunk: bytes = b"\n\n"
+    """The last body chunk sent (does it end an event?)."""
     registry: str | None = None
     """Pass-through mode: ``caller`` or ``shared (why)``, the registry routed on."""
     credential: Credential | None = None
@@ -275,9 +281,41 @@ class ProxyApp:
             )
         except _ClientGone:
             exchange.disconnected = True
+        except asyncio.CancelledError:
+            # Nothing cancels a request's task but the server when the shutdown drain
+            # (--shutdown-timeout) runs out: end the request the way an API client
+            # understands, not with a traceback and a silently cut stream.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            await self._cut_by_shutdown(exchange, send_and_record)
         finally:
             self._account(exchange)
             self.metrics.ended()
+
+    async def _cut_by_shutdown(self, exchange: _Exchange, send: Send) -> None:
+        """Answer or close a request the server cancelled at the end of its drain.
+
+        Not started: a ``503 overloaded_error`` (SDKs retry it, on another replica
+        behind a load balancer). A plain event stream: closed with an ``error`` event,
+        as the API ends a stream it can't finish. Any other body: left unfinished, so
+        the connection closes and the caller sees a truncated answer.
+        """
+        exchange.cut = "shutdown"
+        logger.warning("shutdown timeout ran out: %s %s cut short", exchange.method, exchange.path)
+        message = "the proxy is shutting down and could not finish this request; retry it"
+        try:
+            if exchange.headers_sent_at is None:
+                await send_error(send, 503, "overloaded_error", message, close=True)
+                return
+            if exchange.appendable_sse and not exchange.finished:
+                tail = _sse_tail(exchange.last_chunk, "overloaded_error", message)
+                await send({"type": "http.response.body", "body": tail, "more_body": False})
+                exchange.finished = True
+                return
+        except Exception:  # the connection went first: nothing to tell anyone
+            pass
+        CUT_ON_PURPOSE.set(True)
 
     async def _forward(
         self, scope: Scope, receive: Receive, send: Send, exchange: _Exchange
@@ -515,28 +553,25 @@ class ProxyApp:
             {"type": "http.response.start", "status": response.status_code, "headers": headers}
         )
         meter = _meter_for(response, headers, exchange)
-        last = b"\n\n"
+        exchange.appendable_sse = _can_append_sse(headers)
         try:
             async for chunk in body:
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                     exchange.body_sent += len(chunk)
-                    last = chunk
+                    exchange.last_chunk = chunk
                     if meter is not None:
                         meter.feed(chunk)
         except httpx2.TransportError:
             exchange.upstream_broke = True
             logger.warning("upstream stream broke off (%s %s)", exchange.method, exchange.path)
-            if not _can_append_sse(headers):
+            if not exchange.appendable_sse:
                 # Headers are out and the body is incomplete: returning without the
                 # final message makes the server close the connection, which is how
                 # HTTP says "truncated" (Content-Length short / no last chunk).
+                CUT_ON_PURPOSE.set(True)
                 return
-            tail = sse_error_event("api_error", "upstream stream ended unexpectedly")
-            if not last.endswith(b"\n\n"):
-                # The cut fell inside an event: end it first, or our event's lines
-                # would be glued onto its last line.
-                tail = b"\n\n" + tail
+            tail = _sse_tail(exchange.last_chunk, "api_error", "upstream stream ended unexpectedly")
             await send({"type": "http.response.body", "body": tail, "more_body": False})
             exchange.finished = True
             return
@@ -750,6 +785,16 @@ def _can_append_sse(headers: Headers) -> bool:
     )
 
 
+def _sse_tail(last_chunk: bytes, error_type: str, message: str) -> bytes:
+    """An ``error`` event closing a stream whose last chunk sent was `last_chunk`."""
+    tail = sse_error_event(error_type, message)
+    if not last_chunk.endswith(b"\n\n"):
+        # The cut fell inside an event: end it first, or our event's lines would be
+        # glued onto its last line.
+        tail = b"\n\n" + tail
+    return tail
+
+
 _PLAIN_VALUE = re.compile(r"[A-Za-z0-9_./:@+-]+")
 
 
@@ -783,6 +828,8 @@ def _access_fields(exchange: _Exchange, now: float) -> dict[str, Any]:
         fields["client"] = "disconnected"
     if exchange.upstream_broke:
         fields["upstream"] = "broke"
+    if exchange.cut is not None:
+        fields["cut"] = exchange.cut
     return fields
 
 
