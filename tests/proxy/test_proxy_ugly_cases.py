@@ -357,3 +357,47 @@ def test_upstream_slower_than_the_read_timeout_is_504(fake: FakeAnthropic) -> No
 
     assert response.status_code == 504
     assert response.json()["error"]["type"] == "timeout_error"
+
+
+def test_an_answer_before_the_body_is_read_closes_the_connection(
+    fake: FakeAnthropic, flavour: Flavour
+) -> None:
+    # `Expect: 100-continue` with a wrong token: the proxy answers 401 without asking
+    # for the body, and the client may then send its next request instead of the body
+    # (RFC 9110 §10.1.1). Kept open, that request would be read as the first one's body.
+    running = start_proxy(fake, flavour=flavour, api_key="sk-proxy-key", require_token="tok")
+    try:
+        body = message_body()
+        expecting = http_request(
+            "POST",
+            "/v1/messages",
+            {
+                "x-api-key": "wrong",
+                "content-type": "application/json",
+                "content-length": str(len(body)),
+                "expect": "100-continue",
+            },
+        )
+        with socket.create_connection(("127.0.0.1", running.port), timeout=3) as sock:
+            sock.sendall(expecting)
+            refused = read_until_closed(sock)  # the server closes: nothing is misread
+        # A POST with a body to a local endpoint is answered unread too.
+        local = http_request("POST", "/caproute/health", {"content-length": str(len(body))}, body)
+        with socket.create_connection(("127.0.0.1", running.port), timeout=3) as sock:
+            sock.sendall(local)
+            not_allowed = read_until_closed(sock)
+        # A request without a body keeps its connection.
+        kept = http_request("GET", "/v1/models", {"x-api-key": "wrong"})
+        with socket.create_connection(("127.0.0.1", running.port), timeout=1) as sock:
+            sock.sendall(kept)
+            still_open = read_until_closed(sock)  # ends by the read timeout
+    finally:
+        running.stop()
+
+    assert status_of(refused) == 401
+    assert b"100 Continue" not in refused
+    assert b"connection: close" in refused.lower()
+    assert status_of(not_allowed) == 405
+    assert b"connection: close" in not_allowed.lower()
+    assert status_of(still_open) == 401
+    assert b"connection: close" not in still_open.lower()

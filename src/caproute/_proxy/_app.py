@@ -117,6 +117,8 @@ class _Exchange:
     body_expected: int | None = None
     """The response's ``Content-Length``, when it has one."""
     body_sent: int = 0
+    body_read: bool = False
+    """The request body was read to its end."""
     finished: bool = False
     """The last response message went out."""
     disconnected: bool = False
@@ -272,12 +274,16 @@ class ProxyApp:
         except _LocalAnswer as answer:
             if answer.limit is not None:
                 self.metrics.record_limit(answer.limit)
+            # An answer before the body was read (a wrong token, a POST to a local
+            # endpoint) closes the connection: the unread body, or with `Expect:
+            # 100-continue` its absence, would otherwise be read as the next request.
+            unread = not exchange.body_read and _announces_body(scope["headers"])
             await send_error(
                 send_and_record,
                 answer.status,
                 answer.error_type,
                 answer.message,
-                close=answer.close,
+                close=answer.close or unread,
             )
         except _ClientGone:
             exchange.disconnected = True
@@ -332,6 +338,7 @@ class ProxyApp:
         self._authorize(headers)
         self._check_declared_length(headers)
         body = await self._read_body(receive)
+        exchange.body_read = True
         endpoint = endpoint_for(exchange.method, exchange.path)
         if endpoint is not None and body:
             await self._check_json_values(_decoded(body, headers, self.config.max_body_bytes))
@@ -766,6 +773,14 @@ async def _next_disconnect(receive: Receive) -> None:
 
 async def _once(content: bytes) -> AsyncIterator[bytes]:
     yield content
+
+
+def _announces_body(headers: Headers) -> bool:
+    """Whether a request says a body follows (``Content-Length`` > 0, or chunked)."""
+    for name, value in headers:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+            return True
+    return False
 
 
 def _content_length(headers: Headers) -> int | None:
