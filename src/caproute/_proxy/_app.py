@@ -136,6 +136,8 @@ class _Exchange:
     """The caller's credential, lent to its registry's refreshes for this request only."""
     tokens: dict[str, int] | None = None
     """Token usage the answer reported."""
+    request_id: str | None = None
+    """The upstream's ``request-id`` (what Anthropic support asks for), if it sent one."""
 
     @property
     def client_gone(self) -> bool:
@@ -553,6 +555,9 @@ class ProxyApp:
 
     async def _stream(self, response: httpx2.Response, send: Send, exchange: _Exchange) -> None:
         headers, body = _downstream(response)
+        request_id = response.headers.get("request-id")
+        if request_id:
+            exchange.request_id = request_id[:128]
         if exchange.registry is not None:
             headers.append((b"caproute-registry", exchange.registry.encode("latin-1", "replace")))
         exchange.body_expected = _content_length(headers)
@@ -835,6 +840,8 @@ def _access_fields(exchange: _Exchange, now: float) -> dict[str, Any]:
         "changes": changes,
         "duration_ms": round((now - exchange.started) * 1000, 1),
     }
+    if exchange.request_id is not None:
+        fields["request_id"] = exchange.request_id
     if exchange.registry is not None and exchange.registry != "caller":
         fields["registry"] = exchange.registry
     if exchange.tokens:
