@@ -874,7 +874,7 @@ def _meter_for(
         return None
     values = dict(headers)
     encoding = values.get(b"content-encoding", b"identity")
-    return UsageMeter(values.get(b"content-type", b""), encoded=encoding != b"identity")
+    return UsageMeter(values.get(b"content-type", b""), encoding=encoding)
 
 
 def _decoded(body: bytes, headers: Headers, limit: int) -> bytes:
