@@ -451,3 +451,27 @@ def test_what_a_caller_learns_is_saved_with_its_cache_and_kept_after_a_restart(
         r.body.get("output_config") for r in novel.requests[mark:] if r.path == "/v1/messages"
     ]
     assert efforts == [{"effort": "xhigh"}]  # right the first time after the restart
+
+
+def test_requests_that_are_not_routed_fetch_no_registry(novel: FakeAnthropic) -> None:
+    # Listing models or reading a batch is passed through: it needs no lineup, so a new
+    # caller's first such request neither waits for one nor starts a fetch.
+    novel.faults.add("/v1/models", delay=1.0, times=None)  # a slow list (only the list)
+    proxy = serve(novel)
+    try:
+        started = time.monotonic()
+        listing = httpx.get(
+            f"{proxy.url}/v1/models/{SMALL}",
+            headers={"x-api-key": KEY_A, "anthropic-version": "2023-06-01"},
+        )
+        took = time.monotonic() - started
+        held = len(proxy.app.callers) if proxy.app.callers is not None else -1
+    finally:
+        proxy.stop()
+
+    assert listing.status_code == 200
+    assert listing.json()["id"] == SMALL
+    assert "caproute-registry" not in listing.headers
+    assert listings(novel) == []  # no GET /v1/models made by the proxy
+    assert held == 0
+    assert took < 0.8  # no wait for the slow list

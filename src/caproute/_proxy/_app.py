@@ -351,7 +351,7 @@ class ProxyApp:
             content=body or None,
             extensions={"timeout": self._timeouts},
         )
-        transport = await self._transport_for(headers, exchange)
+        transport = await self._transport_for(headers, exchange, routed=endpoint is not None)
         with _cancelled_if_caller_leaves(receive, exchange):
             credential, exchange.credential = exchange.credential, None
             with lend(credential):
@@ -393,14 +393,18 @@ class ProxyApp:
             return response
         return with_body(response, redact(text).encode())
 
-    async def _transport_for(self, headers: Headers, exchange: _Exchange) -> Any:
-        """The transport for this request: bypass, a forced route, the caller's or ours."""
+    async def _transport_for(self, headers: Headers, exchange: _Exchange, *, routed: bool) -> Any:
+        """The transport for this request: bypass, a forced route, the caller's or ours.
+
+        Only a routed request (`routed`) needs the caller's registry: the Models, Files
+        or batch-retrieval APIs pass through without fetching (and waiting for) one.
+        """
         bypass, route = controls(headers)
         if bypass and self.config.allow_bypass:
             exchange.outcome = "bypassed"
             return self._inner
         routes = self.routes
-        if self.callers is not None:
+        if self.callers is not None and routed:
             credential = presented_credential(headers)
             if credential is not None:
                 exchange.credential = credential
