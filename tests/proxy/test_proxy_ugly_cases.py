@@ -347,9 +347,7 @@ def test_caller_leaving_while_the_upstream_thinks_abandons_the_request(
 def test_upstream_slower_than_the_read_timeout_is_504(fake: FakeAnthropic) -> None:
     running = start_proxy(fake, read_timeout=0.2)
     try:
-        # The caller's first request reads its registry; the slow answer is for the next.
-        httpx.get(f"{running.url}/v1/models", headers=fake.headers())
-        fake.faults.add("/v1/models", delay=1.0)
+        fake.faults.add("/v1/models", delay=1.0)  # a pass-through request: no registry read
         response = httpx.get(f"{running.url}/v1/models", headers=fake.headers())
         assert running.metric('caproute_proxy_upstream_errors_total{status="timeout"}') == 1
     finally:
@@ -357,6 +355,24 @@ def test_upstream_slower_than_the_read_timeout_is_504(fake: FakeAnthropic) -> No
 
     assert response.status_code == 504
     assert response.json()["error"]["type"] == "timeout_error"
+
+
+def test_a_stream_gone_silent_ends_with_an_error_naming_the_read_timeout(
+    fake: FakeAnthropic,
+) -> None:
+    running = start_proxy(fake, read_timeout=0.3)
+    fake.stream_delay = 1.0  # events further apart than the read timeout
+    try:
+        client = sdk_client(running.url)
+        stream = client.messages.stream(model="claude-haiku-4-5", max_tokens=8, messages=HI)
+        with pytest.raises(anthropic.APIStatusError) as caught, stream as events:
+            for _ in events.text_stream:
+                pass
+    finally:
+        fake.stream_delay = 0
+        running.stop()
+
+    assert "the upstream sent nothing for 0.3s (--read-timeout)" in str(caught.value)
 
 
 def test_an_answer_before_the_body_is_read_closes_the_connection(

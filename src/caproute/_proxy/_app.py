@@ -578,16 +578,21 @@ class ProxyApp:
                     exchange.last_chunk = chunk
                     if meter is not None:
                         meter.feed(chunk)
-        except httpx2.TransportError:
+        except httpx2.TransportError as exc:
             exchange.upstream_broke = True
-            logger.warning("upstream stream broke off (%s %s)", exchange.method, exchange.path)
+            if isinstance(exc, httpx2.ReadTimeout):
+                silent = self.config.read_timeout
+                why = f"the upstream sent nothing for {silent:g}s (--read-timeout)"
+            else:
+                why = "upstream stream ended unexpectedly"
+            logger.warning("%s (%s %s)", why, exchange.method, exchange.path)
             if not exchange.appendable_sse:
                 # Headers are out and the body is incomplete: returning without the
                 # final message makes the server close the connection, which is how
                 # HTTP says "truncated" (Content-Length short / no last chunk).
                 CUT_ON_PURPOSE.set(True)
                 return
-            tail = _sse_tail(exchange.last_chunk, "api_error", "upstream stream ended unexpectedly")
+            tail = _sse_tail(exchange.last_chunk, "api_error", why)
             await send({"type": "http.response.body", "body": tail, "more_body": False})
             exchange.finished = True
             return
