@@ -59,6 +59,22 @@ FORMAT = body(output_config={"format": {"type": "json_schema", "schema": {}}})
         # ...or the whole parameter.
         ("This model does not support the effort parameter.", EFFORT_HIGH, "effort"),
         ("output_config.effort: not supported on this model", EFFORT_HIGH, "effort"),
+        # ...or the value: a message listing the values it takes refuses the one sent.
+        (
+            "output_config.effort: Input should be 'low', 'medium', 'high', 'xhigh' or 'max'",
+            body(output_config={"effort": "ultra"}),
+            "effort.ultra",
+        ),
+        (
+            "output_config.effort must be one of low, medium or high for this model",
+            EFFORT_MAX,
+            "effort.max",
+        ),
+        (
+            "thinking.type: Input should be 'enabled', 'adaptive' or 'disabled'",
+            body(thinking={"type": "dreaming"}),
+            "thinking.types.dreaming",
+        ),
         # thinking types
         (
             '"thinking.type.enabled" is not supported for this model. Use '

@@ -20,6 +20,7 @@ from catalogue import (
 
 from caproute import Registry
 from caproute._core.policy import Policy
+from caproute._core.registry import LearnedFact
 
 CITED_DOC = {**TEXT_DOCUMENT, "citations": {"enabled": True}}
 FORMAT = {"type": "json_schema", "schema": {"type": "object"}}
@@ -365,3 +366,47 @@ def test_an_old_answer_never_refuses_programmatic_tool_calling_on_its_own() -> N
     result = PolicyEngine(older).route(request)
     assert result.decision.outcome == "unchanged", result.decision.explain()
     assert any("doesn't state" in note for note in result.decision.notes)
+
+
+@pytest.mark.parametrize(
+    ("fields", "path"),
+    [
+        ({"output_config": {"effort": "ultra"}}, "effort.ultra"),
+        (
+            {"context_management": {"edits": [{"type": "clear_everything_20270101"}]}},
+            "context_management.clear_everything_20270101",
+        ),
+        ({"thinking": {"type": "dreaming"}}, "thinking.types.dreaming"),
+    ],
+    ids=["effort-level", "edit-type", "thinking-type"],
+)
+def test_a_value_newer_than_caproute_and_the_registry_goes_as_sent(
+    fields: dict[str, Any], path: str
+) -> None:
+    request = body("t-full", **fields)
+    result = run(request)
+    assert result.decision.outcome == "unchanged", result.decision.explain()
+    assert result.body is request
+    assert any(path in note and "for the API to judge" in note for note in result.decision.notes)
+
+    # Once the registry states it (the live list, or a fact learned from a refusal),
+    # it is routed like any other capability.
+    learned = REGISTRY.with_learned(
+        [LearnedFact("t-full", path, False, 1.0, float("inf"), "a 400 named it")]
+    )
+    from caproute._core.router import PolicyEngine
+
+    again = PolicyEngine(learned).route(request)
+    assert again.decision.outcome != "unchanged", again.decision.explain()
+    assert not any("for the API to judge" in note for note in again.decision.notes)
+
+
+def test_a_level_caproute_knows_is_judged_even_when_no_model_states_it() -> None:
+    # `xhigh` is optional in the API's types: a registry where no model states it still
+    # says (by its absence beside stated siblings) that these models lack it.
+    no_xhigh = Registry.from_models([m for m in REGISTRY.models if m.id == "t-adaptive"])
+    from caproute._core.router import PolicyEngine
+
+    request = body("t-adaptive", output_config={"effort": "xhigh"})
+    result = PolicyEngine(no_xhigh).route(request)
+    assert result.decision.outcome == "adjusted", result.decision.explain()

@@ -353,6 +353,27 @@ async def test_a_refusal_is_learned_then_never_repeated(
     assert [b.get("output_config") for b in sent(fake, mark)] == [{"effort": "high"}]
 
 
+async def test_a_value_caproute_never_heard_of_is_the_apis_to_judge_and_teaches_only_itself(
+    fake: FakeAnthropic, decisions: list[Decision], is_async: bool, path: str
+) -> None:
+    # No model states effort 'ultra' and caproute doesn't know it: a level newer than
+    # this release, or a typo. Sent as is; the API's refusal (it lists the levels it
+    # takes) teaches that this model lacks 'ultra', not that it lacks effort.
+    router = live_router(fake, decisions)
+    ultra = {"model": SONNET, "max_tokens": 100, "messages": HI}
+    ultra["extra_body"] = {"output_config": {"effort": "ultra"}}
+    mark = len(fake.requests)
+    raw = await send(routed(fake, router, path, is_async=is_async), **ultra)
+    assert raw.status_code == 200
+    assert [b.get("output_config") for b in sent(fake, mark)] == [{"effort": "ultra"}, None]
+    assert [(f.model, f.key) for f in router.learned] == [(SONNET, "effort.ultra")]
+
+    high = {**ultra, "extra_body": {"output_config": {"effort": "high"}}}
+    mark = len(fake.requests)
+    await send(routed(fake, router, path, is_async=is_async), **high)
+    assert [b.get("output_config") for b in sent(fake, mark)] == [{"effort": "high"}]
+
+
 async def test_an_unattributable_400_reaches_the_caller_unchanged(
     fake: FakeAnthropic, decisions: list[Decision], is_async: bool, path: str
 ) -> None:

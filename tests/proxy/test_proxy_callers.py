@@ -9,10 +9,12 @@ upstream only, and no key may end up in the proxy's memory, logs, metrics or fil
 from __future__ import annotations
 
 import base64
+import contextlib
 import gc
 import logging
 import os
 import stat
+import threading
 import time
 import types
 from collections.abc import Iterator
@@ -222,6 +224,60 @@ def test_registries_are_bounded_least_recently_used_first(novel: FakeAnthropic) 
     assert listings(novel) == [KEY_A, KEY_B, KEY_C, KEY_A]  # A was evicted by C, read again
 
 
+def test_wrong_keys_do_not_push_live_callers_out(novel: FakeAnthropic) -> None:
+    # Each wrong key is a caller whose fetch the API refuses (401); with the map full,
+    # making room for the next one must not drop a caller that has its own registry, or
+    # a burst of bad keys would make every real caller wait for its lineup again.
+    proxy = serve(novel, max_registries=2)
+    hello = [{"role": "user", "content": "hi"}]
+    wrong = [f"sk-ant-api03-wrong-{n}" for n in range(3)]
+    try:
+        for key in (KEY_A, KEY_B, *wrong, KEY_A, KEY_B):
+            # (the wrong keys' requests get the API's 401)
+            with client(proxy, key) as sdk, contextlib.suppress(anthropic.AuthenticationError):
+                sdk.messages.create(model=SMALL, max_tokens=8, messages=hello)
+        held = proxy.app.callers.entries() if proxy.app.callers else []
+    finally:
+        proxy.stop()
+
+    # The first wrong key, not yet known to be wrong, takes the least recently used
+    # place (A's); every later one takes the place of the wrong key before it. So A is
+    # read once more, B never (before: both, and one place lost per wrong key).
+    assert listings(novel) == [KEY_A, KEY_B, *wrong, KEY_A]
+    assert len(held) == 2
+    assert sorted(entry.source for entry in held) == ["caller", "caller"]
+
+
+def test_a_caller_evicted_while_its_first_fetch_runs_is_still_answered(
+    novel: FakeAnthropic,
+) -> None:
+    # A waits for its first fetch; B arrives at a full map and A's entry (no registry
+    # yet) makes room, its fetch cancelled. A's request goes on, on the shared registry.
+    novel.faults.add("/v1/models", delay=1.0, times=2)
+    proxy = serve(novel, max_registries=1, first_fetch_timeout=3.0)
+    hello = [{"role": "user", "content": "hi"}]
+    answers: dict[str, Any] = {}
+
+    def ask(key: str) -> None:
+        with client(proxy, key) as sdk:
+            answers[key] = sdk.messages.with_raw_response.create(
+                model=SMALL, max_tokens=8, messages=hello
+            )
+
+    try:
+        first = threading.Thread(target=ask, args=(KEY_A,))
+        first.start()
+        wait_until(lambda: listings(novel) == [KEY_A])
+        ask(KEY_B)
+        first.join(10)
+    finally:
+        proxy.stop()
+
+    assert answers[KEY_A].status_code == 200
+    assert answers[KEY_A].headers["caproute-registry"].startswith("shared (")
+    assert answers[KEY_B].status_code == 200
+
+
 def test_a_response_driven_refresh_uses_the_callers_key(novel: FakeAnthropic) -> None:
     proxy = serve(novel)
     try:
@@ -395,3 +451,27 @@ def test_what_a_caller_learns_is_saved_with_its_cache_and_kept_after_a_restart(
         r.body.get("output_config") for r in novel.requests[mark:] if r.path == "/v1/messages"
     ]
     assert efforts == [{"effort": "xhigh"}]  # right the first time after the restart
+
+
+def test_requests_that_are_not_routed_fetch_no_registry(novel: FakeAnthropic) -> None:
+    # Listing models or reading a batch is passed through: it needs no lineup, so a new
+    # caller's first such request neither waits for one nor starts a fetch.
+    novel.faults.add("/v1/models", delay=1.0, times=None)  # a slow list (only the list)
+    proxy = serve(novel)
+    try:
+        started = time.monotonic()
+        listing = httpx.get(
+            f"{proxy.url}/v1/models/{SMALL}",
+            headers={"x-api-key": KEY_A, "anthropic-version": "2023-06-01"},
+        )
+        took = time.monotonic() - started
+        held = len(proxy.app.callers) if proxy.app.callers is not None else -1
+    finally:
+        proxy.stop()
+
+    assert listing.status_code == 200
+    assert listing.json()["id"] == SMALL
+    assert "caproute-registry" not in listing.headers
+    assert listings(novel) == []  # no GET /v1/models made by the proxy
+    assert held == 0
+    assert took < 0.8  # no wait for the slow list

@@ -155,7 +155,7 @@ def test_process_reloads_on_sighup_and_drains_streams_on_sigterm(
             process.communicate()
 
     assert texts == ["Hello from claude-haiku-4-5-20251001."]  # the stream finished
-    assert process.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it handled
+    assert process.returncode == 0  # a signalled shutdown is a clean exit
     assert "SIGHUP: reloading" in output
     assert "policy reloaded from" in output
     assert "Traceback" not in output

@@ -198,3 +198,81 @@ async def test_the_answer_ends_before_the_upstream_response_is_closed() -> None:
     await app.aclose()
 
     assert events == ["answer complete", "upstream closed"]
+
+
+MESSAGE_ANSWER = {
+    "id": "msg_1",
+    "type": "message",
+    "role": "assistant",
+    "model": "claude-haiku-4-5",
+    "content": [{"type": "text", "text": "hello"}],
+    "stop_reason": "end_turn",
+    "usage": {"input_tokens": 11, "output_tokens": 7},
+}
+STREAM_EVENTS = (
+    b'event: message_start\ndata: {"type": "message_start", "message": {"usage": '
+    b'{"input_tokens": 13, "output_tokens": 1, "cache_read_input_tokens": 5}}}\n\n'
+    + b'event: content_block_delta\ndata: {"type": "content_block_delta", "index": 0, '
+    b'"delta": {"type": "text_delta", "text": "hi"}}\n\n'
+    * 50
+    + b'event: message_delta\ndata: {"type": "message_delta", "usage": {"output_tokens": 9}}\n\n'
+    + b'event: message_stop\ndata: {"type": "message_stop"}\n\n'
+)
+
+
+class _Chunks(httpx2.AsyncByteStream):
+    def __init__(self, data: bytes, size: int) -> None:
+        self._pieces = [data[i : i + size] for i in range(0, len(data), size)]
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for piece in self._pieces:
+            yield piece
+
+
+async def gzip_messages(request: httpx2.Request) -> httpx2.Response:
+    # What the API may send any client whose Accept-Encoding allows it (the Python
+    # SDK's HTTP client asks for gzip by default): a compressed answer, in pieces.
+    streaming = json.loads(request.content).get("stream", False)
+    body, kind = (
+        (STREAM_EVENTS, "text/event-stream")
+        if streaming
+        else (
+            json.dumps(MESSAGE_ANSWER).encode(),
+            "application/json",
+        )
+    )
+    return httpx2.Response(
+        200,
+        headers={"content-type": kind, "content-encoding": "gzip", "request-id": "req_gz"},
+        stream=_Chunks(gzip.compress(body), 37),
+    )
+
+
+@pytest.mark.anyio
+async def test_compressed_answers_pass_unchanged_and_their_tokens_are_counted() -> None:
+    app = create_proxy_app(
+        ProxyConfig(upstream="https://upstream.invalid"),
+        inner_transport=httpx2.MockTransport(gzip_messages),  # type: ignore[arg-type]
+    )
+    request = {
+        "model": "claude-haiku-4-5",
+        "max_tokens": 16,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    async with httpx2.AsyncClient(
+        transport=httpx2.ASGITransport(app), base_url="http://proxy"
+    ) as client:
+        plain = await client.post("/v1/messages", json=request, headers={"x-api-key": "k"})
+        streamed = await client.post(
+            "/v1/messages", json={**request, "stream": True}, headers={"x-api-key": "k"}
+        )
+    metrics = app.metrics.render().decode()
+
+    assert plain.headers["content-encoding"] == "gzip"
+    assert plain.json() == MESSAGE_ANSWER
+    assert streamed.content == STREAM_EVENTS
+    from proxy_helpers import metric_value
+
+    assert metric_value(metrics, 'caproute_proxy_tokens_total{kind="input"}') == 11 + 13
+    assert metric_value(metrics, 'caproute_proxy_tokens_total{kind="output"}') == 7 + 9
+    assert metric_value(metrics, 'caproute_proxy_tokens_total{kind="cache_read"}') == 5

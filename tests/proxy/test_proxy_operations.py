@@ -190,3 +190,27 @@ def test_access_log_has_one_line_per_request_and_no_secret(
     assert 'changes="output_config:' in line
     assert "duration_ms=" in line
     assert API_KEY not in line and "hi" not in line.split("changes=")[0]
+
+
+def test_access_line_names_the_upstreams_request_id(
+    fake: FakeAnthropic, proxy: RunningProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The id a caller quotes (SDK errors carry it, so does Anthropic support's first
+    # question) finds the proxy's line for that request.
+    def lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "caproute.access"]
+
+    client = sdk_client(proxy.url)
+    with caplog.at_level(logging.INFO, logger="caproute.access"):
+        answer = client.messages.with_raw_response.create(
+            model="claude-haiku-4-5", max_tokens=32, messages=HI
+        )
+        with pytest.raises(anthropic.NotFoundError) as caught:
+            client.messages.create(model="claude-nonexistent-9", max_tokens=32, messages=HI)
+        wait_until(lambda: len(lines()) == 2)
+
+    ok_id = answer.headers["request-id"]
+    error_id = caught.value.request_id
+    assert ok_id and error_id
+    assert f"request_id={ok_id}" in lines()[0]
+    assert f"request_id={error_id}" in lines()[1]

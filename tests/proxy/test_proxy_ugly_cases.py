@@ -347,9 +347,7 @@ def test_caller_leaving_while_the_upstream_thinks_abandons_the_request(
 def test_upstream_slower_than_the_read_timeout_is_504(fake: FakeAnthropic) -> None:
     running = start_proxy(fake, read_timeout=0.2)
     try:
-        # The caller's first request reads its registry; the slow answer is for the next.
-        httpx.get(f"{running.url}/v1/models", headers=fake.headers())
-        fake.faults.add("/v1/models", delay=1.0)
+        fake.faults.add("/v1/models", delay=1.0)  # a pass-through request: no registry read
         response = httpx.get(f"{running.url}/v1/models", headers=fake.headers())
         assert running.metric('caproute_proxy_upstream_errors_total{status="timeout"}') == 1
     finally:
@@ -357,3 +355,65 @@ def test_upstream_slower_than_the_read_timeout_is_504(fake: FakeAnthropic) -> No
 
     assert response.status_code == 504
     assert response.json()["error"]["type"] == "timeout_error"
+
+
+def test_a_stream_gone_silent_ends_with_an_error_naming_the_read_timeout(
+    fake: FakeAnthropic,
+) -> None:
+    running = start_proxy(fake, read_timeout=0.3)
+    fake.stream_delay = 1.0  # events further apart than the read timeout
+    try:
+        client = sdk_client(running.url)
+        stream = client.messages.stream(model="claude-haiku-4-5", max_tokens=8, messages=HI)
+        with pytest.raises(anthropic.APIStatusError) as caught, stream as events:
+            for _ in events.text_stream:
+                pass
+    finally:
+        fake.stream_delay = 0
+        running.stop()
+
+    assert "the upstream sent nothing for 0.3s (--read-timeout)" in str(caught.value)
+
+
+def test_an_answer_before_the_body_is_read_closes_the_connection(
+    fake: FakeAnthropic, flavour: Flavour
+) -> None:
+    # `Expect: 100-continue` with a wrong token: the proxy answers 401 without asking
+    # for the body, and the client may then send its next request instead of the body
+    # (RFC 9110 §10.1.1). Kept open, that request would be read as the first one's body.
+    running = start_proxy(fake, flavour=flavour, api_key="sk-proxy-key", require_token="tok")
+    try:
+        body = message_body()
+        expecting = http_request(
+            "POST",
+            "/v1/messages",
+            {
+                "x-api-key": "wrong",
+                "content-type": "application/json",
+                "content-length": str(len(body)),
+                "expect": "100-continue",
+            },
+        )
+        with socket.create_connection(("127.0.0.1", running.port), timeout=3) as sock:
+            sock.sendall(expecting)
+            refused = read_until_closed(sock)  # the server closes: nothing is misread
+        # A POST with a body to a local endpoint is answered unread too.
+        local = http_request("POST", "/caproute/health", {"content-length": str(len(body))}, body)
+        with socket.create_connection(("127.0.0.1", running.port), timeout=3) as sock:
+            sock.sendall(local)
+            not_allowed = read_until_closed(sock)
+        # A request without a body keeps its connection.
+        kept = http_request("GET", "/v1/models", {"x-api-key": "wrong"})
+        with socket.create_connection(("127.0.0.1", running.port), timeout=1) as sock:
+            sock.sendall(kept)
+            still_open = read_until_closed(sock)  # ends by the read timeout
+    finally:
+        running.stop()
+
+    assert status_of(refused) == 401
+    assert b"100 Continue" not in refused
+    assert b"connection: close" in refused.lower()
+    assert status_of(not_allowed) == 405
+    assert b"connection: close" in not_allowed.lower()
+    assert status_of(still_open) == 401
+    assert b"connection: close" not in still_open.lower()

@@ -273,3 +273,28 @@ def test_sighup_calls_the_reload_callback() -> None:
     assert asyncio.run(main()) is True
     assert calls == ["hup"]
     assert signal.getsignal(signal.SIGHUP) in (signal.SIG_DFL, None)
+
+
+def test_usage_meter_reads_gzip_and_deflate_and_skips_other_codings() -> None:
+    import gzip
+    import json
+    import zlib
+
+    from caproute._proxy._usage import MAX_JSON, UsageMeter
+
+    answer = json.dumps({"usage": {"input_tokens": 3, "output_tokens": 4}}).encode()
+
+    def metered(encoding: bytes, body: bytes, step: int = 5) -> dict[str, int]:
+        meter = UsageMeter(b"application/json", encoding=encoding)
+        for start in range(0, len(body), step):
+            meter.feed(body[start : start + step])
+        return meter.finish()
+
+    assert metered(b"gzip", gzip.compress(answer)) == {"input": 3, "output": 4}
+    assert metered(b"deflate", zlib.compress(answer)) == {"input": 3, "output": 4}
+    assert metered(b"identity", answer) == {"input": 3, "output": 4}
+    assert metered(b"br", answer) == {}  # not read here
+    assert metered(b"gzip", b"not gzip at all") == {}  # a broken body counts nothing
+    # A bomb: far more than MAX_JSON once inflated, never held (the meter stops reading).
+    bomb = gzip.compress(b" " * (8 * MAX_JSON) + answer)
+    assert metered(b"gzip", bomb, step=len(bomb)) == {}

@@ -45,6 +45,7 @@ __all__ = [
     "ACTIONS",
     "EFFORT_LEVELS",
     "FAMILIES",
+    "KNOWN_LEAVES",
     "RULE_KEYS",
     "UNKNOWN_FAMILY",
     "Action",
@@ -53,6 +54,7 @@ __all__ = [
     "Missing",
     "RuleKey",
     "family_of",
+    "known_leaf",
     "not_strippable",
 ]
 
@@ -62,6 +64,26 @@ Action: TypeAlias = Literal["auto", "reroute", "adjust", "strip", "reject"]
 ACTIONS: tuple[Action, ...] = get_args(Action)
 
 EFFORT_LEVELS: Final = ("low", "medium", "high", "xhigh", "max")
+
+KNOWN_LEAVES: Final[Mapping[str, frozenset[str]]] = {
+    "effort": frozenset(EFFORT_LEVELS),
+    "thinking.types": frozenset({"enabled", "adaptive", "disabled", "between_tools"}),
+    "context_management": frozenset(
+        {"clear_tool_uses_20250919", "clear_thinking_20251015", "compact_20260112"}
+    ),
+}
+"""The leaves this release was written for, under the parents whose leaves are request
+values (an effort level, a thinking type, an edit type): the API adds new ones."""
+
+
+def known_leaf(path: str) -> bool:
+    """Whether caproute knows the capability at `path`, as opposed to a value newer than
+    this release (``effort.ultra``, a context-management edit type added later)."""
+    head, _, leaf = path.rpartition(".")
+    known = KNOWN_LEAVES.get(head)
+    return known is None or leaf in known
+
+
 """``output_config.effort`` values, from least to most effort."""
 
 

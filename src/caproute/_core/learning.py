@@ -21,7 +21,9 @@ an ambiguous message teaches nothing. What a win teaches:
   parameter but not the value the request used (``This model does not support the
   effort parameter``), it is the whole family that is missing (``effort``), not one
   level; a content or tool location (``messages.0.content.1``, ``tools.2``) pins the
-  use itself;
+  use itself, and so does a message listing other values of the parameter
+  (``output_config.effort: Input should be 'low', 'medium'...``: the value sent is
+  what is refused);
 * ``max_tokens``: the model's limit, when the message states a number below the one
   sent;
 * anything else (``temperature``, ``speed``, ``tool_choice``...): a rule no capability
@@ -35,7 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .catalogue import family_of
+from .catalogue import KNOWN_LEAVES, family_of
 from .features import JSONPath, detect, shape_problem
 
 __all__ = ["Attribution", "attribute"]
@@ -132,7 +134,12 @@ def attribute(message: str | None, body: Any, model: str) -> Attribution | None:
     use = best.use
     if use.capability:
         key = use.key
-        if "." in key and not best.leaf_named and not (use.pinned and best.location_named):
+        if (
+            "." in key
+            and not best.leaf_named
+            and not (use.pinned and best.location_named)
+            and not _names_other_values(key, text)
+        ):
             key = key.split(".", 1)[0]  # the parameter is refused, whatever its value
         return Attribution(key, False, f"a 400 from {model} named {key}")
     if use.key == "max_tokens":
@@ -140,6 +147,14 @@ def attribute(message: str | None, body: Any, model: str) -> Attribution | None:
         if limit is not None:
             return Attribution("max_tokens", limit, f"a 400 from {model} put max_tokens at {limit}")
     return None
+
+
+def _names_other_values(key: str, text: str) -> bool:
+    """Whether the message lists other values of the parameter (``Input should be 'low',
+    'medium'...``): then it refuses the value sent, not the parameter."""
+    head, _, leaf = key.rpartition(".")
+    values = KNOWN_LEAVES.get(head, ())
+    return any(_mentions(text, value) for value in values if value != leaf)
 
 
 def _normalised(message: str) -> str:

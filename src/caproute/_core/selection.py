@@ -39,7 +39,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .catalogue import Action, Missing, family_of
+from .catalogue import Action, Missing, family_of, known_leaf
 from .decision import MISSING, Candidate
 from .draft import Draft
 from .features import JSONPath, RequestNeeds, format_path
@@ -157,6 +157,8 @@ class Planner:
         "_auto_order",
         "_actions",
         "_limits",
+        "_unjudged",
+        "_stated",
     )
 
     def __init__(self, registry: Registry) -> None:
@@ -168,6 +170,8 @@ class Planner:
         self._support: dict[tuple[str, str], Support] = {}
         self._has_server_tools: dict[str, bool] = {}
         self._auto_order: dict[tuple[str, bool], tuple[str, ...]] = {}
+        self._unjudged: dict[str, bool] = {}
+        self._stated: frozenset[str] | None = None
 
     # -- registry lookups (memoised) --------------------------------------------------------
 
@@ -178,6 +182,32 @@ class Planner:
         if found is None:
             found = self._support[key] = self.registry.supports(model, path)
         return found
+
+    def unjudged(self, path: str) -> bool:
+        """Whether `path` is beyond what the registry and caproute know: no model states
+        it and caproute was not written for it (``effort.ultra``, an edit type newer than
+        this release). Such a use is sent as it is, for the API to judge (and to teach,
+        should it refuse): stripping or rerouting on no evidence would mangle it."""
+        found = self._unjudged.get(path)
+        if found is None:
+            stated = self._stated
+            if stated is None:
+                registry = self.registry
+                stated = self._stated = frozenset(
+                    key for model in registry.ids for key in registry.capability_flags(model)
+                )
+            found = self._unjudged[path] = path not in stated and not known_leaf(path)
+        return found
+
+    def _family_lacking(self, model: str, path: str) -> bool:
+        """Whether a node above `path` says ``supported: false`` for `model` (a model
+        without effort lacks every level, even one nobody has heard of)."""
+        head = path.rpartition(".")[0]
+        while head:
+            if self.support(model, head) is _UNSUPPORTED:
+                return True
+            head = head.rpartition(".")[0]
+        return False
 
     def ok(self, model: str, path: str, strict: bool) -> bool:
         """Whether `model` can take `path`: supported, or (not `strict`) not known to lack it."""
@@ -255,6 +285,12 @@ class Planner:
         for capability in needs.paths:
             key = self.effective_key(model, capability)
             if self.ok(model, key, strict):
+                continue
+            if self.unjudged(key) and not self._family_lacking(model, key):
+                draft.notes.append(
+                    f"no model in the registry states {key} and caproute doesn't know it: "
+                    "sent as is, for the API to judge"
+                )
                 continue
             known = self.support(model, key) is _UNSUPPORTED
             if not known and run is not None:

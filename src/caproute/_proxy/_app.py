@@ -65,7 +65,7 @@ from ._headers import (
     upstream_request_headers,
 )
 from ._limits import UnreadErrorBody, json_values_over_async, with_body
-from ._logging import ACCESS_FIELDS
+from ._logging import ACCESS_FIELDS, CUT_ON_PURPOSE
 from ._metrics import ProxyMetrics
 from ._reload import FileWatcher
 from ._responses import send_bytes, send_error, send_json, sse_error_event
@@ -117,17 +117,27 @@ class _Exchange:
     body_expected: int | None = None
     """The response's ``Content-Length``, when it has one."""
     body_sent: int = 0
+    body_read: bool = False
+    """The request body was read to its end."""
     finished: bool = False
     """The last response message went out."""
     disconnected: bool = False
     """The server reported the caller gone (possibly after it had everything)."""
     upstream_broke: bool = False
+    cut: str | None = None
+    """Why the proxy ended the request itself (``shutdown``: the drain ran out)."""
+    appendable_sse: bool = False
+    """The answer under way is a plain event stream an ``error`` event can close."""
+    last_chunk: bytes = b"\n\n"
+    """The last body chunk sent (does it end an event?)."""
     registry: str | None = None
     """Pass-through mode: ``caller`` or ``shared (why)``, the registry routed on."""
     credential: Credential | None = None
     """The caller's credential, lent to its registry's refreshes for this request only."""
     tokens: dict[str, int] | None = None
     """Token usage the answer reported."""
+    request_id: str | None = None
+    """The upstream's ``request-id`` (what Anthropic support asks for), if it sent one."""
 
     @property
     def client_gone(self) -> bool:
@@ -266,18 +276,54 @@ class ProxyApp:
         except _LocalAnswer as answer:
             if answer.limit is not None:
                 self.metrics.record_limit(answer.limit)
+            # An answer before the body was read (a wrong token, a POST to a local
+            # endpoint) closes the connection: the unread body, or with `Expect:
+            # 100-continue` its absence, would otherwise be read as the next request.
+            unread = not exchange.body_read and _announces_body(scope["headers"])
             await send_error(
                 send_and_record,
                 answer.status,
                 answer.error_type,
                 answer.message,
-                close=answer.close,
+                close=answer.close or unread,
             )
         except _ClientGone:
             exchange.disconnected = True
+        except asyncio.CancelledError:
+            # Nothing cancels a request's task but the server when the shutdown drain
+            # (--shutdown-timeout) runs out: end the request the way an API client
+            # understands, not with a traceback and a silently cut stream.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            await self._cut_by_shutdown(exchange, send_and_record)
         finally:
             self._account(exchange)
             self.metrics.ended()
+
+    async def _cut_by_shutdown(self, exchange: _Exchange, send: Send) -> None:
+        """Answer or close a request the server cancelled at the end of its drain.
+
+        Not started: a ``503 overloaded_error`` (SDKs retry it, on another replica
+        behind a load balancer). A plain event stream: closed with an ``error`` event,
+        as the API ends a stream it can't finish. Any other body: left unfinished, so
+        the connection closes and the caller sees a truncated answer.
+        """
+        exchange.cut = "shutdown"
+        logger.warning("shutdown timeout ran out: %s %s cut short", exchange.method, exchange.path)
+        message = "the proxy is shutting down and could not finish this request; retry it"
+        try:
+            if exchange.headers_sent_at is None:
+                await send_error(send, 503, "overloaded_error", message, close=True)
+                return
+            if exchange.appendable_sse and not exchange.finished:
+                tail = _sse_tail(exchange.last_chunk, "overloaded_error", message)
+                await send({"type": "http.response.body", "body": tail, "more_body": False})
+                exchange.finished = True
+                return
+        except Exception:  # the connection went first: nothing to tell anyone
+            pass
+        CUT_ON_PURPOSE.set(True)
 
     async def _forward(
         self, scope: Scope, receive: Receive, send: Send, exchange: _Exchange
@@ -294,6 +340,7 @@ class ProxyApp:
         self._authorize(headers)
         self._check_declared_length(headers)
         body = await self._read_body(receive)
+        exchange.body_read = True
         endpoint = endpoint_for(exchange.method, exchange.path)
         if endpoint is not None and body:
             await self._check_json_values(_decoded(body, headers, self.config.max_body_bytes))
@@ -304,7 +351,7 @@ class ProxyApp:
             content=body or None,
             extensions={"timeout": self._timeouts},
         )
-        transport = await self._transport_for(headers, exchange)
+        transport = await self._transport_for(headers, exchange, routed=endpoint is not None)
         with _cancelled_if_caller_leaves(receive, exchange):
             credential, exchange.credential = exchange.credential, None
             with lend(credential):
@@ -346,14 +393,18 @@ class ProxyApp:
             return response
         return with_body(response, redact(text).encode())
 
-    async def _transport_for(self, headers: Headers, exchange: _Exchange) -> Any:
-        """The transport for this request: bypass, a forced route, the caller's or ours."""
+    async def _transport_for(self, headers: Headers, exchange: _Exchange, *, routed: bool) -> Any:
+        """The transport for this request: bypass, a forced route, the caller's or ours.
+
+        Only a routed request (`routed`) needs the caller's registry: the Models, Files
+        or batch-retrieval APIs pass through without fetching (and waiting for) one.
+        """
         bypass, route = controls(headers)
         if bypass and self.config.allow_bypass:
             exchange.outcome = "bypassed"
             return self._inner
         routes = self.routes
-        if self.callers is not None:
+        if self.callers is not None and routed:
             credential = presented_credential(headers)
             if credential is not None:
                 exchange.credential = credential
@@ -508,6 +559,9 @@ class ProxyApp:
 
     async def _stream(self, response: httpx2.Response, send: Send, exchange: _Exchange) -> None:
         headers, body = _downstream(response)
+        request_id = response.headers.get("request-id")
+        if request_id:
+            exchange.request_id = request_id[:128]
         if exchange.registry is not None:
             headers.append((b"caproute-registry", exchange.registry.encode("latin-1", "replace")))
         exchange.body_expected = _content_length(headers)
@@ -515,28 +569,30 @@ class ProxyApp:
             {"type": "http.response.start", "status": response.status_code, "headers": headers}
         )
         meter = _meter_for(response, headers, exchange)
-        last = b"\n\n"
+        exchange.appendable_sse = _can_append_sse(headers)
         try:
             async for chunk in body:
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                     exchange.body_sent += len(chunk)
-                    last = chunk
+                    exchange.last_chunk = chunk
                     if meter is not None:
                         meter.feed(chunk)
-        except httpx2.TransportError:
+        except httpx2.TransportError as exc:
             exchange.upstream_broke = True
-            logger.warning("upstream stream broke off (%s %s)", exchange.method, exchange.path)
-            if not _can_append_sse(headers):
+            if isinstance(exc, httpx2.ReadTimeout):
+                silent = self.config.read_timeout
+                why = f"the upstream sent nothing for {silent:g}s (--read-timeout)"
+            else:
+                why = "upstream stream ended unexpectedly"
+            logger.warning("%s (%s %s)", why, exchange.method, exchange.path)
+            if not exchange.appendable_sse:
                 # Headers are out and the body is incomplete: returning without the
                 # final message makes the server close the connection, which is how
                 # HTTP says "truncated" (Content-Length short / no last chunk).
+                CUT_ON_PURPOSE.set(True)
                 return
-            tail = sse_error_event("api_error", "upstream stream ended unexpectedly")
-            if not last.endswith(b"\n\n"):
-                # The cut fell inside an event: end it first, or our event's lines
-                # would be glued onto its last line.
-                tail = b"\n\n" + tail
+            tail = _sse_tail(exchange.last_chunk, "api_error", why)
             await send({"type": "http.response.body", "body": tail, "more_body": False})
             exchange.finished = True
             return
@@ -733,6 +789,14 @@ async def _once(content: bytes) -> AsyncIterator[bytes]:
     yield content
 
 
+def _announces_body(headers: Headers) -> bool:
+    """Whether a request says a body follows (``Content-Length`` > 0, or chunked)."""
+    for name, value in headers:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+            return True
+    return False
+
+
 def _content_length(headers: Headers) -> int | None:
     for name, value in headers:
         if name == b"content-length" and value.isdigit():
@@ -748,6 +812,16 @@ def _can_append_sse(headers: Headers) -> bool:
         and b"content-length" not in values
         and values.get(b"content-encoding", b"identity") == b"identity"
     )
+
+
+def _sse_tail(last_chunk: bytes, error_type: str, message: str) -> bytes:
+    """An ``error`` event closing a stream whose last chunk sent was `last_chunk`."""
+    tail = sse_error_event(error_type, message)
+    if not last_chunk.endswith(b"\n\n"):
+        # The cut fell inside an event: end it first, or our event's lines would be
+        # glued onto its last line.
+        tail = b"\n\n" + tail
+    return tail
 
 
 _PLAIN_VALUE = re.compile(r"[A-Za-z0-9_./:@+-]+")
@@ -775,6 +849,8 @@ def _access_fields(exchange: _Exchange, now: float) -> dict[str, Any]:
         "changes": changes,
         "duration_ms": round((now - exchange.started) * 1000, 1),
     }
+    if exchange.request_id is not None:
+        fields["request_id"] = exchange.request_id
     if exchange.registry is not None and exchange.registry != "caller":
         fields["registry"] = exchange.registry
     if exchange.tokens:
@@ -783,6 +859,8 @@ def _access_fields(exchange: _Exchange, now: float) -> dict[str, Any]:
         fields["client"] = "disconnected"
     if exchange.upstream_broke:
         fields["upstream"] = "broke"
+    if exchange.cut is not None:
+        fields["cut"] = exchange.cut
     return fields
 
 
@@ -805,7 +883,7 @@ def _meter_for(
         return None
     values = dict(headers)
     encoding = values.get(b"content-encoding", b"identity")
-    return UsageMeter(values.get(b"content-type", b""), encoded=encoding != b"identity")
+    return UsageMeter(values.get(b"content-type", b""), encoding=encoding)
 
 
 def _decoded(body: bytes, headers: Headers, limit: int) -> bytes:

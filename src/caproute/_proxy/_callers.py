@@ -290,9 +290,8 @@ class CallerRegistry:
         credential = _lent()
         if credential is not None and credential.digest(self._owner.key) == self.digest:
             flight = self._flight or self._start(credential)
-            with contextlib.suppress(Exception):
-                # Bounded like the first fetch; a slow fetch carries on for later requests.
-                await asyncio.wait_for(asyncio.shield(flight), self._owner.first_fetch_timeout)
+            # Bounded like the first fetch; a slow fetch carries on for later requests.
+            await _wait_for_flight(flight, self._owner.first_fetch_timeout)
         return self.registry
 
     @property
@@ -320,8 +319,7 @@ class CallerRegistry:
             if credential.digest(self._owner.key) != self.digest:
                 return None
             flight = self._start(credential)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.shield(flight), timeout)
+        await _wait_for_flight(flight, timeout)
         return self._live
 
     def refresh_in_background(self) -> bool:
@@ -397,11 +395,7 @@ class CallerRegistry:
             if self._flight is None and due:
                 self._start(credential)
             if self._flight is not None:
-                with contextlib.suppress(Exception):
-                    # shield: a timeout leaves the fetch running for the next request.
-                    await asyncio.wait_for(
-                        asyncio.shield(self._flight), self._owner.first_fetch_timeout
-                    )
+                await _wait_for_flight(self._flight, self._owner.first_fetch_timeout)
         elif self._flight is None and due and (self.stale or self.denied is not None):
             self._start(credential)
 
@@ -514,6 +508,24 @@ class CallerRegistry:
             self._flight.cancel()
 
 
+async def _wait_for_flight(flight: asyncio.Task[None], timeout: float) -> None:
+    """Wait for a caller's fetch at most `timeout` seconds, whatever becomes of it.
+
+    ``shield``: a timeout leaves the fetch running for the next request. A fetch that
+    fails, or is cancelled (its caller was evicted from a full map while this request
+    waited), leaves the request routed on the data there is; only a cancellation of the
+    waiting request itself goes on up.
+    """
+    try:
+        await asyncio.wait_for(asyncio.shield(flight), timeout)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is None or task.cancelling():
+            raise
+    except Exception:  # failures are the fetch's to log and count
+        pass
+
+
 @dataclass(frozen=True, slots=True)
 class CallersHealth:
     """What ``/caproute/health`` says about caller registries."""
@@ -610,11 +622,24 @@ class CallerRegistries:
         if entry is None:
             entry = self._entries[digest] = CallerRegistry(digest, self)
             while len(self._entries) > self.max_registries:
-                _, evicted = self._entries.popitem(last=False)
-                evicted.cancel()
+                self._evict(entry).cancel()
         else:
             self._entries.move_to_end(digest)
         return entry
+
+    def _evict(self, keep: CallerRegistry) -> CallerRegistry:
+        """Drop one caller to make room for `keep`: the least recently used one without
+        a registry of its own (a key the API refused, a failed fetch), else the least
+        recently used.
+
+        So keys that can't list models, wrong keys above all, can't push live callers'
+        registries out and make each of them wait for a fetch again; a scan of at most
+        `max_registries` entries, only when a new caller arrives at a full map.
+        """
+        for digest, candidate in self._entries.items():
+            if candidate is not keep and candidate.age(self.wall_clock()) is None:
+                return self._entries.pop(digest)
+        return self._entries.popitem(last=False)[1]
 
     def __len__(self) -> int:
         return len(self._entries)

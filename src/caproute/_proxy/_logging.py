@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextvars import ContextVar
 from typing import Any
 
 ROUTER_LOGGER = "caproute.proxy.router"
@@ -28,6 +29,29 @@ ROUTER_LOGGER = "caproute.proxy.router"
 
 ACCESS_FIELDS = "caproute_access"
 """The log record attribute holding an access line's fields."""
+
+
+CUT_ON_PURPOSE: ContextVar[bool] = ContextVar("caproute_cut_on_purpose", default=False)
+"""Set by the proxy in a request's task when it leaves a response unfinished on purpose."""
+
+_UNFINISHED = "ASGI callable returned without completing response"
+
+
+class DeliberateCutFilter(logging.Filter):
+    """Drops uvicorn's "returned without completing response" error for a cut on purpose.
+
+    Returning without the final body message is how the proxy tells a caller that a
+    response is truncated (the server closes the connection: a short
+    ``Content-Length`` or a missing last chunk), when the upstream broke off or the
+    shutdown timeout ran out. The proxy logs why (a warning and the access line's
+    ``upstream=broke`` / ``cut=shutdown``); uvicorn's ERROR line after it, which also
+    reports application bugs, would only send operators looking for one. The record is
+    made in the request's own task, where the proxy set `CUT_ON_PURPOSE`.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for uvicorn's line about a response the proxy cut on purpose."""
+        return not (CUT_ON_PURPOSE.get() and str(record.msg).startswith(_UNFINISHED))
 
 
 class TextFormatter(logging.Formatter):
@@ -67,7 +91,10 @@ def logging_config(level: str, log_format: str) -> dict[str, Any]:
         "disable_existing_loggers": False,
         "formatters": {"caproute": {"()": f"{__name__}.{formatter.__name__}"}},
         # Every line through the handler has `sk-ant-` tokens masked (see caproute._redact).
-        "filters": {"redact": {"()": "caproute._redact.RedactingFilter"}},
+        "filters": {
+            "redact": {"()": "caproute._redact.RedactingFilter"},
+            "deliberate_cut": {"()": f"{__name__}.DeliberateCutFilter"},
+        },
         "handlers": {
             "caproute": {
                 "class": "logging.StreamHandler",
@@ -80,7 +107,7 @@ def logging_config(level: str, log_format: str) -> dict[str, Any]:
             "caproute": {"handlers": ["caproute"], "level": upper, "propagate": False},
             ROUTER_LOGGER: {"level": max(logging.WARNING, logging.getLevelName(upper))},
             "uvicorn": {"handlers": ["caproute"], "level": upper, "propagate": False},
-            "uvicorn.error": {"level": upper},
+            "uvicorn.error": {"level": upper, "filters": ["deliberate_cut"]},
             "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
         },
     }

@@ -25,10 +25,17 @@ needs it. Settings that matter for a proxy:
 
 The listening socket is bound here, before uvicorn starts, so a busy port is one
 clear error (`ConfigError`) instead of uvicorn's log line and exit.
+
+Exit status: 0 after a shutdown asked for with SIGTERM or SIGINT, with one worker as
+with several. (A single uvicorn server re-raises the signal once it has shut down, so
+the process would die by it, status 143 or 130 in a shell, while uvicorn's
+multi-worker supervisor exits 0; orchestrators report a non-zero status as an error,
+e.g. Kubernetes' "Error" instead of "Completed".)
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib.util
 import logging
@@ -199,7 +206,7 @@ def serve_proxy(config: ProxyConfig, *, sock: socket.socket | None = None) -> No
         "" if config.workers == 1 else "s",
     )
     if config.workers == 1:
-        uvicorn.Server(settings).run(sockets=[sock])
+        _without_signal_reraise(uvicorn.Server(settings)).run(sockets=[sock])
         return
     from uvicorn.supervisors import Multiprocess
 
@@ -210,6 +217,25 @@ def serve_proxy(config: ProxyConfig, *, sock: socket.socket | None = None) -> No
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
         sock.close()
+
+
+def _without_signal_reraise(server: Any) -> Any:
+    """`server`, made to return after a signalled shutdown instead of dying by the signal.
+
+    uvicorn's `Server.capture_signals` records the signals it handled and raises them
+    again as it leaves; emptying that record just before it leaves makes the run end
+    normally, and the command exit 0 (see the module docstring).
+    """
+    capture = server.capture_signals
+
+    @contextlib.contextmanager
+    def capture_signals() -> Any:
+        with capture():
+            yield
+            getattr(server, "_captured_signals", []).clear()
+
+    server.capture_signals = capture_signals
+    return server
 
 
 def _check_files(config: ProxyConfig) -> None:

@@ -11,7 +11,12 @@ holds the stream back:
   per stream). Content deltas, the bulk of a stream, are skipped by one ``find``
   per chunk. A partial line is carried to the next chunk, at most `MAX_LINE` bytes.
 * **JSON**: the chunks are kept (references, not copies) up to `MAX_JSON` bytes and
-  parsed once at the end; a bigger or compressed body is not counted.
+  parsed once at the end; a bigger body is not counted.
+* **Compressed answers** (``Content-Encoding: gzip`` or ``deflate``, which the API
+  may send to any client that accepts it, as the Python SDK's HTTP client does by
+  default) are decompressed on the side, in steps of at most `MAX_STEP` bytes so a
+  compression bomb costs time but never memory; the caller still gets the bytes as
+  sent. Other codings (``br``, ``zstd``, several stacked) are not counted.
 
 Counts are what the upstream reported, per chosen model: ``input``,
 ``output``, ``cache_read`` and ``cache_creation`` (input tokens).
@@ -20,12 +25,16 @@ Counts are what the upstream reported, per chosen model: ``input``,
 from __future__ import annotations
 
 import json
+import zlib
 from typing import Any, Final
 
 MAX_JSON: Final = 1 << 20
 """Largest JSON answer parsed for its usage."""
 MAX_LINE: Final = 1 << 16
 """Longest SSE line carried over between chunks (usage events are far smaller)."""
+MAX_STEP: Final = 1 << 16
+"""Most bytes decompressed at once (see the module docstring)."""
+_WBITS: Final = {b"gzip": 31, b"x-gzip": 31, b"deflate": 15}
 
 _KINDS: Final = (
     ("input_tokens", "input"),
@@ -41,18 +50,24 @@ class UsageMeter:
 
     Args:
         content_type: The answer's ``Content-Type``.
-        encoded: Whether the answer has a ``Content-Encoding`` other than identity.
+        encoding: Its ``Content-Encoding`` (``identity`` when it has none).
     """
 
-    __slots__ = ("_carry", "_chunks", "_event", "_mode", "_size", "tokens")
+    __slots__ = ("_carry", "_chunks", "_event", "_inflater", "_mode", "_size", "tokens")
 
-    def __init__(self, content_type: bytes, *, encoded: bool) -> None:
+    def __init__(self, content_type: bytes, *, encoding: bytes = b"identity") -> None:
         self.tokens: dict[str, int] = {}
         """Token kind → count, as reported (filled by `feed` and `finish`)."""
         self._mode = "off"
-        if not encoded and content_type.startswith(b"text/event-stream"):
+        coding = encoding.strip().lower()
+        self._inflater: Any = None
+        if coding in _WBITS:
+            self._inflater = zlib.decompressobj(_WBITS[coding])
+        elif coding not in (b"identity", b""):
+            return  # a coding not read here: nothing is counted
+        if content_type.startswith(b"text/event-stream"):
             self._mode = "sse"
-        elif not encoded and content_type.startswith(b"application/json"):
+        elif content_type.startswith(b"application/json"):
             self._mode = "json"
         self._chunks: list[bytes] = []
         self._size = 0
@@ -60,7 +75,22 @@ class UsageMeter:
         self._event = b""
 
     def feed(self, chunk: bytes) -> None:
-        """One chunk of the body, as forwarded."""
+        """One chunk of the body, as forwarded (as encoded)."""
+        if self._inflater is None or self._mode == "off":
+            self._read(chunk)
+            return
+        try:
+            data = self._inflater.decompress(chunk, MAX_STEP)
+            while data:
+                self._read(data)
+                if self._mode == "off" or not self._inflater.unconsumed_tail:
+                    break
+                data = self._inflater.decompress(self._inflater.unconsumed_tail, MAX_STEP)
+        except zlib.error:
+            self._mode = "off"
+            self._chunks = []
+
+    def _read(self, chunk: bytes) -> None:
         if self._mode == "sse":
             self._sse(chunk)
         elif self._mode == "json":
