@@ -29,21 +29,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+
+from bench_fake import API_KEY, fake_api
 
 # The phases fetch the fake's lineup: keep it out of the real user cache.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="caproute-bench-")
-
-API_KEY = "bench-key"
-FAKE = (
-    "import sys\n"
-    "from caproute.testing import FakeAnthropic\n"
-    f"fake = FakeAnthropic(api_key={API_KEY!r}).start()\n"
-    "print(fake.url, flush=True)\n"
-    "sys.stdin.read()\n"
-)
 
 # Each phase: argv = [phase, input, state, url]; prints one JSON line of measurements.
 PHASE = """
@@ -104,19 +95,6 @@ def write_input(path: Path, megabytes: int) -> int:
             size += len(line)
             lines += 1
     return lines
-
-
-@contextmanager
-def fake_api() -> Iterator[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-c", FAKE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    assert process.stdout is not None
-    try:
-        yield process.stdout.readline().strip()
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def run_phase(phase: str, source: Path, state: Path, url: str) -> dict[str, float]:

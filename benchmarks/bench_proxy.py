@@ -33,7 +33,6 @@ import asyncio
 import importlib.util
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,7 +47,8 @@ os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="caproute-bench-")
 
 import httpx2
 
-API_KEY = "bench-key"
+from bench_fake import API_KEY, fake_api, free_port
+
 BODY = {
     "model": "claude-haiku-4-5",
     "max_tokens": 64,
@@ -59,38 +59,6 @@ HEADERS = {
     "anthropic-version": "2023-06-01",
     "content-type": "application/json",
 }
-FAKE = (
-    "import sys\n"
-    "from caproute.testing import FakeAnthropic\n"
-    f"fake = FakeAnthropic(api_key={API_KEY!r}, stream_delay=float(sys.argv[1])).start()\n"
-    "print(fake.url, flush=True)\n"
-    "sys.stdin.read()\n"
-)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextmanager
-def fake_api(stream_delay: float = 0.0) -> Iterator[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-c", FAKE, str(stream_delay)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    try:
-        yield process.stdout.readline().strip()
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
 FLAVOURS = {"fast": ("httptools", "uvloop"), "fallback": ("h11", "asyncio")}
 
 # The same app and uvicorn settings as `caproute serve`, on a chosen parser and loop.
@@ -423,7 +391,7 @@ def main() -> None:
     load = "/".join(f"{value:.2f}" for value in os.getloadavg())
     print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, load average {load}\n")
     parts: dict[str, dict[str, float]] = {}
-    with fake_api() as direct, fake_api(EVENT_GAP) as paced:
+    with fake_api() as direct, fake_api(stream_delay=EVENT_GAP) as paced:
         print(f"fake API {direct}\n")
         print(
             "| server | request | direct p50 | proxy p50 | added p50 | added p99 | added mean "

@@ -27,7 +27,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,7 +40,8 @@ os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="caproute-bench-")
 
 import httpx2
 
-API_KEY = "bench-key"
+from bench_fake import API_KEY, fake_api, free_port
+
 MIB = 1024 * 1024
 HEADERS = {
     "x-api-key": API_KEY,
@@ -53,33 +53,6 @@ SMALL = {
     "max_tokens": 16,
     "messages": [{"role": "user", "content": "hi"}],
 }
-FAKE = (
-    "import sys\n"
-    "from caproute.testing import FakeAnthropic\n"
-    f"fake = FakeAnthropic(api_key={API_KEY!r}).start()\n"
-    "print(fake.url, flush=True)\n"
-    "sys.stdin.read()\n"
-)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextmanager
-def fake_api() -> Iterator[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-c", FAKE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    assert process.stdout is not None
-    try:
-        yield process.stdout.readline().strip()
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 @contextmanager

@@ -35,12 +35,10 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,22 +49,14 @@ import anthropic
 import httpx2
 
 import caproute
+from bench_fake import API_KEY, fake_api
 from caproute import Registry
 from caproute.testing import make_model
 
-API_KEY = "bench-key"
 MODEL = "claude-bench-1"
 CONCURRENCY = 32
 LARGE_BYTES = 2 * 1024 * 1024
 
-FAKE = (
-    "import sys\n"
-    "from caproute.testing import FakeAnthropic, make_model\n"
-    f"models = [make_model({MODEL!r}, max_tokens=128_000)]\n"
-    f"fake = FakeAnthropic(models=models, api_key={API_KEY!r}, reply='Hi.').start()\n"
-    "print(fake.url, flush=True)\n"
-    "sys.stdin.read()\n"
-)
 
 # The fake (uvicorn) drops connections idle for 5 s. In the 2 MB concurrent rounds a
 # path can wait longer than that for its turn; clients that kept such a connection
@@ -91,21 +81,6 @@ def body(size: str) -> dict[str, Any]:
         words = "the quick brown fox jumps over the lazy dog "
         text = (words * (LARGE_BYTES // len(words) + 1))[:LARGE_BYTES]
     return {"model": MODEL, "max_tokens": 64, "messages": [{"role": "user", "content": text}]}
-
-
-@contextmanager
-def fake_api() -> Iterator[str]:
-    """The fake API in its own process; yields its base URL."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", FAKE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert proc.stdout is not None
-        yield proc.stdout.readline().strip()
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        proc.wait(10)
 
 
 # -- the paths -------------------------------------------------------------------------------
@@ -337,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
 
     registry = Registry.from_models([make_model(MODEL, max_tokens=128_000)])
     results: list[Series] = []
-    with fake_api() as url:
+    with fake_api(models=[make_model(MODEL, max_tokens=128_000)], reply="Hi.") as url:
         print(f"fake API at {url}; anthropic {anthropic.__version__}; paths: {', '.join(PATHS)}")
         if args.only != "concurrent":
             results.append(run_sequential(url, registry, "small", rounds=n(1000)))
