@@ -10,6 +10,7 @@ checked by the caller, which keeps the ids on disk rather than in memory.
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from collections.abc import Iterator, Sequence
@@ -74,6 +75,10 @@ class BatchInputError(ConfigError):
 def read_lines(path: Path, *, digest: Hash | None = None) -> Iterator[InputLine]:
     """Every non-blank line of `path`, with its number and byte offset.
 
+    A UTF-8 byte order mark at the start of the file (Notepad and PowerShell write
+    one) is not part of the first line: its offset starts after the mark, so a retry
+    that re-reads the line by offset gets the same bytes.
+
     Args:
         path: The JSONL file.
         digest: Fed every byte of the file (line endings and blank lines included),
@@ -84,14 +89,17 @@ def read_lines(path: Path, *, digest: Hash | None = None) -> Iterator[InputLine]
         for number, line in enumerate(stream, 1):
             if digest is not None:
                 digest.update(line)
-            stripped = line.rstrip(b"\r\n")
+            start = len(codecs.BOM_UTF8) if number == 1 and line.startswith(codecs.BOM_UTF8) else 0
+            stripped = line[start:].rstrip(b"\r\n")
             if stripped.strip():
-                yield InputLine(number, offset, stripped)
+                yield InputLine(number, offset + start, stripped)
             offset += len(line)
 
 
 def parse_line(raw: bytes) -> tuple[str, dict[str, Any]] | str:
     """``(custom_id, params)`` of one line, or what is wrong with it (a message)."""
+    if raw.startswith(codecs.BOM_UTF8):
+        return "starts with a byte order mark (U+FEFF): only the file's first line may have one"
     try:
         value = _DECODER.decode(raw.decode("utf-8"))
     except UnicodeDecodeError:

@@ -126,6 +126,33 @@ def test_unchanged_lines_are_sent_byte_for_byte(fake: FakeAnthropic, tmp_path: P
         assert not body.exists()  # dropped once the batch is recorded
 
 
+def test_a_windows_file_bom_crlf_and_no_final_newline(fake: FakeAnthropic, tmp_path: Path) -> None:
+    # Notepad / PowerShell write a BOM and CRLF; the last line often has no line ending.
+    lines = [json.dumps(item(f"w{n}")) for n in range(4)]
+    (tmp_path / "in.jsonl").write_bytes(
+        b"\xef\xbb\xbf" + "\r\n".join(lines[:2] + ["", "  "] + lines[2:]).encode()
+    )
+    fake.batches.configure(errored=1.0)
+    with BatchJob.create(tmp_path / "in.jsonl", tmp_path / "s", **job_options(fake)) as job:
+        body = job.state_dir / "rounds" / "1" / "chunk-000001.body.json"
+        assert body.read_bytes() == ('{"requests":[' + ",".join(lines) + "]}").encode()
+        job.submit()
+        job.wait()
+        assert job.write_results(tmp_path / "out.jsonl").counts == {"errored": 4}
+        # A retry re-reads the lines by byte offset: the first must not pick up the BOM.
+        fake.batches.configure(errored=0.0)
+        plan = job.retry_errored()
+        assert plan is not None and plan.outcomes == {"unchanged": 4}
+        job.wait()
+        assert job.write_results(tmp_path / "out.jsonl").counts == {"succeeded": 4}
+    assert [line["caproute"]["line"] for line in read_results(tmp_path / "out.jsonl")] == [
+        1,
+        2,
+        5,
+        6,
+    ]
+
+
 def test_submit_again_submits_nothing_twice(fake: FakeAnthropic, tmp_path: Path) -> None:
     write_mixed(tmp_path / "in.jsonl", 20)
     options = job_options(fake)

@@ -45,6 +45,7 @@ def _plan(path: Path, **kw: object) -> BatchPlan:
         (b'{"custom_id": "a", "params": []}', "params: expected a JSON object, got an array"),
         (b'{"custom_id": "a", "params": {}, "extra": 1}', "unknown key 'extra'"),
         (b'{"custom_id": "a", "params": {}}\xff', "not UTF-8 text"),
+        (b'\xef\xbb\xbf{"custom_id": "a", "params": {}}', "byte order mark (U+FEFF)"),
     ],
 )
 def test_bad_lines(raw: bytes, fragment: str) -> None:
@@ -75,6 +76,16 @@ def test_read_lines_numbers_offsets_and_blank_lines(tmp_path: Path) -> None:
     ]
     for entry in lines:
         assert data[entry.offset : entry.offset + len(entry.raw)] == entry.raw
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_line(tmp_path: Path) -> None:
+    data = b'\xef\xbb\xbf{"a":1}\r\n{"b":2}'
+    (tmp_path / "f").write_bytes(data)
+    lines = list(read_lines(tmp_path / "f"))
+    assert [(entry.number, entry.offset, entry.raw) for entry in lines] == [
+        (1, 3, b'{"a":1}'),
+        (2, 12, b'{"b":2}'),
+    ]
 
 
 def test_every_bad_line_is_reported_with_its_number(tmp_path: Path) -> None:
