@@ -73,6 +73,7 @@ from ._batch_plan import (
     plan_retry_round,
 )
 from ._batch_store import BatchStateError, ChunkRecord, StateDir
+from ._exceptions import ConfigError
 from ._fetch import retry_wait, should_retry
 from ._live import LiveRouter, PolicyInput
 
@@ -376,6 +377,7 @@ class _Job:
             api_version=self.job["api_version"],
             betas=tuple(self.job["betas"]),
             limits=BatchLimits(limits["max_requests"], limits["max_bytes"]),
+            headers=tuple(self.job.get("headers", {}).items()),  # absent in older jobs
         )
 
     def plans(self) -> list[BatchPlan]:
@@ -814,6 +816,31 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+_CREDENTIAL_HEADERS: Final = frozenset(
+    {"authorization", "proxy-authorization", "x-api-key", "cookie"}
+)
+
+
+def routing_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """The headers a job routes with: names lower-cased, no credentials (they would be
+    written to ``job.json``).
+
+    Raises:
+        ConfigError: A credential header, or a name or value that is not a string.
+    """
+    result: dict[str, str] = {}
+    for name, value in (headers or {}).items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise ConfigError(f"headers: expected strings, got {name!r}: {value!r}")
+        if name.lower() in _CREDENTIAL_HEADERS:
+            raise ConfigError(
+                f"headers: {name!r} carries a credential, which a job never records; "
+                "give credentials as api_key / auth_token or in ANTHROPIC_API_KEY"
+            )
+        result[name.lower()] = value
+    return result
+
+
 def check_input(path: Path, job: Mapping[str, Any]) -> None:
     """Make sure `path` is the very file the job was planned from.
 
@@ -920,6 +947,7 @@ def _create(
     limits: BatchLimits,
     api_version: str,
     betas: Sequence[str],
+    headers: Mapping[str, str],
     options: _Options,
 ) -> tuple[_Job, BatchPlan, bool]:
     """Plan a new job in `state`, or reopen the one already there for the same input.
@@ -960,11 +988,12 @@ def _create(
                 "base_url": base_url,
                 "api_version": api_version,
                 "betas": list(betas),
+                "headers": dict(headers),
                 "limits": dataclasses.asdict(limits),
                 "policy": str(Path(policy).resolve()) if isinstance(policy, str | Path) else None,
                 "created_at": time.time(),
             }
-            settings = RoutingSettings(api_version, tuple(betas), limits)
+            settings = RoutingSettings(api_version, tuple(betas), limits, tuple(headers.items()))
             # Start clean: a crash during an earlier planning may have left a partial index.
             for leftover in store.path.glob(store.db_file.name + "*"):
                 leftover.unlink()
@@ -988,6 +1017,7 @@ def dry_run_plan(
     limits: BatchLimits,
     api_version: str,
     betas: Sequence[str],
+    headers: Mapping[str, str],
     base_url: str | None,
     api_key: str | None,
     auth_token: str | None,
@@ -1008,7 +1038,7 @@ def dry_run_plan(
         )
         conn = store.connect()
         try:
-            settings = RoutingSettings(api_version, tuple(betas), limits)
+            settings = RoutingSettings(api_version, tuple(betas), limits, tuple(headers.items()))
             job = {"input": {"path": str(requests)}}
             return plan_first_round(store, conn, chosen, requests, settings, job)
         finally:
@@ -1103,6 +1133,7 @@ class BatchJob(_JobHandle[SyncDriver]):
         limits: BatchLimits | None = None,
         api_version: str = DEFAULT_API_VERSION,
         betas: Sequence[str] = (),
+        headers: Mapping[str, str] | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
         auth_token: str | None = None,
@@ -1126,6 +1157,9 @@ class BatchJob(_JobHandle[SyncDriver]):
             limits: Batch size limits (default: the API's).
             api_version: The ``anthropic-version`` the batches are sent with.
             betas: ``anthropic-beta`` values for the batches.
+            headers: Request headers for policy routes that match on headers
+                (``match.headers``). Used for routing only, never sent; recorded in
+                the job for retries. Credential headers are refused.
             base_url: Default ``ANTHROPIC_BASE_URL``, else the API; recorded in the job.
             api_key: Default ``ANTHROPIC_API_KEY`` (never written anywhere).
             auth_token: Default ``ANTHROPIC_AUTH_TOKEN``.
@@ -1155,6 +1189,7 @@ class BatchJob(_JobHandle[SyncDriver]):
             limits=limits or BatchLimits(),
             api_version=api_version,
             betas=betas,
+            headers=routing_headers(headers),
             options=options,
         )
         return cls(job, plan, planned_now=planned)
@@ -1196,6 +1231,7 @@ class BatchJob(_JobHandle[SyncDriver]):
         limits: BatchLimits | None = None,
         api_version: str = DEFAULT_API_VERSION,
         betas: Sequence[str] = (),
+        headers: Mapping[str, str] | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
         auth_token: str | None = None,
@@ -1212,6 +1248,7 @@ class BatchJob(_JobHandle[SyncDriver]):
             limits=limits or BatchLimits(),
             api_version=api_version,
             betas=betas,
+            headers=routing_headers(headers),
             base_url=base_url,
             api_key=api_key,
             auth_token=auth_token,
@@ -1327,6 +1364,7 @@ class AsyncBatchJob(_JobHandle[AsyncDriver]):
         limits: BatchLimits | None = None,
         api_version: str = DEFAULT_API_VERSION,
         betas: Sequence[str] = (),
+        headers: Mapping[str, str] | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
         auth_token: str | None = None,
@@ -1357,6 +1395,7 @@ class AsyncBatchJob(_JobHandle[AsyncDriver]):
                 limits=limits or BatchLimits(),
                 api_version=api_version,
                 betas=betas,
+                headers=routing_headers(headers),
                 options=options,
             )
 

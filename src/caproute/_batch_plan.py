@@ -324,6 +324,8 @@ class RoutingSettings:
     api_version: str
     betas: tuple[str, ...]
     limits: BatchLimits
+    headers: tuple[tuple[str, str], ...] = ()
+    """Headers routes match on (``match.headers``); used for routing only, never sent."""
 
 
 class _Round:
@@ -364,6 +366,7 @@ class _Round:
             endpoint="batch",
             api_version=settings.api_version,
             betas=settings.betas,
+            headers=dict(settings.headers) if settings.headers else None,
         )
         decision = result.decision.items[0][1]
         chunk: int | None = None

@@ -59,6 +59,29 @@ def test_dry_run_prints_the_plan_and_sends_nothing(
     assert not list(tmp_path.glob("*/rounds"))
 
 
+def test_header_option_selects_header_matched_routes(
+    api_env: FakeAnthropic, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "policy.yaml").write_text(
+        "version: 1\nroutes:\n  - name: nightly\n    match: {headers: {x-job: 'nightly-*'}}\n"
+        "    candidates: [claude-small-1]\n"
+    )
+    write_jsonl(tmp_path / "in.jsonl", [item("a"), item("b")])
+    args = [
+        "batch",
+        "submit",
+        str(tmp_path / "in.jsonl"),
+        "--policy",
+        str(tmp_path / "policy.yaml"),
+    ]
+    assert main([*args, "--dry-run", "--json", "--header", "X-Job: nightly-7"]) == 0
+    assert json.loads(capsys.readouterr().out)["outcomes"] == {"rerouted": 2}
+    assert main([*args, "--dry-run", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["outcomes"] == {"unchanged": 2}
+    assert main([*args, "--state", str(tmp_path / "s"), "--header", "x-api-key:k", *GRACE]) == 1
+    assert "carries a credential" in capsys.readouterr().err
+
+
 def test_bad_lines_exit_1_with_locations(
     api_env: FakeAnthropic, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from batch_helpers import (
+    API_KEY,
     BIG,
     GONE,
     NOBATCH,
@@ -32,6 +33,7 @@ from caproute import (
     LiveRouter,
 )
 from caproute._batch_api import SyncDriver
+from caproute._exceptions import ConfigError
 from caproute._snapshot import embedded_registry
 from caproute.testing import FakeAnthropic
 
@@ -151,6 +153,63 @@ def test_a_windows_file_bom_crlf_and_no_final_newline(fake: FakeAnthropic, tmp_p
         5,
         6,
     ]
+
+
+NIGHTLY_POLICY = """\
+version: 1
+routes:
+  - name: nightly
+    match: {headers: {x-job: "nightly-*"}}
+    candidates: [claude-small-1]
+"""
+
+
+def test_header_matched_routes_apply_to_every_round(fake: FakeAnthropic, tmp_path: Path) -> None:
+    # The cookbook's batch-only route matches on a header: a job must be able to say it.
+    (tmp_path / "policy.yaml").write_text(NIGHTLY_POLICY)
+    write_jsonl(tmp_path / "in.jsonl", [item(f"n{n}") for n in range(10)])
+    fake.batches.configure(errored=0.5, seed=4)
+    with BatchJob.create(
+        tmp_path / "in.jsonl",
+        tmp_path / "s",
+        policy=tmp_path / "policy.yaml",
+        headers={"X-Job": "nightly-report"},
+        **job_options(fake),
+    ) as job:
+        assert job.plan.outcomes == {"rerouted": 10}
+        job.submit()
+        job.wait()
+        errored = job.write_results(tmp_path / "out.jsonl").counts["errored"]
+    # A later process (the retry) routes with the headers the job recorded.
+    with BatchJob.open(tmp_path / "s", **job_options(fake)) as job:
+        plan = job.retry_errored()
+        assert plan is not None and plan.outcomes == {"rerouted": errored}
+    for line in read_results(tmp_path / "out.jsonl"):
+        assert (line["caproute"]["decision"]["route"], line["caproute"]["decision"]["model"]) == (
+            "nightly",
+            SMALL,
+        )
+    creates_ = [r for r in fake.requests if r.method == "POST" and r.path.endswith("/batches")]
+    assert len(creates_) == 2 and all("x-job" not in r.headers for r in creates_)
+    # Without the header the route does not apply.
+    plan = BatchJob.dry_run(tmp_path / "in.jsonl", policy=tmp_path / "policy.yaml", **_dry(fake))
+    assert plan.outcomes == {"unchanged": 10}
+
+
+def test_a_credential_header_is_never_recorded(fake: FakeAnthropic, tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "in.jsonl", [item("a")])
+    with pytest.raises(ConfigError, match="'Authorization' carries a credential"):
+        BatchJob.create(
+            tmp_path / "in.jsonl",
+            tmp_path / "s",
+            headers={"Authorization": "Bearer secret-token"},
+            **job_options(fake),
+        )
+    assert not any(p.is_file() and b"secret-token" in p.read_bytes() for p in tmp_path.rglob("*"))
+
+
+def _dry(fake: FakeAnthropic) -> dict[str, str]:
+    return {"base_url": fake.url, "api_key": API_KEY}
 
 
 def test_submit_again_submits_nothing_twice(fake: FakeAnthropic, tmp_path: Path) -> None:

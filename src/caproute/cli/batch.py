@@ -82,6 +82,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="NAME",
         help="an anthropic-beta value for the batches (repeatable)",
     )
+    submit.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="NAME:VALUE",
+        help="a header for policy routes that match on headers (repeatable); "
+        "used for routing only, never sent; recorded for retries",
+    )
     _api_options(submit, submits=True)
     submit.set_defaults(func=run_submit)
 
@@ -259,12 +267,14 @@ def run_submit(args: argparse.Namespace) -> int:
     """Plan (or reopen) the job, print the plan, submit what is left."""
     from .._batch import BatchJob
     from .._exceptions import ConfigError
+    from .route import parse_headers
 
     routing = {
         "policy": args.policy,
         "limits": _limits(args),
         "api_version": args.api_version,
         "betas": tuple(args.beta),
+        "headers": parse_headers(args.header),
     }
     if args.dry_run:
         plan = BatchJob.dry_run(args.requests, **_credentials(args), **routing)
