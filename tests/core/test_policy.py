@@ -60,7 +60,8 @@ def test_error_names_the_data_path() -> None:
         Policy.from_text(text, filename="p.yaml")
     assert caught.value.path == "routes[0].match.model[1]"
     assert str(caught.value) == (
-        "p.yaml:3:25: expected a string, got int 5 (at routes[0].match.model[1])"
+        'p.yaml:3:25: expected a string, got int 5; quote it to mean the text: "5" '
+        "(at routes[0].match.model[1])"
     )
 
 

@@ -184,7 +184,27 @@ def _check_glob(pattern: str) -> str:
 
 def _one_or_many(value: object) -> object:
     """Let a single glob stand for a one-element list."""
-    return [value] if isinstance(value, str) else value
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list | tuple):
+        return value
+    raise PydanticCustomError(
+        "globs_type",
+        "expected a glob (a string) or a list of globs, got {value}{hint}",
+        {"value": _describe(value), "hint": _quote_hint(value)},
+    )
+
+
+def _quote_hint(value: object) -> str:
+    """What to write instead of a bare YAML scalar that was read as a number or boolean."""
+    if isinstance(value, bool):
+        # YAML 1.1 reads unquoted yes/no/on/off/true/false as booleans (the "Norway problem").
+        return (
+            "; YAML reads an unquoted yes, no, on, off, true or false as a boolean: quote the text"
+        )
+    if isinstance(value, int | float):
+        return f'; quote it to mean the text: "{value}"'
+    return ""
 
 
 def _check_capability_name(name: str) -> str:
@@ -724,7 +744,12 @@ def _message(kind: str, error: Any, value: object) -> str:
         choices = re.findall(r"'([^']*)'", error["ctx"]["expected"])
         return f"expected one of {', '.join(choices)}; got {value!r}{_suggest(value, choices)}"
     if kind in _TYPE_MESSAGES:
-        return f"{_TYPE_MESSAGES[kind]}, got {_describe(value)}"
+        message = f"{_TYPE_MESSAGES[kind]}, got {_describe(value)}"
+        if kind == "string_type":
+            message += _quote_hint(value)
+        elif kind in {"list_type", "tuple_type"} and isinstance(value, str | int | float):
+            message += f"; write a single entry as a list: [{value}]"
+        return message
     return str(error["msg"])
 
 
@@ -968,6 +993,8 @@ def _yaml_error(exc: yaml.YAMLError, filename: str) -> PolicyError:
     problem = getattr(exc, "problem", None) or str(exc)
     context = getattr(exc, "context", None)
     message = f"invalid YAML: {problem}" + (f" ({context})" if context else "")
+    if "'\\t'" in problem:  # PyYAML's wording for a tab where indentation goes
+        message += "; indent with spaces, not tabs"
     if mark is None:
         return PolicyError(message, file=filename)
     return PolicyError(message, file=filename, line=mark.line + 1, column=mark.column + 1)
