@@ -188,6 +188,19 @@ def test_retired_models_are_never_chosen() -> None:
     assert named.decision.candidates[0].reason == "retired"
 
 
+def test_a_move_to_another_line_is_noted_in_plain_words() -> None:
+    # t-small (gamma) has no PDF input; the nearest model that has it is t-gamma-vision
+    # (same line): a route that lists only another line's model must say so.
+    moved = run(body("t-small", messages=[user(PDF)]), policy(candidates=["t-full"]))
+    assert moved.decision.model == "t-full"
+    assert "t-full is in the alpha line, t-small in the gamma line: likely another price class" in (
+        moved.decision.notes
+    )
+    same = run(body("t-small", messages=[user(PDF)]))
+    assert same.decision.model == "t-gamma-vision"
+    assert not any("price class" in note for note in same.decision.notes)
+
+
 def test_excluded_models_are_skipped_aliases_included() -> None:
     result = run(body("t-full"), exclude=("t-full-latest",))
     assert result.decision.model == "t-adaptive"  # same line, next newest

@@ -462,8 +462,8 @@ class Planner:
             old, new = _line(self, requested), _line(self, draft.model)
             if old is not None and new is not None and old != new:
                 notes.append(
-                    f"{draft.model} is a {new} model, {needs.model} a {old} one: "
-                    "another line, likely another price class"
+                    f"{draft.model} is in the {new} line, {needs.model} in the {old} line: "
+                    "likely another price class"
                 )
         return Selection(draft, considered, reroute_reason=why, notes=tuple(notes))
 
