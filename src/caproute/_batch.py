@@ -670,6 +670,23 @@ class _Job:
         path.unlink(missing_ok=True)
         return unknown
 
+    def check_output(self, out: Path) -> None:
+        """Refuse a results path that would overwrite the job's own files."""
+        target = out.resolve()
+        source = Path(self.job["input"]["path"])
+        if target == source.resolve() or (
+            target.exists() and source.exists() and os.path.samefile(target, source)
+        ):
+            raise ConfigError(
+                f"{out}: that is the job's input file, which retries read their requests "
+                "from; write the results to another file"
+            )
+        if target.is_relative_to(self.store.path.resolve()):
+            raise ConfigError(
+                f"{out}: that is inside the job's state directory {self.store.path}; "
+                "write the results to a file outside it"
+            )
+
     def write_results(self, out: Path) -> BatchResults:
         """Merge everything into `out` (written beside it, then renamed into place)."""
         batch_ids = {(r.round, r.chunk): r.batch_id for r in self.store.records()}
@@ -705,6 +722,7 @@ class _Job:
         return BatchResults(out, lines, counts)
 
     def results(self, out: Path) -> Flow[BatchResults]:
+        self.check_output(out)
         yield from self.download()
         report: BatchResults = yield Local(lambda: self.write_results(out))
         return report

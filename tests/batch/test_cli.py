@@ -359,3 +359,18 @@ def test_options_are_taken_only_by_the_commands_that_use_them(
         main(["batch", "status", "--state", "s", "--poll-interval", "1"])
     assert exited.value.code == 2
     assert "unrecognized arguments: --poll-interval" in capsys.readouterr().err
+
+
+def test_results_out_may_not_be_the_input(
+    api_env: FakeAnthropic, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api_env.batches.configure(errored=1.0)
+    source = write_jsonl(tmp_path / "in.jsonl", [item("a")])
+    before = source.read_bytes()
+    state = ["--state", str(tmp_path / "s")]
+    assert main(["batch", "submit", str(source), *state, *GRACE]) == 0
+    retry = ["batch", "results", *state, "--out", str(source), "--retry-errored", *POLL, *GRACE]
+    assert main(retry) == 1
+    assert "the job's input file" in capsys.readouterr().err
+    assert source.read_bytes() == before
+    assert creates(api_env) == 1  # refused before a retry round was submitted

@@ -212,6 +212,24 @@ def _dry(fake: FakeAnthropic) -> dict[str, str]:
     return {"base_url": fake.url, "api_key": API_KEY}
 
 
+def test_results_never_overwrite_the_input_or_the_state(
+    fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    write_jsonl(tmp_path / "in.jsonl", [item("a")])
+    before = (tmp_path / "in.jsonl").read_bytes()
+    with BatchJob.create(tmp_path / "in.jsonl", tmp_path / "s", **job_options(fake)) as job:
+        job.submit()
+        job.wait()
+        (tmp_path / "link.jsonl").symlink_to(tmp_path / "in.jsonl")
+        for out in (tmp_path / "in.jsonl", tmp_path / "link.jsonl"):
+            with pytest.raises(ConfigError, match="the job's input file"):
+                job.write_results(out)
+        with pytest.raises(ConfigError, match="inside the job's state directory"):
+            job.write_results(tmp_path / "s" / "job.json")
+        assert (tmp_path / "in.jsonl").read_bytes() == before
+        assert job.write_results(tmp_path / "out.jsonl").counts == {"succeeded": 1}
+
+
 def test_submit_again_submits_nothing_twice(fake: FakeAnthropic, tmp_path: Path) -> None:
     write_mixed(tmp_path / "in.jsonl", 20)
     options = job_options(fake)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._output import print_json
@@ -434,6 +435,8 @@ def _progress_display() -> _PlainProgress | _RichProgress:
 def run_results(args: argparse.Namespace) -> int:
     """Write the merged results (after an optional retry round)."""
     with _open(args) as job:
+        # Before a retry round is submitted, not after: --out must not be the input.
+        job._job.check_output(Path(args.out))
         if args.retry_errored:
             plan = job.retry_errored(policy=args.policy)
             if plan is not None:
