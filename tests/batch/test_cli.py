@@ -218,6 +218,11 @@ def test_cancel(api_env: FakeAnthropic, tmp_path: Path, capsys: pytest.CaptureFi
         == 0
     )
     assert {line["result"]["type"] for line in read_results(tmp_path / "o.jsonl")} == {"canceled"}
+    # Submitting a canceled job again is an error that says what to do, not a quiet 0.
+    submit = ["batch", "submit", str(tmp_path / "in.jsonl"), "--state", state, *QUICK["submit"]]
+    assert main(submit) == 1
+    assert "with a new --state directory" in capsys.readouterr().err
+    assert creates(api_env) == 1
 
 
 def test_every_command_prints_json_on_request(

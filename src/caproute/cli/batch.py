@@ -284,6 +284,12 @@ def run_submit(args: argparse.Namespace) -> int:
     if not args.state:
         raise ConfigError("--state DIR is required (unless --dry-run)")
     with BatchJob.create(args.requests, args.state, **routing, **_job_options(args)) as job:
+        if job._job.store.canceled:
+            # Exit 1: a script that re-runs submit must not read "nothing sent" as success.
+            raise ConfigError(
+                f"{args.state}: the job was canceled, so nothing more is submitted; "
+                "to run these requests again, submit them with a new --state directory"
+            )
         if not job.planned_now:
             _note(f"resuming the job in {args.state} (planned earlier):")
         _print_plan(job.plan, as_json=args.json)
