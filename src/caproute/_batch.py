@@ -962,7 +962,7 @@ def _create(
     *,
     router: LiveRouter | None,
     policy: PolicyInput,
-    limits: BatchLimits,
+    limits: BatchLimits | None,
     api_version: str,
     betas: Sequence[str],
     headers: Mapping[str, str],
@@ -989,7 +989,28 @@ def _create(
                 job = {**job, "input": {**job["input"], "path": str(absolute)}}
                 store.write_job({k: v for k, v in job.items() if k != "format"})
             opened = _make_job(store, job, options)
+            # What this call asked for that differs from the plan (a setting left at its
+            # default asked for nothing: a plain resume repeats no options).
+            asked = {
+                "policy": str(Path(policy).resolve()) if isinstance(policy, str | Path) else None,
+                "limits": dataclasses.asdict(limits) if limits is not None else None,
+                "api_version": api_version if api_version != DEFAULT_API_VERSION else None,
+                "betas": list(betas) or None,
+                "headers": dict(headers) or None,
+            }
+            ignored = [
+                key
+                for key, value in asked.items()
+                if value is not None and value != job.get(key, {} if key == "headers" else None)
+            ]
+            if ignored:
+                opened.event(
+                    f"{store.path} was planned earlier with other settings ({', '.join(ignored)}); "
+                    "resuming keeps that plan and its settings. To plan with the new ones, "
+                    "use a new state directory"
+                )
             return opened, opened.plans()[0], False
+        limits = limits or BatchLimits()
         base_url = resolve_base_url(options.base_url)
         chosen, owned = _default_router(
             router,
@@ -1204,7 +1225,7 @@ class BatchJob(_JobHandle[SyncDriver]):
             Path(state),
             router=router,
             policy=policy,
-            limits=limits or BatchLimits(),
+            limits=limits,
             api_version=api_version,
             betas=betas,
             headers=routing_headers(headers),
@@ -1410,7 +1431,7 @@ class AsyncBatchJob(_JobHandle[AsyncDriver]):
                 Path(state),
                 router=router,
                 policy=policy,
-                limits=limits or BatchLimits(),
+                limits=limits,
                 api_version=api_version,
                 betas=betas,
                 headers=routing_headers(headers),

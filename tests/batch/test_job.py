@@ -230,6 +230,29 @@ def test_results_never_overwrite_the_input_or_the_state(
         assert job.write_results(tmp_path / "out.jsonl").counts == {"succeeded": 1}
 
 
+def test_a_resume_with_other_settings_says_they_are_not_used(
+    fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    (tmp_path / "policy.yaml").write_text(NIGHTLY_POLICY)
+    write_jsonl(tmp_path / "in.jsonl", [item("a")])
+    events: list[str] = []
+    options = job_options(fake, on_event=events.append)
+    BatchJob.create(tmp_path / "in.jsonl", tmp_path / "s", **options).close()
+    BatchJob.create(tmp_path / "in.jsonl", tmp_path / "s", **options).close()  # a plain resume
+    assert not [e for e in events if "other settings" in e]
+    with BatchJob.create(
+        tmp_path / "in.jsonl",
+        tmp_path / "s",
+        policy=tmp_path / "policy.yaml",
+        limits=BatchLimits(max_requests=10),
+        headers={"x-job": "nightly-1"},
+        **options,
+    ) as job:
+        assert job.plan.outcomes == {"unchanged": 1}  # the plan made first stands
+    (note,) = [e for e in events if "other settings" in e]
+    assert "(policy, limits, headers)" in note and "new state directory" in note
+
+
 def test_submit_again_submits_nothing_twice(fake: FakeAnthropic, tmp_path: Path) -> None:
     write_mixed(tmp_path / "in.jsonl", 20)
     options = job_options(fake)

@@ -247,10 +247,12 @@ def _open(args: argparse.Namespace) -> BatchJob:
     return BatchJob.open(args.state, **_job_options(args))
 
 
-def _limits(args: argparse.Namespace) -> BatchLimits:
+def _limits(args: argparse.Namespace) -> BatchLimits | None:
     from .._batch_plan import BatchLimits
     from .._exceptions import ConfigError
 
+    if args.max_requests is None and args.max_bytes is None:
+        return None  # the API's limits; and a resume asks for nothing new
     defaults = BatchLimits()
     try:
         return BatchLimits(
