@@ -288,6 +288,38 @@ def test_batch_with_config_bind_and_retry_stay_routed(
     ] * 8
 
 
+def test_a_subclass_stays_its_class_and_is_routed(
+    fake: FakeAnthropic, registry: Registry, decisions: list[Decision]
+) -> None:
+    class TeamChat(ChatAnthropic):
+        pass
+
+    base = TeamChat(model=HAIKU, max_tokens=16_000, base_url=fake.url, api_key=fake.api_key)
+    copy = routed(base, registry, decisions)
+
+    assert type(copy) is TeamChat
+    assert copy.invoke("Hello").content == f"Hello from {HAIKU}."
+    assert sent(fake)[-1]["max_tokens"] == HAIKU_MAX_TOKENS
+
+
+def test_a_model_langchain_rebuilds_from_its_fields_is_not_routed(
+    fake: FakeAnthropic, registry: Registry, decisions: list[Decision]
+) -> None:
+    """Documented limit (docs/integrations.md): ``configurable_fields`` builds a new
+    ChatAnthropic from the copy's fields, with new clients, so its requests go out as
+    sent. The base URL is a field, so the proxy path keeps working."""
+    from langchain_core.runnables import ConfigurableField
+
+    copy = routed(chat(fake, HAIKU, max_tokens=1024), registry, decisions)
+    configurable = copy.configurable_fields(max_tokens=ConfigurableField(id="max_tokens"))
+    assert configurable.invoke("Hello").content == f"Hello from {HAIKU}."  # the copy itself
+    rebuilt = configurable.with_config(configurable={"max_tokens": 200_000})
+
+    with pytest.raises(anthropic.BadRequestError, match="max_tokens"):
+        rebuilt.invoke("Hello")
+    assert len(decisions) == 1 and sent(fake)[-1]["max_tokens"] == 200_000
+
+
 # -- where LangChain refuses before sending ------------------------------------------------------
 
 
