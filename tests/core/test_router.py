@@ -284,3 +284,23 @@ def test_decision_extra_is_a_read_only_empty_dict_by_default() -> None:
     with pytest.raises(TypeError):
         decision.extra["attempt"] = 2  # type: ignore[index]
     assert {**decision.extra, "attempt": 2} == {"attempt": 2}
+
+
+def test_a_stripped_schema_is_summarised_in_headers_but_kept_whole_in_the_record() -> None:
+    # A structured-output schema of many kilobytes, stripped by policy on a model without
+    # structured outputs: the one-line forms (response header, span attribute, log) must
+    # stay short; the decision's record keeps every byte.
+    schema = {
+        "type": "object",
+        "properties": {f"field_{i}": {"type": "string"} for i in range(400)},
+    }
+    request = body(
+        "t-adaptive", output_config={"format": {"type": "json_schema", "schema": schema}}
+    )
+    result = run(request, policy({"structured_outputs": "strip"}))
+    assert result.decision.outcome == "adjusted", result.decision.explain()
+    header = result.decision.header_values()["caproute-changes"]
+    assert len(header) < 400 and "chars)" in header
+    header.encode("latin-1")  # a valid header value
+    [change] = [c for c in result.decision.to_dict()["changes"] if c["before"]]
+    assert schema == (change["before"].get("format") or change["before"])["schema"]

@@ -9,7 +9,8 @@ them other limits, as the real API does when a profile is out of date:
   level; here it allows 64,000 and has no ``xhigh`` effort and no ``enabled``
   thinking. pydantic-ai's default ``max_tokens`` (the model's maximum) is refused by
   the API as sent.
-* ``claude-haiku-4-5``: 8,192 output tokens, no effort parameter at all.
+* ``claude-haiku-4-5``: 8,192 output tokens, no effort parameter at all, and no
+  structured outputs (a JSON-schema answer needs another model).
 * ``claude-opus-4-1``: retired (404 on inference), what an app pinned a year ago sends.
 
 Every request each test sends is refused by the fake without caproute (the tests
@@ -45,7 +46,12 @@ def framework_lineup() -> list[dict[str, Any]]:
             unsupported=["effort.xhigh", "thinking.types.enabled"],
             line="opus",
         ),
-        make_model(HAIKU, max_tokens=HAIKU_MAX_TOKENS, unsupported=NO_EFFORT, line="haiku"),
+        make_model(
+            HAIKU,
+            max_tokens=HAIKU_MAX_TOKENS,
+            unsupported=[*NO_EFFORT, "structured_outputs"],
+            line="haiku",
+        ),
         make_model(RETIRED, lifecycle="retired", line="opus"),
     ]
 

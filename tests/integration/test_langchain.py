@@ -29,6 +29,7 @@ from frameworks_helpers import (
 from langchain_anthropic import ChatAnthropic
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
+from pydantic import BaseModel
 
 import caproute
 from caproute import Decision, Registry
@@ -231,6 +232,93 @@ def test_an_agent_with_a_tool(
         assert messages[-1].content == f"{OPUS} read: {WEATHER}"
     assert [body["model"] for body in sent(fake)] == [OPUS] * 4
     assert [d.outcome for d in decisions] == ["rerouted"] * 4
+
+
+class Forecast(BaseModel):
+    city: str
+    sky: str
+
+
+@pytest.mark.parametrize("method", ["function_calling", "json_schema"])
+def test_structured_output_both_methods(
+    fake: FakeAnthropic, registry: Registry, decisions: list[Decision], method: str
+) -> None:
+    """The tool-calling method forces a tool; the json_schema method asks for
+    ``output_config.format``, which Haiku here lacks: refused as sent, rerouted routed."""
+    base = chat(fake, HAIKU, max_tokens=1024)
+    if method == "json_schema":
+        with pytest.raises(anthropic.BadRequestError, match="structured outputs"):
+            base.with_structured_output(Forecast, method=method).invoke("Weather?")
+
+    answer = routed(base, registry, decisions).with_structured_output(Forecast, method=method)
+
+    assert answer.invoke("Weather?") == Forecast(city="example", sky="example")
+    body = sent(fake)[-1]
+    if method == "json_schema":
+        asked = body.get("output_config", {}).get("format") or body.get("output_format")
+        assert body["model"] == OPUS and asked["type"] == "json_schema"  # either SDK generation
+        assert decisions[-1].outcome == "rerouted"
+    else:
+        assert body["model"] == HAIKU and body["tool_choice"] == {
+            "type": "tool",
+            "name": "Forecast",
+        }
+        assert decisions[-1].outcome == "unchanged"
+
+
+def test_batch_with_config_bind_and_retry_stay_routed(
+    fake: FakeAnthropic, registry: Registry, decisions: list[Decision]
+) -> None:
+    """Runnables LangChain derives from the copy (``bind``, ``with_config``,
+    ``with_retry``, ``model_copy``) keep its routed clients; so do ``batch`` / ``abatch``."""
+    copy = routed(chat(fake, HAIKU, max_tokens=1024), registry, decisions)
+    derived = [
+        copy.bind(max_tokens=200_000),
+        copy.with_config(tags=["audit"]).bind(max_tokens=200_000),
+        copy.with_retry(stop_after_attempt=1).bind(max_tokens=200_000),
+        copy.model_copy(update={"max_tokens": 200_000}),
+    ]
+    for runnable in derived:
+        assert runnable.invoke("Hello").content == f"Hello from {HAIKU}."
+    assert len(copy.bind(max_tokens=200_000).batch(["a", "b"])) == 2
+    run_async(copy, lambda: copy.bind(max_tokens=200_000).abatch(["a", "b"]))
+
+    assert [body["max_tokens"] for body in sent(fake)] == [HAIKU_MAX_TOKENS] * 8
+    assert [str(d.changes[0]) for d in decisions] == [
+        f"max_tokens: 200000 → {HAIKU_MAX_TOKENS}"
+    ] * 8
+
+
+def test_a_subclass_stays_its_class_and_is_routed(
+    fake: FakeAnthropic, registry: Registry, decisions: list[Decision]
+) -> None:
+    class TeamChat(ChatAnthropic):
+        pass
+
+    base = TeamChat(model=HAIKU, max_tokens=16_000, base_url=fake.url, api_key=fake.api_key)
+    copy = routed(base, registry, decisions)
+
+    assert type(copy) is TeamChat
+    assert copy.invoke("Hello").content == f"Hello from {HAIKU}."
+    assert sent(fake)[-1]["max_tokens"] == HAIKU_MAX_TOKENS
+
+
+def test_a_model_langchain_rebuilds_from_its_fields_is_not_routed(
+    fake: FakeAnthropic, registry: Registry, decisions: list[Decision]
+) -> None:
+    """Documented limit (docs/integrations.md): ``configurable_fields`` builds a new
+    ChatAnthropic from the copy's fields, with new clients, so its requests go out as
+    sent. The base URL is a field, so the proxy path keeps working."""
+    from langchain_core.runnables import ConfigurableField
+
+    copy = routed(chat(fake, HAIKU, max_tokens=1024), registry, decisions)
+    configurable = copy.configurable_fields(max_tokens=ConfigurableField(id="max_tokens"))
+    assert configurable.invoke("Hello").content == f"Hello from {HAIKU}."  # the copy itself
+    rebuilt = configurable.with_config(configurable={"max_tokens": 200_000})
+
+    with pytest.raises(anthropic.BadRequestError, match="max_tokens"):
+        rebuilt.invoke("Hello")
+    assert len(decisions) == 1 and sent(fake)[-1]["max_tokens"] == 200_000
 
 
 # -- where LangChain refuses before sending ------------------------------------------------------

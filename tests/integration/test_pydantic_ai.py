@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from frameworks_helpers import (
     HAIKU,
+    HAIKU_MAX_TOKENS,
     OPUS,
     OPUS_MAX_TOKENS,
     RETIRED,
@@ -24,7 +25,8 @@ from frameworks_helpers import (
     framework_lineup,
     sent,
 )
-from pydantic_ai import Agent
+from pydantic import BaseModel
+from pydantic_ai import Agent, NativeOutput
 from pydantic_ai.exceptions import ModelHTTPError, UserError
 from pydantic_ai.models.anthropic import AnthropicModel, AnthropicModelSettings
 from pydantic_ai.providers.anthropic import AnthropicProvider
@@ -211,6 +213,66 @@ def test_effort_on_a_model_without_effort_is_removed(
 
     assert "effort" not in sent(fake)[-1].get("output_config", {})
     assert decisions[-1].changes[0].path.startswith("output_config")
+
+
+class Forecast(BaseModel):
+    city: str
+    sky: str
+
+
+def test_structured_output_as_a_tool_and_as_a_json_schema(
+    fake: FakeAnthropic, registry: Registry, decisions: list[Decision]
+) -> None:
+    """``output_type`` as an output tool works on Haiku; ``NativeOutput`` asks for a JSON
+    schema (``output_config.format``), which Haiku here lacks: refused as sent,
+    rerouted to a model that has it through caproute."""
+    settings = AnthropicModelSettings(max_tokens=1024)  # within Haiku's limit
+    model = AnthropicModel(HAIKU, provider=provider(fake), settings=settings)
+    with pytest.raises(ModelHTTPError, match="structured outputs"):
+        Agent(model, output_type=NativeOutput(Forecast)).run_sync("Weather?")
+    routed = caproute.wrap(model, registry=registry, on_decision=decisions.append)
+
+    as_tool = Agent(routed, output_type=Forecast).run_sync("Weather?")
+    native = Agent(routed, output_type=NativeOutput(Forecast)).run_sync("Weather?")
+
+    assert as_tool.output == native.output == Forecast(city="example", sky="example")
+    tool_body, native_body = sent(fake)[-2:]
+    assert tool_body["model"] == HAIKU and tool_body["tool_choice"]["type"] == "any"
+    assert native_body["model"] == OPUS
+    assert native_body["output_config"]["format"]["type"] == "json_schema"
+    assert [d.outcome for d in decisions] == ["unchanged", "rerouted"]
+
+
+def test_streaming_a_structured_output(
+    fake: FakeAnthropic, registry: Registry, decisions: list[Decision]
+) -> None:
+    routed = caproute.wrap(AnthropicModel(HAIKU, provider=provider(fake)), registry=registry,
+                           on_decision=decisions.append)  # fmt: skip
+
+    async def stream() -> Forecast:
+        async with Agent(routed, output_type=NativeOutput(Forecast)).run_stream("Hi") as result:
+            return await result.get_output()
+
+    assert in_loop(stream()) == Forecast(city="example", sky="example")
+    assert sent(fake)[-1]["stream"] is True and sent(fake)[-1]["model"] == OPUS
+    assert decisions[-1].outcome == "rerouted"
+
+
+def test_settings_per_run_are_routed(
+    fake: FakeAnthropic, registry: Registry, decisions: list[Decision]
+) -> None:
+    """``model_settings`` given to one run (effort, thinking, max_tokens) are fitted too."""
+    agent = Agent(caproute.wrap(AnthropicModel(HAIKU, provider=provider(fake)), registry=registry,
+                                on_decision=decisions.append))  # fmt: skip
+    per_run = AnthropicModelSettings(anthropic_effort="high", max_tokens=500_000)
+    with pytest.raises(ModelHTTPError):
+        Agent(AnthropicModel(HAIKU, provider=provider(fake))).run_sync("Hi", model_settings=per_run)
+
+    agent.run_sync("Hi", model_settings=per_run)
+
+    body = sent(fake)[-1]
+    assert body["max_tokens"] == HAIKU_MAX_TOKENS and "effort" not in body.get("output_config", {})
+    assert [c.path for c in decisions[-1].changes] == ["max_tokens", "output_config"]
 
 
 def test_runs_on_several_event_loops(fake: FakeAnthropic, registry: Registry) -> None:

@@ -76,12 +76,22 @@ Outcome = Literal["unchanged", "adjusted", "rerouted", "rejected", "passthrough"
 ChangeAction = Literal["reroute", "adjust", "strip", "clamp"]
 
 
+_SHOWN_CHARS: Final = 120
+"""How much of a changed value a one-line summary shows (a stripped JSON schema can be
+kilobytes: too much for a response header or a span attribute; `to_dict` keeps all)."""
+
+
 def _show(value: Any) -> str:
     if value is MISSING:
         return "(absent)"
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    text = (
+        value
+        if isinstance(value, str)
+        else json.dumps(value, separators=(",", ":"), sort_keys=True)
+    )
+    if len(text) > _SHOWN_CHARS:
+        return f"{text[:_SHOWN_CHARS]}... ({len(text):,} chars)"
+    return text
 
 
 def _jsonable(value: Any) -> Any:

@@ -3,11 +3,13 @@
 The fake's default answer is one line of text. An agent under test usually needs
 more: a model that calls the tool it was given, then answers once the tool's result
 comes back. `call_tools` is that model, deterministic, so a test can drive a whole
-agent loop (tool call → tool result → final answer) against the fake.
+agent loop (tool call → tool result → final answer) against the fake, including a
+structured answer asked for with a JSON schema (``output_config.format``).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -22,8 +24,12 @@ def call_tools(answer: str | None = None) -> ReplyFunction:
     When the request offers ``tools`` and its last message brings no ``tool_result``,
     the reply is one ``tool_use`` block for the first tool whose input fills each
     required property of its ``input_schema`` with a placeholder (the first ``enum``
-    value, else ``"example"``, ``1``, ``true``, ``[]`` or ``{}`` by type). Otherwise
-    it is text: `answer`, or ``"<model id> read: <tool results>"``.
+    value, else ``"example"``, ``1``, ``true``, ``[]`` or ``{}`` by type). Otherwise,
+    when the request asks for a JSON schema (``output_config.format`` or the older
+    ``output_format``), it is that schema's example as JSON text, filled the same way
+    (how LangChain's ``with_structured_output(method="json_schema")`` and pydantic-ai's
+    ``NativeOutput`` ask). Otherwise it is text: `answer`, or ``"<model id> read: <tool
+    results>"``.
 
     Example:
         >>> FakeAnthropic(reply=call_tools())
@@ -35,6 +41,9 @@ def call_tools(answer: str | None = None) -> ReplyFunction:
         if tools and not results:
             tool = tools[0]
             return [{"type": "tool_use", "name": tool["name"], "input": _example_input(tool)}]
+        schema = _json_schema_asked_for(body)
+        if schema is not None:
+            return json.dumps(_example_of(schema))
         if answer is not None:
             return answer
         return f"{model_id} read: {'; '.join(results)}" if results else f"Hello from {model_id}."
@@ -76,10 +85,25 @@ _PLACEHOLDERS: dict[str, Any] = {
 }
 
 
+def _json_schema_asked_for(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The JSON schema the request wants its answer in, if any."""
+    config = body.get("output_config")
+    formats = [config.get("format") if isinstance(config, Mapping) else None]
+    formats.append(body.get("output_format"))
+    for output_format in formats:
+        if isinstance(output_format, Mapping) and output_format.get("type") == "json_schema":
+            schema = output_format.get("schema")
+            return schema if isinstance(schema, Mapping) else {}
+    return None
+
+
 def _example_input(tool: Mapping[str, Any]) -> dict[str, Any]:
     schema = tool.get("input_schema")
-    if not isinstance(schema, Mapping):
-        return {}
+    return _example_of(schema) if isinstance(schema, Mapping) else {}
+
+
+def _example_of(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """An object filling each required property of `schema` with a placeholder."""
     properties = schema.get("properties")
     properties = properties if isinstance(properties, Mapping) else {}
     values: dict[str, Any] = {}
