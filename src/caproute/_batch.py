@@ -1142,6 +1142,20 @@ class _JobHandle(Generic[DriverT]):
         """Every round's plan (the submission, then each retry)."""
         return self._job.plans()
 
+    @property
+    def canceled(self) -> bool:
+        """The job was canceled: nothing more of it is ever submitted."""
+        return self._job.store.canceled
+
+    def check_output(self, out: str | os.PathLike[str]) -> None:
+        """Refuse a results path that would overwrite the job's own files (its input, or
+        anything in its state directory); `write_results` checks the same.
+
+        Raises:
+            ConfigError: `out` is one of those.
+        """
+        self._job.check_output(Path(out))
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.state_dir}>"
 

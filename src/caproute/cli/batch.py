@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._output import print_json
@@ -286,7 +285,7 @@ def run_submit(args: argparse.Namespace) -> int:
     if not args.state:
         raise ConfigError("--state DIR is required (unless --dry-run)")
     with BatchJob.create(args.requests, args.state, **routing, **_job_options(args)) as job:
-        if job._job.store.canceled:
+        if job.canceled:
             # Exit 1: a script that re-runs submit must not read "nothing sent" as success.
             raise ConfigError(
                 f"{args.state}: the job was canceled, so nothing more is submitted; "
@@ -444,7 +443,7 @@ def run_results(args: argparse.Namespace) -> int:
     """Write the merged results (after an optional retry round)."""
     with _open(args) as job:
         # Before a retry round is submitted, not after: --out must not be the input.
-        job._job.check_output(Path(args.out))
+        job.check_output(args.out)
         if args.retry_errored:
             plan = job.retry_errored(policy=args.policy)
             if plan is not None:
