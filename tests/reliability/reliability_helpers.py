@@ -8,98 +8,21 @@ library normalises them first.
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import json
-import re
 import socket
-import threading
-import time
 import zlib
-from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
-import uvicorn
-
-from caproute._proxy import ProxyApp, ProxyConfig, create_proxy_app
-from caproute._proxy._server import server_flavour, uvicorn_config
+from caproute._proxy import ProxyConfig
 from caproute.testing import FakeAnthropic
+from running_proxy import RunningProxy
+from running_proxy import wait_until as wait_until  # re-exported for the suite
 
 API_KEY = "sk-ant-api03-RELIABILITY-caller-key-0123456789"
 """The callers' key in these tests: shaped like a real one, so masking applies to it."""
 
 HI = [{"role": "user", "content": "hi"}]
-
-
-class RunningProxy:
-    """`caproute serve` in a thread (the real uvicorn server and lifespan)."""
-
-    def __init__(
-        self,
-        config: ProxyConfig,
-        *,
-        app: Callable[[ProxyConfig], ProxyApp] = create_proxy_app,
-        **uvicorn_options: Any,
-    ) -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
-        self.port: int = self._sock.getsockname()[1]
-        self.config = replace(config, port=self.port)
-        self.app: ProxyApp = app(self.config)
-        self.http, self.loop = server_flavour()
-        options = {"log_config": None, "http": self.http, **uvicorn_options}
-        self._server = uvicorn.Server(uvicorn_config(self.config, self.app, **options))
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _run(self) -> None:
-        if self.loop == "uvloop":
-            import uvloop
-
-            uvloop.run(self._server.serve(sockets=[self._sock]))
-        else:
-            asyncio.run(self._server.serve(sockets=[self._sock]))
-
-    def start(self) -> RunningProxy:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("proxy did not start")
-            time.sleep(0.005)
-        return self
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(10)
-        self._sock.close()
-
-    def __enter__(self) -> RunningProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def metric(self, selector: str) -> float:
-        """The sum of the samples `selector` picks, e.g. ``name{label="value"}`` (0 if
-        none): labels not named are summed over. Waits for requests in flight first."""
-        from prometheus_client.parser import text_string_to_metric_families
-
-        wait_until(lambda: self.app.metrics.in_flight == 0)
-        name, _, rest = selector.partition("{")
-        wanted = dict(re.findall(r'(\w+)="([^"]*)"', rest))
-        exposition = self.app.metrics.render().decode()
-        return sum(
-            sample.value
-            for family in text_string_to_metric_families(exposition)
-            for sample in family.samples
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in wanted.items())
-        )
 
 
 def proxy_for(fake: FakeAnthropic, **options: Any) -> RunningProxy:
@@ -203,14 +126,6 @@ def deflated(data: bytes) -> bytes:
 
 def compact(document: Any) -> bytes:
     return json.dumps(document, separators=(",", ":")).encode()
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        time.sleep(0.005)
 
 
 # -- clients on every library path -------------------------------------------------------
