@@ -250,6 +250,7 @@ def call_flow(
     if isinstance(action, Refresh):
         view = yield action
         action = first_action(view._replace(can_wait=False), call)
+    asked = isinstance(action, Resolve)  # one look-up per call at most
     if isinstance(action, Resolve):
         view = yield action
         action = first_action(view._replace(can_wait=False, can_resolve=False), call)
@@ -267,12 +268,32 @@ def call_flow(
             break
         decision = sent.decision
         model = decision.model
+        status = reply.status_code
+        if (
+            decision.outcome == "passthrough"
+            and not asked
+            and (name := _look_up_after_404(view, call, decision, reply)) is not None
+        ):
+            # A name never resolved got the API's 404: what does the Models API say
+            # about it (a retired model the list hides, say)? Once per call.
+            asked = True
+            view = yield Resolve((name,), f"404 not_found_error for {name!r}, never resolved")
+            result = _route(view, call, excluded)
+            if result.decision.outcome == "passthrough" or result.decision.rejected:
+                break
+            if _same_target(sent, result):
+                break
+            cause = f"404 not_found_error for {name!r}: looked up"
+            attempt = sent.attempt + 1
+            extra = {**result.decision.extra, "attempt": attempt, "cause": cause}
+            routed = dataclasses.replace(result.decision, extra=extra)
+            sent = Send(result.body, routed, result.body is not call.body, attempt)
+            continue
         if model is None or call.endpoint == "batch" or decision.outcome == "passthrough":
             break  # a batch mixes models; a model nobody knows gets the API's answer
-        status = reply.status_code
         fallback = False
         if status == 400 and reply.error_type == "invalid_request_error" and not learned:
-            found = attribute(reply.error_message, sent.body, model)
+            found = attribute(reply.error_message, _as_messages_body(sent.body, call), model)
             if found is None:
                 break
             learned = True
@@ -378,6 +399,31 @@ def _unknown_names(view: View, call: Call, decision: Decision) -> tuple[str, ...
             if len(names) == MAX_RESOLVE_PER_CALL:
                 break
     return tuple(names)
+
+
+def _look_up_after_404(view: View, call: Call, decision: Decision, reply: Reply) -> str | None:
+    """The name to look up after a 404 ``not_found_error`` for a call passed through
+    because the registry doesn't know its model, or `None`."""
+    if reply.status_code != 404 or reply.error_type != "not_found_error":
+        return None
+    if not view.can_resolve or call.endpoint == "batch":
+        return None
+    name = decision.requested_model
+    if not name or view.engine.registry.resolve(name) is not None:
+        return None
+    if shape_problem(call.body, call.endpoint) is not None:
+        return None  # not a Messages body: its name is not what the 404 is about
+    return name
+
+
+def _as_messages_body(body: Any, call: Call) -> Any:
+    """The refused body as `learning.attribute` reads it: a ``count_tokens`` body is a
+    Messages body without ``max_tokens`` (the endpoint takes none), and its refusals
+    teach the same facts. A ``max_tokens`` of 1 names no limit any message could state
+    below it, so it never becomes a fact itself."""
+    if call.endpoint == "count_tokens" and isinstance(body, dict) and "max_tokens" not in body:
+        return {**body, "max_tokens": 1}
+    return body
 
 
 def _blames_the_model(message: str | None, body: Any, model: str) -> bool:
