@@ -542,7 +542,7 @@ class LiveRouter:
         if isinstance(action, Resolve):
             deadline = self._clock() + self._cold_start_wait
             for name in action.models:
-                self.look_up(name, max_wait=deadline - self._clock())
+                self.look_up(name, max_wait=deadline - self._clock(), insist=action.after_404)
             return
         if self._record(action):
             self._save_learned()
@@ -564,7 +564,7 @@ class LiveRouter:
         if isinstance(action, Resolve):
             deadline = self._clock() + self._cold_start_wait
             for name in action.models:
-                await self._aresolve(name, deadline - self._clock())
+                await self._aresolve(name, deadline - self._clock(), action.after_404)
             return
         if self._record(action):
             save = getattr(self._sync_fetcher or self._async_fetcher, "save_learned", None)
@@ -572,7 +572,7 @@ class LiveRouter:
                 await _in_thread(save, tuple(self._memory.facts.values()))
         self._refresh_in_background()
 
-    def look_up(self, name: str, *, max_wait: float | None = None) -> bool:
+    def look_up(self, name: str, *, max_wait: float | None = None, insist: bool = False) -> bool:
         """Ask the Models API about a model name the registry lacks (blocking, at most
         `max_wait` seconds, default ``cold_start_wait_s``); True when the registry knows
         the name afterwards.
@@ -581,8 +581,9 @@ class LiveRouter:
         for that look-up (within `max_wait`) instead of asking again or going out
         unresolved. A name the Models API answered about is not asked again for
         `RESOLVE_INTERVAL_S`; one it could not answer (5xx, no connection) is asked
-        again after a short back-off (`LOOKUP_RETRY_S`, doubling); at most
-        `MAX_NAMES_ASKED` names a minute.
+        again after a short back-off (`LOOKUP_RETRY_S`, doubling), or at once when
+        `insist` is set (the API just answered 404 for it); at most `MAX_NAMES_ASKED`
+        names a minute.
 
         What the flow's `Resolve` does; planners that route without the flow (Message
         Batches) call it directly. Needs a sync fetcher that can ``retrieve``.
@@ -593,7 +594,7 @@ class LiveRouter:
         retrieve = getattr(self._sync_fetcher, "retrieve", None)
         if retrieve is None or wait <= 0:
             return False
-        look_up, leader = self._join_look_up(name, None)
+        look_up, leader = self._join_look_up(name, None, insist)
         if look_up is None:
             return self.registry.resolve(name) is not None
         if leader:
@@ -602,7 +603,9 @@ class LiveRouter:
             look_up.done.wait(wait)
         return self.registry.resolve(name) is not None
 
-    def _join_look_up(self, name: str, done_async: Any) -> tuple[_LookUp | None, bool]:
+    def _join_look_up(
+        self, name: str, done_async: Any, insist: bool = False
+    ) -> tuple[_LookUp | None, bool]:
         """The look-up of `name` under way (joined: False), or a new one this caller runs
         (True), or `None` when the name may not be asked about now."""
         memory = self._memory
@@ -610,7 +613,7 @@ class LiveRouter:
             running = memory.asking.get(name)
             if running is not None:
                 return running, False
-            if not self._may_ask(name):
+            if not self._may_ask(name, insist):
                 return None, False
             look_up = memory.asking[name] = _LookUp(done_async)
             return look_up, True
@@ -661,13 +664,13 @@ class LiveRouter:
                 delay = RESOLVE_INTERVAL_S
             memory.asked = {**memory.asked, name: self._clock() + delay}
 
-    def _may_ask(self, name: str) -> bool:
+    def _may_ask(self, name: str, insist: bool = False) -> bool:
         """Whether the Models API may be asked about `name` now (and note that it is;
-        call with the memory's lock held)."""
+        call with the memory's lock held). `insist` skips a failure back-off."""
         now = self._clock()
         memory = self._memory
         asked = memory.asked
-        if asked.get(name, float("-inf")) > now:
+        if asked.get(name, float("-inf")) > now and not (insist and name in memory.failures):
             return False
         if len(asked) >= MAX_NAMES_ASKED:
             asked = {n: t for n, t in asked.items() if t > now}
@@ -679,18 +682,19 @@ class LiveRouter:
         memory.asked = {**asked, name: now + RESOLVE_INTERVAL_S}
         return True
 
-    async def _aresolve(self, name: str, max_wait: float) -> None:
+    async def _aresolve(self, name: str, max_wait: float, insist: bool = False) -> None:
         if self._async_fetcher is None:
             if self._sync_fetcher is not None and max_wait > 0:
                 # The sync look-up, single-flight across threads, in a worker thread.
-                await _in_thread(functools.partial(self.look_up, name, max_wait=max_wait))
+                ask = functools.partial(self.look_up, name, max_wait=max_wait, insist=insist)
+                await _in_thread(ask)
             return
         retrieve = getattr(self._async_fetcher, "retrieve", None)
         if retrieve is None or max_wait <= 0:
             return
         import anyio  # asyncio and trio alike; an httpx2 dependency
 
-        look_up, leader = self._join_look_up(name, anyio.Event())
+        look_up, leader = self._join_look_up(name, anyio.Event(), insist)
         if look_up is None:
             return
         if not leader:

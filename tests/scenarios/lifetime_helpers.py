@@ -63,9 +63,7 @@ def refusal(
         AssertionError: The model would take the body (the scenario is wrong).
     """
     try:
-        validate_params(
-            body, model, api_version="2023-06-01", endpoint=endpoint, wording=wording
-        )
+        validate_params(body, model, api_version="2023-06-01", endpoint=endpoint, wording=wording)
     except ApiError as error:
         return error
     raise AssertionError(f"{model['id']} would accept {body}")

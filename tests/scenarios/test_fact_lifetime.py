@@ -84,7 +84,9 @@ def test_a_list_that_keeps_claiming_what_the_api_refuses_costs_one_refusal(
     fake: FakeAnthropic, path: Path_, wording: Wording
 ) -> None:
     request = effort_max(SMALL)
-    refused = refusal(as_sent(request), make_model(SMALL, unsupported=["effort.max"]), wording=wording)
+    refused = refusal(
+        as_sent(request), make_model(SMALL, unsupported=["effort.max"]), wording=wording
+    )
     refuse_next(fake, "/v1/messages", refused)
 
     # Step 1: the API refuses what the list claims; learned, and the same call goes on.
@@ -179,9 +181,7 @@ def test_expired_facts_in_a_cache_file_are_not_adopted_on_load(
     cache = tmp_path / "registry.json"
     cache.write_text(json.dumps(REGISTRY.with_learned([old, edge]).to_json()))
 
-    fetcher = RegistryFetcher(
-        api_key=KEY, base_url=fake.url, cache_path=cache, background=False
-    )
+    fetcher = RegistryFetcher(api_key=KEY, base_url=fake.url, cache_path=cache, background=False)
     router = LiveRouter(fetcher, wall_clock=WallClock(now))
     # The first look at the registry loads the file and adopts what is still in force.
     assert router.registry.supports(SMALL, "effort.max") is Support.SUPPORTED

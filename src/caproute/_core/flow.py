@@ -37,7 +37,10 @@ The rules, each a promise:
   unchanged for the API to judge. Where the shell can ask the Models API about a
   name (`View.can_resolve`), the flow asks first (`Resolve`, with every unknown name
   of a batch's items, up to `MAX_RESOLVE_PER_CALL`) and decides again, once: the
-  names are then routed like any model it knows.
+  names are then routed like any model it knows. A name that still went out unknown
+  (its look-up failed) and got the API's 404 is asked about once more
+  (``Resolve(after_404=True)``): a retired model the list hides is then rerouted by
+  its line in the same call.
 * **Learn from refusals.** A 400 ``invalid_request_error`` that names a parameter the
   request carried (`learning.attribute`) becomes a fact (`Learn`); the call is routed
   again with it and sent once more — the second attempt succeeds the first time, and
@@ -161,6 +164,9 @@ class Resolve(NamedTuple):
 
     models: tuple[str, ...]
     reason: str
+    after_404: bool = False
+    """The API just answered 404 for the name: ask even while a back-off after a
+    failed look-up runs (the call fails otherwise; once per call)."""
 
 
 class Learn(NamedTuple):
@@ -250,7 +256,6 @@ def call_flow(
     if isinstance(action, Refresh):
         view = yield action
         action = first_action(view._replace(can_wait=False), call)
-    asked = isinstance(action, Resolve)  # one look-up per call at most
     if isinstance(action, Resolve):
         view = yield action
         action = first_action(view._replace(can_wait=False, can_resolve=False), call)
@@ -261,7 +266,7 @@ def call_flow(
         return
     sent = action
     excluded: frozenset[str] = frozenset()
-    learned = fell_back = False
+    learned = fell_back = asked = False
     while True:
         reply = yield sent
         if reply.status_code < 400 or sent.attempt >= view.max_sends:
@@ -275,9 +280,10 @@ def call_flow(
             and (name := _look_up_after_404(view, call, decision, reply)) is not None
         ):
             # A name never resolved got the API's 404: what does the Models API say
-            # about it (a retired model the list hides, say)? Once per call.
+            # about it (a retired model the list hides, say)? Once per call, even if
+            # the look-up before sending failed.
             asked = True
-            view = yield Resolve((name,), f"404 not_found_error for {name!r}, never resolved")
+            view = yield Resolve((name,), f"404 not_found_error for {name!r}, never resolved", True)
             result = _route(view, call, excluded)
             if result.decision.outcome == "passthrough" or result.decision.rejected:
                 break
