@@ -124,7 +124,9 @@ class Wrapped(Path_):
 
     name = "wrap"
 
-    def __init__(self, fake: FakeAnthropic, *, initial: Registry | None = None) -> None:
+    def __init__(
+        self, fake: FakeAnthropic, *, initial: Registry | None = None, via: str = "auto"
+    ) -> None:
         super().__init__(fake)
         self.fetcher = RegistryFetcher(
             api_key=KEY,
@@ -136,7 +138,7 @@ class Wrapped(Path_):
         self.fetcher.refresh()
         self.router = LiveRouter(self.fetcher)
         self.bare = anthropic.Anthropic(base_url=fake.url, api_key=KEY, max_retries=0)
-        self._client = caproute.wrap(self.bare, router=self.router)
+        self._client = caproute.wrap(self.bare, router=self.router, via=via)
 
     @property
     def client(self) -> anthropic.Anthropic:
@@ -193,8 +195,13 @@ class Proxied(Path_):
 
 
 def paths(fake: FakeAnthropic, which: str, **options: Any) -> Iterator[Path_]:
-    """`Wrapped` or `Proxied` over `fake`, closed afterwards."""
-    path: Path_ = Wrapped(fake, **options) if which == "wrap" else Proxied(fake, **options)
+    """`Wrapped` (``wrap``: the SDK middleware; ``transport``: the routing transport) or
+    `Proxied` (``proxy``) over `fake`, closed afterwards."""
+    path: Path_
+    if which == "proxy":
+        path = Proxied(fake, **options)
+    else:
+        path = Wrapped(fake, via="auto" if which == "wrap" else which, **options)
     try:
         yield path
     finally:
