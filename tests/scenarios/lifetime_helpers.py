@@ -49,6 +49,7 @@ __all__ = [
     "Proxied",
     "Wording",
     "Wrapped",
+    "effort_max",
     "messages_sent",
     "refusal",
 ]
@@ -78,6 +79,16 @@ def refuse_next(fake: FakeAnthropic, path: str, error: ApiError) -> None:
         message=error.message,
         x_should_retry=False,
     )
+
+
+def effort_max(model: str, max_tokens: int = 100) -> dict[str, Any]:
+    """SDK keywords for a call to `model` asking for effort ``max``."""
+    return {
+        "model": model,
+        "max_tokens": max_tokens,
+        "messages": HI,
+        "extra_body": {"output_config": {"effort": "max"}},
+    }
 
 
 def messages_sent(fake: FakeAnthropic, mark: int = 0, path: str = "/v1/messages") -> list[Any]:

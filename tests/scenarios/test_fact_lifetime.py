@@ -22,6 +22,7 @@ from lifetime_helpers import (
     WORDINGS,
     Path_,
     Wording,
+    effort_max,
     messages_sent,
     paths,
     refusal,
@@ -58,15 +59,6 @@ def fake(server: FakeAnthropic) -> FakeAnthropic:
 @pytest.fixture(params=["wrap", "proxy"])
 def path(request: pytest.FixtureRequest, fake: FakeAnthropic) -> Iterator[Path_]:
     yield from paths(fake, request.param)
-
-
-def effort_max(model: str) -> dict[str, Any]:
-    return {
-        "model": model,
-        "max_tokens": 100,
-        "messages": HI,
-        "extra_body": {"output_config": {"effort": "max"}},
-    }
 
 
 def as_sent(request: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import anthropic
 import pytest
-from lifetime_helpers import HI, KEY, Proxied, Wrapped, messages_sent
+from lifetime_helpers import HI, KEY, Proxied, Wrapped, effort_max, messages_sent
 
 import caproute
 from caproute import LiveRouter, Registry
@@ -49,15 +49,6 @@ def server() -> Iterator[FakeAnthropic]:
 def fake(server: FakeAnthropic) -> FakeAnthropic:
     server.reset()
     return server
-
-
-def effort_max(model: str) -> dict[str, Any]:
-    return {
-        "model": model,
-        "max_tokens": 50,
-        "messages": HI,
-        "extra_body": {"output_config": {"effort": "max"}},
-    }
 
 
 def looked_up(fake: FakeAnthropic, name: str) -> int:
