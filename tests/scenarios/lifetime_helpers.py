@@ -189,6 +189,7 @@ class Proxied(Path_):
 
     def refresh(self) -> None:
         entry = self.caller()
+        wait_until(lambda: entry._flight is None)  # a refresh the flow asked for, say
         fetches = entry.fetches
         time.sleep(PROXY_TTL + 0.05)
         # Any request to a routed endpoint starts the stale caller's refresh in the
@@ -197,8 +198,9 @@ class Proxied(Path_):
         headers = {**self.fake.headers(), "x-api-key": KEY}
         with httpx2.Client(base_url=self.proxy.url, headers=headers) as http:
             http.post("/v1/messages/count_tokens", json={"messages": HI})
-        wait_until(lambda: entry.fetches > fetches and not entry.stale and entry.last_error is None)
-        wait_until(lambda: entry._flight is None)
+        wait_until(
+            lambda: entry.fetches > fetches and entry._flight is None and entry.last_error is None
+        )
 
     def close(self) -> None:
         self._client.close()

@@ -520,8 +520,12 @@ class CallerRegistry:
         live = self._live
         if live is None:
             return  # routed on the shared registry: nothing of the caller's own to save
-        self._live = live.with_learned(facts)
-        self._owner.write_cache(self.digest, self._live)
+        saved = live.with_learned(facts)
+        if self._live is live:
+            # Runs in a worker thread: a fetch or a look-up that landed meanwhile is
+            # newer and stays (the router holds the facts either way).
+            self._live = saved
+        self._owner.write_cache(self.digest, saved)
 
     def _failed(self, exc: Exception) -> None:
         self.last_error = str(exc) or type(exc).__name__
