@@ -674,6 +674,8 @@ class LiveRouter:
             return False
         if len(asked) >= MAX_NAMES_ASKED:
             asked = {n: t for n, t in asked.items() if t > now}
+            # Failure counts go with their names (a flood must not grow them forever).
+            memory.failures = {n: c for n, c in memory.failures.items() if n in asked}
             if len(asked) >= MAX_NAMES_ASKED:
                 # A flood of made-up names (through the proxy, say) must not turn into
                 # as many Models API calls: the rest go out unrouted, as before lookups.
