@@ -72,7 +72,7 @@ from ._batch_plan import (
     plan_first_round,
     plan_retry_round,
 )
-from ._batch_store import BatchStateError, ChunkRecord, StateDir
+from ._batch_store import BatchStateError, ChunkRecord, StateDir, private_dir
 from ._exceptions import ConfigError
 from ._fetch import retry_wait, should_retry
 from ._live import LiveRouter, PolicyInput
@@ -522,7 +522,7 @@ class _Job:
 
     def _first_result_id(self, url: str) -> Flow[str | None]:
         path = self.store.downloads_dir / "probe.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         answer: Answer = yield Download(url, path)
         if not answer.ok:
             raise answer.to_error("reading a candidate batch's results")
@@ -619,7 +619,7 @@ class _Job:
 
     def _download(self, url: str, record: ChunkRecord) -> Flow[Path]:
         """Stream one batch's results to a file, retrying what is worth retrying."""
-        self.store.downloads_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.store.downloads_dir)
         path = self.store.downloads_dir / f"{record.name}.jsonl"
         what = f"downloading the results of {record.batch_id}"
         for attempt in range(self.timing.max_attempts):

@@ -30,7 +30,14 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from ._batch_input import BatchInputError, LineProblem, parse_line, read_lines
-from ._batch_store import ChunkRecord, StateDir, fsync_dir, write_json_atomic
+from ._batch_store import (
+    ChunkRecord,
+    StateDir,
+    fsync_dir,
+    open_private,
+    private_dir,
+    write_json_atomic,
+)
 from ._core.decision import Decision
 from ._live import LiveRouter
 
@@ -282,7 +289,7 @@ class _ChunkWriter:
     def _open(self, line: int) -> None:
         chunk = len(self._records) + 1
         path = self._store.body_path(self._round, chunk, pending=True)
-        self._file = path.open("wb")
+        self._file = open_private(path)
         self._file.write(_HEAD)
         self._hash = hashlib.sha256(_HEAD)
         self._size = len(_HEAD)
@@ -343,10 +350,11 @@ class _Round:
         self.settings = settings
         folder = store.pending_round_dir(round_no)
         shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
+        private_dir(folder.parent)
+        folder.mkdir(mode=0o700)
         self.writer = _ChunkWriter(store, round_no, settings.limits)
         self.tally = _Tally()
-        self.refused = (folder / "refused.jsonl").open("wb")
+        self.refused = open_private(folder / "refused.jsonl")
         self.count = 0
         self.known_names: set[str] = set()
         """Model names the registry knew (no need to ask the router again)."""

@@ -55,14 +55,36 @@ def test_bad_lines(raw: bytes, fragment: str) -> None:
 
 
 def test_good_line() -> None:
-    assert parse_line(b'{"custom_id": "A-z_09", "params": {"model": "m"}}') == (
+    params = {"model": "m", "max_tokens": 1, "messages": []}
+    assert parse_line(json.dumps({"custom_id": "A-z_09", "params": params}).encode()) == (
         "A-z_09",
-        {"model": "m"},
+        params,
     )
-    assert parse_line(('{"custom_id": "' + "x" * 64 + '", "params": {}}').encode()) == (
+    assert parse_line(json.dumps({"custom_id": "x" * 64, "params": params}).encode()) == (
         "x" * 64,
-        {},
+        params,
     )
+
+
+@pytest.mark.parametrize(
+    ("params", "fragment"),
+    [
+        ({}, "params.model: missing or not a string (custom_id 'a')"),
+        ({"model": "m", "max_tokens": 1}, "params.messages: missing or not a list"),
+        ({"model": "m", "messages": []}, "params.max_tokens: missing or not an integer"),
+        ({"model": 7, "max_tokens": 1, "messages": []}, "params.model: missing or not a string"),
+    ],
+)
+def test_params_that_are_no_messages_request_make_a_bad_line(
+    tmp_path: Path, params: dict[str, object], fragment: str
+) -> None:
+    # The API accepts such an item and errors it only when the batch is processed.
+    write_jsonl(tmp_path / "in.jsonl", [item("ok"), {"custom_id": "a", "params": params}])
+    with pytest.raises(BatchInputError) as caught:
+        _plan(tmp_path / "in.jsonl")
+    (problem,) = caught.value.problems
+    assert problem.line == 2 and fragment in problem.message
+    assert f"in.jsonl:2: {fragment}" in str(caught.value)
 
 
 def test_read_lines_numbers_offsets_and_blank_lines(tmp_path: Path) -> None:
