@@ -159,15 +159,9 @@ def test_summary_names_reroutes_adjustments_and_refusals(tmp_path: Path) -> None
         ],
     )
     plan = _plan(tmp_path / "in.jsonl")
-    assert plan.outcomes == {
-        "unchanged": 1,
-        "adjusted": 1,
-        "rerouted": 2,
-        "rejected": 1,
-        "passthrough": 1,
-    }
-    assert plan.refused == 1
-    assert plan.sent_requests == 5 and plan.chunks == 1
+    assert plan.outcomes == {"unchanged": 1, "adjusted": 1, "rerouted": 2, "rejected": 2}
+    assert plan.refused == 2 and plan.unknown_refused == 1
+    assert plan.sent_requests == 4 and plan.chunks == 1
     (reroute,) = plan.reroutes
     assert reroute.count == 2 and reroute.lines == (3, 4)
     assert reroute.label.startswith(f"{NOBATCH} → {BIG}: ")
@@ -176,8 +170,21 @@ def test_summary_names_reroutes_adjustments_and_refusals(tmp_path: Path) -> None
     assert adjust.label.startswith("adjust output_config.effort: ") and adjust.lines == (2,)
     (refusal,) = plan.refusals
     assert "pdf_input" in refusal.label and refusal.lines == (5,)
+    (unknown,) = plan.unknowns
+    assert unknown.label.startswith("claude-who-1: unknown to the registry") and unknown.lines == (
+        6,
+    )
     text = plan.summary()
-    for fragment in ("rerouted", "refused", "Refused:", "line 5", "To send: 5 requests in 1 batch"):
+    for fragment in (
+        "rerouted",
+        "refused              1  (refused locally, never sent)",
+        "unknown              1  (refused locally: no model is known to take them",
+        "Refused:",
+        "line 5",
+        "Unknown support:",
+        "line 6",
+        "To send: 4 requests in 1 batch",
+    ):
         assert fragment in text
     assert BatchPlan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
 
@@ -261,5 +268,6 @@ def test_a_name_only_the_models_api_knows_is_looked_up_once_and_routed(tmp_path:
         assert fake.count("/v1/models/claude-small-latest") == 1
         assert fake.count("/v1/models/claude-smal-1") == 1
         fetcher.close()
-    # The alias's model has no effort max: adjusted locally rather than sent as is.
-    assert plan.outcomes == {"adjusted": 5, "passthrough": 1}
+    # The alias's model has no effort max: adjusted locally rather than sent as is; the
+    # typo stays unknown after its look-up, and a batch never gambles on it.
+    assert plan.outcomes == {"adjusted": 5, "rejected": 1} and plan.unknown_refused == 1

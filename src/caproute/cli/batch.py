@@ -92,6 +92,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="a header for policy routes that match on headers (repeatable); "
         "used for routing only, never sent; recorded for retries",
     )
+    submit.add_argument(
+        "--allow-unknown",
+        action="store_true",
+        help="send requests to a model whose support of what they need is unknown "
+        "(refused locally by default: the API would error them only when the batch "
+        "ends); recorded for retries",
+    )
     _api_options(submit, submits=True)
     submit.set_defaults(func=run_submit)
 
@@ -296,6 +303,7 @@ def run_submit(args: argparse.Namespace) -> int:
         "api_version": args.api_version,
         "betas": tuple(args.beta),
         "headers": parse_headers(args.header),
+        "allow_unknown": args.allow_unknown,
     }
     if args.dry_run:
         plan = BatchJob.dry_run(args.requests, **_credentials(args), **routing)
