@@ -487,11 +487,11 @@ class _Round:
         """Route one request and put it in a chunk or on the refused list."""
         item = {"custom_id": custom_id, "params": params}
         settings = self.settings
-        decision, routed = self._flow(item, params.get("model"))
+        view, decision, routed = self._flow(item, params.get("model"))
         unknown: str | None = None
         if not decision.rejected:
             assert routed is not None
-            unknown = _unknown_support(self.link.view(), decision, routed["params"])
+            unknown = _unknown_support(view, decision, routed["params"])
             if unknown is not None and self.unknown == "refuse":
                 decision = _refused_as_unknown(decision, unknown)
         self.link.router.report(decision)
@@ -517,10 +517,12 @@ class _Round:
             (custom_id, self.round, chunk, decision.outcome, _dumps(decision.to_dict())),
         )
 
-    def _flow(self, item: dict[str, Any], model: Any) -> tuple[Decision, dict[str, Any] | None]:
-        """The item's decision, and the item to send (`None` when refused), from the flow
-        a single request takes; its `Refresh` and `Resolve` are carried out, at most
-        once per round and once per model name."""
+    def _flow(
+        self, item: dict[str, Any], model: Any
+    ) -> tuple[View, Decision, dict[str, Any] | None]:
+        """The view decided on, the item's decision, and the item to send (`None` when
+        refused), from the flow a single request takes; its `Refresh` and `Resolve` are
+        carried out, at most once per round and once per model name."""
         settings = self.settings
         headers = dict(settings.headers) if settings.headers else None
         call = Call({"requests": [item]}, "batch", settings.api_version, settings.betas, headers)
@@ -538,15 +540,16 @@ class _Round:
                     self.waited = True
                 else:
                     self.asked.update(action.models)
-                action = flow.send(self.link.view())
+                view = self.link.view()
+                action = flow.send(view)
         finally:
             flow.close()  # nothing is sent while planning: the flow ends at its first send
         assert isinstance(action, Send | Refuse)
         decision = action.decision.items[0][1]
         if isinstance(action, Refuse):
-            return decision, None
+            return view, decision, None
         routed: dict[str, Any] = action.body["requests"][0]
-        return decision, routed
+        return view, decision, routed
 
     def commit(self, job: dict[str, Any] | None = None) -> BatchPlan:
         """Make the round durable and visible: files, then rename, then the transaction."""
