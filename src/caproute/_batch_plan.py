@@ -56,7 +56,18 @@ from ._batch_store import (
 )
 from ._core.decision import MISSING, Decision
 from ._core.features import JSONPath, detect
-from ._core.flow import Call, Learn, Refresh, Refuse, Resolve, Send, View, call_flow
+from ._core.flow import (
+    Call,
+    Learn,
+    MarkRetired,
+    Refresh,
+    Refuse,
+    Resolve,
+    Send,
+    View,
+    _blames_the_model,
+    call_flow,
+)
 from ._core.learning import attribute
 from ._core.policy import Policy
 from ._core.registry import Support
@@ -425,7 +436,7 @@ class RouterLink:
         """The router's routing state now (never waits)."""
         return self.router.view()
 
-    def carry_out(self, action: Refresh | Resolve | Learn) -> None:
+    def carry_out(self, action: Refresh | Resolve | Learn | MarkRetired) -> None:
         """Do what the flow asks, blocking this thread until it is done (bounded)."""
         if self._from_worker:
             import anyio.from_thread
@@ -475,13 +486,18 @@ class _Round:
         self.count = 0
         conn.execute("BEGIN")
 
-    def learn(self, line: int, taught: Learn) -> None:
+    def learn(self, line: int, taught: Learn | MarkRetired) -> None:
         """Carry out what an errored result taught (once per fact and round)."""
-        fact = (taught.model, taught.key, taught.value)
+        if isinstance(taught, MarkRetired):
+            fact: tuple[str, str, bool | int] = (taught.model, "lifecycle", False)
+            label = f"{taught.model}: retired (404 not_found_error)"
+        else:
+            fact = (taught.model, taught.key, taught.value)
+            label = f"{taught.model}: {taught.key} = {taught.value}"
         if fact not in self.taught:
             self.taught.add(fact)
             self.link.carry_out(taught)
-        self.tally.learned.add(f"{taught.model}: {taught.key} = {taught.value}", line)
+        self.tally.learned.add(label, line)
 
     def route(self, line: int, custom_id: str, params: dict[str, Any], raw: bytes | None) -> None:
         """Route one request and put it in a chunk or on the refused list."""
@@ -680,10 +696,11 @@ def _preferring_known(policy: Policy) -> Policy | None:
 
 def lesson(
     view: View, error: Mapping[str, Any], sent: Mapping[str, Any], model: str
-) -> Learn | None:
-    """What an ``errored`` batch result teaches about `model`: the `Learn` action the flow
-    takes for the same refusal of a single request (`caproute._core.flow.call_flow`),
-    or `None`.
+) -> Learn | MarkRetired | None:
+    """What an ``errored`` batch result teaches about `model`: the action the flow takes
+    for the same refusal of a single request (`caproute._core.flow.call_flow`), or
+    `None`: `Learn` for an ``invalid_request_error`` it can attribute to a parameter,
+    `MarkRetired` for a ``not_found_error`` about the model.
 
     Args:
         view: The routing state (for the registry key that gates what is learned).
@@ -693,10 +710,15 @@ def lesson(
         model: The model they were sent to.
     """
     inner = error.get("error") if isinstance(error, Mapping) else None
-    if not isinstance(inner, Mapping) or inner.get("type") != "invalid_request_error":
+    if not isinstance(inner, Mapping):
         return None
     message = inner.get("message")
-    found = attribute(message if isinstance(message, str) else None, sent, model)
+    text = message if isinstance(message, str) else None
+    if inner.get("type") == "not_found_error" and _blames_the_model(text, sent, model):
+        return MarkRetired(model, f"errored with not_found_error from {model}")
+    if inner.get("type") != "invalid_request_error":
+        return None
+    found = attribute(text, sent, model)
     if found is None:
         return None
     key = view.engine.effective_key(model, found.key)
@@ -832,7 +854,7 @@ def plan_retry_round(
 
 def _taught(
     view: View, params: dict[str, Any], result: Mapping[str, Any], decision_json: str
-) -> Learn | None:
+) -> Learn | MarkRetired | None:
     """What a retried request's latest result teaches (only an ``errored`` one can)."""
     if result.get("type") != "errored":
         return None

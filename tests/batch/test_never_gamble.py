@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 from batch_helpers import (
     API_KEY,
+    BIG,
+    NOBATCH,
     PDF_MESSAGES,
     SMALL,
     item,
@@ -159,6 +161,30 @@ def test_a_refusal_the_list_does_not_know_of_teaches_the_retry_round(
         assert entry["params"]["model"] == SMALL
         assert entry["params"]["output_config"]["effort"] not in ("high", "max")
     assert [(f.model, f.key, f.value) for f in router.learned] == [(SMALL, "effort.high", False)]
+
+
+def test_a_model_retired_meanwhile_is_learned_from_its_404s(
+    fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    router = LiveRouter(Registry.from_models(lineup()))  # still lists SMALL as active
+    write_jsonl(tmp_path / "in.jsonl", [item("s0", SMALL), item("s1", SMALL), item("b", BIG)])
+    with BatchJob.create(
+        tmp_path / "in.jsonl", tmp_path / "s", router=router, **job_options(fake)
+    ) as job:
+        job.submit()
+        fake.retire(SMALL)  # before the batch runs: its items come back 404
+        job.wait()
+        assert job.write_results(tmp_path / "out.jsonl").counts == {"succeeded": 1, "errored": 2}
+        retry = job.retry_errored(router=router)
+        assert retry is not None and retry.outcomes == {"rerouted": 2}
+        (learned,) = retry.learned
+        assert learned.label == f"{SMALL}: retired (404 not_found_error)" and learned.count == 2
+        job.wait()
+        assert job.write_results(tmp_path / "out.jsonl").counts == {"succeeded": 3}
+    resent = _posted(fake)[3:]
+    assert [e["custom_id"] for e in resent] == ["s0", "s1"]
+    assert all(e["params"]["model"] not in (SMALL, NOBATCH) for e in resent)
+    assert SMALL in router.retired
 
 
 def test_unknown_supported_in_the_policy_still_prefers_a_known_model(
