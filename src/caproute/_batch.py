@@ -956,6 +956,8 @@ def _make_job(store: StateDir, job: dict[str, Any], options: _Options) -> _Job:
         )
 
     opened = _Job(store, job, api=api, options=options)
+    if store.make_private():
+        opened.event(f"{store.path}: made the job's files readable by their owner only")
     store.discard_unfinished_rounds(opened.conn)
     if 1 not in store.committed_rounds(opened.conn):
         opened.close()

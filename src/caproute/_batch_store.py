@@ -39,6 +39,7 @@ import json
 import os
 import shutil
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
@@ -236,6 +237,27 @@ class StateDir:
     def body_path(self, round_no: int, chunk: int, *, pending: bool = False) -> Path:
         folder = self.pending_round_dir(round_no) if pending else self.round_dir(round_no)
         return folder / f"chunk-{chunk:06d}.body.json"
+
+    def make_private(self) -> int:
+        """Take group and other access away from everything the job wrote (a job planned
+        by an older caproute, or under a wide umask); returns how many paths changed.
+
+        The state directory itself is left as it is when it existed before the job (it
+        may be a directory you made); what caproute created in it is its to tighten.
+        """
+        changed = 0
+        owned = [self.job_file, self.rounds_dir, self.downloads_dir, self.cancel_file]
+        owned += [self.path / "lock", *self.path.glob(self.db_file.name + "*")]
+        for top in owned:
+            if not top.exists() or top.is_symlink():
+                continue
+            for path in (top, *top.rglob("*")) if top.is_dir() else (top,):
+                mode = path.lstat().st_mode
+                if stat.S_ISLNK(mode) or not stat.S_IMODE(mode) & 0o077:
+                    continue
+                os.chmod(path, 0o700 if stat.S_ISDIR(mode) else 0o600)
+                changed += 1
+        return changed
 
     # -- the job file ------------------------------------------------------------------------
 

@@ -105,3 +105,29 @@ def test_ctrl_c_in_wait_says_the_batches_keep_running(fake: FakeAnthropic, tmp_p
         fake.batches.retrieve(b, fake.url)["processing_status"] == "in_progress"
         for b in fake.batches.ids()
     )
+
+
+def test_a_job_written_with_wide_modes_is_made_private_when_opened(
+    fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    # A job planned by an older caproute (or files copied with their modes) still holds
+    # prompts: opening it takes group and other access away, and says so.
+    from caproute import BatchJob
+
+    write_jsonl(tmp_path / "in.jsonl", [item("a")])
+    BatchJob.create(
+        tmp_path / "in.jsonl", tmp_path / "s", base_url=fake.url, api_key=API_KEY
+    ).close()
+    state = tmp_path / "s"
+    state.chmod(0o755)  # the directory itself: a --state DIR the user made, left alone
+    for path in state.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    events: list[str] = []
+    BatchJob.open(state, base_url=fake.url, api_key=API_KEY, on_event=events.append).close()
+    assert [e for e in events if "readable by their owner only" in e]
+    for path in state.rglob("*"):
+        assert stat.S_IMODE(path.stat().st_mode) == (0o700 if path.is_dir() else 0o600), path
+    assert stat.S_IMODE(state.stat().st_mode) == 0o755
+    events.clear()
+    BatchJob.open(state, base_url=fake.url, api_key=API_KEY, on_event=events.append).close()
+    assert not events  # nothing left to change
