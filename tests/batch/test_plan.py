@@ -271,3 +271,30 @@ def test_a_name_only_the_models_api_knows_is_looked_up_once_and_routed(tmp_path:
     # The alias's model has no effort max: adjusted locally rather than sent as is; the
     # typo stays unknown after its look-up, and a batch never gambles on it.
     assert plan.outcomes == {"adjusted": 5, "rejected": 1} and plan.unknown_refused == 1
+
+
+class _ColdFetcher:
+    """A fetcher whose first live fetch never lands: routing waits for it (bounded)."""
+
+    may_go_live = True
+
+    def __init__(self) -> None:
+        self.waits = 0
+
+    def current(self) -> Registry:
+        return Registry.from_models(lineup())  # not live data
+
+    def refresh(self) -> Registry:
+        return self.current()
+
+    def wait_live(self, timeout: float) -> None:
+        self.waits += 1
+
+
+def test_a_cold_start_is_waited_for_once_per_round_not_once_per_line(tmp_path: Path) -> None:
+    # The flow's Refresh: a decision on snapshot data waits for the live fetch, once.
+    fetcher = _ColdFetcher()
+    write_jsonl(tmp_path / "in.jsonl", [item(f"r{n}") for n in range(20)])
+    plan = BatchJob.dry_run(tmp_path / "in.jsonl", router=LiveRouter(fetcher))
+    assert plan.outcomes == {"unchanged": 20}
+    assert fetcher.waits == 1
