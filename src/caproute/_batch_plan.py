@@ -43,7 +43,7 @@ import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Final, Literal
+from typing import IO, Any, Final
 
 from ._batch_input import BatchInputError, LineProblem, parse_line, read_lines
 from ._batch_store import (
@@ -436,6 +436,10 @@ class RouterLink:
         """The router's routing state now (never waits)."""
         return self.router.view()
 
+    def to(self, router: LiveRouter) -> RouterLink:
+        """The same link to another router (a twin with another policy, say)."""
+        return RouterLink(router, from_worker=self._from_worker)
+
     def carry_out(self, action: Refresh | Resolve | Learn | MarkRetired) -> None:
         """Do what the flow asks, blocking this thread until it is done (bounded)."""
         if self._from_worker:
@@ -444,9 +448,6 @@ class RouterLink:
             anyio.from_thread.run(self.router.acarry_out, action)
         else:
             self.router.carry_out(action)
-
-
-Unknown = Literal["refuse", "send"]
 
 
 class _Round:
@@ -463,13 +464,14 @@ class _Round:
         self.store, self.conn, self.round = store, conn, round_no
         self.settings = settings
         allowed = settings.allow_unknown or link.router.policy.defaults.allow_unknown_in_batches
-        self.unknown: Unknown = "send" if allowed else "refuse"
+        self.send_unknown = allowed
+        """Whether requests of unknown support are sent (else refused locally)."""
         if not allowed:
             # `unknown: supported` tries the first candidate even when a later one is
             # known to work; a batch never gambles, so it prefers the known one there.
             careful = _preferring_known(link.router.policy)
             if careful is not None:
-                link = RouterLink(link.router.with_policy(careful), from_worker=link._from_worker)
+                link = link.to(link.router.with_policy(careful))
         self.link = link
         self.waited = False
         """Whether a cold-start wait was carried out (once per round is enough)."""
@@ -508,7 +510,7 @@ class _Round:
         if not decision.rejected:
             assert routed is not None
             unknown = _unknown_support(view, decision, routed["params"])
-            if unknown is not None and self.unknown == "refuse":
+            if unknown is not None and not self.send_unknown:
                 decision = _refused_as_unknown(decision, unknown)
         self.link.router.report(decision)
         chunk: int | None = None
