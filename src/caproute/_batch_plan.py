@@ -864,4 +864,8 @@ def _taught(
     model = decision.get("model")
     if not isinstance(model, str) or decision.get("outcome") == "passthrough":
         return None  # a model nobody knows gets no facts, as in the single-request flow
-    return lesson(view, result.get("error") or {}, sent_params(params, decision), model)
+    try:
+        sent = sent_params(params, decision)
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None  # a change whose path can't be read back: learn nothing rather than guess
+    return lesson(view, result.get("error") or {}, sent, model)

@@ -14,10 +14,12 @@ from caproute import (
     BatchLimits,
     BatchPlan,
     LiveRouter,
+    Policy,
     Registry,
 )
 from caproute._batch_input import parse_line, read_lines
 from caproute._batch_store import StateDir
+from caproute.testing import make_model
 
 ROUTER = LiveRouter(Registry.from_models(lineup()))
 
@@ -298,3 +300,34 @@ def test_a_cold_start_is_waited_for_once_per_round_not_once_per_line(tmp_path: P
     plan = BatchJob.dry_run(tmp_path / "in.jsonl", router=LiveRouter(fetcher))
     assert plan.outcomes == {"unchanged": 20}
     assert fetcher.waits == 1
+
+
+def test_what_was_sent_is_rebuilt_from_the_line_and_its_recorded_decision() -> None:
+    # A retry attributes an errored result against the params as sent: the line's own,
+    # with the decision's changes applied (a reroute, a stripped tool flag, an effort).
+    from caproute._batch_plan import sent_params
+
+    tools = [
+        {"name": "a", "input_schema": {"type": "object"}},
+        {"name": "b", "input_schema": {"type": "object"}, "strict": True},
+    ]
+    registry = Registry.from_models(
+        [*lineup(), make_model("claude-plain-3", unsupported=["structured_outputs", "effort.max"])]
+    )
+    strip = Policy.from_dict(
+        {"version": 1, "defaults": {"actions": {"structured_outputs": "strip"}}}
+    )
+    expected = {
+        SMALL: ["output_config.effort"],
+        "claude-plain-3": ["output_config.effort", "tools[1].strict"],
+        NOBATCH: ["model"],
+    }
+    for requested, paths in expected.items():
+        params = item("x", requested, tools=tools, output_config={"effort": "max"})["params"]
+        body = {"requests": [{"custom_id": "x", "params": params}]}
+        result = LiveRouter(registry, policy=strip).route(body, endpoint="batch")
+        decision = result.decision.items[0][1]
+        assert [c.path for c in decision.changes] == paths
+        recorded = json.loads(json.dumps(decision.to_dict()))
+        assert sent_params(params, recorded) == result.body["requests"][0]["params"]
+    assert params["output_config"] == {"effort": "max"}  # the line itself is untouched
