@@ -48,9 +48,9 @@ def test_parse_betas_reads_repeated_and_comma_separated_headers() -> None:
 
 def test_error_of() -> None:
     body = b'{"type":"error","error":{"type":"not_found_error","message":"model: x"}}'
-    assert error_of(body) == ("not_found_error", "model: x")
-    assert error_of(b"<html>bad gateway</html>") == (None, None)
-    assert error_of(b'{"error": "flat"}') == (None, None)
+    assert error_of(body) == ("not_found_error", "model: x", None)
+    assert error_of(b"<html>bad gateway</html>") == (None, None, None)
+    assert error_of(b'{"error": "flat"}') == (None, None, None)
 
 
 def test_refusal_body_is_api_shaped() -> None:
