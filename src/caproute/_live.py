@@ -651,7 +651,8 @@ class LiveRouter:
     def learn(self, model: str, key: str, value: bool | int | str, reason: str) -> LearnedFact:
         """Record a fact about `model` by hand (what the flow's `Learn` does).
 
-        `key` is a capability path (value ``False``: unsupported), ``max_tokens`` (the
+        `key` is a capability path (value ``False``: unsupported), ``parameters.<name>``
+        (``False``: the model refuses that top-level parameter), ``max_tokens`` (the
         limit) or ``lifecycle`` (``"retired"``).
         """
         ttl = self._retired_ttl if key == "lifecycle" else self._learned_ttl

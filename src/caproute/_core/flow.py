@@ -203,7 +203,8 @@ class Learn(NamedTuple):
 
     model: str
     key: str
-    """A capability path (``effort.max``) or ``max_tokens``."""
+    """A capability path (``effort.max``), ``max_tokens`` or ``parameters.<name>``
+    (a plain parameter the model refuses)."""
     value: bool | int
     reason: str
 

@@ -9,6 +9,12 @@ model. Each of those is a `Rule` here, with a name (what decisions and tests cit
 one-line doc, a check and a fix per action, so the list can be read (and extended) in
 one place instead of being scattered through the router.
 
+One rule reads what was learned rather than what is documented: a top-level parameter
+a model refused in a 400 although no capability key says so (``parameters.<name>``, e.g.
+"`temperature` is deprecated for this model.", see `learning`) is stripped for that
+model (``refused_parameter``, policy key ``refused_parameters``; ``reroute`` sends the
+request to a model that takes it).
+
 Two kinds of rule:
 
 * `CANDIDATE_RULES` depend on the model being considered (its limits, whether it can
