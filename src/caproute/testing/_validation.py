@@ -29,10 +29,12 @@ word its refusals three ways (`WORDINGS`, ``FakeAnthropic(wording=...)``):
 
 Payload limits, checked after the model's capabilities (texts as users quote them):
 a base64 image over 5 MB (``messages.0.content.2.image.source.base64: image exceeds 5
-MB maximum: 15908784 bytes > 5242880 bytes``, anthropics/claude-code#10612) and more
-than 100 images and documents in one request (``too many images and documents: 104 + 1
-> 100``, anthropics/claude-code#23392). Any model gives them: they are about the
-content, not the model.
+MB maximum: 15908784 bytes > 5242880 bytes``, anthropics/claude-code#10612), a base64
+PDF over 100 pages (``messages.38.content.0.pdf.source.base64.data: A maximum of 100
+PDF pages may be provided.``, anthropics/claude-code#6231; pages counted as the PDF's
+``/Type /Page`` objects) and more than 100 images and documents in one request (``too
+many images and documents: 104 + 1 > 100``, anthropics/claude-code#23392). Any model
+gives them: they are about the content, not the model.
 
 Rules no capability key states, from the API's documented behaviour (api-facts §3.6):
 with thinking on (``enabled`` or ``adaptive``, or on a model that can't turn thinking
@@ -42,6 +44,9 @@ and ``top_p`` within 0.95–1, and ``tool_choice`` may not force a tool.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal, TypeAlias
 
@@ -75,6 +80,9 @@ MAX_IMAGE_BYTES = 5 * 1024 * 1024
 """The largest base64 image the API takes (docs: vision, "5MB per image" via the API)."""
 MAX_MEDIA = 100
 """At most this many images and documents in one request."""
+MAX_PDF_PAGES = 100
+"""At most this many PDF pages in one request (docs: PDF support, 200k-window models)."""
+_PDF_PAGE = re.compile(rb"/Type\s*/Page(?![a-zA-Z])")
 
 
 def _invalid(message: str) -> ApiError:
@@ -333,7 +341,7 @@ def _check_effort(body: Mapping[str, Any], model: Mapping[str, Any], wording: Wo
 
 
 def _check_content(body: Mapping[str, Any], model: Mapping[str, Any], wording: Wording) -> None:
-    images = documents = 0
+    images = documents = pages = 0
     for path, block, _role, _parent in _blocks(body):
         kind = block["type"]
         if kind == "image":
@@ -344,10 +352,30 @@ def _check_content(body: Mapping[str, Any], model: Mapping[str, Any], wording: W
             documents += 1
         if kind == "document" and _is_pdf(block.get("source")):
             _require(model, "pdf_input", path, "PDF input", wording)
+            pages += _pdf_pages(block.get("source"))
+            if pages > MAX_PDF_PAGES:
+                raise _invalid(
+                    f"{path}.pdf.source.base64.data: A maximum of {MAX_PDF_PAGES} PDF pages "
+                    "may be provided."
+                )
         if kind in ("document", "search_result") and _citations_on(block):
             _require(model, "citations", f"{path}.citations", "citations", wording)
     if images + documents > MAX_MEDIA:
         raise _invalid(f"too many images and documents: {images} + {documents} > {MAX_MEDIA}")
+
+
+def _pdf_pages(source: Any) -> int:
+    """The pages of a base64 PDF (its ``/Type /Page`` objects); 0 when not readable."""
+    if not isinstance(source, dict) or source.get("type") != "base64":
+        return 0
+    data = source.get("data")
+    if not isinstance(data, str):
+        return 0
+    try:
+        raw = base64.b64decode(data, validate=False)
+    except (binascii.Error, ValueError):
+        return 0
+    return len(_PDF_PAGE.findall(raw))
 
 
 def _check_image_size(path: str, source: Any) -> None:
