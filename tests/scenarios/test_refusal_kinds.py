@@ -16,6 +16,7 @@ requests lose the parameter.
 from __future__ import annotations
 
 import base64
+import random
 from typing import Any
 
 import anthropic
@@ -190,7 +191,23 @@ def sample(clients: Clients, key: str, model: str, **sampling: Any) -> Any:
 HELLO = ask(text="Write a haiku.")
 
 
-@pytest.mark.parametrize("wording", PARAMETER_REFUSALS)
+def generated_wordings(seed: int, count: int) -> list[str]:
+    """Variations of the real texts (`PARAMETER_REFUSALS`): quoting, case, the
+    preposition, and a trailing hint, drawn with a fixed seed."""
+    rng = random.Random(seed)
+    made: list[str] = []
+    while len(made) < count:
+        quote = rng.choice(["`", "'", '"', ""])
+        head = f"{quote}{{name}}{quote} is deprecated {rng.choice(['for', 'in', 'on'])} this model"
+        tail = rng.choice(["", ".", ". Remove it.", "; use the model's default instead."])
+        text = head + tail
+        text = text.upper().replace("{NAME}", "{name}") if rng.random() < 0.3 else text
+        if text not in made and text not in PARAMETER_REFUSALS:
+            made.append(text)
+    return made
+
+
+@pytest.mark.parametrize("wording", [*PARAMETER_REFUSALS, *generated_wordings(16, 3)])
 def test_a_model_that_starts_refusing_temperature_costs_one_refusal(
     fake: FakeAnthropic, clients: Clients, upstream: Upstream, wording: str
 ) -> None:
