@@ -1,8 +1,9 @@
 """Learning from the API's refusals: what a 400 is about, and what it teaches.
 
 Not every refusal is about what a model can do. `classify` sorts one into a
-`RefusalKind` — one classification the flow, the batch planner and the proxy share —
-and only the two *model* kinds teach a fact about the model that refused:
+`RefusalKind` — one classification for every path that reads the API's refusals (the
+flow, hence the SDK middleware, the transports and the proxy; a batch's errored items
+too) — and only the two *model* kinds teach a fact about the model that refused:
 
 * ``model_capability``: names a capability the request used → (model, capability);
 * ``model_parameter``: a model refusing a plain parameter ("`temperature` is
