@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from ._app import DeliberateDisconnect, FakeApp, FakeState, RecordedRequest
 from ._batches import FakeBatches
 from ._catalogue import Catalogue, default_catalogue
-from ._faults import FaultQueue
+from ._faults import FaultQueue, Refusals
 from ._replies import ReplyFunction
 from ._validation import WORDINGS, Wording
 
@@ -350,6 +350,12 @@ class FakeAnthropic:
     # -- faults, settings, introspection -----------------------------------------------------
 
     @property
+    def refusals(self) -> Refusals:
+        """Standing API-side refusals: ``fake.refusals.disable_url_fetch(key)``,
+        ``fake.refusals.refuse_parameter(model, "temperature")`` (cleared by `reset`)."""
+        return self._state.refusals
+
+    @property
     def faults(self) -> FaultQueue:
         """Queue faults: ``fake.faults.add("/v1/models", status=429, times=2)``."""
         return self._state.faults
@@ -398,6 +404,7 @@ class FakeAnthropic:
         self._state.catalogue.set_models(self._initial_models)
         self._state.catalogue.set_aliases(self._initial_aliases)
         self._state.faults.clear()
+        self._state.refusals.clear()
         self._state.stream_delay = self._initial_stream_delay
         self._state.wording = self._initial_wording
         with self._state.lock:
