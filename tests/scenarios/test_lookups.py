@@ -9,19 +9,20 @@ reached the fake tells whether each request waited for its look-up.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import anthropic
+import anyio
 import pytest
 from lifetime_helpers import HI, KEY, Proxied, Wrapped, effort_max, messages_sent
 
 import caproute
 from caproute import LiveRouter, Registry
-from caproute._fetch import AsyncRegistryFetcher
+from caproute._exceptions import RegistryHTTPError, RegistryUnavailableError
+from caproute._fetch import AsyncRegistryFetcher, RegistryFetcher
 from caproute.testing import FakeAnthropic, make_model
 
 BIG, SMALL, GONE = "claude-lu-big-2", "claude-lu-small-1", "claude-lu-gone-1"
@@ -84,22 +85,25 @@ def test_concurrent_threads_for_one_unlisted_name_wait_for_one_look_up(
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
 @pytest.mark.parametrize("fetcher_kind", ["async", "sync"])
 async def test_concurrent_tasks_for_one_unlisted_name_wait_for_one_look_up(
     fake: FakeAnthropic, fetcher_kind: str
 ) -> None:
+    options: Any = {
+        "api_key": KEY,
+        "base_url": fake.url,
+        "cache_file": False,
+        "background": False,
+        "initial": Registry.from_models([]),
+    }
     if fetcher_kind == "async":
-        fetcher: Any = AsyncRegistryFetcher(
-            api_key=KEY,
-            base_url=fake.url,
-            cache_file=False,
-            background=False,
-            initial=Registry.from_models([]),
-        )
+        fetcher: Any = AsyncRegistryFetcher(**options)
         await fetcher.refresh()
-        router = LiveRouter(fetcher)
-    else:
-        router = Wrapped(fake).router
+    else:  # a sync fetcher under an async client: its look-ups run in worker threads
+        fetcher = RegistryFetcher(**options)
+        fetcher.refresh()
+    router = LiveRouter(fetcher)
     fake.faults.add(f"/v1/models/{ALIAS}", delay=0.3)
     bare = anthropic.AsyncAnthropic(base_url=fake.url, api_key=KEY, max_retries=0)
     client = caproute.wrap(bare, router=router)
@@ -109,8 +113,15 @@ async def test_concurrent_tasks_for_one_unlisted_name_wait_for_one_look_up(
         raw = await client.messages.with_raw_response.create(**effort_max(ALIAS))
         return raw.status_code
 
+    statuses: list[int] = []
+
+    async def record() -> None:
+        statuses.append(await one())
+
     try:
-        statuses = await asyncio.gather(*(one() for _ in range(10)))
+        async with anyio.create_task_group() as tasks:  # asyncio and trio alike
+            for _ in range(10):
+                tasks.start_soon(record)
     finally:
         await client.close()
         await bare.close()
@@ -198,3 +209,47 @@ def test_a_404_for_a_name_never_resolved_triggers_one_look_up(
         assert [(r.method, r.path) for r in fake.requests[mark:]] == [("POST", "/v1/messages")]
     finally:
         path.close()
+
+
+class FailingModelsApi:
+    """A sync fetcher whose ``GET /v1/models/{name}`` fails the first `failures` times."""
+
+    def __init__(self, failures: int, error: Exception) -> None:
+        self.registry = Registry.from_models([make_model(BIG, line="lu")])
+        self.failures, self.error, self.asked = failures, error, 0
+
+    def current(self) -> Registry:
+        return self.registry
+
+    def refresh(self) -> Registry:
+        return self.registry
+
+    def retrieve(self, name: str, *, max_wait: float | None = None) -> None:
+        self.asked += 1
+        if self.asked <= self.failures:
+            raise self.error
+
+
+def test_the_back_off_doubles_per_failure_and_an_answer_ends_it() -> None:
+    clock = ManualClock()
+    models_api = FailingModelsApi(3, RegistryUnavailableError("the Models API kept failing"))
+    router = LiveRouter(models_api, clock=clock)
+    asked_at = []
+    for now in [0.0, 0.5, 1.0, 2.5, 3.0, 6.9, 7.0, 8.0, 66.9, 67.0]:
+        clock.now = now
+        before = models_api.asked
+        router.look_up("claude-lu-nowhere", max_wait=1.0)
+        if models_api.asked > before:
+            asked_at.append(now)
+    # Failures at 0, 1 and 3 (back-offs of 1, 2 and 4 s), an answer at 7: then a minute.
+    assert asked_at == [0.0, 1.0, 3.0, 7.0, 67.0]
+
+
+def test_a_refused_look_up_is_not_retried_soon() -> None:
+    clock = ManualClock()
+    models_api = FailingModelsApi(5, RegistryHTTPError(403, "forbidden"))
+    router = LiveRouter(models_api, clock=clock)
+    for now in [0.0, 1.0, 30.0, 59.9]:
+        clock.now = now
+        router.look_up("claude-lu-nowhere", max_wait=1.0)
+    assert models_api.asked == 1
