@@ -31,6 +31,7 @@ import caproute
 from caproute import LiveRouter, Registry
 from caproute._fetch import RegistryFetcher
 from caproute._proxy import ProxyConfig
+from caproute._proxy._callers import Credential
 from caproute.testing import FakeAnthropic
 from caproute.testing._validation import WORDINGS, Wording, validate_params
 from caproute.testing._wire import ApiError
@@ -182,20 +183,21 @@ class Proxied(Path_):
     def client(self) -> anthropic.Anthropic:
         return self._client
 
-    def caller(self) -> Any:
+    def caller(self, key: str = KEY) -> Any:
+        """The proxy's registry entry for the caller with `key`."""
         callers = self.proxy.app.callers
-        assert callers is not None and len(callers) == 1
-        return callers.entries()[0]
+        assert callers is not None
+        return callers.lookup(Credential(key, bearer=False))
 
-    def refresh(self) -> None:
-        entry = self.caller()
+    def refresh(self, key: str = KEY) -> None:
+        entry = self.caller(key)
         wait_until(lambda: entry._flight is None)  # a refresh the flow asked for, say
         fetches = entry.fetches
         time.sleep(PROXY_TTL + 0.05)
         # Any request to a routed endpoint starts the stale caller's refresh in the
         # background; one without a model (nothing to route, nothing to look up), so
         # the steps' own requests stay apart.
-        headers = {**self.fake.headers(), "x-api-key": KEY}
+        headers = {**self.fake.headers(), "x-api-key": key}
         with httpx2.Client(base_url=self.proxy.url, headers=headers) as http:
             http.post("/v1/messages/count_tokens", json={"messages": HI})
         wait_until(

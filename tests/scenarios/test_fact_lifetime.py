@@ -15,12 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import pytest
 from lifetime_helpers import (
     HI,
     KEY,
     WORDINGS,
     Path_,
+    Proxied,
     Wording,
     effort_max,
     messages_sent,
@@ -180,3 +182,31 @@ def test_expired_facts_in_a_cache_file_are_not_adopted_on_load(
     assert router.registry.supports(BIG, "effort.max") is Support.UNSUPPORTED
     assert router.learned == (edge,)
     assert fake.count("/v1/") == 0  # all of it from the file
+
+
+def test_through_the_proxy_each_credential_pays_at_most_one_refusal() -> None:
+    other_key = "sk-ant-scenario-other-key-4567"
+    with FakeAnthropic(models=lineup(), api_key=KEY, keys={other_key: [BIG, SMALL]}) as fake:
+        first = Proxied(fake)
+        second = anthropic.Anthropic(base_url=first.proxy.url, api_key=other_key, max_retries=0)
+        request = effort_max(SMALL)
+        refused = refusal(
+            as_sent(request), make_model(SMALL, unsupported=["effort.max"]), wording="api"
+        )
+        try:
+            for caller in (first.client, second):
+                refuse_next(fake, "/v1/messages", refused)
+                mark = len(fake.requests)
+                caller.messages.create(**request)
+                efforts = [b.get("output_config") for b in messages_sent(fake, mark)]
+                assert efforts[0] == {"effort": "max"} and len(efforts) == 2
+            first.refresh()
+            first.refresh(other_key)
+            for caller in (first.client, second):
+                mark = len(fake.requests)
+                caller.messages.create(**request)
+                (sent,) = messages_sent(fake, mark)
+                assert sent.get("output_config") != {"effort": "max"}
+        finally:
+            second.close()
+            first.close()
