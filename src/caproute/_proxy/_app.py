@@ -51,7 +51,7 @@ from .. import _body
 from .._core.decision import Decision
 from .._flow import endpoint_for
 from .._live import LiveRouter
-from .._redact import has_secret, redact
+from .._redact import mask_known
 from .._version import __version__
 from ._asgi import Message, Receive, Scope, Send
 from ._callers import CallerRegistries, Credential, RouterSet, lend, presented_credential
@@ -376,12 +376,14 @@ class ProxyApp:
                 await response.aclose()
 
     async def _masked(self, response: httpx2.Response) -> httpx2.Response:
-        """An error answer in own-key mode, with ``sk-ant-`` tokens masked.
+        """An error answer in own-key mode, with the proxy's key and any credential masked.
 
         The upstream may quote a prefix of the key it was sent (an authentication
         error does), and in own-key mode that key is the proxy's, which callers must
-        never see. Error bodies are small; one larger than ``max_error_body_bytes`` (by
-        its declared length) is relayed unread, as the routing flow relays it.
+        never see: any 8-character run of it, a credential's value after its name and
+        ``sk-ant-`` tokens are masked (`caproute._redact.mask_known`). Error bodies are
+        small; one larger than ``max_error_body_bytes`` (by its declared length) is
+        relayed unread, as the routing flow relays it.
         """
         declared = response.headers.get("content-length")
         limit = self.config.max_error_body_bytes
@@ -389,9 +391,10 @@ class ProxyApp:
             return response
         content = await response.aread()
         text = content.decode("utf-8", "replace")
-        if not has_secret(text):
+        masked = mask_known(text, (self.config.api_key or "",))
+        if masked == text:
             return response
-        return with_body(response, redact(text).encode())
+        return with_body(response, masked.encode())
 
     async def _transport_for(self, headers: Headers, exchange: _Exchange, *, routed: bool) -> Any:
         """The transport for this request: bypass, a forced route, the caller's or ours.
