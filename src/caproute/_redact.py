@@ -352,6 +352,22 @@ class _RedactingStream:
         return getattr(self._stream, name)
 
 
+def print_unmasked(text: str, stream: IO[str] | None = None) -> None:
+    """Print `text` (a line) past the masking by position of `redacting_streams`, and flush.
+
+    For the one value a command exists to show: the throwaway key of ``caproute fake``,
+    which scripts read from its announcement. Nothing else may use it. An ``sk-ant-``
+    token is still masked: a real key is never printed.
+    """
+    target: Any = stream if stream is not None else sys.stdout
+    if isinstance(target, _RedactingStream):
+        target = target._stream
+    if MARK in text.lower():
+        text = _TOKEN.sub(MASK, text)
+    target.write(text + "\n")
+    target.flush()
+
+
 @contextlib.contextmanager
 def redacting_streams() -> Iterator[None]:
     """Mask ``sk-ant-`` tokens in everything written to stdout and stderr meanwhile."""
