@@ -164,7 +164,8 @@ def mask_known(text: str, secrets: Iterable[str]) -> str:
         i = kept = 0
         while i <= len(text) - MIN_KNOWN_RUN:
             if text[i : i + MIN_KNOWN_RUN] in grams:
-                pieces += [text[kept:i], HIDDEN]
+                shape = MASK if text[i : i + len(MARK)].lower() == MARK else HIDDEN
+                pieces += [text[kept:i], shape]
                 i = kept = i + _known_run(text, i, secret)
             else:
                 i += 1
