@@ -74,7 +74,8 @@ _NAMES: Final = (
 may end a longer one, ``ANTHROPIC_AUTH_TOKEN``, but not continue into another word,
 ``max_tokens``, ``api_key_env``)."""
 _FIELD: Final = re.compile(
-    r"(?<![A-Za-z0-9])(?:" + _NAMES + r")(?![A-Za-z0-9_-])"
+    # The lookahead lets the engine skip positions by their first character.
+    r"(?<![A-Za-z0-9])(?=[apxtrisAPXTRIS])(?:" + _NAMES + r")(?![A-Za-z0-9_-])"
     # The separator: `name: v`, `name=v`, `"name": "v"`, `('name', b'v')`.
     r"""(?:["']?[ \t]*[:=][ \t]*|["']?[ \t]*,[ \t]*(?=b?["']))(?:b(?=["']))?["']?[ \t]*"""
     r"(?:(?:bearer|basic|token)[ \t]+)?"
@@ -84,8 +85,31 @@ _FIELD: Final = re.compile(
 _BEARER: Final = re.compile(
     r"(?<![A-Za-z0-9])bearer[ \t]+(?P<value>" + _VALUE_CHARS + r"+)", re.IGNORECASE
 )
-_HINT: Final = re.compile(r"key|auth|bearer|token|secret|password", re.IGNORECASE)
-"""Cheap first look: text without any of these holds no credential by position."""
+_HINT_WORDS: Final = ("key", "authorization", "token", "secret", "password")
+"""Every name above ends with one of these words."""
+_SEPARATORS: Final = frozenset(":=,")
+
+
+def _hinted(lowered: str) -> bool:
+    """Cheap first look, on lower-cased text: a word a credential's name ends with,
+    followed by a separator, or ``bearer`` and a space. Text without one (an access
+    line's ``tokens=`` included) holds no credential by position, and the patterns
+    never run on it; `str.find` does this in a fraction of a regular expression's time."""
+    for word in _HINT_WORDS:
+        at = lowered.find(word)
+        while at != -1:
+            rest = lowered[at + len(word) : at + len(word) + 8].lstrip("\"' \t")
+            if rest[:1] in _SEPARATORS and rest:
+                return True
+            at = lowered.find(word, at + 1)
+    at = lowered.find("bearer")
+    while at != -1:
+        if lowered[at + 6 : at + 7] in (" ", "\t"):
+            return True
+        at = lowered.find("bearer", at + 1)
+    return False
+
+
 _FIELD_NAME: Final = re.compile(r"[\s\"'`]*(?:" + _NAMES + r")[\s\"'`]*", re.IGNORECASE)
 
 LOGGERS: Final = (
@@ -102,9 +126,10 @@ UVICORN_LOGGERS: Final = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn
 
 def has_secret(text: str) -> bool:
     """Whether `text` holds a credential: an ``sk-ant-`` token, or a credential's value."""
-    if MARK in text.lower():
+    lowered = text.lower()
+    if MARK in lowered:
         return True
-    return _HINT.search(text) is not None and _by_position(text) is not None
+    return _hinted(lowered) and _by_position(text) is not None
 
 
 def _by_position(text: str) -> re.Match[str] | None:
@@ -138,9 +163,10 @@ def _hide(match: re.Match[str]) -> str:
 def redact(text: str) -> str:
     """`text` with credentials masked: values after a credential's name (``***``) and
     every ``sk-ant-`` token (``sk-ant-***``)."""
-    if _HINT.search(text) is not None:
+    lowered = text.lower()
+    if _hinted(lowered):
         text = _BEARER.sub(_hide, _FIELD.sub(_hide, text))
-    if MARK in text.lower():
+    if MARK in lowered:
         text = _TOKEN.sub(MASK, text)
     return text
 
