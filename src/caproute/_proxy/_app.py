@@ -2,7 +2,10 @@
 
 One `ProxyApp` serves every connection of one process. Per request it:
 
-1. answers ``/caproute/*`` itself (health, registry, metrics);
+1. answers ``/caproute/*`` itself (health, registry, metrics): on the
+   ``--admin-listen`` address only, and with the ``--admin-token`` only, when set
+   (health's bare status stays public for probes); the admin address serves nothing
+   else;
 2. refuses more headers than ``max_header_count`` (431; the httptools server refuses
    them earlier, this covers the h11 fallback), then, in own-key mode, checks the
    caller's local token (constant time) → 401 otherwise;
