@@ -8,12 +8,8 @@ and ``--admin-token`` (or ``--admin-token-env``) makes them need a token; either
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,7 +23,7 @@ from caproute._proxy import ProxyConfig
 from caproute._proxy._settings import resolve
 from caproute.cli import main
 from caproute.testing import FakeAnthropic
-from running_proxy import RunningProxy
+from running_proxy import RunningProxy, free_port, serve_process
 
 TOKEN = "admin-token-7d1c4e9a2b6f"
 BODY = {
@@ -36,13 +32,6 @@ BODY = {
     "messages": [{"role": "user", "content": "hi"}],
 }
 CALLER = {"x-api-key": API_KEY, "anthropic-version": "2023-06-01"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # -- the admin token ------------------------------------------------------------------------
@@ -106,38 +95,9 @@ def test_api_traffic_needs_no_admin_token(guarded: RunningProxy) -> None:
 def serve(
     fake: FakeAnthropic, tmp_path: Path, *args: str, env: dict[str, str] | None = None
 ) -> Iterator[tuple[str, subprocess.Popen[str], Path]]:
-    port = free_port()
     log = tmp_path / "serve.log"
-    command = [
-        sys.executable,
-        "-m",
-        "caproute",
-        "serve",
-        "--port",
-        str(port),
-        "--upstream",
-        fake.url,
-    ]
-    environ = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [*command, *args], stdout=out, stderr=subprocess.STDOUT, env=environ, text=True
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while process.poll() is None:
-            try:
-                httpx2.get(f"{url}/caproute/health")
-                break
-            except httpx2.TransportError:
-                assert time.monotonic() < deadline, "caproute serve did not come up"
-                time.sleep(0.05)
+    with serve_process("--upstream", fake.url, *args, log=log, env=env) as (url, process):
         yield url, process, log
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        process.wait(20)
 
 
 def test_admin_listen_serves_the_endpoints_on_their_own_port(

@@ -15,12 +15,6 @@ credential in use.
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +24,7 @@ import pytest
 
 from caproute._redact import redact
 from caproute.testing import FakeAnthropic
+from running_proxy import serve_process
 
 GATEWAY = "gateway-P8PLAINBAD-" + "q" * 30  # 49 characters, the issue's shape
 JWT = (
@@ -59,54 +54,15 @@ def assert_nothing_of(text: str, *secrets: str) -> None:
         assert leaks(text, secret) == [], f"part of {secret[:4]}... written: {text[-2000:]}"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def serve(
     tmp_path: Path, *args: str, env: dict[str, str] | None = None
 ) -> Iterator[tuple[str, Path]]:
-    """`caproute serve` as a subprocess; yields its URL and the file its stderr goes to."""
-    port = free_port()
-    log = tmp_path / f"serve-{port}.log"
-    command = [
-        sys.executable,
-        "-m",
-        "caproute",
-        "serve",
-        "--port",
-        str(port),
-        "--log-level",
-        "debug",
-        *args,
-    ]
-    environ = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    with log.open("w") as stderr:
-        process = subprocess.Popen(command, stdout=stderr, stderr=subprocess.STDOUT, env=environ)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx2.get(f"{url}/caproute/health").status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "caproute serve did not come up"
-            time.sleep(0.05)
+    """`caproute serve --log-level debug` as a subprocess; its URL and its output file."""
+    log = tmp_path / f"serve-{len(list(tmp_path.glob('serve-*')))}.log"
+    with serve_process("--log-level", "debug", *args, log=log, env=env) as (url, process):
+        assert process.poll() is None, log.read_text()
         yield url, log
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture
