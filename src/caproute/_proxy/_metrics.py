@@ -98,11 +98,12 @@ class _ModelLabels:
         self._rejected: set[str] = set()
         self._rejected_for: object = None
 
-    def __call__(self, value: str | None, lineup: Container[str] | None) -> str:
+    def __call__(self, value: str | None, lineup_of: Callable[[], Container[str]] | None) -> str:
         if not value:
             return ""
         if value in self._seen:
             return value
+        lineup = lineup_of() if lineup_of is not None else None
         if lineup is not self._rejected_for or len(self._rejected) >= _MAX_REJECTED:
             self._rejected = set()
             self._rejected_for = lineup
@@ -228,9 +229,8 @@ class ProxyMetrics:
         """Count one answered request."""
         requested = model = ""
         if decision is not None:
-            lineup = self.lineup() if self.lineup is not None else None
-            requested = self._model_label(decision.requested_model, lineup)
-            model = self._model_label(decision.model, lineup)
+            requested = self._model_label(decision.requested_model, self.lineup)
+            model = self._model_label(decision.model, self.lineup)
         values = (outcome, requested, model, str(status or ""))
         child = self._request_children.get(values)
         if child is None:
@@ -246,8 +246,7 @@ class ProxyMetrics:
 
     def record_tokens(self, model: str | None, tokens: dict[str, int]) -> None:
         """Count the tokens one answer reported."""
-        lineup = self.lineup() if self.lineup is not None else None
-        name = self._model_label(model, lineup) or "unknown"
+        name = self._model_label(model, self.lineup) or "unknown"
         for kind, count in tokens.items():
             if count:
                 child = self._token_children.get((name, kind))
