@@ -1,4 +1,5 @@
-"""Issue 17, first hour: the README's set-up installs what its quickstart imports.
+"""Issue 17, first hour: the README's (and the quickstart page's) set-up installs what
+their Python blocks import.
 
 The set-up said ``pip install 'caproute[proxy]'``: a package the index doesn't have
 yet, and without ``anthropic``, so the quickstart failed with ``ModuleNotFoundError``.
@@ -17,30 +18,31 @@ import tomllib
 from importlib import metadata
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
-README = ROOT / "README.md"
+PAGES = (ROOT / "README.md", ROOT / "docs" / "quickstart.md")
 FENCE = re.compile(
     r"(?P<marker><!-- not-run:[^>]*-->\n)?```(?P<language>\w*)\n(?P<text>.*?)```", re.S
 )
 
 
-def blocks(language: set[str]) -> list[str]:
-    """The text of the README's code blocks in `language` that the docs runner runs."""
-    text = README.read_text(encoding="utf-8")
+def blocks(page: Path, language: set[str]) -> list[str]:
+    """The text of `page`'s code blocks in `language` that the docs runner runs."""
+    text = page.read_text(encoding="utf-8")
     return [
         m["text"] for m in FENCE.finditer(text) if m["language"] in language and m["marker"] is None
     ]
 
 
-def setup_installs() -> set[str]:
-    """Distribution names the README's ``pip install`` lines install (with dependencies
+def setup_installs(page: Path) -> set[str]:
+    """Distribution names `page`'s ``pip install`` lines install (with dependencies
     named in ``pyproject.toml`` for ``.``)."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     installed: set[str] = set()
-    for block in blocks({"bash", "sh", "console"}):
+    for block in blocks(page, {"bash", "sh", "console"}):
         for line in block.splitlines():
             words = shlex.split(line, comments=True)
             if words[:2] != ["pip", "install"]:
@@ -63,10 +65,10 @@ def setup_installs() -> set[str]:
     return installed
 
 
-def readme_imports() -> set[str]:
-    """Top-level modules the README's Python blocks import."""
+def page_imports(page: Path) -> set[str]:
+    """Top-level modules `page`'s Python blocks import."""
     modules: set[str] = set()
-    for block in blocks({"python"}):
+    for block in blocks(page, {"python"}):
         for node in ast.walk(ast.parse(block)):
             if isinstance(node, ast.Import):
                 modules |= {alias.name.split(".")[0] for alias in node.names}
@@ -75,15 +77,16 @@ def readme_imports() -> set[str]:
     return modules
 
 
-def test_the_set_up_installs_every_module_the_readme_imports() -> None:
-    installed = setup_installs()
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_the_set_up_installs_every_module_the_page_imports(page: Path) -> None:
+    installed = setup_installs(page)
     assert "caproute" in installed, "the set-up installs no caproute"
     distributions = metadata.packages_distributions()
     missing = []
-    for module in sorted(readme_imports() - set(sys.stdlib_module_names)):
+    for module in sorted(page_imports(page) - set(sys.stdlib_module_names)):
         if module == "caproute":
             continue
         names = {canonicalize_name(d) for d in distributions.get(module, [module])}
         if not names & installed:
             missing.append(module)
-    assert missing == [], f"README imports {missing}, which its set-up never installs"
+    assert missing == [], f"{page.name} imports {missing}, which its set-up never installs"
