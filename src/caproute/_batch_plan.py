@@ -68,7 +68,7 @@ from ._core.flow import (
     _blames_the_model,
     call_flow,
 )
-from ._core.learning import attribute
+from ._core.learning import classify
 from ._core.policy import Policy
 from ._core.registry import Support
 from ._core.rewrite import apply_edits
@@ -701,7 +701,8 @@ def lesson(
 ) -> Learn | MarkRetired | None:
     """What an ``errored`` batch result teaches about `model`: the action the flow takes
     for the same refusal of a single request (`caproute._core.flow.call_flow`), or
-    `None`: `Learn` for an ``invalid_request_error`` it can attribute to a parameter,
+    `None`: `Learn` for an ``invalid_request_error`` about the model that names a parameter
+    (`classify`: organization, payload and shape refusals teach nothing),
     `MarkRetired` for a ``not_found_error`` about the model.
 
     Args:
@@ -720,9 +721,11 @@ def lesson(
         return MarkRetired(model, f"errored with not_found_error from {model}")
     if inner.get("type") != "invalid_request_error":
         return None
-    found = attribute(text, sent, model)
+    details = inner.get("details")
+    code = details.get("error_code") if isinstance(details, Mapping) else None
+    found = classify(text, sent, model, error_code=code if isinstance(code, str) else None).fact
     if found is None:
-        return None
+        return None  # not about the model (organization, payload, shape) or unclear
     key = view.engine.effective_key(model, found.key)
     return Learn(model, key, found.value, found.reason)
 

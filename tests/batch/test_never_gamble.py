@@ -268,3 +268,41 @@ async def test_an_async_job_on_an_async_fetcher_looks_names_up(
             assert job.plan.outcomes == {"adjusted": 3}
             assert fake.count("/v1/models/claude-small-latest") == 1
         await fetcher.aclose()
+
+
+@pytest.mark.parametrize(
+    ("error", "teaches"),
+    [
+        # About the model: the parameter it refuses.
+        ({"type": "invalid_request_error", "message": "effort: not supported by this model"}, True),
+        # About the organization (its error code) or the payload (a limit of the content):
+        # an errored item like these teaches the retry round nothing about the model.
+        (
+            {
+                "type": "invalid_request_error",
+                "message": "output_config.effort 'high' is not available",
+                "details": {"error_code": "organization_url_fetch_disabled"},
+            },
+            False,
+        ),
+        (
+            {
+                "type": "invalid_request_error",
+                "message": "messages.0.content.0.image.source.base64: image exceeds 5 MB maximum",
+            },
+            False,
+        ),
+    ],
+)
+def test_an_errored_item_teaches_only_what_is_about_the_model(
+    error: dict[str, Any], teaches: bool
+) -> None:
+    from caproute._batch_plan import lesson
+
+    router = LiveRouter(Registry.from_models(lineup()))
+    image = {"type": "base64", "media_type": "image/png", "data": "AAAA"}
+    sent = item("x", SMALL, output_config={"effort": "high"})["params"]
+    blocks = [{"type": "image", "source": image}, {"type": "text", "text": "What is this?"}]
+    sent["messages"] = [{"role": "user", "content": blocks}]
+    learned = lesson(router.view(), {"type": "error", "error": error}, sent, SMALL)
+    assert (learned is not None) is teaches

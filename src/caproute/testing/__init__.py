@@ -84,7 +84,9 @@ pytest: add ``pytest_plugins = ["caproute.testing.pytest_plugin"]`` to a conftes
 a ``fake_anthropic`` fixture (default catalogue, ``api_key="test-key"``), or write
 your own fixture around ``with FakeAnthropic(...) as fake: yield fake``. Starting
 and stopping take a few milliseconds; a module-scoped fake plus ``fake.reset()`` is
-cheaper still.
+cheaper still. Closing removes the registry cache file caproute keeps for the fake's
+URL (a routed client that fetched its lineup wrote it), so fakes on random ports
+leave nothing behind.
 
 Not imported by ``import caproute``; importing this package pulls in uvicorn but not
 the anthropic SDK (``fake.client()`` imports it when called).

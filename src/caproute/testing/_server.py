@@ -67,6 +67,16 @@ def _constant_reply(text: str) -> Callable[[dict[str, Any], str], str]:
     return reply
 
 
+def _forget_cached_lineup(url: str) -> None:
+    """Remove caproute's registry cache file for `url` (and a half-written one), if any."""
+    from .._snapshot import user_cache_path
+
+    path = user_cache_path(url)
+    for leftover in (path, *path.parent.glob(f".{path.name}.*.tmp")):
+        with contextlib.suppress(OSError):
+            leftover.unlink()
+
+
 class FakeAnthropic:
     """A local, validating stand-in for the Anthropic API. See `caproute.testing`."""
 
@@ -168,16 +178,23 @@ class FakeAnthropic:
         return self
 
     def close(self) -> None:
-        """Stop serving: in-flight delays end at once, connections are closed. Idempotent."""
+        """Stop serving: in-flight delays end at once, connections are closed. Idempotent.
+
+        The registry cache file caproute keeps for this fake's URL (written when a
+        routed client fetched the fake's lineup) goes too: the port is gone, and a later
+        fake on the same port may serve another lineup.
+        """
         thread, loop, stop = self._thread, self._loop, self._stop
         if thread is None:
             return
+        url = self.url
         self._state.closing.set()
         if loop is not None and stop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop finished in between
                 loop.call_soon_threadsafe(stop.set)
         thread.join(_START_TIMEOUT_S)
         self._thread = self._loop = self._stop = None
+        _forget_cached_lineup(url)
 
     def __enter__(self) -> FakeAnthropic:
         return self.start()
