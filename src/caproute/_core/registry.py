@@ -18,9 +18,10 @@ Three rules shape it:
   below a node that says ``supported: false`` every leaf is unsupported.
 * What was once known is not forgotten, and a list never takes a model away by
   omission alone: a model a later list leaves out is kept, *unlisted* (a gateway or a
-  key may list only some models), and routed as before until the API itself confirms
-  it is gone (its 404: a learned ``lifecycle`` fact); *tombstones* (unavailable
-  models) come only from such a confirmation or an explicit snapshot.
+  key may list only some models), and routed as before until the API itself says it
+  is gone (its 404: a learned ``lifecycle`` fact; or a record saying ``retired``).
+  *Tombstones* (models known to be unavailable) come only from a snapshot or cache
+  file that holds them.
 * Facts learned from the API's refusals lie over the data (`LearnedFact`,
   `Registry.with_learned`) for as long as they are true: until their TTL ends
   (`LearnedFact.in_force`) or the live record for their key *changes* after they were
