@@ -360,9 +360,10 @@ def call_flow(
         if status == 400 and reply.error_type == "invalid_request_error" and not learned:
             refusal = classify(
                 reply.error_message,
-                _as_messages_body(sent.body, call),
+                sent.body,
                 model,
                 error_code=reply.error_code,
+                endpoint=call.endpoint,
             )
             found = refusal.fact
             if found is None:
@@ -495,16 +496,6 @@ def _look_up_after_404(view: View, call: Call, decision: Decision, reply: Reply)
     if shape_problem(call.body, call.endpoint) is not None:
         return None  # not a Messages body: its name is not what the 404 is about
     return name
-
-
-def _as_messages_body(body: Any, call: Call) -> Any:
-    """The refused body as `learning.classify` reads it: a ``count_tokens`` body is a
-    Messages body without ``max_tokens`` (the endpoint takes none), and its refusals
-    teach the same facts. A ``max_tokens`` of 1 names no limit any message could state
-    below it, so it never becomes a fact itself."""
-    if call.endpoint == "count_tokens" and isinstance(body, dict) and "max_tokens" not in body:
-        return {**body, "max_tokens": 1}
-    return body
 
 
 def credential_of(headers: Mapping[str, str] | None) -> str | None:
