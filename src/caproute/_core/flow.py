@@ -43,6 +43,11 @@ The rules, each a promise:
   (its look-up failed) and got the API's 404 is asked about once more
   (``Resolve(after_404=True)``): a retired model the list hides is then rerouted by
   its line in the same call.
+* **Batches never gamble.** A Message Batch item is validated by the API only when the
+  batch is processed: one sent to a model whose support of what it needs is unknown
+  would come back ``errored`` hours later. Once names are resolved, a batch with such
+  an item is refused locally, each such item named (`PolicyEngine.never_gamble`),
+  unless the policy's ``defaults.allow_unknown_in_batches`` is true.
 * **Learn from refusals about the model, only.** A 400 ``invalid_request_error`` is
   classified first (`learning.classify`: model capability, model parameter,
   organization, payload, shape, unknown). One about the model that names a parameter
@@ -295,6 +300,9 @@ def first_action(view: View, call: Call) -> Send | Refuse | Refresh | Resolve:
         return Refresh(f"cold start: {decision.outcome} on {decision.registry_source}")
     if view.can_resolve and (names := _unknown_names(view, call, decision)):
         return Resolve(names, f"unknown to the registry: {', '.join(map(repr, names))}")
+    if call.endpoint == "batch":
+        result = view.engine.never_gamble(result)
+        decision = result.decision
     if decision.rejected:
         return Refuse(decision)
     if view.accounts and (refused := _account_refusal(view, call, decision)) is not None:
