@@ -10,13 +10,16 @@ One pass over the requests, holding one line at a time:
    a cold start waits once for live data (`Refresh`) and a model name the registry
    lacks is looked up (`Resolve`), each carried out by the `LiveRouter`; the flow's
    first `Send` or `Refuse` is the item's decision (nothing is sent here);
-3. **batches never gamble**: a request the flow would send to a model whose support
-   of something it needs is unknown (the registry doesn't state it, or doesn't know
-   the model at all) is refused locally with what is unknown about which model,
-   unless the job allows it (``allow_unknown`` / ``--allow-unknown``, or the policy's
-   ``allow_unknown_in_batches``). A single request may try such a model once and
+3. **batches never gamble**: the flow refuses a request it would send to a model
+   whose support of something it needs is unknown (the registry doesn't state it, or
+   doesn't know the model at all) with what is unknown about which model — the core's
+   one rule (`PolicyEngine.never_gamble`), which the SDK middleware, the transports and
+   the proxy apply to a whole batch creation — unless the job allows it
+   (``allow_unknown`` / ``--allow-unknown``: the job then routes with the policy's
+   ``allow_unknown_in_batches`` on). A single request may try such a model once and
    learn from the answer; a batch item would only come back ``errored`` when the
-   batch ends, up to 24 hours later;
+   batch ends, up to 24 hours later. Each request is planned as a batch of its own, so
+   the planner refuses lines, not the job;
 4. a refused request is recorded with its reason and never sent; any other one is
    appended to the current chunk's POST body on disk (the input line's own bytes
    when routing changed nothing), starting a new chunk before either API limit
@@ -55,7 +58,7 @@ from ._batch_store import (
     write_json_atomic,
 )
 from ._core.decision import MISSING, Decision
-from ._core.features import JSONPath, detect
+from ._core.features import JSONPath
 from ._core.flow import (
     Call,
     Learn,
@@ -69,8 +72,6 @@ from ._core.flow import (
     call_flow,
 )
 from ._core.learning import classify
-from ._core.policy import Policy
-from ._core.registry import Support
 from ._core.rewrite import apply_edits
 from ._live import LiveRouter
 
@@ -463,15 +464,12 @@ class _Round:
     ) -> None:
         self.store, self.conn, self.round = store, conn, round_no
         self.settings = settings
-        allowed = settings.allow_unknown or link.router.policy.defaults.allow_unknown_in_batches
-        self.send_unknown = allowed
-        """Whether requests of unknown support are sent (else refused locally)."""
-        if not allowed:
-            # `unknown: supported` tries the first candidate even when a later one is
-            # known to work; a batch never gambles, so it prefers the known one there.
-            careful = _preferring_known(link.router.policy)
-            if careful is not None:
-                link = link.to(link.router.with_policy(careful))
+        policy = link.router.policy
+        if settings.allow_unknown and not policy.defaults.allow_unknown_in_batches:
+            # The job's opt-in is the policy's, for this job: one rule decides.
+            defaults = policy.defaults.model_copy(update={"allow_unknown_in_batches": True})
+            allowing = policy.model_copy(update={"defaults": defaults})
+            link = link.to(link.router.with_policy(allowing))
         self.link = link
         self.waited = False
         """Whether a cold-start wait was carried out (once per round is enough)."""
@@ -506,12 +504,13 @@ class _Round:
         item = {"custom_id": custom_id, "params": params}
         settings = self.settings
         view, decision, routed = self._flow(item, params.get("model"))
-        unknown: str | None = None
-        if not decision.rejected:
+        unknown: str | None  # what is unknown about its model, refused or sent anyway
+        if decision.rejected:
+            label = decision.extra.get("unknown_support")
+            unknown = label if isinstance(label, str) else None
+        else:
             assert routed is not None
-            unknown = _unknown_support(view, decision, routed["params"])
-            if unknown is not None and not self.send_unknown:
-                decision = _refused_as_unknown(decision, unknown)
+            unknown = view.engine.unknown_support(decision, routed["params"])
         self.link.router.report(decision)
         chunk: int | None = None
         if not decision.rejected:
@@ -632,65 +631,6 @@ def _too_big(decision: Decision, size: int, limit: int) -> Decision:
         "so it can't be sent in any batch"
     )
     return dataclasses.replace(decision, outcome="rejected", model=None, changes=(), reason=reason)
-
-
-# -- batches never gamble ------------------------------------------------------------------
-
-
-def _unknown_support(view: View, decision: Decision, params: Mapping[str, Any]) -> str | None:
-    """What is unknown about the model a request is about to go to, in words, or `None`
-    when its support of everything the routed request needs is stated.
-
-    The routed `params` are what counts (a strict selection pass adjusts an unstated
-    effort level to a stated one, say); `decision.needs`, what the caller sent, only
-    spares that second look when the model states every one of them.
-    """
-    registry = view.engine.registry
-    if decision.outcome == "passthrough":
-        name = decision.requested_model
-        if name is None or registry.resolve(name) is not None:
-            return f"not understood: {decision.reason}"
-        return f"{name}: unknown to the registry, so whether it exists and takes batches"
-    model = decision.model
-    assert model is not None
-    key = view.engine.effective_key
-
-    def unstated(paths: Iterable[str]) -> list[str]:
-        return [k for p in paths if registry.supports(model, k := key(model, p)) is _UNKNOWN]
-
-    if not unstated(decision.needs):
-        return None
-    missing = unstated(detect(params, batch=True).paths)
-    return f"{model}: {', '.join(missing)}" if missing else None
-
-
-_UNKNOWN: Final = Support.UNKNOWN
-
-
-def _refused_as_unknown(decision: Decision, unknown: str) -> Decision:
-    reason = (
-        f"no model is known to take this request ({unknown}: support unknown); a batch "
-        "item is never sent on unknown support, since the API would error it only when "
-        "the batch ends (--allow-unknown or the policy's allow_unknown_in_batches sends it)"
-    )
-    extra = {**decision.extra, "unknown_support": unknown}
-    return dataclasses.replace(
-        decision, outcome="rejected", model=None, changes=(), reason=reason, extra=extra
-    )
-
-
-def _preferring_known(policy: Policy) -> Policy | None:
-    """`policy` with every ``unknown: supported`` read as ``prefer-known`` (`None`: none)."""
-    defaults = policy.defaults
-    if defaults.unknown != "supported" and all(r.unknown != "supported" for r in policy.routes):
-        return None
-    if defaults.unknown == "supported":
-        defaults = defaults.model_copy(update={"unknown": "prefer-known"})
-    routes = tuple(
-        r.model_copy(update={"unknown": "prefer-known"}) if r.unknown == "supported" else r
-        for r in policy.routes
-    )
-    return policy.model_copy(update={"defaults": defaults, "routes": routes})
 
 
 # -- learning from errored results -----------------------------------------------------------

@@ -338,11 +338,18 @@ def test_a_batchs_unknown_names_are_resolved_together_before_the_send() -> None:
     final, sends = shell.run(Call({"requests": items}, "batch"), {})
     [resolve] = [a for a in shell.log if isinstance(a, Resolve)]
     assert resolve.models == ("t-sonnet-latest", "t-typo")  # each unknown name once
-    [send] = sends
-    decisions = dict(send.decision.items)
+    # Nobody knows `t-typo` even then: a batch never gambles, so nothing is sent.
+    assert sends == [] and isinstance(final, Refuse)
+    decisions = dict(final.decision.items)
     assert decisions["a"].model == "t-gamma-vision"  # the alias's model lacks images
-    assert decisions["b"].outcome == "passthrough"  # nobody knows it: the API judges
+    assert decisions["b"].outcome == "rejected"
+    assert decisions["b"].extra["unknown_support"].startswith("t-typo: unknown to the registry")
     assert decisions["c"].outcome == "unchanged" and decisions["d"].outcome == "unchanged"
+    # Without the typo, the batch goes out with every name resolved.
+    shell = Shell(can_resolve=True, models_api={"t-sonnet-latest": no_images})
+    final, sends = shell.run(Call({"requests": items[:1] + items[2:]}, "batch"), {})
+    [send] = sends
+    assert dict(send.decision.items)["a"].model == "t-gamma-vision"
 
 
 def test_resolving_is_asked_once_and_only_for_unknown_names() -> None:

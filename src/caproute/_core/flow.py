@@ -43,6 +43,11 @@ The rules, each a promise:
   (its look-up failed) and got the API's 404 is asked about once more
   (``Resolve(after_404=True)``): a retired model the list hides is then rerouted by
   its line in the same call.
+* **Batches never gamble.** A Message Batch item is validated by the API only when the
+  batch is processed: one sent to a model whose support of what it needs is unknown
+  would come back ``errored`` hours later. Once names are resolved, a batch with such
+  an item is refused locally, each such item named (`PolicyEngine.never_gamble`),
+  unless the policy's ``defaults.allow_unknown_in_batches`` is true.
 * **Learn from refusals about the model, only.** A 400 ``invalid_request_error`` is
   classified first (`learning.classify`: model capability, model parameter,
   organization, payload, shape, unknown). One about the model that names a parameter
@@ -295,6 +300,9 @@ def first_action(view: View, call: Call) -> Send | Refuse | Refresh | Resolve:
         return Refresh(f"cold start: {decision.outcome} on {decision.registry_source}")
     if view.can_resolve and (names := _unknown_names(view, call, decision)):
         return Resolve(names, f"unknown to the registry: {', '.join(map(repr, names))}")
+    if call.endpoint == "batch":
+        result = view.engine.never_gamble(result)
+        decision = result.decision
     if decision.rejected:
         return Refuse(decision)
     if view.accounts and (refused := _account_refusal(view, call, decision)) is not None:
@@ -360,9 +368,10 @@ def call_flow(
         if status == 400 and reply.error_type == "invalid_request_error" and not learned:
             refusal = classify(
                 reply.error_message,
-                _as_messages_body(sent.body, call),
+                sent.body,
                 model,
                 error_code=reply.error_code,
+                endpoint=call.endpoint,
             )
             found = refusal.fact
             if found is None:
@@ -495,16 +504,6 @@ def _look_up_after_404(view: View, call: Call, decision: Decision, reply: Reply)
     if shape_problem(call.body, call.endpoint) is not None:
         return None  # not a Messages body: its name is not what the 404 is about
     return name
-
-
-def _as_messages_body(body: Any, call: Call) -> Any:
-    """The refused body as `learning.classify` reads it: a ``count_tokens`` body is a
-    Messages body without ``max_tokens`` (the endpoint takes none), and its refusals
-    teach the same facts. A ``max_tokens`` of 1 names no limit any message could state
-    below it, so it never becomes a fact itself."""
-    if call.endpoint == "count_tokens" and isinstance(body, dict) and "max_tokens" not in body:
-        return {**body, "max_tokens": 1}
-    return body
 
 
 def credential_of(headers: Mapping[str, str] | None) -> str | None:

@@ -65,6 +65,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from .._types import Endpoint
 from .catalogue import (
     ACCOUNT_FEATURES,
     ERROR_TYPE_CLASSES,
@@ -199,6 +200,7 @@ def classify(
     *,
     error_type: str | None = "invalid_request_error",
     error_code: str | None = None,
+    endpoint: Endpoint = "messages",
 ) -> Refusal:
     """What the refusal of `body` by `model` is about, and what it teaches.
 
@@ -208,6 +210,9 @@ def classify(
         model: The model it was sent to.
         error_type: ``error.type`` (``invalid_request_error`` for a 400).
         error_code: ``error.details.error_code``, if the API gave one.
+        endpoint: Where `body` was sent: a ``count_tokens`` body is a Messages body
+            without ``max_tokens`` (the endpoint takes none), and its refusals teach
+            the same facts. A batch item's ``params`` are a ``messages`` body.
     """
     code = error_code if isinstance(error_code, str) and error_code else None
     if code is not None and (known := REFUSAL_CODES.get(code)) is not None:
@@ -216,7 +221,7 @@ def classify(
         return _not_about(_KINDS[by_type], model, code, f"error type {error_type}")
     if error_type not in (None, "invalid_request_error") or not message:
         return _not_about(RefusalKind.UNKNOWN, model, code, "no message to read")
-    if shape_problem(body) is not None:
+    if shape_problem(body, endpoint) is not None:
         return _not_about(RefusalKind.SHAPE, model, code, "not a Messages body")
     text = _normalised(message)
     for phrases, kind in (
