@@ -38,9 +38,11 @@ def registry_of(lineup: GeneratedLineup) -> Registry:
     older = Registry.from_models([{**m, "lifecycle": "active"} for m in lineup.truth])
     live = Registry.from_models(lineup.listed, source=RegistrySource("live", fetched_at=1.0))
     merged = older.updated_by(live, dropped="not listed any more")
-    confirmed = [
+    listed = {m["id"] for m in lineup.listed}
+    confirmed = [  # every model the list leaves out (an empty list included) got a 404
         merged.new_fact(model_id, "lifecycle", "retired", reason="a 404", now=2.0)
-        for model_id in merged.unlisted
+        for model_id in lineup.ids
+        if model_id not in listed
     ]
     return merged.with_learned(confirmed)
 
