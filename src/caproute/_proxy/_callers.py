@@ -36,10 +36,10 @@ so in their ``registry_source``; it is asked again after `DENIED_RETRY` seconds.
 for a compact list of refused digests (bounded, LRU) and is routed through one shared
 router until it is due to be asked again: a flood of wrong keys costs one Models API
 request per key per `DENIED_RETRY`, and can't push out a caller that has, or is
-getting, a registry of its own. A new caller never takes the place of one whose first
-fetch is under way either; when every place is taken by such callers, it is routed on
-the shared registry this once (its next request tries again), so at most
-``max_registries`` first fetches run at a time, whatever arrives.
+getting, a registry of its own. A new caller never takes the place of one whose request
+is waiting for its first registry either (a fetch its client gave up on may go); when
+every place is taken by such callers, it is routed on the shared registry this once
+(its next request tries again).
 
 With a disk cache the hash key is kept in the cache directory (``.hmac-key``, 0600),
 so files can be found again after a restart and by sibling workers; without one it
@@ -267,6 +267,7 @@ class CallerRegistry:
         self._cache_checked = owner.cache_dir is None
         self.denied: str | None = None
         """Why this credential can't read the Models API (``HTTP 403 ...``), if it can't."""
+        self._waiting = 0
         self.shared_why: str | None = None
         """Set on the shared stand-ins (`CallerRegistries.stand_in`): why requests are
         routed on the shared registry; such an entry never fetches."""
@@ -376,9 +377,11 @@ class CallerRegistry:
         return None if self._live is None else self._live.source.age(now)
 
     @property
-    def first_fetch_running(self) -> bool:
-        """No registry of its own yet, and a fetch for one under way."""
-        return self._live is None and self._flight is not None
+    def getting_registry(self) -> bool:
+        """No registry of its own yet, and a request waiting for one (reading the disk
+        cache or waiting for the first fetch): such a caller is never dropped to make
+        room. A fetch whose requests all left (a client that gave up) doesn't count."""
+        return self._live is None and self._waiting > 0
 
     @property
     def stale(self) -> bool:
@@ -399,17 +402,21 @@ class CallerRegistry:
         A caller with no data of its own waits for its first fetch, at most
         ``first_fetch_timeout`` seconds; stale data is refreshed in the background.
         """
-        if not self._cache_checked:
-            self._cache_checked = True
-            self._live = await asyncio.to_thread(self._owner.read_cache, self.digest)
-        due = self._owner.clock() >= self._retry_at
-        if self._live is None and self.denied is None:
-            if self._flight is None and due:
+        self._waiting += 1
+        try:
+            if not self._cache_checked:
+                self._cache_checked = True
+                self._live = await asyncio.to_thread(self._owner.read_cache, self.digest)
+            due = self._owner.clock() >= self._retry_at
+            if self._live is None and self.denied is None:
+                if self._flight is None and due:
+                    self._start(credential)
+                if self._flight is not None:
+                    await _wait_for_flight(self._flight, self._owner.first_fetch_timeout)
+            elif self._flight is None and due and (self.stale or self.denied is not None):
                 self._start(credential)
-            if self._flight is not None:
-                await _wait_for_flight(self._flight, self._owner.first_fetch_timeout)
-        elif self._flight is None and due and (self.stale or self.denied is not None):
-            self._start(credential)
+        finally:
+            self._waiting -= 1
 
     def _start(self, credential: Credential) -> asyncio.Task[None]:
         # An empty context: the fetch must not carry (or let its connections keep) the
@@ -705,15 +712,15 @@ class CallerRegistries:
 
     def _evictable(self) -> CallerRegistry | None:
         """The caller to drop for a newcomer: the least recently used one without a
-        registry of its own and no fetch under way (a failed fetch), else the least
-        recently used with a registry of its own; `None` when every caller is waiting
-        for its first fetch (those are never dropped: a flood of new keys must not
-        cancel a real caller's fetch). A scan of at most `max_registries` entries, only
-        when a new caller arrives at a full map.
+        registry of its own that no request is waiting on (a failed fetch, a fetch its
+        client gave up on), else the least recently used with a registry of its own;
+        `None` when every caller is waiting for its first registry (those are never
+        dropped: a flood of new keys must not cancel a real caller's fetch). A scan of at
+        most `max_registries` entries, only when a new caller arrives at a full map.
         """
         oldest_live: CallerRegistry | None = None
         for candidate in self._entries.values():
-            if candidate.first_fetch_running:
+            if candidate.getting_registry:
                 continue
             if candidate.age(self.wall_clock()) is None:
                 return candidate
