@@ -14,10 +14,10 @@ the limit's worth of work, not what it expands to).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._exceptions import ConfigError, PolicyError
+from ._files import read_capped
 
 if TYPE_CHECKING:
     from ._core.policy import Policy, TextLimits
@@ -71,13 +71,9 @@ def read_policy_text(path: str | os.PathLike[str], limits: TextLimits | None = N
     limits = limits or policy_limits()
     name = os.fspath(path)
     try:
-        with Path(path).open("rb") as file:
-            # Read one byte past the limit: the size a stat reports can't be trusted
-            # (a pipe, a file still growing), what was read can.
-            data = file.read(limits.max_bytes + 1)
-            if len(data) > limits.max_bytes:
-                size = max(os.fstat(file.fileno()).st_size, len(data))
-                raise size_error(size, limits, name, "policy")
+        data, over = read_capped(path, limits.max_bytes)
+        if over is not None:
+            raise size_error(over, limits, name, "policy")
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PolicyError(f"not UTF-8 text: {exc.reason}", file=name) from exc

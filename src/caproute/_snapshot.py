@@ -50,6 +50,7 @@ from urllib.parse import urlsplit
 from . import _redact
 from ._core.registry import Registry, RegistrySource
 from ._exceptions import ConfigError, RegistryError, SnapshotError
+from ._files import read_capped
 
 __all__ = [
     "SnapshotLimits",
@@ -469,15 +470,12 @@ def _no_constant(token: str) -> Any:
 
 def _read_text(file: Path, limits: SnapshotLimits) -> str:
     try:
-        with file.open("rb") as handle:
-            # One byte past the limit: what was read decides, not what stat says.
-            data = handle.read(limits.max_bytes + 1)
-            if len(data) > limits.max_bytes:
-                size = max(os.fstat(handle.fileno()).st_size, len(data))
-                raise SnapshotError(
-                    f"snapshot {file} is {size:,} bytes, over the limit of "
-                    f"{limits.max_bytes:,}; set {LIMITS_SETTING}MAX_BYTES to change it"
-                )
+        data, over = read_capped(file, limits.max_bytes)
+        if over is not None:
+            raise SnapshotError(
+                f"snapshot {file} is {over:,} bytes, over the limit of "
+                f"{limits.max_bytes:,}; set {LIMITS_SETTING}MAX_BYTES to change it"
+            )
         return data.decode("utf-8")
     except FileNotFoundError:
         raise SnapshotError(f"snapshot file not found: {file}") from None
