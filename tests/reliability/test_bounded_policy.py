@@ -65,6 +65,18 @@ def deep(levels: int) -> str:
     return "version: 1\nroutes: " + "[" * levels + "]" * levels + "\n"
 
 
+def caproute_cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    """The real command in a fresh process, no ``CAPROUTE_*`` or key in its environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "caproute", *argv],
+        capture_output=True,
+        text=True,
+        env=env_without_limits(),
+        timeout=60,
+        check=False,
+    )
+
+
 def env_without_limits(**extra: str) -> dict[str, str]:
     env = {
         k: v
@@ -202,14 +214,7 @@ def test_nesting_deeper_than_the_limit_is_located(tmp_path: Path) -> None:
 def test_caproute_check_on_a_100k_deep_file_prints_a_located_error(tmp_path: Path) -> None:
     path = tmp_path / "deep.yaml"
     path.write_text(deep(100_000))
-    done = subprocess.run(
-        [sys.executable, "-m", "caproute", "check", str(path)],
-        capture_output=True,
-        text=True,
-        env=env_without_limits(),
-        timeout=60,
-        check=False,
-    )
+    done = caproute_cli("check", str(path))
     assert done.returncode == 1
     assert "RecursionError" not in done.stderr
     assert done.stderr.splitlines() == [
@@ -229,14 +234,7 @@ def test_caproute_check_and_serve_refuse_a_bomb_and_a_huge_file(tmp_path: Path) 
         (huge, f"the policy is {huge.stat().st_size:,} bytes, over the limit of 1,048,576"),
     ):
         for argv in (["check", str(path)], ["serve", "--policy", str(path), "--port", "0"]):
-            done = subprocess.run(
-                [sys.executable, "-m", "caproute", *argv],
-                capture_output=True,
-                text=True,
-                env=env_without_limits(),
-                timeout=60,
-                check=False,
-            )
+            done = caproute_cli(*argv)
             assert done.returncode != 0, argv
             assert message in done.stderr, (argv, done.stderr)
             assert str(path) in done.stderr
@@ -297,14 +295,8 @@ def test_wrap_warns_about_a_candidate_matching_no_model_in_checks_words(
         caproute.wrap(client, policy=path, registry=registry)
         caproute.wrap(client, policy=path, registry=registry)  # said once
     warned = [r.getMessage() for r in caplog.records if r.name == "caproute"]
-    check = subprocess.run(
-        [sys.executable, "-m", "caproute", "check", str(path)],
-        capture_output=True,
-        text=True,
-        env=env_without_limits(),
-        timeout=60,
-        check=True,
-    )
+    check = caproute_cli("check", str(path))
+    assert check.returncode == 0
     (checked,) = check.stderr.splitlines()
     assert "did you mean 'claude-haiku-4-5'?" in checked
     assert warned == [f"{checked} (registry: {registry.source.describe()})"]

@@ -212,22 +212,21 @@ def test_a_list_cached_for_one_key_never_decides_for_another_key_of_the_url(
             "background=False);"
             "r = f.current(); print(r.source.kind, len(r.tombstones), len(r))"
         )
-        env = {"XDG_CACHE_HOME": str(tmp_path / "xdg"), "PATH": "/usr/bin:/bin"}
-        other = subprocess.run(
-            [sys.executable, "-c", script, mock.url, real_key],
-            capture_output=True,
-            text=True,
-            env={**env, "PYTHONPATH": ":".join(sys.path)},
-            timeout=60,
-            check=True,
-        )
-        same = subprocess.run(
-            [sys.executable, "-c", script, mock.url, mock_key],
-            capture_output=True,
-            text=True,
-            env={**env, "PYTHONPATH": ":".join(sys.path)},
-            timeout=60,
-            check=True,
+        env = {
+            "XDG_CACHE_HOME": str(tmp_path / "xdg"),
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": ":".join(sys.path),
+        }
+        other, same = (
+            subprocess.run(
+                [sys.executable, "-c", script, mock.url, key],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+                check=True,
+            )
+            for key in (real_key, mock_key)
         )
     embedded = len(embedded_registry())
     assert other.stdout.split() == ["embedded", "0", str(embedded)]
