@@ -44,7 +44,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 from urllib.parse import urlsplit
 
 from . import _redact
@@ -115,7 +115,9 @@ LIMITS_SETTING = "CAPROUTE_SNAPSHOT_"
 """Prefix of the variables that change `SnapshotLimits` (``CAPROUTE_SNAPSHOT_MAX_BYTES``...)."""
 
 
-def user_cache_path(base_url: str | None = None, credential: str | None = None) -> Path:
+def user_cache_path(
+    base_url: str | None = None, credential: str | None = None, *, create: bool = True
+) -> Path:
     """Where a successful live fetch is cached.
 
     One file per base URL and credential under ``$XDG_CACHE_HOME/caproute/`` (else
@@ -128,16 +130,18 @@ def user_cache_path(base_url: str | None = None, credential: str | None = None) 
 
     Without a credential (offline tools with no key in the environment), the
     credential-less names: ``registry.json`` for the public API,
-    ``registry-<host>-<hash>.json`` for other base URLs.
+    ``registry-<host>-<hash>.json`` for other base URLs. `create` False (for reading)
+    makes no directory and no key: without a key, no keyed file can exist.
     """
     directory = user_cache_dir()
     url = (base_url or DEFAULT_BASE_URL).rstrip("/")
     if not credential:
         return directory / _cache_file_name(url)
+    key = cache_key(directory, create=create)
+    if key is None:  # no key yet, so no file keyed by one: a name that doesn't exist
+        return directory / f"registry.{url}.unkeyed"
     digest = hashlib.blake2b(
-        f"{url}\n{credential}".encode("utf-8", "surrogatepass"),
-        key=cache_key(directory),
-        digest_size=12,
+        f"{url}\n{credential}".encode("utf-8", "surrogatepass"), key=key, digest_size=12
     ).hexdigest()
     if url == DEFAULT_BASE_URL:
         return directory / f"registry.{digest}.json"
@@ -165,13 +169,20 @@ def _cache_file_name(url: str) -> str:
 KEY_FILE = ".hmac-key"
 
 
-def cache_key(directory: Path) -> bytes:
-    """The key cache file names are hashed with, kept in `directory` (0600, made once).
+@overload
+def cache_key(directory: Path) -> bytes: ...
+@overload
+def cache_key(directory: Path, *, create: bool) -> bytes | None: ...
+def cache_key(directory: Path, *, create: bool = True) -> bytes | None:
+    """The key cache file names are hashed with, kept in `directory` (0600, made once;
+    with `create` False, `None` when there is none yet).
 
     Raises:
         SnapshotError: the key file exists but is not one (or can't be made).
     """
     path = directory / KEY_FILE
+    if not create and not path.exists():
+        return None
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -273,7 +284,8 @@ def prune_tombstones(
 
 
 def with_tombstones_pruned(registry: Registry, limits: SnapshotLimits) -> Registry:
-    """`registry` with at most ``limits.max_tombstones`` tombstones (the first it holds).
+    """`registry` with at most ``limits.max_tombstones`` tombstones, the first it holds
+    (after a refetch, the models the newest list left out come before older tombstones).
 
     For a registry in memory, where no tombstone has a time yet: a long-running process
     whose Models API keeps changing its list must not keep every model it ever listed.
@@ -442,7 +454,7 @@ def _load_user_cache(
 ) -> Registry | None:
     """The user cache file's registry, or None when absent or unusable (with a warning)."""
     try:
-        path = path or user_cache_path(base_url, credential)
+        path = path or user_cache_path(base_url, credential, create=False)
         if not path.is_file():
             return None
         registry = load_snapshot(path)
