@@ -19,6 +19,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import anthropic
@@ -310,3 +311,41 @@ def test_wrap_without_a_policy_or_with_a_clean_one_warns_nothing(
         caproute.wrap(client, registry=caproute.embedded_registry())
         caproute.wrap(client, policy=EXAMPLES / "teams.yaml")
     assert [r for r in caplog.records if r.name == "caproute"] == []
+
+
+def test_a_polled_reload_loads_in_a_worker_thread_while_the_loop_serves(tmp_path: Path) -> None:
+    # A policy at the limits takes seconds to validate (1,800 routes: ~3 s, each route
+    # is compared with the ones before it); the proxy's event loop must not wait for it.
+    import anyio
+
+    from caproute._proxy._reload import FileWatcher
+
+    path = tmp_path / "routing.yaml"
+    path.write_text((EXAMPLES / "minimal.yaml").read_text())
+    started, loop_ran = threading.Event(), threading.Event()
+    seen: list[bool] = []
+
+    def slow_load(file: Path) -> Policy:
+        # Waits for the event loop to run something else; on the loop's own thread
+        # nothing else can run, and this gives up after 5 s.
+        started.set()
+        seen.append(loop_ran.wait(5))
+        return caproute.load_policy(file)
+
+    applied: list[Policy] = []
+    watcher = FileWatcher(path, what="policy", load=slow_load, apply=applied.append, interval=0.01)
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(watcher.run)
+            await anyio.sleep(0.05)
+            path.write_text((EXAMPLES / "teams.yaml").read_text())
+            while not applied:
+                await anyio.sleep(0.01)
+                if started.is_set():
+                    loop_ran.set()  # the loop runs while the file loads
+            tasks.cancel_scope.cancel()
+
+    anyio.run(main)
+    assert seen == [True]
+    assert applied == [caproute.load_policy(EXAMPLES / "teams.yaml")]
