@@ -742,6 +742,8 @@ class CallerRegistries:
         one router set per reason, never fetching, never in the map."""
         entry = self._stand_ins.get(why)
         if entry is None:
+            if len(self._stand_ins) >= 32:  # reasons come from the upstream's answers
+                self._stand_ins.clear()
             entry = self._stand_ins[why] = CallerRegistry("", self)
             entry.shared_why = why
             entry._cache_checked = True
