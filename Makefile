@@ -4,15 +4,31 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.caproute-installed
 
-.PHONY: demo test lint types pytest test-sdk0 test-sdk1 bench clean
+.PHONY: demo test lint types pytest test-sdk0 test-sdk1 bench clean check-venv
 
-$(STAMP): pyproject.toml
+# caproute needs Python >= 3.11: checked before .venv is made, and .venv is checked
+# before it is used, so a .venv made by a wrong or since-removed Python (make demo
+# PYTHON=python3.9) is reported with what to do instead of failing every later run the
+# same way.
+NEEDS_PYTHON := import sys; sys.exit(sys.version_info < (3, 11))
+
+check-venv:
+	@if [ -e $(VENV) ] && ! $(BIN)/python -c '$(NEEDS_PYTHON)' >/dev/null 2>&1; then \
+		echo "make: $(VENV) has no working Python >= 3.11 (it has: $$($(BIN)/python --version 2>&1 | head -n 1))." >&2; \
+		echo "make: run 'make clean' to remove it, then make again (PYTHON=python3.11 or newer)." >&2; \
+		exit 1; \
+	fi
+
+$(STAMP): pyproject.toml | check-venv
+	@test -x $(BIN)/python || $(PYTHON) -c '$(NEEDS_PYTHON)' >/dev/null 2>&1 || { \
+		echo "make: PYTHON=$(PYTHON) is not Python >= 3.11 ($$($(PYTHON) --version 2>&1 | head -n 1)); run make PYTHON=python3.11 (or newer)." >&2; \
+		exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: check-venv $(STAMP)
 	$(BIN)/caproute demo
 
 # No container engine on the CI machine: the Dockerfile is linted (hadolint, from the

@@ -9,6 +9,10 @@ every path (the transports, the SDK middleware, the proxy):
   never blocks once any data exists, and the embedded snapshot counts), with the
   facts learned from the API's refusals laid over it (`LearnedFact`, with a TTL) and
   the `PolicyEngine` for it;
+* the organization-level refusals remembered per credential (URL sources turned off
+  for the organization): keyed by a keyed BLAKE2b digest of the credential under a
+  random per-router key, never the credential, kept for ``learned_ttl_s`` and never
+  saved to disk or shared with another credential;
 * the policy, swappable while requests are in flight;
 * the models in their overload cool-down;
 * the decision hooks and the ``caproute`` logger.
@@ -33,9 +37,11 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import inspect
 import logging
 import os
+import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -43,11 +49,13 @@ from typing import Any, Final, Protocol, TypeAlias, cast
 
 from ._core.decision import Decision, RouteResult
 from ._core.flow import (
+    AccountRefusal,
     Call,
     Learn,
     MarkOverloaded,
     MarkRetired,
     Refresh,
+    RememberAccount,
     Resolve,
     View,
     route_call,
@@ -83,6 +91,8 @@ DEFAULT_RETIRED_TTL_S: Final = 7 * 86400.0
 """How long a model that answered 404 is remembered as retired."""
 MAX_NAMES_ASKED: Final = 256
 """At most this many distinct model names are asked about per `RESOLVE_INTERVAL_S`."""
+MAX_ACCOUNTS: Final = 4096
+"""At most this many credentials' organization refusals are remembered (oldest go)."""
 RESOLVE_INTERVAL_S: Final = 60.0
 """How long a model name the Models API was asked about is not asked about again
 (whatever the answer: the fetcher keeps what it learns, and a failure must not cost
@@ -130,8 +140,12 @@ class _Memory:
     """
 
     __slots__ = (
+        "accounts",
+        "accounts_until",
+        "account_expiry",
         "asked",
         "avoid",
+        "digest",
         "cooling",
         "cooling_until",
         "facts",
@@ -154,6 +168,40 @@ class _Memory:
         self.asked: Mapping[str, float] = {}
         """Model names the Models API was asked about: name -> clock() when it may be
         asked again."""
+        self.accounts: Mapping[str, Mapping[str, AccountRefusal]] = {}
+        """Organization refusals: credential digest -> feature -> refusal."""
+        self.account_expiry: Mapping[tuple[str, str], float] = {}
+        """(digest, feature) -> wall-clock time the refusal is forgotten."""
+        self.accounts_until = float("inf")
+        self.digest = functools.partial(_credential_digest, secrets.token_bytes(32))
+        """The keyed digest callers are told apart by (a random key per memory)."""
+
+    def remember_account(self, account: str, refusal: AccountRefusal, until: float) -> None:
+        """Keep `refusal` for the credential whose digest is `account` until `until`."""
+        accounts = dict(self.accounts)
+        accounts[account] = {**accounts.pop(account, {}), refusal.feature: refusal}
+        expiry = {**self.account_expiry, (account, refusal.feature): until}
+        while len(accounts) > MAX_ACCOUNTS:
+            oldest = next(iter(accounts))
+            del accounts[oldest]
+            expiry = {k: t for k, t in expiry.items() if k[0] != oldest}
+        self._set_accounts(accounts, expiry)
+
+    def prune_accounts(self, now: float) -> None:
+        """Forget the organization refusals expired at `now` (wall clock)."""
+        expiry = {k: t for k, t in self.account_expiry.items() if t > now}
+        accounts: dict[str, dict[str, AccountRefusal]] = {}
+        for account, feature in expiry:
+            accounts.setdefault(account, {})[feature] = self.accounts[account][feature]
+        self._set_accounts(accounts, expiry)
+
+    def _set_accounts(
+        self,
+        accounts: Mapping[str, Mapping[str, AccountRefusal]],
+        expiry: Mapping[tuple[str, str], float],
+    ) -> None:
+        self.accounts, self.account_expiry = accounts, expiry
+        self.accounts_until = min(expiry.values(), default=float("inf"))
 
     def add(self, fact: LearnedFact) -> None:
         """Keep `fact` (it replaces any fact on the same model and key)."""
@@ -379,11 +427,26 @@ class LiveRouter:
             or memory.version != self._basis_version
         ):
             engine = self._rebuild(source)
+        if memory.accounts and self._wall() >= memory.accounts_until:
+            memory.prune_accounts(self._wall())
         view = self._view
-        if view is None or view.engine is not engine or view.avoid is not memory.avoid:
+        if (
+            view is None
+            or view.engine is not engine
+            or view.avoid is not memory.avoid
+            or view.accounts is not memory.accounts
+        ):
             live = source.source.kind == "live"
             view = self._view = View(
-                engine, memory.avoid, live, False, None, self._max_attempts, self._can_resolve
+                engine,
+                memory.avoid,
+                live,
+                False,
+                None,
+                self._max_attempts,
+                self._can_resolve,
+                memory.accounts,
+                memory.digest,
             )
         if not view.live and (can_wait := self._may_go_live()) != view.can_wait:
             view = self._view = view._replace(can_wait=can_wait)
@@ -484,7 +547,9 @@ class LiveRouter:
 
     # -- carrying out the flow's actions ----------------------------------------------------
 
-    def carry_out(self, action: Refresh | Resolve | Learn | MarkRetired | MarkOverloaded) -> None:
+    def carry_out(
+        self, action: Refresh | Resolve | Learn | RememberAccount | MarkRetired | MarkOverloaded
+    ) -> None:
         """Do what a state-changing flow action asks (blocking for `Refresh` and
         `Resolve`, bounded)."""
         if isinstance(action, Refresh):
@@ -497,12 +562,15 @@ class LiveRouter:
             for name in action.models:
                 self.look_up(name, max_wait=deadline - self._clock())
             return
+        if isinstance(action, RememberAccount):  # nothing about the registry: no refresh
+            self._record(action)
+            return
         if self._record(action):
             self._save_learned()
         self._refresh_in_background()
 
     async def acarry_out(
-        self, action: Refresh | Resolve | Learn | MarkRetired | MarkOverloaded
+        self, action: Refresh | Resolve | Learn | RememberAccount | MarkRetired | MarkOverloaded
     ) -> None:
         """`carry_out` for async drivers (the cold-start wait and the lookup are awaited;
         a sync fetcher's run in a worker thread)."""
@@ -518,6 +586,9 @@ class LiveRouter:
             deadline = self._clock() + self._cold_start_wait
             for name in action.models:
                 await self._aresolve(name, deadline - self._clock())
+            return
+        if isinstance(action, RememberAccount):
+            self._record(action)
             return
         if self._record(action):
             save = getattr(self._sync_fetcher or self._async_fetcher, "save_learned", None)
@@ -580,7 +651,8 @@ class LiveRouter:
     def learn(self, model: str, key: str, value: bool | int | str, reason: str) -> LearnedFact:
         """Record a fact about `model` by hand (what the flow's `Learn` does).
 
-        `key` is a capability path (value ``False``: unsupported), ``max_tokens`` (the
+        `key` is a capability path (value ``False``: unsupported), ``parameters.<name>``
+        (``False``: the model refuses that top-level parameter), ``max_tokens`` (the
         limit) or ``lifecycle`` (``"retired"``).
         """
         ttl = self._retired_ttl if key == "lifecycle" else self._learned_ttl
@@ -595,8 +667,19 @@ class LiveRouter:
             self._prune_facts()
         return tuple(self._memory.facts.values())
 
-    def _record(self, action: Learn | MarkRetired | MarkOverloaded) -> bool:
+    def _record(self, action: Learn | RememberAccount | MarkRetired | MarkOverloaded) -> bool:
         """Apply a state change; True when a learned fact changed (worth saving)."""
+        if isinstance(action, RememberAccount):
+            # Per credential and in memory only: never a model fact, never on disk.
+            until = self._wall() + self._learned_ttl
+            self._memory.remember_account(action.account, action.refusal, until)
+            self._logger.info(
+                "caproute: the API refused %s for a credential's organization (%s); "
+                "refusing such requests from it locally",
+                action.refusal.feature,
+                action.refusal.error_code,
+            )
+            return False
         if isinstance(action, MarkOverloaded):
             self._memory.cool(action.model, self._clock() + self._cooldown)
             return False
@@ -729,6 +812,12 @@ def _is_async_fetcher(fetcher: object) -> bool:
     return inspect.iscoroutinefunction(current) or inspect.iscoroutinefunction(
         getattr(type(fetcher), "current", None)
     )
+
+
+def _credential_digest(key: bytes, credential: str) -> str:
+    """BLAKE2b in keyed mode (a MAC) of `credential`: tells callers apart without
+    keeping what they sent (as the proxy's `_callers` does)."""
+    return hashlib.blake2b(credential.encode(), key=key, digest_size=16).hexdigest()
 
 
 def _offline_registry() -> Registry:

@@ -43,6 +43,7 @@ from pydantic import (
     PlainSerializer,
     PlainValidator,
     PrivateAttr,
+    StrictBool,
     StrictStr,
     ValidationError,
     WithJsonSchema,
@@ -346,6 +347,9 @@ class Defaults(_PolicyModel):
     when the request names the model), `true` (also as an alternative) or `false`."""
     fallback_on: tuple[FallbackStatus, ...] = ()
     """Upstream statuses (400-599, or '5xx') on which the forwarder tries the next candidate."""
+    allow_unknown_in_batches: StrictBool = False
+    """Whether a Message Batch item may go to a model whose support of what it needs is
+    unknown (as `unknown` allows a single request to); otherwise it is refused locally."""
 
 
 class Route(_PolicyModel):

@@ -162,7 +162,12 @@ class PolicyEngine:
         # already passed the unknown-model check below, and the registry is fixed for
         # this router, so the check would pass again.
         seen = self._unchanged.get(key)
-        if seen is not None and (seen.window is None or found.input_tokens <= seen.window):
+        refused = self._planner.refused  # parameters learned refused: not in the key
+        if (
+            seen is not None
+            and (seen.window is None or found.input_tokens <= seen.window)
+            and (not refused or refused.get(seen.decision.model or "", _NONE).isdisjoint(body))
+        ):
             # Same parameters, so the same decision; only the registry's age can differ.
             # Without one (a snapshot or a registry built in code: age None) the
             # decision is handed out again as is: it is frozen, `extra` included.
@@ -254,6 +259,7 @@ is part of the key by construction."""
 
 _UNCHANGED_CACHE_SIZE = 4096
 _NO_EXCLUSIONS: frozenset[str] = frozenset()
+_NONE: frozenset[str] = frozenset()
 _NO_EDITS: tuple[tuple[JSONPath, Any], ...] = ()  # shared: no list per unchanged request
 
 
