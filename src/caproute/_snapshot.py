@@ -126,7 +126,8 @@ def user_cache_path(
     in for another's lineup (a test's mock for a real key of the same URL, one
     workspace's lineup for another's). The credential is never written: the file name
     holds a keyed hash of it (BLAKE2b under a random key kept in the directory, 0600,
-    like the proxy's caller caches).
+    like the proxy's caller caches): ``registry.<key hash>.json`` for the public API,
+    ``registry-<host>-<url hash>-<key hash>.json`` for other base URLs.
 
     Without a credential (offline tools with no key in the environment), the
     credential-less names: ``registry.json`` for the public API,
@@ -145,7 +146,20 @@ def user_cache_path(
     ).hexdigest()
     if url == DEFAULT_BASE_URL:
         return directory / f"registry.{digest}.json"
-    return directory / f"registry-{_host(url)}-{digest}.json"
+    return directory / f"{_cache_file_name(url).removesuffix('.json')}-{digest}.json"
+
+
+def user_cache_files(base_url: str) -> list[Path]:
+    """Every user cache file of `base_url` other than the public API's: the
+    credential-less one and one per key (``registry-<host>-<hash>[-<key hash>].json``),
+    and half-written ones. For tools that remove an endpoint's caches (a local fake
+    that stops)."""
+    directory = user_cache_dir()
+    stem = _cache_file_name(base_url.rstrip("/")).removesuffix(".json")
+    if stem == "registry":
+        return []
+    patterns = (f"{stem}.json", f"{stem}-*.json", f".{stem}.json.*.tmp", f".{stem}-*.json.*.tmp")
+    return [path for pattern in patterns for path in directory.glob(pattern)]
 
 
 def user_cache_dir() -> Path:
