@@ -594,14 +594,25 @@ class _FetcherBase:
         self._registry = self._best().with_learned(facts)
         return self._registry
 
+    @property
+    def cache_file(self) -> Path:
+        """The user cache file this fetcher reads at start and writes after a fetch
+        (``cache_path=``, else the one of its base URL and credential; where the key
+        that names it can't be made, a name no file has, so nothing is read).
+        """
+        if self._cache_path is not None:
+            return self._cache_path
+        identity = self._credentials.cache_identity
+        try:
+            return user_cache_path(self.base_url, identity)
+        except SnapshotError:  # a read-only home: writing will fail (and say so) anyway
+            return user_cache_path(self.base_url, identity, create=False)
+
     def _persist(self, registry: Registry) -> None:
         if not self._cache_file:
             return
         try:
-            path = self._cache_path or user_cache_path(
-                self.base_url, self._credentials.cache_identity
-            )
-            save_snapshot(registry, path)
+            save_snapshot(registry, self.cache_file)
         except SnapshotError as exc:
             # A read-only home must not turn a good fetch into a failure.
             logger.warning("could not write the registry cache file: %s", exc)
