@@ -547,9 +547,11 @@ class _FetcherBase:
     def _accept_live(self, registry: Registry) -> Registry:
         """Adopt a fetched registry, keeping what was known before.
 
-        Models the list leaves out (its default filter hides retired ones; a key may not
-        see every model) stay as tombstones, and models and aliases learned by
-        `retrieve` and learned facts carry over (`Registry.updated_by`).
+        Models the list leaves out (its default filter hides retired ones; a key or a
+        gateway may not list every model) stay known and routable, unlisted (only the
+        API's own 404 retires one), an empty list takes nothing away, and models and
+        aliases learned by `retrieve` and learned facts carry over
+        (`Registry.updated_by`).
         """
         for info in self._learned_models.values():
             if info.id not in registry:

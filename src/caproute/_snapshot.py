@@ -238,7 +238,7 @@ def save_snapshot(
     target = Path(path)
     limits = limits or SnapshotLimits.from_env()
     document = registry.to_json()
-    if document.get("tombstones"):
+    if _kept(document):
         document = prune_tombstones(document, _stored_times(target, limits), time.time(), limits)
     text = json.dumps(document, indent=1, ensure_ascii=False) + "\n"
     try:
@@ -262,26 +262,37 @@ TOMBSTONE_TIMES = "tombstoned_at"
 """Snapshot key: tombstone id → Unix time it was first written (read by this module only)."""
 
 
+KEPT_KINDS = ("tombstones", "unlisted")
+"""Snapshot keys of models kept beyond what the last list says: known to be unavailable
+(tombstones), and left out of a list but still routed (unlisted)."""
+
+
+def _kept(document: Mapping[str, Any]) -> dict[str, str]:
+    """Every kept model's id → which `KEPT_KINDS` map holds it."""
+    return {m: kind for kind in KEPT_KINDS for m in (document.get(kind) or {})}
+
+
 def prune_tombstones(
     document: Mapping[str, Any], since: Mapping[str, float], now: float, limits: SnapshotLimits
 ) -> dict[str, Any]:
-    """A snapshot document keeping only the tombstones young and recent enough.
+    """A snapshot document keeping only the kept models (tombstones and unlisted ones)
+    young and recent enough.
 
-    A tombstone first seen at ``since[id]`` (else `now`) is dropped once older than
+    A kept model first seen at ``since[id]`` (else `now`) is dropped once older than
     ``limits.tombstone_days``, and beyond the ``limits.max_tombstones`` most recent;
     with it go its model entry, the aliases naming it and the facts learned about it.
     The times of those kept are stored under `TOMBSTONE_TIMES`. Pure: `document` is not
     changed.
     """
     out = dict(document)
-    tombstones: Mapping[str, str] = document.get("tombstones") or {}
-    times = {model: since.get(model, now) for model in tombstones}
+    kinds = _kept(document)
+    times = {model: since.get(model, now) for model in kinds}
     max_age = limits.tombstone_days * 86400
-    young = [model for model in tombstones if now - times[model] <= max_age]
+    young = [model for model in kinds if now - times[model] <= max_age]
     young.sort(key=lambda model: times[model], reverse=True)  # stable: ties keep file order
     kept = set(young[: limits.max_tombstones])
-    if len(kept) < len(tombstones):
-        gone = set(tombstones) - kept
+    if len(kept) < len(kinds):
+        gone = set(kinds) - kept
         out["models"] = [m for m in document.get("models", ()) if _model_id(m) not in gone]
         out["aliases"] = {a: i for a, i in (document.get("aliases") or {}).items() if i not in gone}
         learned = [f for f in document.get("learned") or () if _fact_model(f) not in gone]
@@ -289,22 +300,26 @@ def prune_tombstones(
             out["learned"] = learned
         else:
             out.pop("learned", None)
-    out.pop("tombstones", None)
     out.pop(TOMBSTONE_TIMES, None)
+    for kind in KEPT_KINDS:
+        out.pop(kind, None)
+        remaining = {m: r for m, r in (document.get(kind) or {}).items() if m in kept}
+        if remaining:
+            out[kind] = remaining
     if kept:
-        out["tombstones"] = {m: r for m, r in tombstones.items() if m in kept}
-        out[TOMBSTONE_TIMES] = {m: times[m] for m in out["tombstones"]}
+        out[TOMBSTONE_TIMES] = {m: times[m] for m in kinds if m in kept}
     return out
 
 
 def with_tombstones_pruned(registry: Registry, limits: SnapshotLimits) -> Registry:
-    """`registry` with at most ``limits.max_tombstones`` tombstones, the first it holds
-    (after a refetch, the models the newest list left out come before older tombstones).
+    """`registry` with at most ``limits.max_tombstones`` kept models (tombstones and
+    unlisted ones), the first it holds (after a refetch, those the newest list left out
+    come before older ones).
 
-    For a registry in memory, where no tombstone has a time yet: a long-running process
+    For a registry in memory, where no kept model has a time yet: a long-running process
     whose Models API keeps changing its list must not keep every model it ever listed.
     """
-    if len(registry.tombstones) <= limits.max_tombstones:
+    if len(registry.tombstones) + len(registry.unlisted) <= limits.max_tombstones:
         return registry
     document = prune_tombstones(registry.to_json(), {}, 0.0, limits)
     document.pop(TOMBSTONE_TIMES, None)
@@ -533,7 +548,7 @@ def _registry_from_text(
                 f"snapshot {where} holds {len(models):,} models, over the limit of "
                 f"{limits.max_models:,}; set {LIMITS_SETTING}MAX_MODELS to change it"
             )
-        if document.get("tombstones"):
+        if _kept(document):
             document = prune_tombstones(document, _times_in(document), time.time(), limits)
     try:
         return Registry.from_json(document, source=source)

@@ -293,11 +293,14 @@ def test_a_name_nobody_knows_gets_the_apis_own_404() -> None:
     final, sends = shell.run(call("t-typo"), {"t-typo": GONE})
     assert len(sends) == 1 and sends[0].decision.outcome == "passthrough"
     assert not any(isinstance(a, MarkRetired) for a in shell.log)
-    # Asked about, the Models API doesn't know it either: the same single send.
+    # Asked about, the Models API doesn't know it either: the same single send. Its 404
+    # asks once more (`after_404`: the shell asks only if the first look-up failed).
     asking = Shell(can_resolve=True)
     final, sends = asking.run(call("t-typo"), {"t-typo": GONE})
-    assert [type(a) for a in asking.log] == [Resolve, Send, Deliver]
-    assert sends[0].decision.outcome == "passthrough"
+    assert [type(a) for a in asking.log] == [Resolve, Send, Resolve, Deliver]
+    first, again = (a for a in asking.log if isinstance(a, Resolve))
+    assert (first.after_404, again.after_404) == (False, True)
+    assert len(sends) == 1 and sends[0].decision.outcome == "passthrough"
 
 
 # -- names only the Models API can resolve --------------------------------------------------

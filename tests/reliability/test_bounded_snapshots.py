@@ -2,10 +2,11 @@
 
 Issue 17 item 2: a 100,000-model cache file (114 MB) made a request take 51 s and the
 process 2.8 GB; as ``--snapshot`` it took 67 s to start and a hot reload stalled a
-request 34.7 s; tombstones were never pruned (10k unlisted models stayed after a
+request 34.7 s; kept models were never pruned (10k unlisted models stayed after a
 refetch, the file grew). Every file is now refused above a size and a model count
 (``CAPROUTE_SNAPSHOT_MAX_BYTES``, ``CAPROUTE_SNAPSHOT_MAX_MODELS``) before its models
-are validated, and tombstones are kept at most 90 days and 100 at a time.
+are validated, and kept models (tombstones, and models a later list left out) are
+kept at most 90 days and 100 at a time.
 
 Issue 18 item 6 (the cache part): a list cached for one client of a base URL (a test's
 mock) decided for every later client of that URL, in later processes too. Cache files
@@ -161,27 +162,31 @@ def test_a_refetch_prunes_the_unlisted_models_of_a_huge_cache_file(
     size_before = cache.stat().st_size
     with caproute.RegistryFetcher(api_key=API_KEY, base_url=fake.url, cache_path=cache) as f:
         live = f.refresh()
-    assert len(live.tombstones) == 100
+    # The models the list leaves out are kept (unlisted), the 100 most recent of them.
+    assert len(live.unlisted) + len(live.tombstones) == 100
     saved = json.loads(cache.read_text())
-    assert len(saved["tombstones"]) == 100
+    kept = {**saved.get("unlisted", {}), **saved.get("tombstones", {})}
+    assert len(kept) == 100
     assert len(saved["models"]) == len(live.ids) + 100
     assert cache.stat().st_size < size_before / 5
-    assert set(saved["tombstoned_at"]) == set(saved["tombstones"])
+    assert set(saved["tombstoned_at"]) == set(kept)
 
 
 def test_tombstones_keep_their_age_across_saves_and_go_after_90_days(tmp_path: Path) -> None:
     now = time.time()
     document = many_models(4)
     ids = [m["id"] for m in document["models"]]
-    document["tombstones"] = {ids[1]: "gone", ids[2]: "gone", ids[3]: "gone"}
+    document["tombstones"] = {ids[1]: "gone", ids[2]: "gone"}
+    document["unlisted"] = {ids[3]: "left out"}  # kept models of both kinds age alike
     document["tombstoned_at"] = {ids[1]: now - 91 * 86400, ids[2]: now - 89 * 86400}
     document["aliases"] = {"old-alias": ids[1]}
     path = write(tmp_path / "snap.json", document)
 
     registry = load_snapshot(path)
-    assert sorted(registry.tombstones) == sorted([ids[2], ids[3]])  # ids[1]: 91 days
+    assert list(registry.tombstones) == [ids[2]]  # ids[1]: 91 days
+    assert list(registry.unlisted) == [ids[3]]
     assert "old-alias" not in registry.aliases
-    assert registry.ids == (ids[0],)
+    assert ids[1] not in registry
 
     save_snapshot(registry, path)  # the times written before are kept, not reset
     saved = json.loads(path.read_text())
@@ -210,7 +215,7 @@ def test_a_list_cached_for_one_key_never_decides_for_another_key_of_the_url(
             "import caproute, sys;"
             "f = caproute.RegistryFetcher(api_key=sys.argv[2], base_url=sys.argv[1], "
             "background=False);"
-            "r = f.current(); print(r.source.kind, len(r.tombstones), len(r))"
+            "r = f.current(); print(r.source.kind, len(r.unlisted), len(r))"
         )
         env = {
             "XDG_CACHE_HOME": str(tmp_path / "xdg"),

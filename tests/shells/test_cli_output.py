@@ -500,7 +500,8 @@ def test_api_key_env_reads_the_key_from_the_named_variable(
     code, out, err = run(capsys, *argv, "--json")
     assert (code, err) == (0, "")
     document = json.loads(out)
-    listed = [m["id"] for m in document["models"] if m["id"] not in document["tombstones"]]
+    kept = {*document["tombstones"], *document.get("unlisted", {})}
+    listed = [m["id"] for m in document["models"] if m["id"] not in kept]
     assert listed == ["claude-out-1"]
     assert KEY not in out and KEY not in user_cache_path(fake.url, KEY).read_text()
 

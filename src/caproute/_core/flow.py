@@ -39,7 +39,10 @@ The rules, each a promise:
   unchanged for the API to judge. Where the shell can ask the Models API about a
   name (`View.can_resolve`), the flow asks first (`Resolve`, with every unknown name
   of a batch's items, up to `MAX_RESOLVE_PER_CALL`) and decides again, once: the
-  names are then routed like any model it knows.
+  names are then routed like any model it knows. A name that still went out unknown
+  (its look-up failed) and got the API's 404 is asked about once more
+  (``Resolve(after_404=True)``): a retired model the list hides is then rerouted by
+  its line in the same call.
 * **Learn from refusals about the model, only.** A 400 ``invalid_request_error`` is
   classified first (`learning.classify`: model capability, model parameter,
   organization, payload, shape, unknown). One about the model that names a parameter
@@ -196,6 +199,9 @@ class Resolve(NamedTuple):
 
     models: tuple[str, ...]
     reason: str
+    after_404: bool = False
+    """The API just answered 404 for the name: ask even while a back-off after a
+    failed look-up runs (the call fails otherwise; once per call)."""
 
 
 class Learn(NamedTuple):
@@ -319,19 +325,45 @@ def call_flow(
         return
     sent = action
     excluded: frozenset[str] = frozenset()
-    learned = fell_back = False
+    learned = fell_back = asked = False
     while True:
         reply = yield sent
         if reply.status_code < 400 or sent.attempt >= view.max_sends:
             break
         decision = sent.decision
         model = decision.model
+        status = reply.status_code
+        if (
+            decision.outcome == "passthrough"
+            and not asked
+            and (name := _look_up_after_404(view, call, decision, reply)) is not None
+        ):
+            # A name never resolved got the API's 404: what does the Models API say
+            # about it (a retired model the list hides, say)? Once per call, even if
+            # the look-up before sending failed.
+            asked = True
+            view = yield Resolve((name,), f"404 not_found_error for {name!r}, never resolved", True)
+            result = _route(view, call, excluded)
+            if result.decision.outcome == "passthrough" or result.decision.rejected:
+                break
+            if _same_target(sent, result):
+                break
+            cause = f"404 not_found_error for {name!r}: looked up"
+            attempt = sent.attempt + 1
+            extra = {**result.decision.extra, "attempt": attempt, "cause": cause}
+            routed = dataclasses.replace(result.decision, extra=extra)
+            sent = Send(result.body, routed, result.body is not call.body, attempt)
+            continue
         if model is None or call.endpoint == "batch" or decision.outcome == "passthrough":
             break  # a batch mixes models; a model nobody knows gets the API's answer
-        status = reply.status_code
         fallback = False
         if status == 400 and reply.error_type == "invalid_request_error" and not learned:
-            refusal = classify(reply.error_message, sent.body, model, error_code=reply.error_code)
+            refusal = classify(
+                reply.error_message,
+                _as_messages_body(sent.body, call),
+                model,
+                error_code=reply.error_code,
+            )
             found = refusal.fact
             if found is None:
                 extra = {**sent.decision.extra, "refusal": refusal.kind.value}
@@ -448,6 +480,31 @@ def _unknown_names(view: View, call: Call, decision: Decision) -> tuple[str, ...
             if len(names) == MAX_RESOLVE_PER_CALL:
                 break
     return tuple(names)
+
+
+def _look_up_after_404(view: View, call: Call, decision: Decision, reply: Reply) -> str | None:
+    """The name to look up after a 404 ``not_found_error`` for a call passed through
+    because the registry doesn't know its model, or `None`."""
+    if reply.status_code != 404 or reply.error_type != "not_found_error":
+        return None
+    if not view.can_resolve or call.endpoint == "batch":
+        return None
+    name = decision.requested_model
+    if not name or view.engine.registry.resolve(name) is not None:
+        return None
+    if shape_problem(call.body, call.endpoint) is not None:
+        return None  # not a Messages body: its name is not what the 404 is about
+    return name
+
+
+def _as_messages_body(body: Any, call: Call) -> Any:
+    """The refused body as `learning.classify` reads it: a ``count_tokens`` body is a
+    Messages body without ``max_tokens`` (the endpoint takes none), and its refusals
+    teach the same facts. A ``max_tokens`` of 1 names no limit any message could state
+    below it, so it never becomes a fact itself."""
+    if call.endpoint == "count_tokens" and isinstance(body, dict) and "max_tokens" not in body:
+        return {**body, "max_tokens": 1}
+    return body
 
 
 def credential_of(headers: Mapping[str, str] | None) -> str | None:

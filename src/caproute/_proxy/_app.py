@@ -744,7 +744,9 @@ class ProxyApp:
                 "source": registry.source.to_dict(),
                 "age_s": _round(registry.source.age(now)),
                 "models": [info.to_api_dict() for info in registry.models],
-                # What a later list left out, and what the API's refusals taught.
+                # What a later list left out (still routed), what is known to be gone,
+                # and what the API's refusals taught.
+                "unlisted": dict(registry.unlisted),
                 "tombstones": dict(registry.tombstones),
                 "learned": [fact.to_dict() for fact in registry.learned],
             },

@@ -66,8 +66,8 @@ from typing import TYPE_CHECKING, Any
 import httpx2
 
 from .._core.policy import Policy
-from .._core.registry import LearnedFact, Registry, RegistrySource
-from .._exceptions import ConfigError, RegistryHTTPError
+from .._core.registry import LearnedFact, ModelInfo, Registry, RegistrySource
+from .._exceptions import ConfigError, RegistryHTTPError, RegistryUnavailableError
 from .._live import DecisionHook, LiveRouter
 from .._transports import AsyncRoutingTransport
 from ._headers import Headers
@@ -274,6 +274,9 @@ class CallerRegistry:
         self.last_error: str | None = None
         self._retry_at = float("-inf")
         self._last_asked = float("-inf")
+        self._found: dict[str, ModelInfo] = {}
+        """What ``GET /v1/models/{name}`` answered, per name asked: kept across fetches
+        (a list leaves these models out)."""
         self.fetches = 0
         self.routes = RouterSet(
             self,
@@ -478,7 +481,7 @@ class CallerRegistry:
             return
         finally:
             self._flight = None
-        self._live = registry
+        self._live = self._with_found(registry)
         self.denied = None
         self.last_error = None
         self._retry_at = float("-inf")
@@ -490,19 +493,43 @@ class CallerRegistry:
         registry lacks, with the credential the current request lent; what it answers
         (a model the list leaves out, an alias) joins the caller's registry.
 
-        `LiveRouter` calls this before routing such a name (at most once a minute per
-        name). Nothing is asked for a caller routed on the shared registry.
+        `LiveRouter` calls this before routing such a name (one look-up per name at a
+        time; see `LiveRouter.look_up`). Every answer is merged into the caller's
+        registry as it is then, whatever other look-ups or fetches finished meanwhile.
+        Nothing is asked for a caller whose key can't list models (routed on the
+        shared registry).
+
+        Raises:
+            RegistryUnavailableError: The caller's own registry is not fetched yet (the
+                name is asked again after a short back-off).
         """
-        live, credential = self._live, _lent()
-        if live is None or credential is None or credential.digest(self._owner.key) != self.digest:
+        credential = _lent()
+        if credential is None or credential.digest(self._owner.key) != self.digest:
             return
-        fetcher = self._fetcher(credential, live)
+        if self.denied is not None:
+            return
+        if self._live is None:
+            raise RegistryUnavailableError("the caller's own registry is not fetched yet")
+        fetcher = self._fetcher(credential, self._live)
         del credential
         try:
-            if await fetcher.retrieve(model, max_wait=max_wait) is not None and self._live is live:
-                self._live = await fetcher.current()
+            info = await fetcher.retrieve(model, max_wait=max_wait)
         finally:
             del fetcher
+        if info is not None:
+            self._found[model] = info
+            if self._live is not None:
+                self._live = self._with_found(self._live)
+
+    def _with_found(self, registry: Registry) -> Registry:
+        """`registry` plus every model and alias a look-up found that it lacks."""
+        aliases = {}
+        for name, info in self._found.items():
+            if registry.resolve(info.id) is None:
+                registry = registry.with_model(info)
+            if name != info.id and registry.resolve(name) != info.id:
+                aliases[name] = info.id
+        return registry.with_aliases(aliases) if aliases else registry
 
     def save_learned(self, facts: Sequence[LearnedFact]) -> None:
         """Keep what the caller's router learned with its registry and its cache file.
@@ -513,8 +540,12 @@ class CallerRegistry:
         live = self._live
         if live is None:
             return  # routed on the shared registry: nothing of the caller's own to save
-        self._live = live.with_learned(facts)
-        self._owner.write_cache(self.digest, self._live)
+        saved = live.with_learned(facts)
+        if self._live is live:
+            # Runs in a worker thread: a fetch or a look-up that landed meanwhile is
+            # newer and stays (the router holds the facts either way).
+            self._live = saved
+        self._owner.write_cache(self.digest, saved)
 
     def _failed(self, exc: Exception) -> None:
         self.last_error = str(exc) or type(exc).__name__

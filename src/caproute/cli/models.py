@@ -183,7 +183,7 @@ def _fetch_live(args: argparse.Namespace) -> Registry:
         registry = fetcher.refresh()
     if before.source.kind != "embedded":
         return registry
-    told = _first_fetch_tombstones(registry, before, fetcher.base_url)
+    told = _first_fetch_unlisted(registry, before, fetcher.base_url)
     if told is not registry and cache.is_file():
         # The fetch just cached its data: keep the same data, told the same way, so the
         # next fetch doesn't start from "not listed any more".
@@ -192,8 +192,9 @@ def _fetch_live(args: argparse.Namespace) -> Registry:
     return told
 
 
-def _first_fetch_tombstones(registry: Registry, embedded: Registry, base_url: str) -> Registry:
-    """`registry` with the tombstones of a first fetch from `base_url` told as such.
+def _first_fetch_unlisted(registry: Registry, embedded: Registry, base_url: str) -> Registry:
+    """`registry` with the models a first fetch from `base_url` left out (kept,
+    unlisted) told as such.
 
     Nothing was fetched from this endpoint before: the models its list leaves out were
     never listed there, they are only in the lineup caproute ships with. Saying they are
@@ -203,8 +204,8 @@ def _first_fetch_tombstones(registry: Registry, embedded: Registry, base_url: st
 
     new = {
         model_id: reason
-        for model_id, reason in registry.tombstones.items()
-        if model_id not in embedded.tombstones
+        for model_id, reason in registry.unlisted.items()
+        if model_id not in embedded.unlisted and model_id not in embedded.tombstones
     }
     if not new:
         return registry
@@ -221,7 +222,7 @@ def _first_fetch_tombstones(registry: Registry, embedded: Registry, base_url: st
                 f"in {where} but not listed for this key by the Models API at {base_url}"
             )
     document = registry.to_json()
-    document["tombstones"] = {**document.get("tombstones", {}), **told}
+    document["unlisted"] = {**document.get("unlisted", {}), **told}
     return Registry.from_json(document, source=registry.source)
 
 
