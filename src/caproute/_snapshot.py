@@ -22,9 +22,10 @@ first use and kept.
 
 Every file read here is bounded (`SnapshotLimits`, ``CAPROUTE_SNAPSHOT_*``): a file
 over the size limit is refused unread, one listing more models than the limit is
-refused before its models are validated, and tombstones (models a later list left
-out) are pruned by age and count whenever a snapshot is saved or loaded
-(`prune_tombstones`), so a cache file can't grow without end.
+refused before its models are validated, and kept models (tombstones, and the
+unlisted models a later list left out) are pruned by age and count whenever a
+snapshot is saved or loaded (`prune_tombstones`), so a cache file can't grow without
+end.
 """
 
 from __future__ import annotations
@@ -81,9 +82,10 @@ class SnapshotLimits:
     max_models: int = 2_000
     """Models in a file or a fetched list, tombstones included."""
     max_tombstones: int = 100
-    """Tombstones kept when a snapshot is saved or loaded (the most recent)."""
+    """Kept models (tombstones, and unlisted models a later list left out) kept when a
+    snapshot is saved or loaded, and after a refetch (the most recent)."""
     tombstone_days: float = 90.0
-    """Tombstones older than this are dropped when a snapshot is saved or loaded."""
+    """Kept models older than this are dropped when a snapshot is saved or loaded."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SnapshotLimits:
