@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import httpx2
 
+from . import _policy_io
 from ._frameworks import Framework, framework_of
 from ._live import DecisionHook, LiveRouter, RegistryInput, router_or_live
 from ._transports import AsyncRoutingTransport, RoutingTransport, httpx_transport_classes
@@ -128,6 +129,7 @@ def wrap(
     if owns_router:
         registry = made = _fetcher_for(client, is_async=is_async)
     live = router_or_live(router, registry, policy, on_decision)
+    _policy_io.log_policy_warnings(policy, live.policy, None if owns_router else registry)
     if via == "auto":
         via = "middleware" if callable(getattr(client, "with_middleware", None)) else "transport"
     if via not in ("middleware", "transport"):

@@ -173,16 +173,17 @@ def _fetch_live(args: argparse.Namespace) -> Registry:
         api_key=api_key, base_url=args.base_url, background=False, max_attempts=args.retries + 1
     )
     from .._exceptions import SnapshotError
-    from .._snapshot import initial_registry, save_snapshot, user_cache_path
+    from .._snapshot import initial_registry, save_snapshot
 
-    # What the fetch starts from: the user cache of this endpoint, else the embedded lineup.
-    before = initial_registry(base_url=fetcher.base_url)
+    # What the fetch starts from: the user cache of this endpoint and key, else the
+    # embedded lineup.
+    cache = fetcher.cache_file
+    before = initial_registry(cache_path=cache)
     with fetcher, _reported_here():
         registry = fetcher.refresh()
     if before.source.kind != "embedded":
         return registry
     told = _first_fetch_unlisted(registry, before, fetcher.base_url)
-    cache = user_cache_path(fetcher.base_url)
     if told is not registry and cache.is_file():
         # The fetch just cached its data: keep the same data, told the same way, so the
         # next fetch doesn't start from "not listed any more".

@@ -69,10 +69,9 @@ def _constant_reply(text: str) -> Callable[[dict[str, Any], str], str]:
 
 def _forget_cached_lineup(url: str) -> None:
     """Remove caproute's registry cache file for `url` (and a half-written one), if any."""
-    from .._snapshot import user_cache_path
+    from .._snapshot import user_cache_files
 
-    path = user_cache_path(url)
-    for leftover in (path, *path.parent.glob(f".{path.name}.*.tmp")):
+    for leftover in user_cache_files(url):  # one per key that read it, and half-written ones
         with contextlib.suppress(OSError):
             leftover.unlink()
 
