@@ -1,0 +1,113 @@
+"""A pytest plugin for the anthropic SDK's own test suite: every client it builds, wrapped.
+
+Loaded by `run.py` with ``-p caproute_sdk_suite`` (after the suite's own
+``-p tests._alias_httpx``). Settings come from the environment:
+
+* ``CAPROUTE_SDK_SUITE_WRAP``: ``off`` (the unwrapped reference run) or the `via` to
+  wrap with (``auto``, ``middleware``, ``transport``);
+* ``CAPROUTE_SDK_SUITE_REGISTRY``: ``live`` (default ``wrap()``: no ``registry=``) or
+  ``embedded`` (``registry=caproute.embedded_registry()``, no fetch);
+* ``CAPROUTE_SDK_SUITE_RESULTS``: where to write each test's outcome (JSON).
+
+Every ``Anthropic`` / ``AsyncAnthropic`` (or subclass) the tests construct becomes
+``caproute.wrap(client, ...)``: the classes get a ``__new__`` that builds the client as
+asked, wraps it, and hands back the wrapped copy. Clients built by the SDK itself while
+copying one (``copy`` / ``with_options`` / ``with_middleware``, which construct
+``self.__class__(...)``) and by `caproute.wrap` are left alone: a copy of a wrapped
+client is routed already.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import os
+import sys
+from typing import Any
+
+import pytest
+
+_WRAP = os.environ.get("CAPROUTE_SDK_SUITE_WRAP", "off")
+_REGISTRY = os.environ.get("CAPROUTE_SDK_SUITE_REGISTRY", "live")
+_RESULTS = os.environ.get("CAPROUTE_SDK_SUITE_RESULTS")
+
+_inside: contextvars.ContextVar[bool] = contextvars.ContextVar("caproute_inside", default=False)
+_outcomes: dict[str, str] = {}
+_wrapped_count = 0
+
+
+def _copy_codes(classes: tuple[type[Any], ...]) -> frozenset[Any]:
+    codes = set()
+    for cls in classes:
+        for klass in cls.__mro__:
+            for name in ("copy", "with_options", "with_middleware"):
+                function = klass.__dict__.get(name)
+                code = getattr(function, "__code__", None)
+                if code is not None:
+                    codes.add(code)
+    return frozenset(codes)
+
+
+def _install() -> None:
+    import anthropic
+
+    import caproute
+
+    classes = (anthropic.Anthropic, anthropic.AsyncAnthropic)
+    copy_codes = _copy_codes(classes)
+    options: dict[str, Any] = {"via": _WRAP}
+    if _REGISTRY == "embedded":
+        options["registry"] = caproute.embedded_registry()
+
+    for base in classes:
+        original_init = base.__init__
+
+        def __new__(cls: type[Any], *args: Any, _base: type[Any] = base, **kwargs: Any) -> Any:
+            instance = object.__new__(cls)
+            caller = sys._getframe(1).f_code
+            if _inside.get() or caller in copy_codes:
+                return instance  # a copy of a (wrapped) client, or wrap's own: as it is
+            global _wrapped_count
+            token = _inside.set(True)
+            try:
+                instance.__init__(*args, **kwargs)
+                wrapped = caproute.wrap(instance, **options)
+            finally:
+                _inside.reset(token)
+            _wrapped_count += 1
+            # `type.__call__` calls `__init__` again on what `__new__` returns: once, skip it.
+            wrapped.__dict__["_caproute_suite_skip_init"] = True
+            return wrapped
+
+        def __init__(self: Any, *args: Any, _init: Any = original_init, **kwargs: Any) -> None:
+            if self.__dict__.pop("_caproute_suite_skip_init", False):
+                return
+            _init(self, *args, **kwargs)
+
+        __init__.__wrapped__ = original_init  # type: ignore[attr-defined]
+        base.__new__ = __new__  # type: ignore[method-assign]
+        base.__init__ = __init__  # type: ignore[method-assign]
+
+
+if _WRAP != "off":
+    _install()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    previous = _outcomes.get(report.nodeid)
+    if report.failed:
+        outcome = "failed" if report.when == "call" else "error"
+    elif report.skipped:
+        outcome = "xfailed" if hasattr(report, "wasxfail") else "skipped"
+    else:
+        outcome = "passed" if report.when == "call" else (previous or "passed")
+    if previous in ("failed", "error"):
+        return  # a teardown error after a failure: the failure is what counts
+    if report.when == "call" or previous is None or outcome in ("failed", "error", "skipped"):
+        _outcomes[report.nodeid] = outcome
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _RESULTS:
+        with open(_RESULTS, "w", encoding="utf-8") as file:
+            json.dump({"wrapped_clients": _wrapped_count, "outcomes": _outcomes}, file, indent=0)
