@@ -9,7 +9,9 @@ Loaded by `run.py` with ``-p caproute_sdk_suite`` (after the suite's own
   ``embedded`` (``registry=caproute.embedded_registry()``, no fetch);
 * ``CAPROUTE_SDK_SUITE_RESULTS``: where to write each test's outcome (JSON).
 
-Every ``Anthropic`` / ``AsyncAnthropic`` (or subclass) the tests construct becomes
+Every ``Anthropic`` / ``AsyncAnthropic`` (or a subclass the tests define; not the SDK's
+own platform subclasses, Foundry and Google Cloud, which `wrap` is not for) the tests
+construct becomes
 ``caproute.wrap(client, ...)``: the classes get a ``__new__`` that builds the client as
 asked, wraps it, and hands back the wrapped copy. Clients built by the SDK itself while
 copying one (``copy`` / ``with_options`` / ``with_middleware``, which construct
@@ -33,6 +35,7 @@ _RESULTS = os.environ.get("CAPROUTE_SDK_SUITE_RESULTS")
 
 _inside: contextvars.ContextVar[bool] = contextvars.ContextVar("caproute_inside", default=False)
 _outcomes: dict[str, str] = {}
+_messages: dict[str, str] = {}
 _wrapped_count = 0
 
 
@@ -46,6 +49,15 @@ def _copy_codes(classes: tuple[type[Any], ...]) -> frozenset[Any]:
                 if code is not None:
                     codes.add(code)
     return frozenset(codes)
+
+
+def _is_platform_client(cls: type[Any]) -> bool:
+    """The SDK's own subclasses for other platforms (Foundry, Google Cloud...): `wrap`
+    takes ``Anthropic`` / ``AsyncAnthropic`` (and a caller's subclass of them)."""
+    return cls.__module__.startswith("anthropic.") and cls.__name__ not in _CLIENT_NAMES
+
+
+_CLIENT_NAMES = frozenset({"Anthropic", "AsyncAnthropic"})
 
 
 def _install() -> None:
@@ -65,7 +77,7 @@ def _install() -> None:
         def __new__(cls: type[Any], *args: Any, _base: type[Any] = base, **kwargs: Any) -> Any:
             instance = object.__new__(cls)
             caller = sys._getframe(1).f_code
-            if _inside.get() or caller in copy_codes:
+            if _inside.get() or caller in copy_codes or _is_platform_client(cls):
                 return instance  # a copy of a (wrapped) client, or wrap's own: as it is
             global _wrapped_count
             token = _inside.set(True)
@@ -105,9 +117,17 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         return  # a teardown error after a failure: the failure is what counts
     if report.when == "call" or previous is None or outcome in ("failed", "error", "skipped"):
         _outcomes[report.nodeid] = outcome
+    if report.failed:
+        crash = getattr(report.longrepr, "reprcrash", None)
+        message = getattr(crash, "message", None) or str(report.longrepr).splitlines()[-1:]
+        _messages[report.nodeid] = str(message)[:400]
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
+def pytest_sessionfinish() -> None:
     if _RESULTS:
         with open(_RESULTS, "w", encoding="utf-8") as file:
-            json.dump({"wrapped_clients": _wrapped_count, "outcomes": _outcomes}, file, indent=0)
+            json.dump(
+                {"wrapped_clients": _wrapped_count, "outcomes": _outcomes, "messages": _messages},
+                file,
+                indent=0,
+            )

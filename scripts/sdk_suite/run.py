@@ -41,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--sdk-version", help="default: the anthropic installed here")
     parser.add_argument("--cache", type=Path, default=ROOT / ".cache" / "sdk-suite")
-    parser.add_argument("--config", action="append", help=f"VIA:REGISTRY (default: {DEFAULT_CONFIGS})")
+    parser.add_argument(
+        "--config", action="append", help=f"VIA:REGISTRY (default: {DEFAULT_CONFIGS})"
+    )
     parser.add_argument("--baseline-only", dest="config", action="store_const", const=[])
     parser.add_argument("--expected", type=Path, default=HERE / "expected-differences.txt")
     parser.add_argument("--reuse", action="store_true", help="reuse result files of earlier runs")
@@ -117,7 +119,7 @@ def _run(
     data = json.loads(results.read_text())
     outcomes = data["outcomes"]
     failed = sum(1 for outcome in outcomes.values() if outcome in FAILED)
-    print(f"{name}: {len(outcomes)} tests, {failed} failed, {data.get('seconds')} s, "
+    say(f"{name}: {len(outcomes)} tests, {failed} failed, {data.get('seconds')} s, "
           f"{data.get('wrapped_clients')} clients wrapped")  # fmt: skip
     return data
 
@@ -153,16 +155,21 @@ def _compare(
     unexplained = [t for t in differences if not any(fnmatch.fnmatch(t, p) for _, p, _ in listed)]
     stale = [p for _, p, _ in listed if not any(fnmatch.fnmatch(t, p) for t in differences)]
     fixed = sorted(t for t, o in outcomes.items() if o not in FAILED and reference.get(t) in FAILED)
-    print(f"  {config}: {len(differences)} wrapped-only failures "
+    say(f"  {config}: {len(differences)} wrapped-only failures "
           f"({len(differences) - len(unexplained)} listed), {len(unexplained)} unexplained, "
           f"{len(missing)} not run, {len(fixed)} pass only wrapped")  # fmt: skip
     for test in unexplained:
-        print(f"    UNEXPLAINED {test}")
+        say(f"    UNEXPLAINED {test}")
     for test in missing:
-        print(f"    NOT RUN {test}")
+        say(f"    NOT RUN {test}")
     for pattern in stale:
-        print(f"    listed but passes now (remove it): {pattern}")
+        say(f"    listed but passes now (remove it): {pattern}")
     return 1 if unexplained or missing else 0
+
+
+def say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

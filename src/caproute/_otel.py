@@ -9,18 +9,20 @@ already in ``sys.modules`` (the application, Logfire, a framework or anthropic 2
 imported it), so ``import caproute`` stays light. With the OTel API but no SDK
 configured, the current span is the API's non-recording span and nothing is set.
 
-Which span:
+Which span: the one current when the request is routed (the framework's or the
+application's), with two exceptions where caproute records nothing:
 
-* the span current when the request is routed (the framework's or the application's),
-  which gets the attributes below;
-* except when that span is the anthropic SDK's own span of the API call (anthropic
-  2.x traces each call, instrumentation scope ``com.anthropic.sdk.python``): caproute
-  does not write into another library's span (its attributes follow the GenAI
-  semantic conventions, and the SDK owns them). It records a span of its own instead,
-  ``caproute.route``, a child of the SDK's span, from the client's tracer provider
-  (when `wrap` was given the client, which knows it) or the global one;
-* nothing at all for a client built with ``open_telemetry=False`` (its traces off):
-  the caller asked that client not to trace, and `wrap` passes that on.
+* the current span is the anthropic SDK's own span of the API call (anthropic 2.x
+  traces each call, instrumentation scope ``com.anthropic.sdk.python``). Writing
+  ``caproute.*`` into it would change another library's instrumentation (its
+  attributes follow the GenAI semantic conventions, and the SDK owns them), and a
+  span of caproute's own beside it would change the trace the SDK produces (the SDK's
+  own tests count its spans: checked with its suite, docs/sdk.md). The span that
+  isn't the SDK's, the caller's, is not reachable from there (OpenTelemetry gives a
+  span's parent as a context, not a span). The decision stays on the response headers,
+  the hooks and the log;
+* the client was built with ``open_telemetry=False`` (its traces off): the caller
+  asked that client not to trace, and `wrap` passes that on (`client_tracing`).
 
 Reporting never breaks a request: any error from OpenTelemetry (a broken provider, a
 patched ``get_current_span`` that raises) is logged at DEBUG and the request goes on.
@@ -50,8 +52,6 @@ TRACE_MODULE: Final = "opentelemetry.trace"
 _SDK_SCOPE: Final = "com.anthropic.sdk"
 """The anthropic SDK's instrumentation scope (``com.anthropic.sdk.python[.platform]``)."""
 
-_SPAN_NAME: Final = "caproute.route"
-
 _logger = logging.getLogger("caproute")
 
 
@@ -60,8 +60,6 @@ class ClientTracing(NamedTuple):
 
     enabled: bool
     """False for a client built with ``open_telemetry=False``: annotate nothing."""
-    tracer_provider: Any = None
-    """The client's own tracer provider, if its option names one (else the global one)."""
 
 
 client_tracing: contextvars.ContextVar[ClientTracing | None] = contextvars.ContextVar(
@@ -79,15 +77,18 @@ def annotate_current_span(decision: Decision) -> None:
     if tracing is not None and not tracing.enabled:
         return
     try:
-        _annotate(trace, decision, tracing)
+        _annotate(trace, decision)
     except Exception:
         _logger.debug("caproute: could not annotate the OpenTelemetry span", exc_info=True)
 
 
-def _annotate(trace: Any, decision: Decision, tracing: ClientTracing | None) -> None:
+def _annotate(trace: Any, decision: Decision) -> None:
     span = trace.get_current_span()
     if not span.is_recording():
         return
+    scope = getattr(span, "instrumentation_scope", None)
+    if str(getattr(scope, "name", "")).startswith(_SDK_SCOPE):
+        return  # the SDK's span: not caproute's to write into (module docstring)
     attributes = {
         "caproute.outcome": decision.outcome,
         "caproute.model": decision.model or "",
@@ -96,14 +97,4 @@ def _annotate(trace: Any, decision: Decision, tracing: ClientTracing | None) -> 
     }
     if decision.rejected and decision.reason:
         attributes["caproute.reason"] = decision.reason
-    scope = getattr(span, "instrumentation_scope", None)
-    if not str(getattr(scope, "name", "")).startswith(_SDK_SCOPE):
-        span.set_attributes(attributes)
-        return
-    # The SDK's span: a span of caproute's own under it, never attributes in the SDK's.
-    provider = tracing.tracer_provider if tracing is not None else None
-    tracer = trace.get_tracer("caproute", tracer_provider=provider)
-    child = tracer.start_span(
-        _SPAN_NAME, context=trace.set_span_in_context(span), attributes=attributes
-    )
-    child.end()
+    span.set_attributes(attributes)
