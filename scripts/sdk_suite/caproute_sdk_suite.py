@@ -3,8 +3,9 @@
 Loaded by `run.py` with ``-p caproute_sdk_suite`` (after the suite's own
 ``-p tests._alias_httpx``). Settings come from the environment:
 
-* ``CAPROUTE_SDK_SUITE_WRAP``: ``off`` (the unwrapped reference run) or the `via` to
-  wrap with (``auto``, ``middleware``, ``transport``);
+* ``CAPROUTE_SDK_SUITE_WRAP``: ``off`` (the unwrapped reference run), the `via` to
+  wrap with (``auto``, ``middleware``, ``transport``), or ``empty-middleware`` (the
+  control: ``client.with_middleware(passthrough)``, no caproute at all);
 * ``CAPROUTE_SDK_SUITE_REGISTRY``: ``live`` (default ``wrap()``: no ``registry=``) or
   ``embedded`` (``registry=caproute.embedded_registry()``, no fetch);
 * ``CAPROUTE_SDK_SUITE_RESULTS``: where to write each test's outcome (JSON).
@@ -51,6 +52,14 @@ def _copy_codes(classes: tuple[type[Any], ...]) -> frozenset[Any]:
     return frozenset(codes)
 
 
+def _passthrough(request: Any, call_next: Any) -> Any:
+    return call_next(request)
+
+
+async def _passthrough_async(request: Any, call_next: Any) -> Any:
+    return await call_next(request)
+
+
 def _is_platform_client(cls: type[Any]) -> bool:
     """The SDK's own subclasses for other platforms (Foundry, Google Cloud...): `wrap`
     takes ``Anthropic`` / ``AsyncAnthropic`` (and a caller's subclass of them)."""
@@ -71,6 +80,12 @@ def _install() -> None:
     if _REGISTRY == "embedded":
         options["registry"] = caproute.embedded_registry()
 
+    def wrap(client: Any) -> Any:
+        if _WRAP == "empty-middleware":  # the control: SDK middleware, no caproute
+            is_async = isinstance(client, anthropic.AsyncAnthropic)
+            return client.with_middleware(_passthrough_async if is_async else _passthrough)
+        return caproute.wrap(client, **options)
+
     for base in classes:
         original_init = base.__init__
 
@@ -83,7 +98,7 @@ def _install() -> None:
             token = _inside.set(True)
             try:
                 instance.__init__(*args, **kwargs)
-                wrapped = caproute.wrap(instance, **options)
+                wrapped = wrap(instance)
             finally:
                 _inside.reset(token)
             _wrapped_count += 1

@@ -13,9 +13,9 @@ kept out of the project's environment). Steps:
    ``expected-differences.txt`` with its reason, else this exits 1. A listed test that
    no longer differs is reported too (the list is kept exact).
 
-Configurations are ``VIA:REGISTRY``: VIA ``auto`` / ``middleware`` / ``transport``,
-REGISTRY ``live`` (default ``wrap()``) or ``embedded`` (``registry=
-caproute.embedded_registry()``).
+Configurations are ``VIA:REGISTRY``: VIA ``transport`` (what ``auto`` takes) or
+``middleware``, REGISTRY ``live`` (default ``wrap()``) or ``embedded``
+(``registry=caproute.embedded_registry()``).
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-DEFAULT_CONFIGS = ("auto:live", "auto:embedded", "middleware:live", "transport:live",
-                   "middleware:embedded", "transport:embedded")  # fmt: skip
+# `via="auto"` is the transport (src/caproute/_wrap.py): measured as "transport".
+DEFAULT_CONFIGS = ("transport:live", "transport:embedded", "middleware:live",
+                   "middleware:embedded")  # fmt: skip
 FAILED = ("failed", "error")
 
 
@@ -60,9 +61,64 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     for config in DEFAULT_CONFIGS if args.config is None else args.config:
         via, _, registry = config.partition(":")
-        result = _run(suite, via, registry or "live", results_dir, args.reuse, args.pytest_args)
+        registry = registry or "live"
+        result = _run(suite, via, registry, results_dir, args.reuse, args.pytest_args)
+        result = _rerun_unexplained(suite, via, registry, results_dir, baseline, result, expected)
         status |= _compare(config, baseline, result, expected)
     return status
+
+
+def _rerun_unexplained(
+    suite: Path,
+    via: str,
+    registry: str,
+    results_dir: Path,
+    baseline: dict[str, object],
+    result: dict[str, object],
+    expected: list[tuple[str, str, str]],
+) -> dict[str, object]:
+    """`result` with each unlisted wrapped-only failure run once more, alone: a test that
+    passes then was disturbed by the machine (timing tests under load), not by caproute."""
+    reference: dict[str, str] = baseline["outcomes"]  # type: ignore[assignment]
+    outcomes: dict[str, str] = result["outcomes"]  # type: ignore[assignment]
+    config = f"{via}:{registry}"
+    patterns = [p for c, p, _ in expected if fnmatch.fnmatch(config, c)]
+    suspects = [
+        test for test, outcome in outcomes.items()
+        if outcome in FAILED and reference.get(test) not in FAILED
+        and not any(fnmatch.fnmatch(test, p) for p in patterns)
+    ]  # fmt: skip
+    if not suspects:
+        return result
+    ids = results_dir / f"rerun-{via}-{registry}.txt"
+    ids.write_text("\n".join(suspects))
+    rerun = results_dir / f"rerun-{via}-{registry}.json"
+    code = (
+        "import sys, pytest; ids = open(sys.argv[1]).read().splitlines(); "
+        "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', '-o', 'addopts=', '-p', "
+        "'tests._alias_httpx', '-p', 'caproute_sdk_suite', *ids]))"
+    )
+    env = _env(suite, via, registry, rerun, results_dir)
+    command = [sys.executable, "-c", code, str(ids)]
+    subprocess.run(command, cwd=suite, env=env, stdout=subprocess.DEVNULL, check=False)
+    again: dict[str, str] = json.loads(rerun.read_text())["outcomes"]
+    flaky = sorted(test for test in suspects if again.get(test) not in FAILED)
+    for test in flaky:
+        say(f"  {config}: passed when run again (load-sensitive, not counted): {test}")
+    return {**result, "outcomes": {**outcomes, **{test: "flaky" for test in flaky}}}
+
+
+def _env(suite: Path, via: str, registry: str, results: Path, results_dir: Path) -> dict[str, str]:
+    name = "unwrapped" if via == "off" else f"{via}-{registry}"
+    return {
+        **os.environ,
+        "CAPROUTE_SDK_SUITE_WRAP": via,
+        "CAPROUTE_SDK_SUITE_REGISTRY": registry,
+        "CAPROUTE_SDK_SUITE_RESULTS": str(results),
+        "PYTHONPATH": os.pathsep.join([str(HERE), str(suite)]),
+        # A registry cache written by one run must not decide for the next.
+        "XDG_CACHE_HOME": str(results_dir / f"xdg-{name}"),
+    }
 
 
 def _installed_version() -> str:
@@ -95,15 +151,7 @@ def _run(
     name = "unwrapped" if via == "off" else f"{via}-{registry}"
     results = results_dir / f"{name}.json"
     if not (reuse and results.exists()):
-        env = {
-            **os.environ,
-            "CAPROUTE_SDK_SUITE_WRAP": via,
-            "CAPROUTE_SDK_SUITE_REGISTRY": registry,
-            "CAPROUTE_SDK_SUITE_RESULTS": str(results),
-            "PYTHONPATH": os.pathsep.join([str(HERE), str(suite)]),
-            # A registry cache written by one run must not decide for the next.
-            "XDG_CACHE_HOME": str(results_dir / f"xdg-{name}"),
-        }
+        env = _env(suite, via, registry, results, results_dir)
         command = [
             sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
             "-o", "addopts=", "-p", "tests._alias_httpx", "-p", "caproute_sdk_suite",

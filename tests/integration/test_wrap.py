@@ -86,7 +86,7 @@ def test_auto_takes_the_transport(plain: anthropic.Anthropic) -> None:
 
 def test_the_middleware_path_reads_the_clients_api_version(fake: FakeAnthropic) -> None:
     new_version = fake.client().with_options(default_headers={"anthropic-version": "2026-10-21"})
-    client = caproute.wrap(new_version, registry=REGISTRY)
+    client = caproute.wrap(new_version, registry=REGISTRY, via="middleware")
     # Sampling parameters are a 400 under 2026-10-21: the middleware must strip them
     # although the call itself sets no version header.
     raw = client.messages.with_raw_response.create(**EFFORT_MAX, extra_body={"temperature": 0.5})
