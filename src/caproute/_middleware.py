@@ -21,11 +21,13 @@ module only drives it with the SDK's objects:
   ``client.messages.with_raw_response.create(...)``, parsed calls through the
   ``on_decision`` hook.
 
-What the middleware cannot see: the client's *default* headers (the SDK merges them
-after the middleware chain). The ``anthropic-version`` is therefore the request's own
-header if the call set one, else the value given to `middleware(api_version=...)`,
-else the version the installed SDK sends by default. Betas passed with ``betas=[...]``
-or ``extra_headers`` are seen; betas in the client's ``default_headers`` are not.
+The client's *default* headers: anthropic 2.17 and later merge them into
+``APIRequest.headers`` before the chain, so the client's ``anthropic-version`` and
+default betas are seen. Older SDKs merge them after the chain; there the
+``anthropic-version`` is the request's own header if the call set one, else the value
+given to `middleware(api_version=...)` (`wrap` reads the client's), else the version
+the installed SDK sends by default, and betas in the client's ``default_headers`` are
+not seen.
 
 SDK 0.x keeps ``extra_body`` out of ``APIRequest.json`` (it merges it while building
 the HTTP request, after the middleware), whereas 2.x merges it before. Fields passed
