@@ -99,9 +99,11 @@ def test_a_refusal_naming_two_parameters_equally_teaches_nothing(fake: FakeAnthr
         "output_config": {"effort": "max"},
         "messages": HI,
     }
-    with caproute.wrap(fake.client(), router=router) as client:
-        with pytest.raises(anthropic.BadRequestError, match="effort max with adaptive"):
-            client.messages.create(**body)
+    with (
+        caproute.wrap(fake.client(), router=router) as client,
+        pytest.raises(anthropic.BadRequestError, match="effort max with adaptive"),
+    ):
+        client.messages.create(**body)
 
     assert router.learned == ()
     assert sent(fake) == [TWIN]
@@ -296,9 +298,11 @@ async def test_the_middleware_falls_back_once_per_call_not_per_sdk_retry(
             with pytest.raises(anthropic.APIStatusError) as caught:
                 await aclient.messages.create(model=SMALL, max_tokens=10, messages=HI)
     else:
-        with anthropic.Anthropic(middleware=middleware, **options) as client:
-            with pytest.raises(anthropic.APIStatusError) as caught:
-                client.messages.create(model=SMALL, max_tokens=10, messages=HI)
+        with (
+            anthropic.Anthropic(middleware=middleware, **options) as client,
+            pytest.raises(anthropic.APIStatusError) as caught,
+        ):
+            client.messages.create(model=SMALL, max_tokens=10, messages=HI)
 
     assert caught.value.status_code == 529
     assert sent(fake) == [SMALL, TWIN, SMALL, SMALL]
@@ -317,9 +321,11 @@ def test_a_404_of_another_error_type_does_not_retire_the_model(
     message = f"no route to model {SMALL} on this gateway"
     fake.faults.add("/v1/messages", status=404, error_type=error_type, message=message)
     router = router_for()
-    with caproute.wrap(fake.client(), router=router) as client:
-        with pytest.raises(anthropic.NotFoundError):
-            client.messages.create(model=SMALL, max_tokens=10, messages=HI)
+    with (
+        caproute.wrap(fake.client(), router=router) as client,
+        pytest.raises(anthropic.NotFoundError),
+    ):
+        client.messages.create(model=SMALL, max_tokens=10, messages=HI)
 
     assert router.retired == frozenset()
     assert router.learned == ()
