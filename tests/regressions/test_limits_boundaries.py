@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from running_proxy import RunningProxy
 
 from caproute._proxy import ProxyConfig
 from caproute.testing import FakeAnthropic
+from running_proxy import RunningProxy
 
 KEY = "test-key-limits"
 MAX_HEADERS = 24
