@@ -82,6 +82,22 @@ def router_for(clock: Clock | None = None, **options: Any) -> LiveRouter:
 # -- bug 1: an ambiguous refusal teaches nothing ---------------------------------------------
 
 
+def refused_with(fake: FakeAnthropic, message: str) -> LiveRouter:
+    """A router, and the fake set to refuse the next request with this 400 message."""
+    fake.faults.add("/v1/messages", status=400, error_type="invalid_request_error", message=message)
+    return router_for()
+
+
+def thinking_with_effort(model: str, effort: str) -> dict[str, Any]:
+    return {
+        "model": model,
+        "max_tokens": 2000,
+        "thinking": {"type": "adaptive"},
+        "output_config": {"effort": effort},
+        "messages": HI,
+    }
+
+
 def test_a_refusal_naming_two_parameters_equally_teaches_nothing(fake: FakeAnthropic) -> None:
     """Bug 1: attribution's tie rule dropped (the first-sorted parameter was learned).
 
@@ -89,16 +105,8 @@ def test_a_refusal_naming_two_parameters_equally_teaches_nothing(fake: FakeAnthr
     named by its words, neither by its path): nothing may be learned, and the caller
     gets the API's answer unchanged, after one send.
     """
-    message = "effort max with adaptive thinking is not supported"
-    fake.faults.add("/v1/messages", status=400, error_type="invalid_request_error", message=message)
-    router = router_for()
-    body = {
-        "model": TWIN,
-        "max_tokens": 2000,
-        "thinking": {"type": "adaptive"},
-        "output_config": {"effort": "max"},
-        "messages": HI,
-    }
+    router = refused_with(fake, "effort max with adaptive thinking is not supported")
+    body = thinking_with_effort(TWIN, "max")
     with (
         caproute.wrap(fake.client(), router=router) as client,
         pytest.raises(anthropic.BadRequestError, match="effort max with adaptive"),
@@ -111,16 +119,8 @@ def test_a_refusal_naming_two_parameters_equally_teaches_nothing(fake: FakeAnthr
 
 def test_a_refusal_naming_one_parameter_best_is_learned(fake: FakeAnthropic) -> None:
     """Bug 1, the control: the same setting with one clear winner does teach."""
-    message = "thinking.type: adaptive is not supported on this model"
-    fake.faults.add("/v1/messages", status=400, error_type="invalid_request_error", message=message)
-    router = router_for()
-    body = {
-        "model": BIG,
-        "max_tokens": 2000,
-        "thinking": {"type": "adaptive"},
-        "output_config": {"effort": "high"},
-        "messages": HI,
-    }
+    router = refused_with(fake, "thinking.type: adaptive is not supported on this model")
+    body = thinking_with_effort(BIG, "high")
     with caproute.wrap(fake.client(), router=router) as client:
         client.messages.create(**body)
 
