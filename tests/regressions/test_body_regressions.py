@@ -9,13 +9,17 @@ it as ``-inf``, as an error, or as something else again.
 
 from __future__ import annotations
 
+import gzip
 import json
+import zlib
 from collections.abc import Iterator
+from typing import Any
 
 import httpx2
 import pytest
 
 from caproute import LiveRouter, RoutingTransport, embedded_registry
+from caproute._body import BodyRefused, decode, dumps, encode, internal_error_message, parse
 from caproute.testing import FakeAnthropic
 
 KEY = "test-key-body-regressions"
@@ -73,3 +77,126 @@ def test_extreme_but_finite_numbers_pass_unchanged(
     assert response.status_code == 200
     assert response.headers["caproute-outcome"] == "unchanged"
     assert fake.requests[-1].wire_body == content
+
+
+# -- the body layer's own contract (mutants mutmut found surviving in _body.py) ------------
+# `parse`, `dumps`, `decode`, `encode` and `internal_error_message` are what the
+# transports, the middleware and the proxy share; each test below pins one promise of
+# theirs that no end-to-end test checked precisely.
+
+
+TEXT = {"model": "claude-haiku-4-5", "messages": [{"role": "user", "content": "héllo"}]}
+
+
+def refusal(exc: pytest.ExceptionInfo[BodyRefused]) -> tuple[int, str, str]:
+    return exc.value.status, exc.value.error_type, exc.value.message
+
+
+def test_an_edited_body_is_sent_as_compact_json() -> None:
+    assert dumps({"a": [1, 2], "b": "é"}) == b'{"a":[1,2],"b":"\\u00e9"}'
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_an_edited_body_never_carries_a_non_finite_number(value: float) -> None:
+    with pytest.raises(BodyRefused) as caught:
+        dumps({"x": value})
+    assert refusal(caught) == (
+        400,
+        "invalid_request_error",
+        "the request body holds a number JSON can't carry",
+    )
+    assert str(caught.value) == "the request body holds a number JSON can't carry"
+
+
+def test_an_edited_body_too_deep_to_serialise_is_refused() -> None:
+    deep: list[Any] = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(BodyRefused) as caught:
+        dumps({"x": deep})
+    assert refusal(caught) == (
+        400,
+        "invalid_request_error",
+        "the request body is nested too deeply to send",
+    )
+
+
+@pytest.mark.parametrize(
+    ("exc", "message"),
+    [
+        (RecursionError(), "the request body is nested too deeply to route"),
+        (
+            KeyError("secret prompt"),
+            "internal error while routing this request (KeyError); it was not sent",
+        ),
+    ],
+)
+def test_an_internal_error_is_described_by_its_type_only(exc: Exception, message: str) -> None:
+    assert internal_error_message(exc) == message
+
+
+@pytest.mark.parametrize(("length", "shown"), [(40, "k" * 40), (41, "k" * 40 + "…")])
+def test_a_duplicated_key_is_named_and_cut_after_40_characters(length: int, shown: str) -> None:
+    key = "k" * length
+    value, duplicate = parse(f'{{"{key}":1,"{key}":2}}'.encode())
+    assert value == {key: 2}
+    assert duplicate == repr(shown)
+
+
+def test_utf16_with_a_lone_surrogate_reads_as_json_loads_reads_it() -> None:
+    """RFC 8259 parsers (Python's ``json.loads(bytes)``) decode UTF-16 with
+    ``surrogatepass``: a lone surrogate is a string, not "not JSON"."""
+    content = '{"a":"\ud800"}'.encode("utf-16-le", "surrogatepass")
+    assert parse(content) == (json.loads(content), None)
+
+
+def test_gzip_undone_and_redone() -> None:
+    data = json.dumps(TEXT).encode()
+    assert decode(encode(data, ("gzip",)), ("gzip",), len(data)) == data
+    assert decode(encode(data, ("deflate",)), ("deflate",), len(data)) == data
+    assert decode(encode(data, ("deflate", "gzip")), ("deflate", "gzip"), len(data)) == data
+
+
+def test_a_body_decoding_to_exactly_the_limit_is_accepted_and_one_more_refused() -> None:
+    data = b"x" * 1000
+    packed = encode(data, ("gzip",))
+    assert decode(packed, ("gzip",), 1000) == data
+    with pytest.raises(BodyRefused) as caught:
+        decode(packed, ("gzip",), 999)
+    assert refusal(caught) == (
+        413,
+        "request_too_large",
+        "the request body decodes to more than 999 bytes",
+    )
+
+
+def test_raw_deflate_is_read_too() -> None:
+    """Some clients send ``deflate`` without its zlib wrapper (RFC 9110 says wrapped)."""
+    data = json.dumps(TEXT).encode()
+    raw = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    assert decode(raw.compress(data) + raw.flush(), ("deflate",), 10_000) == data
+
+
+def test_a_deflate_bomb_is_413_not_retried_as_raw_deflate() -> None:
+    with pytest.raises(BodyRefused) as caught:
+        decode(zlib.compress(b"\0" * 100_000), ("deflate",), 1000)
+    assert caught.value.status == 413
+
+
+@pytest.mark.parametrize(
+    ("coding", "content"),
+    [
+        ("gzip", zlib.compress(b'{"a":1}')),  # zlib data labelled gzip
+        ("gzip", b"not gzip at all"),
+        ("deflate", b"not deflate at all"),
+        ("x-gzip", gzip.compress(b'{"a":1}')[:-6]),  # truncated
+    ],
+)
+def test_data_not_in_the_named_coding_is_refused(coding: str, content: bytes) -> None:
+    with pytest.raises(BodyRefused) as caught:
+        decode(content, (coding,), 10_000)
+    assert refusal(caught) == (
+        400,
+        "invalid_request_error",
+        f"the request body is not valid {coding} data",
+    )
