@@ -1,0 +1,105 @@
+"""`caproute.route` (the one-call form) and `RegistrySource.describe`, as a caller sees
+them: mutation testing found the one-call form's engine reuse and its option passing,
+and the age wording, free to change unnoticed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import caproute
+from caproute import Policy, Registry, RegistrySource
+from caproute.testing import make_model
+
+HI = [{"role": "user", "content": "hi"}]
+IMAGE = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}}
+
+
+def lineup(*, small_sees: bool, **source: Any) -> Registry:
+    return Registry.from_models(
+        [
+            make_model("claude-big-2", line="x"),
+            make_model(
+                "claude-small-1", line="x", unsupported=[] if small_sees else ["image_input"]
+            ),
+        ],
+        source=RegistrySource(**source) if source else None,
+    )
+
+
+def picture(model: str = "claude-small-1") -> dict[str, Any]:
+    return {"model": model, "max_tokens": 10, "messages": [{"role": "user", "content": [IMAGE]}]}
+
+
+def test_each_call_routes_against_the_registry_it_is_given() -> None:
+    blind, seeing = lineup(small_sees=False), lineup(small_sees=True)
+    assert caproute.route(picture(), registry=blind).decision.model == "claude-big-2"
+    assert caproute.route(picture(), registry=seeing).decision.model == "claude-small-1"
+    assert caproute.route(picture(), registry=blind).decision.model == "claude-big-2"
+
+
+def test_each_call_routes_with_the_policy_it_is_given() -> None:
+    blind = lineup(small_sees=False)
+    route = {"name": "r", "actions": {"image_input": "reject"}}
+    rejecting = Policy.from_dict({"version": 1, "routes": [route]})
+    assert caproute.route(picture(), registry=blind).decision.outcome == "rerouted"
+    assert (
+        caproute.route(picture(), registry=blind, policy=rejecting).decision.outcome == "rejected"
+    )
+    assert caproute.route(picture(), registry=blind, policy=None).decision.outcome == "rerouted"
+
+
+def test_options_reach_the_engine() -> None:
+    registry = lineup(small_sees=True, kind="live", fetched_at=1000.0)
+    team = {"name": "team", "match": {"headers": {"x-team": "a"}}, "candidates": ["claude-small-1"]}
+    by_header = Policy.from_dict({"version": 1, "routes": [team, {"name": "rest"}]})
+    body = {"model": "claude-big-2", "max_tokens": 10, "messages": HI}
+
+    routed = caproute.route(body, registry=registry, policy=by_header, headers={"x-team": "a"})
+    assert (routed.decision.route, routed.decision.model) == ("team", "claude-small-1")
+    assert caproute.route(body, registry=registry, policy=by_header).decision.route == "rest"
+
+    excluded = caproute.route(
+        picture("claude-small-1"), registry=registry, exclude=["claude-small-1"]
+    )
+    assert excluded.decision.model == "claude-big-2"
+
+    aged = caproute.route(body, registry=registry, now=1090.0).decision
+    assert aged.registry_age_s == 90.0
+
+    counted = caproute.route(
+        {"model": "claude-big-2", "messages": HI}, registry=registry, endpoint="count_tokens"
+    )
+    assert counted.decision.outcome == "unchanged"
+    default = caproute.route({"model": "claude-big-2", "messages": HI}, registry=registry)
+    plain = caproute.route(
+        {"model": "claude-big-2", "messages": HI}, registry=registry, endpoint="messages"
+    )
+    assert default.decision == plain.decision
+
+
+@pytest.mark.parametrize(
+    ("age", "shown"),
+    [
+        (0, "0s"),
+        (119, "119s"),
+        (120, "2min"),
+        (150, "2min"),
+        (7199, "120min"),
+        (7200, "2h"),
+        (10_800, "3h"),
+        (172_799, "48h"),
+        (172_800, "2d"),
+        (5 * 86400, "5d"),
+    ],
+)
+def test_a_registry_age_is_worded_in_the_largest_unit_that_reads_well(age: int, shown: str) -> None:
+    source = RegistrySource("live", fetched_at=1000.0, location="https://api.example")
+    assert source.describe(now=1000.0 + age) == f"live (https://api.example, {shown} old)"
+
+
+def test_a_source_without_details_is_its_kind() -> None:
+    assert RegistrySource("snapshot").describe() == "snapshot"
+    assert RegistrySource("live", fetched_at=5.0).describe() == "live"
+    assert RegistrySource("live", fetched_at=5.0).describe(now=2.0) == "live (0s old)"
