@@ -11,10 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import BaseModel, ConfigDict
 
 import caproute
 from caproute import LearnedFact, Policy, PolicyError, RegistryError
-from caproute._core.policy import policy_json_schema
+from caproute._core.policy import check_model_text, policy_json_schema
 from caproute.testing import make_model
 
 REGISTRY = caproute.Registry.from_models([make_model("claude-a-1")])
@@ -129,3 +130,53 @@ def test_the_policy_schema_is_a_draft_2020_12_document_with_its_own_id() -> None
     assert list(schema)[:2] == ["$schema", "$id"]
     # By alias: the key users write is `$schema`, and defaults are what validation reads.
     assert "$schema" in schema["properties"]
+
+
+class _Conf(BaseModel):
+    """A config model like the proxy's: strict, no extra keys."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    port: int = 1
+    name: str = "x"
+
+
+def _even_port(conf: _Conf) -> list[tuple[tuple[str, ...], str]]:
+    return [(("port",), "port must be even")] if conf.port % 2 else []
+
+
+@pytest.mark.parametrize(
+    ("text", "errors"),
+    [
+        ("- 1", ["c.yaml:1:1: a config must be a mapping, got a list"]),
+        ("port: 3", ["c.yaml:1:7: port must be even (at port)"]),
+        (
+            "port: x\nnme: y",
+            [
+                "c.yaml:1:7: expected an integer, got str 'x' (at port)",
+                "c.yaml:2:1: unknown key 'nme'; did you mean 'name'? (at nme)",
+            ],
+        ),
+        (
+            "a: &a [*a]",
+            ["c.yaml:1:1: the config is nested too deeply or an alias refers to itself"],
+        ),
+        ("port: 2\nport: 4", ["c.yaml:2:1: duplicate key 'port' (first on line 1) (at port)"]),
+        ("", ["c.yaml:1:1: the config is empty"]),
+    ],
+)
+def test_any_yaml_model_gets_the_policy_diagnostics(text: str, errors: list[str]) -> None:
+    """`check_model_text` (the proxy's config file uses it): positions, did-you-mean,
+    semantic checks located like pydantic's, and no exception but `PolicyError`s."""
+    value, found = check_model_text(
+        text, _Conf, filename="c.yaml", what="config", semantic=_even_port
+    )
+    assert value is None
+    assert [str(e) for e in found] == errors
+
+
+def test_a_valid_yaml_model_is_returned() -> None:
+    value, found = check_model_text(
+        "port: 2\nname: y", _Conf, filename="c.yaml", what="config", semantic=_even_port
+    )
+    assert (value, found) == (_Conf(port=2, name="y"), ())
+    assert check_model_text("port: 3", _Conf, filename="c.yaml", what="config")[0] == _Conf(port=3)
