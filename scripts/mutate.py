@@ -120,6 +120,10 @@ class Result:
     survived: list[str] = field(default_factory=list)
     no_tests: list[str] = field(default_factory=list)
     equivalent: list[str] = field(default_factory=list)
+    import_time: list[str] = field(default_factory=list)
+    """Mutants in code that runs only while the module loads (a rule table, the
+    catalogue): mutmut's workers fork after the import, so it can't activate them;
+    listed in the equivalents file with an ``import-time:`` reason, checked by hand."""
     unchecked: int = 0
     seconds: float | None = None
 
@@ -133,7 +137,11 @@ class Result:
 
 
 def read_equivalents(path: Path = EQUIVALENTS) -> dict[str, str]:
-    """``mutant name -> reason`` from the reviewed list (a reason is required)."""
+    """``mutant name or glob -> reason`` from the reviewed list (a reason is required).
+
+    A glob (``...__post_init____mutmut_*``) is for a whole function, and only for the
+    ``import-time:`` kind: every mutant of such a function is out of mutmut's reach.
+    """
     found: dict[str, str] = {}
     if not path.exists():
         return found
@@ -146,6 +154,16 @@ def read_equivalents(path: Path = EQUIVALENTS) -> dict[str, str]:
             raise SystemExit(f"{path}:{number}: an equivalent mutant needs '# reason'")
         found[name.strip()] = reason.strip()
     return found
+
+
+def reason_for(name: str, equivalents: dict[str, str]) -> str | None:
+    """Why `name` is listed as equivalent (by name, or by an ``import-time`` glob)."""
+    if name in equivalents:
+        return equivalents[name]
+    for pattern, reason in equivalents.items():
+        if "*" in pattern and reason.startswith("import-time") and fnmatch.fnmatch(name, pattern):
+            return reason
+    return None
 
 
 def changed_files(base: str) -> list[str]:
@@ -226,8 +244,10 @@ def collect(area: Area, equivalents: dict[str, str]) -> Result:
             continue
         codes = json.loads(meta.read_text())["exit_code_by_key"]
         for name, code in sorted(codes.items()):
-            if name in equivalents:
-                result.equivalent.append(name)
+            reason = reason_for(name, equivalents)
+            if reason is not None and code not in KILLED:
+                kind = result.import_time if reason.startswith("import-time") else None
+                (kind if kind is not None else result.equivalent).append(name)
             elif code in KILLED:
                 result.killed += 1
             elif code in SURVIVED:
@@ -256,11 +276,14 @@ def write_report(results: Sequence[Result], *, diffs: bool) -> None:
         "",
         "Written by `make mutate` (scripts/mutate.py); see docs/testing.md for how to run",
         "it and what to do with a survivor. Score = (killed + timed out) / (mutants -",
-        "reviewed equivalents); a mutant no test reaches counts as a survivor.",
+        "reviewed equivalents); a mutant no test reaches counts as a survivor. Import-time",
+        "mutants (code that runs only while a module loads, which mutmut's forked workers",
+        "can't activate) are listed apart, in tests/mutation/equivalent.txt, and were",
+        "checked by hand.",
         "",
         "| area | files | score | target | killed | survived | no test | equivalent "
-        "| not run | time |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| import-time | not run | time |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
         score = "—" if r.score is None else f"{100 * r.score:.1f} %"
@@ -268,7 +291,8 @@ def write_report(results: Sequence[Result], *, diffs: bool) -> None:
         lines.append(
             f"| {r.area.name} | `{'`, `'.join(r.area.files)}` | {score} | "
             f"{100 * r.area.target:.0f} % | {r.killed} | {len(r.survived)} | "
-            f"{len(r.no_tests)} | {len(r.equivalent)} | {r.unchecked} | {took} |"
+            f"{len(r.no_tests)} | {len(r.equivalent)} | {len(r.import_time)} | "
+            f"{r.unchecked} | {took} |"
         )
     for r in results:
         left = r.survived + r.no_tests
