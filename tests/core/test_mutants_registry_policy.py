@@ -4,12 +4,14 @@ version errors, header names in locations."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
 
 import caproute
 from caproute import LearnedFact, Policy, PolicyError, Registry
+from caproute._core.policy import check_policy_text
 from caproute.testing import make_model
 
 HI = [{"role": "user", "content": "hi"}]
@@ -130,3 +132,54 @@ def test_header_matches_are_checked_and_located(headers: dict[str, Any], error: 
     with pytest.raises(PolicyError) as caught:
         Policy.from_dict({"version": 1, "routes": [{"name": "r", "match": {"headers": headers}}]})
     assert str(caught.value) == f"<policy>: {error}"
+
+
+@pytest.mark.parametrize(
+    ("text", "errors"),
+    [
+        (
+            "routes: &a [*a]",
+            ["<policy>:1:1: the policy is nested too deeply or an alias refers to itself"],
+        ),
+        (
+            "version: 1\nroutes:\n  - name: a\n  - name: b\n    match: {model: x}\n",
+            [
+                "<policy>:5:12: route 'b' can never match: route 'a' (routes[0]) comes first "
+                "and matches every request (at routes[1].match)"
+            ],
+        ),
+        (
+            "version: 1\nbase: &b {name: a}\nroutes:\n  - <<: *b\n    nme: x\n",
+            [
+                "<policy>:2:1: unknown key 'base' (at base)",
+                "<policy>:5:5: unknown key 'nme' in route; did you mean 'name'? (at routes[0].nme)",
+            ],
+        ),
+        (
+            "version: 1\nroutes:\n  - {name: a, actions: {efort: strip}}",
+            [
+                "<policy>:3:25: unknown capability 'efort'; did you mean 'effort'? "
+                "(at routes[0].actions.efort)"
+            ],
+        ),
+    ],
+)
+def test_policy_text_diagnostics_are_located(text: str, errors: list[str]) -> None:
+    policy, found = check_policy_text(text)
+    assert policy is None
+    assert [str(e) for e in found] == errors
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=TypeError,
+    reason="Policy holds a mappingproxy (its compiled form): copy.deepcopy and "
+    "model_copy(deep=True) raise 'cannot pickle mappingproxy object'",
+)
+@pytest.mark.parametrize("how", ["deepcopy", "model_copy"])
+def test_a_policy_can_be_deep_copied(how: str) -> None:
+    """Found by mutation testing (`Policy.model_copy`'s `deep` was never exercised)."""
+    original = Policy.from_dict({"version": 1, "routes": [{"name": "a", "candidates": ["x"]}]})
+    copied = copy.deepcopy(original) if how == "deepcopy" else original.model_copy(deep=True)
+    assert copied == original
+    assert [s.name for s in copied.route_specs] == ["a"]
