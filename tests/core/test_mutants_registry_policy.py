@@ -11,7 +11,7 @@ import pytest
 
 import caproute
 from caproute import LearnedFact, Policy, PolicyError, Registry
-from caproute._core.policy import check_policy_text
+from caproute._core.policy import check_policy_text, registry_warnings
 from caproute.testing import make_model
 
 HI = [{"role": "user", "content": "hi"}]
@@ -183,3 +183,46 @@ def test_a_policy_can_be_deep_copied(how: str) -> None:
     copied = copy.deepcopy(original) if how == "deepcopy" else original.model_copy(deep=True)
     assert copied == original
     assert [s.name for s in copied.route_specs] == ["a"]
+
+
+WARNED = """version: 1
+routes:
+  - name: a
+    match: {model: claude-sonet-*}
+    candidates: [claude-sonet-4-5, claude-old-1]
+  - name: b
+    match: {model: claude-x}
+    allow_deprecated: true
+    candidates: [claude-gone-*]
+  - name: c
+    match: {model: claude-sonnet-4-5}
+    candidates: [claude-old-*, requested]
+  - name: d
+    candidates: [claude-old-*]
+"""
+
+
+def test_registry_warnings_are_located_and_sorted() -> None:
+    registry = Registry.from_models(
+        [
+            make_model("claude-sonnet-4-5"),
+            make_model("claude-old-1", lifecycle="deprecated"),
+            make_model("claude-gone-1", lifecycle="retired"),
+        ]
+    )
+    found = registry_warnings(Policy.from_text(WARNED, filename="p.yaml"), registry)
+    assert [str(w) for w in found] == [
+        "p.yaml:4:20: warning: no model in the registry matches 'claude-sonet-*' "
+        "(at routes[0].match.model[0])",
+        "p.yaml:5:17: warning: route 'a' has no usable candidate: every model it lists is "
+        "unknown to the registry or retired or deprecated (at routes[0].candidates)",
+        "p.yaml:5:18: warning: candidate 'claude-sonet-4-5' matches no model in the registry; "
+        "did you mean 'claude-sonnet-4-5'? (at routes[0].candidates[0])",
+        "p.yaml:7:20: warning: no model in the registry matches 'claude-x' "
+        "(at routes[1].match.model[0])",
+        "p.yaml:9:17: warning: route 'b' has no usable candidate: every model it lists is "
+        "unknown to the registry or retired (at routes[1].candidates)",
+        "p.yaml:14:17: warning: route 'd' has no usable candidate: every model it lists is "
+        "unknown to the registry or retired or deprecated (at routes[3].candidates)",
+    ]
+    assert [w.path for w in found][:2] == ["routes[0].match.model[0]", "routes[0].candidates"]
