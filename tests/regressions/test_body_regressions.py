@@ -18,8 +18,19 @@ from typing import Any
 import httpx2
 import pytest
 
-from caproute import LiveRouter, RoutingTransport, embedded_registry
-from caproute._body import BodyRefused, decode, dumps, encode, internal_error_message, parse
+from caproute import Decision, LiveRouter, RoutingTransport, embedded_registry
+from caproute._body import (
+    NOT_JSON,
+    BodyRefused,
+    decode,
+    dumps,
+    encode,
+    error_body,
+    internal_error_message,
+    parse,
+    parse_codings,
+    refused_decision,
+)
 from caproute.testing import FakeAnthropic
 
 KEY = "test-key-body-regressions"
@@ -199,4 +210,74 @@ def test_data_not_in_the_named_coding_is_refused(coding: str, content: bytes) ->
         400,
         "invalid_request_error",
         f"the request body is not valid {coding} data",
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "value"),
+    [(b"12", 12), (b'{"a":1}', {"a": 1}), (b' {"a":1} ', {"a": 1}), (b"[1,2]", [1, 2])],
+)
+def test_parse_reads_the_whole_body(content: bytes, value: Any) -> None:
+    assert parse(content) == (value, None)
+
+
+@pytest.mark.parametrize("content", [b'{"a":1} x', b'{"a":1}{"b":2}', b"{", b"\xff\xfe\xfd"])
+def test_bytes_that_are_not_one_json_value_are_not_json(content: bytes) -> None:
+    assert parse(content)[0] is NOT_JSON
+
+
+def test_a_number_parsers_disagree_on_is_refused_with_the_reason() -> None:
+    with pytest.raises(BodyRefused) as caught:
+        parse(b'{"x":1e400}')
+    assert refusal(caught) == (
+        400,
+        "invalid_request_error",
+        "the request body is not valid JSON: '1e400' is not a JSON number "
+        "(NaN, Infinity and numbers beyond a double are refused: parsers disagree on them)",
+    )
+
+
+@pytest.mark.parametrize(
+    ("header", "codings"),
+    [
+        ("gzip", ("gzip",)),
+        ("identity", ()),
+        (" Deflate , GZIP ,identity", ("deflate", "gzip")),
+        ("x-gzip,", ("x-gzip",)),
+        ("", ()),
+    ],
+)
+def test_content_codings_are_read_in_order_without_identity(
+    header: str, codings: tuple[str, ...]
+) -> None:
+    assert parse_codings(header) == codings
+
+
+def test_an_unknown_content_coding_is_415() -> None:
+    with pytest.raises(BodyRefused) as caught:
+        parse_codings("gzip, br")
+    assert refusal(caught) == (
+        415,
+        "invalid_request_error",
+        "request content-encoding 'br' is not supported by caproute "
+        "(send gzip, deflate or identity)",
+    )
+
+
+def test_a_gzip_body_of_several_members_is_read_whole() -> None:
+    assert decode(gzip.compress(b"ab") + gzip.compress(b"cd"), ("gzip",), 4) == b"abcd"
+    with pytest.raises(BodyRefused):
+        decode(gzip.compress(b"ab") + gzip.compress(b"cd"), ("gzip",), 3)
+
+
+def test_local_answers_are_api_shaped() -> None:
+    assert error_body("invalid_request_error", "no") == (
+        b'{"type":"error","error":{"type":"invalid_request_error","message":"caproute: no"}}'
+    )
+    assert refused_decision("why") == Decision("rejected", None, None, reason="why")
+    refused = BodyRefused(413, "request_too_large", "too big")
+    assert (str(refused), refused.status, refused.error_type) == (
+        "too big",
+        413,
+        "request_too_large",
     )
