@@ -158,3 +158,77 @@ def test_missing_survives_pickling_and_copying_as_itself() -> None:
     assert repr(MISSING) == "MISSING"
     change = pickle.loads(pickle.dumps(DROPPED))
     assert change.after is MISSING
+
+
+def test_to_dict_holds_every_field() -> None:
+    decision = Decision(
+        "rerouted",
+        "claude-a",
+        "claude-b",
+        needs=("image_input",),
+        candidates=(Candidate("claude-a", False, "lacks image_input"), Candidate("claude-b", True)),
+        changes=(MOVED, ADDED),
+        reason="moved",
+        notes=("n",),
+        route="vision",
+        registry_source="live",
+        registry_age_s=3.0,
+        items=(("r1", Decision("unchanged", "a", "a")),),
+        extra={"attempt": 2},
+    )
+    assert decision.to_dict() == {
+        "outcome": "rerouted",
+        "requested_model": "claude-a",
+        "model": "claude-b",
+        "needs": ["image_input"],
+        "candidates": [
+            {"model": "claude-a", "chosen": False, "reason": "lacks image_input"},
+            {"model": "claude-b", "chosen": True, "reason": None},
+        ],
+        "changes": [
+            {
+                "path": "model",
+                "before": "claude-a",
+                "after": "claude-b",
+                "added": False,
+                "removed": False,
+                "action": "reroute",
+                "reason": "claude-a lacks image input",
+            },
+            {
+                "path": "thinking.budget_tokens",
+                "before": None,
+                "after": 1024,
+                "added": True,
+                "removed": False,
+                "action": "adjust",
+                "reason": "enabled thinking needs one",
+            },
+        ],
+        "reason": "moved",
+        "notes": ["n"],
+        "route": "vision",
+        "registry": {"source": "live", "age_s": 3.0},
+        "items": [
+            {
+                "custom_id": "r1",
+                **Decision("unchanged", "a", "a").to_dict(),
+            }
+        ],
+        "extra": {"attempt": 2},
+    }
+
+
+def test_to_dict_of_a_plain_decision_has_no_items_or_extra() -> None:
+    assert Decision("unchanged", "a", "a").to_dict() == {
+        "outcome": "unchanged",
+        "requested_model": "a",
+        "model": "a",
+        "needs": [],
+        "candidates": [],
+        "changes": [],
+        "reason": None,
+        "notes": [],
+        "route": None,
+        "registry": {"source": "unknown", "age_s": None},
+    }
