@@ -342,3 +342,49 @@ def test_a_not_found_error_naming_the_model_does_retire_it(fake: FakeAnthropic) 
 
     assert router.retired == frozenset({SMALL})
     assert sent(fake) == [SMALL, TWIN]
+
+
+# -- found by mutation testing: which 404 blames the model, which status falls back -------
+
+
+@pytest.mark.parametrize(
+    ("message", "retired"),
+    [
+        ("Not Found", False),  # a wrong path (a gateway prefix) answers 404 too
+        (f"{SMALL.upper()} does not exist", True),  # names it, in any case
+        ("model: not available", True),  # the API's wording: "model: claude-..."
+    ],
+)
+def test_a_not_found_error_retires_the_model_only_when_it_is_about_the_model(
+    fake: FakeAnthropic, message: str, retired: bool
+) -> None:
+    fake.faults.add("/v1/messages", status=404, error_type="not_found_error", message=message)
+    router = router_for()
+    with caproute.wrap(fake.client(), router=router) as client:
+        if retired:
+            assert client.messages.create(model=SMALL, max_tokens=10, messages=HI).model == TWIN
+        else:
+            with pytest.raises(anthropic.NotFoundError):
+                client.messages.create(model=SMALL, max_tokens=10, messages=HI)
+
+    assert router.retired == (frozenset({SMALL}) if retired else frozenset())
+
+
+def test_a_routes_own_fallback_statuses_apply_to_its_requests_only(fake: FakeAnthropic) -> None:
+    policy = caproute.Policy.from_dict(
+        {
+            "version": 1,
+            "routes": [
+                {"name": "twins", "match": {"model": SMALL}, "fallback_on": [500]},
+                {"name": "rest"},
+            ],
+        }
+    )
+    router = LiveRouter(Registry.from_models(BELIEVED), policy=policy)
+    fake.faults.add("/v1/messages", status=500)
+    with caproute.wrap(fake.client(max_retries=0), router=router) as client:
+        assert client.messages.create(model=SMALL, max_tokens=10, messages=HI).model == TWIN
+        fake.faults.add("/v1/messages", status=500)
+        with pytest.raises(anthropic.InternalServerError):
+            client.messages.create(model=TWIN, max_tokens=10, messages=HI)
+    assert sent(fake) == [SMALL, TWIN, TWIN]
