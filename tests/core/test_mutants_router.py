@@ -103,3 +103,50 @@ def test_a_source_without_details_is_its_kind() -> None:
     assert RegistrySource("snapshot").describe() == "snapshot"
     assert RegistrySource("live", fetched_at=5.0).describe() == "live"
     assert RegistrySource("live", fetched_at=5.0).describe(now=2.0) == "live (0s old)"
+
+
+UNHEARD = Registry.from_models(
+    [
+        make_model("claude-a-2", line="x"),
+        make_model("claude-b-1", line="x", unsupported=["effort"]),
+        make_model("claude-c-1", line="x", unsupported=["thinking.types"]),
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    ("model", "extra", "path"),
+    [
+        ("claude-a-2", {"output_config": {"effort": "ultra"}}, "effort.ultra"),
+        ("claude-a-2", {"thinking": {"type": "ultra"}}, "thinking.types.ultra"),
+    ],
+)
+def test_a_value_nobody_has_heard_of_is_sent_for_the_api_to_judge(
+    model: str, extra: dict[str, Any], path: str
+) -> None:
+    body = {"model": model, "max_tokens": 100, "messages": HI, **extra}
+    decision = caproute.route(body, registry=UNHEARD).decision
+    assert (decision.outcome, decision.model) == ("unchanged", model)
+    assert decision.notes == (
+        f"no model in the registry states {path} and caproute doesn't know it: "
+        "sent as is, for the API to judge",
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "extra", "change"),
+    [
+        ("claude-b-1", {"output_config": {"effort": "ultra"}}, 'output_config: {"effort":"ultra"} → (absent)'),
+        ("claude-c-1", {"thinking": {"type": "ultra"}}, 'thinking: {"type":"ultra"} → (absent)'),
+    ],
+)  # fmt: skip
+def test_an_unheard_of_value_of_a_family_the_model_lacks_is_acted_on(
+    model: str, extra: dict[str, Any], change: str
+) -> None:
+    """A model without effort lacks every level, even one nobody has heard of (and a
+    model whose ``thinking.types`` says unsupported lacks every type)."""
+    body = {"model": model, "max_tokens": 100, "messages": HI, **extra}
+    decision = caproute.route(body, registry=UNHEARD).decision
+    assert decision.outcome == "adjusted"
+    assert [str(c) for c in decision.changes] == [change]
+    assert decision.notes == ()
