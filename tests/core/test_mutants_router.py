@@ -136,10 +136,10 @@ def test_a_value_nobody_has_heard_of_is_sent_for_the_api_to_judge(
 @pytest.mark.parametrize(
     ("model", "extra", "change"),
     [
-        ("claude-b-1", {"output_config": {"effort": "ultra"}}, 'output_config: {"effort":"ultra"} → (absent)'),
-        ("claude-c-1", {"thinking": {"type": "ultra"}}, 'thinking: {"type":"ultra"} → (absent)'),
+        ("claude-b-1", {"output_config": {"effort": "ultra"}}, "output_config"),
+        ("claude-c-1", {"thinking": {"type": "ultra"}}, "thinking"),
     ],
-)  # fmt: skip
+)
 def test_an_unheard_of_value_of_a_family_the_model_lacks_is_acted_on(
     model: str, extra: dict[str, Any], change: str
 ) -> None:
@@ -148,5 +148,6 @@ def test_an_unheard_of_value_of_a_family_the_model_lacks_is_acted_on(
     body = {"model": model, "max_tokens": 100, "messages": HI, **extra}
     decision = caproute.route(body, registry=UNHEARD).decision
     assert decision.outcome == "adjusted"
-    assert [str(c) for c in decision.changes] == [change]
+    [stripped] = decision.changes
+    assert (stripped.path, stripped.before, stripped.action) == (change, extra[change], "strip")
     assert decision.notes == ()
