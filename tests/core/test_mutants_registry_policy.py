@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import caproute
-from caproute import LearnedFact, Policy, PolicyError, Registry
+from caproute import LearnedFact, Policy, PolicyError, Registry, RegistrySource, Support
 from caproute._core.policy import check_policy_text, registry_warnings
 from caproute.testing import make_model
 
@@ -226,3 +226,34 @@ def test_registry_warnings_are_located_and_sorted() -> None:
         "unknown to the registry or retired or deprecated (at routes[3].candidates)",
     ]
     assert [w.path for w in found][:2] == ["routes[0].match.model[0]", "routes[0].candidates"]
+
+
+@pytest.mark.parametrize(
+    ("learned_at", "support"),
+    [(99.0, Support.SUPPORTED), (100.0, Support.SUPPORTED), (101.0, Support.UNSUPPORTED)],
+)
+def test_a_live_value_fetched_at_or_after_a_fact_beats_it(
+    learned_at: float, support: Support
+) -> None:
+    """A live list fetched when (or after) a fact was learned already knows better."""
+    live = Registry.from_models(
+        [make_model("claude-a-2")], source=RegistrySource("live", fetched_at=100.0)
+    )
+    fact = LearnedFact("claude-a-2", "effort.max", False, learned_at, 1e12, "x")
+    registry = live.with_learned([fact])
+    assert registry.supports("claude-a-2", "effort.max") is support
+    learned = {"effort.max"} if support is Support.UNSUPPORTED else set()
+    assert registry.learned_keys("claude-a-2") == learned
+    assert registry.learned_keys("claude-nobody-1") == frozenset()
+
+
+def test_support_has_no_truth_value() -> None:
+    with pytest.raises(TypeError) as caught:
+        bool(Support.UNKNOWN)
+    assert str(caught.value) == "Support is three-state; compare with Support.SUPPORTED explicitly"
+
+
+def test_a_lifecycle_change_keeps_a_tombstone() -> None:
+    old = Registry.from_models([make_model("claude-a-2"), make_model("claude-b-1")])
+    new = old.updated_by(Registry.from_models([make_model("claude-a-2")]), dropped="gone")
+    assert new.with_lifecycle("claude-b-1", "deprecated").tombstone("claude-b-1") == "gone"
