@@ -126,6 +126,8 @@ class Result:
     listed in the equivalents file with an ``import-time:`` reason, checked by hand."""
     unchecked: int = 0
     seconds: float | None = None
+    by_file: dict[str, list[int]] = field(default_factory=dict)
+    """file -> [killed, left (survived + no test), not run yet]."""
 
     @property
     def counted(self) -> int:
@@ -243,7 +245,9 @@ def collect(area: Area, equivalents: dict[str, str]) -> Result:
         if not any(fnmatch.fnmatch(source, pattern) for pattern in area.files):
             continue
         codes = json.loads(meta.read_text())["exit_code_by_key"]
+        tally = result.by_file.setdefault(source, [0, 0, 0])
         for name, code in sorted(codes.items()):
+            tally[0 if code in KILLED else 1 if code in SURVIVED | NO_TESTS else 2] += 1
             reason = reason_for(name, equivalents)
             if reason is not None and code not in KILLED:
                 kind = result.import_time if reason.startswith("import-time") else None
@@ -294,6 +298,16 @@ def write_report(results: Sequence[Result], *, diffs: bool) -> None:
             f"{len(r.no_tests)} | {len(r.equivalent)} | {len(r.import_time)} | "
             f"{r.unchecked} | {took} |"
         )
+    for r in results:
+        if len(r.by_file) > 1:
+            lines += ["", f"## {r.area.name} by file", ""]
+            lines += [
+                "| file | killed | left | not run | score so far |",
+                "| --- | --- | --- | --- | --- |",
+            ]
+            for source, (killed, left, waiting) in sorted(r.by_file.items()):
+                so_far = f"{100 * killed / (killed + left):.1f} %" if killed + left else "—"
+                lines.append(f"| `{source}` | {killed} | {left} | {waiting} | {so_far} |")
     for r in results:
         left = r.survived + r.no_tests
         if not left:
