@@ -264,14 +264,23 @@ def collect(area: Area, equivalents: dict[str, str]) -> Result:
 
 
 def diff_lines(area: Area, name: str) -> list[str]:
-    """The lines a mutant changes (``-`` original, ``+`` mutant), via mutmut itself."""
-    out = subprocess.run(
-        [str(Path(sys.executable).parent / "mutmut"), "show", name],
-        cwd=WORK / area.name,
-        capture_output=True,
-        text=True,
-    ).stdout.splitlines()
-    return [line for line in out if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    """The lines a mutant changes (``-`` original, ``+`` mutant), from mutmut itself."""
+    from mutmut.mutation.diff_apply import get_diff_for_mutant  # .venv-mutate only
+
+    path = "src/" + name.split(".x", 1)[0].replace(".", "/") + ".py"
+    here = Path.cwd()
+    os.chdir(WORK / area.name)
+    try:
+        diff = get_diff_for_mutant(name, path=path)
+    except Exception as exc:  # a mutant mutmut can't show: say so, keep the report
+        return [f"(no diff: {type(exc).__name__})"]
+    finally:
+        os.chdir(here)
+    return [
+        line
+        for line in diff.splitlines()
+        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+    ]
 
 
 def write_report(results: Sequence[Result], *, diffs: bool) -> None:
