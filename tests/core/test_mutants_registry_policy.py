@@ -257,3 +257,29 @@ def test_a_lifecycle_change_keeps_a_tombstone() -> None:
     old = Registry.from_models([make_model("claude-a-2"), make_model("claude-b-1")])
     new = old.updated_by(Registry.from_models([make_model("claude-a-2")]), dropped="gone")
     assert new.with_lifecycle("claude-b-1", "deprecated").tombstone("claude-b-1") == "gone"
+
+
+def test_stripped_citations_leave_the_document_and_say_why() -> None:
+    registry = Registry.from_models([make_model("claude-a-1", unsupported=["citations"])])
+    source = {"type": "text", "media_type": "text/plain", "data": "hello"}
+    document = {"type": "document", "source": source, "citations": {"enabled": True}}
+    body = {
+        "model": "claude-a-1",
+        "max_tokens": 10,
+        "messages": [{"role": "user", "content": [document, {"type": "text", "text": "q"}]}],
+    }
+    result = caproute.route(body, registry=registry, policy=policy(citations="strip"))
+
+    assert [c.to_dict() for c in result.decision.changes] == [
+        {
+            "path": "messages[0].content[0].citations",
+            "before": {"enabled": True},
+            "after": None,
+            "added": False,
+            "removed": True,
+            "action": "strip",
+            "reason": "claude-a-1 lacks citations",
+        }
+    ]
+    assert result.body["messages"][0]["content"][0] == {"type": "document", "source": source}
+    assert body["messages"][0]["content"][0]["citations"] == {"enabled": True}  # not mutated

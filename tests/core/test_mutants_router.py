@@ -151,3 +151,48 @@ def test_an_unheard_of_value_of_a_family_the_model_lacks_is_acted_on(
     [stripped] = decision.changes
     assert (stripped.path, stripped.before, stripped.action) == (change, extra[change], "strip")
     assert decision.notes == ()
+
+
+NOT_AN_OBJECT = "the body is not a JSON object"
+
+
+def test_a_batch_routes_each_item_with_the_calls_headers_and_registry_age() -> None:
+    registry = Registry.from_models(
+        [make_model("claude-a-2"), make_model("claude-b-1")],
+        source=RegistrySource("live", fetched_at=100.0),
+    )
+    team = {"name": "team", "match": {"headers": {"x-team": "a"}}, "candidates": ["claude-b-1"]}
+    engine = caproute.PolicyEngine(
+        registry, Policy.from_dict({"version": 1, "routes": [team, {"name": "rest"}]})
+    )
+    item = {"model": "claude-a-2", "max_tokens": 5, "messages": HI}
+    body = {"requests": [{"custom_id": "x", "params": item}, 7, {"params": {}}]}
+    decision = engine.route(body, endpoint="batch", headers={"x-team": "a"}, now=150.0).decision
+
+    assert decision.registry_age_s == 50.0
+    assert [
+        (key, d.outcome, d.model, d.route, d.registry_age_s, d.reason) for key, d in decision.items
+    ] == [
+        ("x", "rerouted", "claude-b-1", "team", 50.0, "the route does not list claude-a-2"),
+        ("requests[1]", "passthrough", None, None, 50.0, f"{NOT_AN_OBJECT} (it is a null)"),
+        ("requests[2]", "passthrough", None, None, 50.0, "model: missing or not a string"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ([1], f"{NOT_AN_OBJECT} (it is a list)"),
+        ({"requests": 5}, "requests: missing or not a list"),
+    ],
+)
+def test_a_batch_body_of_the_wrong_shape_is_passed_through(body: Any, reason: str) -> None:
+    registry = Registry.from_models(
+        [make_model("claude-a-2")], source=RegistrySource("live", fetched_at=100.0)
+    )
+    decision = caproute.PolicyEngine(registry).route(body, endpoint="batch", now=160.0).decision
+    assert (decision.outcome, decision.reason, decision.registry_age_s) == (
+        "passthrough",
+        reason,
+        60.0,
+    )
