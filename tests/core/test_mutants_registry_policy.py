@@ -283,3 +283,15 @@ def test_stripped_citations_leave_the_document_and_say_why() -> None:
     ]
     assert result.body["messages"][0]["content"][0] == {"type": "document", "source": source}
     assert body["messages"][0]["content"][0]["citations"] == {"enabled": True}  # not mutated
+
+
+def test_a_fact_saying_supported_lays_support_over_the_listing() -> None:
+    listed = Registry.from_models([make_model("claude-a-2", unsupported=["effort.max"])])
+    taught = listed.with_learned([LearnedFact("claude-a-2", "effort.max", True, 1.0, 2.0, "x")])
+    assert listed.supports("claude-a-2", "effort.max") is Support.UNSUPPORTED
+    assert taught.supports("claude-a-2", "effort.max") is Support.SUPPORTED
+    assert taught.supports("claude-a-2", "effort") is Support.SUPPORTED
+    assert taught.supports("claude-a-2", "effort.high") is Support.SUPPORTED
+    limited = listed.with_learned([LearnedFact("claude-a-2", "max_tokens", 512, 1.0, 2.0, "x")])
+    assert limited.limits("claude-a-2").max_tokens == 512
+    assert limited.supports("claude-a-2", "effort.max") is Support.UNSUPPORTED
