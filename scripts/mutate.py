@@ -31,6 +31,7 @@ import fnmatch
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -220,11 +221,15 @@ def run_area(area: Area, *, names: Sequence[str], max_children: int, limit: floa
     log = (work / "mutmut.log").open("w")
     started = time.monotonic()
     print(f"[{area.name}] mutmut run ({' '.join(names) or 'all mutants'}); log: {log.name}")
+    # A session of its own: on the time limit, mutmut and its workers stop together.
+    process = subprocess.Popen(
+        command, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
-        subprocess.run(
-            command, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=limit
-        )
+        process.wait(timeout=limit)
     except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait()
         print(f"[{area.name}] stopped after {limit:.0f}s: the report shows what was checked")
     seconds = time.monotonic() - started
     timings = json.loads(TIMINGS.read_text()) if TIMINGS.exists() else {}
