@@ -281,3 +281,23 @@ def test_local_answers_are_api_shaped() -> None:
         413,
         "request_too_large",
     )
+
+
+def test_the_duplicated_key_is_the_one_named() -> None:
+    assert parse(b'{"a":1,"b":2,"b":3}') == ({"a": 1, "b": 3}, "'b'")
+
+
+def test_a_number_too_long_to_read_is_refused_with_the_reason() -> None:
+    with pytest.raises(BodyRefused) as caught:
+        parse(b'{"x":' + b"1" * 5000 + b"}")
+    status, error_type, message = refusal(caught)
+    assert (status, error_type) == (400, "invalid_request_error")
+    assert message.startswith("the request body has a number caproute can't read: ")
+
+
+def test_bytes_after_raw_deflate_data_are_ignored() -> None:
+    """Raw deflate has no framing for a second member: what follows the stream ends it."""
+    raw = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    data = json.dumps(TEXT).encode()
+    packed = raw.compress(data) + raw.flush() + b"trailing"
+    assert decode(packed, ("deflate",), 10_000) == data
