@@ -101,7 +101,11 @@ AREAS: tuple[Area, ...] = (
     Area(
         "redaction",
         ("src/caproute/_redact.py",),
-        ("tests/reliability/test_secrets.py", "tests/core/test_features.py"),
+        (
+            "tests/reliability/test_secrets.py",
+            "tests/core/test_features.py",
+            "tests/regressions/test_redaction_regressions.py",
+        ),
         0.90,
     ),
 )
