@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 
 import caproute
-from caproute import LearnedFact, Policy, PolicyError, Registry, RegistrySource, Support
+from caproute import (
+    LearnedFact,
+    Policy,
+    PolicyError,
+    Registry,
+    RegistryError,
+    RegistrySource,
+    Support,
+)
 from caproute._core.policy import check_policy_text, registry_warnings
 from caproute.testing import make_model
 
@@ -295,3 +303,49 @@ def test_a_fact_saying_supported_lays_support_over_the_listing() -> None:
     limited = listed.with_learned([LearnedFact("claude-a-2", "max_tokens", 512, 1.0, 2.0, "x")])
     assert limited.limits("claude-a-2").max_tokens == 512
     assert limited.supports("claude-a-2", "effort.max") is Support.UNSUPPORTED
+
+
+GOOD = Registry.from_models(
+    [make_model("claude-a-2")],
+    source=RegistrySource("live", fetched_at=5.0, location="https://x", describes="2026-01-01"),
+    aliases={"claude-a": "claude-a-2"},
+).to_json()
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        (
+            {"format": "nope"},
+            "not a caproute registry snapshot (format is 'nope', expected 'caproute-registry/1')",
+        ),
+        ({"models": None}, "snapshot has no 'models' list"),
+        ({"source": []}, "snapshot 'source' must be an object"),
+        ({"aliases": []}, "snapshot 'aliases' must be an object"),
+        ({"tombstones": {"a": 1}}, "snapshot 'tombstones' must map model ids to reasons"),
+        ({"tombstones": {1: "x"}}, "snapshot 'tombstones' must map model ids to reasons"),
+        ({"learned": {"a": 1}}, "snapshot 'learned' must be a list"),
+        ({"source": {"fetched_at": "x"}}, "source.fetched_at: Input should be a valid number"),
+        ({"aliases": {"a": 5}}, "aliases.a: Input should be a valid string"),
+        ({"models": [5]}, "invalid model entry models[0]: not an object"),
+    ],
+)  # fmt: skip
+def test_a_bad_snapshot_names_what_is_wrong(change: dict[str, Any], error: str) -> None:
+    with pytest.raises(RegistryError) as caught:
+        Registry.from_json({**GOOD, **change})
+    assert str(caught.value) == error
+
+
+def test_a_snapshots_source_is_kept_or_completed_by_the_loaders() -> None:
+    stored = RegistrySource("live", fetched_at=5.0, location="https://x", describes="2026-01-01")
+    assert Registry.from_json(GOOD).source == stored
+    assert Registry.from_json(GOOD).resolve("claude-a") == "claude-a-2"
+    # The loader knows the file: its kind and location win, the stored times fill in.
+    assert Registry.from_json(GOOD, source=RegistrySource("cache", location="/f")).source == (
+        RegistrySource("cache", fetched_at=5.0, location="/f", describes="2026-01-01")
+    )
+    given = RegistrySource("cache", location="/f", fetched_at=9.0)
+    assert Registry.from_json(GOOD, source=given).source == given
+    given = RegistrySource("cache", location="/f", describes="2026-02-02")
+    assert Registry.from_json(GOOD, source=given).source == given
+    assert Registry.from_json({**GOOD, "source": None}).source == RegistrySource("snapshot")
