@@ -196,3 +196,92 @@ def test_a_batch_body_of_the_wrong_shape_is_passed_through(body: Any, reason: st
         reason,
         60.0,
     )
+
+
+BATCH_LINEUP = Registry.from_models(
+    [
+        make_model("claude-a-2", unsupported=["pdf_input"]),
+        make_model("claude-b-1", unsupported=["effort.max", "pdf_input", "image_input"]),
+    ]
+)
+PDF = [
+    {
+        "role": "user",
+        "content": [
+            {
+                "type": "document",
+                "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0="},
+            }
+        ],
+    }
+]
+PICTURE = [{"role": "user", "content": [IMAGE]}]
+
+
+def item(custom_id: str, **params: Any) -> dict[str, Any]:
+    return {
+        "custom_id": custom_id,
+        "params": {"model": "claude-b-1", "max_tokens": 10, "messages": HI, **params},
+    }
+
+
+@pytest.mark.parametrize(
+    ("items", "outcome", "requested", "model", "needs", "changes"),
+    [
+        ([item("u1"), item("u2")], "unchanged", "claude-b-1", "claude-b-1", ("batch",), []),
+        (
+            [item("u1"), item("a1", output_config={"effort": "max"})],
+            "adjusted", "claude-b-1", "claude-b-1", ("batch", "effort.max"),
+            ["requests[1].params.output_config.effort: max → xhigh"],
+        ),
+        (
+            [item("a1", output_config={"effort": "max"}), item("r1", model="claude-a-2")],
+            "adjusted", None, None, ("batch", "effort.max"),
+            ["requests[0].params.output_config.effort: max → xhigh"],
+        ),
+        (
+            [item("a1", output_config={"effort": "max"}), item("r1", messages=PICTURE)],
+            "rerouted", "claude-b-1", None, ("batch", "effort.max", "image_input"),
+            [
+                "requests[0].params.output_config.effort: max → xhigh",
+                "requests[1].params.model: claude-b-1 → claude-a-2",
+            ],
+        ),
+    ],
+)  # fmt: skip
+def test_a_batch_decision_sums_up_its_items(
+    items: list[dict[str, Any]],
+    outcome: str,
+    requested: str | None,
+    model: str | None,
+    needs: tuple[str, ...],
+    changes: list[str],
+) -> None:
+    decision = caproute.route({"requests": items}, registry=BATCH_LINEUP, endpoint="batch").decision
+    assert (decision.outcome, decision.requested_model, decision.model) == (
+        outcome,
+        requested,
+        model,
+    )
+    assert decision.needs == needs
+    assert [str(c) for c in decision.changes] == changes
+    assert [key for key, _ in decision.items] == [i["custom_id"] for i in items]
+
+
+def test_a_batch_with_refused_items_is_refused_whole_saying_which() -> None:
+    items = [item("u1"), item("x1", messages=PDF), item("x2", messages=PDF)]
+    result = caproute.route({"requests": items}, registry=BATCH_LINEUP, endpoint="batch")
+    decision = result.decision
+    why = (
+        "no candidate can serve the request (claude-b-1: lacks pdf_input (messages[0].content[0]); "
+        "claude-a-2: lacks pdf_input (messages[0].content[0]))"
+    )
+    assert (decision.outcome, decision.requested_model, decision.model) == (
+        "rejected",
+        "claude-b-1",
+        None,
+    )
+    assert decision.needs == ("batch", "pdf_input")
+    assert decision.changes == ()
+    assert decision.reason == f"2 of 3 batch requests rejected: [x1] {why}; [x2] {why}"
+    assert result.body["requests"] is items  # nothing edited in a refused batch
