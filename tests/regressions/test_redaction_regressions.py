@@ -47,6 +47,7 @@ PLAIN = Decision("unchanged", "claude-a", "claude-a", needs=("effort.max",), rou
     ],
 )
 def test_a_key_anywhere_in_a_decision_is_found_and_masked(fields: dict[str, Any]) -> None:
+    fields = dict(fields)  # the parameter is shared between runs: never pop from it
     decision = Decision(
         fields.pop("outcome", "unchanged"),
         fields.pop("requested_model", "claude-a"),
