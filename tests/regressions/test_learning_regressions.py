@@ -18,6 +18,7 @@ import pytest
 
 import caproute
 from caproute import LearnedFact, LiveRouter, Registry
+from caproute._core.flow import MarkOverloaded
 from caproute.testing import FakeAnthropic, make_model
 
 KEY = "test-key-regressions"
@@ -388,3 +389,20 @@ def test_a_routes_own_fallback_statuses_apply_to_its_requests_only(fake: FakeAnt
         with pytest.raises(anthropic.InternalServerError):
             client.messages.create(model=TWIN, max_tokens=10, messages=HI)
     assert sent(fake) == [SMALL, TWIN, TWIN]
+
+
+def test_models_cooling_down_are_avoided_only_while_another_can_serve() -> None:
+    """A cooling requested model is replaced within its price class, else used anyway;
+    a cooling model that alone can serve the request is used rather than refuse."""
+    router = router_for(overload_cooldown_s=60.0)
+    plain = {"model": SMALL, "max_tokens": 5, "messages": HI}
+    picture = {"model": SMALL, "max_tokens": 5, "messages": [{"role": "user", "content": [IMAGE]}]}
+
+    router.carry_out(MarkOverloaded(SMALL))
+    assert router.cooling == frozenset({SMALL})
+    assert router.route(plain).decision.model == TWIN
+    router.carry_out(MarkOverloaded(TWIN))
+    assert router.route(plain).decision.model == SMALL  # the whole class is cooling
+    router.carry_out(MarkOverloaded(BIG))
+    assert router.route(picture).decision.model == BIG  # only BIG sees images
+    assert router.route({**plain, "model": BIG}).decision.model == BIG
