@@ -5,12 +5,23 @@ the *decision* handed to a hook still held the key)."""
 
 from __future__ import annotations
 
+import logging
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from caproute import MISSING, Candidate, Change, Decision, LiveRouter, Registry
-from caproute._redact import decision_has_secret, redact, redact_decision
+from caproute._redact import (
+    RedactingFilter,
+    decision_has_secret,
+    protect,
+    protect_uvicorn,
+    redact,
+    redact_decision,
+    redacting_streams,
+)
 from caproute.testing import make_model
 
 KEY = "sk-ant-api03-SECRETsecret123"
@@ -122,3 +133,91 @@ def test_every_text_field_is_masked_and_nothing_else_changes() -> None:
 )
 def test_redact_masks_each_token_to_its_end(text: str, shown: str) -> None:
     assert redact(text) == shown
+
+
+class Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def logged() -> Iterator[tuple[logging.Logger, Collect]]:
+    logger = logging.getLogger("caproute.tests.redaction")
+    handler = Collect()
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    protect(logger)
+    try:
+        yield logger, handler
+    finally:
+        logger.removeHandler(handler)
+        logger.filters.clear()
+
+
+def test_a_log_record_is_masked_in_its_message_and_traceback(
+    logged: tuple[logging.Logger, Collect],
+) -> None:
+    logger, handler = logged
+    logger.info("refused: %s", f"invalid x-api-key: {KEY}")
+    try:
+        raise ValueError(f"bad key {KEY}")
+    except ValueError:
+        logger.exception("failed")
+    logger.info("nothing secret %s", "here")
+    decision = Decision("unchanged", KEY, KEY)
+    logger.info("d", extra={"caproute_decision": decision})
+
+    first, failure, plain, with_decision = handler.records
+    assert (first.msg, first.args) == (f"refused: invalid x-api-key: {MASKED}", None)
+    assert first.getMessage() == f"refused: invalid x-api-key: {MASKED}"
+    assert failure.exc_info is None  # dropped: a formatter can't re-render the key
+    assert failure.exc_text is not None
+    assert f"ValueError: bad key {MASKED}" in failure.exc_text
+    assert KEY not in failure.exc_text
+    assert (plain.msg, plain.args) == ("nothing secret %s", ("here",))
+    assert with_decision.caproute_decision.requested_model == MASKED
+
+
+def test_a_traceback_without_a_key_is_kept_whole(logged: tuple[logging.Logger, Collect]) -> None:
+    logger, handler = logged
+    try:
+        raise ValueError("plain")
+    except ValueError:
+        logger.exception("failed")
+    [record] = handler.records
+    assert record.exc_info is not None
+    assert record.exc_text is not None
+    assert record.exc_text.endswith("ValueError: plain")
+
+
+def test_protect_adds_one_filter_once() -> None:
+    logger = logging.getLogger("caproute.tests.protect-once")
+    try:
+        assert protect(protect(logger)) is logger
+        assert sum(isinstance(f, RedactingFilter) for f in logger.filters) == 1
+    finally:
+        logger.filters.clear()
+
+
+def test_uvicorn_loggers_can_be_protected() -> None:
+    protect_uvicorn()
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi"):
+        filters = logging.getLogger(name).filters
+        assert sum(isinstance(f, RedactingFilter) for f in filters) == 1
+
+
+def test_cli_output_is_masked(capsys: pytest.CaptureFixture[str]) -> None:
+    with redacting_streams():
+        print(f"key {KEY}")
+        sys.stderr.writelines([f"a {KEY}\n", "b\n"])
+        assert sys.stdout.write("x") == 1
+        encoding = sys.stdout.encoding  # other attributes are the stream's own
+    out, err = capsys.readouterr()
+    assert out == f"key {MASKED}\nx"
+    assert err == f"a {MASKED}\nb\n"
+    assert encoding == sys.stdout.encoding
