@@ -221,3 +221,16 @@ def test_cli_output_is_masked(capsys: pytest.CaptureFixture[str]) -> None:
     assert out == f"key {MASKED}\nx"
     assert err == f"a {MASKED}\nb\n"
     assert encoding == sys.stdout.encoding
+
+
+@pytest.mark.parametrize(
+    "decision",
+    [
+        Decision("passthrough", None, None),
+        Decision("passthrough", "claude-a", None),
+        Decision("unchanged", None, "claude-a"),
+    ],
+)
+def test_a_decision_without_models_is_checked_too(decision: Decision) -> None:
+    assert not decision_has_secret(decision)
+    assert redact_decision(decision) is decision
