@@ -38,6 +38,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / ".venv-mutate" / "work"
@@ -216,6 +217,14 @@ def prepare(area: Area) -> Path:
     return work
 
 
+def read_timings() -> dict[str, Any]:
+    try:
+        found: dict[str, Any] = json.loads(TIMINGS.read_text())
+    except (OSError, ValueError):  # none yet, or another area is writing it
+        return {}
+    return found
+
+
 def run_area(area: Area, *, names: Sequence[str], max_children: int, limit: float) -> float:
     """Run mutmut for `area` (niced, bounded by `limit` seconds); the seconds it took."""
     work = prepare(area)
@@ -236,7 +245,7 @@ def run_area(area: Area, *, names: Sequence[str], max_children: int, limit: floa
         process.wait()
         print(f"[{area.name}] stopped after {limit:.0f}s: the report shows what was checked")
     seconds = time.monotonic() - started
-    timings = json.loads(TIMINGS.read_text()) if TIMINGS.exists() else {}
+    timings = read_timings()
     timings[area.name] = {"seconds": round(seconds), "mutants": " ".join(names) or "all"}
     TIMINGS.write_text(json.dumps(timings, indent=2) + "\n")
     print(f"[{area.name}] done in {seconds:.0f}s")
@@ -247,13 +256,16 @@ def collect(area: Area, equivalents: dict[str, str]) -> Result:
     """What the last run of `area` found (from mutmut's ``.meta`` files)."""
     result = Result(area)
     mutants = WORK / area.name / "mutants"
-    timings = json.loads(TIMINGS.read_text()) if TIMINGS.exists() else {}
+    timings = read_timings()
     result.seconds = timings.get(area.name, {}).get("seconds")
     for meta in sorted(mutants.glob("src/**/*.py.meta")):
         source = str(meta.relative_to(mutants)).removesuffix(".meta")
         if not any(fnmatch.fnmatch(source, pattern) for pattern in area.files):
             continue
-        codes = json.loads(meta.read_text())["exit_code_by_key"]
+        try:
+            codes = json.loads(meta.read_text())["exit_code_by_key"]
+        except ValueError:  # being written by a run in progress: read it next time
+            continue
         tally = result.by_file.setdefault(source, [0, 0, 0])
         for name, code in sorted(codes.items()):
             tally[0 if code in KILLED else 1 if code in SURVIVED | NO_TESTS else 2] += 1
