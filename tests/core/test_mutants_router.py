@@ -285,3 +285,35 @@ def test_a_batch_with_refused_items_is_refused_whole_saying_which() -> None:
     assert decision.changes == ()
     assert decision.reason == f"2 of 3 batch requests rejected: [x1] {why}; [x2] {why}"
     assert result.body["requests"] is items  # nothing edited in a refused batch
+
+
+def test_stripping_several_list_items_removes_exactly_those() -> None:
+    """Edits to one list are applied from the last index down (removing ``tools[0]``
+    first would shift ``tools[2]`` onto another tool)."""
+    registry = Registry.from_models(
+        [make_model("claude-a-1", unsupported=["server_tools.web_search"])]
+    )
+    search = [{"type": "web_search_20250305", "name": f"web_search{n}"} for n in (1, 2)]
+    calc = {"name": "calc", "input_schema": {"type": "object"}}
+    other = {"name": "c2", "input_schema": {"type": "object"}}
+    tools = [search[0], calc, search[1], other]
+    body = {"model": "claude-a-1", "max_tokens": 10, "messages": HI, "tools": tools}
+    route = {"name": "r", "actions": {"server_tools": "strip"}}
+    rules = Policy.from_dict({"version": 1, "routes": [route]})
+    result = caproute.route(body, registry=registry, policy=rules)
+
+    assert result.body["tools"] == [calc, other]
+    assert [c.path for c in result.decision.changes] == ["tools[0]", "tools[2]"]
+    assert body["tools"] == [search[0], calc, search[1], other]
+
+
+def test_a_registry_source_survives_a_snapshot_round_trip() -> None:
+    source = RegistrySource("live", fetched_at=5.0, location="https://x", describes="2026-01-01")
+    assert source.to_dict() == {
+        "kind": "live",
+        "fetched_at": 5.0,
+        "location": "https://x",
+        "describes": "2026-01-01",
+    }
+    registry = Registry.from_models([make_model("claude-a-2")], source=source)
+    assert Registry.from_json(registry.to_json()).source == source
