@@ -268,8 +268,9 @@ def collect(area: Area, equivalents: dict[str, str]) -> Result:
             continue
         tally = result.by_file.setdefault(source, [0, 0, 0])
         for name, code in sorted(codes.items()):
-            tally[0 if code in KILLED else 1 if code in SURVIVED | NO_TESTS else 2] += 1
             reason = reason_for(name, equivalents)
+            if reason is None or code in KILLED:  # the listed ones are counted apart
+                tally[0 if code in KILLED else 1 if code in SURVIVED | NO_TESTS else 2] += 1
             if reason is not None and code not in KILLED:
                 kind = result.import_time if reason.startswith("import-time") else None
                 (kind if kind is not None else result.equivalent).append(name)
