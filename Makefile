@@ -4,15 +4,31 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.caproute-installed
 
-.PHONY: demo test lint types pytest test-sdk0 test-sdk1 bench clean mutate
+.PHONY: demo test lint types pytest test-sdk0 test-sdk1 test-sdk-suite bench clean check-venv mutate
 
-$(STAMP): pyproject.toml
+# caproute needs Python >= 3.11: checked before .venv is made, and .venv is checked
+# before it is used, so a .venv made by a wrong or since-removed Python (make demo
+# PYTHON=python3.9) is reported with what to do instead of failing every later run the
+# same way.
+NEEDS_PYTHON := import sys; sys.exit(sys.version_info < (3, 11))
+
+check-venv:
+	@if [ -e $(VENV) ] && ! $(BIN)/python -c '$(NEEDS_PYTHON)' >/dev/null 2>&1; then \
+		echo "make: $(VENV) has no working Python >= 3.11 (it has: $$($(BIN)/python --version 2>&1 | head -n 1))." >&2; \
+		echo "make: run 'make clean' to remove it, then make again (PYTHON=python3.11 or newer)." >&2; \
+		exit 1; \
+	fi
+
+$(STAMP): pyproject.toml | check-venv
+	@test -x $(BIN)/python || $(PYTHON) -c '$(NEEDS_PYTHON)' >/dev/null 2>&1 || { \
+		echo "make: PYTHON=$(PYTHON) is not Python >= 3.11 ($$($(PYTHON) --version 2>&1 | head -n 1)); run make PYTHON=python3.11 (or newer)." >&2; \
+		exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: check-venv $(STAMP)
 	$(BIN)/caproute demo
 
 # No container engine on the CI machine: the Dockerfile is linted (hadolint, from the
@@ -31,7 +47,7 @@ pytest: $(STAMP)
 # The SDK-facing integration tests, run again under each older SDK generation.
 SDK_TESTS := tests/integration/test_sdk_matrix.py tests/integration/test_sdk_wire.py \
 	tests/integration/test_live_rules.py tests/integration/test_wrap_close.py \
-	tests/integration/test_langchain.py
+	tests/integration/test_langchain.py tests/integration/test_transparency.py
 
 # The second SDK generation: anthropic 0.x is built on httpx (1.x/2.x on httpx2), so
 # the SDK matrix tests run again in their own environment. Created once, stamped.
@@ -65,6 +81,27 @@ $(SDK1_STAMP): pyproject.toml
 test-sdk1: $(SDK1_STAMP)
 	$(SDK1_VENV)/bin/python -m pytest -q -p no:cacheprovider $(SDK_TESTS) \
 		tests/integration/test_pydantic_ai.py
+
+# The anthropic SDK's own test suite, run with every client it builds wrapped by
+# `caproute.wrap` and compared with the same run unwrapped (docs/sdk.md, "Transparency").
+# The sdist of the SDK version installed in .venv is downloaded once into .cache/; the
+# suite's test dependencies (pinned as in its requirements-dev.lock) live in their own
+# environment. SDK_SUITE_ARGS passes options to scripts/sdk_suite/run.py (--help).
+SDK_SUITE_VENV := .venv-sdk-suite
+SDK_SUITE_STAMP := $(SDK_SUITE_VENV)/.caproute-installed
+SDK_SUITE_ARGS ?=
+SDK_SUITE_ANTHROPIC ?= $(shell $(BIN)/python -c 'import anthropic; print(anthropic.__version__)' 2>/dev/null)
+
+$(SDK_SUITE_STAMP): pyproject.toml scripts/sdk_suite/requirements.txt
+	test -x $(SDK_SUITE_VENV)/bin/python || $(PYTHON) -m venv $(SDK_SUITE_VENV)
+	$(SDK_SUITE_VENV)/bin/python -m pip install -q -e . \
+		'anthropic[aiohttp,bedrock,vertex]==$(SDK_SUITE_ANTHROPIC)' \
+		-r scripts/sdk_suite/requirements.txt
+	touch $(SDK_SUITE_STAMP)
+
+test-sdk-suite: $(SDK_SUITE_STAMP)
+	test -n '$(SDK_SUITE_ANTHROPIC)' || { echo 'make $(STAMP) first (or set SDK_SUITE_ANTHROPIC)'; exit 2; }
+	$(SDK_SUITE_VENV)/bin/python scripts/sdk_suite/run.py --sdk-version '$(SDK_SUITE_ANTHROPIC)' $(SDK_SUITE_ARGS)
 
 # test-sdk0 and test-sdk1 run after the main suite (a recursive make keeps the order
 # under -j).

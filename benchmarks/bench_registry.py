@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="caproute-bench-")
 
@@ -45,10 +46,45 @@ def embedded_first_load_ms() -> float:
     return statistics.median(runs)
 
 
+POLICIES = Path(__file__).parents[1] / "examples" / "policies"
+
+
+def loading_us(rounds: int = 7, calls: int = 200) -> dict[str, float]:
+    """Reading files as every caller does: each shipped policy through `load_policy`,
+    the embedded snapshot's text through its loader, and a snapshot file (the embedded
+    lineup, saved) through `load_snapshot`; best of `rounds` means of `calls`, in µs.
+
+    Written for issue 17's limits (policy size, nodes and depth; snapshot size, model
+    count and tombstones), which every one of these goes through: run it against the
+    tree before with ``PYTHONPATH``.
+    """
+    from caproute import embedded_registry, load_policy, load_snapshot, save_snapshot
+
+    snapshot = Path(tempfile.mkdtemp(prefix="caproute-bench-")) / "registry.json"
+    save_snapshot(embedded_registry(), snapshot)
+    loaders: dict[str, Callable[[], object]] = {
+        f"load_policy({path.name})": lambda path=path: load_policy(path)
+        for path in sorted(POLICIES.glob("*.yaml"))
+    }
+    loaders["embedded snapshot (parse + validate)"] = embedded_registry.__wrapped__
+    loaders["load_snapshot(embedded lineup file)"] = lambda: load_snapshot(snapshot)
+    best: dict[str, float] = {}
+    for _ in range(rounds):  # interleaved, so a burst of load hits every loader alike
+        for name, load in loaders.items():
+            started = time.process_time()
+            for _ in range(calls):
+                load()
+            mean = (time.process_time() - started) / calls * 1e6
+            best[name] = min(best.get(name, mean), mean)
+    return best
+
+
 def main() -> None:
     from caproute import RegistryFetcher, embedded_registry
     from caproute.testing import FakeAnthropic
 
+    for name, us in loading_us().items():
+        print(f"{name}: {us:.0f} µs CPU (best of 7 means of 200)")
     print(f"embedded_registry() first load: {embedded_first_load_ms():.2f} ms (median of 5)")
     registry = embedded_registry()
     ns = per_call_ns(lambda: registry.supports("claude-opus-5-5", "effort.high"))

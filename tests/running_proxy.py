@@ -7,12 +7,18 @@ would pick unless told otherwise) on a loopback port bound before the server sta
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -123,3 +129,48 @@ def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached")
         time.sleep(0.005)
+
+
+def free_port() -> int:
+    """A loopback port free right now (for a process that binds it itself)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def serve_process(
+    *args: str, log: Path, env: dict[str, str] | None = None, port: int | None = None
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """``caproute serve --port PORT ARGS`` as a real process, output (stdout and stderr)
+    in `log`; yields its URL once ``/caproute/health`` answers, or as soon as the
+    process exits (a start-up error: read `log`). SIGTERM on the way out."""
+    import httpx2
+
+    port = port or free_port()
+    command = [sys.executable, "-m", "caproute", "serve", "--port", str(port), *args]
+    environ = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env=environ, text=True
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while process.poll() is None:
+            try:
+                httpx2.get(f"{url}/caproute/health")
+                break
+            except httpx2.TransportError:
+                assert time.monotonic() < deadline, "caproute serve did not come up"
+                time.sleep(0.05)
+        yield url, process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -68,11 +68,12 @@ from ._batch_api import (
 from ._batch_plan import (
     BatchLimits,
     BatchPlan,
+    RouterLink,
     RoutingSettings,
     plan_first_round,
     plan_retry_round,
 )
-from ._batch_store import BatchStateError, ChunkRecord, StateDir
+from ._batch_store import BatchStateError, ChunkRecord, StateDir, private_dir
 from ._exceptions import ConfigError
 from ._fetch import retry_wait, should_retry
 from ._live import LiveRouter, PolicyInput
@@ -378,6 +379,7 @@ class _Job:
             betas=tuple(self.job["betas"]),
             limits=BatchLimits(limits["max_requests"], limits["max_bytes"]),
             headers=tuple(self.job.get("headers", {}).items()),  # absent in older jobs
+            allow_unknown=self.job.get("allow_unknown", False),
         )
 
     def plans(self) -> list[BatchPlan]:
@@ -522,7 +524,7 @@ class _Job:
 
     def _first_result_id(self, url: str) -> Flow[str | None]:
         path = self.store.downloads_dir / "probe.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         answer: Answer = yield Download(url, path)
         if not answer.ok:
             raise answer.to_error("reading a candidate batch's results")
@@ -619,7 +621,7 @@ class _Job:
 
     def _download(self, url: str, record: ChunkRecord) -> Flow[Path]:
         """Stream one batch's results to a file, retrying what is worth retrying."""
-        self.store.downloads_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.store.downloads_dir)
         path = self.store.downloads_dir / f"{record.name}.jsonl"
         what = f"downloading the results of {record.batch_id}"
         for attempt in range(self.timing.max_attempts):
@@ -729,14 +731,19 @@ class _Job:
 
     # -- retry -------------------------------------------------------------------------------
 
-    def retry(self, router: LiveRouter) -> Flow[BatchPlan | None]:
-        """Re-route and resubmit every request whose latest result is errored or expired."""
+    def retry(self, router: LiveRouter, *, from_worker: bool = False) -> Flow[BatchPlan | None]:
+        """Re-route and resubmit every request whose latest result is errored or expired,
+        planned with what the errored ones teach (`caproute._batch_plan.lesson`).
+
+        `from_worker`: the planning runs in an async driver's worker thread.
+        """
         if self.store.canceled:
             raise BatchStateError(f"{self.store.path}: the job is canceled; nothing is retried")
         yield from self.download()
         round_no = max(self.store.committed_rounds(self.conn)) + 1
         source = Path(self.job["input"]["path"])
-        plan: BatchPlan | None = yield Local(lambda: self._plan_retry(router, source, round_no))
+        link = RouterLink(router, from_worker=from_worker)
+        plan: BatchPlan | None = yield Local(lambda: self._plan_retry(link, source, round_no))
         if plan is None:
             self.event("nothing to retry: no request came back errored or expired")
             return None
@@ -746,9 +753,9 @@ class _Job:
         yield from self.submit()
         return plan
 
-    def _plan_retry(self, router: LiveRouter, source: Path, round_no: int) -> BatchPlan | None:
+    def _plan_retry(self, link: RouterLink, source: Path, round_no: int) -> BatchPlan | None:
         check_input(source, self.job)
-        return plan_retry_round(self.store, self.conn, router, source, round_no, self.routing)
+        return plan_retry_round(self.store, self.conn, link, source, round_no, self.routing)
 
     # -- cancel ------------------------------------------------------------------------------
 
@@ -949,6 +956,8 @@ def _make_job(store: StateDir, job: dict[str, Any], options: _Options) -> _Job:
         )
 
     opened = _Job(store, job, api=api, options=options)
+    if store.make_private():
+        opened.event(f"{store.path}: made the job's files readable by their owner only")
     store.discard_unfinished_rounds(opened.conn)
     if 1 not in store.committed_rounds(opened.conn):
         opened.close()
@@ -966,7 +975,9 @@ def _create(
     api_version: str,
     betas: Sequence[str],
     headers: Mapping[str, str],
+    allow_unknown: bool,
     options: _Options,
+    from_worker: bool = False,
 ) -> tuple[_Job, BatchPlan, bool]:
     """Plan a new job in `state`, or reopen the one already there for the same input.
 
@@ -997,6 +1008,7 @@ def _create(
                 "api_version": api_version if api_version != DEFAULT_API_VERSION else None,
                 "betas": list(betas) or None,
                 "headers": dict(headers) or None,
+                "allow_unknown": allow_unknown or None,
             }
             ignored = [
                 key
@@ -1028,17 +1040,21 @@ def _create(
                 "api_version": api_version,
                 "betas": list(betas),
                 "headers": dict(headers),
+                "allow_unknown": allow_unknown,
                 "limits": dataclasses.asdict(limits),
                 "policy": str(Path(policy).resolve()) if isinstance(policy, str | Path) else None,
                 "created_at": time.time(),
             }
-            settings = RoutingSettings(api_version, tuple(betas), limits, tuple(headers.items()))
+            settings = RoutingSettings(
+                api_version, tuple(betas), limits, tuple(headers.items()), allow_unknown
+            )
             # Start clean: a crash during an earlier planning may have left a partial index.
             for leftover in store.path.glob(store.db_file.name + "*"):
                 leftover.unlink()
             conn = store.connect()
             try:
-                plan = plan_first_round(store, conn, chosen, requests, settings, job)
+                link = RouterLink(chosen, from_worker=from_worker)
+                plan = plan_first_round(store, conn, link, requests, settings, job)
             finally:
                 conn.close()
         finally:
@@ -1057,6 +1073,7 @@ def dry_run_plan(
     api_version: str,
     betas: Sequence[str],
     headers: Mapping[str, str],
+    allow_unknown: bool,
     base_url: str | None,
     api_key: str | None,
     auth_token: str | None,
@@ -1077,9 +1094,11 @@ def dry_run_plan(
         )
         conn = store.connect()
         try:
-            settings = RoutingSettings(api_version, tuple(betas), limits, tuple(headers.items()))
+            settings = RoutingSettings(
+                api_version, tuple(betas), limits, tuple(headers.items()), allow_unknown
+            )
             job = {"input": {"path": str(requests)}}
-            return plan_first_round(store, conn, chosen, requests, settings, job)
+            return plan_first_round(store, conn, RouterLink(chosen), requests, settings, job)
         finally:
             conn.close()
             if owned:
@@ -1187,6 +1206,7 @@ class BatchJob(_JobHandle[SyncDriver]):
         api_version: str = DEFAULT_API_VERSION,
         betas: Sequence[str] = (),
         headers: Mapping[str, str] | None = None,
+        allow_unknown: bool = False,
         base_url: str | None = None,
         api_key: str | None = None,
         auth_token: str | None = None,
@@ -1213,6 +1233,10 @@ class BatchJob(_JobHandle[SyncDriver]):
             headers: Request headers for policy routes that match on headers
                 (``match.headers``). Used for routing only, never sent; recorded in
                 the job for retries. Credential headers are refused.
+            allow_unknown: Send requests whose model's support of what they need is
+                unknown (the policy's ``allow_unknown_in_batches`` does the same). By
+                default they are refused locally: the API would error them only when
+                the batch ends. Recorded in the job for retries.
             base_url: Default ``ANTHROPIC_BASE_URL``, else the API; recorded in the job.
             api_key: Default ``ANTHROPIC_API_KEY`` (never written anywhere).
             auth_token: Default ``ANTHROPIC_AUTH_TOKEN``.
@@ -1243,6 +1267,7 @@ class BatchJob(_JobHandle[SyncDriver]):
             api_version=api_version,
             betas=betas,
             headers=routing_headers(headers),
+            allow_unknown=allow_unknown,
             options=options,
         )
         return cls(job, plan, planned_now=planned)
@@ -1285,6 +1310,7 @@ class BatchJob(_JobHandle[SyncDriver]):
         api_version: str = DEFAULT_API_VERSION,
         betas: Sequence[str] = (),
         headers: Mapping[str, str] | None = None,
+        allow_unknown: bool = False,
         base_url: str | None = None,
         api_key: str | None = None,
         auth_token: str | None = None,
@@ -1302,6 +1328,7 @@ class BatchJob(_JobHandle[SyncDriver]):
             api_version=api_version,
             betas=betas,
             headers=routing_headers(headers),
+            allow_unknown=allow_unknown,
             base_url=base_url,
             api_key=api_key,
             auth_token=auth_token,
@@ -1418,6 +1445,7 @@ class AsyncBatchJob(_JobHandle[AsyncDriver]):
         api_version: str = DEFAULT_API_VERSION,
         betas: Sequence[str] = (),
         headers: Mapping[str, str] | None = None,
+        allow_unknown: bool = False,
         base_url: str | None = None,
         api_key: str | None = None,
         auth_token: str | None = None,
@@ -1449,7 +1477,9 @@ class AsyncBatchJob(_JobHandle[AsyncDriver]):
                 api_version=api_version,
                 betas=betas,
                 headers=routing_headers(headers),
+                allow_unknown=allow_unknown,
                 options=options,
+                from_worker=True,
             )
 
         job, first, planned = await anyio.to_thread.run_sync(plan)
@@ -1513,7 +1543,7 @@ class AsyncBatchJob(_JobHandle[AsyncDriver]):
                 lambda: _retry_router(self._job, router, policy)
             )
             try:
-                return await self._drive().run(self._job.retry(chosen))
+                return await self._drive().run(self._job.retry(chosen, from_worker=True))
             finally:
                 if owned:
                     chosen.close()

@@ -27,6 +27,7 @@ from typing import Any, Final, TypeAlias, TypeVar
 
 import httpx2
 
+from ._batch_store import open_private
 from ._exceptions import ConfigError, RuntimeFailure
 from ._snapshot import DEFAULT_BASE_URL
 from ._types import AsyncSleep, Sleep
@@ -309,7 +310,7 @@ class SyncDriver:
                 if response.status_code != 200:
                     response.read()
                     return Answer(response.status_code, dict(response.headers), response.content)
-                with action.dest.open("wb") as out:
+                with open_private(action.dest) as out:
                     for block in response.iter_bytes(_BLOCK):
                         out.write(block)
                 return Answer(response.status_code, dict(response.headers))
@@ -371,7 +372,7 @@ class AsyncDriver:
                 if response.status_code != 200:
                     await response.aread()
                     return Answer(response.status_code, dict(response.headers), response.content)
-                with action.dest.open("wb") as out:
+                with open_private(action.dest) as out:
                     async for block in response.aiter_bytes(_BLOCK):
                         out.write(block)
                 return Answer(response.status_code, dict(response.headers))

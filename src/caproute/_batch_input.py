@@ -4,8 +4,11 @@ The file is read as bytes, one line at a time, so its size never matters; each l
 keeps its 1-based number and byte offset (a retry re-reads exactly the lines it needs).
 `parse_line` checks one line the way the Message Batches API checks one request
 (api-facts §4.1): a JSON object with a ``custom_id`` of 1–64 characters from
-``[a-zA-Z0-9_-]`` and a ``params`` object, nothing else. Uniqueness across the file is
-checked by the caller, which keeps the ids on disk rather than in memory.
+``[a-zA-Z0-9_-]`` and a ``params`` object, nothing else. It also refuses ``params``
+that is not a Messages body at all (no ``model``, ``messages`` or ``max_tokens``, e.g.
+``{}``): the API accepts such an item at creation and errors it only when the batch is
+processed, hours later, so it is a bad line here like any malformed one. Uniqueness
+across the file is checked by the caller, which keeps the ids on disk, not in memory.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
+from ._core.features import shape_problem
 from ._exceptions import ConfigError
 
 if TYPE_CHECKING:
@@ -127,6 +131,9 @@ def parse_line(raw: bytes) -> tuple[str, dict[str, Any]] | str:
         keys = ", ".join(repr(k) for k in extra)
         plural = "s" if len(extra) > 1 else ""
         return f"unknown key{plural} {keys}: a line holds only custom_id and params"
+    problem = shape_problem(params)
+    if problem is not None:
+        return f"params.{problem} (custom_id {custom_id!r}): not a Messages request"
     return custom_id, params
 
 

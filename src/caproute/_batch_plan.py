@@ -4,13 +4,31 @@ One pass over the requests, holding one line at a time:
 
 1. check the line (`caproute._batch_input.parse_line`) and that its ``custom_id`` is
    new (the ids live in the SQLite index, not in memory);
-2. route it as a one-request batch, ``LiveRouter.route({"requests": [item]},
-   endpoint="batch")``, so the ``batch`` capability is required like every other
-   need, and read ``decision.items[0]``;
-3. a refused request is recorded with its reason and never sent; any other one is
+2. route it as a one-request batch through the same flow a single request takes
+   (`caproute._core.flow.call_flow` on a ``{"requests": [item]}`` call to the
+   ``batch`` endpoint): the ``batch`` capability is required like every other need,
+   a cold start waits once for live data (`Refresh`) and a model name the registry
+   lacks is looked up (`Resolve`), each carried out by the `LiveRouter`; the flow's
+   first `Send` or `Refuse` is the item's decision (nothing is sent here);
+3. **batches never gamble**: the flow refuses a request it would send to a model
+   whose support of something it needs is unknown (the registry doesn't state it, or
+   doesn't know the model at all) with what is unknown about which model — the core's
+   one rule (`PolicyEngine.never_gamble`), which the SDK middleware, the transports and
+   the proxy apply to a whole batch creation — unless the job allows it
+   (``allow_unknown`` / ``--allow-unknown``: the job then routes with the policy's
+   ``allow_unknown_in_batches`` on). A single request may try such a model once and
+   learn from the answer; a batch item would only come back ``errored`` when the
+   batch ends, up to 24 hours later. Each request is planned as a batch of its own, so
+   the planner refuses lines, not the job;
+4. a refused request is recorded with its reason and never sent; any other one is
    appended to the current chunk's POST body on disk (the input line's own bytes
    when routing changed nothing), starting a new chunk before either API limit
    (requests per batch, bytes per batch) would be passed.
+
+A retry round first learns from each retried item's ``errored`` result what a single
+request's 400 would have taught (`lesson`, the flow's attribution and `Learn`
+action), so the item is planned with that fact instead of going to the same model
+unchanged again.
 
 The round is committed as described in `caproute._batch_store`: nothing of a round
 exists for the submitter until the whole plan is durable.
@@ -22,6 +40,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
@@ -30,11 +49,41 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from ._batch_input import BatchInputError, LineProblem, parse_line, read_lines
-from ._batch_store import ChunkRecord, StateDir, fsync_dir, write_json_atomic
-from ._core.decision import Decision
+from ._batch_store import (
+    ChunkRecord,
+    StateDir,
+    fsync_dir,
+    open_private,
+    private_dir,
+    write_json_atomic,
+)
+from ._core.decision import MISSING, Decision
+from ._core.features import JSONPath
+from ._core.flow import (
+    Call,
+    Learn,
+    MarkRetired,
+    Refresh,
+    Refuse,
+    Resolve,
+    Send,
+    View,
+    _blames_the_model,
+    call_flow,
+)
+from ._core.learning import classify
+from ._core.rewrite import apply_edits
 from ._live import LiveRouter
 
-__all__ = ["BatchLimits", "BatchPlan", "PlanGroup", "plan_first_round", "plan_retry_round"]
+__all__ = [
+    "BatchLimits",
+    "BatchPlan",
+    "PlanGroup",
+    "RouterLink",
+    "lesson",
+    "plan_first_round",
+    "plan_retry_round",
+]
 
 API_MAX_REQUESTS: Final = 100_000
 API_MAX_BYTES: Final = 256_000_000
@@ -101,6 +150,17 @@ class BatchPlan:
     adjustments: tuple[PlanGroup, ...] = ()
     refusals: tuple[PlanGroup, ...] = ()
     passthroughs: tuple[PlanGroup, ...] = ()
+    unknown_refused: int = 0
+    """Requests refused only because no model is known to take them (their support is
+    unknown): counted in `refused` too, and listed in `unknowns`."""
+    unknown_sent: int = 0
+    """Requests sent although their model's support is unknown (the job allows it)."""
+    unknowns: tuple[PlanGroup, ...] = ()
+    """What was unknown about which model, for the requests of `unknown_refused` and
+    `unknown_sent`."""
+    learned: tuple[PlanGroup, ...] = ()
+    """Retry rounds: the facts the previous round's ``errored`` results taught, each
+    with the lines that taught it, before the round was routed."""
 
     @property
     def refused(self) -> int:
@@ -120,13 +180,23 @@ class BatchPlan:
         }
         for outcome, note in labels.items():
             count = self.outcomes.get(outcome, 0)
+            if outcome == "rejected":
+                count -= self.unknown_refused  # counted on their own line below
             if count or outcome in ("unchanged", "rejected"):
                 name = "refused" if outcome == "rejected" else outcome
                 lines.append(f"  {name:<12}{count:>10,}" + (f"  ({note})" if note else ""))
+        if self.unknown_refused:
+            note = "refused locally: no model is known to take them; --allow-unknown sends them"
+            lines.append(f"  {'unknown':<12}{self.unknown_refused:>10,}  ({note})")
+        if self.unknown_sent:
+            note = "sent although support is unknown: allowed for this job"
+            lines.append(f"  {'unknown':<12}{self.unknown_sent:>10,}  ({note})")
         for title, groups in (
+            ("Learned from the errored results", self.learned),
             ("Rerouted", self.reroutes),
             ("Adjusted", self.adjustments),
             ("Refused", self.refusals),
+            ("Unknown support", self.unknowns),
             ("Passed through", self.passthroughs),
         ):
             if groups:
@@ -151,6 +221,10 @@ class BatchPlan:
             "adjustments": [g.to_dict() for g in self.adjustments],
             "refusals": [g.to_dict() for g in self.refusals],
             "passthroughs": [g.to_dict() for g in self.passthroughs],
+            "unknown_refused": self.unknown_refused,
+            "unknown_sent": self.unknown_sent,
+            "unknowns": [g.to_dict() for g in self.unknowns],
+            "learned": [g.to_dict() for g in self.learned],
         }
 
     @classmethod
@@ -173,6 +247,10 @@ class BatchPlan:
             adjustments=groups("adjustments"),
             refusals=groups("refusals"),
             passthroughs=groups("passthroughs"),
+            unknown_refused=data.get("unknown_refused", 0),  # absent in older jobs
+            unknown_sent=data.get("unknown_sent", 0),
+            unknowns=groups("unknowns"),
+            learned=groups("learned"),
         )
 
 
@@ -216,9 +294,20 @@ class _Tally:
     adjustments: _Groups = field(default_factory=_Groups)
     refusals: _Groups = field(default_factory=_Groups)
     passthroughs: _Groups = field(default_factory=_Groups)
+    unknowns: _Groups = field(default_factory=_Groups)
+    learned: _Groups = field(default_factory=_Groups)
+    unknown_refused: int = 0
+    unknown_sent: int = 0
 
-    def add(self, decision: Decision, line: int) -> None:
+    def add(self, decision: Decision, line: int, unknown: str | None = None) -> None:
+        """Count one request; `unknown` says what is unknown about its model, if anything."""
         self.outcomes[decision.outcome] = self.outcomes.get(decision.outcome, 0) + 1
+        if unknown is not None:
+            self.unknowns.add(unknown, line)
+            if decision.rejected:
+                self.unknown_refused += 1
+                return
+            self.unknown_sent += 1
         if decision.outcome == "rejected":
             self.refusals.add(decision.reason or "no reason given", line)
         elif decision.outcome == "passthrough":
@@ -282,7 +371,7 @@ class _ChunkWriter:
     def _open(self, line: int) -> None:
         chunk = len(self._records) + 1
         path = self._store.body_path(self._round, chunk, pending=True)
-        self._file = path.open("wb")
+        self._file = open_private(path)
         self._file.write(_HEAD)
         self._hash = hashlib.sha256(_HEAD)
         self._size = len(_HEAD)
@@ -326,6 +415,40 @@ class RoutingSettings:
     limits: BatchLimits
     headers: tuple[tuple[str, str], ...] = ()
     """Headers routes match on (``match.headers``); used for routing only, never sent."""
+    allow_unknown: bool = False
+    """Send requests to models whose support is unknown (the policy's
+    ``allow_unknown_in_batches`` allows it too); refused locally otherwise."""
+
+
+class RouterLink:
+    """The planner's hold on a `LiveRouter`: its `View`, and the flow's state-changing
+    actions (`Refresh`, `Resolve`, `Learn`) carried out where they can be.
+
+    `from_worker`: the planner runs in an async job's worker thread. The actions then
+    run on the event loop (``LiveRouter.acarry_out``), where an async registry fetcher
+    can look names up and wait for live data; views read what it last served.
+    """
+
+    def __init__(self, router: LiveRouter, *, from_worker: bool = False) -> None:
+        self.router = router
+        self._from_worker = from_worker
+
+    def view(self) -> View:
+        """The router's routing state now (never waits)."""
+        return self.router.view()
+
+    def to(self, router: LiveRouter) -> RouterLink:
+        """The same link to another router (a twin with another policy, say)."""
+        return RouterLink(router, from_worker=self._from_worker)
+
+    def carry_out(self, action: Refresh | Resolve | Learn | MarkRetired) -> None:
+        """Do what the flow asks, blocking this thread until it is done (bounded)."""
+        if self._from_worker:
+            import anyio.from_thread
+
+            anyio.from_thread.run(self.router.acarry_out, action)
+        else:
+            self.router.carry_out(action)
 
 
 class _Round:
@@ -335,59 +458,115 @@ class _Round:
         self,
         store: StateDir,
         conn: sqlite3.Connection,
-        router: LiveRouter,
+        link: RouterLink,
         round_no: int,
         settings: RoutingSettings,
     ) -> None:
-        self.store, self.conn, self.router, self.round = store, conn, router, round_no
+        self.store, self.conn, self.round = store, conn, round_no
         self.settings = settings
+        policy = link.router.policy
+        if settings.allow_unknown and not policy.defaults.allow_unknown_in_batches:
+            # The job's opt-in is the policy's, for this job: one rule decides.
+            defaults = policy.defaults.model_copy(update={"allow_unknown_in_batches": True})
+            allowing = policy.model_copy(update={"defaults": defaults})
+            link = link.to(link.router.with_policy(allowing))
+        self.link = link
+        self.waited = False
+        """Whether a cold-start wait was carried out (once per round is enough)."""
+        self.asked: set[str] = set()
+        """Model names the Models API was asked about this round (once per name)."""
+        self.taught: set[tuple[str, str, bool | int]] = set()
         folder = store.pending_round_dir(round_no)
         shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
+        private_dir(folder.parent)
+        folder.mkdir(mode=0o700)
         self.writer = _ChunkWriter(store, round_no, settings.limits)
         self.tally = _Tally()
-        self.refused = (folder / "refused.jsonl").open("wb")
+        self.refused = open_private(folder / "refused.jsonl")
         self.count = 0
-        self.known_names: set[str] = set()
-        """Model names the registry knew (no need to ask the router again)."""
         conn.execute("BEGIN")
+
+    def learn(self, line: int, taught: Learn | MarkRetired) -> None:
+        """Carry out what an errored result taught (once per fact and round)."""
+        if isinstance(taught, MarkRetired):
+            fact: tuple[str, str, bool | int] = (taught.model, "lifecycle", False)
+            label = f"{taught.model}: retired (404 not_found_error)"
+        else:
+            fact = (taught.model, taught.key, taught.value)
+            label = f"{taught.model}: {taught.key} = {taught.value}"
+        if fact not in self.taught:
+            self.taught.add(fact)
+            self.link.carry_out(taught)
+        self.tally.learned.add(label, line)
 
     def route(self, line: int, custom_id: str, params: dict[str, Any], raw: bytes | None) -> None:
         """Route one request and put it in a chunk or on the refused list."""
         item = {"custom_id": custom_id, "params": params}
         settings = self.settings
-        model = params.get("model")
-        # A name the registry lacks may be one only GET /v1/models/{name} knows (an
-        # alias, a model the list leaves out): ask before routing (once per name).
-        if isinstance(model, str) and model not in self.known_names and self.router.look_up(model):
-            self.known_names.add(model)
-        result = self.router.route(
-            {"requests": [item]},
-            endpoint="batch",
-            api_version=settings.api_version,
-            betas=settings.betas,
-            headers=dict(settings.headers) if settings.headers else None,
-        )
-        decision = result.decision.items[0][1]
+        view, decision, routed = self._flow(item, params.get("model"))
+        unknown: str | None  # what is unknown about its model, refused or sent anyway
+        if decision.rejected:
+            label = decision.extra.get("unknown_support")
+            unknown = label if isinstance(label, str) else None
+        else:
+            assert routed is not None
+            unknown = view.engine.unknown_support(decision, routed["params"])
+        self.link.router.report(decision)
         chunk: int | None = None
         if not decision.rejected:
-            if result.body["requests"][0] is item and raw is not None:
+            assert routed is not None
+            if routed is item and raw is not None:
                 payload = raw  # nothing changed: send the line's own bytes
             else:
-                payload = _dumps(result.body["requests"][0]).encode()
+                payload = _dumps(routed).encode()
             if self.writer.fits_alone(payload):
                 chunk = self.writer.add(line, payload)
             else:
                 decision = _too_big(decision, len(payload), settings.limits.max_bytes)
+                unknown = None
         if chunk is None:
             entry = {"line": line, "custom_id": custom_id, "reason": decision.reason}
             self.refused.write(_dumps(entry).encode() + b"\n")
-        self.tally.add(decision, line)
+        self.tally.add(decision, line, unknown)
         self.count += 1
         self.conn.execute(
             "INSERT INTO routes(custom_id, round, chunk, outcome, decision) VALUES (?, ?, ?, ?, ?)",
             (custom_id, self.round, chunk, decision.outcome, _dumps(decision.to_dict())),
         )
+
+    def _flow(
+        self, item: dict[str, Any], model: Any
+    ) -> tuple[View, Decision, dict[str, Any] | None]:
+        """The view decided on, the item's decision, and the item to send (`None` when
+        refused), from the flow a single request takes; its `Refresh` and `Resolve` are
+        carried out, at most once per round and once per model name."""
+        settings = self.settings
+        headers = dict(settings.headers) if settings.headers else None
+        call = Call({"requests": [item]}, "batch", settings.api_version, settings.betas, headers)
+        view = self.link.view()
+        if self.waited:
+            view = view._replace(can_wait=False)
+        if model in self.asked:
+            view = view._replace(can_resolve=False)
+        flow = call_flow(call, view)
+        try:
+            action = next(flow)
+            while isinstance(action, Refresh | Resolve):
+                self.link.carry_out(action)
+                if isinstance(action, Refresh):
+                    self.waited = True
+                else:
+                    self.asked.update(action.models)
+                view = self.link.view()
+                action = flow.send(view)
+        finally:
+            flow.close()  # nothing is sent while planning: the flow ends at its first send
+        assert isinstance(action, Send | Refuse)
+        decision = action.decision.items[0][1]
+        if isinstance(action, Refuse):
+            return view, decision, None
+        routed: dict[str, Any] = action.body["requests"][0]
+        return view, decision, routed
 
     def commit(self, job: dict[str, Any] | None = None) -> BatchPlan:
         """Make the round durable and visible: files, then rename, then the transaction."""
@@ -409,6 +588,10 @@ class _Round:
             adjustments=self.tally.adjustments.freeze(),
             refusals=self.tally.refusals.freeze(),
             passthroughs=self.tally.passthroughs.freeze(),
+            unknown_refused=self.tally.unknown_refused,
+            unknown_sent=self.tally.unknown_sent,
+            unknowns=self.tally.unknowns.freeze(),
+            learned=self.tally.learned.freeze(),
         )
         summary = plan.to_dict()
         write_json_atomic(folder / "plan.json", summary)
@@ -450,10 +633,65 @@ def _too_big(decision: Decision, size: int, limit: int) -> Decision:
     return dataclasses.replace(decision, outcome="rejected", model=None, changes=(), reason=reason)
 
 
+# -- learning from errored results -----------------------------------------------------------
+
+
+def lesson(
+    view: View, error: Mapping[str, Any], sent: Mapping[str, Any], model: str
+) -> Learn | MarkRetired | None:
+    """What an ``errored`` batch result teaches about `model`: the action the flow takes
+    for the same refusal of a single request (`caproute._core.flow.call_flow`), or
+    `None`: `Learn` for an ``invalid_request_error`` about the model that names a parameter
+    (`classify`: organization, payload and shape refusals teach nothing),
+    `MarkRetired` for a ``not_found_error`` about the model.
+
+    Args:
+        view: The routing state (for the registry key that gates what is learned).
+        error: The result's ``error`` (an error body: ``{"type": "error", "error":
+            {"type", "message"}}``, `MessageBatchErroredResult` in the SDK).
+        sent: The ``params`` that were sent (and refused).
+        model: The model they were sent to.
+    """
+    inner = error.get("error") if isinstance(error, Mapping) else None
+    if not isinstance(inner, Mapping):
+        return None
+    message = inner.get("message")
+    text = message if isinstance(message, str) else None
+    if inner.get("type") == "not_found_error" and _blames_the_model(text, sent, model):
+        return MarkRetired(model, f"errored with not_found_error from {model}")
+    if inner.get("type") != "invalid_request_error":
+        return None
+    details = inner.get("details")
+    code = details.get("error_code") if isinstance(details, Mapping) else None
+    found = classify(text, sent, model, error_code=code if isinstance(code, str) else None).fact
+    if found is None:
+        return None  # not about the model (organization, payload, shape) or unclear
+    key = view.engine.effective_key(model, found.key)
+    return Learn(model, key, found.value, found.reason)
+
+
+_PATH_PART: Final = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
+
+
+def _parsed_path(path: str) -> JSONPath:
+    """``tools[2].strict`` → ``("tools", 2, "strict")`` (`Change.path`, read back)."""
+    return tuple(int(i) if i else key for i, key in _PATH_PART.findall(path))
+
+
+def sent_params(params: Mapping[str, Any], decision: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``params`` a round sent: the input line's, with the recorded decision's
+    changes applied (the same patches routing made)."""
+    edits = [
+        (_parsed_path(c["path"]), MISSING if c["removed"] else c["after"])
+        for c in decision.get("changes", ())
+    ]
+    return apply_edits(params, edits)
+
+
 def plan_first_round(
     store: StateDir,
     conn: sqlite3.Connection,
-    router: LiveRouter,
+    link: RouterLink,
     input_path: Path,
     settings: RoutingSettings,
     job: dict[str, Any],
@@ -468,7 +706,7 @@ def plan_first_round(
     problems: list[LineProblem] = []
     bad = 0
     digest = hashlib.sha256()
-    round_ = _Round(store, conn, router, 1, settings)
+    round_ = _Round(store, conn, link, 1, settings)
     try:
         for entry in read_lines(input_path, digest=digest):
             parsed = parse_line(entry.raw)
@@ -514,7 +752,7 @@ def _register(
 def plan_retry_round(
     store: StateDir,
     conn: sqlite3.Connection,
-    router: LiveRouter,
+    link: RouterLink,
     input_path: Path,
     round_no: int,
     settings: RoutingSettings,
@@ -522,30 +760,55 @@ def plan_retry_round(
 ) -> BatchPlan | None:
     """Re-route, from the input file, every request whose latest result is of `retry_types`.
 
-    Returns `None` when there is nothing to retry (no round is created).
+    An ``errored`` result first teaches what it can (`lesson`): the request is then
+    routed with that fact, like a single request after its 400. Returns `None` when
+    there is nothing to retry (no round is created).
     """
     marks = ", ".join("?" for _ in retry_types)
     query = (
-        "SELECT i.custom_id, i.line, i.offset, i.length FROM items i "
+        "SELECT i.custom_id, i.line, i.offset, i.length, r.body, rt.decision FROM items i "
         "JOIN results r ON r.custom_id = i.custom_id AND r.round = i.latest_round "
+        "JOIN routes rt ON rt.custom_id = i.custom_id AND rt.round = i.latest_round "
         f"WHERE r.type IN ({marks}) ORDER BY i.line"
     )
     if conn.execute(query + " LIMIT 1", tuple(retry_types)).fetchone() is None:
         return None
-    round_ = _Round(store, conn, router, round_no, settings)
+    round_ = _Round(store, conn, link, round_no, settings)
     try:
         # The rows are read while the round is written (other tables), one at a time.
-        rows: Iterable[tuple[str, int, int, int]] = conn.execute(query, tuple(retry_types))
+        rows: Iterable[tuple[str, int, int, int, str, str]] = conn.execute(
+            query, tuple(retry_types)
+        )
         with input_path.open("rb") as stream:
-            for custom_id, line, offset, length in rows:
+            for custom_id, line, offset, length, result, decision in rows:
                 stream.seek(offset)
                 raw = stream.read(length)
                 parsed = parse_line(raw)
                 if isinstance(parsed, str) or parsed[0] != custom_id:
                     problem = f"changed since it was submitted (custom_id {custom_id!r} expected)"
                     raise BatchInputError(str(input_path), [LineProblem(line, problem)])
+                taught = _taught(round_.link.view(), parsed[1], json.loads(result), decision)
+                if taught is not None:
+                    round_.learn(line, taught)
                 round_.route(line, custom_id, parsed[1], raw)
         return round_.commit()
     except BaseException:
         round_.abort()
         raise
+
+
+def _taught(
+    view: View, params: dict[str, Any], result: Mapping[str, Any], decision_json: str
+) -> Learn | MarkRetired | None:
+    """What a retried request's latest result teaches (only an ``errored`` one can)."""
+    if result.get("type") != "errored":
+        return None
+    decision = json.loads(decision_json)
+    model = decision.get("model")
+    if not isinstance(model, str) or decision.get("outcome") == "passthrough":
+        return None  # a model nobody knows gets no facts, as in the single-request flow
+    try:
+        sent = sent_params(params, decision)
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None  # a change whose path can't be read back: learn nothing rather than guess
+    return lesson(view, result.get("error") or {}, sent, model)

@@ -25,7 +25,11 @@ Two kinds of writes, each crash-safe in its own way:
   (`write_json_atomic`). A record says ``pending``, ``submitting`` (an attempt is about
   to be sent, with the time it was made) or ``submitted`` (with the batch id).
 
-Nothing here holds an API key: the job records the base URL, never credentials.
+Nothing here holds an API key: the job records the base URL, never credentials. What
+it does hold (prompts in the index and chunk bodies, answers in the downloaded results)
+is the user's alone: directories are created 0700 and files 0600 whatever the umask, as
+the registry cache is (`private_dir`, `open_private`; SQLite creates its journal with the
+database file's mode).
 """
 
 from __future__ import annotations
@@ -35,11 +39,12 @@ import json
 import os
 import shutil
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, BinaryIO, Final, Literal
 
 from ._exceptions import ConfigError
 
@@ -47,6 +52,8 @@ __all__ = [
     "BatchStateError",
     "ChunkRecord",
     "StateDir",
+    "open_private",
+    "private_dir",
     "write_json_atomic",
 ]
 
@@ -108,10 +115,26 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def private_dir(path: Path) -> Path:
+    """Create `path` (and missing parents) readable by its owner only (0700)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+def open_private(path: Path) -> BinaryIO:
+    """Open `path` for writing (created or truncated); a new file is 0600 whatever the
+    umask (the mode argument of ``open(2)`` is only ever narrowed by the umask)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_BINARY, 0o600)
+    return os.fdopen(fd, "wb")
+
+
+_O_BINARY: Final = getattr(os, "O_BINARY", 0)  # Windows only
+
+
 def write_bytes_durably(path: Path, data: bytes) -> None:
     """Write-to-temporary, fsync, rename over `path`, fsync the directory."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as stream:
+    with open_private(tmp) as stream:
         stream.write(data)
         stream.flush()
         os.fsync(stream.fileno())
@@ -215,6 +238,27 @@ class StateDir:
         folder = self.pending_round_dir(round_no) if pending else self.round_dir(round_no)
         return folder / f"chunk-{chunk:06d}.body.json"
 
+    def make_private(self) -> int:
+        """Take group and other access away from everything the job wrote (a job planned
+        by an older caproute, or under a wide umask); returns how many paths changed.
+
+        The state directory itself is left as it is when it existed before the job (it
+        may be a directory you made); what caproute created in it is its to tighten.
+        """
+        changed = 0
+        owned = [self.job_file, self.rounds_dir, self.downloads_dir, self.cancel_file]
+        owned += [self.path / "lock", *self.path.glob(self.db_file.name + "*")]
+        for top in owned:
+            if not top.exists() or top.is_symlink():
+                continue
+            for path in (top, *top.rglob("*")) if top.is_dir() else (top,):
+                mode = path.lstat().st_mode
+                if stat.S_ISLNK(mode) or not stat.S_IMODE(mode) & 0o077:
+                    continue
+                os.chmod(path, 0o700 if stat.S_ISDIR(mode) else 0o600)
+                changed += 1
+        return changed
+
     # -- the job file ------------------------------------------------------------------------
 
     def exists(self) -> bool:
@@ -240,7 +284,9 @@ class StateDir:
         `check_same_thread` is off because the async API runs heavy steps in a worker
         thread; a job never uses its connection from two threads at once.
         """
-        self.path.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path)
+        if not self.db_file.exists():  # SQLite would create it 0644 under umask 022
+            os.close(os.open(self.db_file, os.O_WRONLY | os.O_CREAT, 0o600))
         conn = sqlite3.connect(self.db_file, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA synchronous=FULL")
         # A bounded page cache (4 MB) keeps memory flat however big the job is.
@@ -334,8 +380,8 @@ class StateDir:
         Raises:
             BatchStateError: Another process holds it and `wait` is false.
         """
-        self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        private_dir(self.path)
+        fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             _lock(fd, wait=wait, where=self.path)
             yield

@@ -66,7 +66,15 @@ from ._exceptions import (
     SnapshotError,
 )
 from ._redact import redact
-from ._snapshot import DEFAULT_BASE_URL, initial_registry, save_snapshot, user_cache_path
+from ._snapshot import (
+    DEFAULT_BASE_URL,
+    SnapshotLimits,
+    initial_registry,
+    save_snapshot,
+    user_cache_path,
+    with_tombstones_pruned,
+)
+from ._snapshot import LIMITS_SETTING as SNAPSHOT_LIMITS_SETTING
 from ._types import AsyncSleep, Clock, JSONObject, Sleep
 
 __all__ = [
@@ -320,6 +328,12 @@ class _Credentials:
     def secrets(self) -> tuple[str, ...]:
         return tuple(s for s in (self._api_key, self._auth_token) if s is not None)
 
+    @property
+    def cache_identity(self) -> str:
+        """What the cache file name is keyed by (hashed there, never written): the
+        credential requests send, "" when there is none."""
+        return self._api_key or self._auth_token or ""
+
     def __repr__(self) -> str:
         return f"<credentials {self.scheme}>"
 
@@ -381,6 +395,7 @@ class _FetcherBase:
         self._snapshot = snapshot
         self._cache_path = Path(cache_path) if cache_path is not None else None
         self._cache_file = cache_file
+        self._limits = SnapshotLimits.from_env()
         self._clock = clock
         self._wall_clock = wall_clock
         self._jitter = jitter
@@ -444,6 +459,7 @@ class _FetcherBase:
                 cache_path=self._cache_path,
                 use_cache=self._cache_file,
                 base_url=self.base_url,
+                credential=self._credentials.cache_identity,
             )
         return self._registry
 
@@ -531,9 +547,11 @@ class _FetcherBase:
     def _accept_live(self, registry: Registry) -> Registry:
         """Adopt a fetched registry, keeping what was known before.
 
-        Models the list leaves out (its default filter hides retired ones; a key may not
-        see every model) stay as tombstones, and models and aliases learned by
-        `retrieve` and learned facts carry over (`Registry.updated_by`).
+        Models the list leaves out (its default filter hides retired ones; a key or a
+        gateway may not list every model) stay known and routable, unlisted (only the
+        API's own 404 retires one), an empty list takes nothing away, and models and
+        aliases learned by `retrieve` and learned facts carry over
+        (`Registry.updated_by`).
         """
         for info in self._learned_models.values():
             if info.id not in registry:
@@ -544,6 +562,7 @@ class _FetcherBase:
             "(retired, or not available to this key)"
         )
         registry = self._best().updated_by(registry, dropped=dropped)
+        registry = with_tombstones_pruned(registry, self._limits)
         self._registry = registry
         self._fresh[_REGISTRY_KEY] = registry
         self._has_live = True
@@ -577,12 +596,25 @@ class _FetcherBase:
         self._registry = self._best().with_learned(facts)
         return self._registry
 
+    @property
+    def cache_file(self) -> Path:
+        """The user cache file this fetcher reads at start and writes after a fetch
+        (``cache_path=``, else the one of its base URL and credential; where the key
+        that names it can't be made, a name no file has, so nothing is read).
+        """
+        if self._cache_path is not None:
+            return self._cache_path
+        identity = self._credentials.cache_identity
+        try:
+            return user_cache_path(self.base_url, identity)
+        except SnapshotError:  # a read-only home: writing will fail (and say so) anyway
+            return user_cache_path(self.base_url, identity, create=False)
+
     def _persist(self, registry: Registry) -> None:
         if not self._cache_file:
             return
-        path = self._cache_path or user_cache_path(self.base_url)
         try:
-            save_snapshot(registry, path)
+            save_snapshot(registry, self.cache_file)
         except SnapshotError as exc:
             # A read-only home must not turn a good fetch into a failure.
             logger.warning("could not write the registry cache file: %s", exc)
@@ -599,11 +631,21 @@ class _FetcherBase:
         source = self._source()
         pages: list[JSONObject] = []
         cursor: str | None = None
+        listed = 0
         while len(pages) < MAX_PAGES:
             page = yield list_params(
                 after_id=cursor, limit=self._page_size, lifecycle=self._lifecycle
             )
             pages.append(page)
+            data = page.get("data")
+            listed += len(data) if isinstance(data, list) else 0
+            if listed > self._limits.max_models:
+                # The held data stays in force, as after any failed refresh.
+                raise RegistryError(
+                    f"the Models API at {self.base_url} listed over "
+                    f"{self._limits.max_models:,} models (the limit; set "
+                    f"{SNAPSHOT_LIMITS_SETTING}MAX_MODELS to change it)"
+                )
             cursor = next_cursor(page, page_number=len(pages), previous=cursor)
             if cursor is None:
                 break

@@ -18,7 +18,7 @@ What `drive` does, step by step::
     flow = call_flow(call, view, first=action)  # otherwise the flow takes over:
     for each action it yields:
         Send      -> release the previous response, send, feed the Reply back
-        Refresh, Learn, MarkRetired, MarkOverloaded
+        Refresh, Resolve, Learn, RememberAccount, MarkRetired, MarkOverloaded
                   -> router.carry_out(action), feed router.view() back
         Refuse    -> shell._refuse(...)       # nothing goes upstream
         Deliver   -> shell._deliver(last response, action.decision)
@@ -177,19 +177,22 @@ def parse_betas(values: Sequence[str]) -> tuple[str, ...]:
     return tuple(b for v in values for b in (p.strip() for p in v.split(",")) if b)
 
 
-def error_of(body: bytes) -> tuple[str | None, str | None]:
-    """``(error.type, error.message)`` of an API error body; ``(None, None)`` if not one."""
+def error_of(body: bytes) -> tuple[str | None, str | None, str | None]:
+    """``(error.type, error.message, error.details.error_code)`` of an API error body;
+    ``None`` for each part it doesn't have (all three for a body that is not one)."""
     try:
         doc = json.loads(body)
     except ValueError:
-        return None, None
+        return None, None, None
     error = doc.get("error") if isinstance(doc, dict) else None
     if not isinstance(error, dict):
-        return None, None
-    kind, message = error.get("type"), error.get("message")
+        return None, None, None
+    kind, message, details = error.get("type"), error.get("message"), error.get("details")
+    code = details.get("error_code") if isinstance(details, dict) else None
     return (
         kind if isinstance(kind, str) else None,
         message if isinstance(message, str) else None,
+        code if isinstance(code, str) else None,
     )
 
 
@@ -197,13 +200,17 @@ def refusal_body(decision: Decision) -> bytes:
     """The API-shaped 400 body for a locally refused request.
 
     SDK callers get their usual ``BadRequestError``, whose message carries caproute's
-    reason; `decision.reason` never contains message content or credentials.
+    reason; `decision.reason` never contains message content or credentials. A refusal
+    repeating one of the API's (an organization-level refusal remembered for the
+    credential) carries its ``error.details.error_code`` too, so SDK 2.x raises the
+    same class the API's answer did (``OrganizationURLFetchDisabledError``).
     """
     reason = decision.reason or "the routing policy refused this request"
-    doc = {
-        "type": "error",
-        "error": {"type": "invalid_request_error", "message": f"caproute: {reason}"},
-    }
+    error: dict[str, Any] = {"type": "invalid_request_error", "message": f"caproute: {reason}"}
+    code = decision.extra.get("error_code")
+    if isinstance(code, str):
+        error["details"] = {"error_code": code}
+    doc = {"type": "error", "error": error}
     return json.dumps(doc, separators=(",", ":")).encode()
 
 

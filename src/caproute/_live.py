@@ -9,6 +9,10 @@ every path (the transports, the SDK middleware, the proxy):
   never blocks once any data exists, and the embedded snapshot counts), with the
   facts learned from the API's refusals laid over it (`LearnedFact`, with a TTL) and
   the `PolicyEngine` for it;
+* the organization-level refusals remembered per credential (URL sources turned off
+  for the organization): keyed by a keyed BLAKE2b digest of the credential under a
+  random per-router key, never the credential, kept for ``learned_ttl_s`` and never
+  saved to disk or shared with another credential;
 * the policy, swappable while requests are in flight;
 * the models in their overload cool-down;
 * the decision hooks and the ``caproute`` logger.
@@ -33,9 +37,12 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import inspect
 import logging
 import os
+import secrets
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -43,18 +50,26 @@ from typing import Any, Final, Protocol, TypeAlias, cast
 
 from ._core.decision import Decision, RouteResult
 from ._core.flow import (
+    AccountRefusal,
     Call,
     Learn,
     MarkOverloaded,
     MarkRetired,
     Refresh,
+    RememberAccount,
     Resolve,
     View,
     route_call,
 )
 from ._core.policy import Policy
-from ._core.registry import LearnedFact, Registry
+from ._core.registry import (
+    CAPABILITY_FACT_TTL_S,
+    RETIRED_FACT_TTL_S,
+    LearnedFact,
+    Registry,
+)
 from ._core.router import PolicyEngine
+from ._exceptions import RegistryHTTPError, RegistryUnavailableError
 from ._otel import annotate_current_span
 from ._redact import decision_has_secret, redact_decision
 from ._types import Clock, Endpoint
@@ -76,17 +91,23 @@ PolicyInput: TypeAlias = Policy | str | Path | None
 """A `Policy`, the path of a policy file, or `None` for the defaults."""
 
 _LOUD_OUTCOMES: Final = frozenset({"adjusted", "rerouted", "rejected"})
-DEFAULT_LEARNED_TTL_S: Final = 6 * 3600.0
-"""How long a capability fact learned from a 400 is kept (a newer live answer that
-states the value wins before that)."""
-DEFAULT_RETIRED_TTL_S: Final = 7 * 86400.0
-"""How long a model that answered 404 is remembered as retired."""
+DEFAULT_LEARNED_TTL_S: Final = CAPABILITY_FACT_TTL_S
+"""How long a capability fact learned from a 400 is kept at most (a change of the live
+record for its key ends it sooner; see `caproute._core.registry`)."""
+DEFAULT_RETIRED_TTL_S: Final = RETIRED_FACT_TTL_S
+"""How long a model that answered 404 is remembered as retired, at most."""
 MAX_NAMES_ASKED: Final = 256
 """At most this many distinct model names are asked about per `RESOLVE_INTERVAL_S`."""
+MAX_ACCOUNTS: Final = 4096
+"""At most this many credentials' organization refusals are remembered (oldest go)."""
 RESOLVE_INTERVAL_S: Final = 60.0
-"""How long a model name the Models API was asked about is not asked about again
-(whatever the answer: the fetcher keeps what it learns, and a failure must not cost
-every request a round trip)."""
+"""How long a model name the Models API answered about (the model, or its 404) is not
+asked about again: the fetcher keeps what it learns."""
+LOOKUP_RETRY_S: Final = 1.0
+"""After a look-up the Models API could not answer (5xx, 429, no connection), the name
+is asked again on a request after this long, doubling per failure in a row up to
+`RESOLVE_INTERVAL_S`: a failing Models API costs one bounded wait per back-off, not
+every request one."""
 
 
 class SyncFetcher(Protocol):
@@ -130,12 +151,19 @@ class _Memory:
     """
 
     __slots__ = (
+        "accounts",
+        "accounts_until",
+        "account_expiry",
         "asked",
+        "asking",
         "avoid",
+        "digest",
         "cooling",
         "cooling_until",
         "facts",
+        "failures",
         "last_refresh",
+        "lock",
         "next_expiry",
         "version",
     )
@@ -154,6 +182,47 @@ class _Memory:
         self.asked: Mapping[str, float] = {}
         """Model names the Models API was asked about: name -> clock() when it may be
         asked again."""
+        self.accounts: Mapping[str, Mapping[str, AccountRefusal]] = {}
+        """Organization refusals: credential digest -> feature -> refusal."""
+        self.account_expiry: Mapping[tuple[str, str], float] = {}
+        """(digest, feature) -> wall-clock time the refusal is forgotten."""
+        self.accounts_until = float("inf")
+        self.digest = functools.partial(_credential_digest, secrets.token_bytes(32))
+        """The keyed digest callers are told apart by (a random key per memory)."""
+
+        self.failures: Mapping[str, int] = {}
+        """Look-ups in a row the Models API could not answer, per name."""
+        self.asking: dict[str, _LookUp] = {}
+        """The look-ups under way, per name (guarded by `lock`): later requests for the
+        name wait for that one."""
+        self.lock = threading.Lock()
+
+    def remember_account(self, account: str, refusal: AccountRefusal, until: float) -> None:
+        """Keep `refusal` for the credential whose digest is `account` until `until`."""
+        accounts = dict(self.accounts)
+        accounts[account] = {**accounts.pop(account, {}), refusal.feature: refusal}
+        expiry = {**self.account_expiry, (account, refusal.feature): until}
+        while len(accounts) > MAX_ACCOUNTS:
+            oldest = next(iter(accounts))
+            del accounts[oldest]
+            expiry = {k: t for k, t in expiry.items() if k[0] != oldest}
+        self._set_accounts(accounts, expiry)
+
+    def prune_accounts(self, now: float) -> None:
+        """Forget the organization refusals expired at `now` (wall clock)."""
+        expiry = {k: t for k, t in self.account_expiry.items() if t > now}
+        accounts: dict[str, dict[str, AccountRefusal]] = {}
+        for account, feature in expiry:
+            accounts.setdefault(account, {})[feature] = self.accounts[account][feature]
+        self._set_accounts(accounts, expiry)
+
+    def _set_accounts(
+        self,
+        accounts: Mapping[str, Mapping[str, AccountRefusal]],
+        expiry: Mapping[tuple[str, str], float],
+    ) -> None:
+        self.accounts, self.account_expiry = accounts, expiry
+        self.accounts_until = min(expiry.values(), default=float("inf"))
 
     def add(self, fact: LearnedFact) -> None:
         """Keep `fact` (it replaces any fact on the same model and key)."""
@@ -165,14 +234,19 @@ class _Memory:
         merged = dict(self.facts)
         for fact in facts:
             held = merged.get((fact.model, fact.key))
-            if fact.expires_at > now and (held is None or held.learned_at < fact.learned_at):
+            if fact.in_force(now) and (held is None or held.learned_at < fact.learned_at):
                 merged[(fact.model, fact.key)] = fact
         if merged != self.facts:
             self._set_facts(merged)
 
+    def forget(self, facts: Iterable[LearnedFact]) -> None:
+        """Forget `facts` (their record changed: `Registry.ended`)."""
+        over = set(facts)
+        self._set_facts({k: f for k, f in self.facts.items() if f not in over})
+
     def prune_facts(self, now: float) -> None:
         """Forget the facts expired at `now` (wall clock)."""
-        self._set_facts({k: f for k, f in self.facts.items() if f.expires_at > now})
+        self._set_facts({k: f for k, f in self.facts.items() if f.in_force(now)})
 
     def _set_facts(self, facts: Mapping[tuple[str, str], LearnedFact]) -> None:
         self.facts = facts
@@ -191,6 +265,17 @@ class _Memory:
         self.cooling = cooling
         self.cooling_until = min(cooling.values(), default=float("inf"))
         self.avoid = frozenset(cooling)
+
+
+class _LookUp:
+    """One ``GET /v1/models/{name}`` under way; requests for the name wait for it."""
+
+    __slots__ = ("done", "done_async")
+
+    def __init__(self, done_async: Any = None) -> None:
+        self.done = threading.Event()
+        self.done_async = done_async
+        """An `anyio.Event` when an async task runs the look-up."""
 
 
 class LiveRouter:
@@ -379,11 +464,26 @@ class LiveRouter:
             or memory.version != self._basis_version
         ):
             engine = self._rebuild(source)
+        if memory.accounts and self._wall() >= memory.accounts_until:
+            memory.prune_accounts(self._wall())
         view = self._view
-        if view is None or view.engine is not engine or view.avoid is not memory.avoid:
+        if (
+            view is None
+            or view.engine is not engine
+            or view.avoid is not memory.avoid
+            or view.accounts is not memory.accounts
+        ):
             live = source.source.kind == "live"
             view = self._view = View(
-                engine, memory.avoid, live, False, None, self._max_attempts, self._can_resolve
+                engine,
+                memory.avoid,
+                live,
+                False,
+                None,
+                self._max_attempts,
+                self._can_resolve,
+                memory.accounts,
+                memory.digest,
             )
         if not view.live and (can_wait := self._may_go_live()) != view.can_wait:
             view = self._view = view._replace(can_wait=can_wait)
@@ -393,11 +493,22 @@ class LiveRouter:
         return view
 
     def _rebuild(self, source: Registry) -> PolicyEngine:
+        memory = self._memory
         if source is not self._basis_source and source.learned:
-            self._memory.adopt(source.learned, self._wall())  # e.g. from the cache file
+            memory.adopt(source.learned, self._wall())  # e.g. from the cache file
         registry = source
-        if self._memory.facts or source.learned:
-            registry = source.with_learned(self._memory.facts.values())
+        if memory.facts or source.learned:
+            registry = source.with_learned(memory.facts.values())
+            if registry.ended:  # the live record changed since: those facts are over
+                for fact in registry.ended:
+                    self._logger.info(
+                        "caproute: forgot %s %s = %r (the live record changed)",
+                        fact.model,
+                        fact.key,
+                        fact.value,
+                    )
+                memory.forget(registry.ended)
+                registry = source.with_learned(memory.facts.values())
         engine = self._engine = PolicyEngine(registry, self._policy)
         self._basis_source, self._basis_policy = source, self._policy
         self._basis_version = self._memory.version
@@ -484,7 +595,9 @@ class LiveRouter:
 
     # -- carrying out the flow's actions ----------------------------------------------------
 
-    def carry_out(self, action: Refresh | Resolve | Learn | MarkRetired | MarkOverloaded) -> None:
+    def carry_out(
+        self, action: Refresh | Resolve | Learn | RememberAccount | MarkRetired | MarkOverloaded
+    ) -> None:
         """Do what a state-changing flow action asks (blocking for `Refresh` and
         `Resolve`, bounded)."""
         if isinstance(action, Refresh):
@@ -495,14 +608,17 @@ class LiveRouter:
         if isinstance(action, Resolve):
             deadline = self._clock() + self._cold_start_wait
             for name in action.models:
-                self.look_up(name, max_wait=deadline - self._clock())
+                self.look_up(name, max_wait=deadline - self._clock(), insist=action.after_404)
+            return
+        if isinstance(action, RememberAccount):  # nothing about the registry: no refresh
+            self._record(action)
             return
         if self._record(action):
             self._save_learned()
         self._refresh_in_background()
 
     async def acarry_out(
-        self, action: Refresh | Resolve | Learn | MarkRetired | MarkOverloaded
+        self, action: Refresh | Resolve | Learn | RememberAccount | MarkRetired | MarkOverloaded
     ) -> None:
         """`carry_out` for async drivers (the cold-start wait and the lookup are awaited;
         a sync fetcher's run in a worker thread)."""
@@ -517,7 +633,10 @@ class LiveRouter:
         if isinstance(action, Resolve):
             deadline = self._clock() + self._cold_start_wait
             for name in action.models:
-                await self._aresolve(name, deadline - self._clock())
+                await self._aresolve(name, deadline - self._clock(), action.after_404)
+            return
+        if isinstance(action, RememberAccount):
+            self._record(action)
             return
         if self._record(action):
             save = getattr(self._sync_fetcher or self._async_fetcher, "save_learned", None)
@@ -525,11 +644,18 @@ class LiveRouter:
                 await _in_thread(save, tuple(self._memory.facts.values()))
         self._refresh_in_background()
 
-    def look_up(self, name: str, *, max_wait: float | None = None) -> bool:
+    def look_up(self, name: str, *, max_wait: float | None = None, insist: bool = False) -> bool:
         """Ask the Models API about a model name the registry lacks (blocking, at most
-        `max_wait` seconds, default ``cold_start_wait_s``; once a minute per name, at
-        most `MAX_NAMES_ASKED` names a minute); True when the registry knows the name
-        afterwards.
+        `max_wait` seconds, default ``cold_start_wait_s``); True when the registry knows
+        the name afterwards.
+
+        One look-up per name at a time: a request for a name being looked up waits
+        for that look-up (within `max_wait`) instead of asking again or going out
+        unresolved. A name the Models API answered about is not asked again for
+        `RESOLVE_INTERVAL_S`; one it could not answer (5xx, no connection) is asked
+        again after a short back-off (`LOOKUP_RETRY_S`, doubling), or at once when
+        `insist` is set (the API just answered 404 for it); at most `MAX_NAMES_ASKED`
+        names a minute.
 
         What the flow's `Resolve` does; planners that route without the flow (Message
         Batches) call it directly. Needs a sync fetcher that can ``retrieve``.
@@ -538,49 +664,133 @@ class LiveRouter:
             return True
         wait = self._cold_start_wait if max_wait is None else max_wait
         retrieve = getattr(self._sync_fetcher, "retrieve", None)
-        if retrieve is None or wait <= 0 or not self._may_ask(name):
+        if retrieve is None or wait <= 0:
             return False
-        try:
-            retrieve(name, max_wait=wait)
-        except Exception as exc:  # the request goes on as if never asked
-            self._logger.warning("caproute: could not look up model %r: %s", name, exc)
-            return False
+        look_up, leader = self._join_look_up(name, None, insist)
+        if look_up is None:
+            return self.registry.resolve(name) is not None
+        if leader:
+            self._run_look_up(name, look_up, lambda: retrieve(name, max_wait=wait))
+        else:
+            look_up.done.wait(wait)
         return self.registry.resolve(name) is not None
 
-    def _may_ask(self, name: str) -> bool:
-        """Whether the Models API may be asked about `name` now (and note that it is)."""
+    def _join_look_up(
+        self, name: str, done_async: Any, insist: bool = False
+    ) -> tuple[_LookUp | None, bool]:
+        """The look-up of `name` under way (joined: False), or a new one this caller runs
+        (True), or `None` when the name may not be asked about now."""
+        memory = self._memory
+        with memory.lock:
+            running = memory.asking.get(name)
+            if running is not None:
+                return running, False
+            if not self._may_ask(name, insist):
+                return None, False
+            look_up = memory.asking[name] = _LookUp(done_async)
+            return look_up, True
+
+    def _run_look_up(self, name: str, look_up: _LookUp, ask: Callable[[], object]) -> None:
+        try:
+            ask()
+        except Exception as exc:  # the request goes on as if never asked
+            self._look_up_failed(name, exc)
+        else:
+            self._look_up_answered(name)
+        finally:
+            self._end_look_up(name, look_up)
+
+    def _end_look_up(self, name: str, look_up: _LookUp) -> None:
+        memory = self._memory
+        with memory.lock:
+            if memory.asking.get(name) is look_up:
+                del memory.asking[name]
+        look_up.done.set()
+        if look_up.done_async is not None:
+            look_up.done_async.set()
+
+    def _look_up_answered(self, name: str) -> None:
+        """The Models API answered about `name` (the model, or a 404): not again soon."""
+        memory = self._memory
+        with memory.lock:
+            memory.asked = {**memory.asked, name: self._clock() + RESOLVE_INTERVAL_S}
+            if name in memory.failures:
+                memory.failures = {n: c for n, c in memory.failures.items() if n != name}
+
+    def _look_up_failed(self, name: str, exc: Exception) -> None:
+        """A look-up of `name` that raised: the Models API failing (5xx, 429, no
+        connection) is asked again after a short back-off; anything else (a refused key,
+        no credentials) after `RESOLVE_INTERVAL_S`."""
+        self._logger.warning("caproute: could not look up model %r: %s", name, exc)
+        transient = isinstance(exc, RegistryUnavailableError) or (
+            isinstance(exc, RegistryHTTPError)
+            and (exc.status_code >= 500 or exc.status_code in (408, 409, 429))
+        )
+        memory = self._memory
+        with memory.lock:
+            if transient:
+                failures = memory.failures.get(name, 0) + 1
+                memory.failures = {**memory.failures, name: failures}
+                delay = min(LOOKUP_RETRY_S * 2.0 ** (failures - 1), RESOLVE_INTERVAL_S)
+            else:
+                delay = RESOLVE_INTERVAL_S
+            memory.asked = {**memory.asked, name: self._clock() + delay}
+
+    def _may_ask(self, name: str, insist: bool = False) -> bool:
+        """Whether the Models API may be asked about `name` now (and note that it is;
+        call with the memory's lock held). `insist` skips a failure back-off."""
         now = self._clock()
         memory = self._memory
         asked = memory.asked
-        if asked.get(name, float("-inf")) > now:
+        if asked.get(name, float("-inf")) > now and not (insist and name in memory.failures):
             return False
         if len(asked) >= MAX_NAMES_ASKED:
             asked = {n: t for n, t in asked.items() if t > now}
+            # Failure counts go with their names (a flood must not grow them forever).
+            memory.failures = {n: c for n, c in memory.failures.items() if n in asked}
             if len(asked) >= MAX_NAMES_ASKED:
                 # A flood of made-up names (through the proxy, say) must not turn into
                 # as many Models API calls: the rest go out unrouted, as before lookups.
                 return False
+        # Until the answer comes: the outcome sets the real interval.
         memory.asked = {**asked, name: now + RESOLVE_INTERVAL_S}
         return True
 
-    async def _aresolve(self, name: str, max_wait: float) -> None:
-        fetcher: Any = self._async_fetcher or self._sync_fetcher
-        retrieve = getattr(fetcher, "retrieve", None)
-        if retrieve is None or max_wait <= 0 or not self._may_ask(name):
+    async def _aresolve(self, name: str, max_wait: float, insist: bool = False) -> None:
+        if self._async_fetcher is None:
+            if self._sync_fetcher is not None and max_wait > 0:
+                # The sync look-up, single-flight across threads, in a worker thread.
+                ask = functools.partial(self.look_up, name, max_wait=max_wait, insist=insist)
+                await _in_thread(ask)
+            return
+        retrieve = getattr(self._async_fetcher, "retrieve", None)
+        if retrieve is None or max_wait <= 0:
+            return
+        import anyio  # asyncio and trio alike; an httpx2 dependency
+
+        look_up, leader = self._join_look_up(name, anyio.Event(), insist)
+        if look_up is None:
+            return
+        if not leader:
+            if look_up.done_async is not None:
+                with anyio.move_on_after(max_wait):
+                    await look_up.done_async.wait()
             return
         try:
-            if self._async_fetcher is not None:
-                await retrieve(name, max_wait=max_wait)
-                self._latest = await self._async_fetcher.current()
-            else:
-                await _in_thread(functools.partial(retrieve, max_wait=max_wait), name)
+            await retrieve(name, max_wait=max_wait)
+            self._latest = await self._async_fetcher.current()
         except Exception as exc:  # the request goes on as if never asked
-            self._logger.warning("caproute: could not look up model %r: %s", name, exc)
+            self._look_up_failed(name, exc)
+        else:
+            self._look_up_answered(name)
+        finally:
+            self._end_look_up(name, look_up)
 
     def learn(self, model: str, key: str, value: bool | int | str, reason: str) -> LearnedFact:
         """Record a fact about `model` by hand (what the flow's `Learn` does).
 
-        `key` is a capability path (value ``False``: unsupported), ``max_tokens`` (the
+        `key` is a capability path (value ``False``: unsupported), ``parameters.<name>``
+        (``False``: the model refuses that top-level parameter), ``max_tokens`` (the
         limit) or ``lifecycle`` (``"retired"``).
         """
         ttl = self._retired_ttl if key == "lifecycle" else self._learned_ttl
@@ -595,8 +805,19 @@ class LiveRouter:
             self._prune_facts()
         return tuple(self._memory.facts.values())
 
-    def _record(self, action: Learn | MarkRetired | MarkOverloaded) -> bool:
+    def _record(self, action: Learn | RememberAccount | MarkRetired | MarkOverloaded) -> bool:
         """Apply a state change; True when a learned fact changed (worth saving)."""
+        if isinstance(action, RememberAccount):
+            # Per credential and in memory only: never a model fact, never on disk.
+            until = self._wall() + self._learned_ttl
+            self._memory.remember_account(action.account, action.refusal, until)
+            self._logger.info(
+                "caproute: the API refused %s for a credential's organization (%s); "
+                "refusing such requests from it locally",
+                action.refusal.feature,
+                action.refusal.error_code,
+            )
+            return False
         if isinstance(action, MarkOverloaded):
             self._memory.cool(action.model, self._clock() + self._cooldown)
             return False
@@ -609,17 +830,14 @@ class LiveRouter:
     def _remember(
         self, model: str, key: str, value: bool | int | str, ttl: float, reason: str
     ) -> LearnedFact:
-        now = self._wall()
-        canonical = self._canonical(model)
-        fact = LearnedFact(canonical, key, value, now, now + ttl, reason)
-        self._memory.add(fact)
-        self._logger.info("caproute: learned %s %s = %r (%s)", canonical, key, value, reason)
-        return fact
-
-    def _canonical(self, model: str) -> str:
         engine = self._engine
-        resolved = engine.registry.resolve(model) if engine is not None else None
-        return resolved or model
+        registry = engine.registry if engine is not None else self._source_registry()
+        # Stamped with what the record states for the key now: only a change of that
+        # record ends the fact before its TTL does.
+        fact = registry.new_fact(model, key, value, reason=reason, now=self._wall(), ttl=ttl)
+        self._memory.add(fact)
+        self._logger.info("caproute: learned %s %s = %r (%s)", fact.model, key, value, reason)
+        return fact
 
     def _prune_facts(self) -> None:
         self._memory.prune_facts(self._wall())
@@ -729,6 +947,12 @@ def _is_async_fetcher(fetcher: object) -> bool:
     return inspect.iscoroutinefunction(current) or inspect.iscoroutinefunction(
         getattr(type(fetcher), "current", None)
     )
+
+
+def _credential_digest(key: bytes, credential: str) -> str:
+    """BLAKE2b in keyed mode (a MAC) of `credential`: tells callers apart without
+    keeping what they sent (as the proxy's `_callers` does)."""
+    return hashlib.blake2b(credential.encode(), key=key, digest_size=16).hexdigest()
 
 
 def _offline_registry() -> Registry:

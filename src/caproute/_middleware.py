@@ -21,11 +21,13 @@ module only drives it with the SDK's objects:
   ``client.messages.with_raw_response.create(...)``, parsed calls through the
   ``on_decision`` hook.
 
-What the middleware cannot see: the client's *default* headers (the SDK merges them
-after the middleware chain). The ``anthropic-version`` is therefore the request's own
-header if the call set one, else the value given to `middleware(api_version=...)`,
-else the version the installed SDK sends by default. Betas passed with ``betas=[...]``
-or ``extra_headers`` are seen; betas in the client's ``default_headers`` are not.
+The client's *default* headers: anthropic 2.17 and later merge them into
+``APIRequest.headers`` before the chain, so the client's ``anthropic-version`` and
+default betas are seen. Older SDKs merge them after the chain; there the
+``anthropic-version`` is the request's own header if the call set one, else the value
+given to `middleware(api_version=...)` (`wrap` reads the client's), else the version
+the installed SDK sends by default, and betas in the client's ``default_headers`` are
+not seen.
 
 SDK 0.x keeps ``extra_body`` out of ``APIRequest.json`` (it merges it while building
 the HTTP request, after the middleware), whereas 2.x merges it before. Fields passed
@@ -64,6 +66,7 @@ from ._flow import (
     reply_for,
 )
 from ._live import DecisionHook, LiveRouter, RegistryInput, router_or_live
+from ._otel import ClientTracing, client_tracing
 from ._redact import protect, redact_decision
 
 if TYPE_CHECKING:
@@ -122,6 +125,17 @@ def middleware(
     return _middleware_class()(driver)
 
 
+def client_middleware(
+    router: LiveRouter, api_version: str | None, tracing: ClientTracing | None
+) -> anthropic.Middleware:
+    """The middleware `wrap` installs on a client it knows: `api_version` is the one the
+    client was configured with (`None`: the SDK's default), `tracing` its
+    ``open_telemetry`` option; copies of the client re-make it for their own version
+    (``follows_client``)."""
+    driver = _Driver(router, api_version or _sdk_default_api_version(), tracing, api_version)
+    return _middleware_class()(driver)
+
+
 def __getattr__(name: str) -> Any:
     # `RoutingMiddleware` subclasses `anthropic.Middleware`, so it is built on first use.
     if name == "RoutingMiddleware":
@@ -147,6 +161,21 @@ def _middleware_class() -> Callable[[_Driver], anthropic.Middleware]:
         def router(self) -> LiveRouter:
             """The router deciding for this middleware."""
             return self._driver.router
+
+        @property
+        def follows_client(self) -> bool:
+            """Made by `wrap` for a client: a copy of it gets one for its own version."""
+            return self._driver.follows_client
+
+        @property
+        def api_version(self) -> str | None:
+            """The client's configured ``anthropic-version`` (`wrap`'s middleware only)."""
+            return self._driver.client_version
+
+        @property
+        def tracing(self) -> ClientTracing | None:
+            """The client's tracing settings (`wrap`'s middleware only)."""
+            return self._driver.tracing
 
         def handle(self, request: APIRequest, call_next: CallNext) -> APIResponse[Any]:
             """Route `request`, send it (and any response-driven hops) via `call_next`."""
@@ -189,35 +218,55 @@ class _Driver:
     through untouched, as without caproute.
     """
 
-    def __init__(self, router: LiveRouter, api_version: str) -> None:
+    def __init__(
+        self,
+        router: LiveRouter,
+        api_version: str,
+        tracing: ClientTracing | None = None,
+        client_version: str | None = None,
+    ) -> None:
         self.router = router
         self._api_version = api_version
+        self.tracing = tracing
+        """The client's tracing settings, when `wrap` knows the client (else defaults)."""
+        self.follows_client = tracing is not None
+        self.client_version = client_version
 
     def handle(self, request: APIRequest, call_next: CallNext) -> APIResponse[Any]:
-        call = self._guarded_call(request)
-        if call is None:
-            return call_next(request)
-        hop = _Hop(request, call_next)
+        token = None if self.tracing is None else client_tracing.set(self.tracing)
         try:
-            return drive(self.router, call, _SyncShell(), hop)
-        except Exception as exc:
-            if hop.in_io or hop.answered:
-                raise
-            self._fail(request, exc)
+            call = self._guarded_call(request)
+            if call is None:
+                return call_next(request)
+            hop = _Hop(request, call_next)
+            try:
+                return drive(self.router, call, _SyncShell(), hop)
+            except Exception as exc:
+                if hop.in_io or hop.answered:
+                    raise
+                self._fail(request, exc)
+        finally:
+            if token is not None:
+                client_tracing.reset(token)
 
     async def handle_async(
         self, request: APIRequest, call_next: AsyncCallNext
     ) -> AsyncAPIResponse[Any]:
-        call = self._guarded_call(request)
-        if call is None:
-            return await call_next(request)
-        hop = _Hop(request, call_next)
+        token = None if self.tracing is None else client_tracing.set(self.tracing)
         try:
-            return await drive_async(self.router, call, _AsyncShell(), hop)
-        except Exception as exc:
-            if hop.in_io or hop.answered:
-                raise
-            self._fail(request, exc)
+            call = self._guarded_call(request)
+            if call is None:
+                return await call_next(request)
+            hop = _Hop(request, call_next)
+            try:
+                return await drive_async(self.router, call, _AsyncShell(), hop)
+            except Exception as exc:
+                if hop.in_io or hop.answered:
+                    raise
+                self._fail(request, exc)
+        finally:
+            if token is not None:
+                client_tracing.reset(token)
 
     def _guarded_call(self, request: APIRequest) -> Call | None:
         try:

@@ -1,12 +1,22 @@
-"""Keys never leave caproute: ``sk-ant-`` tokens are masked in everything it writes.
+"""Keys never leave caproute: credentials are masked in everything it writes.
 
 caproute never puts a key anywhere on purpose (keys live in request headers, which no
 decision, log line, metric or file holds). What it can't control is text from
 elsewhere that it repeats: the API echoes a key prefix in an authentication error
 (``invalid x-api-key: sk-ant-api03-SECRE…``), a caller can put a key in a path or a
 ``model`` field, an exception quotes what it choked on. So every channel out of
-caproute masks any ``sk-ant-`` token (the whole token up to the next space, quote or
-delimiter, or just a prefix) to ``sk-ant-***``:
+caproute masks credentials, found two ways:
+
+* **by position**, whatever their shape: the value after a credential's name, as a
+  header (``x-api-key: …``, ``Authorization: Bearer …``), an assignment
+  (``api_key=…``, ``ANTHROPIC_AUTH_TOKEN=…``, ``"token": "…"``), a pair
+  (``('x-api-key', '…')``), and the value after ``Bearer``. Gateways and cloud platforms
+  issue keys of other shapes than ``sk-ant-``, and caproute's own local tokens have
+  none: the name is what says a value is a secret. The value becomes ``***``;
+* **by prefix**: any ``sk-ant-`` token, wherever it stands (the whole token up to the
+  next space, quote or delimiter, or just a prefix), becomes ``sk-ant-***``.
+
+Where it applies:
 
 * **logs**: `RedactingFilter` sits on every ``caproute`` logger (`LOGGERS`; a filter on a
   parent logger does not see its children's records, so each has its own), on the
@@ -15,8 +25,9 @@ delimiter, or just a prefix) to ``sk-ant-***``:
   decision attached to the record;
 * **decisions**: `LiveRouter.route` hands out (and reports) `redact_decision` of any
   decision that holds one; the check costs a few string scans on the common path;
-* **errors** built from API answers (`caproute._fetch`) and **CLI output**
-  (`redacting_streams` around every command).
+* **errors** built from API answers (`caproute._fetch`), error bodies the own-key proxy
+  relays (`mask_known` also masks any 8-character run of its own key), and **CLI
+  output** (`redacting_streams` around every command).
 """
 
 from __future__ import annotations
@@ -26,7 +37,7 @@ import dataclasses
 import logging
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
@@ -38,6 +49,7 @@ __all__ = [
     "RedactingFilter",
     "decision_has_secret",
     "has_secret",
+    "mask_known",
     "protect",
     "protect_uvicorn",
     "redact",
@@ -49,7 +61,56 @@ MARK: Final = "sk-ant-"
 MASK: Final = "sk-ant-***"
 # The token runs to the next character that can't be part of a key as written in text:
 # whitespace, quotes, brackets, separators. Prefixes ("sk-ant-SECRE…") match too.
-_TOKEN: Final = re.compile(r"sk-ant-[^\s\"'`<>()\[\]{},;|\\]*", re.IGNORECASE)
+_VALUE_CHARS: Final = r"[^\s\"'`<>()\[\]{},;|\\]"
+_TOKEN: Final = re.compile(r"sk-ant-" + _VALUE_CHARS + "*", re.IGNORECASE)
+
+HIDDEN: Final = "***"
+"""What a credential found by position becomes (``sk-ant-***`` if it has that prefix)."""
+_NAMES: Final = (
+    r"(?:proxy-)?authorization|x[-_]api[-_]key|api[-_]?key|"
+    r"(?:auth[-_]|access[-_]|refresh[-_]|id[-_])?token|secret|password"
+)
+"""Names whose value is a credential: headers, settings, variables (any case; a name
+may end a longer one, ``ANTHROPIC_AUTH_TOKEN``, but not continue into another word,
+``max_tokens``, ``api_key_env``)."""
+_FIELD: Final = re.compile(
+    # The lookahead lets the engine skip positions by their first character.
+    r"(?<![A-Za-z0-9])(?=[apxtrisAPXTRIS])(?:" + _NAMES + r")(?![A-Za-z0-9_-])"
+    # The separator: `name: v`, `name=v`, `"name": "v"`, `('name', b'v')`.
+    r"""(?:["']?[ \t]*[:=][ \t]*|["']?[ \t]*,[ \t]*(?=b?["']))(?:b(?=["']))?["']?[ \t]*"""
+    r"(?:(?:bearer|basic|token)[ \t]+)?"
+    r"(?P<value>" + _VALUE_CHARS + r"+)",
+    re.IGNORECASE,
+)
+_BEARER: Final = re.compile(
+    r"(?<![A-Za-z0-9])bearer[ \t]+(?P<value>" + _VALUE_CHARS + r"+)", re.IGNORECASE
+)
+_HINT_WORDS: Final = ("key", "authorization", "token", "secret", "password")
+"""Every name above ends with one of these words."""
+_SEPARATORS: Final = frozenset(":=,")
+
+
+def _hinted(lowered: str) -> bool:
+    """Cheap first look, on lower-cased text: a word a credential's name ends with,
+    followed by a separator, or ``bearer`` and a space. Text without one (an access
+    line's ``tokens=`` included) holds no credential by position, and the patterns
+    never run on it; `str.find` does this in a fraction of a regular expression's time."""
+    for word in _HINT_WORDS:
+        at = lowered.find(word)
+        while at != -1:
+            rest = lowered[at + len(word) : at + len(word) + 8].lstrip("\"' \t")
+            if rest[:1] in _SEPARATORS and rest:
+                return True
+            at = lowered.find(word, at + 1)
+    at = lowered.find("bearer")
+    while at != -1:
+        if lowered[at + 6 : at + 7] in (" ", "\t"):
+            return True
+        at = lowered.find("bearer", at + 1)
+    return False
+
+
+_FIELD_NAME: Final = re.compile(r"[\s\"'`]*(?:" + _NAMES + r")[\s\"'`]*", re.IGNORECASE)
 
 LOGGERS: Final = (
     "caproute",
@@ -64,13 +125,97 @@ UVICORN_LOGGERS: Final = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn
 
 
 def has_secret(text: str) -> bool:
-    """Whether `text` holds an ``sk-ant-`` token (any case)."""
-    return MARK in text.lower()
+    """Whether `text` holds a credential: an ``sk-ant-`` token, or a credential's value."""
+    lowered = text.lower()
+    if MARK in lowered:
+        return True
+    return _hinted(lowered) and _by_position(text) is not None
+
+
+def _by_position(text: str) -> re.Match[str] | None:
+    return _FIELD.search(text) or _bearer(text)
+
+
+def _bearer(text: str) -> re.Match[str] | None:
+    for match in _BEARER.finditer(text):
+        if not _plain_word(match.group("value")):
+            return match
+    return None
+
+
+def _plain_word(value: str) -> bool:
+    """Prose after "bearer" (``a bearer token``), not a credential: no credential is
+    a short lower-case word."""
+    return len(value) < 16 and value.isalpha() and value.islower()
+
+
+def _hide(match: re.Match[str]) -> str:
+    start, end = match.span("value")
+    value = match.group("value")
+    if match.re is _BEARER and _plain_word(value):
+        return match.group(0)
+    hidden = MASK if value.lower().startswith(MARK) else HIDDEN
+    whole = match.group(0)
+    offset = match.start()
+    return whole[: start - offset] + hidden + whole[end - offset :]
 
 
 def redact(text: str) -> str:
-    """`text` with every ``sk-ant-`` token replaced by ``sk-ant-***``."""
-    return _TOKEN.sub(MASK, text) if has_secret(text) else text
+    """`text` with credentials masked: values after a credential's name (``***``) and
+    every ``sk-ant-`` token (``sk-ant-***``)."""
+    lowered = text.lower()
+    if _hinted(lowered):
+        text = _BEARER.sub(_hide, _FIELD.sub(_hide, text))
+    if MARK in lowered:
+        text = _TOKEN.sub(MASK, text)
+    return text
+
+
+MIN_KNOWN_RUN: Final = 8
+"""`mask_known` masks runs of a known secret at least this long."""
+
+
+def mask_known(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every run of `MIN_KNOWN_RUN` or more characters of a known secret (a
+    prefix the API echoed, a fragment) masked, then `redact`-ed.
+
+    For text caproute relays where a credential it holds could be quoted without a name
+    in front (an upstream error body in own-key mode)."""
+    for secret in secrets:
+        if len(secret) < MIN_KNOWN_RUN:
+            text = text.replace(secret, HIDDEN) if secret else text
+            continue
+        grams = {secret[i : i + MIN_KNOWN_RUN] for i in range(len(secret) - MIN_KNOWN_RUN + 1)}
+        pieces: list[str] = []
+        i = kept = 0
+        while i <= len(text) - MIN_KNOWN_RUN:
+            if text[i : i + MIN_KNOWN_RUN] in grams:
+                shape = MASK if text[i : i + len(MARK)].lower() == MARK else HIDDEN
+                pieces += [text[kept:i], shape]
+                i = kept = i + _known_run(text, i, secret)
+            else:
+                i += 1
+        pieces.append(text[kept:])
+        text = "".join(pieces)
+    return redact(text)
+
+
+def _known_run(text: str, at: int, secret: str) -> int:
+    """The length of the longest run of `secret` starting at `text[at]` (0 if shorter
+    than `MIN_KNOWN_RUN`)."""
+    best = 0
+    start = secret.find(text[at : at + MIN_KNOWN_RUN])
+    while start != -1:
+        length = MIN_KNOWN_RUN
+        while (
+            at + length < len(text)
+            and start + length < len(secret)
+            and text[at + length] == secret[start + length]
+        ):
+            length += 1
+        best = max(best, length)
+        start = secret.find(text[at : at + MIN_KNOWN_RUN], start + 1)
+    return best
 
 
 def _redact_value(value: Any) -> Any:
@@ -79,11 +224,23 @@ def _redact_value(value: Any) -> Any:
         return redact(value)
     if isinstance(value, dict):
         return {
-            redact(str(k)) if isinstance(k, str) else k: _redact_value(v) for k, v in value.items()
+            redact(k) if isinstance(k, str) else k: (
+                _hidden_value(v)
+                if isinstance(k, str) and _FIELD_NAME.fullmatch(k)
+                else _redact_value(v)
+            )
+            for k, v in value.items()
         }
     if isinstance(value, list | tuple):
         return type(value)(_redact_value(v) for v in value)
     return value
+
+
+def _hidden_value(value: Any) -> Any:
+    """A value stored under a credential's name (``{"x-api-key": ...}``): masked whole."""
+    if isinstance(value, str) and value:
+        return MASK if value.lower().startswith(MARK) else HIDDEN
+    return _redact_value(value)
 
 
 # -- decisions ----------------------------------------------------------------------------
@@ -220,6 +377,22 @@ class _RedactingStream:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
+
+
+def print_unmasked(text: str, stream: IO[str] | None = None) -> None:
+    """Print `text` (a line) past the masking by position of `redacting_streams`, and flush.
+
+    For the one value a command exists to show: the throwaway key of ``caproute fake``,
+    which scripts read from its announcement. Nothing else may use it. An ``sk-ant-``
+    token is still masked: a real key is never printed.
+    """
+    target: Any = stream if stream is not None else sys.stdout
+    if isinstance(target, _RedactingStream):
+        target = target._stream
+    if MARK in text.lower():
+        text = _TOKEN.sub(MASK, text)
+    target.write(text + "\n")
+    target.flush()
 
 
 @contextlib.contextmanager

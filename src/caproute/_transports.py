@@ -58,6 +58,7 @@ from ._flow import (
     reply_for,
 )
 from ._live import DecisionHook, LiveRouter, RegistryInput, router_or_live
+from ._otel import ClientTracing, client_tracing
 from ._redact import protect, redact_decision
 
 if TYPE_CHECKING:
@@ -103,6 +104,8 @@ class _Routing:
     _http: ModuleType  # httpx2 or httpx: the module whose Request/Response we build
     _inner: Any
     _router: LiveRouter
+    _tracing: ClientTracing | None = None
+    """The SDK client's tracing settings, set by `wrap` (None: the defaults)."""
 
     @property
     def router(self) -> LiveRouter:
@@ -326,6 +329,7 @@ class _SyncRouting(_Routing):
         if call is None:
             return self._inner.handle_request(request)
         hops = _Hops(request)
+        token = None if self._tracing is None else client_tracing.set(self._tracing)
         try:
             return drive(self._router, call, self, hops)
         except BodyRefused as refused:
@@ -336,6 +340,9 @@ class _SyncRouting(_Routing):
                 raise  # the inner transport's error: the client handles it as always
             _close(hops.response)
             return self._failed(hops, exc)
+        finally:
+            if token is not None:
+                client_tracing.reset(token)
 
     def _hop(self, hops: _Hops, action: Send) -> tuple[Any, Reply]:
         outgoing = self._outgoing(hops.request, action)
@@ -374,6 +381,7 @@ class _AsyncRouting(_Routing):
         if call is None:
             return await self._inner.handle_async_request(request)
         hops = _Hops(request)
+        token = None if self._tracing is None else client_tracing.set(self._tracing)
         try:
             return await drive_async(self._router, call, self, hops)
         except BodyRefused as refused:
@@ -384,6 +392,9 @@ class _AsyncRouting(_Routing):
                 raise  # the inner transport's error: the client handles it as always
             await _aclose(hops.response)
             return self._failed(hops, exc)
+        finally:
+            if token is not None:
+                client_tracing.reset(token)
 
     async def _hop(self, hops: _Hops, action: Send) -> tuple[Any, Reply]:
         outgoing = self._outgoing(hops.request, action)

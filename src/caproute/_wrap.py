@@ -3,23 +3,25 @@
 `wrap` returns ``client.with_options(http_client=routed)``, the SDK's own way to copy
 a client with one option changed, so the result has the original's class, methods,
 types, retries, timeouts, headers and ``with_options`` (``http_client=`` and
-``with_options`` exist on every SDK version, 0.x included). ``routed`` is a new HTTP
-client of the same library (httpx2 for SDK 1.x/2.x, httpx for 0.x) whose transport,
-and each mounted proxy transport, is a routing transport wrapping the ORIGINAL
-client's transport. Wrapping instead of rebuilding keeps everything that lives in the
-transport: the connection pool (shared with the original client), the SDK's TCP
-keep-alive socket options, proxies from the environment, TLS settings, and any custom
-transport the caller installed. Client-level settings (timeout, redirects, event
-hooks, default headers, auth, base URL) are copied over.
+``with_options`` exist on every SDK version, 0.x included), plus the one setting the
+SDK's copy drops (``_strict_response_validation``). ``routed`` is a copy of the
+client's own HTTP client object (same class, so a subclass's ``send`` still runs; same
+settings) whose transport, and each mounted proxy transport, is a routing transport
+wrapping the ORIGINAL client's transport. Wrapping instead of rebuilding keeps
+everything that lives in the transport: the connection pool (shared with the original
+client), the SDK's TCP keep-alive socket options, proxies from the environment, TLS
+settings, and any custom transport the caller installed.
 
-Which path: ``via="auto"`` (the default) takes the SDK middleware when the installed
-SDK has the hook (0.108 and later) and the routing transport otherwise. Both were
-measured against the same local fake (docs/performance.md): on small requests they cost
-the same (a few percent of a loopback round trip, tens of µs), but the middleware gets
-the request body as the dict the SDK is about to serialise, while the transport must
-decode the JSON it was given, which costs about 1 ms more per 2 MB body. Both add the
-``caproute-*`` response headers and report every decision. ``via="transport"`` or
-``via="middleware"`` picks one explicitly.
+Which path: ``via="auto"`` (the default) takes the routing transport. It was chosen by
+measured transparency: the SDK's own test suite, run with every client wrapped
+(``make test-sdk-suite``, docs/sdk.md), fails fewer tests on the transport path, because
+installing any middleware at all (even one that only calls ``call_next``) changes what
+the SDK does (a ``cast_to=httpx2.Response`` call returns a 4xx instead of raising, among
+others; docs/sdk.md). ``via="middleware"`` takes the SDK middleware (0.108 and later),
+which is cheaper for large bodies: it gets the request body as the dict the SDK is
+about to serialise, where the transport decodes the JSON it was given (about 1 ms per
+2 MB, docs/performance.md). Both add the ``caproute-*`` response headers and report
+every decision.
 
 Closing. What `wrap` creates for a client it also releases: when neither `registry`
 nor `router` is given, the routed copy gets its own HTTP client (on the middleware
@@ -38,14 +40,16 @@ from __future__ import annotations
 import functools
 import socket
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import httpx2
 
+from . import _policy_io
 from ._frameworks import Framework, framework_of
 from ._live import DecisionHook, LiveRouter, RegistryInput, router_or_live
+from ._otel import ClientTracing
 from ._transports import AsyncRoutingTransport, RoutingTransport, httpx_transport_classes
 
 if TYPE_CHECKING:
@@ -62,20 +66,6 @@ _DEFAULT_TIMEOUT_S = 600.0
 _DEFAULT_CONNECT_TIMEOUT_S = 5.0
 _DEFAULT_MAX_CONNECTIONS = 1000
 _DEFAULT_MAX_KEEPALIVE = 100
-# Client settings worth carrying over to the routed copy (transport settings travel
-# with the wrapped transport itself).
-_CLIENT_SETTINGS = (
-    "auth",
-    "params",
-    "headers",
-    "cookies",
-    "timeout",
-    "follow_redirects",
-    "max_redirects",
-    "event_hooks",
-    "base_url",
-    "trust_env",
-)
 
 
 def wrap(
@@ -98,8 +88,8 @@ def wrap(
             (starting from the offline snapshot, refreshed in the background).
         on_decision: Hook(s) receiving every `Decision`.
         router: A shared `LiveRouter` instead of `policy` / `registry` / `on_decision`.
-        via: ``"auto"`` (default: the SDK middleware where the SDK has the hook, else
-            the transport), ``"transport"`` (a routing transport under the client's
+        via: ``"auto"`` (default: the transport, the path the SDK's own test suite
+            finds most transparent), ``"transport"`` (a routing transport under the client's
             HTTP client) or ``"middleware"`` (the SDK middleware).
 
     Returns:
@@ -128,56 +118,89 @@ def wrap(
     if owns_router:
         registry = made = _fetcher_for(client, is_async=is_async)
     live = router_or_live(router, registry, policy, on_decision)
+    _policy_io.log_policy_warnings(policy, live.policy, None if owns_router else registry)
     if via == "auto":
-        via = "middleware" if callable(getattr(client, "with_middleware", None)) else "transport"
+        via = "transport"  # the measured most transparent path (module docstring)
     if via not in ("middleware", "transport"):
         raise ValueError(f"via must be 'auto', 'transport' or 'middleware', not {via!r}")
     # What wrap chose (a fetcher for this client, the router) ends with the routed copy.
     release = _release_for(live, made, is_async=is_async) if owns_router else None
+    tracing = _client_tracing(client)
+    bare = client
     if via == "middleware":
-        from ._middleware import middleware
+        from ._middleware import client_middleware
 
-        version = _client_api_version(client)
-        routing = middleware(router=live, api_version=version)
+        routing = client_middleware(live, _client_api_version(client), tracing)
         if release is not None:
             client = with_options(http_client=_client_copy(http_client, None, release))
         routed_client: ClientT = client.with_middleware(routing)  # type: ignore[attr-defined]
-        _route_copies_for_their_version(routed_client, live, routing, version)
-        return routed_client
-    routed_client = with_options(http_client=_client_copy(http_client, live, release))
+        if not _requests_carry_client_headers(routed_client):
+            # SDK 0.x / 1.x: middleware can't see the client's default headers, so the
+            # copies of this client must get a middleware for their own version.
+            routed_client.__class__ = _version_following_class(cast(Any, type(routed_client)))
+    else:
+        copy = _client_copy(http_client, live, release, tracing)
+        routed_client = with_options(http_client=copy)
+    _keep_strict_validation(routed_client, bare)
     return routed_client
 
 
-def _route_copies_for_their_version(
-    client: Any, live: LiveRouter, routing: Any, version: str | None
-) -> None:
-    """Make ``client.copy`` / ``with_options`` (and so ``with_middleware``) give copies
-    whose routing middleware knows *their* default ``anthropic-version``.
+def _keep_strict_validation(routed: Any, client: Any) -> None:
+    """Carry ``_strict_response_validation`` over to the routed copy.
 
-    The middleware can't see a client's default headers (the SDK merges them after the
-    chain), so `wrap` hands it the version read once from the client. A copy made with
-    ``with_options(default_headers={"anthropic-version": ...})`` keeps the middleware
-    object, and would route for the old version: a 1.x client moved to 2026-10-21 would
-    keep its ``temperature`` and get a 400. The copy gets a middleware for its own version
-    (the same router) in the same place in the chain; the override is set on the instance
-    only, so the class, and clients `wrap` did not make, are untouched.
+    The SDK's ``copy()`` / ``with_options()`` don't pass it on (it is a constructor
+    argument only), so a client built with ``_strict_response_validation=True`` would
+    silently stop raising ``APIResponseValidationError`` once wrapped.
     """
-    sdk_copy = type(client).copy
+    strict = getattr(client, "_strict_response_validation", None)
+    if isinstance(strict, bool):
+        routed._strict_response_validation = strict
 
-    def copy(*args: Any, **kwargs: Any) -> Any:
-        new = sdk_copy(client, *args, **kwargs)
-        new_version = _client_api_version(new)
-        current = routing
+
+def _requests_carry_client_headers(client: Any) -> bool:
+    """Whether the SDK hands middleware the client's default headers merged into
+    ``APIRequest.headers`` (anthropic 2.17 and later: ``_add_client_headers``)."""
+    return callable(getattr(client, "_add_client_headers", None))
+
+
+@functools.cache
+def _version_following_class(cls: Any) -> type[Any]:
+    """A subclass of an SDK client class (made once per class) whose ``copy`` /
+    ``with_options`` (and so ``with_middleware``) give copies whose routing middleware
+    knows *their* default ``anthropic-version``.
+
+    For SDKs whose middleware can't see the client's default headers (before 2.17):
+    `wrap` hands the middleware the version read once from the client, and a copy made
+    with ``with_options(default_headers={"anthropic-version": ...})`` would keep that
+    middleware, routing for the old version (a 1.x client moved to 2026-10-21 would keep
+    its ``temperature`` and get a 400). The copy gets a middleware for its own version
+    (the same router) in the same place in the chain. A method on a class, not a
+    closure on the instance: ``inspect.signature`` and ``vars()`` stay the SDK's.
+    """
+    sdk_copy = cls.copy
+
+    @functools.wraps(sdk_copy)
+    def copy(self: Any, *args: Any, **kwargs: Any) -> Any:
+        new = sdk_copy(self, *args, **kwargs)
+        version = _client_api_version(new)
         chain = tuple(getattr(new, "middleware", ()))
-        if new_version != version and any(entry is routing for entry in chain):
-            from ._middleware import middleware
+        if any(_stale_routing(entry, version) for entry in chain):
+            from ._middleware import client_middleware
 
-            current = middleware(router=live, api_version=new_version)
-            new = sdk_copy(new, middleware=[current if e is routing else e for e in chain])
-        _route_copies_for_their_version(new, live, current, new_version)
+            new = sdk_copy(new, middleware=[
+                client_middleware(e.router, version, e.tracing) if _stale_routing(e, version) else e
+                for e in chain
+            ])  # fmt: skip
         return new
 
-    client.copy = client.with_options = copy
+    namespace = {"copy": copy, "with_options": copy, "__module__": cls.__module__,
+                 "__qualname__": cls.__qualname__, "__doc__": cls.__doc__}  # fmt: skip
+    return type(cls.__name__, (cls,), namespace)
+
+
+def _stale_routing(entry: Any, version: str | None) -> bool:
+    """A routing middleware `wrap` made, for another ``anthropic-version`` than `version`."""
+    return bool(getattr(entry, "follows_client", False)) and entry.api_version != version
 
 
 def _release_for(live: LiveRouter, made: Any, *, is_async: bool) -> Callable[[], Any]:
@@ -248,19 +271,34 @@ def _wrap_framework(
 
 
 def _client_api_version(client: Any) -> str | None:
-    """The ``anthropic-version`` the client sends by default (its ``default_headers``).
+    """The ``anthropic-version`` the client sends by default.
 
-    Middleware sees only per-call headers, so the version a client was configured with
-    (or its SDK generation's default) is read here once. Only this one header is read:
-    ``default_headers`` also holds the credentials.
+    Middleware before SDK 2.17 sees only per-call headers, so the version a client was
+    configured with is read here once: the client's own header settings
+    (``default_headers=`` / profile headers), else `None` (the SDK generation's
+    default, which `middleware()` knows). Not ``client.default_headers``: that property
+    also runs the SDK's platform detection, synchronously (on the event loop for an
+    async client), which the SDK itself defers; and it holds the credentials.
     """
-    headers = getattr(client, "default_headers", None)
-    if not isinstance(headers, dict):
-        return None
-    for name, value in headers.items():
-        if name.lower() == "anthropic-version" and isinstance(value, str):
-            return value
+    for attribute in ("_custom_headers", "_credential_headers"):
+        headers = getattr(client, attribute, None)
+        if not isinstance(headers, Mapping):
+            continue
+        for name, value in headers.items():
+            if isinstance(name, str) and name.lower() == "anthropic-version":
+                return value if isinstance(value, str) else None
     return None
+
+
+def _client_tracing(client: Any) -> ClientTracing:
+    """What the client's ``open_telemetry`` option (anthropic 2.x) says: whether it
+    traces (``False`` turns its spans off). SDKs without the option: tracing on."""
+    options = getattr(client, "_open_telemetry", None)
+    if not isinstance(options, Mapping):
+        return ClientTracing(enabled=True)
+    traces = options.get("traces")
+    enabled = not (isinstance(traces, Mapping) and traces.get("enabled") is False)
+    return ClientTracing(enabled)
 
 
 def routed_copy(http_client: Any, router: LiveRouter) -> Any:
@@ -274,27 +312,59 @@ def routed_copy(http_client: Any, router: LiveRouter) -> Any:
 
 
 def _client_copy(
-    http_client: Any, router: LiveRouter | None, release: Callable[[], Any] | None
+    http_client: Any,
+    router: LiveRouter | None,
+    release: Callable[[], Any] | None,
+    tracing: ClientTracing | None = None,
 ) -> Any:
     """`routed_copy` (no routing when `router` is None: the middleware routes), whose
-    closing also calls `release` (once) after closing the transports."""
+    closing also calls `release` (once) after closing the transports; the routing
+    transports annotate spans as the SDK client's `tracing` says."""
     module = _module_of(http_client)
     is_async = isinstance(http_client, module.AsyncClient)
     wrap_transport: Callable[[Any], Any] = (
-        (lambda inner: inner) if router is None else _transport_factory(module, is_async, router)
+        (lambda inner: inner)
+        if router is None
+        else _transport_factory(module, is_async, router, tracing)
     )
-    mounts = {
-        pattern.pattern: None if transport is None else wrap_transport(transport)
-        for pattern, transport in http_client._mounts.items()
-    }
     transport = wrap_transport(http_client._transport)
     if release is not None:
         transport = _releasing_classes(module)[is_async](transport, release)
-    settings = {name: getattr(http_client, name) for name in _CLIENT_SETTINGS}
-    cls = module.AsyncClient if is_async else module.Client
-    copy = cls(transport=transport, mounts=mounts, **settings)
+    # A copy of the object itself, not a new `Client`: a subclass's own behaviour (an
+    # overridden `send`, attributes its `__init__` set) is kept, and no constructor
+    # signature is assumed. Only what must not be shared is replaced.
+    copy = object.__new__(_copy_class(cast(Any, type(http_client))))
+    copy.__dict__.update(http_client.__dict__)
+    copy._transport = transport
+    copy._mounts = {
+        pattern: None if mounted is None else wrap_transport(mounted)
+        for pattern, mounted in http_client._mounts.items()
+    }
+    copy._headers = http_client.headers.copy()
+    copy._cookies = module.Cookies(http_client.cookies)
+    copy._event_hooks = {name: list(hooks) for name, hooks in http_client.event_hooks.items()}
     copy._caproute_original = http_client
     return copy
+
+
+@functools.cache
+def _copy_class(cls: Any) -> type[Any]:
+    """`cls`, or for a class that closes itself when garbage-collected (the SDK's
+    ``SyncHttpxClientWrapper`` / ``AsyncHttpxClientWrapper``) a subclass that doesn't.
+
+    The copy shares the original's transports: collecting the routed SDK client must not
+    close the pool the original client still uses (dropping a ``with_options`` copy of
+    an SDK client closes nothing either). ``close()`` still closes it, as the SDK's does.
+    """
+    if getattr(cls, "__del__", None) is None:
+        return cast("type[Any]", cls)
+    namespace = {"__del__": _keep_open, "__module__": cls.__module__,
+                 "__qualname__": cls.__qualname__, "__doc__": cls.__doc__}  # fmt: skip
+    return type(cls.__name__, (cls,), namespace)
+
+
+def _keep_open(self: Any) -> None:
+    """Collected: close nothing (see `_copy_class`)."""
 
 
 class _ReleaseOnClose:
@@ -464,13 +534,21 @@ def _module_of(http_client: Any) -> Any:
     raise TypeError(f"expected an httpx2 or httpx client, got {type(http_client).__name__}")
 
 
-def _transport_factory(module: Any, is_async: bool, router: LiveRouter) -> Any:
+def _transport_factory(
+    module: Any, is_async: bool, router: LiveRouter, tracing: ClientTracing | None = None
+) -> Any:
     if module is httpx2:
         cls: Any = AsyncRoutingTransport if is_async else RoutingTransport
     else:
         sync_cls, async_cls = httpx_transport_classes()
         cls = async_cls if is_async else sync_cls
-    return lambda inner: cls(inner, router=router)
+
+    def make(inner: Any) -> Any:
+        transport = cls(inner, router=router)
+        transport._tracing = tracing
+        return transport
+
+    return make
 
 
 def _keepalive_socket_options() -> list[tuple[int, int, int]]:

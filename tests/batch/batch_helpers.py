@@ -13,7 +13,8 @@ API_KEY = "batch-test-key"
 
 BIG, SMALL, NOBATCH = "claude-big-2", "claude-small-1", "claude-nobatch-1"
 GONE = "claude-gone-9"
-"""A model nobody lists: caproute passes the request through, the API errors it."""
+"""A model nobody lists: refused locally (its support is unknown), unless the job allows
+unknown support; then it is sent as it is, and the API errors it."""
 
 PDF_MESSAGES = [
     {

@@ -139,3 +139,33 @@ def test_configure_checks_and_reset_restores(fake: FakeAnthropic) -> None:
     assert fake.batches.processing_s == 3
     fake.reset()
     assert fake.batches.processing_s == 0
+
+
+def test_items_are_validated_when_processed_not_when_created(
+    fake: FakeAnthropic, sdk: anthropic.Anthropic
+) -> None:
+    # The API checks each item's params when it processes the batch: creation accepts
+    # items that are invalid (or become invalid) and each comes back errored, with the
+    # error the Messages API would give, as `MessageBatchErroredResult`.
+    effort = item("effort", "claude-small-1", output_config={"effort": "high"})
+    no_model = {"custom_id": "empty", "params": {}}
+    batch = sdk.messages.batches.create(requests=[item("ok"), effort, no_model])  # type: ignore[list-item]
+    assert batch.request_counts.processing == 3  # accepted, nothing judged yet
+    fake.update_model("claude-small-1", unsupported=["effort.high"])  # before processing
+    sdk.messages.batches.retrieve(batch.id)
+    results = {r.custom_id: r.result for r in sdk.messages.batches.results(batch.id)}
+    assert results["ok"].type == "succeeded"
+    errored = results["effort"]
+    assert isinstance(errored, anthropic.types.messages.MessageBatchErroredResult)
+    assert errored.error.type == "error" and errored.error.request_id
+    assert errored.error.error.type == "invalid_request_error"
+    assert errored.error.error.message == (
+        "output_config.effort 'high' is not supported on this model."
+    )
+    # The same body sent to POST /v1/messages gets the same answer.
+    with pytest.raises(anthropic.BadRequestError) as single:
+        sdk.messages.create(
+            **item("x", "claude-small-1", output_config={"effort": "high"})["params"]
+        )  # type: ignore[call-overload]
+    assert single.value.body["error"]["message"] == errored.error.error.message  # type: ignore[index]
+    assert results["empty"].error.error.message == "model: Field required"  # type: ignore[union-attr]

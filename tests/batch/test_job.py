@@ -17,6 +17,7 @@ from batch_helpers import (
     creates,
     item,
     job_options,
+    lineup,
     read_results,
     sent_custom_ids,
     write_jsonl,
@@ -31,10 +32,10 @@ from caproute import (
     BatchLimits,
     BatchStateError,
     LiveRouter,
+    Registry,
 )
 from caproute._batch_api import SyncDriver
 from caproute._exceptions import ConfigError
-from caproute._snapshot import embedded_registry
 from caproute.testing import FakeAnthropic
 
 
@@ -50,9 +51,11 @@ def test_mixed_workload_end_to_end(fake: FakeAnthropic, tmp_path: Path) -> None:
         assert plan.outcomes["unchanged"] == expected["unchanged"]
         assert plan.outcomes["adjusted"] == expected["adjusted"]
         assert plan.outcomes["rerouted"] == expected["rerouted"]
-        assert plan.outcomes["passthrough"] == expected["unknown_model"]
-        assert plan.refused == expected["refused"]
-        assert plan.sent_requests == 60 - expected["refused"]
+        assert "passthrough" not in plan.outcomes  # batches never gamble on a name
+        assert plan.unknown_refused == expected["unknown_model"]
+        refused = expected["refused"] + expected["unknown_model"]
+        assert plan.refused == refused
+        assert plan.sent_requests == 60 - refused
         assert plan.chunks == -(-plan.sent_requests // 7)
         assert f"{NOBATCH} → {BIG}" in plan.summary()
         assert "pdf_input" in plan.refusals[0].label
@@ -61,7 +64,7 @@ def test_mixed_workload_end_to_end(fake: FakeAnthropic, tmp_path: Path) -> None:
         assert job.submit() == plan.chunks
         status = job.wait()
         assert status.ended
-        assert status.refused == expected["refused"]
+        assert status.refused == refused
         assert status.counts.total == plan.sent_requests
         report = job.write_results(tmp_path / "out.jsonl")
 
@@ -78,9 +81,9 @@ def test_mixed_workload_end_to_end(fake: FakeAnthropic, tmp_path: Path) -> None:
             assert decision["outcome"] == "rejected"
             assert by_id[custom_id]["caproute"]["batch_id"] is None
         elif kind == "unknown_model":
-            assert result["type"] == "errored"
-            assert result["error"]["error"]["type"] == "not_found_error"  # the API's reason
-            assert decision["outcome"] == "passthrough"
+            assert result["type"] == "refused"
+            assert f"{GONE}: unknown to the registry" in result["reason"]
+            assert decision["outcome"] == "rejected"
         else:
             assert result["type"] in ("succeeded", "errored", "expired")
             assert decision["outcome"] == kind
@@ -91,9 +94,9 @@ def test_mixed_workload_end_to_end(fake: FakeAnthropic, tmp_path: Path) -> None:
     types = Counter(line["result"]["type"] for line in lines)
     assert types["expired"] > 0
     assert sum(report.counts.values()) == 60
-    assert report.counts["refused"] == expected["refused"]
+    assert report.counts["refused"] == refused
     assert sorted(sent_custom_ids(fake)) == sorted(
-        cid for cid, kind in kinds.items() if kind != "refused"
+        cid for cid, kind in kinds.items() if kind not in ("refused", "unknown_model")
     )
 
 
@@ -408,7 +411,10 @@ def test_unknown_model_errors_come_back_with_the_apis_reason(
     fake: FakeAnthropic, tmp_path: Path
 ) -> None:
     write_jsonl(tmp_path / "in.jsonl", [item("a", GONE)])
-    with BatchJob.create(tmp_path / "in.jsonl", tmp_path / "s", **job_options(fake)) as job:
+    with BatchJob.create(
+        tmp_path / "in.jsonl", tmp_path / "s", allow_unknown=True, **job_options(fake)
+    ) as job:
+        assert job.plan.outcomes == {"passthrough": 1} and job.plan.unknown_sent == 1
         job.submit()
         job.wait()
         job.write_results(tmp_path / "out.jsonl")
@@ -484,7 +490,7 @@ def test_an_unreachable_api_is_named_in_every_message(tmp_path: Path) -> None:
         url = f"http://127.0.0.1:{probe.getsockname()[1]}"
     write_jsonl(tmp_path / "in.jsonl", [item("a")])
     events: list[str] = []
-    router = LiveRouter(embedded_registry())  # routing needs no network here
+    router = LiveRouter(Registry.from_models(lineup()))  # routing needs no network here
     with BatchJob.create(
         tmp_path / "in.jsonl",
         tmp_path / "s",

@@ -14,10 +14,12 @@ from caproute import (
     BatchLimits,
     BatchPlan,
     LiveRouter,
+    Policy,
     Registry,
 )
 from caproute._batch_input import parse_line, read_lines
 from caproute._batch_store import StateDir
+from caproute.testing import make_model
 
 ROUTER = LiveRouter(Registry.from_models(lineup()))
 
@@ -55,14 +57,36 @@ def test_bad_lines(raw: bytes, fragment: str) -> None:
 
 
 def test_good_line() -> None:
-    assert parse_line(b'{"custom_id": "A-z_09", "params": {"model": "m"}}') == (
+    params = {"model": "m", "max_tokens": 1, "messages": []}
+    assert parse_line(json.dumps({"custom_id": "A-z_09", "params": params}).encode()) == (
         "A-z_09",
-        {"model": "m"},
+        params,
     )
-    assert parse_line(('{"custom_id": "' + "x" * 64 + '", "params": {}}').encode()) == (
+    assert parse_line(json.dumps({"custom_id": "x" * 64, "params": params}).encode()) == (
         "x" * 64,
-        {},
+        params,
     )
+
+
+@pytest.mark.parametrize(
+    ("params", "fragment"),
+    [
+        ({}, "params.model: missing or not a string (custom_id 'a')"),
+        ({"model": "m", "max_tokens": 1}, "params.messages: missing or not a list"),
+        ({"model": "m", "messages": []}, "params.max_tokens: missing or not an integer"),
+        ({"model": 7, "max_tokens": 1, "messages": []}, "params.model: missing or not a string"),
+    ],
+)
+def test_params_that_are_no_messages_request_make_a_bad_line(
+    tmp_path: Path, params: dict[str, object], fragment: str
+) -> None:
+    # The API accepts such an item and errors it only when the batch is processed.
+    write_jsonl(tmp_path / "in.jsonl", [item("ok"), {"custom_id": "a", "params": params}])
+    with pytest.raises(BatchInputError) as caught:
+        _plan(tmp_path / "in.jsonl")
+    (problem,) = caught.value.problems
+    assert problem.line == 2 and fragment in problem.message
+    assert f"in.jsonl:2: {fragment}" in str(caught.value)
 
 
 def test_read_lines_numbers_offsets_and_blank_lines(tmp_path: Path) -> None:
@@ -137,15 +161,9 @@ def test_summary_names_reroutes_adjustments_and_refusals(tmp_path: Path) -> None
         ],
     )
     plan = _plan(tmp_path / "in.jsonl")
-    assert plan.outcomes == {
-        "unchanged": 1,
-        "adjusted": 1,
-        "rerouted": 2,
-        "rejected": 1,
-        "passthrough": 1,
-    }
-    assert plan.refused == 1
-    assert plan.sent_requests == 5 and plan.chunks == 1
+    assert plan.outcomes == {"unchanged": 1, "adjusted": 1, "rerouted": 2, "rejected": 2}
+    assert plan.refused == 2 and plan.unknown_refused == 1
+    assert plan.sent_requests == 4 and plan.chunks == 1
     (reroute,) = plan.reroutes
     assert reroute.count == 2 and reroute.lines == (3, 4)
     assert reroute.label.startswith(f"{NOBATCH} → {BIG}: ")
@@ -154,8 +172,21 @@ def test_summary_names_reroutes_adjustments_and_refusals(tmp_path: Path) -> None
     assert adjust.label.startswith("adjust output_config.effort: ") and adjust.lines == (2,)
     (refusal,) = plan.refusals
     assert "pdf_input" in refusal.label and refusal.lines == (5,)
+    (unknown,) = plan.unknowns
+    assert unknown.label.startswith("claude-who-1: unknown to the registry") and unknown.lines == (
+        6,
+    )
     text = plan.summary()
-    for fragment in ("rerouted", "refused", "Refused:", "line 5", "To send: 5 requests in 1 batch"):
+    for fragment in (
+        "rerouted",
+        "refused              1  (refused locally, never sent)",
+        "unknown              1  (refused locally: no model is known to take them",
+        "Refused:",
+        "line 5",
+        "Unknown support:",
+        "line 6",
+        "To send: 4 requests in 1 batch",
+    ):
         assert fragment in text
     assert BatchPlan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
 
@@ -239,5 +270,64 @@ def test_a_name_only_the_models_api_knows_is_looked_up_once_and_routed(tmp_path:
         assert fake.count("/v1/models/claude-small-latest") == 1
         assert fake.count("/v1/models/claude-smal-1") == 1
         fetcher.close()
-    # The alias's model has no effort max: adjusted locally rather than sent as is.
-    assert plan.outcomes == {"adjusted": 5, "passthrough": 1}
+    # The alias's model has no effort max: adjusted locally rather than sent as is; the
+    # typo stays unknown after its look-up, and a batch never gambles on it.
+    assert plan.outcomes == {"adjusted": 5, "rejected": 1} and plan.unknown_refused == 1
+
+
+class _ColdFetcher:
+    """A fetcher whose first live fetch never lands: routing waits for it (bounded)."""
+
+    may_go_live = True
+
+    def __init__(self) -> None:
+        self.waits = 0
+
+    def current(self) -> Registry:
+        return Registry.from_models(lineup())  # not live data
+
+    def refresh(self) -> Registry:
+        return self.current()
+
+    def wait_live(self, timeout: float) -> None:
+        self.waits += 1
+
+
+def test_a_cold_start_is_waited_for_once_per_round_not_once_per_line(tmp_path: Path) -> None:
+    # The flow's Refresh: a decision on snapshot data waits for the live fetch, once.
+    fetcher = _ColdFetcher()
+    write_jsonl(tmp_path / "in.jsonl", [item(f"r{n}") for n in range(20)])
+    plan = BatchJob.dry_run(tmp_path / "in.jsonl", router=LiveRouter(fetcher))
+    assert plan.outcomes == {"unchanged": 20}
+    assert fetcher.waits == 1
+
+
+def test_what_was_sent_is_rebuilt_from_the_line_and_its_recorded_decision() -> None:
+    # A retry attributes an errored result against the params as sent: the line's own,
+    # with the decision's changes applied (a reroute, a stripped tool flag, an effort).
+    from caproute._batch_plan import sent_params
+
+    tools = [
+        {"name": "a", "input_schema": {"type": "object"}},
+        {"name": "b", "input_schema": {"type": "object"}, "strict": True},
+    ]
+    registry = Registry.from_models(
+        [*lineup(), make_model("claude-plain-3", unsupported=["structured_outputs", "effort.max"])]
+    )
+    strip = Policy.from_dict(
+        {"version": 1, "defaults": {"actions": {"structured_outputs": "strip"}}}
+    )
+    expected = {
+        SMALL: ["output_config.effort"],
+        "claude-plain-3": ["output_config.effort", "tools[1].strict"],
+        NOBATCH: ["model"],
+    }
+    for requested, paths in expected.items():
+        params = item("x", requested, tools=tools, output_config={"effort": "max"})["params"]
+        body = {"requests": [{"custom_id": "x", "params": params}]}
+        result = LiveRouter(registry, policy=strip).route(body, endpoint="batch")
+        decision = result.decision.items[0][1]
+        assert [c.path for c in decision.changes] == paths
+        recorded = json.loads(json.dumps(decision.to_dict()))
+        assert sent_params(params, recorded) == result.body["requests"][0]["params"]
+    assert params["output_config"] == {"effort": "max"}  # the line itself is untouched

@@ -40,6 +40,7 @@ from caproute._batch import (
 )
 from caproute._batch_api import Answer, SyncDriver
 from caproute._batch_store import ChunkRecord
+from caproute._core.decision import Decision
 from caproute.testing import FakeAnthropic
 
 
@@ -241,11 +242,11 @@ def test_an_interrupted_planning_is_planned_again(fake: FakeAnthropic, tmp_path:
     class Interrupted(LiveRouter):
         calls = 0
 
-        def route(self, body: object, **kw: object) -> object:  # type: ignore[override]
+        def report(self, decision: Decision) -> None:  # once per routed line
             Interrupted.calls += 1
             if Interrupted.calls == 6:
                 raise KeyboardInterrupt
-            return super().route(body, **kw)  # type: ignore[arg-type]
+            super().report(decision)
 
     with pytest.raises(KeyboardInterrupt):
         BatchJob.create(

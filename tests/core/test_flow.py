@@ -16,6 +16,7 @@ import pytest
 from catalogue import IMAGE, REGISTRY, body, policy
 
 from caproute._core.flow import (
+    AccountRefusal,
     Call,
     Deliver,
     Learn,
@@ -23,6 +24,7 @@ from caproute._core.flow import (
     MarkRetired,
     Refresh,
     Refuse,
+    RememberAccount,
     Reply,
     Resolve,
     Send,
@@ -60,6 +62,7 @@ class Shell:
     models_api: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     """What ``GET /v1/models/{name}`` answers, by name (an alias answers its model)."""
     facts: dict[tuple[str, str], LearnedFact] = field(default_factory=dict)
+    accounts: dict[str, dict[str, AccountRefusal]] = field(default_factory=dict)
     cooling: set[str] = field(default_factory=set)
     log: list[Any] = field(default_factory=list)
 
@@ -73,6 +76,8 @@ class Shell:
             None,
             self.max_sends,
             self.can_resolve,
+            {k: dict(v) for k, v in self.accounts.items()},
+            lambda credential: f"digest-of-{credential[::-1]}",
         )
 
     def run(self, call: Call, script: Script) -> tuple[Deliver | Refuse, list[Send]]:
@@ -115,12 +120,19 @@ class Shell:
             )
         elif isinstance(action, MarkOverloaded):
             self.cooling.add(action.model)
+        elif isinstance(action, RememberAccount):
+            self.accounts.setdefault(action.account, {})[action.refusal.feature] = action.refusal
 
 
 def call(
-    model: str = "t-full", *, retry: int = 0, endpoint: Any = "messages", **fields: Any
+    model: str = "t-full",
+    *,
+    retry: int = 0,
+    endpoint: Any = "messages",
+    headers: Mapping[str, str] | None = None,
+    **fields: Any,
 ) -> Call:
-    return Call(body(model, **fields), endpoint, None, (), None, retry)
+    return Call(body(model, **fields), endpoint, None, (), headers, retry)
 
 
 def models(sends: list[Send]) -> list[str | None]:
@@ -281,11 +293,14 @@ def test_a_name_nobody_knows_gets_the_apis_own_404() -> None:
     final, sends = shell.run(call("t-typo"), {"t-typo": GONE})
     assert len(sends) == 1 and sends[0].decision.outcome == "passthrough"
     assert not any(isinstance(a, MarkRetired) for a in shell.log)
-    # Asked about, the Models API doesn't know it either: the same single send.
+    # Asked about, the Models API doesn't know it either: the same single send. Its 404
+    # asks once more (`after_404`: the shell asks only if the first look-up failed).
     asking = Shell(can_resolve=True)
     final, sends = asking.run(call("t-typo"), {"t-typo": GONE})
-    assert [type(a) for a in asking.log] == [Resolve, Send, Deliver]
-    assert sends[0].decision.outcome == "passthrough"
+    assert [type(a) for a in asking.log] == [Resolve, Send, Resolve, Deliver]
+    first, again = (a for a in asking.log if isinstance(a, Resolve))
+    assert (first.after_404, again.after_404) == (False, True)
+    assert len(sends) == 1 and sends[0].decision.outcome == "passthrough"
 
 
 # -- names only the Models API can resolve --------------------------------------------------
@@ -323,11 +338,18 @@ def test_a_batchs_unknown_names_are_resolved_together_before_the_send() -> None:
     final, sends = shell.run(Call({"requests": items}, "batch"), {})
     [resolve] = [a for a in shell.log if isinstance(a, Resolve)]
     assert resolve.models == ("t-sonnet-latest", "t-typo")  # each unknown name once
-    [send] = sends
-    decisions = dict(send.decision.items)
+    # Nobody knows `t-typo` even then: a batch never gambles, so nothing is sent.
+    assert sends == [] and isinstance(final, Refuse)
+    decisions = dict(final.decision.items)
     assert decisions["a"].model == "t-gamma-vision"  # the alias's model lacks images
-    assert decisions["b"].outcome == "passthrough"  # nobody knows it: the API judges
+    assert decisions["b"].outcome == "rejected"
+    assert decisions["b"].extra["unknown_support"].startswith("t-typo: unknown to the registry")
     assert decisions["c"].outcome == "unchanged" and decisions["d"].outcome == "unchanged"
+    # Without the typo, the batch goes out with every name resolved.
+    shell = Shell(can_resolve=True, models_api={"t-sonnet-latest": no_images})
+    final, sends = shell.run(Call({"requests": items[:1] + items[2:]}, "batch"), {})
+    [send] = sends
+    assert dict(send.decision.items)["a"].model == "t-gamma-vision"
 
 
 def test_resolving_is_asked_once_and_only_for_unknown_names() -> None:
@@ -449,3 +471,122 @@ def test_a_404_about_the_path_is_not_a_retired_model() -> None:
     named = Reply(404, "not_found_error", "claude says t-full does not exist")
     _, sends = Shell().run(call("t-full"), {"t-full": named})
     assert models(sends) == ["t-full", "t-adaptive"]
+
+
+# -- what a refusal is about ---------------------------------------------------------------------
+
+URL_IMAGE = {"type": "image", "source": {"type": "url", "url": "https://example.test/a.png"}}
+ORG_OFF = Reply(
+    400,
+    "invalid_request_error",
+    "messages.0.content.0: URL sources are turned off for this organization.",
+    "organization_url_fetch_disabled",
+)
+KEY_A, KEY_B = {"x-api-key": "sk-a"}, {"authorization": "Bearer sk-b"}
+
+
+def with_url_image(headers: Mapping[str, str] | None, **fields: Any) -> Call:
+    content = [URL_IMAGE, {"type": "text", "text": "what is it?"}]
+    return call(headers=headers, messages=[{"role": "user", "content": content}], **fields)
+
+
+def test_an_organization_refusal_is_remembered_for_the_credential_not_the_model() -> None:
+    shell = Shell()
+    final, sends = shell.run(with_url_image(KEY_A), {"t-full": ORG_OFF})
+    assert len(sends) == 1 and isinstance(final, Deliver)
+    assert final.decision.extra["refusal"] == "organization"
+    assert not any(isinstance(a, Learn) for a in shell.log) and shell.facts == {}
+    remembered = [a for a in shell.log if isinstance(a, RememberAccount)]
+    assert [r.account for r in remembered] == ["digest-of-a-ks"]  # never the key itself
+    assert remembered[0].refusal == AccountRefusal(
+        "url_sources", "organization_url_fetch_disabled", ORG_OFF.error_message or ""
+    )
+    # The same credential: refused locally, with the API's reason and code.
+    again, resent = shell.run(with_url_image(KEY_A), {"t-full": OK})
+    assert resent == [] and isinstance(again, Refuse)
+    assert again.decision.extra["error_code"] == "organization_url_fetch_disabled"
+    assert ORG_OFF.error_message and ORG_OFF.error_message in (again.decision.reason or "")
+    assert "messages.0.content.0" in (again.decision.reason or "")
+    # Another credential, or a request without URL sources: sent as before.
+    other, sent_b = shell.run(with_url_image(KEY_B), {"t-full": OK})
+    plain, sent_plain = shell.run(call(headers=KEY_A), {"t-full": OK})
+    assert [len(sent_b), len(sent_plain)] == [1, 1]
+    assert isinstance(other, Deliver) and isinstance(plain, Deliver)
+
+
+def test_an_organization_refusal_without_a_credential_is_not_remembered() -> None:
+    shell = Shell()
+    shell.run(with_url_image(None), {"t-full": ORG_OFF})
+    assert shell.accounts == {}
+
+
+def test_an_organization_refusal_recognised_only_by_its_words_is_not_remembered() -> None:
+    shell = Shell()
+    words_only = Reply(400, "invalid_request_error", "This organization has been disabled.")
+    final, sends = shell.run(with_url_image(KEY_A), {"t-full": words_only})
+    assert len(sends) == 1 and final.decision.extra["refusal"] == "organization"
+    assert shell.accounts == {} and shell.facts == {}
+
+
+def test_a_payload_refusal_is_delivered_and_teaches_nothing() -> None:
+    shell = Shell()
+    too_big = refused(
+        "messages.0.content.0.image.source.base64: image exceeds 5 MB maximum: "
+        "6418576 bytes > 5242880 bytes"
+    )
+    sent = call(messages=[{"role": "user", "content": [IMAGE]}])
+    final, sends = shell.run(sent, {"t-full": too_big})
+    assert len(sends) == 1 and final.decision.extra["refusal"] == "payload"
+    assert shell.facts == {} and shell.accounts == {}
+    # The next request to the model with an image goes to it as before.
+    _, resent = shell.run(sent, {"t-full": OK})
+    assert models(resent) == ["t-full"]
+
+
+DEPRECATED = refused("`temperature` is deprecated for this model.")
+
+
+def refuses_temperature(send: Send) -> Reply:
+    return DEPRECATED if "temperature" in send.body else OK
+
+
+def test_a_refused_parameter_is_learned_and_stripped_for_that_model_only() -> None:
+    shell = Shell()
+    final, sends = shell.run(call(temperature=0.3), {"t-full": refuses_temperature})
+    assert [("temperature" in s.body) for s in sends] == [True, False]
+    assert models(sends) == ["t-full", "t-full"]
+    fact = shell.facts[("t-full", "parameters.temperature")]
+    assert fact.value is False
+    assert isinstance(final, Deliver) and final.decision.outcome == "adjusted"
+    assert any("t-full, which refused it" in n for n in final.decision.notes)
+    # Afterwards: stripped on the first send for t-full; t-enabled keeps its temperature.
+    _, again = shell.run(call(temperature=0.3, top_k=5), {"t-full": refuses_temperature})
+    assert len(again) == 1 and "temperature" not in again[0].body and again[0].body["top_k"] == 5
+    _, other = shell.run(call("t-enabled", temperature=0.3), {})
+    assert len(other) == 1 and other[0].body["temperature"] == 0.3
+    assert other[0].decision.outcome == "unchanged"
+
+
+def test_a_refused_parameter_can_be_rerouted_instead_by_policy() -> None:
+    shell = Shell(policy=policy({"refused_parameters": "reroute"}))
+    # temperature 1: what every model takes, even with thinking always on
+    final, sends = shell.run(call(temperature=1), {"t-full": refuses_temperature})
+    assert len(sends) == 2 and models(sends)[0] == "t-full" != models(sends)[1]
+    assert all(s.body["temperature"] == 1 for s in sends)
+    assert "t-full refuses temperature (learned from its 400) (policy: reroute)" in str(
+        final.decision.candidates
+    )
+    assert isinstance(final, Deliver) and final.decision.outcome == "rerouted"
+
+
+def test_the_fast_path_does_not_hide_a_refused_parameter() -> None:
+    # An unchanged decision cached for a body without `speed` must not serve one with it.
+    shell = Shell()
+    speed = refused("`speed` is not supported by this model.")
+    answers = {"t-full": lambda s: speed if "speed" in s.body else OK}
+    shell.run(call(speed="fast"), answers)
+    view = shell.view()
+    plain = first_action(view, call())
+    fast = first_action(view, call(speed="fast"))
+    assert isinstance(plain, Send) and plain.decision.outcome == "unchanged"
+    assert isinstance(fast, Send) and "speed" not in fast.body

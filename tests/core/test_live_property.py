@@ -4,8 +4,8 @@
 fake's validator (written independently of the core) checks requests against as the
 API would, and what the Models API *lists* (optional leaves a model lacks left out,
 some models in an older API version's shape, retired models left out). caproute reads
-the list laid over an older snapshot that still listed the retired models (so they
-are tombstones).
+the list laid over an older snapshot that still listed the retired models (kept,
+unlisted), with the API's 404 for each of them learned: their retirement confirmed.
 
 The property: a request routed against what caproute reads is accepted by the truth on
 the first attempt whenever caproute chose on stated data (no gamble on an unknown),
@@ -32,10 +32,19 @@ OUTCOMES: Counter[str] = Counter()
 
 
 def registry_of(lineup: GeneratedLineup) -> Registry:
-    """What caproute reads: the live list over an older snapshot listing every model."""
+    """What caproute reads: the live list over an older snapshot listing every model,
+    with the retirements the API confirmed (its 404 for each model the list leaves
+    out: a list's omission alone takes no model away)."""
     older = Registry.from_models([{**m, "lifecycle": "active"} for m in lineup.truth])
     live = Registry.from_models(lineup.listed, source=RegistrySource("live", fetched_at=1.0))
-    return older.updated_by(live, dropped="not listed any more")
+    merged = older.updated_by(live, dropped="not listed any more")
+    listed = {m["id"] for m in lineup.listed}
+    confirmed = [  # every model the list leaves out (an empty list included) got a 404
+        merged.new_fact(model_id, "lifecycle", "retired", reason="a 404", now=2.0)
+        for model_id in lineup.ids
+        if model_id not in listed
+    ]
+    return merged.with_learned(confirmed)
 
 
 def servable_as_sent(

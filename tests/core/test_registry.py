@@ -267,7 +267,7 @@ def test_a_missing_required_leaf_marks_an_older_answer_not_a_missing_feature() -
     assert registry.supports("m", "effort.xhigh") is Support.UNSUPPORTED
 
 
-def test_tombstones_keep_what_a_newer_list_left_out() -> None:
+def test_a_list_never_takes_a_model_away_by_omission_alone() -> None:
     old = Registry.from_models(
         [
             {"id": "claude-a-1-20250101", "type": "model", "line": "a", "lifecycle": "active"},
@@ -280,18 +280,133 @@ def test_tombstones_keep_what_a_newer_list_left_out() -> None:
         source=RegistrySource("live", fetched_at=100.0),
     )
     merged = old.updated_by(fresh, dropped="no longer listed")
+    # Not listed (never offered as an alternative), but kept, known and routable.
     assert merged.ids == ("claude-b-2",) and len(merged) == 1
-    assert merged.tombstones == {"claude-a-1-20250101": "no longer listed"}
-    # Still known, by id and by alias, and unavailable.
+    assert merged.unlisted == {"claude-a-1-20250101": "no longer listed"}
+    assert merged.tombstones == {}
     assert merged.resolve("claude-a-1") == "claude-a-1-20250101"
-    assert merged.is_retired("claude-a-1")
-    assert merged.lifecycle("claude-a-1") == "retired"
-    assert merged.unavailable_reason("claude-a-1") == "no longer listed"
+    assert not merged.is_retired("claude-a-1")
+    assert merged.lifecycle("claude-a-1") == "active"
+    assert merged.unavailable_reason("claude-a-1") is None
     assert merged.get("claude-a-1").line == "a"  # type: ignore[union-attr]
     assert merged.source.kind == "live"
-    # Listed again later: no longer a tombstone.
+    # The API's 404 confirms it (a learned lifecycle fact): then it is retired.
+    gone = merged.new_fact("claude-a-1", "lifecycle", "retired", reason="a 404", now=101.0)
+    assert gone.model == "claude-a-1-20250101" and gone.basis == "active"
+    assert merged.with_learned([gone]).is_retired("claude-a-1")
+    # Listed again later: no longer unlisted.
     back = merged.updated_by(old.with_source(RegistrySource("live")), dropped="x")
-    assert back.tombstones == {}
+    assert back.unlisted == {} and "claude-a-1-20250101" in back.ids
+    # Round trip through a snapshot document.
+    again = Registry.from_json(json.loads(json.dumps(merged.to_json())))
+    assert again.unlisted == merged.unlisted and again.ids == merged.ids
+
+
+def test_an_empty_list_takes_nothing_away() -> None:
+    old = Registry.from_models(
+        [{"id": "claude-a-1", "type": "model"}, {"id": "claude-b-2", "type": "model"}]
+    )
+    empty = Registry.from_models([], source=RegistrySource("live", fetched_at=100.0))
+    merged = old.updated_by(empty, dropped="no longer listed")
+    assert merged.ids == ("claude-a-1", "claude-b-2")
+    assert merged.unlisted == {} and merged.tombstones == {}
+
+
+def test_tombstones_stay_tombstones_whatever_a_list_says_of_others() -> None:
+    old = Registry.from_models(
+        [{"id": "claude-a-1", "type": "model"}, {"id": "claude-gone-1", "type": "model"}],
+        tombstones={"claude-gone-1": "retired (confirmed)"},
+    )
+    fresh = Registry.from_models(
+        [{"id": "claude-a-1", "type": "model"}], source=RegistrySource("live", fetched_at=5.0)
+    )
+    merged = old.updated_by(fresh, dropped="not listed")
+    assert merged.tombstones == {"claude-gone-1": "retired (confirmed)"}
+    assert merged.is_retired("claude-gone-1")
+
+
+# -- how long a fact lasts ----------------------------------------------------------------
+
+
+def _claims_effort_max(supported: bool | None, fetched_at: float, kind: Any = "live") -> Registry:
+    effort: dict[str, Any] = {"supported": True, "high": {"supported": True}}
+    if supported is not None:
+        effort["max"] = {"supported": supported}
+    return Registry.from_models(
+        [{"id": "claude-b-2", "type": "model", "capabilities": {"effort": effort}}],
+        source=RegistrySource(kind, fetched_at=fetched_at),
+    )
+
+
+def test_a_fresh_copy_of_the_same_record_does_not_end_a_fact() -> None:
+    claimed = _claims_effort_max(True, fetched_at=10.0)
+    fact = claimed.new_fact("claude-b-2", "effort.max", False, reason="a 400", now=50.0)
+    assert fact.basis is True
+    assert fact.expires_at == 50.0 + 6 * 3600.0
+    # Refresh after refresh restates `supported: true`: the fact stays in force.
+    for fetched_at in (60.0, 600.0, 6000.0):
+        again = _claims_effort_max(True, fetched_at).with_learned([fact])
+        assert again.supports("claude-b-2", "effort.max") is Support.UNSUPPORTED
+        assert again.ended == ()
+        merged = claimed.with_learned([fact]).updated_by(
+            _claims_effort_max(True, fetched_at), dropped="x"
+        )
+        assert merged.learned == (fact,)
+        assert merged.supports("claude-b-2", "effort.max") is Support.UNSUPPORTED
+
+
+@pytest.mark.parametrize("now_states", [False, None])
+def test_a_change_of_the_live_record_ends_a_fact(now_states: bool | None) -> None:
+    claimed = _claims_effort_max(True, fetched_at=10.0)
+    fact = claimed.new_fact("claude-b-2", "effort.max", False, reason="a 400", now=50.0)
+    changed = _claims_effort_max(now_states, fetched_at=60.0)
+    laid = changed.with_learned([fact])
+    assert laid.ended == (fact,)
+    assert laid.learned_keys("claude-b-2") == frozenset()
+    merged = claimed.with_learned([fact]).updated_by(changed, dropped="x")
+    assert merged.learned == ()  # over for good: a later list restating `true` won't revive it
+    assert merged.updated_by(_claims_effort_max(True, 70.0), dropped="x").learned == ()
+
+
+def test_older_or_offline_data_never_ends_a_fact() -> None:
+    fact = _claims_effort_max(True, 10.0).new_fact(
+        "claude-b-2", "effort.max", False, reason="a 400", now=50.0
+    )
+    for registry in (
+        _claims_effort_max(None, fetched_at=40.0),  # fetched before the fact was learned
+        _claims_effort_max(None, fetched_at=60.0, kind="cache"),
+        _claims_effort_max(None, fetched_at=60.0, kind="snapshot"),
+    ):
+        laid = registry.with_learned([fact])
+        assert laid.ended == ()
+        assert laid.supports("claude-b-2", "effort.max") is Support.UNSUPPORTED
+
+
+def test_fact_ttl_boundaries() -> None:
+    registry = _claims_effort_max(True, 10.0)
+    capability = registry.new_fact("claude-b-2", "effort.max", False, reason="a 400", now=100.0)
+    retired = registry.new_fact("claude-b-2", "lifecycle", "retired", reason="a 404", now=100.0)
+    assert capability.expires_at == 100.0 + 6 * 3600.0
+    assert retired.expires_at == 100.0 + 7 * 86400.0
+    for fact in (capability, retired):
+        tick = 1e-6
+        assert fact.in_force(fact.learned_at)
+        assert fact.in_force(fact.expires_at - tick)
+        assert not fact.in_force(fact.expires_at)  # it ends AT its expiry
+        assert not fact.in_force(fact.expires_at + tick)
+    custom = registry.new_fact("claude-b-2", "max_tokens", 4096, reason="x", now=0.0, ttl=30.0)
+    assert (custom.expires_at, custom.basis) == (30.0, None)
+
+
+def test_a_facts_basis_survives_the_cache_file() -> None:
+    registry = _claims_effort_max(True, 10.0)
+    fact = registry.new_fact("claude-b-2", "effort.max", False, reason="a 400", now=50.0)
+    again = Registry.from_json(json.loads(json.dumps(registry.with_learned([fact]).to_json())))
+    assert again.learned == (fact,) and again.learned[0].basis is True
+    document = {"format": "caproute-registry/1", "models": [], "learned": [{**fact.to_dict()}]}
+    document["learned"][0]["basis"] = [1]
+    with pytest.raises(RegistryError, match=r"learned\[0\]\.basis"):
+        Registry.from_json(document)
 
 
 def test_tombstones_and_learned_facts_survive_a_snapshot_round_trip() -> None:

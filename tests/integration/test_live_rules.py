@@ -1,4 +1,4 @@
-"""Routing that holds against the live API: tombstones, known-beats-unknown, learning,
+"""Routing that holds against the live API: retired models, known-beats-unknown, learning,
 the thinking/sampling rules, max_tokens never raised, the cold start, bounded fallback.
 
 Runs in both SDK generations (2.x here, 0.x with ``make test-sdk0``), sync and async,
@@ -150,16 +150,22 @@ async def test_a_retired_model_the_list_leaves_out_is_rerouted_by_its_line(
     await refused_bare(fake, is_async, 404, **request)
     mark = len(fake.requests)
     router = live_router(fake, decisions)
-    assert router.registry.tombstone(RETIRED_HAIKU)  # the live list left it out
+    # The live list left it out: kept and routed, not retired on the list's word alone.
+    assert router.registry.unlisted.get(RETIRED_HAIKU)
+    assert not router.registry.is_retired(RETIRED_HAIKU)
 
     raw = await send(routed(fake, router, path, is_async=is_async), **request)
-
     assert raw.status_code == 200
-    # First attempt, to the line's newest active model.
-    assert [b["model"] for b in sent(fake, mark)] == [HAIKU]
+    # The API's 404 confirms it; the same call goes on to the line's newest active model.
+    assert [b["model"] for b in sent(fake, mark)] == ["claude-haiku-7", HAIKU]
     assert raw.headers["caproute-outcome"] == "rerouted"
+    assert router.registry.is_retired(RETIRED_HAIKU)
+
+    mark = len(fake.requests)
+    raw = await send(routed(fake, router, path, is_async=is_async), **request)
+    assert [b["model"] for b in sent(fake, mark)] == [HAIKU]  # first attempt from now on
     reasons = {c.model: c.reason for c in decisions[-1].candidates}
-    assert "not listed" in (reasons[RETIRED_HAIKU] or "")
+    assert "404" in (reasons[RETIRED_HAIKU] or "")
 
 
 async def test_a_server_listing_retired_models_is_read_the_same_way(
@@ -182,23 +188,23 @@ async def test_a_server_listing_retired_models_is_read_the_same_way(
     assert [b["model"] for b in sent(fake, mark)] == [HAIKU]
 
 
-async def test_tombstones_survive_in_the_cache_file(
+async def test_a_confirmed_retirement_survives_in_the_cache_file(
     fake: FakeAnthropic, tmp_path: Path, is_async: bool, path: str
 ) -> None:
     cache = tmp_path / "registry.json"
     first = fetcher(fake, cache_file=True, cache_path=cache)
     first.refresh()
-    assert RETIRED_HAIKU in json.loads(cache.read_text())["tombstones"]
+    request = {"model": "claude-haiku-7", "max_tokens": 100, "messages": HI}
+    await send(routed(fake, LiveRouter(first), path, is_async=is_async), **request)
+    learned = json.loads(cache.read_text())["learned"]
+    assert [(f["model"], f["key"], f["value"]) for f in learned] == [
+        (RETIRED_HAIKU, "lifecycle", "retired")
+    ]
     # A later run starts from the cache alone (no live fetch yet): still known, rerouted.
     later = RegistryFetcher(api_key=API_KEY, base_url=fake.url, cache_path=cache, background=False)
     router = LiveRouter(later)
     mark = len(fake.requests)
-    raw = await send(
-        routed(fake, router, path, is_async=is_async),
-        model="claude-haiku-7",
-        max_tokens=100,
-        messages=HI,
-    )
+    raw = await send(routed(fake, router, path, is_async=is_async), **request)
     assert raw.status_code == 200
     assert [b["model"] for b in sent(fake, mark)] == [HAIKU]
 

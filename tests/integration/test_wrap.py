@@ -73,18 +73,20 @@ def via(request: pytest.FixtureRequest) -> Via:
     return path
 
 
-def test_auto_takes_the_middleware_when_the_sdk_has_the_hook(plain: anthropic.Anthropic) -> None:
+def test_auto_takes_the_transport(plain: anthropic.Anthropic) -> None:
+    """The path the SDK's own test suite finds most transparent (docs/sdk.md): installing
+    any SDK middleware changes what the SDK does."""
     client = caproute.wrap(plain, registry=REGISTRY)
-    assert len(client.middleware) == len(plain.middleware) + 1
-    assert client._client is plain._client  # no routing transport underneath
-    routed = caproute.wrap(plain, registry=REGISTRY, via="transport")
-    assert isinstance(routed._client._transport, caproute.RoutingTransport)
-    assert routed.middleware == plain.middleware
+    assert isinstance(client._client._transport, caproute.RoutingTransport)
+    assert client.middleware == plain.middleware
+    routed = caproute.wrap(plain, registry=REGISTRY, via="middleware")
+    assert len(routed.middleware) == len(plain.middleware) + 1
+    assert routed._client is plain._client  # no routing transport underneath
 
 
 def test_the_middleware_path_reads_the_clients_api_version(fake: FakeAnthropic) -> None:
     new_version = fake.client().with_options(default_headers={"anthropic-version": "2026-10-21"})
-    client = caproute.wrap(new_version, registry=REGISTRY)
+    client = caproute.wrap(new_version, registry=REGISTRY, via="middleware")
     # Sampling parameters are a 400 under 2026-10-21: the middleware must strip them
     # although the call itself sets no version header.
     raw = client.messages.with_raw_response.create(**EFFORT_MAX, extra_body={"temperature": 0.5})

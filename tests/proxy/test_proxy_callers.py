@@ -248,11 +248,12 @@ def test_wrong_keys_do_not_push_live_callers_out(novel: FakeAnthropic) -> None:
     assert sorted(entry.source for entry in held) == ["caller", "caller"]
 
 
-def test_a_caller_evicted_while_its_first_fetch_runs_is_still_answered(
+def test_a_new_caller_never_cancels_a_first_fetch_under_way(
     novel: FakeAnthropic,
 ) -> None:
-    # A waits for its first fetch; B arrives at a full map and A's entry (no registry
-    # yet) makes room, its fetch cancelled. A's request goes on, on the shared registry.
+    # A waits for its first fetch; B arrives at a full map. A's fetch is not cancelled
+    # to make room (issue 17 item 5: a flood of new keys did that to real callers): A
+    # gets its own registry, B is routed on the shared one this time.
     novel.faults.add("/v1/models", delay=1.0, times=2)
     proxy = serve(novel, max_registries=1, first_fetch_timeout=3.0)
     hello = [{"role": "user", "content": "hi"}]
@@ -274,8 +275,10 @@ def test_a_caller_evicted_while_its_first_fetch_runs_is_still_answered(
         proxy.stop()
 
     assert answers[KEY_A].status_code == 200
-    assert answers[KEY_A].headers["caproute-registry"].startswith("shared (")
+    assert answers[KEY_A].headers["caproute-registry"] == "caller"
     assert answers[KEY_B].status_code == 200
+    assert answers[KEY_B].headers["caproute-registry"].startswith("shared (every place is held")
+    assert listings(novel) == [KEY_A]  # B's fetch waits for a free place
 
 
 def test_a_response_driven_refresh_uses_the_callers_key(novel: FakeAnthropic) -> None:

@@ -1,4 +1,4 @@
-"""The proxy follows the same live rules as the library: tombstones, learning, the
+"""The proxy follows the same live rules as the library: retired models, learning, the
 thinking/sampling rule, the cold start and bounded fallback, for any HTTP client.
 
 Own-key mode reads the upstream's Models API itself (a live registry); pass-through
@@ -80,7 +80,7 @@ def bare_status(fake: FakeAnthropic, **request: Any) -> int:
         return client.post("/v1/messages", json=request).status_code
 
 
-def test_own_key_mode_reroutes_a_model_the_live_list_left_out(
+def test_own_key_mode_reroutes_a_model_the_live_list_left_out_once_the_api_confirms(
     fake: FakeAnthropic, own_key: RunningProxy
 ) -> None:
     request = {"model": "claude-haiku-7", "max_tokens": 50, "messages": HI}
@@ -89,9 +89,15 @@ def test_own_key_mode_reroutes_a_model_the_live_list_left_out(
     client = sdk_client(own_key.url, TOKEN)
     raw = client.messages.with_raw_response.create(**request)  # the cold start waits
     assert raw.headers["caproute-outcome"] == "rerouted"
-    assert [b["model"] for b in messages_sent(fake, mark)] == [HAIKU]
+    # Left out of the list, so tried: its 404 confirms the retirement, same call.
+    assert [b["model"] for b in messages_sent(fake, mark)] == ["claude-haiku-7", HAIKU]
     registry = httpx.get(f"{own_key.url}/caproute/registry").json()
-    assert RETIRED_HAIKU in registry.get("tombstones", {})
+    assert RETIRED_HAIKU in registry.get("unlisted", {})
+    learned = [(f["model"], f["key"], f["value"]) for f in registry["learned"]]
+    assert learned == [(RETIRED_HAIKU, "lifecycle", "retired")]
+    mark = len(fake.requests)
+    client.messages.create(**request)
+    assert [b["model"] for b in messages_sent(fake, mark)] == [HAIKU]
 
 
 def test_own_key_mode_learns_a_refusal_and_shows_it(

@@ -189,12 +189,15 @@ def test_config_rejects_unsafe_or_invalid_settings(
 
 def test_exposition_is_well_formed_and_bounds_model_labels() -> None:
     metrics = ProxyMetrics()
+    # A shared lineup larger than the label budget (names outside it are `other`).
+    lineup = {"claude-a", "claude-b", *(f"m-{index}" for index in range(MAX_MODEL_LABELS + 50))}
+    metrics.lineup = lambda: lineup
     decision = Decision("rerouted", requested_model="claude-a", model="claude-b")
     metrics.record_request("rerouted", decision, 200)
     metrics.record_request("rerouted", decision, 200)
     metrics.record_upstream_error(529)
     metrics.record_tokens("claude-b", {"input": 10, "output": 3})
-    for index in range(MAX_MODEL_LABELS + 50):  # callers choose model names
+    for index in range(MAX_MODEL_LABELS + 50):
         metrics.record_request("forwarded", Decision("unchanged", f"m-{index}", f"m-{index}"), 200)
 
     text = metrics.render().decode()

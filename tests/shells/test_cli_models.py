@@ -160,11 +160,11 @@ def test_models_live_fetches_and_caches(
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
     code, out, err = run(capsys, "models", "--live", "--base-url", fake.url, "--width", "120")
     assert (code, err) == (0, "")
-    # The embedded lineup's models the fake doesn't list are kept, as tombstones.
+    # The embedded lineup's models the fake doesn't list are kept (unlisted, not retired).
     unlisted = len(embedded_registry())
     assert out.startswith(f"2 models (+{unlisted} no longer listed) from live ({fake.url}, 0s old)")
     assert "claude-cli-small-1" in out and "200K" in out
-    cache = user_cache_path(fake.url)
+    cache = user_cache_path(fake.url, KEY)  # one file per base URL and key
     assert cache.parent == isolated_environment.parent
     assert load_snapshot(cache).ids == ("claude-cli-big-2", "claude-cli-small-1")
     assert KEY not in out and KEY not in cache.read_text()

@@ -264,7 +264,9 @@ def test_models_json_includes_tombstones_and_learned_facts_and_loads_back(
     assert {**again, "source": document["source"]} == document
 
 
-def test_what_a_running_app_learned_shows_in_models(capsys: pytest.CaptureFixture[str]) -> None:
+def test_what_a_running_app_learned_shows_in_models(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     effort_max: dict[str, Any] = {
         "model": "claude-small-1",
         "max_tokens": 100,
@@ -277,6 +279,9 @@ def test_what_a_running_app_learned_shows_in_models(capsys: pytest.CaptureFixtur
             client.messages.create(**effort_max)
             fake.update_model("claude-small-1", unsupported=["effort.max"])
             client.messages.create(**effort_max)  # a 400, learned, adjusted, resent
+        # Cache files are per key: offline, `models` reads the one of the key in the
+        # environment (the same key the app used).
+        monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
         code, out, err = run(capsys, "models", "--base-url", fake.url, "--width", "200")
     assert (code, err) == (0, "")
     small = next(line for line in out.splitlines() if line.startswith("claude-small-1"))
@@ -495,9 +500,10 @@ def test_api_key_env_reads_the_key_from_the_named_variable(
     code, out, err = run(capsys, *argv, "--json")
     assert (code, err) == (0, "")
     document = json.loads(out)
-    listed = [m["id"] for m in document["models"] if m["id"] not in document["tombstones"]]
+    kept = {*document["tombstones"], *document.get("unlisted", {})}
+    listed = [m["id"] for m in document["models"] if m["id"] not in kept]
     assert listed == ["claude-out-1"]
-    assert KEY not in out and KEY not in user_cache_path(fake.url).read_text()
+    assert KEY not in out and KEY not in user_cache_path(fake.url, KEY).read_text()
 
 
 def test_api_key_env_naming_an_unset_variable_is_one_line(

@@ -165,20 +165,26 @@ def test_learned_facts_steer_routing_until_they_expire() -> None:
     assert again.decision.outcome == "unchanged"
 
 
-def test_a_stated_live_value_beats_a_learned_one() -> None:
+def test_only_a_change_of_the_live_record_ends_a_learned_fact() -> None:
     wall = Clock()
     router = LiveRouter(REGISTRY, wall_clock=wall)
     router.learn("claude-big-2", "effort.max", False, "a 400 named effort.max")
-    older = REGISTRY.with_source(RegistrySource("live", fetched_at=wall.now - 5))
     newer = REGISTRY.with_source(RegistrySource("live", fetched_at=wall.now + 5))
-    assert older.with_learned(router.learned).supports("claude-big-2", "effort.max") is (
+    # A newer live list restating the record the fact was learned against: in force.
+    assert newer.with_learned(router.learned).supports("claude-big-2", "effort.max") is (
         Support.UNSUPPORTED
     )
-    assert newer.with_learned(router.learned).supports("claude-big-2", "effort.max") is (
-        Support.SUPPORTED
+    # A newer live list whose record for the key changed: the fact is over.
+    changed = Registry.from_models(
+        [
+            make_model("claude-big-2", max_tokens=128_000, unsupported=["effort.max"]),
+            make_model("claude-small-1", max_tokens=8192, unsupported=["effort.max"]),
+        ],
+        source=RegistrySource("live", fetched_at=wall.now + 5),
     )
-    # A value the live data doesn't state: the fact holds whatever its age.
-    assert newer.with_learned(router.learned).learned_keys("claude-big-2") == frozenset()
+    laid = changed.with_learned(router.learned)
+    assert laid.ended == router.learned
+    assert laid.learned_keys("claude-big-2") == frozenset()
 
 
 def test_a_router_with_another_policy_shares_what_either_learns() -> None:

@@ -48,9 +48,22 @@ def test_parse_betas_reads_repeated_and_comma_separated_headers() -> None:
 
 def test_error_of() -> None:
     body = b'{"type":"error","error":{"type":"not_found_error","message":"model: x"}}'
-    assert error_of(body) == ("not_found_error", "model: x")
-    assert error_of(b"<html>bad gateway</html>") == (None, None)
-    assert error_of(b'{"error": "flat"}') == (None, None)
+    assert error_of(body) == ("not_found_error", "model: x", None)
+    assert error_of(b"<html>bad gateway</html>") == (None, None, None)
+    assert error_of(b'{"error": "flat"}') == (None, None, None)
+    coded = (
+        b'{"type":"error","error":{"type":"invalid_request_error","message":"off",'
+        b'"details":{"error_code":"organization_url_fetch_disabled"}},"request_id":"req_1"}'
+    )
+    assert error_of(coded) == ("invalid_request_error", "off", "organization_url_fetch_disabled")
+
+
+def test_a_local_refusal_repeating_the_apis_carries_its_error_code() -> None:
+    extra = {"error_code": "organization_url_fetch_disabled"}
+    decision = Decision("rejected", "alpha", None, reason="off for the org", extra=extra)
+    doc = json.loads(refusal_body(decision))
+    assert doc["error"]["details"] == {"error_code": "organization_url_fetch_disabled"}
+    assert doc["error"]["message"] == "caproute: off for the org"
 
 
 def test_refusal_body_is_api_shaped() -> None:

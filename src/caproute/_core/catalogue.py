@@ -24,8 +24,14 @@ compaction, batch      reroute    yes / no   nothing to adjust
 
 And per rule no capability key states (`RULE_KEYS`, implemented in `rules`):
 ``max_tokens`` (adjust: clamp; strip refused), ``context_window`` (reroute; strip
-refused), ``sampling`` (strip), ``tool_choice`` (adjust) and ``thinking_sampling``
-(adjust the sampling; ``strip`` drops thinking instead).
+refused), ``sampling`` (strip), ``tool_choice`` (adjust), ``thinking_sampling``
+(adjust the sampling; ``strip`` drops thinking instead) and ``refused_parameters``
+(strip a parameter a model was seen to refuse, learned as ``parameters.<name>``).
+
+Last, the words of refusals that are *not* about the model (`REFUSAL_CODES`,
+`ORGANIZATION_PHRASES`, `PAYLOAD_PHRASES`, `SHAPE_PHRASES`) and of a model refusing a
+plain parameter (`MODEL_PARAMETER_PHRASES`): what `learning.classify` reads to decide
+which kind of refusal a 400 is, each with the public text it comes from.
 
 An action that means nothing for a family (``adjust`` an image) reads as the family's
 default, so every policy has one literal reading.
@@ -43,15 +49,25 @@ from .features import JSONPath
 
 __all__ = [
     "ACTIONS",
+    "ACCOUNT_FEATURES",
     "EFFORT_LEVELS",
+    "ERROR_TYPE_CLASSES",
     "FAMILIES",
     "KNOWN_LEAVES",
+    "MODEL_PARAMETER_PHRASES",
+    "NEVER_STRIPPED",
+    "ORGANIZATION_PHRASES",
+    "PARAMETER_PREFIX",
+    "PAYLOAD_PHRASES",
+    "REFUSAL_CODES",
     "RULE_KEYS",
+    "SHAPE_PHRASES",
     "UNKNOWN_FAMILY",
     "Action",
     "CapabilityFix",
     "Family",
     "Missing",
+    "RefusalClass",
     "RuleKey",
     "family_of",
     "known_leaf",
@@ -316,6 +332,12 @@ RULE_KEYS: Final[Mapping[str, RuleKey]] = {
         RuleKey("sampling", "temperature/top_p/top_k under anthropic-version 2026-10-21"),
         RuleKey("tool_choice", "a forced tool_choice with thinking on"),
         RuleKey(
+            "refused_parameters",
+            "a top-level parameter a model refused although no capability key says so "
+            "(learned from its 400, e.g. temperature on a model that deprecated it; "
+            "auto: strip it for that model)",
+        ),
+        RuleKey(
             "thinking_sampling",
             "temperature/top_p/top_k with thinking on (adjust: fix the sampling; "
             "strip: drop thinking instead)",
@@ -331,3 +353,158 @@ def not_strippable(key: str) -> str | None:
         return rule.strip_refused
     family = FAMILIES.get(key.split(".", 1)[0])
     return family.strip_refused if family is not None else None
+
+
+# -- what a refusal is about (read by `learning.classify`) --------------------------------------
+#
+# The API documents ``error.type`` as the thing to branch on and, in SDK 2.x, the
+# ``error.details.error_code`` naming the cause ("branch on it rather than on
+# `message`... Treat an unrecognized `error_code` as the bare `type`": the docstring of
+# ``APIStatusError.error_code`` in anthropic 2.17's ``_exceptions.py``). The phrases
+# below are for the refusals that carry no code: they are matched lower-cased, as
+# substrings, after the error code and before any capability vocabulary.
+
+RefusalClass: TypeAlias = Literal["organization", "payload", "shape"]
+
+REFUSAL_CODES: Final[Mapping[str, RefusalClass]] = {
+    # anthropic 2.17 ``types/shared/organization_url_fetch_disabled_error.py``: "Anthropic
+    # has turned off URL image and document sources, the `web_fetch` tool and
+    # `mcp_servers` for the organization, so the request cannot use them."
+    "organization_url_fetch_disabled": "organization",
+    # ``types/shared/``: the organization's standing, contract and spend limits.
+    "organization_on_hold": "organization",
+    "organization_type_not_supported": "organization",
+    "parent_organization_required": "organization",
+    "contract_spend_limit_reached": "organization",
+    "enforced_spend_limit_reached": "organization",
+    "linked_organization_billing_unavailable": "organization",
+    "linked_organization_spend_limit_reached": "organization",
+    "ramp_limit_exceeded": "organization",
+    "workspace_human_review_disabled": "organization",
+    "workspace_policy_violation": "organization",
+    "cmek_key_disabled": "organization",
+    "cmek_key_unreachable": "organization",
+    "cmek_key_network_blocked": "organization",
+    "cmek_context_unavailable": "organization",
+    "user_profile_required": "organization",
+    "user_profile_not_found": "organization",
+    "user_profile_not_billable": "organization",
+    "user_profile_billing_not_authorized": "organization",
+    # ``types/image_dimensions_too_large_error.py``: "The longest side of one or more
+    # images in the request exceeds the image size limit."
+    "image_dimensions_too_large": "payload",
+    "request_body_too_large_after_decoding": "payload",
+    "available_tools_limit_exceeded": "payload",
+    # ``types/*``: a request any model would refuse as it is written.
+    "request_body_encoding_invalid": "shape",
+    "request_body_encoding_unsupported": "shape",
+    "tool_name_conflict": "shape",
+    "tool_reference_unresolved": "shape",
+    "file_not_downloadable": "shape",
+    "file_expired": "shape",
+    "compaction_block_ambiguous": "shape",
+    "compaction_block_misplaced": "shape",
+    "compaction_content_mismatch": "shape",
+    "compaction_incomplete_turn": "shape",
+    "compaction_nothing_to_summarize": "shape",
+    "compaction_signature_invalid": "shape",
+    "compaction_too_many_tool_references": "shape",
+    "compaction_tool_changes_mismatch": "shape",
+}
+"""``error.details.error_code`` → what the refusal is about (the ``(400, code)`` entries of
+anthropic 2.17's ``ERROR_CLASSES`` in ``_error_classes.py``, by the class docstrings).
+A code not listed is read as the bare type: the message decides."""
+
+ERROR_TYPE_CLASSES: Final[Mapping[str, RefusalClass]] = {
+    "billing_error": "organization",  # 402, ``PaymentRequiredError``
+    "permission_error": "organization",  # 403, ``PermissionDeniedError``
+    "authentication_error": "organization",  # 401
+    "request_too_large": "payload",  # 413, "Request exceeds the maximum size"
+}
+"""``error.type`` values that are never about a model (docs: /en/api/errors)."""
+
+ORGANIZATION_PHRASES: Final = (
+    # "Your credit balance is too low to access the Anthropic API. Please go to Plans &
+    # Billing to upgrade or purchase credits." (a 400 invalid_request_error)
+    "credit balance",
+    "plans & billing",
+    "billing",
+    # "This organization has been disabled."; URL sources "turned off ... for the
+    # organization" (the SDK 2.17 class docstring above)
+    "organization",
+    "workspace",
+    "your account",
+    "api key does not have permission",
+    "spend limit",
+)
+"""Words of a refusal about the organization or account, not about the model."""
+
+PAYLOAD_PHRASES: Final = (
+    # "messages.0.content.2.image.source.base64: image exceeds 5 MB maximum: 15908784
+    # bytes > 5242880 bytes" (anthropics/claude-code#10612)
+    "image exceeds",
+    "mb maximum",
+    "bytes >",
+    # "...image.source.base64.data: At least one of the image dimensions exceed max
+    # allowed size: 8000 pixels" / "...for many-image requests: 2000 pixels"
+    # (anthropics/claude-code#4778, #24630)
+    "image dimensions",
+    "pixels",
+    # "messages.38.content.0.pdf.source.base64.data: A maximum of 100 PDF pages may be
+    # provided." (anthropics/claude-code#6231)
+    "pdf pages",
+    "pages may be provided",
+    # "Too much media: 0 document pages + 103 images > 100" (anthropics/claude-code#3397);
+    # "too many images and documents: 104 + 1 > 100" (anthropics/claude-code#23392)
+    "too much media",
+    "too many images",
+    "images and documents",
+    # "prompt is too long: 208656 tokens > 200000 maximum" (the window for this content)
+    "prompt is too long",
+    "prompt is too large",
+    # 413 "Request exceeds the maximum size" (anthropics/anthropic-sdk-python#938)
+    "request exceeds the maximum",
+    "request too large",
+    "request is too large",
+)
+"""Words of a refusal about the size or count of the content, not about the model."""
+
+SHAPE_PHRASES: Final = (
+    # Rules every model enforces, whatever it can do: "`temperature` may only be set to
+    # 1 when thinking is enabled.", "temperature: Extra inputs are not permitted"
+    # (API version 2026-10-21), pydantic-style "Field required" / "Input should be".
+    "when thinking is enabled",
+    "extra inputs are not permitted",
+    "field required",
+    "must be greater than",
+)
+"""Words of a refusal of the request's shape that any model would give."""
+
+MODEL_PARAMETER_PHRASES: Final = (
+    # "`temperature` is deprecated for this model." (claude-opus-4-7; LiteLLM issue
+    # 26444, The-PR-Agent/pr-agent#2456), "temperature is deprecated in this model"
+    "deprecated for this model",
+    "deprecated in this model",
+    "deprecated on this model",
+    "not supported by this model",
+    "not supported for this model",
+    "not supported on this model",
+    "is not supported by model",
+)
+"""Words of a model refusing a plain parameter it used to take (no capability key)."""
+
+PARAMETER_PREFIX: Final = "parameters."
+"""Learned-fact keys for plain parameters a model refuses: ``parameters.temperature``."""
+
+NEVER_STRIPPED: Final = frozenset(
+    {"model", "messages", "system", "max_tokens", "stream", "metadata", "container"}
+)
+"""Top-level keys never learned as refused parameters: stripping them would change the
+conversation, the answer's transport or what the caller tracks."""
+
+ACCOUNT_FEATURES: Final[Mapping[str, str]] = {
+    "organization_url_fetch_disabled": "url_sources",
+}
+"""Organization-level refusals caproute can recognise in later requests, by code → the
+feature the organization has off (``url_sources``: URL image/document sources, the
+``web_fetch`` tool and ``mcp_servers``)."""

@@ -96,6 +96,9 @@ class Draft:
     """Why this candidate can't take the request (the next one may)."""
     rejected: str | None = None
     """Why the request must be refused outright (selection prefixes the model)."""
+    refused_parameters: frozenset[str] = frozenset()
+    """Top-level parameters this model was seen to refuse (learned ``parameters.<name>``
+    facts; the ``refused_parameter`` rule strips or reroutes them)."""
 
     @classmethod
     def start(

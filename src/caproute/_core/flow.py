@@ -15,6 +15,8 @@ action               the shell                                    and sends back
 `Resolve`            asks ``GET /v1/models/{name}`` (one bounded   the current `View`
                      wait) about names the registry lacks
 `Learn`              records a fact about a model (with a TTL)    the current `View`
+`RememberAccount`    records an organization-level refusal for    the current `View`
+                     the caller's credential (by its digest)
 `MarkRetired`        records that a model answered 404            the current `View`
 `MarkOverloaded`     starts the model's overload cool-down        the current `View`
 `Refuse`             answers locally with an API-shaped 400       — (the flow ends)
@@ -37,12 +39,29 @@ The rules, each a promise:
   unchanged for the API to judge. Where the shell can ask the Models API about a
   name (`View.can_resolve`), the flow asks first (`Resolve`, with every unknown name
   of a batch's items, up to `MAX_RESOLVE_PER_CALL`) and decides again, once: the
-  names are then routed like any model it knows.
-* **Learn from refusals.** A 400 ``invalid_request_error`` that names a parameter the
-  request carried (`learning.attribute`) becomes a fact (`Learn`); the call is routed
-  again with it and sent once more — the second attempt succeeds the first time, and
-  later calls are routed right on their first. A 400 caproute can't attribute reaches
-  the caller unchanged.
+  names are then routed like any model it knows. A name that still went out unknown
+  (its look-up failed) and got the API's 404 is asked about once more
+  (``Resolve(after_404=True)``): a retired model the list hides is then rerouted by
+  its line in the same call.
+* **Batches never gamble.** A Message Batch item is validated by the API only when the
+  batch is processed: one sent to a model whose support of what it needs is unknown
+  would come back ``errored`` hours later. Once names are resolved, a batch with such
+  an item is refused locally, each such item named (`PolicyEngine.never_gamble`),
+  unless the policy's ``defaults.allow_unknown_in_batches`` is true.
+* **Learn from refusals about the model, only.** A 400 ``invalid_request_error`` is
+  classified first (`learning.classify`: model capability, model parameter,
+  organization, payload, shape, unknown). One about the model that names a parameter
+  the request carried becomes a fact (`Learn`); the call is routed again with it and
+  sent once more — the second attempt succeeds the first time, and later calls are
+  routed right on their first. Every other 400 reaches the caller unchanged, its kind
+  in the delivered decision's ``extra["refusal"]``.
+* **Organization refusals, per credential.** One caproute can recognise again
+  (``organization_url_fetch_disabled``: URL sources, ``web_fetch``, ``mcp_servers``
+  off for the organization) is remembered for the credential that got it
+  (`RememberAccount`, keyed by the shell's digest of it, `View.digest`): never as a
+  model fact, never for another credential. A later Messages request from that
+  credential that uses the feature is refused locally with the API's own message and
+  error code (`Refuse`). The check runs only while such a refusal is remembered.
 * **Retired models.** A 404 ``not_found_error`` about a model the registry knows (the
   message names it, or says "model": a wrong path answers 404 too) marks it
   retired (`MarkRetired`) and reroutes by its line per the policy, never to itself. A
@@ -61,18 +80,19 @@ The rules, each a promise:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from typing import Any, Final, NamedTuple
 
 from .._types import Endpoint
 from .decision import Decision, RouteResult
 from .features import shape_problem
-from .learning import attribute
+from .learning import classify, uses_account_feature
 from .policy import Policy
 from .router import PolicyEngine
 
 __all__ = [
     "OVERLOAD_STATUSES",
+    "AccountRefusal",
     "Action",
     "Call",
     "Deliver",
@@ -82,11 +102,13 @@ __all__ = [
     "MarkRetired",
     "Refresh",
     "Refuse",
+    "RememberAccount",
     "Resolve",
     "Reply",
     "Send",
     "View",
     "call_flow",
+    "credential_of",
     "fallback_statuses",
     "first_action",
     "route_call",
@@ -110,6 +132,20 @@ class Call(NamedTuple):
     or unknown)."""
 
 
+class AccountRefusal(NamedTuple):
+    """An organization-level refusal remembered for one credential."""
+
+    feature: str
+    """What the organization has off (``url_sources``, `catalogue.ACCOUNT_FEATURES`)."""
+    error_code: str
+    """``error.details.error_code`` as the API gave it."""
+    message: str
+    """The API's own message (bounded), repeated in local refusals."""
+
+
+_NO_ACCOUNTS: Final[Mapping[str, Mapping[str, AccountRefusal]]] = {}
+
+
 class View(NamedTuple):
     """The routing state a shell holds right now."""
 
@@ -127,6 +163,11 @@ class View(NamedTuple):
     """Upper bound on upstream sends for one call."""
     can_resolve: bool = False
     """Whether the shell can ask the Models API about model names (`Resolve`)."""
+    accounts: Mapping[str, Mapping[str, AccountRefusal]] = _NO_ACCOUNTS
+    """Credential digest → feature → the organization refusal remembered for it."""
+    digest: Callable[[str], str] | None = None
+    """The shell's keyed digest of a credential (`None`: nothing is remembered per
+    credential); the credential itself never leaves the call."""
 
 
 class Reply(NamedTuple):
@@ -136,6 +177,8 @@ class Reply(NamedTuple):
     error_type: str | None = None
     """``error.type`` of an error body (shells read error bodies only when asked)."""
     error_message: str | None = None
+    error_code: str | None = None
+    """``error.details.error_code``, when the API gave one."""
 
 
 class Send(NamedTuple):
@@ -161,6 +204,9 @@ class Resolve(NamedTuple):
 
     models: tuple[str, ...]
     reason: str
+    after_404: bool = False
+    """The API just answered 404 for the name: ask even while a back-off after a
+    failed look-up runs (the call fails otherwise; once per call)."""
 
 
 class Learn(NamedTuple):
@@ -168,9 +214,18 @@ class Learn(NamedTuple):
 
     model: str
     key: str
-    """A capability path (``effort.max``) or ``max_tokens``."""
+    """A capability path (``effort.max``), ``max_tokens`` or ``parameters.<name>``
+    (a plain parameter the model refuses)."""
     value: bool | int
     reason: str
+
+
+class RememberAccount(NamedTuple):
+    """Remember an organization-level refusal for the credential whose digest is
+    `account` (never a model fact, never for another credential)."""
+
+    account: str
+    refusal: AccountRefusal
 
 
 class MarkRetired(NamedTuple):
@@ -198,16 +253,29 @@ class Deliver(NamedTuple):
     decision: Decision
 
 
-Action = Send | Refresh | Resolve | Learn | MarkRetired | MarkOverloaded | Refuse | Deliver
+Action = (
+    Send
+    | Refresh
+    | Resolve
+    | Learn
+    | RememberAccount
+    | MarkRetired
+    | MarkOverloaded
+    | Refuse
+    | Deliver
+)
 Flow = Generator[Action, Any, None]
 """A running `call_flow`: send it a `Reply` after a `Send`, a `View` after a `Refresh`,
-`Resolve`, `Learn`, `MarkRetired` or `MarkOverloaded`."""
+`Resolve`, `Learn`, `RememberAccount`, `MarkRetired` or `MarkOverloaded`."""
 
 MAX_RESOLVE_PER_CALL: Final = 16
 """At most this many unknown model names are asked about for one call (a batch)."""
 
 READS_BODY_ON: Final = frozenset({400, 404})
 """Statuses whose (small, JSON) error body the flow reads; shells read no other body."""
+
+MAX_REMEMBERED_MESSAGE: Final = 500
+"""At most this many characters of an organization refusal's message are kept."""
 
 
 def fallback_statuses(policy: Policy, decision: Decision) -> frozenset[int]:
@@ -232,8 +300,13 @@ def first_action(view: View, call: Call) -> Send | Refuse | Refresh | Resolve:
         return Refresh(f"cold start: {decision.outcome} on {decision.registry_source}")
     if view.can_resolve and (names := _unknown_names(view, call, decision)):
         return Resolve(names, f"unknown to the registry: {', '.join(map(repr, names))}")
+    if call.endpoint == "batch":
+        result = view.engine.never_gamble(result)
+        decision = result.decision
     if decision.rejected:
         return Refuse(decision)
+    if view.accounts and (refused := _account_refusal(view, call, decision)) is not None:
+        return Refuse(refused)
     body = result.body
     return Send(body, decision, body is not call.body, 1)
 
@@ -260,20 +333,58 @@ def call_flow(
         return
     sent = action
     excluded: frozenset[str] = frozenset()
-    learned = fell_back = False
+    learned = fell_back = asked = False
     while True:
         reply = yield sent
         if reply.status_code < 400 or sent.attempt >= view.max_sends:
             break
         decision = sent.decision
         model = decision.model
+        status = reply.status_code
+        if (
+            decision.outcome == "passthrough"
+            and not asked
+            and (name := _look_up_after_404(view, call, decision, reply)) is not None
+        ):
+            # A name never resolved got the API's 404: what does the Models API say
+            # about it (a retired model the list hides, say)? Once per call, even if
+            # the look-up before sending failed.
+            asked = True
+            view = yield Resolve((name,), f"404 not_found_error for {name!r}, never resolved", True)
+            result = _route(view, call, excluded)
+            if result.decision.outcome == "passthrough" or result.decision.rejected:
+                break
+            if _same_target(sent, result):
+                break
+            cause = f"404 not_found_error for {name!r}: looked up"
+            attempt = sent.attempt + 1
+            extra = {**result.decision.extra, "attempt": attempt, "cause": cause}
+            routed = dataclasses.replace(result.decision, extra=extra)
+            sent = Send(result.body, routed, result.body is not call.body, attempt)
+            continue
         if model is None or call.endpoint == "batch" or decision.outcome == "passthrough":
             break  # a batch mixes models; a model nobody knows gets the API's answer
-        status = reply.status_code
         fallback = False
         if status == 400 and reply.error_type == "invalid_request_error" and not learned:
-            found = attribute(reply.error_message, sent.body, model)
+            refusal = classify(
+                reply.error_message,
+                sent.body,
+                model,
+                error_code=reply.error_code,
+                endpoint=call.endpoint,
+            )
+            found = refusal.fact
             if found is None:
+                extra = {**sent.decision.extra, "refusal": refusal.kind.value}
+                sent = sent._replace(decision=dataclasses.replace(sent.decision, extra=extra))
+                if refusal.account_feature is not None and reply.error_code is not None:
+                    account = _account_of(view, call)
+                    if account is not None:
+                        message = (reply.error_message or "")[:MAX_REMEMBERED_MESSAGE]
+                        remembered = AccountRefusal(
+                            refusal.account_feature, reply.error_code, message
+                        )
+                        view = yield RememberAccount(account, remembered)
                 break
             learned = True
             key = view.engine.effective_key(model, found.key)
@@ -378,6 +489,68 @@ def _unknown_names(view: View, call: Call, decision: Decision) -> tuple[str, ...
             if len(names) == MAX_RESOLVE_PER_CALL:
                 break
     return tuple(names)
+
+
+def _look_up_after_404(view: View, call: Call, decision: Decision, reply: Reply) -> str | None:
+    """The name to look up after a 404 ``not_found_error`` for a call passed through
+    because the registry doesn't know its model, or `None`."""
+    if reply.status_code != 404 or reply.error_type != "not_found_error":
+        return None
+    if not view.can_resolve or call.endpoint == "batch":
+        return None
+    name = decision.requested_model
+    if not name or view.engine.registry.resolve(name) is not None:
+        return None
+    if shape_problem(call.body, call.endpoint) is not None:
+        return None  # not a Messages body: its name is not what the 404 is about
+    return name
+
+
+def credential_of(headers: Mapping[str, str] | None) -> str | None:
+    """The credential a call carries (``x-api-key``, else a bearer token), or `None`."""
+    if headers is None:
+        return None
+    key = headers.get("x-api-key")
+    if key:
+        return key
+    scheme, _, token = (headers.get("authorization") or "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def _account_of(view: View, call: Call) -> str | None:
+    """The digest of the call's credential, when the shell remembers per credential."""
+    digest = view.digest
+    if digest is None:
+        return None
+    credential = credential_of(call.headers)
+    return digest(credential) if credential is not None else None
+
+
+def _account_refusal(view: View, call: Call, decision: Decision) -> Decision | None:
+    """The local refusal for a Messages call using a feature the API refused for this
+    credential's organization, or `None`."""
+    if call.endpoint != "messages":
+        return None
+    account = _account_of(view, call)
+    refusals = view.accounts.get(account) if account is not None else None
+    if not refusals:
+        return None
+    for feature, refusal in refusals.items():
+        where = uses_account_feature(call.body, feature)
+        if where is not None:
+            reason = (
+                f"{refusal.message or refusal.error_code} ({where}: the API refused this "
+                "for this credential's organization earlier; answered locally)"
+            )
+            return dataclasses.replace(
+                decision,
+                outcome="rejected",
+                model=None,
+                changes=(),
+                reason=reason,
+                extra={"error_code": refusal.error_code, "refusal": "organization"},
+            )
+    return None
 
 
 def _blames_the_model(message: str | None, body: Any, model: str) -> bool:

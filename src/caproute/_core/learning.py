@@ -1,11 +1,34 @@
-"""Learning from the API's refusals: which parameter a 400 blames, if any.
+"""Learning from the API's refusals: what a 400 is about, and what it teaches.
 
-The API's error *wording* is not a contract (it documents ``error.type`` as the thing
-to branch on, and users quote several phrasings of the same refusal), but its messages
-name what they refuse: a parameter path (``output_config.effort 'max' is not
-supported...``, ``messages.0.content.1: ...``) and the feature's own words (``effort``,
-``image``, ``web_search``...). `attribute` scores every parameter the refused request
-carried against the message on exactly those two things, never on sentences:
+Not every refusal is about what a model can do. `classify` sorts one into a
+`RefusalKind` — one classification for every path that reads the API's refusals (the
+flow, hence the SDK middleware, the transports and the proxy; a batch's errored items
+too) — and only the two *model* kinds teach a fact about the model that refused:
+
+* ``model_capability``: names a capability the request used → (model, capability);
+* ``model_parameter``: a model refusing a plain parameter ("`temperature` is
+  deprecated for this model.") → (model, ``parameters.<name>``), or a ``max_tokens``
+  limit below the one sent → the model's limit;
+* ``organization``: the organization or account (URL sources turned off, billing,
+  permission, workspace limits) → nothing about the model; one the flow can recognise
+  again (`Refusal.account_feature`) is remembered per credential by the shell;
+* ``payload``: the size or count of the content (an image over 5 MB, over 100 PDF
+  pages, too much media, a prompt longer than the window, a request too large);
+* ``shape``: a request any model would refuse as written;
+* ``unknown``: none of the above can be told. The last three teach nothing.
+
+The order of evidence: ``error.details.error_code`` (SDK 2.x: "branch on it rather than
+on `message`"; `catalogue.REFUSAL_CODES`), then ``error.type`` (billing, permission, a
+413: `catalogue.ERROR_TYPE_CLASSES`), then the message's words for content limits,
+organizations and shapes (`catalogue.PAYLOAD_PHRASES`, `ORGANIZATION_PHRASES`,
+`SHAPE_PHRASES`), and only then the parameter the message names.
+
+The API's error *wording* is not a contract (users quote several phrasings of the same
+refusal), but its messages name what they refuse: a parameter path
+(``output_config.effort 'max' is not supported...``, ``messages.0.content.1: ...``) and
+the feature's own words (``effort``, ``image``, ``web_search``...). The scoring scores
+every parameter the refused request carried against the message on exactly those two
+things, never on sentences:
 
 * a location of the parameter in the body, written the way the API writes paths
   (dotted, or with ``[i]`` indices), found in the message: 4 points, 2 more when the
@@ -26,21 +49,47 @@ an ambiguous message teaches nothing. What a win teaches:
   what is refused);
 * ``max_tokens``: the model's limit, when the message states a number below the one
   sent;
-* anything else (``temperature``, ``speed``, ``tool_choice``...): a rule no capability
-  key states; nothing is learned and the caller gets the API's answer unchanged.
+* any other top-level parameter (``temperature``, ``top_p``, ``speed``...), when the
+  message says the *model* refuses it (`catalogue.MODEL_PARAMETER_PHRASES`): the fact
+  ``parameters.<name>`` = ``False`` for that model; the rule table then strips it for
+  that model only (policy key ``refused_parameters``). Keys that carry the conversation
+  or the transport (`catalogue.NEVER_STRIPPED`) are never learned;
+* anything else: nothing; the caller gets the API's answer unchanged.
 """
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .catalogue import KNOWN_LEAVES, family_of
+from .._types import Endpoint
+from .catalogue import (
+    ACCOUNT_FEATURES,
+    ERROR_TYPE_CLASSES,
+    KNOWN_LEAVES,
+    MODEL_PARAMETER_PHRASES,
+    NEVER_STRIPPED,
+    ORGANIZATION_PHRASES,
+    PARAMETER_PREFIX,
+    PAYLOAD_PHRASES,
+    REFUSAL_CODES,
+    SHAPE_PHRASES,
+    RefusalClass,
+    family_of,
+)
 from .features import JSONPath, detect, shape_problem
 
-__all__ = ["Attribution", "attribute"]
+__all__ = [
+    "Attribution",
+    "Refusal",
+    "RefusalKind",
+    "attribute",
+    "classify",
+    "uses_account_feature",
+]
 
 _PATH_POINTS: Final = 4
 _VALUE_AFTER_PATH_POINTS: Final = 2
@@ -85,11 +134,172 @@ class Attribution:
     """What a refusal teaches about the model that refused."""
 
     key: str
-    """A capability path (``effort.max`` or a whole family, ``effort``) or ``max_tokens``."""
+    """A capability path (``effort.max`` or a whole family, ``effort``), ``max_tokens``
+    or ``parameters.<name>`` (a plain parameter the model refuses)."""
     value: bool | int
-    """``False`` (the capability is unsupported) or the ``max_tokens`` limit."""
+    """``False`` (unsupported, refused) or the ``max_tokens`` limit."""
     reason: str
     """caproute's words for it (never the upstream message)."""
+
+
+class RefusalKind(enum.Enum):
+    """What a refusal is about (see the module docstring)."""
+
+    MODEL_CAPABILITY = "model_capability"
+    MODEL_PARAMETER = "model_parameter"
+    ORGANIZATION = "organization"
+    PAYLOAD = "payload"
+    SHAPE = "shape"
+    UNKNOWN = "unknown"
+
+    @property
+    def about_model(self) -> bool:
+        """Whether a refusal of this kind can teach a fact about the model."""
+        return self is RefusalKind.MODEL_CAPABILITY or self is RefusalKind.MODEL_PARAMETER
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """One refusal, classified."""
+
+    kind: RefusalKind
+    reason: str
+    """caproute's words for it (never the upstream message, which may echo content)."""
+    fact: Attribution | None = None
+    """What it teaches about the model (model kinds only; `None` when nothing)."""
+    error_code: str | None = None
+    """``error.details.error_code``, when the API gave one."""
+    account_feature: str | None = None
+    """For an organization refusal caproute can recognise in later requests: the
+    feature the organization has off (``url_sources``, `catalogue.ACCOUNT_FEATURES`)."""
+
+
+_KINDS: Final[Mapping[RefusalClass, RefusalKind]] = {
+    "organization": RefusalKind.ORGANIZATION,
+    "payload": RefusalKind.PAYLOAD,
+    "shape": RefusalKind.SHAPE,
+}
+_WHAT: Final[Mapping[RefusalKind, str]] = {
+    RefusalKind.ORGANIZATION: "about the organization or account",
+    RefusalKind.PAYLOAD: "about the size or count of the content",
+    RefusalKind.SHAPE: "about the request's shape (any model refuses it)",
+    RefusalKind.UNKNOWN: "about nothing caproute can attribute",
+}
+
+
+def _not_about(kind: RefusalKind, model: str, code: str | None, why: str) -> Refusal:
+    feature = ACCOUNT_FEATURES.get(code) if code is not None else None
+    reason = f"a refusal from {model} {_WHAT[kind]} ({why}): nothing learned about {model}"
+    return Refusal(kind, reason, None, code, feature)
+
+
+def classify(
+    message: str | None,
+    body: Any,
+    model: str,
+    *,
+    error_type: str | None = "invalid_request_error",
+    error_code: str | None = None,
+    endpoint: Endpoint = "messages",
+) -> Refusal:
+    """What the refusal of `body` by `model` is about, and what it teaches.
+
+    Args:
+        message: ``error.message``.
+        body: The body that was sent (and refused).
+        model: The model it was sent to.
+        error_type: ``error.type`` (``invalid_request_error`` for a 400).
+        error_code: ``error.details.error_code``, if the API gave one.
+        endpoint: Where `body` was sent: a ``count_tokens`` body is a Messages body
+            without ``max_tokens`` (the endpoint takes none), and its refusals teach
+            the same facts. A batch item's ``params`` are a ``messages`` body.
+    """
+    code = error_code if isinstance(error_code, str) and error_code else None
+    if code is not None and (known := REFUSAL_CODES.get(code)) is not None:
+        return _not_about(_KINDS[known], model, code, f"error code {code}")
+    if error_type is not None and (by_type := ERROR_TYPE_CLASSES.get(error_type)) is not None:
+        return _not_about(_KINDS[by_type], model, code, f"error type {error_type}")
+    if error_type not in (None, "invalid_request_error") or not message:
+        return _not_about(RefusalKind.UNKNOWN, model, code, "no message to read")
+    if shape_problem(body, endpoint) is not None:
+        return _not_about(RefusalKind.SHAPE, model, code, "not a Messages body")
+    text = _normalised(message)
+    for phrases, kind in (
+        (PAYLOAD_PHRASES, RefusalKind.PAYLOAD),
+        (ORGANIZATION_PHRASES, RefusalKind.ORGANIZATION),
+        (SHAPE_PHRASES, RefusalKind.SHAPE),
+    ):
+        phrase = next((p for p in phrases if p in text), None)
+        if phrase is not None:
+            return _not_about(kind, model, code, f"it says {phrase!r}")
+    fact = _attribution(text, body, model)
+    if fact is None:
+        return _not_about(RefusalKind.UNKNOWN, model, code, "no parameter it names")
+    kind = (
+        RefusalKind.MODEL_PARAMETER
+        if fact.key == "max_tokens" or fact.key.startswith(PARAMETER_PREFIX)
+        else RefusalKind.MODEL_CAPABILITY
+    )
+    return Refusal(kind, fact.reason, fact, code)
+
+
+def attribute(message: str | None, body: Any, model: str) -> Attribution | None:
+    """What the 400 `message` says `model` can't take in `body`, or `None`
+    (`classify`'s fact; kept for callers that only want the fact).
+
+    Args:
+        message: ``error.message`` of an ``invalid_request_error``.
+        body: The body that was sent (and refused).
+        model: The model it was sent to (for the reason text).
+    """
+    return classify(message, body, model).fact
+
+
+def uses_account_feature(body: Any, feature: str) -> str | None:
+    """Where `body` uses an organization-level `feature` (`catalogue.ACCOUNT_FEATURES`),
+    as a path, or `None`.
+
+    ``url_sources``: an image or document block whose ``source.type`` is ``url``
+    (nested ones too), a ``web_fetch_*`` tool, or ``mcp_servers``.
+    """
+    if feature != "url_sources" or not isinstance(body, Mapping):
+        return None
+    if body.get("mcp_servers"):
+        return "mcp_servers"
+    tools = body.get("tools")
+    if isinstance(tools, list):
+        for i, tool in enumerate(tools):
+            kind = tool.get("type") if isinstance(tool, Mapping) else None
+            if isinstance(kind, str) and kind.startswith("web_fetch"):
+                return f"tools.{i}"
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        for i, turn in enumerate(messages):
+            content = turn.get("content") if isinstance(turn, Mapping) else None
+            found = _url_source(content, f"messages.{i}.content")
+            if found is not None:
+                return found
+    return None
+
+
+def _url_source(blocks: Any, path: str) -> str | None:
+    if not isinstance(blocks, list):
+        return None
+    for j, block in enumerate(blocks):
+        if not isinstance(block, Mapping):
+            continue
+        here = f"{path}.{j}"
+        source = block.get("source")
+        if isinstance(source, Mapping):
+            if source.get("type") == "url":
+                return here
+            nested = _url_source(source.get("content"), f"{here}.source.content")
+            if nested is not None:
+                return nested
+        nested = _url_source(block.get("content"), f"{here}.content")
+        if nested is not None:
+            return nested
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,17 +324,8 @@ class _Score:
     location_named: bool
 
 
-def attribute(message: str | None, body: Any, model: str) -> Attribution | None:
-    """What the 400 `message` says `model` can't take in `body`, or `None`.
-
-    Args:
-        message: ``error.message`` of an ``invalid_request_error``.
-        body: The body that was sent (and refused).
-        model: The model it was sent to (for the reason text).
-    """
-    if not message or shape_problem(body) is not None:
-        return None
-    text = _normalised(message)
+def _attribution(text: str, body: Mapping[str, Any], model: str) -> Attribution | None:
+    """The parameter the (normalised) message blames, as a fact about `model`."""
     scores = sorted((_score(use, text) for use in _uses(body)), key=lambda s: -s.points)
     if not scores or scores[0].points < _MIN_SCORE:
         return None
@@ -146,6 +347,10 @@ def attribute(message: str | None, body: Any, model: str) -> Attribution | None:
         limit = _limit_below(text, body.get("max_tokens"))
         if limit is not None:
             return Attribution("max_tokens", limit, f"a 400 from {model} put max_tokens at {limit}")
+        return None
+    if use.key not in NEVER_STRIPPED and any(p in text for p in MODEL_PARAMETER_PHRASES):
+        key = f"{PARAMETER_PREFIX}{use.key}"
+        return Attribution(key, False, f"a 400 from {model} refused {use.key}")
     return None
 
 

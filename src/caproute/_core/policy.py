@@ -43,6 +43,7 @@ from pydantic import (
     PlainSerializer,
     PlainValidator,
     PrivateAttr,
+    StrictBool,
     StrictStr,
     ValidationError,
     WithJsonSchema,
@@ -69,6 +70,7 @@ __all__ = [
     "PolicyWarning",
     "Route",
     "RouteSpec",
+    "TextLimits",
     "UnknownTreatment",
     "check_model_text",
     "check_policy_text",
@@ -345,6 +347,9 @@ class Defaults(_PolicyModel):
     when the request names the model), `true` (also as an alternative) or `false`."""
     fallback_on: tuple[FallbackStatus, ...] = ()
     """Upstream statuses (400-599, or '5xx') on which the forwarder tries the next candidate."""
+    allow_unknown_in_batches: StrictBool = False
+    """Whether a Message Batch item may go to a model whose support of what it needs is
+    unknown (as `unknown` allows a single request to); otherwise it is refused locally."""
 
 
 class Route(_PolicyModel):
@@ -593,13 +598,18 @@ class Policy(_PolicyModel):
     # -- construction -------------------------------------------------------------------------
 
     @classmethod
-    def from_text(cls, text: str, *, filename: str = "<policy>") -> Policy:
+    def from_text(
+        cls, text: str, *, filename: str = "<policy>", limits: TextLimits | None = None
+    ) -> Policy:
         """Parse and validate a YAML policy.
+
+        `limits` bounds the text before anything is validated (default `TextLimits()`:
+        1 MiB, 20,000 nodes counting what aliases repeat, 64 levels).
 
         Raises:
             PolicyError: the first problem found, as ``file:line:column: message``.
         """
-        policy, errors = check_policy_text(text, filename=filename)
+        policy, errors = check_policy_text(text, filename=filename, limits=limits)
         if errors:
             raise errors[0]
         assert policy is not None
@@ -1001,14 +1011,20 @@ def _yaml_error(exc: yaml.YAMLError, filename: str) -> PolicyError:
 
 
 def check_policy_text(
-    text: str, *, filename: str = "<policy>"
+    text: str, *, filename: str = "<policy>", limits: TextLimits | None = None
 ) -> tuple[Policy | None, tuple[PolicyError, ...]]:
     """Validate a YAML policy, collecting every problem instead of stopping at the first.
+
+    Args:
+        text: The YAML text.
+        filename: The name errors show.
+        limits: Bounds on the text (size, nodes, depth), checked before anything is
+            validated; default `TextLimits()`.
 
     Returns:
         The policy (`None` if there are errors) and the errors, sorted by position.
     """
-    composed = _compose(text, filename, "policy")
+    composed = _compose(text, filename, "policy", limits or _DEFAULT_LIMITS)
     if isinstance(composed, tuple):
         return None, composed
     data, positions = composed.data, composed.positions
@@ -1026,26 +1042,212 @@ def _too_deep(filename: str, what: str) -> PolicyError:
     return PolicyError(message, file=filename, line=1, column=1)
 
 
+# -- bounds on the text, enforced while it is composed -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TextLimits:
+    """Bounds on a YAML file caproute reads (a policy, a server config), checked before
+    anything in it is validated.
+
+    YAML aliases repeat a node without repeating its text: nine anchors of nine aliases
+    each stand for 9^9 nodes in under 400 bytes, and everything after composition
+    (positions, construction, validation) walks the repeated tree. So nodes are
+    counted as composed, an alias counting every node it stands for, and composition
+    stops as soon as a bound is crossed: the work done is bounded by the limits, not by
+    what the text would expand to.
+    """
+
+    max_bytes: int = 1024 * 1024
+    """Size of the text (UTF-8); policies are hand-written and a few kB."""
+    max_nodes: int = 20_000
+    """Mappings, sequences, keys and values, each alias counting the nodes it repeats.
+    Shadowed-route checks compare every route with the ones before it, so this also
+    bounds the time `check` takes (about 1,800 routes of a few conditions each)."""
+    max_depth: int = 64
+    """Nesting of mappings and sequences (a policy nests 7 deep)."""
+    setting: str | None = None
+    """How a user changes the limits (``CAPROUTE_POLICY_MAX_*``), named in the errors."""
+
+    def _hint(self, name: str) -> str:
+        return f"; set {self.setting}{name} to change the limit" if self.setting else ""
+
+
+_DEFAULT_LIMITS = TextLimits()
+
+
+class _OverLimit(Exception):
+    def __init__(self, message: str, mark: yaml.Mark | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.mark = mark
+
+
+class _Bounded:
+    """A composer that counts nodes (aliases by what they repeat) and depth, and stops
+    at the limits (PyYAML's `Composer.compose_node` is the hook); mixed into a loader."""
+
+    def _bound(self, limits: TextLimits, what: str) -> None:
+        self._limits = limits
+        self._what = what
+        self._nodes = 0
+        self._depth = 0
+        self._weights: dict[int, int] = {}
+        """id(anchored node) → the nodes it stands for, once composed."""
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event: Any = self.peek_event()  # type: ignore[attr-defined]
+        mark: yaml.Mark = event.start_mark
+        if isinstance(event, yaml.AliasEvent):
+            node: yaml.Node | None = super().compose_node(parent, index)  # type: ignore[misc]
+            weight = self._weights.get(id(node))
+            if weight is None:  # its anchor is still being composed: the alias is inside it
+                raise _OverLimit(f"alias *{event.anchor} refers to a node that contains it", mark)
+            self._count(weight, mark, alias=event.anchor)
+            return node
+        self._count(1, mark)
+        before = self._nodes
+        self._depth += 1
+        if self._depth > self._limits.max_depth:
+            raise _OverLimit(
+                f"the {self._what} nests deeper than {self._limits.max_depth} levels"
+                + self._limits._hint("DEPTH"),
+                mark,
+            )
+        node = super().compose_node(parent, index)  # type: ignore[misc]
+        self._depth -= 1
+        if event.anchor is not None:
+            self._weights[id(node)] = self._nodes - before + 1
+        return node
+
+    def _count(self, weight: int, mark: yaml.Mark, *, alias: str | None = None) -> None:
+        self._nodes += weight
+        limit = self._limits.max_nodes
+        if self._nodes <= limit:
+            return
+        if alias is not None:
+            message = (
+                f"aliases expand the {self._what} to more than {limit:,} nodes "
+                f"(*{alias} repeats {weight:,})"
+            )
+        else:
+            message = (
+                f"the {self._what} has more than {limit:,} nodes (keys, values and list items)"
+            )
+        raise _OverLimit(message + self._limits._hint("NODES"), mark)
+
+
+class _BoundedLoader(_Bounded, yaml.SafeLoader):
+    """PyYAML's pure-Python safe loader, bounded: the reference for error messages."""
+
+    def __init__(self, text: str, limits: TextLimits, what: str) -> None:
+        yaml.SafeLoader.__init__(self, text)
+        self._bound(limits, what)
+
+
+_CParser: Any
+try:  # libyaml's parser, when PyYAML was built with it
+    from yaml._yaml import CParser as _CParser
+except ImportError:  # pragma: no cover - every wheel PyYAML publishes has it
+    _CParser = None
+
+
+if _CParser is not None:
+
+    class _FastBoundedLoader(
+        _Bounded,
+        yaml.composer.Composer,
+        _CParser,  # type: ignore[misc]
+        yaml.constructor.SafeConstructor,
+        yaml.resolver.Resolver,
+    ):
+        """libyaml's parser (events) under the same Python composer and its limits.
+
+        Scanning and parsing are most of a load's time, and libyaml does them ~20 times
+        faster; composition (where the limits are counted) and construction stay
+        PyYAML's. libyaml words some syntax errors differently, so a text it rejects
+        is read again by `_BoundedLoader` for the error (the slow path is for bad files).
+        """
+
+        def __init__(self, text: str, limits: TextLimits, what: str) -> None:
+            _CParser.__init__(self, text)
+            yaml.composer.Composer.__init__(self)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+            self._bound(limits, what)
+
+        def dispose(self) -> None:
+            """Nothing to release (PyYAML's own loaders drop their parser state)."""
+
+
+def _over_size(text: str, limits: TextLimits) -> int | None:
+    """The text's size in UTF-8 bytes when it is over `limits.max_bytes`, else None."""
+    if len(text) <= limits.max_bytes // 4:  # a character is at most 4 bytes
+        return None
+    size = len(text) if len(text) > limits.max_bytes else len(text.encode("utf-8", "surrogatepass"))
+    return size if size > limits.max_bytes else None
+
+
+def size_error(size: int, limits: TextLimits, filename: str, what: str) -> PolicyError:
+    """The error for a text of `size` bytes over `limits.max_bytes` (also for files,
+    which the shell refuses before reading them whole)."""
+    return PolicyError(
+        f"the {what} is {size:,} bytes, over the limit of {limits.max_bytes:,}"
+        + limits._hint("BYTES"),
+        file=filename,
+        line=1,
+        column=1,
+    )
+
+
+def _fast_loader(text: str, limits: TextLimits, what: str) -> Any:
+    if _CParser is None or _has_control(text):
+        return _BoundedLoader(text, limits, what)
+    return _FastBoundedLoader(text, limits, what)
+
+
+_CONTROL = yaml.reader.Reader.NON_PRINTABLE  # what PyYAML's reader refuses
+
+
+def _has_control(text: str) -> bool:
+    """Characters YAML doesn't allow in a stream (PyYAML's reader refuses them with a
+    position; such a text goes straight to it)."""
+    return _CONTROL.search(text) is not None
+
+
 @dataclass(frozen=True, slots=True)
 class _Composed:
     data: object
     positions: Mapping[Loc, tuple[int, int]]
 
 
-def _compose(text: str, filename: str, what: str) -> _Composed | tuple[PolicyError, ...]:
+def _compose(
+    text: str, filename: str, what: str, limits: TextLimits
+) -> _Composed | tuple[PolicyError, ...]:
     """YAML text → data plus every path's position, or the errors that stop it."""
+    if (size := _over_size(text, limits)) is not None:
+        return (size_error(size, limits, filename, what),)
     # Compose first (nodes keep their marks), construct afterwards: constructing
     # directly would silently keep the last of two duplicate keys.
-    loader: yaml.SafeLoader | None = None
+    loader: Any = None
     try:
-        loader = yaml.SafeLoader(text)  # its reader already refuses control characters
-        root: yaml.Node | None = loader.get_single_node()
+        try:
+            loader = _fast_loader(text, limits, what)
+            root: yaml.Node | None = loader.get_single_node()
+        except yaml.YAMLError:
+            # Read again by PyYAML's own parser, for its wording of the error (and its
+            # verdict, should the two parsers disagree).
+            loader = _BoundedLoader(text, limits, what)  # its reader refuses control chars
+            root = loader.get_single_node()
         if root is None:
             return (PolicyError(f"the {what} is empty", file=filename, line=1, column=1),)
         positions, duplicates = _positions(root)
         if duplicates:
             return _sorted(_to_error(p, filename, positions) for p in duplicates)
         data = loader.construct_document(root)
+    except _OverLimit as exc:
+        line, column = (exc.mark.line + 1, exc.mark.column + 1) if exc.mark else (1, 1)
+        return (PolicyError(exc.message, file=filename, line=line, column=column),)
     except yaml.YAMLError as exc:
         return (_yaml_error(exc, filename),)
     except RecursionError:
@@ -1066,6 +1268,7 @@ def check_model_text(
     filename: str,
     what: str,
     semantic: Callable[[ModelT], Iterable[tuple[Loc, str]]] | None = None,
+    limits: TextLimits | None = None,
 ) -> tuple[ModelT | None, tuple[PolicyError, ...]]:
     """Validate YAML `text` against any strict pydantic `model`, with the policy's diagnostics.
 
@@ -1077,7 +1280,7 @@ def check_model_text(
     Returns:
         The validated model (`None` if there are errors) and the errors, sorted by position.
     """
-    composed = _compose(text, filename, what)
+    composed = _compose(text, filename, what, limits or _DEFAULT_LIMITS)
     if isinstance(composed, tuple):
         return None, composed
     data, positions = composed.data, composed.positions

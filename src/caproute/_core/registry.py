@@ -16,10 +16,16 @@ Three rules shape it:
   missing (``thinking.types.disabled`` / ``between_tools`` before SDK 1.12 / 1.15)
   or a whole family missing (an older API version, an old snapshot) is unknown;
   below a node that says ``supported: false`` every leaf is unsupported.
-* What was once known is not forgotten: models a later list leaves out are kept as
-  *tombstones* (the list's default filter hides retired models), and facts learned
-  from the API's refusals lie over the data until they expire or a newer live answer
-  states the value (`LearnedFact`, `Registry.with_learned`).
+* What was once known is not forgotten, and a list never takes a model away by
+  omission alone: a model a later list leaves out is kept, *unlisted* (a gateway or a
+  key may list only some models), and routed as before until the API itself says it
+  is gone (its 404: a learned ``lifecycle`` fact; or a record saying ``retired``).
+  *Tombstones* (models known to be unavailable) come only from a snapshot or cache
+  file that holds them.
+* Facts learned from the API's refusals lie over the data (`LearnedFact`,
+  `Registry.with_learned`) for as long as they are true: until their TTL ends
+  (`LearnedFact.in_force`) or the live record for their key *changes* after they were
+  learned (`LearnedFact.basis`); a fresh copy of the same record does not end them.
 * A `Registry` is an immutable snapshot. Changes (a newer list, a learned fact, an
   alias) return a new one.
 """
@@ -48,6 +54,7 @@ __all__ = [
     "RegistrySource",
     "SourceKind",
     "Support",
+    "fact_ttl",
 ]
 
 SNAPSHOT_FORMAT = "caproute-registry/1"
@@ -236,6 +243,17 @@ LearnedValue = bool | int | str
 LEARNABLE_LIMITS: frozenset[str] = frozenset({"max_tokens", "lifecycle"})
 """Keys a fact may carry besides capability paths."""
 
+CAPABILITY_FACT_TTL_S = 6 * 3600.0
+"""How long a fact learned from a 400 (a capability, a ``max_tokens`` limit) lasts at
+most: the API's behaviour may change without the list saying so."""
+RETIRED_FACT_TTL_S = 7 * 86400.0
+"""How long a model that answered 404 is remembered as retired, at most."""
+
+
+def fact_ttl(key: str) -> float:
+    """The default lifetime of a fact on `key` (``lifecycle``: a retirement)."""
+    return RETIRED_FACT_TTL_S if key == "lifecycle" else CAPABILITY_FACT_TTL_S
+
 
 @dataclass(frozen=True, slots=True)
 class LearnedFact:
@@ -260,10 +278,19 @@ class LearnedFact:
     """Unix time after which it is forgotten (the shell prunes expired facts)."""
     reason: str
     """Why, in words (``400 from claude-x naming output_config.effort``)."""
+    basis: LearnedValue | None = None
+    """What the model's record stated for `key` when the fact was learned (`None`: it
+    stated nothing). Live data fetched after `learned_at` that states something else
+    ends the fact; live data that states the same (a list still claiming what the API
+    refused) does not."""
+
+    def in_force(self, now: float) -> bool:
+        """Whether the fact's TTL still runs at Unix time `now` (it ends AT `expires_at`)."""
+        return now < self.expires_at
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (what the cache file stores)."""
-        return {
+        document: dict[str, Any] = {
             "model": self.model,
             "key": self.key,
             "value": self.value,
@@ -271,6 +298,9 @@ class LearnedFact:
             "expires_at": self.expires_at,
             "reason": self.reason,
         }
+        if self.basis is not None:
+            document["basis"] = self.basis
+        return document
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> LearnedFact:
@@ -283,7 +313,7 @@ class LearnedFact:
             raise RegistryError(f"{where}: a learned fact must be an object")
         model, key, value = data.get("model"), data.get("key"), data.get("value")
         learned_at, expires_at = data.get("learned_at"), data.get("expires_at")
-        reason = data.get("reason", "")
+        reason, basis = data.get("reason", ""), data.get("basis")
         if not isinstance(model, str) or not model:
             raise RegistryError(f"{where}.model: expected a model id")
         if not isinstance(key, str) or not key:
@@ -295,8 +325,10 @@ class LearnedFact:
                 raise RegistryError(f"{where}.{name}: expected a Unix time")
         if not isinstance(reason, str):
             raise RegistryError(f"{where}.reason: expected a string")
+        if basis is not None and not isinstance(basis, bool | int | str):
+            raise RegistryError(f"{where}.basis: expected a boolean, integer, string or null")
         assert isinstance(learned_at, int | float) and isinstance(expires_at, int | float)
-        return cls(model, key, value, float(learned_at), float(expires_at), reason)
+        return cls(model, key, value, float(learned_at), float(expires_at), reason, basis)
 
 
 def _flatten(
@@ -327,33 +359,50 @@ class _Entry:
     """Why a model no longer listed is still known (it is then unavailable)."""
     learned: frozenset[str] = frozenset()
     """Keys whose value here comes from a learned fact."""
+    unlisted: str | None = None
+    """Why a model the latest list left out is still routed (not confirmed retired)."""
 
 
-def _entry(info: ModelInfo, tombstone: str | None = None) -> _Entry:
+def _entry(info: ModelInfo, tombstone: str | None = None, unlisted: str | None = None) -> _Entry:
     flags: dict[str, bool | None] = {}
     parents: set[str] = set()
     caps = info.capabilities
     if caps is not None:
         _flatten(caps.model_dump(mode="json", exclude_unset=True), "", flags, parents)
-    return _Entry(info, flags, frozenset(parents), caps is not None, tombstone)
+    return _Entry(info, flags, frozenset(parents), caps is not None, tombstone, unlisted=unlisted)
 
 
-def _fact_applies(entry: _Entry, fact: LearnedFact, source: RegistrySource) -> bool:
-    """A stated live value beats a learned one; anything else (unstated, or stated by
-    data older than the fact: a snapshot, a cache file, an earlier fetch) doesn't."""
-    if fact.key == "max_tokens":
-        stated = entry.info.max_tokens is not None
-    elif fact.key == "lifecycle":
-        stated = entry.info.lifecycle is not None and entry.tombstone is None
-    else:
-        stated = entry.flags.get(fact.key) is not None
+def _stated(entry: _Entry, key: str) -> LearnedValue | None:
+    """What `entry`'s own record states for a fact's key (`None`: nothing)."""
+    if key == "max_tokens":
+        return entry.info.max_tokens
+    if key == "lifecycle":
+        return entry.info.lifecycle
+    return entry.flags.get(key)
+
+
+def _record_changed(entry: _Entry, fact: LearnedFact, source: RegistrySource) -> bool:
+    """The one rule that ends a fact before its TTL: live data fetched after the fact
+    was learned states something else for its key than the record did then
+    (`LearnedFact.basis`). A fresh copy of the same record (the list still claims what
+    the API refused) changes nothing; older data (a snapshot, a cache file, an earlier
+    fetch) never ends a fact."""
     fetched = source.fetched_at
-    newer = source.kind == "live" and fetched is not None and fetched >= fact.learned_at
-    return not (stated and newer)
+    if source.kind != "live" or fetched is None or fetched < fact.learned_at:
+        return False
+    stated = _stated(entry, fact.key)
+    return not (stated == fact.basis and type(stated) is type(fact.basis))
 
 
-def _with_facts(entry: _Entry, facts: Iterable[LearnedFact], source: RegistrySource) -> _Entry:
-    applied = [f for f in facts if _fact_applies(entry, f, source)]
+def _with_facts(
+    entry: _Entry, facts: Iterable[LearnedFact], source: RegistrySource, ended: list[LearnedFact]
+) -> _Entry:
+    applied = []
+    for fact in facts:
+        if _record_changed(entry, fact, source):
+            ended.append(fact)
+        else:
+            applied.append(fact)
     if not applied:
         return entry
     flags = dict(entry.flags)
@@ -374,6 +423,7 @@ def _with_facts(entry: _Entry, facts: Iterable[LearnedFact], source: RegistrySou
         entry.has_capabilities,
         entry.tombstone,
         frozenset(f.key for f in applied),
+        entry.unlisted,
     )
 
 
@@ -383,9 +433,10 @@ class Registry:
 
     Build one with `Registry.from_models` (also handy in tests: it is the static
     source), `Registry.from_pages` (Models API list pages) or `Registry.from_json`
-    (a snapshot document). Beyond what the API lists it may hold *tombstones* (models
-    an earlier source knew that a later list left out: retired, or not available to
-    this key) and *learned facts* (`with_learned`).
+    (a snapshot document). Beyond what the API lists it may hold *unlisted* models (an
+    earlier source knew them, a later list left them out: still routed when asked
+    for, never offered as an alternative), *tombstones* (models known to be
+    unavailable) and *learned facts* (`with_learned`).
     """
 
     source: RegistrySource
@@ -399,24 +450,29 @@ class Registry:
     _entries: Mapping[str, _Entry] = field(default_factory=dict, repr=False, compare=False)
     """`_plain` with the facts applied: what lookups read."""
     _listed: tuple[str, ...] = field(default=(), repr=False, compare=False)
-    """`_order` without the tombstones."""
+    """`_order` without the tombstones and the unlisted models."""
+    _ended: tuple[LearnedFact, ...] = field(default=(), repr=False, compare=False)
+    """The facts of `learned` whose record changed since (not applied; see `ended`)."""
 
     def __post_init__(self) -> None:
-        listed = tuple(i for i in self._order if not self._plain[i].tombstone)
+        plain = self._plain
+        listed = tuple(i for i in self._order if not (e := plain[i]).tombstone and not e.unlisted)
         object.__setattr__(self, "_listed", listed)
-        if self._entries or not self._plain:
+        if self._entries or not plain:
             return
         if not self.learned:
-            object.__setattr__(self, "_entries", self._plain)
+            object.__setattr__(self, "_entries", plain)
             return
         by_model: dict[str, list[LearnedFact]] = {}
         for fact in self.learned:
             by_model.setdefault(fact.model, []).append(fact)
-        entries = dict(self._plain)
+        entries = dict(plain)
+        ended: list[LearnedFact] = []
         for model_id, facts in by_model.items():
             if model_id in entries:
-                entries[model_id] = _with_facts(entries[model_id], facts, self.source)
+                entries[model_id] = _with_facts(entries[model_id], facts, self.source, ended)
         object.__setattr__(self, "_entries", entries)
+        object.__setattr__(self, "_ended", tuple(ended))
 
     # -- construction ---------------------------------------------------------------------
 
@@ -429,16 +485,19 @@ class Registry:
         aliases: Mapping[str, str] | None = None,
         tombstones: Mapping[str, str] | None = None,
         learned: Iterable[LearnedFact] = (),
+        unlisted: Mapping[str, str] | None = None,
     ) -> Registry:
         """A registry from ModelInfo objects or raw Models API dicts, in the given order.
 
-        `tombstones` maps ids of models no longer listed to why they are kept.
+        `tombstones` maps ids of models known to be unavailable to why they are kept;
+        `unlisted` ids of models a list left out (still routed) to why.
         """
         entries: dict[str, _Entry] = {}
         buried = tombstones or {}
+        left_out = unlisted or {}
         for i, raw in enumerate(models):
             info = raw if isinstance(raw, ModelInfo) else _parse_model(raw, f"models[{i}]")
-            entries[info.id] = _entry(info, buried.get(info.id))
+            entries[info.id] = _entry(info, buried.get(info.id), left_out.get(info.id))
         return cls(
             source or RegistrySource("static"),
             entries,
@@ -512,6 +571,11 @@ class Registry:
             isinstance(k, str) and isinstance(v, str) for k, v in tombstones.items()
         ):
             raise RegistryError("snapshot 'tombstones' must map model ids to reasons")
+        unlisted = document.get("unlisted") or {}
+        if not isinstance(unlisted, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in unlisted.items()
+        ):
+            raise RegistryError("snapshot 'unlisted' must map model ids to reasons")
         learned = document.get("learned") or []
         if not isinstance(learned, list):
             raise RegistryError("snapshot 'learned' must be a list")
@@ -528,7 +592,12 @@ class Registry:
                     f"models[{j}])"
                 )
         return cls.from_models(
-            infos, source=source, aliases=aliases, tombstones=tombstones, learned=facts
+            infos,
+            source=source,
+            aliases=aliases,
+            tombstones=tombstones,
+            learned=facts,
+            unlisted=unlisted,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -542,6 +611,8 @@ class Registry:
         }
         if tombstones := self.tombstones:
             document["tombstones"] = dict(tombstones)
+        if unlisted := self.unlisted:
+            document["unlisted"] = dict(unlisted)
         if self.learned:
             document["learned"] = [fact.to_dict() for fact in self.learned]
         return document
@@ -581,39 +652,82 @@ class Registry:
             return self
         entry = self._plain[model_id]
         info = entry.info.model_copy(update={"lifecycle": lifecycle})
-        plain = {**self._plain, model_id: _entry(info, entry.tombstone)}
+        plain = {**self._plain, model_id: _entry(info, entry.tombstone, entry.unlisted)}
         return self._replace(_plain=plain)
 
     def with_learned(self, facts: Iterable[LearnedFact]) -> Registry:
         """A copy whose learned overlay is exactly `facts` (replacing the current one).
 
-        A fact applies unless the registry is live data fetched after the fact was
-        learned and states that value itself: a stated live value beats a learned one.
+        A fact applies unless this registry is live data fetched after the fact was
+        learned whose record for the fact's key differs from the fact's `basis` (the
+        record changed: the fact is over, see `ended`). A fresh copy of the same record
+        leaves it in force. Expiry is the shell's to apply (`LearnedFact.in_force`):
+        this module reads no clock.
         """
         return self._replace(learned=tuple(facts))
 
     def updated_by(self, fresh: Registry, *, dropped: str) -> Registry:
         """`fresh` (a newer list), keeping what this registry knew that `fresh` lacks.
 
-        Models `fresh` doesn't list become tombstones (reason: `dropped`); aliases and
-        learned facts carry over (`fresh`'s win). The source is `fresh`'s.
+        A list never takes a model away by omission alone: a model `fresh` doesn't list
+        stays known and routable, *unlisted* (reason: `dropped`), until the API itself
+        confirms it is gone; an empty list changes nothing but the aliases. Tombstones
+        stay tombstones; aliases and learned facts carry over (`fresh`'s win), except
+        the facts `fresh`'s records end (`ended`). The source is `fresh`'s.
         """
+        if not fresh._order:  # a list of nothing (a gateway, a mock) takes nothing away
+            return self.with_aliases(fresh.aliases)
         plain = dict(fresh._plain)
         order = list(fresh._order)
         for model_id in self._order:
             if model_id in plain:
                 continue
             entry = self._plain[model_id]
-            plain[model_id] = entry if entry.tombstone else _entry(entry.info, dropped)
+            if not entry.tombstone and not entry.unlisted:
+                entry = _entry(entry.info, unlisted=dropped)
+            plain[model_id] = entry
             order.append(model_id)
         facts = {(f.model, f.key): f for f in (*self.learned, *fresh.learned)}
-        return Registry(
+        merged = Registry(
             fresh.source,
             plain,
             tuple(order),
             {**self.aliases, **fresh.aliases},
             tuple(facts.values()),
         )
+        if merged._ended:
+            over = set(merged._ended)
+            merged = merged.with_learned(f for f in merged.learned if f not in over)
+        return merged
+
+    def stated(self, model: str, key: str) -> LearnedValue | None:
+        """What the source's own record of `model` states for a fact's `key` (learned
+        facts left out; `None`: nothing, or an unknown model). A new fact's `basis`."""
+        model_id = self.resolve(model)
+        return None if model_id is None else _stated(self._plain[model_id], key)
+
+    def new_fact(
+        self,
+        model: str,
+        key: str,
+        value: LearnedValue,
+        *,
+        reason: str,
+        now: float,
+        ttl: float | None = None,
+    ) -> LearnedFact:
+        """A fact about `model` learned at Unix time `now`, stamped with its canonical
+        id, its expiry (`ttl`, default `fact_ttl`) and its `basis` in this registry."""
+        model_id = self.resolve(model) or model
+        lifetime = fact_ttl(key) if ttl is None else ttl
+        basis = self.stated(model_id, key)
+        return LearnedFact(model_id, key, value, now, now + lifetime, reason, basis)
+
+    @property
+    def ended(self) -> tuple[LearnedFact, ...]:
+        """The facts of `learned` that no longer apply: the live record for their key
+        changed after they were learned. The shell forgets them."""
+        return self._ended
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -636,8 +750,13 @@ class Registry:
 
     @property
     def tombstones(self) -> Mapping[str, str]:
-        """Models no longer listed that the registry still knows: id → why kept."""
+        """Models known to be unavailable that the registry still knows: id → why kept."""
         return {i: e.tombstone for i in self._order if (e := self._plain[i]).tombstone}
+
+    @property
+    def unlisted(self) -> Mapping[str, str]:
+        """Models the latest list left out, still routed when asked for: id → why kept."""
+        return {i: e.unlisted for i in self._order if (e := self._plain[i]).unlisted}
 
     def get(self, name: str) -> ModelInfo | None:
         """The model for an id or alias (learned facts applied), or `None`."""
@@ -744,7 +863,9 @@ class Registry:
         return frozenset() if model_id is None else self._entries[model_id].learned
 
     def __repr__(self) -> str:
-        extra = f", {len(self.tombstones)} tombstones" if len(self._order) > len(self) else ""
+        extra = ""
+        if len(self._order) > len(self):
+            extra = f", {len(self.tombstones)} tombstones, {len(self.unlisted)} unlisted"
         extra += f", {len(self.learned)} learned" if self.learned else ""
         return f"Registry({len(self)} models, source={self.source.kind!r}{extra})"
 

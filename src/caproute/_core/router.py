@@ -10,6 +10,15 @@ The steps, each in its own module:
    table (`rules`) runs on every candidate.
 4. `rewrite.apply_edits`: the edits as a copy-on-write patch of the original body.
 
+A Message Batch (``endpoint="batch"``) routes every item's ``params`` so, with one
+difference: **batches never gamble**. The API validates an item only when it processes
+the batch, so an item sent to a model whose support of what it needs is unknown would
+come back ``errored`` when the batch ends (up to 24 hours later). A route's ``unknown:
+supported`` is read as ``prefer-known`` there (a model known to take the item wins),
+and `PolicyEngine.never_gamble` refuses what is still left to a guess, unless the
+policy's ``defaults.allow_unknown_in_batches`` is true. Every shell's flow
+(`flow.first_action`) and the batch planner apply it.
+
 Everything is pure and deterministic: the SDK retries a request with the same body, so
 the same input must give the same output, and routing an output again changes nothing.
 
@@ -22,15 +31,16 @@ same objects, so calling it in a loop stays cheap.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from typing import Any, NamedTuple, TypedDict
+from typing import Any, Final, NamedTuple, TypedDict
 
 from .._types import Endpoint
 from .decision import Change, Decision, Outcome, RouteResult
 from .draft import DEFAULT_API_VERSION
-from .features import JSONPath, Parameters, RequestNeeds, scan, shape_problem
+from .features import JSONPath, Parameters, RequestNeeds, detect, scan, shape_problem
 from .policy import Policy
-from .registry import Registry
+from .registry import Registry, Support
 from .rewrite import apply_edits
 from .selection import Planner, Selection, excluded_ids
 
@@ -60,6 +70,7 @@ class PolicyEngine:
         "_fetched_at",
         "_only_route",
         "_unchanged",
+        "_batch_engine",
         "dated",
     )
 
@@ -77,6 +88,9 @@ class PolicyEngine:
         self._unchanged: dict[_Key, _Unchanged] = {}
         """The fast path: request parameters already seen to go through unchanged →
         everything their decision holds except the registry's age."""
+        self._batch_engine: PolicyEngine | None = None
+        """The engine batch items are routed with (built on first use): this one, or a
+        twin whose routes read ``unknown: supported`` as ``prefer-known``."""
 
     def effective_key(self, model: str, capability: str) -> str:
         """The registry key that gates `capability` on `model` (see `Planner.effective_key`)."""
@@ -122,12 +136,90 @@ class PolicyEngine:
         fetched_at = self._fetched_at
         age = None if now is None or fetched_at is None else max(0.0, now - fetched_at)
         if endpoint == "batch":
-            decision, edits = self._route_batch(body, version, headers, excluded, age)
+            engine = self._for_batches()
+            decision, edits = engine._route_batch(body, version, headers, excluded, age)
         else:
             decision, edits = self._route_one(
                 body, endpoint, version, headers, excluded, age, False, fallback
             )
         return RouteResult(apply_edits(body, edits) if edits else body, decision)
+
+    # -- batches never gamble ----------------------------------------------------------------
+
+    def unknown_support(self, decision: Decision, params: Any) -> str | None:
+        """What is unknown about the model a batch item is about to go to, in words
+        (``claude-old-1: pdf_input``), or `None` when its support of everything the
+        routed item needs is stated.
+
+        Args:
+            decision: The item's decision (not a refused one).
+            params: The item's ``params`` as routed (sent). They are what counts: a
+                strict selection pass adjusts an unstated effort level to a stated
+                one, say; ``decision.needs``, what the caller sent, only spares that
+                second look when the model states every one of them.
+        """
+        registry = self.registry
+        if decision.outcome == "passthrough":
+            name = decision.requested_model
+            if name is None or registry.resolve(name) is not None:
+                return f"not understood: {decision.reason}"
+            return f"{name}: unknown to the registry, so whether it exists and takes batches"
+        model = decision.model
+        if model is None:
+            return None
+        key = self._planner.effective_key
+
+        def unstated(paths: Iterable[str]) -> list[str]:
+            return [k for p in paths if registry.supports(model, k := key(model, p)) is _UNKNOWN]
+
+        if not unstated(decision.needs) or not isinstance(params, dict):
+            return None
+        missing = unstated(detect(params, batch=True).paths)
+        return f"{model}: {', '.join(missing)}" if missing else None
+
+    def never_gamble(self, result: RouteResult) -> RouteResult:
+        """`result`, a routed batch, refused whole when an item would go to a model on
+        unknown support (`unknown_support`), unless the policy's
+        ``defaults.allow_unknown_in_batches`` is true.
+
+        A batch creation is one request: sending the others and dropping such an item
+        would lose it silently, so the creation is refused, each such item named with
+        what is unknown about which model (its decision is ``rejected`` with
+        ``extra["unknown_support"]``), and nothing is sent. A batch already refused for
+        another reason is returned as it is.
+        """
+        decision = result.decision
+        if self.policy.defaults.allow_unknown_in_batches or decision.rejected:
+            return result
+        if not decision.items:
+            return result  # not a batch body caproute understood: the API judges it
+        requests = result.body.get("requests") if isinstance(result.body, dict) else None
+        items = list(decision.items)
+        gambles = 0
+        for i, (custom_id, item) in enumerate(items):
+            entry = requests[i] if isinstance(requests, list) and i < len(requests) else None
+            params = entry.get("params") if isinstance(entry, dict) else None
+            unknown = self.unknown_support(item, params)
+            if unknown is not None:
+                items[i] = (custom_id, refused_as_unknown(item, unknown))
+                gambles += 1
+        if not gambles:
+            return result
+        stamp: _Stamp = {
+            "registry_source": decision.registry_source,
+            "registry_age_s": decision.registry_age_s,
+        }
+        return RouteResult(result.body, _batch_decision(items, stamp))
+
+    def _for_batches(self) -> PolicyEngine:
+        engine = self._batch_engine
+        if engine is None:
+            careful = None
+            if not self.policy.defaults.allow_unknown_in_batches:
+                careful = _preferring_known(self.policy)
+            engine = self if careful is None else PolicyEngine(self.registry, careful)
+            self._batch_engine = engine
+        return engine
 
     # -- one Messages body -------------------------------------------------------------------
 
@@ -162,7 +254,12 @@ class PolicyEngine:
         # already passed the unknown-model check below, and the registry is fixed for
         # this router, so the check would pass again.
         seen = self._unchanged.get(key)
-        if seen is not None and (seen.window is None or found.input_tokens <= seen.window):
+        refused = self._planner.refused  # parameters learned refused: not in the key
+        if (
+            seen is not None
+            and (seen.window is None or found.input_tokens <= seen.window)
+            and (not refused or refused.get(seen.decision.model or "", _NONE).isdisjoint(body))
+        ):
             # Same parameters, so the same decision; only the registry's age can differ.
             # Without one (a snapshot or a registry built in code: age None) the
             # decision is handed out again as is: it is frozen, `extra` included.
@@ -241,6 +338,38 @@ class PolicyEngine:
         return decision, [] if decision.rejected else edits
 
 
+_UNKNOWN: Final = Support.UNKNOWN
+
+
+def refused_as_unknown(decision: Decision, unknown: str) -> Decision:
+    """`decision`, a batch item's, refused because what it needs is of unknown support
+    (`unknown`: `PolicyEngine.unknown_support`'s words)."""
+    reason = (
+        f"no model is known to take this request ({unknown}: support unknown); a batch "
+        "item is never sent on unknown support, since the API would error it only when "
+        "the batch ends (the policy's defaults.allow_unknown_in_batches: true sends it; "
+        "for one `caproute batch` job, --allow-unknown)"
+    )
+    extra = {**decision.extra, "unknown_support": unknown}
+    return dataclasses.replace(
+        decision, outcome="rejected", model=None, changes=(), reason=reason, extra=extra
+    )
+
+
+def _preferring_known(policy: Policy) -> Policy | None:
+    """`policy` with every ``unknown: supported`` read as ``prefer-known`` (`None`: none)."""
+    defaults = policy.defaults
+    if defaults.unknown != "supported" and all(r.unknown != "supported" for r in policy.routes):
+        return None
+    if defaults.unknown == "supported":
+        defaults = defaults.model_copy(update={"unknown": "prefer-known"})
+    routes = tuple(
+        r.model_copy(update={"unknown": "prefer-known"}) if r.unknown == "supported" else r
+        for r in policy.routes
+    )
+    return policy.model_copy(update={"defaults": defaults, "routes": routes})
+
+
 _Key = tuple[Parameters, tuple[str, ...], int, str, frozenset[str], bool]
 """The fast path's key: everything selection depends on except the input size and where
 things are in the body — the request's `Parameters`, the capabilities it needs (in
@@ -254,6 +383,7 @@ is part of the key by construction."""
 
 _UNCHANGED_CACHE_SIZE = 4096
 _NO_EXCLUSIONS: frozenset[str] = frozenset()
+_NONE: frozenset[str] = frozenset()
 _NO_EDITS: tuple[tuple[JSONPath, Any], ...] = ()  # shared: no list per unchanged request
 
 

@@ -9,6 +9,12 @@ model. Each of those is a `Rule` here, with a name (what decisions and tests cit
 one-line doc, a check and a fix per action, so the list can be read (and extended) in
 one place instead of being scattered through the router.
 
+One rule reads what was learned rather than what is documented: a top-level parameter
+a model refused in a 400 although no capability key says so (``parameters.<name>``, e.g.
+"`temperature` is deprecated for this model.", see `learning`) is stripped for that
+model (``refused_parameter``, policy key ``refused_parameters``; ``reroute`` sends the
+request to a model that takes it).
+
 Two kinds of rule:
 
 * `CANDIDATE_RULES` depend on the model being considered (its limits, whether it can
@@ -41,6 +47,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from .catalogue import Action
+from .decision import MISSING
 from .draft import MIN_THINKING_BUDGET, VERSION_2026_10_21, Draft, is_new_version
 from .features import MISSING_VALUE, RequestNeeds, format_path
 
@@ -308,6 +315,40 @@ def _thinking_sampling_drop_thinking(draft: Draft) -> None:
     draft.drop_thinking("thinking refuses the request's sampling (the policy keeps sampling)")
 
 
+# a parameter the model was seen to refuse ---------------------------------------------------
+
+
+def _refused_sent(draft: Draft) -> list[str]:
+    """The refused parameters the planned request still carries, in body order."""
+    refused = draft.refused_parameters
+    edits = draft.edits
+    return [
+        name
+        for name in draft.body
+        if name in refused and ((edit := edits.get((name,))) is None or edit.after is not MISSING)
+    ]
+
+
+def _refused_check(draft: Draft) -> str | None:
+    if not draft.refused_parameters:
+        return None
+    names = _refused_sent(draft)
+    if not names:
+        return None
+    return f"{draft.model} refuses {'/'.join(names)} (learned from its 400)"
+
+
+def _refused_strip(draft: Draft) -> None:
+    names = _refused_sent(draft)
+    for name in names:
+        draft.remove((name,), "strip", f"{draft.model} refuses {name} (learned from its 400)")
+    draft.plan(sampling=tuple((n, v) for n, v in draft.params.sampling if n not in names))
+    draft.notes.append(
+        f"{', '.join(names)} removed for {draft.model}, which refused it (a learned fact); "
+        "requests to other models keep it"
+    )
+
+
 # context window -----------------------------------------------------------------------------
 
 
@@ -320,6 +361,17 @@ def _context_window_check(draft: Draft) -> str | None:
 
 
 CANDIDATE_RULES: tuple[Rule, ...] = (
+    Rule(
+        name="refused_parameter",
+        key="refused_parameters",
+        doc=(
+            "a top-level parameter the model refused in a 400 (learned as "
+            "parameters.<name>, e.g. a deprecated temperature); auto strips it for that model."
+        ),
+        check=_refused_check,
+        fixes={"adjust": _refused_strip, "strip": _refused_strip},
+        default="strip",
+    ),
     Rule(
         name="max_tokens_limit",
         key="max_tokens",

@@ -39,7 +39,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .catalogue import Action, Missing, family_of, known_leaf
+from .catalogue import PARAMETER_PREFIX, Action, Missing, family_of, known_leaf
 from .decision import MISSING, Candidate
 from .draft import Draft
 from .features import JSONPath, RequestNeeds, format_path
@@ -47,7 +47,14 @@ from .policy import REQUESTED, RouteSpec, UnknownTreatment
 from .registry import Limits, Registry, Support
 from .rules import CANDIDATE_RULES, REQUEST_RULES, settle
 
-__all__ = ["PTC_OLD_SHAPE_KEY", "Planner", "Selection", "excluded_ids", "resolve_action"]
+__all__ = [
+    "PTC_OLD_SHAPE_KEY",
+    "Planner",
+    "Selection",
+    "excluded_ids",
+    "refused_parameters",
+    "resolve_action",
+]
 
 PTC_OLD_SHAPE_KEY: Final = "programmatic_tool_calling"
 """Where programmatic tool calling is looked up on a registry without ``server_tools``
@@ -159,10 +166,13 @@ class Planner:
         "_limits",
         "_unjudged",
         "_stated",
+        "refused",
     )
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
+        self.refused = refused_parameters(registry)
+        """Model id → the plain parameters it was seen to refuse (usually empty)."""
         self._limits: dict[str, Limits] = {}
         self._actions: dict[tuple[int, str, Action], tuple[Action, bool]] = {}
         """(route id, key, default) → resolved action. Route ids are stable: the routes
@@ -282,6 +292,8 @@ class Planner:
             model_has=lambda path: self.ok(model, path, strict),
             model_lacks=lambda path: self.support(model, path) is _UNSUPPORTED,
         )
+        if self.refused:
+            draft.refused_parameters = self.refused.get(model, _NONE_REFUSED)
         for capability in needs.paths:
             key = self.effective_key(model, capability)
             if self.ok(model, key, strict):
@@ -511,6 +523,25 @@ class Planner:
 def _line(planner: Planner, model: str) -> str | None:
     info = planner.registry.get(model)
     return info.line if info is not None else None
+
+
+_NONE_REFUSED: frozenset[str] = frozenset()
+
+
+def refused_parameters(registry: Registry) -> Mapping[str, frozenset[str]]:
+    """Model id → the plain parameters a learned fact says it refuses
+    (``parameters.<name>`` = ``False`` in force on it); empty when none."""
+    found: dict[str, frozenset[str]] = {}
+    for fact in registry.learned:
+        key = fact.key
+        if (
+            key.startswith(PARAMETER_PREFIX)
+            and fact.value is False
+            and key in registry.learned_keys(fact.model)
+        ):
+            name = key[len(PARAMETER_PREFIX) :]
+            found[fact.model] = found.get(fact.model, _NONE_REFUSED) | {name}
+    return found
 
 
 def excluded_ids(registry: Registry, exclude: Iterable[str]) -> frozenset[str]:

@@ -2,7 +2,10 @@
 
 One `ProxyApp` serves every connection of one process. Per request it:
 
-1. answers ``/caproute/*`` itself (health, registry, metrics);
+1. answers ``/caproute/*`` itself (health, registry, metrics): on the
+   ``--admin-listen`` address only, and with the ``--admin-token`` only, when set
+   (health's bare status stays public for probes); the admin address serves nothing
+   else;
 2. refuses more headers than ``max_header_count`` (431; the httptools server refuses
    them earlier, this covers the h11 fallback), then, in own-key mode, checks the
    caller's local token (constant time) → 401 otherwise;
@@ -51,7 +54,7 @@ from .. import _body
 from .._core.decision import Decision
 from .._flow import endpoint_for
 from .._live import LiveRouter
-from .._redact import has_secret, redact
+from .._redact import mask_known
 from .._version import __version__
 from ._asgi import Message, Receive, Scope, Send
 from ._callers import CallerRegistries, Credential, RouterSet, lend, presented_credential
@@ -203,7 +206,12 @@ class ProxyApp:
         # paths (/v1/messages above all); URLs are immutable, so they can be shared.
         self._upstream_url = functools.lru_cache(maxsize=512)(self._build_upstream_url)
         self._token = config.require_token.encode() if config.require_token else None
+        self._admin_token = config.admin_token.encode() if config.admin_token else None
+        admin = config.admin_address
+        self._admin_port = admin[1] if admin is not None else None
         self._started_at = time.time()
+        # Metrics label models only with names of the lineup every caller may see.
+        self.metrics.lineup = lambda: self.router.registry
 
     @property
     def router(self) -> LiveRouter:
@@ -269,8 +277,16 @@ class ProxyApp:
 
         self.metrics.started()
         try:
+            admin = self._on_admin_listener(scope)
             if exchange.path.startswith(LOCAL_PREFIX):
-                await self._local(exchange, send_and_record)
+                await self._local(exchange, send_and_record, scope, admin=admin)
+            elif admin:
+                raise _LocalAnswer(
+                    404,
+                    "not_found_error",
+                    "the admin address serves only /caproute/* (send API requests to "
+                    "the main port)",
+                )
             else:
                 await self._forward(scope, receive, send_and_record, exchange)
         except _LocalAnswer as answer:
@@ -376,12 +392,14 @@ class ProxyApp:
                 await response.aclose()
 
     async def _masked(self, response: httpx2.Response) -> httpx2.Response:
-        """An error answer in own-key mode, with ``sk-ant-`` tokens masked.
+        """An error answer in own-key mode, with the proxy's key and any credential masked.
 
         The upstream may quote a prefix of the key it was sent (an authentication
         error does), and in own-key mode that key is the proxy's, which callers must
-        never see. Error bodies are small; one larger than ``max_error_body_bytes`` (by
-        its declared length) is relayed unread, as the routing flow relays it.
+        never see: any 8-character run of it, a credential's value after its name and
+        ``sk-ant-`` tokens are masked (`caproute._redact.mask_known`). Error bodies are
+        small; one larger than ``max_error_body_bytes`` (by its declared length) is
+        relayed unread, as the routing flow relays it.
         """
         declared = response.headers.get("content-length")
         limit = self.config.max_error_body_bytes
@@ -389,9 +407,10 @@ class ProxyApp:
             return response
         content = await response.aread()
         text = content.decode("utf-8", "replace")
-        if not has_secret(text):
+        masked = mask_known(text, (self.config.api_key or "",))
+        if masked == text:
             return response
-        return with_body(response, redact(text).encode())
+        return with_body(response, masked.encode())
 
     async def _transport_for(self, headers: Headers, exchange: _Exchange, *, routed: bool) -> Any:
         """The transport for this request: bypass, a forced route, the caller's or ours.
@@ -603,18 +622,53 @@ class ProxyApp:
 
     # -- local endpoints ------------------------------------------------------------------
 
-    async def _local(self, exchange: _Exchange, send: Send) -> None:
+    def _on_admin_listener(self, scope: Scope) -> bool:
+        """Whether the request came in on the ``--admin-listen`` address.
+
+        Told by the local port the connection was accepted on (the two listeners'
+        ports differ, `ProxyConfig` checks it)."""
+        if self._admin_port is None:
+            return False
+        server = scope.get("server")
+        return server is not None and server[1] == self._admin_port
+
+    async def _local(self, exchange: _Exchange, send: Send, scope: Scope, *, admin: bool) -> None:
+        """Answer ``/caproute/*``; who may read what is decided here.
+
+        With ``--admin-listen`` the endpoints are served on that address; with
+        ``--admin-token`` they need the token. Where either keeps a caller out,
+        ``/caproute/health`` still answers its status alone (what liveness and
+        readiness probes read), and the others are refused.
+        """
         handlers = {
             "/caproute/health": self._health,
             "/caproute/registry": self._registry,
             "/caproute/metrics": self._metrics_page,
         }
-        handler = handlers.get(exchange.path.rstrip("/"))
+        path = exchange.path.rstrip("/")
+        handler = handlers.get(path)
         if handler is None:
             raise _LocalAnswer(404, "not_found_error", f"no such proxy endpoint: {exchange.path}")
         if exchange.method not in ("GET", "HEAD"):
             raise _LocalAnswer(405, "invalid_request_error", "proxy endpoints only answer GET")
-        await handler(send)
+        elsewhere = self._admin_port is not None and not admin
+        allowed = not elsewhere and (
+            self._admin_token is None
+            or token_matches(presented_token(scope["headers"]), self._admin_token)
+        )
+        if allowed:
+            await handler(send)
+        elif path == "/caproute/health":
+            await send_json(send, 200, {"status": self.health()["status"]})
+        elif elsewhere:
+            raise _LocalAnswer(
+                404,
+                "not_found_error",
+                f"{path} is served on the admin address only (--admin-listen)",
+            )
+        else:
+            # Same wording whether the token is missing or wrong: no oracle.
+            raise _LocalAnswer(401, "authentication_error", "a valid admin token is required")
 
     async def _health(self, send: Send) -> None:
         await send_json(send, 200, self.health())
@@ -690,7 +744,9 @@ class ProxyApp:
                 "source": registry.source.to_dict(),
                 "age_s": _round(registry.source.age(now)),
                 "models": [info.to_api_dict() for info in registry.models],
-                # What a later list left out, and what the API's refusals taught.
+                # What a later list left out (still routed), what is known to be gone,
+                # and what the API's refusals taught.
+                "unlisted": dict(registry.unlisted),
                 "tombstones": dict(registry.tombstones),
                 "learned": [fact.to_dict() for fact in registry.learned],
             },

@@ -27,9 +27,19 @@ only where the request already has it:
 Everything else follows the library's fetcher rules: single-flight per caller, a TTL
 with stale-while-revalidate, a back-off after a failure, an LRU bound on callers
 (``max_registries``), and optionally a disk cache (one 0600 file per digest in a
-0700 directory). A caller whose key cannot read ``/v1/models`` (401/403) is routed on
+0700 directory, at most ``CAPROUTE_CALLER_CACHE_MAX_FILES`` files: the least recently
+used go). A caller whose key cannot read ``/v1/models`` (401/403) is routed on
 the shared registry (``--snapshot``, else the offline lineup) and its decisions say
 so in their ``registry_source``; it is asked again after `DENIED_RETRY` seconds.
+
+**Bad keys don't compete with good ones.** A refused key leaves the map of callers
+for a compact list of refused digests (bounded, LRU) and is routed through one shared
+router until it is due to be asked again: a flood of wrong keys costs one Models API
+request per key per `DENIED_RETRY`, and can't push out a caller that has, or is
+getting, a registry of its own. A new caller never takes the place of one whose request
+is waiting for its first registry either (a fetch its client gave up on may go); when
+every place is taken by such callers, it is routed on the shared registry this once
+(its next request tries again).
 
 With a disk cache the hash key is kept in the cache directory (``.hmac-key``, 0600),
 so files can be found again after a restart and by sibling workers; without one it
@@ -56,8 +66,8 @@ from typing import TYPE_CHECKING, Any
 import httpx2
 
 from .._core.policy import Policy
-from .._core.registry import LearnedFact, Registry, RegistrySource
-from .._exceptions import CaprouteError, RegistryHTTPError
+from .._core.registry import LearnedFact, ModelInfo, Registry, RegistrySource
+from .._exceptions import ConfigError, RegistryHTTPError, RegistryUnavailableError
 from .._live import DecisionHook, LiveRouter
 from .._transports import AsyncRoutingTransport
 from ._headers import Headers
@@ -78,7 +88,9 @@ MAX_FETCH_TIME = 20.0
 MIN_REFRESH_INTERVAL = 10.0
 """Seconds between two refreshes the routing flow asks for (after learning from a 400)."""
 
-_KEY_FILE = ".hmac-key"
+CACHE_FILES_SETTING = "CAPROUTE_CALLER_CACHE_MAX_FILES"
+DEFAULT_MAX_CACHE_FILES = 1_000
+"""Caller cache files kept (the least recently used go); each is a few tens of kB."""
 
 
 class Credential:
@@ -169,21 +181,9 @@ def hmac_key(cache_dir: Path | None) -> bytes:
     """The key digests are made with: kept in `cache_dir` (0600) when there is one."""
     if cache_dir is None:
         return secrets.token_bytes(32)
-    cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = cache_dir / _KEY_FILE
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        key = path.read_bytes()
-        if len(key) >= 32:
-            return key
-        raise CaprouteError(
-            f"{path} is not a caproute key file (remove it to start afresh)"
-        ) from None
-    key = secrets.token_bytes(32)
-    with os.fdopen(fd, "wb") as file:
-        file.write(key)
-    return key
+    from .._snapshot import cache_key
+
+    return cache_key(cache_dir)
 
 
 # -- routers over one registry source -------------------------------------------------------
@@ -267,9 +267,16 @@ class CallerRegistry:
         self._cache_checked = owner.cache_dir is None
         self.denied: str | None = None
         """Why this credential can't read the Models API (``HTTP 403 ...``), if it can't."""
+        self._waiting = 0
+        self.shared_why: str | None = None
+        """Set on the shared stand-ins (`CallerRegistries.stand_in`): why requests are
+        routed on the shared registry; such an entry never fetches."""
         self.last_error: str | None = None
         self._retry_at = float("-inf")
         self._last_asked = float("-inf")
+        self._found: dict[str, ModelInfo] = {}
+        """What ``GET /v1/models/{name}`` answered, per name asked: kept across fetches
+        (a list leaves these models out)."""
         self.fetches = 0
         self.routes = RouterSet(
             self,
@@ -351,6 +358,8 @@ class CallerRegistry:
         """The caller's live (or cached) registry, else the shared one, annotated."""
         if self._live is not None:
             return self._live
+        if self.shared_why is not None:
+            return self._owner.shared_registry(self.shared_why)
         if self.denied is not None:
             return self._owner.shared_registry(f"this credential cannot list models: {self.denied}")
         return self._owner.shared_registry("the caller's own registry is not fetched yet")
@@ -360,6 +369,8 @@ class CallerRegistry:
         """``caller`` or ``shared (why)``: what the ``caproute-registry`` header says."""
         if self._live is not None:
             return "caller"
+        if self.shared_why is not None:
+            return f"shared ({self.shared_why})"
         if self.denied is not None:
             return f"shared (this credential cannot list models: {self.denied})"
         return "shared (first fetch pending)"
@@ -367,6 +378,13 @@ class CallerRegistry:
     def age(self, now: float) -> float | None:
         """Seconds since this caller's data was fetched (None without own data)."""
         return None if self._live is None else self._live.source.age(now)
+
+    @property
+    def getting_registry(self) -> bool:
+        """No registry of its own yet, and a request waiting for one (reading the disk
+        cache or waiting for the first fetch): such a caller is never dropped to make
+        room. A fetch whose requests all left (a client that gave up) doesn't count."""
+        return self._live is None and self._waiting > 0
 
     @property
     def stale(self) -> bool:
@@ -387,17 +405,21 @@ class CallerRegistry:
         A caller with no data of its own waits for its first fetch, at most
         ``first_fetch_timeout`` seconds; stale data is refreshed in the background.
         """
-        if not self._cache_checked:
-            self._cache_checked = True
-            self._live = await asyncio.to_thread(self._owner.read_cache, self.digest)
-        due = self._owner.clock() >= self._retry_at
-        if self._live is None and self.denied is None:
-            if self._flight is None and due:
+        self._waiting += 1
+        try:
+            if not self._cache_checked:
+                self._cache_checked = True
+                self._live = await asyncio.to_thread(self._owner.read_cache, self.digest)
+            due = self._owner.clock() >= self._retry_at
+            if self._live is None and self.denied is None:
+                if self._flight is None and due:
+                    self._start(credential)
+                if self._flight is not None:
+                    await _wait_for_flight(self._flight, self._owner.first_fetch_timeout)
+            elif self._flight is None and due and (self.stale or self.denied is not None):
                 self._start(credential)
-            if self._flight is not None:
-                await _wait_for_flight(self._flight, self._owner.first_fetch_timeout)
-        elif self._flight is None and due and (self.stale or self.denied is not None):
-            self._start(credential)
+        finally:
+            self._waiting -= 1
 
     def _start(self, credential: Credential) -> asyncio.Task[None]:
         # An empty context: the fetch must not carry (or let its connections keep) the
@@ -446,6 +468,7 @@ class CallerRegistry:
             )
             self._live = None
             self._retry_at = owner.clock() + DENIED_RETRY
+            owner.deny(self)
             owner.count_fetch("denied")
             logger.info(
                 "caller registry %s: %s; routed on the shared registry",
@@ -458,7 +481,7 @@ class CallerRegistry:
             return
         finally:
             self._flight = None
-        self._live = registry
+        self._live = self._with_found(registry)
         self.denied = None
         self.last_error = None
         self._retry_at = float("-inf")
@@ -470,19 +493,43 @@ class CallerRegistry:
         registry lacks, with the credential the current request lent; what it answers
         (a model the list leaves out, an alias) joins the caller's registry.
 
-        `LiveRouter` calls this before routing such a name (at most once a minute per
-        name). Nothing is asked for a caller routed on the shared registry.
+        `LiveRouter` calls this before routing such a name (one look-up per name at a
+        time; see `LiveRouter.look_up`). Every answer is merged into the caller's
+        registry as it is then, whatever other look-ups or fetches finished meanwhile.
+        Nothing is asked for a caller whose key can't list models (routed on the
+        shared registry).
+
+        Raises:
+            RegistryUnavailableError: The caller's own registry is not fetched yet (the
+                name is asked again after a short back-off).
         """
-        live, credential = self._live, _lent()
-        if live is None or credential is None or credential.digest(self._owner.key) != self.digest:
+        credential = _lent()
+        if credential is None or credential.digest(self._owner.key) != self.digest:
             return
-        fetcher = self._fetcher(credential, live)
+        if self.denied is not None:
+            return
+        if self._live is None:
+            raise RegistryUnavailableError("the caller's own registry is not fetched yet")
+        fetcher = self._fetcher(credential, self._live)
         del credential
         try:
-            if await fetcher.retrieve(model, max_wait=max_wait) is not None and self._live is live:
-                self._live = await fetcher.current()
+            info = await fetcher.retrieve(model, max_wait=max_wait)
         finally:
             del fetcher
+        if info is not None:
+            self._found[model] = info
+            if self._live is not None:
+                self._live = self._with_found(self._live)
+
+    def _with_found(self, registry: Registry) -> Registry:
+        """`registry` plus every model and alias a look-up found that it lacks."""
+        aliases = {}
+        for name, info in self._found.items():
+            if registry.resolve(info.id) is None:
+                registry = registry.with_model(info)
+            if name != info.id and registry.resolve(name) != info.id:
+                aliases[name] = info.id
+        return registry.with_aliases(aliases) if aliases else registry
 
     def save_learned(self, facts: Sequence[LearnedFact]) -> None:
         """Keep what the caller's router learned with its registry and its cache file.
@@ -493,8 +540,12 @@ class CallerRegistry:
         live = self._live
         if live is None:
             return  # routed on the shared registry: nothing of the caller's own to save
-        self._live = live.with_learned(facts)
-        self._owner.write_cache(self.digest, self._live)
+        saved = live.with_learned(facts)
+        if self._live is live:
+            # Runs in a worker thread: a fetch or a look-up that landed meanwhile is
+            # newer and stays (the router holds the facts either way).
+            self._live = saved
+        self._owner.write_cache(self.digest, saved)
 
     def _failed(self, exc: Exception) -> None:
         self.last_error = str(exc) or type(exc).__name__
@@ -506,6 +557,44 @@ class CallerRegistry:
         """Stop a fetch under way (the caller was evicted or the proxy is stopping)."""
         if self._flight is not None:
             self._flight.cancel()
+
+
+def _max_cache_files() -> int:
+    raw = os.environ.get(CACHE_FILES_SETTING, "").strip()
+    if not raw:
+        return DEFAULT_MAX_CACHE_FILES
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{CACHE_FILES_SETTING} must be a positive integer, not {raw!r}")
+    return value
+
+
+def prune_cache_dir(directory: Path, max_files: int, *, keep: Path) -> int:
+    """Remove the least recently used caller cache files beyond `max_files` (never
+    `keep`, the one just written); the modification time is the last use (a read
+    touches it). Best effort; returns how many went."""
+    files: list[tuple[float, str, Path]] = []
+    try:
+        with os.scandir(directory) as scan:
+            for item in scan:
+                if item.name.startswith("registry-") and item.name.endswith(".json"):
+                    with contextlib.suppress(OSError):
+                        files.append((item.stat().st_mtime, item.name, Path(item.path)))
+    except OSError:
+        return 0
+    if len(files) <= max_files:
+        return 0
+    files.sort()
+    removed = 0
+    for _mtime, _name, path in files[: len(files) - max_files]:
+        if path != keep:
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed += 1
+    return removed
 
 
 async def _wait_for_flight(flight: asyncio.Task[None], timeout: float) -> None:
@@ -553,6 +642,8 @@ class CallerRegistries:
         ttl: Seconds a caller's registry stays fresh.
         first_fetch_timeout: Bound on a new caller's wait for its first fetch.
         cache_dir: Disk cache directory, or `None`.
+        max_cache_files: Cache files kept there, the least recently used going first
+            (default: ``CAPROUTE_CALLER_CACHE_MAX_FILES``, else 1,000).
         router_logger: Logger for the callers' routers.
         on_decision: Hook for every decision.
         on_fetch: Called with ``ok`` / ``denied`` / ``error`` after each fetch.
@@ -573,6 +664,7 @@ class CallerRegistries:
         ttl: float = 3600.0,
         first_fetch_timeout: float = 5.0,
         cache_dir: Path | None = None,
+        max_cache_files: int | None = None,
         router_logger: logging.Logger,
         on_decision: DecisionHook,
         on_fetch: Callable[[str], object] = lambda _result: None,
@@ -593,8 +685,13 @@ class CallerRegistries:
         self._on_fetch = on_fetch
         self.clock = clock
         self.wall_clock = wall_clock
+        self.max_cache_files = max_cache_files or _max_cache_files()
         self.key = hmac_key(cache_dir)
         self._entries: OrderedDict[str, CallerRegistry] = OrderedDict()
+        self._denied: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        """Digests of refused keys → (why, when to ask again), LRU, `max_denied` at most."""
+        self.max_denied = max(1024, 16 * max_registries)
+        self._stand_ins: dict[str, CallerRegistry] = {}
         self._annotated: dict[str, tuple[Registry, Registry]] = {}
         # The Models API calls of every caller, on their own pool: nothing read from the
         # environment (proxies, .netrc) and no cookie jar, so nothing one caller's answer
@@ -616,30 +713,73 @@ class CallerRegistries:
         return entry
 
     def lookup(self, credential: Credential) -> CallerRegistry:
-        """The caller's entry (made if new, LRU-refreshed); `ready` it if `pending`."""
+        """The caller's entry (made if new, LRU-refreshed); `ready` it if `pending`.
+
+        A key refused within `DENIED_RETRY` seconds, or a new caller arriving while every
+        place is held by callers with (or getting) a registry of their own, gets a
+        shared stand-in instead (`stand_in`): routed on the shared registry, no fetch.
+        """
         digest = credential.digest(self.key)
         entry = self._entries.get(digest)
-        if entry is None:
-            entry = self._entries[digest] = CallerRegistry(digest, self)
-            while len(self._entries) > self.max_registries:
-                self._evict(entry).cancel()
-        else:
+        if entry is not None:
             self._entries.move_to_end(digest)
+            return entry
+        refused = self._denied.get(digest)
+        if refused is not None:
+            if self.clock() < refused[1]:
+                self._denied.move_to_end(digest)
+                return self.stand_in(f"this credential cannot list models: {refused[0]}")
+            del self._denied[digest]  # due to be asked again
+        if len(self._entries) >= self.max_registries:
+            victim = self._evictable()
+            if victim is None:
+                return self.stand_in(
+                    "every place is held by callers fetching their registry; "
+                    "this caller's is fetched on a later request"
+                )
+            self._entries.pop(victim.digest).cancel()
+        entry = self._entries[digest] = CallerRegistry(digest, self)
         return entry
 
-    def _evict(self, keep: CallerRegistry) -> CallerRegistry:
-        """Drop one caller to make room for `keep`: the least recently used one without
-        a registry of its own (a key the API refused, a failed fetch), else the least
-        recently used.
-
-        So keys that can't list models, wrong keys above all, can't push live callers'
-        registries out and make each of them wait for a fetch again; a scan of at most
-        `max_registries` entries, only when a new caller arrives at a full map.
+    def _evictable(self) -> CallerRegistry | None:
+        """The caller to drop for a newcomer: the least recently used one without a
+        registry of its own that no request is waiting on (a failed fetch, a fetch its
+        client gave up on), else the least recently used with a registry of its own;
+        `None` when every caller is waiting for its first registry (those are never
+        dropped: a flood of new keys must not cancel a real caller's fetch). A scan of at
+        most `max_registries` entries, only when a new caller arrives at a full map.
         """
-        for digest, candidate in self._entries.items():
-            if candidate is not keep and candidate.age(self.wall_clock()) is None:
-                return self._entries.pop(digest)
-        return self._entries.popitem(last=False)[1]
+        oldest_live: CallerRegistry | None = None
+        for candidate in self._entries.values():
+            if candidate.getting_registry:
+                continue
+            if candidate.age(self.wall_clock()) is None:
+                return candidate
+            oldest_live = oldest_live or candidate
+        return oldest_live
+
+    def deny(self, entry: CallerRegistry) -> None:
+        """Move a caller whose key was refused (401/403) out of the map, into the
+        bounded list of refused digests, until `DENIED_RETRY` has passed."""
+        if self._entries.get(entry.digest) is entry:
+            del self._entries[entry.digest]
+        self._denied[entry.digest] = (entry.denied or "refused", entry._retry_at)
+        self._denied.move_to_end(entry.digest)
+        while len(self._denied) > self.max_denied:
+            self._denied.popitem(last=False)
+
+    def stand_in(self, why: str) -> CallerRegistry:
+        """The shared entry for callers routed on the shared registry because `why`:
+        one router set per reason, never fetching, never in the map."""
+        entry = self._stand_ins.get(why)
+        if entry is None:
+            if len(self._stand_ins) >= 32:  # reasons come from the upstream's answers
+                self._stand_ins.clear()
+            entry = self._stand_ins[why] = CallerRegistry("", self)
+            entry.shared_why = why
+            entry._cache_checked = True
+            entry._retry_at = float("inf")
+        return entry
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -651,7 +791,7 @@ class CallerRegistries:
     def set_policy(self, policy: Policy) -> None:
         """Put a new policy in force for every caller."""
         self.policy = policy
-        for entry in self._entries.values():
+        for entry in (*self._entries.values(), *self._stand_ins.values()):
             entry.routes.set_policy(policy)
 
     def shared_registry(self, why: str) -> Registry:
@@ -690,7 +830,7 @@ class CallerRegistries:
         return CallersHealth(
             callers=len(entries),
             live=len(ages),
-            denied=sum(1 for e in entries if e.denied is not None),
+            denied=len(self._denied),
             failing_and_stale=sum(
                 1 for e in entries if e.last_error is not None and (e.age(now) or 0) > stale_after
             ),
@@ -722,6 +862,8 @@ class CallerRegistries:
         except SnapshotError as exc:
             logger.warning("ignoring a caller registry cache file: %s", exc)
             return None
+        with contextlib.suppress(OSError):
+            os.utime(path)  # used now: the modification time orders the LRU pruning
         source = registry.source
         return registry.with_source(
             RegistrySource(
@@ -739,11 +881,16 @@ class CallerRegistries:
         from .._exceptions import SnapshotError
         from .._snapshot import save_snapshot
 
+        path = self._cache_file(digest)
+        new = not path.exists()
         try:
             # save_snapshot writes a mkstemp file (mode 0600) and renames it into place.
-            save_snapshot(registry, self._cache_file(digest))
+            save_snapshot(registry, path)
         except SnapshotError as exc:
             logger.warning("could not write a caller registry cache file: %s", exc)
+            return
+        if new:
+            prune_cache_dir(self.cache_dir, self.max_cache_files, keep=path)
 
     async def aclose(self) -> None:
         """Cancel fetches under way and close the Models API client."""

@@ -94,6 +94,13 @@ class ProxyConfig:
     log_format: LogFormat = "text"
     metrics: bool = True
     """Serve ``/caproute/metrics``."""
+    # -- who may read /caproute/* --
+    admin_listen: str | None = None
+    """``HOST:PORT`` (``PORT`` alone: on `host`) of a second listener that alone serves
+    ``/caproute/*``; the main port then answers only ``/caproute/health``'s status."""
+    admin_token: str | None = field(default=None, repr=False)
+    """Token ``/caproute/*`` require (as a bearer token or ``x-api-key``); without it,
+    ``/caproute/health`` answers its status only and the others 401."""
 
     def __post_init__(self) -> None:
         _check_upstream(self.upstream)
@@ -120,6 +127,22 @@ class ProxyConfig:
             raise ConfigError(f"log_format must be text or json, not {self.log_format!r}")
         if self.log_level.lower() not in LOG_LEVELS:
             raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
+        if self.admin_listen is not None:
+            _, admin_port = parse_listen(self.admin_listen, self.host)
+            if admin_port == self.port:
+                raise ConfigError(
+                    f"admin_listen: port {admin_port} is the main port; give the admin "
+                    "listener a port of its own"
+                )
+        if self.admin_token is not None and not self.admin_token.strip():
+            raise ConfigError("admin_token must not be empty")
+
+    @property
+    def admin_address(self) -> tuple[str, int] | None:
+        """Where ``/caproute/*`` is served when `admin_listen` is set: ``(host, port)``."""
+        if self.admin_listen is None:
+            return None
+        return parse_listen(self.admin_listen, self.host)
 
     @property
     def upstream_base(self) -> str:
@@ -153,6 +176,32 @@ _POSITIVE_FLOATS = (
     "body_timeout",
     "poll_interval",
 )
+
+
+def parse_listen(value: str, default_host: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``[IPv6]:PORT`` or ``PORT`` (on `default_host`) → ``(host, port)``.
+
+    Raises:
+        ConfigError: Not one of those shapes, or a port outside 1..65535 (0, "any free
+            port", is not allowed: the proxy tells the listeners apart by port).
+    """
+    text = value.strip()
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        host, port_text = default_host, text
+    elif host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host or not host:
+        host = host or default_host
+        if ":" in host:
+            raise ConfigError(
+                f"admin_listen: write an IPv6 address in brackets, [::1]:9090, not {value!r}"
+            )
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ConfigError(
+            f"admin_listen: expected HOST:PORT or PORT with a port in 1..65535, not {value!r}"
+        )
+    return host, int(port_text)
 
 
 def _check_upstream(url: str) -> None:

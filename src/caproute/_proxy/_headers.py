@@ -14,8 +14,10 @@ Why each rule exists:
 * A header value with CR, LF or NUL is an injection attempt (RFC 9110 §5.5 forbids
   them). The server's parser normally refuses them first; dropping them here again
   keeps the guarantee even behind a laxer server.
-* ``caproute-bypass`` / ``caproute-route`` are requests to the proxy itself (see
-  `controls`): they never travel upstream, enabled or not.
+* ``caproute-*`` names belong to caproute: ``caproute-bypass`` / ``caproute-route``
+  are requests to the proxy itself (see `controls`), consumed here whether enabled or
+  not, and any other ``caproute-`` header (a response header a caller echoes back, a
+  misspelt control) is caproute's too. None of them travels upstream.
 * Credentials: in pass-through mode the caller's ``x-api-key`` / ``Authorization``
   travel unchanged. In own-key mode the caller proves itself with a local token
   (checked in constant time) and its credentials are stripped, so a token can never
@@ -57,6 +59,12 @@ CONTROL_HEADERS: frozenset[bytes] = frozenset({BYPASS_HEADER, ROUTE_HEADER})
 
 _FORBIDDEN_VALUE_BYTES = re.compile(rb"[\r\n\x00]")
 
+CAPROUTE_PREFIX = b"caproute-"
+"""Every header named so is caproute's own: never forwarded upstream."""
+_REQUEST_DROP_PREFIXES = (b"proxy-", CAPROUTE_PREFIX)
+_RESPONSE_DROP_PREFIXES = (b"proxy-",)
+"""Responses keep their ``caproute-*`` headers: they are the routing decision, for the caller."""
+
 # The drop sets are fixed, so they are built once here rather than per request (this
 # runs twice for every proxied request: once each way).
 _REQUEST_DROP: frozenset[bytes] = HOP_BY_HOP | _RECOMPUTED_REQUEST_HEADERS | CONTROL_HEADERS
@@ -68,7 +76,11 @@ def _named_in_connection(value: bytes) -> set[bytes]:
     return {token.strip().lower() for token in value.split(b",") if token.strip()}
 
 
-def _end_to_end(headers: Iterable[tuple[bytes, bytes]], drop: frozenset[bytes]) -> Headers:
+def _end_to_end(
+    headers: Iterable[tuple[bytes, bytes]],
+    drop: frozenset[bytes],
+    prefixes: tuple[bytes, ...] = _REQUEST_DROP_PREFIXES,
+) -> Headers:
     """One pass over `headers`; a second, rare one only when ``Connection`` names headers.
 
     ``Connection`` may come after the headers it names, so what it names is collected on
@@ -79,7 +91,7 @@ def _end_to_end(headers: Iterable[tuple[bytes, bytes]], drop: frozenset[bytes]) 
     unsafe = _FORBIDDEN_VALUE_BYTES.search
     for raw_name, value in headers:
         name = raw_name.lower()
-        if name in drop or name.startswith(b"proxy-"):
+        if name in drop or name.startswith(prefixes):
             if name == b"connection":
                 named = (named or set()) | _named_in_connection(value)
             continue
@@ -111,7 +123,7 @@ def upstream_request_headers(headers: Headers, *, api_key: str | None) -> Header
 
 def downstream_response_headers(headers: Iterable[tuple[bytes, bytes]]) -> Headers:
     """The upstream response headers a caller gets (hop-by-hop ones removed)."""
-    return _end_to_end(headers, HOP_BY_HOP)
+    return _end_to_end(headers, HOP_BY_HOP, _RESPONSE_DROP_PREFIXES)
 
 
 def controls(headers: Headers) -> tuple[bool, str | None]:

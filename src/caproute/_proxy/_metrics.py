@@ -15,9 +15,14 @@ What is counted (names are stable, they end up in dashboards):
   ``bypassed`` (``caproute-bypass``), ``local`` for answers the proxy wrote itself
   (health, metrics, 401/408/413/431) and ``failed`` when the upstream could not be
   reached; ``status`` the HTTP status sent. ``requested_model`` is what the caller
-  asked for, ``model`` what it was sent to (empty when none). Caller-chosen values
-  make unbounded label sets, so at most `MAX_MODEL_LABELS` distinct model names are
-  used per process; the rest are counted as ``other``.
+  asked for, ``model`` what it was sent to (empty when none). Only names of the
+  shared lineup (`ProxyMetrics.lineup`: the proxy's own registry, the embedded or
+  ``--snapshot`` lineup in pass-through mode, the own key's in own-key mode) become
+  label values; any other name is counted as ``other``. So the page shows no model
+  only some caller's key can see (anyone who may read it may see the shared lineup
+  at ``/caproute/registry`` anyway), and caller-chosen names can neither grow the
+  label set nor crowd real models out. At most `MAX_MODEL_LABELS` distinct names are
+  used per process (a lineup is far smaller).
 * ``caproute_proxy_tokens_total{model, kind}``: tokens the upstream reported in
   answers' ``usage`` (streams included): ``input``, ``output``, ``cache_read``,
   ``cache_creation``.
@@ -41,6 +46,7 @@ What is counted (names are stable, they end up in dashboards):
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Container
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -68,24 +74,44 @@ LATENCY_BUCKETS: Final = (
 
 MAX_MODEL_LABELS: Final = 200
 """Distinct model names used as label values per process; others become ``other``."""
+OTHER: Final = "other"
+"""The label value of every model name outside the shared lineup."""
+_MAX_REJECTED: Final = 4096
+"""Names remembered as outside the lineup (a cache: cleared when full or the lineup changes)."""
 
 MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 
 
-class _Bounded:
-    """Caps the distinct values a label takes (callers choose model names)."""
+class _ModelLabels:
+    """Label values for model names: a name of the shared lineup, else ``other``.
+
+    Callers choose model names, and a name only one caller's key can see must not be
+    shown to every reader of the metrics. A name admitted once keeps its label (a
+    series must not change its name); at most `limit` are admitted. Names found
+    outside the lineup are remembered until the lineup object changes (a reload, an
+    own-key refresh), so junk names cost one dict lookup each.
+    """
 
     def __init__(self, limit: int) -> None:
         self._seen: set[str] = set()
         self._limit = limit
+        self._rejected: set[str] = set()
+        self._rejected_for: object = None
 
-    def __call__(self, value: str | None) -> str:
+    def __call__(self, value: str | None, lineup_of: Callable[[], Container[str]] | None) -> str:
         if not value:
             return ""
         if value in self._seen:
             return value
-        if len(self._seen) >= self._limit:
-            return "other"
+        lineup = lineup_of() if lineup_of is not None else None
+        if lineup is not self._rejected_for or len(self._rejected) >= _MAX_REJECTED:
+            self._rejected = set()
+            self._rejected_for = lineup
+        if value in self._rejected:
+            return OTHER
+        if lineup is None or value not in lineup or len(self._seen) >= self._limit:
+            self._rejected.add(value)
+            return OTHER
         self._seen.add(value)
         return value
 
@@ -177,7 +203,10 @@ class ProxyMetrics:
         )
         self.in_flight = 0
         """Requests being served by this process (what tests and health read)."""
-        self._model_label = _Bounded(MAX_MODEL_LABELS)
+        self.lineup: Callable[[], Container[str]] | None = None
+        """The shared lineup in force (`ProxyApp` sets it to its own router's registry);
+        model names outside it are labelled ``other`` (all of them while unset)."""
+        self._model_label = _ModelLabels(MAX_MODEL_LABELS)
         # Labelled children by label values: `labels()` validates and locks on every
         # call (~3 µs); a dict lookup is enough once a combination has been seen. The
         # label values are bounded (see `MAX_MODEL_LABELS`), so these dicts are too.
@@ -198,9 +227,10 @@ class ProxyMetrics:
 
     def record_request(self, outcome: str, decision: Decision | None, status: int) -> None:
         """Count one answered request."""
-        label = self._model_label
-        requested = label(decision.requested_model) if decision is not None else ""
-        model = label(decision.model) if decision is not None else ""
+        requested = model = ""
+        if decision is not None:
+            requested = self._model_label(decision.requested_model, self.lineup)
+            model = self._model_label(decision.model, self.lineup)
         values = (outcome, requested, model, str(status or ""))
         child = self._request_children.get(values)
         if child is None:
@@ -216,7 +246,7 @@ class ProxyMetrics:
 
     def record_tokens(self, model: str | None, tokens: dict[str, int]) -> None:
         """Count the tokens one answer reported."""
-        name = self._model_label(model) or "unknown"
+        name = self._model_label(model, self.lineup) or "unknown"
         for kind, count in tokens.items():
             if count:
                 child = self._token_children.get((name, kind))

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 
 from .._exceptions import CaprouteError
 
@@ -94,6 +95,13 @@ class FileWatcher:
 
     def check(self) -> bool:
         """Reload if the file changed since the last look; True when a reload ran."""
+        if not self._changed():
+            return False
+        self.reload()
+        return True
+
+    def _changed(self) -> bool:
+        """Whether the file changed since the last look (a file that went is logged)."""
         identity = _identity(self.path)
         if identity == self._identity:
             return False
@@ -103,31 +111,46 @@ class FileWatcher:
                 "%s file %s disappeared; keeping the %s in force", self.what, self.path, self.what
             )
             return False
-        self.reload()
         return True
 
     def reload(self) -> bool:
         """Load the file now (SIGHUP); True when the new content is in force."""
         self._identity = _identity(self.path)
+        return self._settle(self._attempt())
+
+    def _attempt(self) -> tuple[bool, Any]:
+        """``(True, value)`` loaded, or ``(False, message)`` why not; touches no state,
+        so it may run in a worker thread."""
         try:
-            policy = self._load(self.path)
+            return True, self._load(self.path)
         except (CaprouteError, OSError) as exc:
             # A PolicyError renders as file:line:column: message.
-            message = str(exc) if isinstance(exc, CaprouteError) else f"{self.path}: {exc}"
+            return False, str(exc) if isinstance(exc, CaprouteError) else f"{self.path}: {exc}"
+
+    def _settle(self, attempt: tuple[bool, Any]) -> bool:
+        """Put a loaded value in force, or log and count why not (on the caller's thread)."""
+        loaded, value = attempt
+        if not loaded:
             logger.error(
-                "%s reload rejected, keeping the %s in force: %s", self.what, self.what, message
+                "%s reload rejected, keeping the %s in force: %s", self.what, self.what, value
             )
             self._on_result("error")
-            self.status = FileStatus(self.status.file, self.status.loaded_at, message)
+            self.status = FileStatus(self.status.file, self.status.loaded_at, value)
             return False
-        self.apply(policy)
+        self.apply(value)
         self._on_result("ok")
         self.status = FileStatus(file=self.status.file, loaded_at=self._clock())
         logger.info("%s reloaded from %s", self.what, self.path)
         return True
 
     async def run(self) -> None:
-        """Poll forever (cancel the surrounding task group to stop)."""
+        """Poll forever (cancel the surrounding task group to stop).
+
+        A changed file is read and validated in a worker thread and put in force on the
+        event loop: however long a file takes to load (within its limits, see
+        docs/reliability.md), requests keep being served meanwhile.
+        """
         while True:
             await anyio.sleep(self._interval)
-            self.check()
+            if self._changed():
+                self._settle(await anyio.to_thread.run_sync(self._attempt))

@@ -140,8 +140,16 @@ def uvicorn_config(config: ProxyConfig, app: Any | None = None, **overrides: Any
     return uvicorn_settings
 
 
-def listen(host: str, port: int) -> socket.socket:
+BUSY_HINT = "another caproute serve? pick another --port"
+
+
+def listen(host: str, port: int, *, hint: str = BUSY_HINT) -> socket.socket:
     """A listening socket on `host`:`port`.
+
+    Args:
+        host: The interface.
+        port: The port.
+        hint: What to suggest when the address is in use.
 
     Raises:
         ConfigError: The address is in use or can't be bound (one line, no traceback).
@@ -159,14 +167,22 @@ def listen(host: str, port: int) -> socket.socket:
         sock.listen(2048)
     except OSError as exc:
         sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise ConfigError(
-                f"cannot listen on {host}:{port}: the address is already in use "
-                "(another caproute serve? pick another --port)"
-            ) from None
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise bind_error(host, port, exc, hint=hint) from None
     sock.set_inheritable(True)
     return sock
+
+
+def bind_error(host: str, port: int, exc: OSError, *, hint: str) -> ConfigError:
+    """The one-line error for a socket that could not be bound to `host`:`port`.
+
+    Shared by every command that listens (``caproute serve``, ``caproute fake``), so a
+    busy port reads the same everywhere.
+    """
+    if exc.errno == errno.EADDRINUSE:
+        return ConfigError(
+            f"cannot listen on {host}:{port}: the address is already in use ({hint})"
+        )
+    return ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 
 
 def serve_proxy(config: ProxyConfig, *, sock: socket.socket | None = None) -> None:
@@ -193,6 +209,14 @@ def serve_proxy(config: ProxyConfig, *, sock: socket.socket | None = None) -> No
         settings = uvicorn_config(config)
     logging.config.dictConfig(settings.log_config)
     sock = sock or listen(config.host, config.port)
+    sockets = [sock]
+    admin = config.admin_address
+    if admin is not None:
+        try:
+            sockets.append(listen(*admin, hint="pick another --admin-listen port"))
+        except ConfigError:
+            sock.close()
+            raise
     http, loop = server_flavour()
     logging.getLogger("caproute.proxy").info(
         "caproute proxy on http://%s:%s -> %s (%s + %s, %s mode, %d worker%s)",
@@ -205,18 +229,25 @@ def serve_proxy(config: ProxyConfig, *, sock: socket.socket | None = None) -> No
         config.workers,
         "" if config.workers == 1 else "s",
     )
+    if admin is not None or config.admin_token is not None:
+        logging.getLogger("caproute.proxy").info(
+            "/caproute/* on %s%s",
+            f"http://{admin[0]}:{admin[1]}" if admin is not None else "the main port",
+            " with the admin token" if config.admin_token is not None else "",
+        )
     if config.workers == 1:
-        _without_signal_reraise(uvicorn.Server(settings)).run(sockets=[sock])
+        _without_signal_reraise(uvicorn.Server(settings)).run(sockets=sockets)
         return
     from uvicorn.supervisors import Multiprocess
 
     metrics_dir = tempfile.mkdtemp(prefix="caproute-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # inherited by the workers
     try:
-        Multiprocess(settings, sockets=[sock]).run()
+        Multiprocess(settings, sockets=sockets).run()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
-        sock.close()
+        for listener in sockets:
+            listener.close()
 
 
 def _without_signal_reraise(server: Any) -> Any:

@@ -13,9 +13,10 @@ them all). Precedence, per setting: **flag > environment > file > default**.
   are errors reading ``file:line:column: message`` with a did-you-mean. Relative paths
   in it are relative to the file.
 * Secrets are never values in a file or on the command line: the file and the flags
-  name the *variables* holding them (``api_key_env``, ``require_token_env``).
-  ``CAPROUTE_REQUIRE_TOKEN`` (or ``--require-token``, for quick trials) is the only
-  setting that is a secret itself.
+  name the *variables* holding them (``api_key_env``, ``require_token_env``,
+  ``admin.token_env``). ``CAPROUTE_REQUIRE_TOKEN`` and ``CAPROUTE_ADMIN_TOKEN`` (or
+  ``--require-token`` / ``--admin-token``, for quick trials) are the only settings
+  that are secrets themselves.
 
 Building the argument parser imports nothing heavy; pydantic is loaded only to read a
 config file.
@@ -281,13 +282,40 @@ SETTINGS: tuple[Setting, ...] = (
         ("text", "json"),
     ),
     _s("metrics", "metrics.enabled", "bool", "serve /caproute/metrics (default: on)"),
+    _s(
+        "admin_listen",
+        "admin.listen",
+        "str",
+        "serve /caproute/* on this second address only, HOST:PORT or PORT; the main "
+        "port then answers only /caproute/health's status (default: the main port)",
+        "HOST:PORT",
+    ),
+    _s(
+        "admin_token_env",
+        "admin.token_env",
+        "str",
+        "/caproute/* need the token in this variable (bearer or x-api-key); without it "
+        "health answers its status only, registry and metrics 401 (default: no token)",
+        "NAME",
+    ),
+    _s(
+        "admin_token",
+        None,
+        "str",
+        "the admin token itself (shows in the process list: prefer --admin-token-env)",
+        "TOKEN",
+    ),
 )
 """Every setting, in the order of ``caproute serve --help``."""
 
 BY_NAME: Mapping[str, Setting] = {setting.name: setting for setting in SETTINGS}
 
-_SECRET_VARIABLES = ("api_key_env", "require_token_env")
-_NOT_CONFIG_FIELDS = frozenset({"config", *_SECRET_VARIABLES, "require_token"})
+_SECRET_VARIABLES = ("api_key_env", "require_token_env", "admin_token_env")
+_SECRETS = frozenset({"require_token", "admin_token"})
+"""Settings whose value is itself a secret (never shown)."""
+_NOT_CONFIG_FIELDS = frozenset({"config", *_SECRET_VARIABLES, *_SECRETS})
+_EXCLUSIVE = ({"require_token", "require_token_env"}, {"admin_token", "admin_token_env"})
+"""Pairs of flags of which one may be given: a secret, or the variable holding it."""
 
 
 # -- the command line --------------------------------------------------------------------
@@ -295,12 +323,14 @@ _NOT_CONFIG_FIELDS = frozenset({"config", *_SECRET_VARIABLES, "require_token"})
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add one flag per setting (every default `None`: unset flags don't override)."""
-    token: argparse._MutuallyExclusiveGroup | None = None
+    groups: dict[int, argparse._MutuallyExclusiveGroup] = {}
     for setting in SETTINGS:
         target: Any = parser
-        if setting.name in ("require_token", "require_token_env"):
-            token = token or parser.add_mutually_exclusive_group()
-            target = token
+        for index, pair in enumerate(_EXCLUSIVE):
+            if setting.name in pair:
+                if index not in groups:
+                    groups[index] = parser.add_mutually_exclusive_group()
+                target = groups[index]
         options: dict[str, Any] = {"help": setting.help, "default": None}
         if setting.kind == "bool":
             options["action"] = argparse.BooleanOptionalAction
@@ -352,7 +382,7 @@ def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _parse(setting: Setting, raw: str) -> Any:
-    shown = "(hidden)" if setting.name == "require_token" else repr(raw)
+    shown = "(hidden)" if setting.name in _SECRETS else repr(raw)
     try:
         if setting.kind == "bool":
             if raw.lower() in _TRUE:
@@ -523,6 +553,22 @@ def _semantic(document: BaseModel) -> Iterator[tuple[tuple[str | int, ...], str]
             _check_upstream(upstream)
         except ConfigError as exc:
             yield ("upstream",), str(exc)
+    admin = data.get("admin", {})
+    if "listen" in admin:
+        from ._config import parse_listen
+
+        listen = data.get("listen", {})
+        try:
+            _, admin_port = parse_listen(admin["listen"], listen.get("host", "127.0.0.1"))
+        except ConfigError as exc:
+            yield ("admin", "listen"), str(exc).removeprefix("admin_listen: ")
+        else:
+            if admin_port == listen.get("port", 8787):
+                yield (
+                    ("admin", "listen"),
+                    f"port {admin_port} is the main port (listen.port); give the admin "
+                    "listener a port of its own",
+                )
     credentials = data.get("credentials", {})
     if "require_token_env" in credentials and "api_key_env" not in credentials:
         yield (
@@ -609,6 +655,10 @@ def resolve(
     if token is None:
         token = _secret(values.get("require_token_env"), "require_token_env", environ)
     options["require_token"] = token
+    admin_token = values.get("admin_token")
+    if admin_token is None:
+        admin_token = _secret(values.get("admin_token_env"), "admin_token_env", environ)
+    options["admin_token"] = admin_token
     return ProxyConfig(**options), origin
 
 

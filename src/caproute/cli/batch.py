@@ -15,8 +15,10 @@ machinery are imported inside the commands, so ``caproute --help`` stays quick.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._output import print_json
@@ -89,6 +91,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="NAME:VALUE",
         help="a header for policy routes that match on headers (repeatable); "
         "used for routing only, never sent; recorded for retries",
+    )
+    submit.add_argument(
+        "--allow-unknown",
+        action="store_true",
+        help="send requests to a model whose support of what they need is unknown "
+        "(refused locally by default: the API would error them only when the batch "
+        "ends); recorded for retries",
     )
     _api_options(submit, submits=True)
     submit.set_defaults(func=run_submit)
@@ -222,6 +231,23 @@ def _note(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+@contextlib.contextmanager
+def _on_interrupt(state: str, what: str) -> Iterator[None]:
+    """Say what a Ctrl-C leaves behind (the batches run on at the API) and how to go on;
+    the exit status stays 130."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        _note(
+            f"\ninterrupted: {what}; the batches already submitted keep running at the API "
+            "(nothing was canceled). Follow them with "
+            f"`caproute batch wait --state {state}`, merge with "
+            f"`caproute batch results --state {state} --out FILE`, or stop them with "
+            f"`caproute batch cancel --state {state}`."
+        )
+        raise
+
+
 def _credentials(args: argparse.Namespace) -> dict[str, Any]:
     from .models import secret_from_env
 
@@ -277,6 +303,7 @@ def run_submit(args: argparse.Namespace) -> int:
         "api_version": args.api_version,
         "betas": tuple(args.beta),
         "headers": parse_headers(args.header),
+        "allow_unknown": args.allow_unknown,
     }
     if args.dry_run:
         plan = BatchJob.dry_run(args.requests, **_credentials(args), **routing)
@@ -295,7 +322,9 @@ def run_submit(args: argparse.Namespace) -> int:
             _note(f"resuming the job in {args.state} (planned earlier):")
         _print_plan(job.plan, as_json=args.json)
         sys.stdout.flush()
-        sent = job.submit()
+        what = "run the same submit command again to submit the rest (nothing twice)"
+        with _on_interrupt(args.state, what):
+            sent = job.submit()
         status = job.status()
         _note(f"submitted {sent} batch(es) now; " + status.summary())
     return 0
@@ -345,7 +374,11 @@ def render_status(status: BatchStatus) -> str:
 
 def run_wait(args: argparse.Namespace) -> int:
     """Poll until every batch has ended, with a progress display on stderr."""
-    with _open(args) as job, _progress_display() as show:
+    with (
+        _on_interrupt(args.state, "stopped following"),
+        _open(args) as job,
+        _progress_display() as show,
+    ):
         status = job.wait(on_progress=show)
     if args.json:
         print_json(status.to_dict())
@@ -452,7 +485,8 @@ def run_results(args: argparse.Namespace) -> int:
                 else:
                     print(plan.summary())
                     sys.stdout.flush()
-                with _progress_display() as show:
+                what = "the retry round is submitted; no results file was written"
+                with _on_interrupt(args.state, what), _progress_display() as show:
                     job.wait(on_progress=show)
         report = job.write_results(args.out)
     if args.json:

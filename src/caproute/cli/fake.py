@@ -25,6 +25,7 @@ from .._exceptions import ConfigError
 
 DEFAULT_PORT = 8788
 """One above `caproute serve`'s 8787, so the two can run side by side."""
+BUSY_HINT = "another caproute fake? pick another --port, or --port 0 for any free one"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -78,19 +79,27 @@ def run_fake(args: argparse.Namespace) -> int:
     try:
         try:
             fake.start()
+        except OSError as exc:  # binding the port: the same one line as `caproute serve`
+            from .._proxy._server import bind_error
+
+            raise bind_error("127.0.0.1", args.port, exc, hint=BUSY_HINT) from None
         except RuntimeError as exc:
             cause = exc.__cause__
             reason = f": {cause}" if isinstance(cause, OSError) else ""
             raise ConfigError(f"{exc}{reason}") from exc
         try:
             key = args.api_key or "test-key"
+            # The fake's key is a throwaway the command exists to announce (scripts
+            # read it): shown as it is, past the CLI's credential masking.
+            from .._redact import print_unmasked
+
             if args.json:
                 where = {"url": fake.url, "port": fake.port, "models": len(fake.models())}
-                print(json.dumps({**where, "api_key": key}), flush=True)
+                print_unmasked(json.dumps({**where, "api_key": key}))
             else:
                 count = len(fake.models())
                 print(f"fake Anthropic API on {fake.url} ({count} models)", flush=True)
-                print(f"  export ANTHROPIC_BASE_URL={fake.url} ANTHROPIC_API_KEY={key}", flush=True)
+                print_unmasked(f"  export ANTHROPIC_BASE_URL={fake.url} ANTHROPIC_API_KEY={key}")
                 print("Ctrl-C to stop", flush=True)
             while not stop.wait(0.5):
                 pass

@@ -172,8 +172,58 @@ def _fetch_live(args: argparse.Namespace) -> Registry:
     fetcher = RegistryFetcher(
         api_key=api_key, base_url=args.base_url, background=False, max_attempts=args.retries + 1
     )
+    from .._exceptions import SnapshotError
+    from .._snapshot import initial_registry, save_snapshot
+
+    # What the fetch starts from: the user cache of this endpoint and key, else the
+    # embedded lineup.
+    cache = fetcher.cache_file
+    before = initial_registry(cache_path=cache)
     with fetcher, _reported_here():
-        return fetcher.refresh()
+        registry = fetcher.refresh()
+    if before.source.kind != "embedded":
+        return registry
+    told = _first_fetch_unlisted(registry, before, fetcher.base_url)
+    if told is not registry and cache.is_file():
+        # The fetch just cached its data: keep the same data, told the same way, so the
+        # next fetch doesn't start from "not listed any more".
+        with contextlib.suppress(SnapshotError):
+            save_snapshot(told, cache)
+    return told
+
+
+def _first_fetch_unlisted(registry: Registry, embedded: Registry, base_url: str) -> Registry:
+    """`registry` with the models a first fetch from `base_url` left out (kept,
+    unlisted) told as such.
+
+    Nothing was fetched from this endpoint before: the models its list leaves out were
+    never listed there, they are only in the lineup caproute ships with. Saying they are
+    "not listed any more" would report a change that never happened.
+    """
+    from .._core.registry import Registry
+
+    new = {
+        model_id: reason
+        for model_id, reason in registry.unlisted.items()
+        if model_id not in embedded.unlisted and model_id not in embedded.tombstones
+    }
+    if not new:
+        return registry
+    lineup = embedded.source.describes
+    where = f"the embedded lineup{f' (of {lineup})' if lineup else ''}"
+    told = {}
+    for model_id in new:
+        info = embedded.get(model_id)
+        if info is not None and info.lifecycle == "retired":
+            # The list leaves retired models out by default: nothing about this key.
+            told[model_id] = f"retired in {where}; not listed by the Models API at {base_url}"
+        else:
+            told[model_id] = (
+                f"in {where} but not listed for this key by the Models API at {base_url}"
+            )
+    document = registry.to_json()
+    document["unlisted"] = {**document.get("unlisted", {}), **told}
+    return Registry.from_json(document, source=registry.source)
 
 
 def secret_from_env(name: str | None, flag: str) -> str | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -145,7 +146,7 @@ def run_check(args: argparse.Namespace) -> int:
     from .._proxy._settings import looks_like_server_config
 
     text = read_policy_text(args.policy)
-    if looks_like_server_config(text):
+    if _looks_like_server_config(text, looks_like_server_config):
         findings = _check_server_config(text, args)
     else:
         findings = Findings("policy", args.policy)
@@ -159,15 +160,25 @@ def run_check(args: argparse.Namespace) -> int:
     return findings.exit_status(args.strict)
 
 
+def _looks_like_server_config(text: str, looks: Callable[[str], bool]) -> bool:
+    """`looks` (a plain YAML read), False when the text is too deep to read that way: it
+    is then checked as a policy, whose loader reports where the nesting goes too deep."""
+    try:
+        return looks(text)
+    except RecursionError:
+        return False
+
+
 def _check_policy(
     findings: Findings, text: str, file: str, *, registry: bool, snapshot: str | Path | None
 ) -> None:
     """Add a policy's errors, or its route count and, with `registry`, its warnings
     against the `snapshot` file (else the best registry available offline)."""
     from .._core.policy import check_policy_text, registry_warnings
+    from .._policy_io import policy_limits
 
     policy: Policy | None
-    policy, errors = check_policy_text(text, filename=file)
+    policy, errors = check_policy_text(text, filename=file, limits=policy_limits())
     findings.errors += errors
     if policy is None:
         return

@@ -17,8 +17,9 @@ means supported, ``-`` unsupported, ``?`` unknown (``+?``: the rest unknown).
 Narrower than that, rich shrinks and folds the columns: no line is ever wider than the
 width asked for.
 
-**What the app learned.** Models the latest list left out (tombstones) follow the listed
-ones with lifecycle ``unlisted``; a value that comes from a fact learned from the API's
+**What the app learned.** Models the latest list left out (still routed until the API
+confirms them retired) and tombstones (known to be unavailable) follow the listed ones
+with lifecycle ``unlisted``; a value that comes from a fact learned from the API's
 answers carries a ``*``. Both are listed with their reasons under the table. Expired
 facts are listed as expired and marked nowhere (a running app has dropped them).
 
@@ -154,15 +155,19 @@ class _Row:
 
 
 def _rows(registry: Registry) -> list[_Row]:
-    """Listed models first (the API's order), then the tombstones."""
-    return [_row(registry, model_id) for model_id in (*registry.ids, *registry.tombstones)]
+    """Listed models first (the API's order), then the unlisted ones and the tombstones."""
+    return [_row(registry, model_id) for model_id in _all_ids(registry)]
+
+
+def _all_ids(registry: Registry) -> tuple[str, ...]:
+    return (*registry.ids, *registry.unlisted, *registry.tombstones)
 
 
 def _row(registry: Registry, model_id: str) -> _Row:
     info = registry.get(model_id)
     assert info is not None  # ids and tombstones always resolve
     marked = {_column_of(key) for key in registry.learned_keys(model_id)}
-    unlisted = registry.tombstone(model_id) is not None
+    unlisted = model_id not in registry.ids
     lifecycle = UNLISTED if unlisted else (registry.lifecycle(model_id) or "?")
     flags = registry.capability_flags(model_id)
     plain = {
@@ -459,16 +464,22 @@ def render_registry(
         heading = describe(registry, now)
     parts: list[RenderableType] = [Text(heading), Text(""), table, Text("")]
     legend = [FLAGS_LEGEND, STATES_LEGEND]
-    marked = any(shown.learned_keys(model_id) for model_id in (*shown.ids, *shown.tombstones))
+    marked = any(shown.learned_keys(model_id) for model_id in _all_ids(shown))
     if marked:
         legend.append(LEARNED_LEGEND)
-    if shown.tombstones:
+    if shown.tombstones or shown.unlisted:
         legend.append(UNLISTED_LEGEND)
     parts += [Text(line) for line in legend]
     if registry.learned:
         title = f"Learned from the API's answers ({len(registry.learned)}):"
         lines = _fact_lines(shown, registry.learned, now)
         parts += [Text(""), Text(title), _facts(lines, look, console, width)]
+    if shown.unlisted:
+        title = (
+            f"Not in the latest list ({len(shown.unlisted)}), kept and routed until the "
+            "API confirms them retired:"
+        )
+        parts += [Text(""), Text(title), _tombstones(shown.unlisted)]
     if shown.tombstones:
         title = f"No longer listed ({len(shown.tombstones)}), kept and routed as retired:"
         parts += [Text(""), Text(title), _tombstones(shown.tombstones)]
@@ -481,7 +492,7 @@ def render_registry(
 def describe(registry: Registry, now: float | None = None) -> str:
     """``22 models from embedded (lineup of 2026-11-26)``, with the tombstones counted."""
     count = f"{len(registry)} model{'' if len(registry) == 1 else 's'}"
-    if unlisted := len(registry.tombstones):
+    if unlisted := len(registry.tombstones) + len(registry.unlisted):
         count += f" (+{unlisted} no longer listed)"
     return f"{count} from {registry.source.describe(now)}"
 

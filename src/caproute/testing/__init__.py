@@ -59,6 +59,16 @@ prefix)::
     fake.faults.add("/v1/messages", stream_error="overloaded_error")  # SSE error event
     fake.faults.add("/v1/models*", status=503, times=None)  # until fake.faults.clear()
 
+Standing refusals (API-side behaviour that starts mid-run; `Refusals`)::
+
+    fake.refusals.disable_url_fetch("sk-b")   # URL sources off for sk-b's organization
+    fake.refusals.refuse_parameter("claude-x", "temperature")  # "...deprecated for this model."
+    fake.faults.add("/v1/messages", status=400, error_code="image_dimensions_too_large",
+                    details={"max_side_length_pixels": 8000, "paths": ["messages.0.content.0"]})
+
+Payload limits are checked as the API checks them: a base64 image over 5 MB, more
+than 100 images and documents in one request.
+
 Keys: ``FakeAnthropic(api_key="sk-a", keys={"sk-b": ["claude-x"]},
 models_forbidden=["sk-b"])`` accepts a second key that sees (and may use) only
 ``claude-x``, as organizations and workspaces see different lineups, and whose
@@ -74,7 +84,9 @@ pytest: add ``pytest_plugins = ["caproute.testing.pytest_plugin"]`` to a conftes
 a ``fake_anthropic`` fixture (default catalogue, ``api_key="test-key"``), or write
 your own fixture around ``with FakeAnthropic(...) as fake: yield fake``. Starting
 and stopping take a few milliseconds; a module-scoped fake plus ``fake.reset()`` is
-cheaper still.
+cheaper still. Closing removes the registry cache file caproute keeps for the fake's
+URL (a routed client that fetched its lineup wrote it), so fakes on random ports
+leave nothing behind.
 
 Not imported by ``import caproute``; importing this package pulls in uvicorn but not
 the anthropic SDK (``fake.client()`` imports it when called).
@@ -84,17 +96,20 @@ from __future__ import annotations
 
 from ._app import RecordedRequest
 from ._catalogue import builtin_models, make_model
-from ._faults import Fault, FaultQueue
+from ._faults import PARAMETER_REFUSALS, URL_FETCH_DISABLED, Fault, FaultQueue, Refusals
 from ._lineups import GeneratedLineup, random_lineup, random_request, verdict
 from ._replies import call_tools
 from ._server import FakeAnthropic
 
 __all__ = [
+    "PARAMETER_REFUSALS",
+    "URL_FETCH_DISABLED",
     "FakeAnthropic",
     "Fault",
     "FaultQueue",
     "GeneratedLineup",
     "RecordedRequest",
+    "Refusals",
     "builtin_models",
     "call_tools",
     "make_model",

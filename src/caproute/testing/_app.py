@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, unquote
 
 from ._batches import FakeBatches
 from ._catalogue import Catalogue, lifecycle_of
-from ._faults import Fault, FaultQueue
+from ._faults import DetailedError, Fault, FaultQueue, Refusals
 from ._validation import Wording, check_api_version, resolve_model, validate_params
 from ._wire import (
     ApiError,
@@ -98,6 +98,8 @@ class FakeState:
     """More accepted keys → the model ids each may see and use (`None`: all)."""
     models_forbidden: frozenset[str] = frozenset()
     """Keys that get 403 ``permission_error`` from the Models API (inference still works)."""
+    refusals: Refusals = field(default_factory=Refusals)
+    """Standing refusals: organizations with URL sources off, parameters a model refuses."""
 
     def __post_init__(self) -> None:
         self.batches = FakeBatches(self.catalogue)
@@ -169,9 +171,10 @@ class FakeApp:
         try:
             response = await self._answer(request, fault)
         except ApiError as exc:
-            response = _Json(
-                error_body(exc.error_type, exc.message, request.request_id), exc.status
-            )
+            error = error_body(exc.error_type, exc.message, request.request_id)
+            if isinstance(exc, DetailedError):
+                error["error"]["details"] = exc.details
+            response = _Json(error, exc.status)
         await self._write(send, request, response, fault)
 
     # -- reading -----------------------------------------------------------------------------
@@ -256,7 +259,11 @@ class FakeApp:
             return _Json(fault.body, status)
         error_type = fault.error_type or error_type_for(status)
         text = fault.message or default_message(status)
-        return _Json(error_body(error_type, text, request.request_id), status)
+        error = error_body(error_type, text, request.request_id)
+        details = fault.error_details()
+        if details is not None:
+            error["error"]["details"] = details
+        return _Json(error, status)
 
     def _authenticate(self, request: _Request) -> None:
         key = self.state.api_key
@@ -326,6 +333,7 @@ class FakeApp:
             overload_status = self.state.overloads.get(model["id"])
         if overload_status is not None:
             raise ApiError(overload_status, default_message(overload_status))
+        self.state.refusals.check(_presented_key(request), model["id"], body)
         validate_params(
             body, model, api_version=version, endpoint="messages", wording=self.state.wording
         )

@@ -1,11 +1,17 @@
 """The fake's Message Batches: create, retrieve, list, cancel, delete, results (api-facts §4.1).
 
-A batch's per-request outcomes are decided when it is created: each ``params`` is
-validated like a Messages body (an invalid one comes back ``errored`` with the API's
-error, as in the API), and of the valid ones a configurable share is turned into
-``errored`` (a transient ``api_error``) or ``expired``. That draw is deterministic:
-it hashes the seed, the ``custom_id`` and how many times this fake has seen that
-``custom_id`` before, so a run is reproducible and a resubmitted request can succeed.
+Creation checks only the batch's shape (a list of 1-100,000 items, each a unique
+``custom_id`` and a ``params`` object): as in the API, each request's ``params`` is
+validated when the batch *processes* it, and an invalid one comes back as an
+``errored`` result carrying the error the Messages API would have answered
+(``invalid_request_error``, or ``not_found_error`` for an unknown model), never as a
+400 on creation (the batch-processing docs: "Validation of the params object for each
+message request is performed asynchronously"). So a catalogue changed between the
+creation and the processing decides, as the API's state at processing time does. Of
+the valid requests a configurable share is turned into ``errored`` (a transient
+``api_error``) or ``expired``. That draw is deterministic: it hashes the seed, the
+``custom_id`` and how many times this fake has seen that ``custom_id`` before, so a run
+is reproducible and a resubmitted request can succeed.
 
 Time: processing takes ``processing_s`` seconds of wall time. While it lasts,
 ``request_counts`` move from ``processing`` to the outcomes in proportion to the
@@ -46,6 +52,24 @@ _COUNT_KEYS = ("processing", "succeeded", "errored", "canceled", "expired")
 
 
 @dataclass
+class _Settings:
+    processing_s: float = 0.0
+    errored: float = 0.0
+    expired: float = 0.0
+    seed: int = 0
+
+
+@dataclass
+class _Request:
+    """One request of a batch, as created (validated only when processed)."""
+
+    custom_id: str
+    params: dict[str, Any]
+    seen: int
+    """How many times this fake had seen the ``custom_id`` before (for the draw)."""
+
+
+@dataclass
 class _Batch:
     id: str
     created_at: datetime
@@ -53,19 +77,18 @@ class _Batch:
     """`time.monotonic()` at creation: processing progress is measured from it."""
     duration: float
     """Processing time in seconds, from the settings at creation."""
-    results: list[dict[str, Any]]
+    requests: list[_Request]
+    settings: _Settings
+    """The settings at creation (the draw's shares and seed)."""
+    version: str
+    wording: Wording
+    build_message: MessageBuilder
+    results: list[dict[str, Any]] = field(default_factory=list)
+    """The outcome of every request processed so far, in submission order."""
     status: str = "in_progress"
     ended_at: datetime | None = None
     cancel_initiated_at: datetime | None = None
     processed_at_cancel: int | None = None
-
-
-@dataclass
-class _Settings:
-    processing_s: float = 0.0
-    errored: float = 0.0
-    expired: float = 0.0
-    seed: int = 0
 
 
 @dataclass
@@ -132,7 +155,7 @@ class FakeBatches:
     def custom_ids(self, batch_id: str) -> list[str]:
         """The ``custom_id`` of every request in a batch, in submission order."""
         with self._lock:
-            return [r["custom_id"] for r in self._get(batch_id).results]
+            return [r.custom_id for r in self._get(batch_id).requests]
 
     def clear(self) -> None:
         """Forget every batch and every ``custom_id`` seen; keep the settings."""
@@ -158,23 +181,28 @@ class FakeBatches:
         *,
         wording: Wording = "api",
     ) -> dict[str, Any]:
-        """``POST /v1/messages/batches``: shape errors reject the whole batch (400)."""
+        """``POST /v1/messages/batches``: shape errors reject the whole batch (400); each
+        request's ``params`` is validated later, when the batch processes it."""
         items = _batch_items(body)
-        settings = self._settings
-        results = []
-        for item in items:
-            custom_id = item["custom_id"]
-            with self._lock:
+        with self._lock:
+            settings = self._settings
+            requests = []
+            for entry in items:
+                custom_id = entry["custom_id"]
                 seen = self._seen.get(custom_id, 0)
                 self._seen[custom_id] = seen + 1
-            result = self._outcome(item["params"], version, build_message, wording)
-            if result["type"] == "succeeded":
-                result = _draw(result, settings, custom_id, seen)
-            results.append({"custom_id": custom_id, "result": result})
-        batch = _Batch(
-            new_id("msgbatch_"), datetime.now(UTC), time.monotonic(), settings.processing_s, results
-        )
-        with self._lock:
+                requests.append(_Request(custom_id, entry["params"], seen))
+            batch = _Batch(
+                new_id("msgbatch_"),
+                datetime.now(UTC),
+                time.monotonic(),
+                settings.processing_s,
+                requests,
+                settings,
+                version,
+                wording,
+                build_message,
+            )
             self._batches[batch.id] = batch
             return self._json(batch, base_url)
 
@@ -199,6 +227,7 @@ class FakeBatches:
             batch = self._get(batch_id)
             if batch.status == "in_progress":
                 batch.processed_at_cancel = self._processed(batch)
+                self._process(batch, batch.processed_at_cancel)
                 batch.status = "canceling"
                 batch.cancel_initiated_at = datetime.now(UTC)
             return self._json(batch, base_url)
@@ -223,26 +252,28 @@ class FakeBatches:
 
     # -- helpers (lock held unless said otherwise) -------------------------------------------
 
-    def _outcome(
-        self,
-        params: dict[str, Any],
-        version: str,
-        build_message: MessageBuilder,
-        wording: Wording,
-    ) -> dict[str, Any]:
-        """One request's outcome; invalid params error that item only, as in the API.
+    def _process(self, batch: _Batch, upto: int) -> None:
+        """Decide the outcome of the batch's requests up to index `upto` (processing)."""
+        for request in batch.requests[len(batch.results) : upto]:
+            result = self._outcome(batch, request.params)
+            if result["type"] == "succeeded":
+                result = _draw(result, batch.settings, request.custom_id, request.seen)
+            batch.results.append({"custom_id": request.custom_id, "result": result})
 
-        Runs without the lock: validation reads the catalogue, which has its own.
-        """
+    def _outcome(self, batch: _Batch, params: dict[str, Any]) -> dict[str, Any]:
+        """One request's outcome: what ``POST /v1/messages`` would answer, as a result
+        (``errored`` carries the same error body, `MessageBatchErroredResult`)."""
         try:
             model = resolve_model(self.catalogue, params)
-            validate_params(params, model, api_version=version, endpoint="batch", wording=wording)
+            validate_params(
+                params, model, api_version=batch.version, endpoint="batch", wording=batch.wording
+            )
         except ApiError as exc:
             return {
                 "type": "errored",
                 "error": error_body(exc.error_type, exc.message, new_id("req_")),
             }
-        return {"type": "succeeded", "message": build_message(params, model["id"])}
+        return {"type": "succeeded", "message": batch.build_message(params, model["id"])}
 
     def _get(self, batch_id: str) -> _Batch:
         batch = self._batches.get(batch_id)
@@ -263,15 +294,18 @@ class FakeBatches:
         until someone looks at it, so a cancel right after the create cancels it all."""
         if batch.duration <= 0:
             return 0
-        return int(len(batch.results) * cls._progress(batch))
+        return int(len(batch.requests) * cls._progress(batch))
 
     def _end(self, batch: _Batch) -> None:
         if batch.status == "canceling":
             done = batch.processed_at_cancel or 0
+            self._process(batch, done)
             batch.results[done:] = [
-                {"custom_id": r["custom_id"], "result": {"type": "canceled"}}
-                for r in batch.results[done:]
+                {"custom_id": r.custom_id, "result": {"type": "canceled"}}
+                for r in batch.requests[done:]
             ]
+        else:
+            self._process(batch, len(batch.requests))
         batch.status = "ended"
         batch.ended_at = datetime.now(UTC)
 
@@ -286,11 +320,12 @@ class FakeBatches:
             if batch.processed_at_cancel is not None
             else self._processed(batch)
         )
+        self._process(batch, done)
         for r in batch.results[:done]:
             kind = r["result"]["type"]
             # Expiry is only known at the end: until then such a request is still waiting.
             counts["processing" if kind == "expired" else kind] += 1
-        counts["processing"] += len(batch.results) - done
+        counts["processing"] += len(batch.requests) - done
         return counts
 
     def _json(self, batch: _Batch, base_url: str) -> dict[str, Any]:

@@ -5,17 +5,66 @@ test can script "429, then 500, then success" for `/v1/models` and assert that t
 client retried exactly that often. A path ending in ``*`` matches by prefix.
 
 Persistent overload (every inference request for one model answers 529 until
-cleared) is separate: it is state of the catalogue, not a one-shot event.
+cleared) is separate: it is state of the catalogue, not a one-shot event. So are the
+standing refusals of `Refusals` (``fake.refusals``): API-side behaviour that holds from
+the moment a test turns it on, for every matching request, as the real API's does:
+
+* ``fake.refusals.disable_url_fetch("sk-b")``: the organization behind key ``sk-b`` has
+  URL sources off. A Messages request from that key with a URL image or document
+  source, a ``web_fetch`` tool or ``mcp_servers`` gets the 400 of anthropic 2.17's
+  ``OrganizationURLFetchDisabledError`` (``error.details.error_code`` =
+  ``organization_url_fetch_disabled``); other keys are unaffected.
+* ``fake.refusals.refuse_parameter("claude-x", "temperature")``: from now on the model
+  refuses the parameter outright, "`temperature` is deprecated for this model." (the
+  text users of claude-opus-4-7 quote; LiteLLM issue 26444), whatever its value.
+
+Both take ``message=`` to word the refusal another way (tests generate wordings).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Fault", "FaultQueue"]
+from ._wire import ApiError
+
+__all__ = [
+    "PARAMETER_REFUSALS",
+    "URL_FETCH_DISABLED",
+    "DetailedError",
+    "Fault",
+    "FaultQueue",
+    "Refusals",
+]
+
+URL_FETCH_DISABLED = (
+    "URL image and document sources, the web_fetch tool and mcp_servers have been "
+    "turned off for this organization."
+)
+"""The fake's default message for ``organization_url_fetch_disabled``, after the class
+docstring of ``OrganizationURLFetchDisabledError`` in anthropic 2.17 ("Anthropic has
+turned off URL image and document sources, the `web_fetch` tool and `mcp_servers` for
+the organization, so the request cannot use them.")."""
+
+PARAMETER_REFUSALS: tuple[str, ...] = (
+    "`{name}` is deprecated for this model.",  # the API's text, as LiteLLM #26444 quotes it
+    "{name} is deprecated for this model.",  # the same through Bedrock (next-ai-draw-io#861)
+    "{name} is deprecated in this model",  # as opencode-weave#41 quotes it
+)
+"""Real wordings of a model refusing a parameter it used to take (``{name}``)."""
+
+
+class DetailedError(ApiError):
+    """An `ApiError` whose body carries ``error.details`` (``error_code`` and friends)."""
+
+    def __init__(
+        self, status: int, message: str, details: Mapping[str, Any], error_type: str | None = None
+    ) -> None:
+        super().__init__(status, message, error_type)
+        self.details = dict(details)
 
 
 @dataclass(frozen=True)
@@ -48,6 +97,18 @@ class Fault:
     """For a streamed answer: send an SSE ``error`` event of this type after the first delta."""
     method: str | None = None
     """Only match requests with this HTTP method (default: any)."""
+    error_code: str | None = None
+    """Add ``error.details.error_code`` to the error body (SDK 2.x raises the matching
+    class: ``image_dimensions_too_large`` → ``ImageDimensionsTooLargeError``)."""
+    details: dict[str, Any] = field(default_factory=dict)
+    """More ``error.details`` fields (``max_side_length_pixels``, ``paths``...)."""
+
+    def error_details(self) -> dict[str, Any] | None:
+        """The ``error.details`` object this fault adds, or `None`."""
+        if self.error_code is None and not self.details:
+            return None
+        code = {"error_code": self.error_code} if self.error_code is not None else {}
+        return {**code, **self.details}
 
 
 @dataclass
@@ -122,6 +183,69 @@ class FaultQueue:
                 self._queues.clear()
             else:
                 self._queues.pop(path, None)
+
+
+class Refusals:
+    """Standing API-side refusals (see the module docstring); thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._url_fetch_off: dict[str, str] = {}
+        self._parameters: dict[tuple[str, str], str] = {}
+
+    def disable_url_fetch(self, key: str, *, message: str = URL_FETCH_DISABLED) -> None:
+        """Turn URL sources, ``web_fetch`` and ``mcp_servers`` off for `key`'s organization."""
+        with self._lock:
+            self._url_fetch_off[key] = message
+
+    def refuse_parameter(
+        self, model: str, name: str, *, message: str = PARAMETER_REFUSALS[0]
+    ) -> None:
+        """Make `model` (its canonical id) refuse the top-level parameter `name` from now
+        on; `message` may use ``{name}``."""
+        with self._lock:
+            self._parameters[(model, name)] = message
+
+    def clear(self) -> None:
+        """Drop every standing refusal."""
+        with self._lock:
+            self._url_fetch_off.clear()
+            self._parameters.clear()
+
+    def check(self, key: str | None, model: str, body: Mapping[str, Any]) -> None:
+        """Raise the refusal a Messages request from `key` to `model` gets, if any."""
+        with self._lock:
+            url_message = self._url_fetch_off.get(key) if key is not None else None
+            refused = [(n, m) for (mid, n), m in self._parameters.items() if mid == model]
+        if url_message is not None and _uses_url_fetch(body):
+            details = {"error_code": "organization_url_fetch_disabled"}
+            raise DetailedError(400, url_message, details, "invalid_request_error")
+        for name, message in refused:
+            if name in body:
+                raise ApiError(400, message.format(name=name), "invalid_request_error")
+
+
+def _uses_url_fetch(body: Mapping[str, Any]) -> bool:
+    """URL sources anywhere in the content, a ``web_fetch`` tool, or ``mcp_servers``."""
+    if body.get("mcp_servers"):
+        return True
+    tools = body.get("tools")
+    if isinstance(tools, list) and any(
+        isinstance(t, dict) and str(t.get("type", "")).startswith("web_fetch") for t in tools
+    ):
+        return True
+    return _has_url_source(body.get("messages"))
+
+
+def _has_url_source(node: Any) -> bool:
+    if isinstance(node, dict):
+        source = node.get("source")
+        if isinstance(source, dict) and source.get("type") == "url":
+            return True
+        return any(_has_url_source(v) for v in node.values() if isinstance(v, list | dict))
+    if isinstance(node, list):
+        return any(_has_url_source(v) for v in node)
+    return False
 
 
 def _path_matches(key: str, path: str) -> bool:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from ._app import DeliberateDisconnect, FakeApp, FakeState, RecordedRequest
 from ._batches import FakeBatches
 from ._catalogue import Catalogue, default_catalogue
-from ._faults import FaultQueue
+from ._faults import FaultQueue, Refusals
 from ._replies import ReplyFunction
 from ._validation import WORDINGS, Wording
 
@@ -65,6 +65,15 @@ def _constant_reply(text: str) -> Callable[[dict[str, Any], str], str]:
         return text
 
     return reply
+
+
+def _forget_cached_lineup(url: str) -> None:
+    """Remove caproute's registry cache file for `url` (and a half-written one), if any."""
+    from .._snapshot import user_cache_files
+
+    for leftover in user_cache_files(url):  # one per key that read it, and half-written ones
+        with contextlib.suppress(OSError):
+            leftover.unlink()
 
 
 class FakeAnthropic:
@@ -168,16 +177,23 @@ class FakeAnthropic:
         return self
 
     def close(self) -> None:
-        """Stop serving: in-flight delays end at once, connections are closed. Idempotent."""
+        """Stop serving: in-flight delays end at once, connections are closed. Idempotent.
+
+        The registry cache file caproute keeps for this fake's URL (written when a
+        routed client fetched the fake's lineup) goes too: the port is gone, and a later
+        fake on the same port may serve another lineup.
+        """
         thread, loop, stop = self._thread, self._loop, self._stop
         if thread is None:
             return
+        url = self.url
         self._state.closing.set()
         if loop is not None and stop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop finished in between
                 loop.call_soon_threadsafe(stop.set)
         thread.join(_START_TIMEOUT_S)
         self._thread = self._loop = self._stop = None
+        _forget_cached_lineup(url)
 
     def __enter__(self) -> FakeAnthropic:
         return self.start()
@@ -350,6 +366,12 @@ class FakeAnthropic:
     # -- faults, settings, introspection -----------------------------------------------------
 
     @property
+    def refusals(self) -> Refusals:
+        """Standing API-side refusals: ``fake.refusals.disable_url_fetch(key)``,
+        ``fake.refusals.refuse_parameter(model, "temperature")`` (cleared by `reset`)."""
+        return self._state.refusals
+
+    @property
     def faults(self) -> FaultQueue:
         """Queue faults: ``fake.faults.add("/v1/models", status=429, times=2)``."""
         return self._state.faults
@@ -398,6 +420,7 @@ class FakeAnthropic:
         self._state.catalogue.set_models(self._initial_models)
         self._state.catalogue.set_aliases(self._initial_aliases)
         self._state.faults.clear()
+        self._state.refusals.clear()
         self._state.stream_delay = self._initial_stream_delay
         self._state.wording = self._initial_wording
         with self._state.lock:

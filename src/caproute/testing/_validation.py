@@ -27,6 +27,15 @@ word its refusals three ways (`WORDINGS`, ``FakeAnthropic(wording=...)``):
 * ``terse``: no path, the feature's words and the model id;
 * ``verbose``: a longer sentence, words in another order.
 
+Payload limits, checked after the model's capabilities (texts as users quote them):
+a base64 image over 5 MB (``messages.0.content.2.image.source.base64: image exceeds 5
+MB maximum: 15908784 bytes > 5242880 bytes``, anthropics/claude-code#10612), a base64
+PDF over 100 pages (``messages.38.content.0.pdf.source.base64.data: A maximum of 100
+PDF pages may be provided.``, anthropics/claude-code#6231; pages counted as the PDF's
+``/Type /Page`` objects) and more than 100 images and documents in one request (``too
+many images and documents: 104 + 1 > 100``, anthropics/claude-code#23392). Any model
+gives them: they are about the content, not the model.
+
 Rules no capability key states, from the API's documented behaviour (api-facts §3.6):
 with thinking on (``enabled`` or ``adaptive``, or on a model that can't turn thinking
 off, whatever the request says), ``temperature`` must be absent or 1, ``top_k`` absent
@@ -35,6 +44,9 @@ and ``top_p`` within 0.95–1, and ``tool_choice`` may not force a tool.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal, TypeAlias
 
@@ -64,6 +76,13 @@ _EFFORT_LEVELS = frozenset({"low", "medium", "high", "xhigh", "max"})
 _SAMPLING_PARAMS = ("temperature", "top_p", "top_k")
 _ROLES = frozenset({"user", "assistant", "system"})
 _MIN_THINKING_BUDGET = 1024
+MAX_IMAGE_BYTES = 5 * 1024 * 1024
+"""The largest base64 image the API takes (docs: vision, "5MB per image" via the API)."""
+MAX_MEDIA = 100
+"""At most this many images and documents in one request."""
+MAX_PDF_PAGES = 100
+"""At most this many PDF pages in one request (docs: PDF support, 200k-window models)."""
+_PDF_PAGE = re.compile(rb"/Type\s*/Page(?![a-zA-Z])")
 
 
 def _invalid(message: str) -> ApiError:
@@ -322,14 +341,56 @@ def _check_effort(body: Mapping[str, Any], model: Mapping[str, Any], wording: Wo
 
 
 def _check_content(body: Mapping[str, Any], model: Mapping[str, Any], wording: Wording) -> None:
+    images = documents = pages = 0
     for path, block, _role, _parent in _blocks(body):
         kind = block["type"]
         if kind == "image":
+            images += 1
             _require(model, "image_input", path, "image input", wording)
+            _check_image_size(path, block.get("source"))
+        if kind == "document":
+            documents += 1
         if kind == "document" and _is_pdf(block.get("source")):
             _require(model, "pdf_input", path, "PDF input", wording)
+            pages += _pdf_pages(block.get("source"))
+            if pages > MAX_PDF_PAGES:
+                raise _invalid(
+                    f"{path}.pdf.source.base64.data: A maximum of {MAX_PDF_PAGES} PDF pages "
+                    "may be provided."
+                )
         if kind in ("document", "search_result") and _citations_on(block):
             _require(model, "citations", f"{path}.citations", "citations", wording)
+    if images + documents > MAX_MEDIA:
+        raise _invalid(f"too many images and documents: {images} + {documents} > {MAX_MEDIA}")
+
+
+def _pdf_pages(source: Any) -> int:
+    """The pages of a base64 PDF (its ``/Type /Page`` objects); 0 when not readable."""
+    if not isinstance(source, dict) or source.get("type") != "base64":
+        return 0
+    data = source.get("data")
+    if not isinstance(data, str):
+        return 0
+    try:
+        raw = base64.b64decode(data, validate=False)
+    except (binascii.Error, ValueError):
+        return 0
+    return len(_PDF_PAGE.findall(raw))
+
+
+def _check_image_size(path: str, source: Any) -> None:
+    """A base64 image over 5 MB (decoded) is refused, whatever the model."""
+    if not isinstance(source, dict) or source.get("type") != "base64":
+        return
+    data = source.get("data")
+    if not isinstance(data, str):
+        return
+    size = len(data) * 3 // 4 - data[-2:].count("=")
+    if size > MAX_IMAGE_BYTES:
+        raise _invalid(
+            f"{path}.image.source.base64: image exceeds 5 MB maximum: "
+            f"{size} bytes > {MAX_IMAGE_BYTES} bytes"
+        )
 
 
 def _is_pdf(source: Any) -> bool:
