@@ -158,8 +158,9 @@ def _even_port(conf: _Conf) -> list[tuple[tuple[str, ...], str]]:
         ),
         (
             "a: &a [*a]",
-            ["c.yaml:1:1: the config is nested too deeply or an alias refers to itself"],
+            ["c.yaml:1:8: alias *a refers to a node that contains it"],
         ),
+        ("a: " + "[" * 5000 + "]" * 5000, ["c.yaml:1:67: the config nests deeper than 64 levels"]),
         ("port: 2\nport: 4", ["c.yaml:2:1: duplicate key 'port' (first on line 1) (at port)"]),
         ("", ["c.yaml:1:1: the config is empty"]),
     ],
