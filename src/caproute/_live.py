@@ -868,7 +868,9 @@ class LiveRouter:
     @property
     def retired(self) -> frozenset[str]:
         """Models learned to be retired (they answered 404) and still remembered."""
-        return frozenset(m for (m, k), f in self._memory.facts.items() if k == "lifecycle")
+        return frozenset(
+            f.model for f in self.learned if f.key == "lifecycle" and f.value == "retired"
+        )
 
     # -- routing ----------------------------------------------------------------------------
 

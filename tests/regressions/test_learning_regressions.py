@@ -181,13 +181,9 @@ def test_a_model_found_retired_is_remembered_for_seven_days(fake: FakeAnthropic)
     assert router.learned == ()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LiveRouter.retired reads the facts without pruning the expired ones "
-    "(routing and `learned` do prune): it still lists a model 7 days later",
-)
 def test_retired_forgets_an_expired_retirement() -> None:
-    """Found while writing the bug 3 tests: `retired` says "still remembered"."""
+    """Found while writing the bug 3 tests: `retired` says "still remembered", and
+    forgets a retirement when routing does."""
     clock = Clock()
     router = router_for(clock)
     router.learn(SMALL, "lifecycle", "retired", "told by a test")

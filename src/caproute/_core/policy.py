@@ -320,6 +320,17 @@ class _PolicyModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        """A shallow copy: the model is frozen and its mappings are read-only views
+        nobody else holds (a ``mappingproxy`` can't be deep-copied), so sharing them is
+        as safe as sharing a tuple of strings."""
+        return self.__copy__()
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy (see pydantic); `deep` copies no deeper, for the reason above."""
+        del deep  # frozen all the way down: a shallow copy is already independent
+        return super().model_copy(update=update)
+
 
 class Match(_PolicyModel):
     """Which requests a route applies to. Every condition given must hold; none is a catch-all."""
