@@ -146,7 +146,7 @@ class Collect(logging.Handler):
 
 @pytest.fixture
 def logged() -> Iterator[tuple[logging.Logger, Collect]]:
-    logger = logging.getLogger("caproute_tests.redaction")
+    logger = logging.getLogger("tests.regressions.redaction")
     handler = Collect()
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
@@ -196,7 +196,7 @@ def test_a_traceback_without_a_key_is_kept_whole(logged: tuple[logging.Logger, C
 
 
 def test_protect_adds_one_filter_once() -> None:
-    logger = logging.getLogger("caproute_tests.protect-once")
+    logger = logging.getLogger("tests.regressions.protect-once")
     try:
         assert protect(protect(logger)) is logger
         assert sum(isinstance(f, RedactingFilter) for f in logger.filters) == 1
