@@ -68,7 +68,7 @@ from ._core.flow import (
     Resolve,
     Send,
     View,
-    _blames_the_model,
+    blames_the_model,
     call_flow,
 )
 from ._core.learning import classify
@@ -657,7 +657,7 @@ def lesson(
         return None
     message = inner.get("message")
     text = message if isinstance(message, str) else None
-    if inner.get("type") == "not_found_error" and _blames_the_model(text, sent, model):
+    if inner.get("type") == "not_found_error" and blames_the_model(text, sent, model):
         return MarkRetired(model, f"errored with not_found_error from {model}")
     if inner.get("type") != "invalid_request_error":
         return None

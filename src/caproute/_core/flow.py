@@ -107,6 +107,7 @@ __all__ = [
     "Reply",
     "Send",
     "View",
+    "blames_the_model",
     "call_flow",
     "credential_of",
     "fallback_statuses",
@@ -394,7 +395,7 @@ def call_flow(
             status == 404
             and reply.error_type == "not_found_error"
             and model not in excluded
-            and _blames_the_model(reply.error_message, sent.body, model)
+            and blames_the_model(reply.error_message, sent.body, model)
         ):
             reason = f"404 not_found_error from {model}"
             view = yield MarkRetired(model, reason)
@@ -553,7 +554,7 @@ def _account_refusal(view: View, call: Call, decision: Decision) -> Decision | N
     return None
 
 
-def _blames_the_model(message: str | None, body: Any, model: str) -> bool:
+def blames_the_model(message: str | None, body: Any, model: str) -> bool:
     """Whether a 404 is about the model rather than the path (a wrong gateway prefix
     answers 404 too): the message names the model, as sent or as chosen, or says
     "model" (the API's text: ``model: claude-...``)."""
