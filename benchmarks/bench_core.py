@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from caproute._core.router import PolicyEngine
-from caproute._snapshot import embedded_registry
+from caproute._registry.snapshot import embedded_registry
 
 TOOLS = [
     {

@@ -27,7 +27,7 @@ import sys
 sys.path.insert(0, {here!r})
 from bench_core import agent_request, walk_once
 from caproute._core.router import PolicyEngine
-from caproute._snapshot import embedded_registry
+from caproute._registry.snapshot import embedded_registry
 engine = PolicyEngine(embedded_registry())
 bodies = {{
     "agent/unchanged": agent_request("claude-sonnet-5-5"),

@@ -233,7 +233,7 @@ ANSWER = json.dumps(
 
 
 def _models_page() -> bytes:
-    from caproute._snapshot import embedded_registry
+    from caproute._registry.snapshot import embedded_registry
 
     models = [info.to_api_dict() for info in embedded_registry().models]
     return json.dumps({"data": models, "has_more": False}).encode()

@@ -31,7 +31,7 @@ def per_call_ns(fn: Callable[[], object], calls: int = 100_000) -> float:
 def embedded_first_load_ms() -> float:
     """A fresh interpreter: the first `embedded_registry()` call, after imports."""
     code = (
-        "import time; from caproute._snapshot import embedded_registry; "
+        "import time; from caproute._registry.snapshot import embedded_registry; "
         "t = time.perf_counter(); embedded_registry(); "
         "print((time.perf_counter() - t) * 1000)"
     )

@@ -72,10 +72,10 @@ AREAS: tuple[Area, ...] = (
     Area(
         "runtime",
         (
-            "src/caproute/_live.py",
-            "src/caproute/_flow.py",
-            "src/caproute/_fetch.py",
-            "src/caproute/_snapshot.py",
+            "src/caproute/_runtime/live.py",
+            "src/caproute/_runtime/drive.py",
+            "src/caproute/_registry/fetch.py",
+            "src/caproute/_registry/snapshot.py",
         ),
         (
             "tests/shells",
@@ -88,10 +88,10 @@ AREAS: tuple[Area, ...] = (
         0.90,
     ),
     Area("proxy", ("src/caproute/_proxy/*.py",), ("tests/proxy", REGRESSIONS), 0.90),
-    Area("batch", ("src/caproute/_batch*.py",), ("tests/batch", REGRESSIONS), 0.90),
+    Area("batch", ("src/caproute/_batch/*.py",), ("tests/batch", REGRESSIONS), 0.90),
     Area(
         "body",
-        ("src/caproute/_body.py",),
+        ("src/caproute/_core/body.py",),
         (
             "tests/reliability/test_sidestep.py",
             "tests/reliability/test_malformed_bodies.py",
@@ -101,7 +101,7 @@ AREAS: tuple[Area, ...] = (
     ),
     Area(
         "redaction",
-        ("src/caproute/_redact.py",),
+        ("src/caproute/_core/secrets.py", "src/caproute/_runtime/logs.py"),
         (
             "tests/reliability/test_secrets.py",
             "tests/core/test_features.py",

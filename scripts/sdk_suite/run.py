@@ -32,7 +32,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-# `via="auto"` is the transport (src/caproute/_wrap.py): measured as "transport".
+# `via="auto"` is the transport (src/caproute/_wrap/client.py): measured as "transport".
 DEFAULT_CONFIGS = ("transport:live", "transport:embedded", "middleware:live",
                    "middleware:embedded")  # fmt: skip
 FAILED = ("failed", "error")

@@ -9,10 +9,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ._runtime import logs as _logs  # noqa: F401  (every caproute logger masks keys from the start)
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from ._batch import (
+    from ._batch.api import BatchAPIError
+    from ._batch.input import BatchInputError
+    from ._batch.job import (
         AsyncBatchJob,
         BatchCounts,
         BatchJob,
@@ -20,10 +23,8 @@ if TYPE_CHECKING:
         BatchResults,
         BatchStatus,
     )
-    from ._batch_api import BatchAPIError
-    from ._batch_input import BatchInputError
-    from ._batch_plan import BatchLimits, BatchPlan, PlanGroup
-    from ._batch_store import BatchStateError
+    from ._batch.plan import BatchLimits, BatchPlan, PlanGroup
+    from ._batch.store import BatchStateError
     from ._core.decision import MISSING, Candidate, Change, Decision, RouteResult
     from ._core.features import RequestNeeds, detect
     from ._core.policy import CAPABILITY_NAMES, Policy
@@ -48,36 +49,41 @@ if TYPE_CHECKING:
         RuntimeFailure,
         SnapshotError,
     )
-    from ._fetch import AsyncRegistryFetcher, RegistryFetcher
-    from ._live import LiveRouter
-    from ._middleware import middleware
-    from ._policy_io import load_policy
-    from ._proxy import ProxyConfig, create_proxy_app, serve_proxy
-    from ._snapshot import embedded_registry, initial_registry, load_snapshot, save_snapshot
-    from ._transports import (
+    from ._http.middleware import middleware
+    from ._http.transports import (
         AsyncRoutingTransport,
         RoutingTransport,
         async_httpx_transport,
         httpx_transport,
         httpx_transport_classes,
     )
-    from ._wrap import routed_async_http_client, routed_http_client, wrap
+    from ._proxy import ProxyConfig, create_proxy_app, serve_proxy
+    from ._registry.fetch import AsyncRegistryFetcher, RegistryFetcher
+    from ._registry.policy_files import load_policy
+    from ._registry.snapshot import (
+        embedded_registry,
+        initial_registry,
+        load_snapshot,
+        save_snapshot,
+    )
+    from ._runtime.live import LiveRouter
+    from ._wrap.client import routed_async_http_client, routed_http_client, wrap
 
 # name -> module that defines it (relative to this package).
 _EXPORTS: dict[str, str] = {
-    "AsyncBatchJob": "._batch",
-    "AsyncRegistryFetcher": "._fetch",
-    "AsyncRoutingTransport": "._transports",
-    "BatchAPIError": "._batch_api",
-    "BatchCounts": "._batch",
-    "BatchInputError": "._batch_input",
-    "BatchJob": "._batch",
-    "BatchLimits": "._batch_plan",
-    "BatchPlan": "._batch_plan",
-    "BatchProgress": "._batch",
-    "BatchResults": "._batch",
-    "BatchStateError": "._batch_store",
-    "BatchStatus": "._batch",
+    "AsyncBatchJob": "._batch.job",
+    "AsyncRegistryFetcher": "._registry.fetch",
+    "AsyncRoutingTransport": "._http.transports",
+    "BatchAPIError": "._batch.api",
+    "BatchCounts": "._batch.job",
+    "BatchInputError": "._batch.input",
+    "BatchJob": "._batch.job",
+    "BatchLimits": "._batch.plan",
+    "BatchPlan": "._batch.plan",
+    "BatchProgress": "._batch.job",
+    "BatchResults": "._batch.job",
+    "BatchStateError": "._batch.store",
+    "BatchStatus": "._batch.job",
     "CAPABILITY_NAMES": "._core.policy",
     "Candidate": "._core.decision",
     "Capabilities": "._core.registry",
@@ -87,43 +93,43 @@ _EXPORTS: dict[str, str] = {
     "Decision": "._core.decision",
     "LearnedFact": "._core.registry",
     "Limits": "._core.registry",
-    "LiveRouter": "._live",
+    "LiveRouter": "._runtime.live",
     "MISSING": "._core.decision",
     "ModelInfo": "._core.registry",
-    "PlanGroup": "._batch_plan",
+    "PlanGroup": "._batch.plan",
     "Policy": "._core.policy",
     "PolicyEngine": "._core.router",
     "PolicyError": "._exceptions",
     "ProxyConfig": "._proxy",
     "Registry": "._core.registry",
     "RegistryError": "._exceptions",
-    "RegistryFetcher": "._fetch",
+    "RegistryFetcher": "._registry.fetch",
     "RegistryHTTPError": "._exceptions",
     "RegistrySource": "._core.registry",
     "RegistryUnavailableError": "._exceptions",
     "RequestNeeds": "._core.features",
     "RouteResult": "._core.decision",
     "RoutingRefused": "._exceptions",
-    "RoutingTransport": "._transports",
+    "RoutingTransport": "._http.transports",
     "RuntimeFailure": "._exceptions",
     "SnapshotError": "._exceptions",
     "Support": "._core.registry",
-    "async_httpx_transport": "._transports",
+    "async_httpx_transport": "._http.transports",
     "create_proxy_app": "._proxy",
     "detect": "._core.features",
-    "embedded_registry": "._snapshot",
-    "httpx_transport": "._transports",
-    "httpx_transport_classes": "._transports",
-    "initial_registry": "._snapshot",
-    "load_policy": "._policy_io",
-    "load_snapshot": "._snapshot",
-    "middleware": "._middleware",
+    "embedded_registry": "._registry.snapshot",
+    "httpx_transport": "._http.transports",
+    "httpx_transport_classes": "._http.transports",
+    "initial_registry": "._registry.snapshot",
+    "load_policy": "._registry.policy_files",
+    "load_snapshot": "._registry.snapshot",
+    "middleware": "._http.middleware",
     "route": "._core.router",
-    "routed_async_http_client": "._wrap",
-    "routed_http_client": "._wrap",
-    "save_snapshot": "._snapshot",
+    "routed_async_http_client": "._wrap.client",
+    "routed_http_client": "._wrap.client",
+    "save_snapshot": "._registry.snapshot",
     "serve_proxy": "._proxy",
-    "wrap": "._wrap",
+    "wrap": "._wrap.client",
 }
 
 __all__ = [

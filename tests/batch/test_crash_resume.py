@@ -32,7 +32,7 @@ from batch_helpers import (
     write_mixed,
 )
 
-from caproute._batch_store import ChunkRecord, StateDir
+from caproute._batch.store import ChunkRecord, StateDir
 from caproute.testing import FakeAnthropic
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")

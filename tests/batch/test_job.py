@@ -34,7 +34,7 @@ from caproute import (
     LiveRouter,
     Registry,
 )
-from caproute._batch_api import SyncDriver
+from caproute._batch.api import SyncDriver
 from caproute._exceptions import ConfigError
 from caproute.testing import FakeAnthropic
 

@@ -247,7 +247,7 @@ def test_cli_counts_unknown_lines_and_takes_the_opt_in(
 async def test_an_async_job_on_an_async_fetcher_looks_names_up(
     tmp_path: Path,
 ) -> None:
-    from caproute._fetch import AsyncRegistryFetcher
+    from caproute._registry.fetch import AsyncRegistryFetcher
 
     with FakeAnthropic(
         models=lineup(), api_key=API_KEY, aliases={"claude-small-latest": SMALL}
@@ -297,7 +297,7 @@ async def test_an_async_job_on_an_async_fetcher_looks_names_up(
 def test_an_errored_item_teaches_only_what_is_about_the_model(
     error: dict[str, Any], teaches: bool
 ) -> None:
-    from caproute._batch_plan import lesson
+    from caproute._batch.plan import lesson
 
     router = LiveRouter(Registry.from_models(lineup()))
     image = {"type": "base64", "media_type": "image/png", "data": "AAAA"}

@@ -17,8 +17,8 @@ from caproute import (
     Policy,
     Registry,
 )
-from caproute._batch_input import parse_line, read_lines
-from caproute._batch_store import StateDir
+from caproute._batch.input import parse_line, read_lines
+from caproute._batch.store import StateDir
 from caproute.testing import make_model
 
 ROUTER = LiveRouter(Registry.from_models(lineup()))
@@ -252,7 +252,7 @@ def test_dry_run_keeps_nothing(tmp_path: Path) -> None:
 
 
 def test_a_name_only_the_models_api_knows_is_looked_up_once_and_routed(tmp_path: Path) -> None:
-    from caproute._fetch import RegistryFetcher
+    from caproute._registry.fetch import RegistryFetcher
     from caproute.testing import FakeAnthropic
 
     with FakeAnthropic(models=lineup(), aliases={"claude-small-latest": SMALL}) as fake:
@@ -305,7 +305,7 @@ def test_a_cold_start_is_waited_for_once_per_round_not_once_per_line(tmp_path: P
 def test_what_was_sent_is_rebuilt_from_the_line_and_its_recorded_decision() -> None:
     # A retry attributes an errored result against the params as sent: the line's own,
     # with the decision's changes applied (a reroute, a stripped tool flag, an effort).
-    from caproute._batch_plan import sent_params
+    from caproute._batch.plan import sent_params
 
     tools = [
         {"name": "a", "input_schema": {"type": "object"}},

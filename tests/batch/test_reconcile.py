@@ -30,7 +30,8 @@ from caproute import (
     LiveRouter,
     Registry,
 )
-from caproute._batch import (
+from caproute._batch.api import Answer, SyncDriver
+from caproute._batch.job import (
     BatchCounts,
     _Timing,
     match_listing,
@@ -38,8 +39,7 @@ from caproute._batch import (
     next_poll_interval,
     parse_time,
 )
-from caproute._batch_api import Answer, SyncDriver
-from caproute._batch_store import ChunkRecord
+from caproute._batch.store import ChunkRecord
 from caproute._core.decision import Decision
 from caproute.testing import FakeAnthropic
 

@@ -33,7 +33,7 @@ from pydantic import BaseModel
 
 import caproute
 from caproute import Decision, Registry
-from caproute._frameworks_langchain import HOOKS, check_hooks
+from caproute._wrap.langchain import HOOKS, check_hooks
 from caproute.testing import FakeAnthropic, call_tools
 
 SDK_GENERATION = int(anthropic.__version__.split(".")[0])

@@ -25,7 +25,7 @@ from sdk_helpers import API_KEY, HTTP_FLAVOUR, opened, resolve
 
 import caproute
 from caproute import Decision, LiveRouter, Registry
-from caproute._fetch import RegistryFetcher
+from caproute._registry.fetch import RegistryFetcher
 from caproute.testing import FakeAnthropic, make_model
 
 pytestmark = [

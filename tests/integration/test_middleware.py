@@ -55,11 +55,11 @@ def spy(seen: list[Any]) -> Any:
 def test_creating_a_middleware_is_what_imports_the_sdk() -> None:
     code = (
         "import sys, caproute\n"
-        "assert 'anthropic' not in sys.modules and 'caproute._middleware' not in sys.modules\n"
+        "assert 'anthropic' not in sys.modules and 'caproute._http.middleware' not in sys.modules\n"
         "m = caproute.middleware()\n"
         "import anthropic\n"
         "assert isinstance(m, anthropic.Middleware), type(m).__mro__\n"
-        "assert type(m) is caproute._middleware.RoutingMiddleware\n"
+        "assert type(m) is caproute._http.middleware.RoutingMiddleware\n"
         "print(repr(m))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -25,7 +25,7 @@ from sdk_helpers import API_KEY, PATHS, PDF_BLOCK, opened, resolve
 
 import caproute
 from caproute import Decision
-from caproute._fetch import AsyncRegistryFetcher
+from caproute._registry.fetch import AsyncRegistryFetcher
 from caproute.testing import FakeAnthropic, make_model
 
 pytestmark = [pytest.mark.anyio]

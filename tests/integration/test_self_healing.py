@@ -17,7 +17,7 @@ import pytest
 
 import caproute
 from caproute import LiveRouter
-from caproute._fetch import AsyncRegistryFetcher, RegistryFetcher
+from caproute._registry.fetch import AsyncRegistryFetcher, RegistryFetcher
 from caproute.testing import FakeAnthropic, make_model
 
 MODELS = [

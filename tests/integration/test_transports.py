@@ -14,14 +14,15 @@ import httpx
 import httpx2
 import pytest
 
-from caproute import AsyncRoutingTransport, LiveRouter, Policy, Registry, RoutingTransport, _body
+from caproute import AsyncRoutingTransport, LiveRouter, Policy, Registry, RoutingTransport
+from caproute._core import body as _body
 from caproute._core.decision import Decision
-from caproute._flow import parse_betas
-from caproute._transports import (
+from caproute._http.transports import (
     _call_headers,
     async_httpx_transport,
     httpx_transport,
 )
+from caproute._runtime.drive import parse_betas
 from caproute.testing import FakeAnthropic, make_model
 
 MODELS = [

@@ -2,7 +2,7 @@
 
 Runs in both SDK generations (2.x here, 0.x with ``make test-sdk0``), sync and async,
 on the transport and the middleware path. The fetcher `wrap` makes is recorded by
-wrapping `caproute._wrap._fetcher_for` (the real one still builds it), so the tests can
+wrapping `caproute._wrap.client._fetcher_for` (the real one still builds it), so the tests can
 ask it, through its public methods, whether it would still refresh.
 """
 
@@ -18,9 +18,9 @@ import pytest
 from sdk_helpers import SMALL, resolve
 
 import caproute
-from caproute import _wrap
-from caproute._fetch import AsyncRegistryFetcher, RegistryFetcher
-from caproute._snapshot import user_cache_path
+from caproute._registry.fetch import AsyncRegistryFetcher, RegistryFetcher
+from caproute._registry.snapshot import user_cache_path
+from caproute._wrap import client as _wrap
 from caproute.testing import FakeAnthropic
 
 pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("via", ["transport", "middleware"])]

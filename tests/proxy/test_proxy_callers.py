@@ -427,7 +427,7 @@ def test_no_key_in_memory_logs_metrics_or_files(
 def _no_max_effort(path: Path) -> bool:
     """The cache file at `path` says `BIG` takes no ``effort: max`` (by a fact or a record)."""
     from caproute import Support
-    from caproute._snapshot import load_snapshot
+    from caproute._registry.snapshot import load_snapshot
 
     return load_snapshot(path).supports(BIG, "effort.max") is Support.UNSUPPORTED
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from proxy_helpers import API_KEY, RunningProxy, sdk_client, start_proxy, wait_until
 
-from caproute._snapshot import embedded_registry, save_snapshot
+from caproute._registry.snapshot import embedded_registry, save_snapshot
 from caproute.testing import FakeAnthropic
 
 HI = [{"role": "user", "content": "hi"}]

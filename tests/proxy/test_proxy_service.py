@@ -185,7 +185,7 @@ def test_health_is_degraded_when_the_registry_is_older_than_the_threshold(
     fake: FakeAnthropic, tmp_path: Path
 ) -> None:
     from caproute._core.registry import RegistrySource
-    from caproute._snapshot import embedded_registry, save_snapshot
+    from caproute._registry.snapshot import embedded_registry, save_snapshot
 
     snapshot = tmp_path / "registry.json"
     old = embedded_registry().with_source(RegistrySource("live", fetched_at=time.time() - 7200))

@@ -19,7 +19,7 @@ import httpx2
 import pytest
 
 from caproute import Decision, LiveRouter, RoutingTransport, embedded_registry
-from caproute._body import (
+from caproute._core.body import (
     NOT_JSON,
     BodyRefused,
     decode,

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from caproute import Change, Decision
-from caproute._flow import decision_header_entries
+from caproute._runtime.drive import decision_header_entries
 
 MODELS = st.sampled_from([None, "claude-a-2", "claude-b-1", "claude-c-1"])
 CHANGES = st.sampled_from(

@@ -13,15 +13,8 @@ from typing import Any
 import pytest
 
 from caproute import MISSING, Candidate, Change, Decision, LiveRouter, Registry
-from caproute._redact import (
-    RedactingFilter,
-    decision_has_secret,
-    protect,
-    protect_uvicorn,
-    redact,
-    redact_decision,
-    redacting_streams,
-)
+from caproute._core.secrets import decision_has_secret, redact, redact_decision
+from caproute._runtime.logs import RedactingFilter, protect, protect_uvicorn, redacting_streams
 from caproute.testing import make_model
 
 KEY = "sk-ant-api03-SECRETsecret123"

@@ -91,7 +91,7 @@ def env_without_limits(**extra: str) -> dict[str, str]:
 
 MEASURE = """
 import json, resource, sys, time
-import caproute._core.policy, caproute._policy_io  # imports are not the loader's cost
+import caproute._core.policy, caproute._registry.policy_files  # imports are not the loader's cost
 from caproute import PolicyError, load_policy
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 started = time.process_time()

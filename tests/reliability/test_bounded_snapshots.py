@@ -30,7 +30,7 @@ from reliability_helpers import API_KEY, HI, proxy_for, wait_until
 
 import caproute
 from caproute import SnapshotError, embedded_registry, load_snapshot, save_snapshot
-from caproute._snapshot import initial_registry, user_cache_path
+from caproute._registry.snapshot import initial_registry, user_cache_path
 from caproute.testing import FakeAnthropic, make_model
 
 

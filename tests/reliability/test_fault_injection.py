@@ -29,8 +29,8 @@ from reliability_helpers import API_KEY, HI, RunningProxy
 
 import caproute
 from caproute import LiveRouter
-from caproute._fetch import AsyncRegistryFetcher, RegistryFetcher
 from caproute._proxy import ProxyConfig
+from caproute._registry.fetch import AsyncRegistryFetcher, RegistryFetcher
 from caproute.testing import FakeAnthropic
 
 SCALE = 5 if os.environ.get("CAPROUTE_SOAK") else 1

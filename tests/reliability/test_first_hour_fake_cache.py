@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from caproute._fetch import RegistryFetcher
+from caproute._registry.fetch import RegistryFetcher
 from caproute.testing import FakeAnthropic
 
 

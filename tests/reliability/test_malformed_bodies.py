@@ -33,7 +33,7 @@ from reliability_helpers import (
 import caproute
 from caproute import Decision, LiveRouter, PolicyEngine, embedded_registry
 from caproute._core.flow import View
-from caproute._transports import httpx_transport
+from caproute._http.transports import httpx_transport
 from caproute.testing import FakeAnthropic
 
 ODD_SOURCES = [["base64"], {"type": "base64"}, [], {}]

@@ -162,7 +162,7 @@ def test_no_key_in_anything_a_library_path_writes(
     decisions: list[Decision] = []
     # The router reads the fake's Models API with the key (as `wrap` does by default),
     # refreshes on the 400, and writes the user cache file.
-    from caproute._fetch import RegistryFetcher
+    from caproute._registry.fetch import RegistryFetcher
 
     fetcher = RegistryFetcher(api_key=KEY, base_url=fake.url)
     router = LiveRouter(fetcher, on_decision=decisions.append)
@@ -332,7 +332,7 @@ def test_no_key_in_cli_output(fake: FakeAnthropic, tmp_path: Path) -> None:
     ],
 )
 def test_redact(text: str, masked: str) -> None:
-    from caproute._redact import redact
+    from caproute._core.secrets import redact
 
     assert redact(text) == masked
 
@@ -344,8 +344,8 @@ def test_every_caproute_logger_is_protected() -> None:
     import pkgutil
 
     from caproute._proxy._logging import router_logger
-    from caproute._redact import LOGGERS as PROTECTED
-    from caproute._redact import RedactingFilter
+    from caproute._runtime.logs import LOGGERS as PROTECTED
+    from caproute._runtime.logs import RedactingFilter
 
     for module in pkgutil.walk_packages(caproute.__path__, "caproute."):
         if ".testing" not in module.name and "__main__" not in module.name:

@@ -38,7 +38,7 @@ from reliability_helpers import (
 )
 
 from caproute import LiveRouter, RoutingTransport, embedded_registry
-from caproute._transports import httpx_transport
+from caproute._http.transports import httpx_transport
 from caproute.testing import FakeAnthropic
 
 HEADERS = {"x-api-key": API_KEY, "anthropic-version": "2023-06-01"}

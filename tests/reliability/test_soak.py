@@ -36,8 +36,8 @@ from reliability_helpers import API_KEY, RunningProxy
 
 import caproute
 from caproute import LiveRouter
-from caproute._fetch import AsyncRegistryFetcher, RegistryFetcher
 from caproute._proxy import ProxyConfig, create_proxy_app
+from caproute._registry.fetch import AsyncRegistryFetcher, RegistryFetcher
 from caproute.testing import FakeAnthropic
 
 SOAK = bool(os.environ.get("CAPROUTE_SOAK"))

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from caproute._redact import redact
+from caproute._core.secrets import redact
 from caproute.testing import FakeAnthropic
 from running_proxy import serve_process
 

@@ -29,9 +29,9 @@ import httpx2
 
 import caproute
 from caproute import LiveRouter, Registry
-from caproute._fetch import RegistryFetcher
 from caproute._proxy import ProxyConfig
 from caproute._proxy._callers import Credential
+from caproute._registry.fetch import RegistryFetcher
 from caproute.testing import FakeAnthropic
 from caproute.testing._validation import WORDINGS, Wording, validate_params
 from caproute.testing._wire import ApiError

@@ -6,8 +6,8 @@ import anthropic
 
 import caproute
 from caproute import Decision, LiveRouter
-from caproute._fetch import RegistryFetcher
 from caproute._proxy import ProxyConfig
+from caproute._registry.fetch import RegistryFetcher
 from caproute.testing import FakeAnthropic, RecordedRequest
 from running_proxy import RunningProxy
 

@@ -32,7 +32,7 @@ from lifetime_helpers import (
 )
 
 from caproute import LiveRouter, Registry, RegistrySource, Support
-from caproute._fetch import RegistryFetcher
+from caproute._registry.fetch import RegistryFetcher
 from caproute.testing import FakeAnthropic, make_model
 
 BIG, SMALL = "claude-lt-big-2", "claude-lt-small-1"

@@ -22,7 +22,7 @@ from lifetime_helpers import HI, KEY, Proxied, Wrapped, effort_max, messages_sen
 import caproute
 from caproute import LiveRouter, Registry
 from caproute._exceptions import RegistryHTTPError, RegistryUnavailableError
-from caproute._fetch import AsyncRegistryFetcher, RegistryFetcher
+from caproute._registry.fetch import AsyncRegistryFetcher, RegistryFetcher
 from caproute.testing import FakeAnthropic, make_model
 
 BIG, SMALL, GONE = "claude-lu-big-2", "claude-lu-small-1", "claude-lu-gone-1"

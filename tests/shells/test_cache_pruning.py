@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from caproute import Registry, save_snapshot
-from caproute._snapshot import CACHE_KEEP_FILES, prune_user_cache, user_cache_path
+from caproute._registry.snapshot import CACHE_KEEP_FILES, prune_user_cache, user_cache_path
 from caproute.testing import make_model
 
 REGISTRY = Registry.from_models([make_model("claude-x-1")])

@@ -11,7 +11,7 @@ import pytest
 
 from caproute import RegistrySource, embedded_registry, load_snapshot, save_snapshot
 from caproute._core.registry import Registry
-from caproute._snapshot import user_cache_path
+from caproute._registry.snapshot import user_cache_path
 from caproute.cli import main
 from caproute.cli.table import render_registry
 from caproute.testing import FakeAnthropic, make_model

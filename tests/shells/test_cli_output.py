@@ -29,7 +29,7 @@ import pytest
 import caproute
 from caproute import LearnedFact, Registry, RegistrySource, embedded_registry, save_snapshot
 from caproute._core.policy import policy_json_schema
-from caproute._snapshot import user_cache_path
+from caproute._registry.snapshot import user_cache_path
 from caproute.cli import main
 from caproute.cli.table import render_registry
 from caproute.testing import FakeAnthropic, make_model

@@ -12,7 +12,7 @@ import pytest
 
 from caproute import Policy, PolicyError, Registry, RegistrySource, load_policy
 from caproute._core.policy import CAPABILITY_NAMES, policy_json_schema, registry_warnings
-from caproute._snapshot import embedded_registry
+from caproute._registry.snapshot import embedded_registry
 from caproute.cli import main
 
 ROOT = Path(__file__).parent.parent.parent

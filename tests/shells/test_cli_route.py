@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from caproute import Registry, RegistrySource
-from caproute._snapshot import embedded_registry
+from caproute._registry.snapshot import embedded_registry
 from caproute.cli import main
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "requests"

@@ -34,7 +34,7 @@ from caproute import (
     load_snapshot,
 )
 from caproute._exceptions import RegistryError
-from caproute._fetch import (
+from caproute._registry.fetch import (
     FAILURE_BACKOFF,
     backoff,
     error_from_answer,

@@ -15,8 +15,8 @@ import pytest
 from caproute import LiveRouter, Policy, Registry, RegistrySource, Support
 from caproute._core.decision import Decision
 from caproute._core.flow import MarkOverloaded, MarkRetired, Refresh, Resolve, fallback_statuses
-from caproute._fetch import AsyncRegistryFetcher, RegistryFetcher
-from caproute._live import MAX_NAMES_ASKED, RESOLVE_INTERVAL_S
+from caproute._registry.fetch import AsyncRegistryFetcher, RegistryFetcher
+from caproute._runtime.live import MAX_NAMES_ASKED, RESOLVE_INTERVAL_S
 from caproute.testing import FakeAnthropic, make_model
 
 

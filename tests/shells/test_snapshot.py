@@ -23,7 +23,7 @@ from caproute import (
     load_snapshot,
     save_snapshot,
 )
-from caproute._snapshot import initial_registry, user_cache_path
+from caproute._registry.snapshot import initial_registry, user_cache_path
 from caproute.testing import make_model
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""The wire helpers the shells share (caproute._flow): endpoints, betas, errors, headers.
+"""The wire helpers the shells share (caproute._runtime.drive): endpoints, betas, errors, headers.
 
 The response-driven flow itself is pure and tested in tests/core/test_flow.py; the
 drivers that run it are exercised end to end by the transport, middleware and proxy
@@ -13,7 +13,7 @@ import httpx2
 import pytest
 
 from caproute._core.decision import Change, Decision
-from caproute._flow import (
+from caproute._runtime.drive import (
     Reply,
     append_decision_headers,
     decision_header_entries,

@@ -14,7 +14,7 @@ built the way it is:
   with `yaml.SafeLoader` (keeping every node's start mark), every data path is indexed
   to its position, and each problem becomes a `PolicyError` reading
   ``file:line:column: message`` with a did-you-mean for misspelt names.
-* **Sans-IO.** This module parses text it is handed; `caproute._policy_io.load_policy`
+* **Sans-IO.** This module parses text it is handed; `caproute._registry.policy_files.load_policy`
   reads files.
 * **Matching is on the hot path.** Each route's globs are compiled into one regular
   expression per condition when the policy is built, and the effective settings of

@@ -1,7 +1,7 @@
 """The capability registry: what each Claude model supports, as the Models API says.
 
 Sans-IO: this module only holds data. Fetching, caching and files live in the shells
-(`caproute._fetch`, `caproute._snapshot`).
+(`caproute._registry.fetch`, `caproute._registry.snapshot`).
 
 Three rules shape it:
 

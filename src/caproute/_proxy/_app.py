@@ -50,11 +50,11 @@ from urllib.parse import quote, urlsplit
 import anyio
 import httpx2
 
-from .. import _body
+from .._core import body as _body
 from .._core.decision import Decision
-from .._flow import endpoint_for
-from .._live import LiveRouter
-from .._redact import mask_known
+from .._core.secrets import mask_known
+from .._runtime.drive import endpoint_for
+from .._runtime.live import LiveRouter
 from .._version import __version__
 from ._asgi import Message, Receive, Scope, Send
 from ._callers import CallerRegistries, Credential, RouterSet, lend, presented_credential
@@ -397,7 +397,7 @@ class ProxyApp:
         The upstream may quote a prefix of the key it was sent (an authentication
         error does), and in own-key mode that key is the proxy's, which callers must
         never see: any 8-character run of it, a credential's value after its name and
-        ``sk-ant-`` tokens are masked (`caproute._redact.mask_known`). Error bodies are
+        ``sk-ant-`` tokens are masked (`caproute._core.secrets.mask_known`). Error bodies are
         small; one larger than ``max_error_body_bytes`` (by its declared length) is
         relayed unread, as the routing flow relays it.
         """
@@ -945,7 +945,7 @@ def _meter_for(
 def _decoded(body: bytes, headers: Headers, limit: int) -> bytes:
     """The body the routing transport will parse: with a gzip/deflate ``content-encoding``
     undone (at most `limit` bytes), so the JSON budget counts what will be parsed. A body
-    that doesn't decode is left as it is: the transport refuses it (`caproute._body`)."""
+    that doesn't decode is left as it is: the transport refuses it (`caproute._core.body`)."""
     values = [value.decode("latin-1") for name, value in headers if name == b"content-encoding"]
     if not values:
         return body

@@ -68,12 +68,12 @@ import httpx2
 from .._core.policy import Policy
 from .._core.registry import LearnedFact, ModelInfo, Registry, RegistrySource
 from .._exceptions import ConfigError, RegistryHTTPError, RegistryUnavailableError
-from .._live import DecisionHook, LiveRouter
-from .._transports import AsyncRoutingTransport
+from .._http.transports import AsyncRoutingTransport
+from .._runtime.live import DecisionHook, LiveRouter
 from ._headers import Headers
 
 if TYPE_CHECKING:
-    from .._fetch import AsyncRegistryFetcher
+    from .._registry.fetch import AsyncRegistryFetcher
 
 logger = logging.getLogger("caproute.proxy")
 
@@ -181,7 +181,7 @@ def hmac_key(cache_dir: Path | None) -> bytes:
     """The key digests are made with: kept in `cache_dir` (0600) when there is one."""
     if cache_dir is None:
         return secrets.token_bytes(32)
-    from .._snapshot import cache_key
+    from .._registry.snapshot import cache_key
 
     return cache_key(cache_dir)
 
@@ -432,7 +432,7 @@ class CallerRegistry:
 
     def _fetcher(self, credential: Credential, initial: Registry) -> AsyncRegistryFetcher:
         """A one-off fetcher holding `credential` (it dies with the caller's reference)."""
-        from .._fetch import AsyncRegistryFetcher
+        from .._registry.fetch import AsyncRegistryFetcher
 
         api_key, auth_token = credential.fetcher_credentials()
         return AsyncRegistryFetcher(
@@ -852,7 +852,7 @@ class CallerRegistries:
         if self.cache_dir is None:
             return None
         from .._exceptions import SnapshotError
-        from .._snapshot import load_snapshot
+        from .._registry.snapshot import load_snapshot
 
         path = self._cache_file(digest)
         if not path.is_file():
@@ -879,7 +879,7 @@ class CallerRegistries:
         if self.cache_dir is None:
             return
         from .._exceptions import SnapshotError
-        from .._snapshot import save_snapshot
+        from .._registry.snapshot import save_snapshot
 
         path = self._cache_file(digest)
         new = not path.exists()

@@ -30,8 +30,8 @@ import httpx2
 
 from .._core.policy import Policy
 from .._core.registry import Registry
-from .._flow import READS_BODY_ON
-from .._snapshot import initial_registry, load_snapshot
+from .._registry.snapshot import initial_registry, load_snapshot
+from .._runtime.drive import READS_BODY_ON
 from ._app import ProxyApp, _remember_decision
 from ._callers import CallerRegistries, RouterSet
 from ._config import ProxyConfig
@@ -70,7 +70,7 @@ def _registry_source(config: ProxyConfig, metrics: ProxyMetrics) -> tuple[Any, F
     """The proxy's own registry source, and the snapshot watcher if any."""
     snapshot = config.snapshot
     if config.api_key is not None:
-        from .._fetch import RegistryFetcher
+        from .._registry.fetch import RegistryFetcher
 
         fetcher = RegistryFetcher(
             api_key=config.api_key,
@@ -135,7 +135,7 @@ def create_proxy_app(
     policy = Policy.default()
     policy_watcher: FileWatcher | None = None
     if config.policy is not None:
-        from .._policy_io import load_policy
+        from .._registry.policy_files import load_policy
 
         policy_watcher = FileWatcher(
             config.policy,

@@ -90,9 +90,9 @@ def logging_config(level: str, log_format: str) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"caproute": {"()": f"{__name__}.{formatter.__name__}"}},
-        # Every line through the handler has `sk-ant-` tokens masked (see caproute._redact).
+        # Every line through the handler has `sk-ant-` tokens masked (see caproute._core.secrets).
         "filters": {
-            "redact": {"()": "caproute._redact.RedactingFilter"},
+            "redact": {"()": "caproute._runtime.logs.RedactingFilter"},
             "deliberate_cut": {"()": f"{__name__}.DeliberateCutFilter"},
         },
         "handlers": {

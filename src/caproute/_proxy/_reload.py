@@ -55,8 +55,8 @@ class FileWatcher:
     Args:
         path: The file (a policy, or a registry snapshot shared by replicas).
         what: What the file holds, for log lines (``policy``, ``snapshot``).
-        load: Reads and validates the file (``caproute._policy_io.load_policy``,
-            ``caproute._snapshot.load_snapshot``); raises `CaprouteError` (e.g. a
+        load: Reads and validates the file (``caproute._registry.policy_files.load_policy``,
+            ``caproute._registry.snapshot.load_snapshot``); raises `CaprouteError` (e.g. a
             `PolicyError` with its location) or `OSError` for a bad file.
         apply: Puts the loaded value into force (``LiveRouter.set_policy``, ...).
         on_result: Called with each reload's result (``ok`` / ``error``), e.g. a metric.

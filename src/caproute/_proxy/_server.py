@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._exceptions import ConfigError
-from .._redact import protect_uvicorn
+from .._runtime.logs import protect_uvicorn
 from ._config import ProxyConfig
 from ._limits import ProtocolLimits
 from ._logging import logging_config
@@ -272,10 +272,10 @@ def _without_signal_reraise(server: Any) -> Any:
 def _check_files(config: ProxyConfig) -> None:
     """Fail before starting workers if the policy or snapshot file is bad."""
     if config.policy is not None:
-        from .._policy_io import load_policy
+        from .._registry.policy_files import load_policy
 
         load_policy(config.policy)
     if config.snapshot is not None:
-        from .._snapshot import load_snapshot
+        from .._registry.snapshot import load_snapshot
 
         load_snapshot(config.snapshot)

@@ -527,8 +527,8 @@ def _named_file_problems(
 ) -> Iterator[tuple[tuple[str | int, ...], str]]:
     """The policy file named can't be read, or the snapshot named doesn't load."""
     from .._exceptions import PolicyError, SnapshotError
-    from .._policy_io import read_policy_text
-    from .._snapshot import load_snapshot
+    from .._registry.policy_files import read_policy_text
+    from .._registry.snapshot import load_snapshot
 
     data = document.model_dump(exclude_none=True)
     if "policy" in data:

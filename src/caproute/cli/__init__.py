@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help(sys.stderr)
         return 2
-    from .._redact import redacting_streams
+    from .._runtime.logs import redacting_streams
 
     # Everything a command prints is masked: an `sk-ant-` key never reaches a terminal.
     with redacting_streams():

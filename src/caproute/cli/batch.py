@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 from ._output import print_json
 
 if TYPE_CHECKING:
-    from .._batch import BatchJob, BatchStatus
-    from .._batch_plan import BatchLimits, BatchPlan
+    from .._batch.job import BatchJob, BatchStatus
+    from .._batch.plan import BatchLimits, BatchPlan
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -267,13 +267,13 @@ def _job_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _open(args: argparse.Namespace) -> BatchJob:
-    from .._batch import BatchJob
+    from .._batch.job import BatchJob
 
     return BatchJob.open(args.state, **_job_options(args))
 
 
 def _limits(args: argparse.Namespace) -> BatchLimits | None:
-    from .._batch_plan import BatchLimits
+    from .._batch.plan import BatchLimits
     from .._exceptions import ConfigError
 
     if args.max_requests is None and args.max_bytes is None:
@@ -293,7 +293,7 @@ def _limits(args: argparse.Namespace) -> BatchLimits | None:
 
 def run_submit(args: argparse.Namespace) -> int:
     """Plan (or reopen) the job, print the plan, submit what is left."""
-    from .._batch import BatchJob
+    from .._batch.job import BatchJob
     from .._exceptions import ConfigError
     from .route import parse_headers
 

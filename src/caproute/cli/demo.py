@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def show_embedded_models(args: argparse.Namespace) -> None:
     """Step: the model table from the embedded snapshot, saying where it comes from."""
-    from .._snapshot import embedded_registry
+    from .._registry.snapshot import embedded_registry
     from .table import print_registry
 
     registry = embedded_registry()
@@ -77,7 +77,7 @@ def run_demo(args: argparse.Namespace) -> int:
     """Run every demo step, with a blank line between sections (or print the JSON)."""
     check_width(args.width)
     if args.json:
-        from .._snapshot import embedded_registry
+        from .._registry.snapshot import embedded_registry
         from .models import registry_document
         from .route import demo_route_document
 

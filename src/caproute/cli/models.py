@@ -111,11 +111,11 @@ def run_models(args: argparse.Namespace) -> int:
     if args.live:
         registry = _fetch_live(args)
     elif args.snapshot:
-        from .._snapshot import load_snapshot
+        from .._registry.snapshot import load_snapshot
 
         registry = load_snapshot(args.snapshot)
     else:
-        from .._snapshot import initial_registry
+        from .._registry.snapshot import initial_registry
 
         # The cache of the endpoint asked about (each base URL has its own file).
         base_url = args.base_url or os.environ.get("ANTHROPIC_BASE_URL")
@@ -140,7 +140,7 @@ def registry_document(registry: Registry) -> dict[str, Any]:
 
 def run_snapshot(args: argparse.Namespace) -> int:
     """Fetch the registry live and save it to ``--out``."""
-    from .._snapshot import save_snapshot
+    from .._registry.snapshot import save_snapshot
 
     registry = _fetch_live(args)
     path = save_snapshot(registry, args.out)
@@ -161,7 +161,7 @@ NO_KEY = (
 
 def _fetch_live(args: argparse.Namespace) -> Registry:
     from .._exceptions import ConfigError
-    from .._fetch import RegistryFetcher
+    from .._registry.fetch import RegistryFetcher
 
     if args.retries < 0:
         raise ConfigError("--retries must be 0 or more")
@@ -173,7 +173,7 @@ def _fetch_live(args: argparse.Namespace) -> Registry:
         api_key=api_key, base_url=args.base_url, background=False, max_attempts=args.retries + 1
     )
     from .._exceptions import SnapshotError
-    from .._snapshot import initial_registry, save_snapshot
+    from .._registry.snapshot import initial_registry, save_snapshot
 
     # What the fetch starts from: the user cache of this endpoint and key, else the
     # embedded lineup.

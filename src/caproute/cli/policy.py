@@ -142,8 +142,8 @@ class Findings:
 
 def run_check(args: argparse.Namespace) -> int:
     """Check a policy or a server config; print the findings; 1 on errors (or --strict)."""
-    from .._policy_io import read_policy_text
     from .._proxy._settings import looks_like_server_config
+    from .._registry.policy_files import read_policy_text
 
     text = read_policy_text(args.policy)
     if _looks_like_server_config(text, looks_like_server_config):
@@ -175,7 +175,7 @@ def _check_policy(
     """Add a policy's errors, or its route count and, with `registry`, its warnings
     against the `snapshot` file (else the best registry available offline)."""
     from .._core.policy import check_policy_text, registry_warnings
-    from .._policy_io import policy_limits
+    from .._registry.policy_files import policy_limits
 
     policy: Policy | None
     policy, errors = check_policy_text(text, filename=file, limits=policy_limits())
@@ -192,8 +192,8 @@ def _check_server_config(text: str, args: argparse.Namespace) -> Findings:
     """A server config's errors (its named files' included), or what it sets, and the
     findings of the policy it names, against the snapshot it names."""
     from .._core.policy import PolicyWarning
-    from .._policy_io import read_policy_text
     from .._proxy._settings import check_config_text
+    from .._registry.policy_files import read_policy_text
 
     findings = Findings("server-config", args.policy)
     values, errors = check_config_text(text, filename=args.policy)
@@ -251,7 +251,7 @@ def _issue(issue: PolicyError | PolicyWarning) -> dict[str, Any]:
 
 def _registry(snapshot: str | Path | None) -> Registry:
     """The registry to check candidates against: the named snapshot, or the best offline one."""
-    from .._snapshot import initial_registry
+    from .._registry.snapshot import initial_registry
 
     return initial_registry(snapshot)
 

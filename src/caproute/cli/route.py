@@ -97,13 +97,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     """Route each request file and print the outcomes; 1 if any would be refused."""
     from .._core.router import PolicyEngine
-    from .._snapshot import initial_registry
+    from .._registry.snapshot import initial_registry
 
     headers = parse_headers(args.header)
     bodies = [(path, read_request(path)) for path in args.requests]
     policy = None
     if args.policy:
-        from .._policy_io import load_policy
+        from .._registry.policy_files import load_policy
 
         policy = load_policy(args.policy)
     router = PolicyEngine(initial_registry(args.snapshot), policy)
@@ -222,7 +222,7 @@ def demo_route_document() -> dict[str, Any]:
     """The demo's example as JSON: where it comes from, the request, the decision and
     the routed body (the shape `route --json` prints, plus the request)."""
     from .._core.router import PolicyEngine
-    from .._snapshot import embedded_registry
+    from .._registry.snapshot import embedded_registry
 
     result = PolicyEngine(embedded_registry()).route(DEMO_REQUEST)
     return {
@@ -237,7 +237,7 @@ def print_demo_route(width: int | None = None) -> None:
     """Route `DEMO_REQUEST` against the embedded snapshot (no policy) and print the outcome,
     its lines wrapped to `width` (a line of the body diff is never wrapped)."""
     from .._core.router import PolicyEngine
-    from .._snapshot import embedded_registry
+    from .._registry.snapshot import embedded_registry
 
     result = PolicyEngine(embedded_registry()).route(DEMO_REQUEST)
     intro = (

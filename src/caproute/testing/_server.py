@@ -69,7 +69,7 @@ def _constant_reply(text: str) -> Callable[[dict[str, Any], str], str]:
 
 def _forget_cached_lineup(url: str) -> None:
     """Remove caproute's registry cache file for `url` (and a half-written one), if any."""
-    from .._snapshot import user_cache_files
+    from .._registry.snapshot import user_cache_files
 
     for leftover in user_cache_files(url):  # one per key that read it, and half-written ones
         with contextlib.suppress(OSError):

@@ -42,7 +42,7 @@ import sys
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 if TYPE_CHECKING:
-    from ._core.decision import Decision
+    from .._core.decision import Decision
 
 __all__ = ["TRACE_MODULE", "ClientTracing", "annotate_current_span", "client_tracing"]
 

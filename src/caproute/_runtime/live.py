@@ -48,8 +48,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Protocol, TypeAlias, cast
 
-from ._core.decision import Decision, RouteResult
-from ._core.flow import (
+from .._core.decision import Decision, RouteResult
+from .._core.flow import (
     AccountRefusal,
     Call,
     Learn,
@@ -61,18 +61,18 @@ from ._core.flow import (
     View,
     route_call,
 )
-from ._core.policy import Policy
-from ._core.registry import (
+from .._core.policy import Policy
+from .._core.registry import (
     CAPABILITY_FACT_TTL_S,
     RETIRED_FACT_TTL_S,
     LearnedFact,
     Registry,
 )
-from ._core.router import PolicyEngine
-from ._exceptions import RegistryHTTPError, RegistryUnavailableError
-from ._otel import annotate_current_span
-from ._redact import decision_has_secret, redact_decision
-from ._types import Clock, Endpoint
+from .._core.router import PolicyEngine
+from .._core.secrets import decision_has_secret, redact_decision
+from .._exceptions import RegistryHTTPError, RegistryUnavailableError
+from .._types import Clock, Endpoint
+from .otel import annotate_current_span
 
 __all__ = [
     "AsyncFetcher",
@@ -111,7 +111,7 @@ every request one."""
 
 
 class SyncFetcher(Protocol):
-    """The shape of `caproute._fetch.RegistryFetcher` (other sources may have less:
+    """The shape of `caproute._registry.fetch.RegistryFetcher` (other sources may have less:
     `wait_live`, `save_learned`, `refresh_in_background` and ``retrieve(name,
     max_wait=seconds)`` are used when present)."""
 
@@ -125,7 +125,7 @@ class SyncFetcher(Protocol):
 
 
 class AsyncFetcher(Protocol):
-    """The shape of `caproute._fetch.AsyncRegistryFetcher`."""
+    """The shape of `caproute._registry.fetch.AsyncRegistryFetcher`."""
 
     async def current(self) -> Registry:
         """The best data held now, never waiting for the network."""
@@ -284,10 +284,10 @@ class LiveRouter:
 
     Args:
         registry: A fixed `Registry`, or a `RegistryFetcher` / `AsyncRegistryFetcher`
-            from `caproute._fetch` (read with ``current()``, which never blocks once
+            from `caproute._registry.fetch` (read with ``current()``, which never blocks once
             data exists). Default: a `RegistryFetcher` when ``ANTHROPIC_API_KEY`` or
             ``ANTHROPIC_AUTH_TOKEN`` is set (it starts from the offline data and
-            refreshes in the background), else `caproute._snapshot.initial_registry()`
+            refreshes in the background), else `caproute._registry.snapshot.initial_registry()`
             (user cache, else the embedded snapshot) and no live refresh.
         policy: A `Policy`, a policy file path, or `None` for the defaults.
         fetcher: Same as passing a fetcher as `registry` (use one or the other).
@@ -958,7 +958,7 @@ def _credential_digest(key: bytes, credential: str) -> str:
 
 
 def _offline_registry() -> Registry:
-    from ._snapshot import initial_registry
+    from .._registry.snapshot import initial_registry
 
     return initial_registry()
 
@@ -967,7 +967,7 @@ def _default_source() -> SyncFetcher | None:
     """A live fetcher when credentials are configured in the environment, else `None`."""
     if not (os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN")):
         return None
-    from ._fetch import RegistryFetcher
+    from .._registry.fetch import RegistryFetcher
 
     return RegistryFetcher()
 
@@ -998,7 +998,7 @@ def _load(policy: PolicyInput) -> Policy:
         return Policy.default()
     if not isinstance(policy, (str, Path)):
         return policy
-    from ._policy_io import load_policy
+    from .._registry.policy_files import load_policy
 
     return load_policy(policy)
 

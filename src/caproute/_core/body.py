@@ -36,7 +36,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any, Final
 
-from ._core.decision import Decision
+from .decision import Decision
 
 __all__ = [
     "DECODED_LIMITS",

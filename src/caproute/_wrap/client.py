@@ -46,14 +46,14 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import httpx2
 
-from . import _policy_io
-from ._frameworks import Framework, framework_of
-from ._live import DecisionHook, LiveRouter, RegistryInput, router_or_live
-from ._otel import ClientTracing
-from ._transports import AsyncRoutingTransport, RoutingTransport, httpx_transport_classes
+from .._http.transports import AsyncRoutingTransport, RoutingTransport, httpx_transport_classes
+from .._registry import policy_files as _policy_io
+from .._runtime.live import DecisionHook, LiveRouter, RegistryInput, router_or_live
+from .._runtime.otel import ClientTracing
+from .frameworks import Framework, framework_of
 
 if TYPE_CHECKING:
-    from ._core.policy import Policy
+    from .._core.policy import Policy
 
 __all__ = ["routed_async_http_client", "routed_http_client", "wrap"]
 
@@ -128,7 +128,7 @@ def wrap(
     tracing = _client_tracing(client)
     bare = client
     if via == "middleware":
-        from ._middleware import client_middleware
+        from .._http.middleware import client_middleware
 
         routing = client_middleware(live, _client_api_version(client), tracing)
         if release is not None:
@@ -185,7 +185,7 @@ def _version_following_class(cls: Any) -> type[Any]:
         version = _client_api_version(new)
         chain = tuple(getattr(new, "middleware", ()))
         if any(_stale_routing(entry, version) for entry in chain):
-            from ._middleware import client_middleware
+            from .._http.middleware import client_middleware
 
             new = sdk_copy(new, middleware=[
                 client_middleware(e.router, version, e.tracing) if _stale_routing(e, version) else e
@@ -248,7 +248,7 @@ def _wrap_framework(
     """
     routed: Any
     if framework == "langchain":
-        from . import _frameworks_langchain as langchain
+        from . import langchain
 
         sync_client, _ = langchain.sdk_clients(obj)
         if router is None and registry is None:
@@ -257,7 +257,7 @@ def _wrap_framework(
         routed = langchain.routed_copy(obj, lambda c: wrap(c, router=live, via=via))
         return cast(ClientT, routed)
 
-    from . import _frameworks_pydantic_ai as pydantic_ai
+    from . import pydantic_ai
 
     def route_client(client: Any) -> Any:
         return wrap(client, policy=policy, registry=registry, on_decision=on_decision,
@@ -477,7 +477,7 @@ def _fetcher_for(client: Any, *, is_async: bool) -> Any:
         isinstance(auth_token, str) and auth_token
     ):
         return None
-    from ._fetch import AsyncRegistryFetcher, RegistryFetcher
+    from .._registry.fetch import AsyncRegistryFetcher, RegistryFetcher
 
     http_client = client._client
     # Lend the fetcher the client's transport (its pool, proxies, TLS settings) when it

@@ -16,7 +16,7 @@ Start-up order (`initial_registry`), best first:
 3. the embedded snapshot shipped in the package: the lineup as publicly documented,
    stamped with the date it describes.
 
-Live data always wins over all three; `caproute._fetch` replaces them as soon as a
+Live data always wins over all three; `caproute._registry.fetch` replaces them as soon as a
 fetch succeeds. Nothing here runs at import time: the embedded snapshot is read on
 first use and kept.
 
@@ -48,10 +48,9 @@ from pathlib import Path
 from typing import Any, overload
 from urllib.parse import urlsplit
 
-from . import _redact
-from ._core.registry import Registry, RegistrySource
-from ._exceptions import ConfigError, RegistryError, SnapshotError
-from ._files import read_capped
+from .._core.registry import Registry, RegistrySource
+from .._exceptions import ConfigError, RegistryError, SnapshotError
+from .files import read_capped
 
 __all__ = [
     "SnapshotLimits",
@@ -62,7 +61,7 @@ __all__ = [
     "user_cache_path",
 ]
 
-logger = _redact.protect(logging.getLogger("caproute.registry"))
+logger = logging.getLogger("caproute.registry")
 
 EMBEDDED_RESOURCE = "embedded_registry.json"
 DEFAULT_BASE_URL = "https://api.anthropic.com"

@@ -1,4 +1,6 @@
-"""Keys never leave caproute: credentials are masked in everything it writes.
+"""Keys never leave caproute: how credentials are found and masked in text and decisions.
+
+The logging filter and the command line's streams that apply it are in `caproute._runtime.logs`.
 
 caproute never puts a key anywhere on purpose (keys live in request headers, which no
 decision, log line, metric or file holds). What it can't control is text from
@@ -25,36 +27,28 @@ Where it applies:
   decision attached to the record;
 * **decisions**: `LiveRouter.route` hands out (and reports) `redact_decision` of any
   decision that holds one; the check costs a few string scans on the common path;
-* **errors** built from API answers (`caproute._fetch`), error bodies the own-key proxy
+* **errors** built from API answers (`caproute._registry.fetch`), error bodies the own-key proxy
   relays (`mask_known` also masks any 8-character run of its own key), and **CLI
   output** (`redacting_streams` around every command).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import logging
 import re
-import sys
-from collections.abc import Iterable, Iterator
-from typing import IO, TYPE_CHECKING, Any, Final
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
-    from ._core.decision import Change, Decision
+    from .decision import Change, Decision
 
 __all__ = [
-    "LOGGERS",
     "MASK",
-    "RedactingFilter",
     "decision_has_secret",
     "has_secret",
     "mask_known",
-    "protect",
-    "protect_uvicorn",
     "redact",
     "redact_decision",
-    "redacting_streams",
 ]
 
 MARK: Final = "sk-ant-"
@@ -111,17 +105,6 @@ def _hinted(lowered: str) -> bool:
 
 
 _FIELD_NAME: Final = re.compile(r"[\s\"'`]*(?:" + _NAMES + r")[\s\"'`]*", re.IGNORECASE)
-
-LOGGERS: Final = (
-    "caproute",
-    "caproute.registry",
-    "caproute.proxy",
-    "caproute.access",
-    "caproute.batch",
-    "caproute.proxy.router",
-)
-"""Every logger caproute writes to (a test checks the sources name no other)."""
-UVICORN_LOGGERS: Final = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
 
 
 def has_secret(text: str) -> bool:
@@ -303,105 +286,3 @@ def redact_decision(decision: Decision) -> Decision:
         items=tuple((redact(cid), redact_decision(d)) for cid, d in decision.items),
         extra=_redact_value(dict(decision.extra)) if decision.extra else decision.extra,
     )
-
-
-# -- logs ---------------------------------------------------------------------------------
-
-
-class RedactingFilter(logging.Filter):
-    """Masks ``sk-ant-`` tokens in a log record: message, traceback, stack, decision.
-
-    Never drops a record. The message is formatted here (``msg % args``) only when it
-    holds a token, and then stored formatted (``args`` cleared).
-    """
-
-    _formatter = logging.Formatter()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if has_secret(message):
-            record.msg = redact(message)
-            record.args = None
-        if record.exc_info and not record.exc_text:
-            # What a handler's formatter would print, computed (and masked) once here.
-            record.exc_text = self._formatter.formatException(record.exc_info)
-        if record.exc_text and has_secret(record.exc_text):
-            record.exc_text = redact(record.exc_text)
-            # A formatter that re-renders `exc_info` would bypass `exc_text`: drop the
-            # exception object, keep its masked text.
-            record.exc_info = None
-        if record.stack_info and has_secret(record.stack_info):
-            record.stack_info = redact(record.stack_info)
-        decision = getattr(record, "caproute_decision", None)
-        if decision is not None:
-            record.caproute_decision = redact_decision(decision)
-        return True
-
-
-_FILTER: Final = RedactingFilter()
-
-
-def protect(logger: logging.Logger) -> logging.Logger:
-    """Add the redacting filter to `logger` (once); returns it."""
-    if not any(isinstance(f, RedactingFilter) for f in logger.filters):
-        logger.addFilter(_FILTER)
-    return logger
-
-
-def protect_uvicorn() -> None:
-    """Mask keys in uvicorn's own log records too (called when the proxy configures it)."""
-    for name in UVICORN_LOGGERS:
-        protect(logging.getLogger(name))
-
-
-for _name in LOGGERS:
-    protect(logging.getLogger(_name))
-
-
-# -- the command line ---------------------------------------------------------------------
-
-
-class _RedactingStream:
-    """A text stream that masks ``sk-ant-`` tokens in everything written to it."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self._stream = stream
-
-    def write(self, text: str) -> int:
-        self._stream.write(redact(text))
-        return len(text)
-
-    def writelines(self, lines: Any) -> None:
-        for line in lines:
-            self.write(line)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-
-def print_unmasked(text: str, stream: IO[str] | None = None) -> None:
-    """Print `text` (a line) past the masking by position of `redacting_streams`, and flush.
-
-    For the one value a command exists to show: the throwaway key of ``caproute fake``,
-    which scripts read from its announcement. Nothing else may use it. An ``sk-ant-``
-    token is still masked: a real key is never printed.
-    """
-    target: Any = stream if stream is not None else sys.stdout
-    if isinstance(target, _RedactingStream):
-        target = target._stream
-    if MARK in text.lower():
-        text = _TOKEN.sub(MASK, text)
-    target.write(text + "\n")
-    target.flush()
-
-
-@contextlib.contextmanager
-def redacting_streams() -> Iterator[None]:
-    """Mask ``sk-ant-`` tokens in everything written to stdout and stderr meanwhile."""
-    out, err = sys.stdout, sys.stderr
-    sys.stdout = _RedactingStream(out)
-    sys.stderr = _RedactingStream(err)
-    try:
-        yield
-    finally:
-        sys.stdout, sys.stderr = out, err

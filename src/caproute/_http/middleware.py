@@ -8,7 +8,7 @@ on 0.x, built on httpx, and on 1.x/2.x, built on httpx2). Measured on SDK 2.14
 (docs/performance.md), an empty SDK middleware is nearly free, so this path costs what
 routing costs, like the transport, minus the transport's JSON decode of the body.
 
-The decision loop is `caproute._flow.routing_flow` (shared with the transports); this
+The decision loop is `caproute._runtime.drive.routing_flow` (shared with the transports); this
 module only drives it with the SDK's objects:
 
 * ``Send``: forward the request, the ORIGINAL ``APIRequest`` object when routing
@@ -47,9 +47,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final, Generic, NoReturn, TypeVar
 
-from ._body import error_body, internal_error_message, refused_decision
-from ._core.decision import Decision
-from ._flow import (
+from .._core.body import error_body, internal_error_message, refused_decision
+from .._core.decision import Decision
+from .._core.secrets import redact_decision
+from .._runtime.drive import (
     READS_BODY_ON,
     Call,
     Reply,
@@ -65,16 +66,16 @@ from ._flow import (
     refusal_body,
     reply_for,
 )
-from ._live import DecisionHook, LiveRouter, RegistryInput, router_or_live
-from ._otel import ClientTracing, client_tracing
-from ._redact import protect, redact_decision
+from .._runtime.live import DecisionHook, LiveRouter, RegistryInput, router_or_live
+from .._runtime.logs import protect
+from .._runtime.otel import ClientTracing, client_tracing
 
 if TYPE_CHECKING:
     import anthropic
     from anthropic import APIRequest, APIResponse, AsyncAPIResponse
     from anthropic._middleware import AsyncCallNext, CallNext
 
-    from ._core.policy import Policy
+    from .._core.policy import Policy
 
 # `RoutingMiddleware` is built on first access (module `__getattr__`), hence the noqa.
 __all__ = ["RoutingMiddleware", "middleware"]  # noqa: F822

@@ -2,7 +2,7 @@
 
 One pass over the requests, holding one line at a time:
 
-1. check the line (`caproute._batch_input.parse_line`) and that its ``custom_id`` is
+1. check the line (`caproute._batch.input.parse_line`) and that its ``custom_id`` is
    new (the ids live in the SQLite index, not in memory);
 2. route it as a one-request batch through the same flow a single request takes
    (`caproute._core.flow.call_flow` on a ``{"requests": [item]}`` call to the
@@ -30,7 +30,7 @@ request's 400 would have taught (`lesson`, the flow's attribution and `Learn`
 action), so the item is planned with that fact instead of going to the same model
 unchanged again.
 
-The round is committed as described in `caproute._batch_store`: nothing of a round
+The round is committed as described in `caproute._batch.store`: nothing of a round
 exists for the submitter until the whole plan is durable.
 """
 
@@ -48,18 +48,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
 
-from ._batch_input import BatchInputError, LineProblem, parse_line, read_lines
-from ._batch_store import (
-    ChunkRecord,
-    StateDir,
-    fsync_dir,
-    open_private,
-    private_dir,
-    write_json_atomic,
-)
-from ._core.decision import MISSING, Decision
-from ._core.features import JSONPath
-from ._core.flow import (
+from .._core.decision import MISSING, Decision
+from .._core.features import JSONPath
+from .._core.flow import (
     Call,
     Learn,
     MarkRetired,
@@ -71,9 +62,18 @@ from ._core.flow import (
     blames_the_model,
     call_flow,
 )
-from ._core.learning import classify
-from ._core.rewrite import apply_edits
-from ._live import LiveRouter
+from .._core.learning import classify
+from .._core.rewrite import apply_edits
+from .._runtime.live import LiveRouter
+from .input import BatchInputError, LineProblem, parse_line, read_lines
+from .store import (
+    ChunkRecord,
+    StateDir,
+    fsync_dir,
+    open_private,
+    private_dir,
+    write_json_atomic,
+)
 
 __all__ = [
     "BatchLimits",

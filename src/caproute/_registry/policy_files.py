@@ -16,11 +16,11 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from ._exceptions import ConfigError, PolicyError
-from ._files import read_capped
+from .._exceptions import ConfigError, PolicyError
+from .files import read_capped
 
 if TYPE_CHECKING:
-    from ._core.policy import Policy, TextLimits
+    from .._core.policy import Policy, TextLimits
 
 __all__ = ["load_policy", "policy_limits", "read_policy_text"]
 
@@ -37,7 +37,7 @@ def policy_limits() -> TextLimits:
     Raises:
         ConfigError: a variable is not a positive integer.
     """
-    from ._core.policy import TextLimits  # pydantic: imported when a policy is read
+    from .._core.policy import TextLimits  # pydantic: imported when a policy is read
 
     defaults = TextLimits()
     values = {}
@@ -66,7 +66,7 @@ def read_policy_text(path: str | os.PathLike[str], limits: TextLimits | None = N
         PolicyError: the file is missing, unreadable, not UTF-8 or over
             ``limits.max_bytes`` (default: `policy_limits()`).
     """
-    from ._core.policy import size_error
+    from .._core.policy import size_error
 
     limits = limits or policy_limits()
     name = os.fspath(path)
@@ -91,7 +91,7 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
         PolicyError: the file can't be read, is over a limit (`policy_limits`) or the
             policy is invalid.
     """
-    from ._core.policy import Policy
+    from .._core.policy import Policy
 
     limits = policy_limits()
     return Policy.from_text(read_policy_text(path, limits), filename=os.fspath(path), limits=limits)
@@ -116,9 +116,9 @@ def log_policy_warnings(given: object, policy: Policy, registry: object = None) 
         return
     import logging
 
-    from ._core.policy import registry_warnings
-    from ._core.registry import Registry
-    from ._snapshot import initial_registry
+    from .._core.policy import registry_warnings
+    from .._core.registry import Registry
+    from .snapshot import initial_registry
 
     checked = registry if isinstance(registry, Registry) else initial_registry()
     seen = (hash(policy), checked.source.describe())

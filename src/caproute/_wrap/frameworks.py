@@ -5,7 +5,7 @@ hold them in: LangChain's ``ChatAnthropic`` and pydantic-ai's ``AnthropicProvide
 ``AnthropicModel``. Those packages are optional and heavy, so nothing here imports
 them: an object is recognised by the modules of its class and base classes
 (``langchain_anthropic...``, ``pydantic_ai...``), and a framework's adapter module
-(`caproute._frameworks_langchain`, `caproute._frameworks_pydantic_ai`) is imported
+(`caproute._wrap.langchain`, `caproute._wrap.pydantic_ai`) is imported
 only once the caller has handed over one of its objects, i.e. once the framework is
 already imported.
 """

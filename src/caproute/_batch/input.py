@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
-from ._core.features import shape_problem
-from ._exceptions import ConfigError
+from .._core.features import shape_problem
+from .._exceptions import ConfigError
 
 if TYPE_CHECKING:
     from hashlib import _Hash as Hash

@@ -4,8 +4,8 @@ The flow itself is sans-IO and lives in the core (`caproute._core.flow`): it yie
 actions and receives replies. `drive` / `drive_async` run it; the IO is a *shell*'s
 (`SyncShell` / `AsyncShell`: send a hop, release a response, refuse, deliver) and the
 routing state is the `LiveRouter`'s (`view()`, `carry_out()`). The transports in
-`caproute._transports` are shells over httpx/httpx2, the SDK middleware in
-`caproute._middleware` over the SDK's ``APIRequest`` / ``APIResponse``.
+`caproute._http.transports` are shells over httpx/httpx2, the SDK middleware in
+`caproute._http.middleware` over the SDK's ``APIRequest`` / ``APIResponse``.
 
 What `drive` does, step by step::
 
@@ -36,8 +36,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
-from ._core.decision import Decision
-from ._core.flow import (
+from .._core.decision import Decision
+from .._core.flow import (
     READS_BODY_ON,
     Call,
     Deliver,
@@ -48,10 +48,10 @@ from ._core.flow import (
     call_flow,
     first_action,
 )
-from ._types import Endpoint
+from .._types import Endpoint
 
 if TYPE_CHECKING:
-    from ._live import LiveRouter
+    from .live import LiveRouter
 
 __all__ = [
     "READS_BODY_ON",

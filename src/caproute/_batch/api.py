@@ -1,7 +1,7 @@
 """Talking to the Message Batches API: actions, their sync and async drivers, errors.
 
 Every multi-step batch operation (submit with reconciliation, polling, downloading
-results) is written once, in `caproute._batch`, as a generator that *yields actions*
+results) is written once, in `caproute._batch.job`, as a generator that *yields actions*
 and receives their outcome, in the style of httpx's ``Auth.auth_flow``:
 
 * `Call`: one HTTP request; the reply is an `Answer` (also for errors: a transport
@@ -27,10 +27,10 @@ from typing import Any, Final, TypeAlias, TypeVar
 
 import httpx2
 
-from ._batch_store import open_private
-from ._exceptions import ConfigError, RuntimeFailure
-from ._snapshot import DEFAULT_BASE_URL
-from ._types import AsyncSleep, Sleep
+from .._exceptions import ConfigError, RuntimeFailure
+from .._registry.snapshot import DEFAULT_BASE_URL
+from .._types import AsyncSleep, Sleep
+from .store import open_private
 
 __all__ = [
     "Action",

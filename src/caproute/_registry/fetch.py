@@ -17,7 +17,7 @@ it out as an immutable `Registry`. They are thin drivers over one shared core:
 
 Serving rules (stale-while-revalidate): `current()` never waits for the network once
 any data exists, and data always exists (start-up snapshot, user cache file or the
-embedded lineup, see `caproute._snapshot`). When the data is not fresh it starts one
+embedded lineup, see `caproute._registry.snapshot`). When the data is not fresh it starts one
 background refresh and returns what it has. `refresh()` fetches now; concurrent
 callers share a single fetch (single-flight), success or failure alike.
 
@@ -57,16 +57,17 @@ import httpx2
 import tenacity
 from pydantic import ValidationError
 
-from ._core.registry import LearnedFact, ModelInfo, Registry, RegistrySource
-from ._exceptions import (
+from .._core.registry import LearnedFact, ModelInfo, Registry, RegistrySource
+from .._core.secrets import redact
+from .._exceptions import (
     ConfigError,
     RegistryError,
     RegistryHTTPError,
     RegistryUnavailableError,
     SnapshotError,
 )
-from ._redact import redact
-from ._snapshot import (
+from .._types import AsyncSleep, Clock, JSONObject, Sleep
+from .snapshot import (
     DEFAULT_BASE_URL,
     SnapshotLimits,
     initial_registry,
@@ -74,8 +75,7 @@ from ._snapshot import (
     user_cache_path,
     with_tombstones_pruned,
 )
-from ._snapshot import LIMITS_SETTING as SNAPSHOT_LIMITS_SETTING
-from ._types import AsyncSleep, Clock, JSONObject, Sleep
+from .snapshot import LIMITS_SETTING as SNAPSHOT_LIMITS_SETTING
 
 __all__ = [
     "AsyncRegistryFetcher",
@@ -344,7 +344,7 @@ class _Credentials:
 class _FetcherBase:
     """Configuration and cache state both fetchers share; no network IO here.
 
-    Files are touched only through `caproute._snapshot`: the start-up registry on
+    Files are touched only through `caproute._registry.snapshot`: the start-up registry on
     first use and the user cache file after a successful fetch.
     """
 

@@ -7,7 +7,7 @@ client's own transport keeps its connection pool, proxies and keep-alive setting
 
 * route ``POST …/v1/messages``, ``…/v1/messages/count_tokens`` and
   ``…/v1/messages/batches`` (each ``requests[].params``) through a `LiveRouter` and
-  the response-driven flow of `caproute._flow`;
+  the response-driven flow of `caproute._runtime.drive`;
 * pass every other request through untouched, body unread (uploads, batch results,
   model listings stream through as they are);
 * forward the ORIGINAL request object when routing changed nothing, and otherwise
@@ -38,10 +38,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 import httpx2
 
-from . import _body
-from ._body import BodyRefused, error_body, internal_error_message, refused_decision
-from ._core.decision import Decision
-from ._flow import (
+from .._core import body as _body
+from .._core.body import BodyRefused, error_body, internal_error_message, refused_decision
+from .._core.decision import Decision
+from .._core.secrets import redact_decision
+from .._runtime.drive import (
     READS_BODY_ON,
     Call,
     Reply,
@@ -57,14 +58,14 @@ from ._flow import (
     refusal_body,
     reply_for,
 )
-from ._live import DecisionHook, LiveRouter, RegistryInput, router_or_live
-from ._otel import ClientTracing, client_tracing
-from ._redact import protect, redact_decision
+from .._runtime.live import DecisionHook, LiveRouter, RegistryInput, router_or_live
+from .._runtime.logs import protect
+from .._runtime.otel import ClientTracing, client_tracing
 
 if TYPE_CHECKING:
     import httpx
 
-    from ._core.policy import Policy
+    from .._core.policy import Policy
 
 __all__ = [
     "AsyncRoutingTransport",
@@ -117,10 +118,10 @@ class _Routing:
 
         The call is `None` (after reporting a passthrough) for a body that is not a JSON
         object. The request is the caller's own, except when its body had a duplicate
-        key: then it is rebuilt from what caproute read (see `caproute._body`).
+        key: then it is rebuilt from what caproute read (see `caproute._core.body`).
 
         Raises:
-            BodyRefused: A body that can't be forwarded safely (`caproute._body`).
+            BodyRefused: A body that can't be forwarded safely (`caproute._core.body`).
         """
         headers = request.headers
         api_version, betas, retry, coding = _call_headers(headers)

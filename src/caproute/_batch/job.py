@@ -1,10 +1,10 @@
 """Big offline workloads: a JSONL file of requests → Message Batches → merged results.
 
 `BatchJob` (blocking) and `AsyncBatchJob` (asyncio/trio) are two drivers of the same
-steps, each written once below as a generator of actions (see `caproute._batch_api`):
+steps, each written once below as a generator of actions (see `caproute._batch.api`):
 
 * **create**: check every line, route every request (``batch`` capability included),
-  cut API-sized chunks, all into a state directory (`caproute._batch_plan`); the plan
+  cut API-sized chunks, all into a state directory (`caproute._batch.plan`); the plan
   is known, and summarised, before anything is sent;
 * **submit**: send each chunk as one batch, recording every step durably, so a run
   killed at any point and started again submits nothing twice and loses nothing;
@@ -49,7 +49,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Generic, Literal, TypeVar
 
-from ._batch_api import (
+from .._exceptions import ConfigError
+from .._registry.fetch import retry_wait, should_retry
+from .._runtime.live import LiveRouter, PolicyInput
+from .api import (
     BATCHES_PATH,
     DEFAULT_API_VERSION,
     Answer,
@@ -65,7 +68,7 @@ from ._batch_api import (
     api_settings,
     resolve_base_url,
 )
-from ._batch_plan import (
+from .plan import (
     BatchLimits,
     BatchPlan,
     RouterLink,
@@ -73,10 +76,7 @@ from ._batch_plan import (
     plan_first_round,
     plan_retry_round,
 )
-from ._batch_store import BatchStateError, ChunkRecord, StateDir, private_dir
-from ._exceptions import ConfigError
-from ._fetch import retry_wait, should_retry
-from ._live import LiveRouter, PolicyInput
+from .store import BatchStateError, ChunkRecord, StateDir, private_dir
 
 __all__ = [
     "AsyncBatchJob",
@@ -733,7 +733,7 @@ class _Job:
 
     def retry(self, router: LiveRouter, *, from_worker: bool = False) -> Flow[BatchPlan | None]:
         """Re-route and resubmit every request whose latest result is errored or expired,
-        planned with what the errored ones teach (`caproute._batch_plan.lesson`).
+        planned with what the errored ones teach (`caproute._batch.plan.lesson`).
 
         `from_worker`: the planning runs in an async driver's worker thread.
         """
@@ -901,7 +901,7 @@ def _default_router(
         return router, False
     env = os.environ
     if api_key or auth_token or env.get("ANTHROPIC_API_KEY") or env.get("ANTHROPIC_AUTH_TOKEN"):
-        from ._fetch import RegistryFetcher
+        from .._registry.fetch import RegistryFetcher
 
         fetcher = RegistryFetcher(
             api_key=api_key,

@@ -1,0 +1,1 @@
+"""Big offline workloads: a JSONL file of requests through the Message Batches API."""

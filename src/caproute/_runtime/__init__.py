@@ -1,0 +1,2 @@
+"""What every shell shares at run time: the live router and its memory, the drivers of the
+core's flow, log masking and tracing."""
