@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -36,6 +36,7 @@ from .._exceptions import ConfigError
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
+    from .._core.policy import TextLimits
     from ._config import ProxyConfig
 
 Kind = Literal["str", "int", "port", "float", "bool", "path", "choice"]
@@ -491,7 +492,7 @@ def _file_values(document: BaseModel, base: Path) -> dict[str, Any]:
 
 
 def check_config_text(
-    text: str, *, filename: str, files: bool = False
+    text: str, *, filename: str, files: bool = False, limits: TextLimits | None = None
 ) -> tuple[dict[str, Any] | None, tuple[Any, ...]]:
     """Validate a server config file's text.
 
@@ -500,12 +501,15 @@ def check_config_text(
         filename: Its name, for the errors (relative paths in it are relative to it).
         files: Also check that the policy file it names can be read and the snapshot
             it names loads (`caproute check`); the errors point at their keys.
+        limits: The bounds on the YAML (default: a policy file's, `policy_limits()`,
+            which ``CAPROUTE_POLICY_MAX_*`` change).
 
     Returns:
         The settings it gives (`None` if invalid) and its errors (`PolicyError`s, each
         ``file:line:column: message``), sorted by position.
     """
     from .._core.policy import check_model_text
+    from .._registry.policy_files import policy_limits
 
     base = Path(filename).resolve().parent
 
@@ -515,7 +519,12 @@ def check_config_text(
             yield from _named_file_problems(document, base)
 
     document, errors = check_model_text(
-        text, config_model(), filename=filename, what="server config", semantic=semantic
+        text,
+        config_model(),
+        filename=filename,
+        what="server config",
+        semantic=semantic,
+        limits=limits or policy_limits(),
     )
     if document is None:
         return None, errors
@@ -579,18 +588,29 @@ def _semantic(document: BaseModel) -> Iterator[tuple[tuple[str | int, ...], str]
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
-    """The settings a config file gives.
+    """The settings a config file gives, read under a policy file's limits
+    (`policy_limits`: ``CAPROUTE_POLICY_MAX_*``; a file over the size limit is not read
+    whole).
 
     Raises:
         ConfigError: The file can't be read; `PolicyError` (a `ConfigError`) for the
             first problem in it, as ``file:line:column: message``.
     """
+    from .._core.policy import size_error
+    from .._registry.files import read_capped
+    from .._registry.policy_files import policy_limits
+
+    limits = policy_limits()
+    name = os.fspath(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data, over = read_capped(path, limits.max_bytes)
+        if over is not None:
+            raise size_error(over, limits, name, "server config")
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise ConfigError(f"cannot read the server config {path}: {reason}") from None
-    values, errors = check_config_text(text, filename=os.fspath(path))
+    values, errors = check_config_text(text, filename=name, limits=limits)
     if values is None:
         raise errors[0]
     return values
@@ -672,10 +692,3 @@ def _secret(variable: str | None, name: str, environ: Mapping[str, str]) -> str 
             f"{BY_NAME[name].flag}: environment variable {variable} is not set or empty"
         )
     return value
-
-
-def settings_table() -> Iterable[tuple[str, str, str]]:
-    """``(flag, variable, file key)`` per setting, for the docs."""
-    for setting in SETTINGS:
-        key = ".".join(setting.file_key) if setting.file_key else "—"
-        yield setting.flag, setting.env, key
