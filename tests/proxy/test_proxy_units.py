@@ -109,7 +109,7 @@ def test_server_flavour_prefers_httptools_and_uvloop_and_falls_back(
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None)
     assert _server.server_flavour() == ("h11", "asyncio")
     config = _server.uvicorn_config(ProxyConfig(), app=object())
-    assert (config.http.__name__, config.loop) == ("LimitedH11", "asyncio")
+    assert (config.http.func.__name__, config.loop) == ("LimitedH11", "asyncio")
 
 
 def test_values_with_control_characters_are_dropped() -> None:

@@ -2,7 +2,7 @@
 
 Three places, each enforced where the cost arises:
 
-* **The HTTP server** (`caproute._proxy._protocols`: uvicorn's
+* **The HTTP server** (`caproute._proxy._protocol_limits`: uvicorn's
   protocols with limits added). Before any request reaches the application, so
   before authentication: the request head's size (431), its header count (431), the
   time a caller takes to send a head once it starts (408), how long a connection may

@@ -1,54 +1,47 @@
-"""uvicorn's httptools protocol with caproute's limits (see `caproute._proxy._protocols`).
+"""uvicorn's httptools protocol with caproute's limits (see `caproute._proxy._protocol_limits`).
 
 In a module of its own so that only a server that uses httptools imports it.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ._limits import raw_error
-from ._protocols import _LimitsMixin, _Refuse
+from ._protocol_limits import LimitsMixin, Refuse
 
 
-class LimitedHttpTools(_LimitsMixin, HttpToolsProtocol):  # type: ignore[misc]
+class LimitedHttpTools(LimitsMixin, HttpToolsProtocol):  # type: ignore[misc]
     """uvicorn's httptools protocol with caproute's limits."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._init_limits()
         self._in_head = True
         self._head_fields = 0
         self._head_field_bytes = 0
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._limit_new_connection()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_timers()
-        super().connection_lost(exc)
-
     def data_received(self, data: bytes) -> None:
-        """uvicorn's, with the limits: a refusal raised inside a parser callback is
-        answered as such, not logged as an invalid request."""
+        """uvicorn's (`tests/proxy/test_proxy_uvicorn_internals.py` pins the version it
+        repeats), with the limits: a refusal raised inside a parser callback is answered
+        as such, not logged as an invalid request."""
         if self._refused:
             return
-        self._unset_keepalive_if_required()
+        if self.timeout_keep_alive_task is not None:  # bytes came: not idle any more
+            self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
         try:
             if self._in_head:
                 self._head_started(len(data))
             self.parser.feed_data(data)
             if self._in_head:
                 self._check_head_size()
-        except _Refuse as refusal:
+        except Refuse as refusal:
             self._refuse(refusal.answer)
-        except httptools.HttpParserUpgrade:
-            self._unsupported_upgrade_warning()  # no WebSocket endpoints (ws="none")
+        except httptools.HttpParserUpgrade:  # no WebSocket endpoints (ws="none")
+            self.logger.warning("Unsupported upgrade request.")
         except httptools.HttpParserError:
             if self._pending is None:
                 self.logger.warning("Invalid HTTP request received.")
@@ -73,7 +66,7 @@ class LimitedHttpTools(_LimitsMixin, HttpToolsProtocol):  # type: ignore[misc]
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_fields += 1
         if self._head_fields > self.limits.max_header_count:
-            raise _Refuse(self._too_large("more request headers than", "headers", "header_count"))
+            raise Refuse(self._too_large("more request headers than", "headers", "header_count"))
         self._grow(len(name) + len(value) + 4)
         super().on_header(name, value)
 
@@ -82,7 +75,7 @@ class LimitedHttpTools(_LimitsMixin, HttpToolsProtocol):  # type: ignore[misc]
         # one big read; the parsed sizes catch it.
         self._head_field_bytes += size
         if self._head_field_bytes > self.limits.max_header_bytes:
-            raise _Refuse(
+            raise Refuse(
                 self._too_large("request headers are larger than", "bytes", "header_bytes")
             )
 
