@@ -58,7 +58,9 @@ class AdminEndpoints:
         self.metrics = metrics
         self._admin_token = config.admin_token.encode() if config.admin_token else None
         admin = config.admin_address
-        self._admin_port = admin[1] if admin is not None else None
+        self.admin_port = admin[1] if admin is not None else None
+        """The ``--admin-listen`` port, if any (the two listeners' ports differ,
+        `ProxyConfig` checks it): a request that came in on it is an admin request."""
         self._started_at = time.time()
         self._handlers: dict[str, Callable[[Send], Awaitable[None]]] = {
             "/caproute/health": self._health,
@@ -66,18 +68,13 @@ class AdminEndpoints:
             "/caproute/metrics": self._metrics_page,
         }
 
-    def on_admin_listener(self, scope: Scope) -> bool:
-        """Whether the request came in on the ``--admin-listen`` address.
-
-        Told by the local port the connection was accepted on (the two listeners'
-        ports differ, `ProxyConfig` checks it)."""
-        if self._admin_port is None:
-            return False
-        server = scope.get("server")
-        return server is not None and server[1] == self._admin_port
-
     async def answer(self, scope: Scope, send: Send, *, admin: bool) -> None:
         """Answer a ``/caproute/*`` request; who may read what is decided here.
+
+        Args:
+            scope: The request.
+            send: The ASGI send callable.
+            admin: The request came in on the ``--admin-listen`` address.
 
         Raises:
             LocalAnswer: No such endpoint, not a GET, or the caller may not read it.
@@ -88,7 +85,7 @@ class AdminEndpoints:
             raise LocalAnswer(404, "not_found_error", f"no such proxy endpoint: {scope['path']}")
         if scope["method"] not in ("GET", "HEAD"):
             raise LocalAnswer(405, "invalid_request_error", "proxy endpoints only answer GET")
-        elsewhere = self._admin_port is not None and not admin
+        elsewhere = self.admin_port is not None and not admin
         allowed = not elsewhere and (
             self._admin_token is None
             or token_matches(presented_token(scope["headers"]), self._admin_token)

@@ -175,7 +175,9 @@ class ProxyApp:
         metrics = self.metrics
         metrics.started()
         try:
-            admin = self.admin.on_admin_listener(scope)
+            # Told by the local port the connection was accepted on.
+            port = self.admin.admin_port
+            admin = port is not None and (scope.get("server") or (None, None))[1] == port
             if exchange.path.startswith(PREFIX):
                 await self.admin.answer(scope, send_and_record, admin=admin)
             elif admin:
