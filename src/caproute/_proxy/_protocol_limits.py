@@ -36,8 +36,9 @@ class LimitsMixin:
     The host class calls `_head_started` with every read that arrives while a request
     head is being read, `_check_head_size` after parsing it if the head is still
     incomplete, `_head_done` when a head is complete, and `_refuse` to answer and
-    close. (Attributes come from uvicorn's protocol classes; `tests/proxy/
-    test_proxy_uvicorn_internals.py` fails when uvicorn changes one of them.)
+    close. (The attributes declared below come from uvicorn's h11 protocol for
+    `LimitedH11`, which `tests/proxy/test_proxy_uvicorn_internals.py` checks, and from
+    `LimitedHttpTools` itself.)
     """
 
     config: Any

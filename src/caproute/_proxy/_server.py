@@ -3,8 +3,8 @@
 uvicorn is imported here and only here, on first use, so the rest of caproute never
 needs it. Settings that matter for a proxy:
 
-* ``http``: caproute's subclasses of uvicorn's protocols (`protocol_factory`,
-  `caproute._proxy._protocol_limits`) with header size / count limits, a header-read
+* ``http``: uvicorn's protocols with caproute's limits (`protocol_factory`,
+  `caproute._proxy._protocol_limits`): header size / count limits, a header-read
   timeout, an idle timeout that also covers new connections, and a connection cap,
   all answered before the application (and so before authentication) runs.
   httptools when installed (the ``proxy`` extra), else uvicorn's pure-Python h11
