@@ -93,7 +93,7 @@ async def relay(
         await response.aclose()
         response = unread
         response.headers.update({k.decode(): v.decode("latin-1") for k, v in decided})
-    elif config.api_key is not None and response.status_code >= 400:
+    if config.api_key is not None and response.status_code >= 400:
         response = await _masked(response, config.api_key, config.max_error_body_bytes)
     headers, body = _downstream(response)
     request_id = response.headers.get("request-id")
