@@ -15,6 +15,7 @@ import httpx
 import pytest
 from proxy_helpers import sdk_client
 
+import caproute
 from caproute.cli import build_parser, main
 from caproute.cli.serve import build_config
 from caproute.testing import FakeAnthropic
@@ -172,3 +173,22 @@ def test_missing_uvicorn_gives_the_install_hint(
     assert code == 1
     assert "pip install 'caproute[proxy]'" in err
     assert err.count("\n") == 1
+
+
+def test_the_config_file_is_read_under_the_policy_limits_of_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config_file = tmp_path / "serve.yaml"
+    config_file.write_text("listen:\n  port: 9004\nlimits:\n  max_body_bytes: 5000\n")
+    args = build_parser().parse_args(["serve", "--config", str(config_file)])
+    assert build_config(args).port == 9004
+
+    monkeypatch.setenv("CAPROUTE_POLICY_MAX_BYTES", "20")
+    over = r"over the limit of 20; set CAPROUTE_POLICY_MAX_BYTES"
+    with pytest.raises(caproute.ConfigError, match=over):
+        build_config(args)
+
+    monkeypatch.setenv("CAPROUTE_POLICY_MAX_BYTES", "1000")
+    monkeypatch.setenv("CAPROUTE_POLICY_MAX_DEPTH", "1")
+    with pytest.raises(caproute.ConfigError, match="set CAPROUTE_POLICY_MAX_DEPTH"):
+        build_config(args)

@@ -276,3 +276,28 @@ async def test_compressed_answers_pass_unchanged_and_their_tokens_are_counted() 
     assert metric_value(metrics, 'caproute_proxy_tokens_total{kind="input"}') == 11 + 13
     assert metric_value(metrics, 'caproute_proxy_tokens_total{kind="output"}') == 7 + 9
     assert metric_value(metrics, 'caproute_proxy_tokens_total{kind="cache_read"}') == 5
+
+
+@pytest.mark.anyio
+async def test_an_unreachable_upstream_is_logged_with_the_models_of_the_request(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def unreachable(request: httpx2.Request) -> httpx2.Response:
+        raise httpx2.ConnectTimeout("no route")
+
+    body = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 8,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    caplog.set_level("INFO", logger="caproute.access")
+    async with client_for(unreachable) as client:
+        answer = await client.post(
+            "/v1/messages", json=body, headers={"x-api-key": "k", "anthropic-version": "2023-06-01"}
+        )
+
+    assert answer.status_code == 504
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "caproute.access"]
+    assert "outcome=failed" in line
+    assert "requested=claude-sonnet-4-5" in line
+    assert "model=claude-sonnet-4-5" in line

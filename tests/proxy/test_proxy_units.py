@@ -19,7 +19,7 @@ from caproute._proxy._headers import (
     downstream_response_headers,
     presented_token,
     token_matches,
-    upstream_request_headers,
+    upstream_request,
 )
 from caproute._proxy._metrics import MAX_MODEL_LABELS, ProxyMetrics
 from caproute._proxy._reload import FileWatcher
@@ -50,7 +50,7 @@ def names(headers: list[tuple[bytes, bytes]]) -> list[bytes]:
 
 
 def test_pass_through_mode_keeps_end_to_end_headers_and_credentials() -> None:
-    sent = upstream_request_headers(CALLER, api_key=None)
+    sent, _, _ = upstream_request(CALLER, api_key=None)
 
     assert sent == [
         (b"x-api-key", b"caller-key"),
@@ -62,7 +62,7 @@ def test_pass_through_mode_keeps_end_to_end_headers_and_credentials() -> None:
 
 
 def test_own_key_mode_replaces_every_caller_credential() -> None:
-    sent = upstream_request_headers(CALLER, api_key="proxy-key")
+    sent, _, _ = upstream_request(CALLER, api_key="proxy-key")
 
     assert (b"x-api-key", b"proxy-key") in sent
     assert b"authorization" not in names(sent)
@@ -71,7 +71,7 @@ def test_own_key_mode_replaces_every_caller_credential() -> None:
 
 
 def test_headers_named_in_connection_are_dropped_wherever_they_come() -> None:
-    sent = upstream_request_headers(
+    sent, _, _ = upstream_request(
         [
             (b"x-secret", b"1"),  # before the Connection header naming it
             (b"Connection", b"X-Secret"),
@@ -83,6 +83,13 @@ def test_headers_named_in_connection_are_dropped_wherever_they_come() -> None:
     )
 
     assert sent == [(b"x-keep", b"3")]
+
+
+def test_the_callers_controls_are_read_in_the_same_pass_and_never_forwarded() -> None:
+    caller = [(b"caproute-route", b" fast "), (b"x-a", b"1"), (b"caproute-bypass", b"Yes")]
+
+    assert upstream_request(caller, api_key=None) == ([(b"x-a", b"1")], True, "fast")
+    assert upstream_request([(b"caproute-bypass", b"0")], api_key="k")[1:] == (False, None)
 
 
 def test_server_flavour_prefers_httptools_and_uvloop_and_falls_back(
@@ -102,11 +109,11 @@ def test_server_flavour_prefers_httptools_and_uvloop_and_falls_back(
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None)
     assert _server.server_flavour() == ("h11", "asyncio")
     config = _server.uvicorn_config(ProxyConfig(), app=object())
-    assert (config.http.__name__, config.loop) == ("LimitedH11", "asyncio")
+    assert (config.http.func.__name__, config.loop) == ("LimitedH11", "asyncio")
 
 
 def test_values_with_control_characters_are_dropped() -> None:
-    sent = upstream_request_headers(
+    sent, _, _ = upstream_request(
         [(b"x-a", b"ok"), (b"x-b", b"bad\r\nx-injected: 1"), (b"x-c", b"nul\x00")], api_key=None
     )
 
@@ -283,7 +290,7 @@ def test_usage_meter_reads_gzip_and_deflate_and_skips_other_codings() -> None:
     import json
     import zlib
 
-    from caproute._proxy._usage import MAX_JSON, UsageMeter
+    from caproute._proxy._relay import MAX_JSON, UsageMeter
 
     answer = json.dumps({"usage": {"input_tokens": 3, "output_tokens": 4}}).encode()
 

@@ -6,13 +6,16 @@ routing as the Python SDK wrapper. The pieces:
 
 * `_config`: `ProxyConfig`, validated once at start-up; `_settings`: the flags,
   ``CAPROUTE_*`` variables and config file that produce it;
-* `_app`: the pure ASGI application (forwarding, streaming, local endpoints);
+* `_app`: the pure ASGI application (one request: read, route, relay, count);
+  `_inbound`: reading and checking a caller's request into the upstream request;
+  `_relay`: streaming the answer back, reading its token usage on the way;
+  `_admin`: the ``/caproute/*`` endpoints; `_exchange`: one request's record;
 * `_callers`: one registry and router per caller credential (pass-through mode);
 * `_limits`: the HTTP server's protocol limits (header size and count, header and
   keep-alive timeouts, connection cap), the JSON parse budget and the error-body cap;
 * `_headers`: which headers cross, credential handling, per-request controls;
-* `_metrics`: Prometheus metrics (prometheus-client); `_usage`: token counts from
-  responses; `_logging`: one text or JSON format for every log line;
+* `_metrics`: Prometheus metrics (prometheus-client); `_logging`: one text or JSON
+  format for every log line, and the access line;
 * `_reload`: policy / snapshot hot reload; `_signals`: SIGHUP;
 * `_factory`: `create_proxy_app(config)`; `_server`: `serve_proxy` (uvicorn, lazily).
 

@@ -32,7 +32,7 @@ from .._core.policy import Policy
 from .._core.registry import Registry
 from .._registry.snapshot import initial_registry, load_snapshot
 from .._runtime.drive import READS_BODY_ON
-from ._app import ProxyApp, _remember_decision
+from ._app import ProxyApp
 from ._callers import CallerRegistries, RouterSet
 from ._config import ProxyConfig
 from ._limits import CappedErrorBodies
@@ -152,9 +152,7 @@ def create_proxy_app(
     )
     inner = CappedErrorBodies(network, limit=config.max_error_body_bytes, statuses=READS_BODY_ON)
     logger = router_logger()
-    routes = RouterSet(
-        source, inner=inner, policy=policy, logger=logger, on_decision=_remember_decision
-    )
+    routes = RouterSet(source, inner=inner, policy=policy, logger=logger, on_decision=_no_hook)
     callers: CallerRegistries | None = None
     if not config.own_key:
         callers = CallerRegistries(
@@ -167,7 +165,7 @@ def create_proxy_app(
             first_fetch_timeout=config.first_fetch_timeout,
             cache_dir=config.registry_cache_dir,
             router_logger=logger,
-            on_decision=_remember_decision,
+            on_decision=_no_hook,
             on_fetch=lambda result: metrics.registry_fetches.labels(result).inc(),
             fetch_transport=inner_transport,
         )
@@ -185,6 +183,11 @@ def create_proxy_app(
     )
     logging.getLogger("caproute.proxy").debug("proxy app built: %r", config)
     return app
+
+
+def _no_hook(decision: object) -> None:
+    """The routers' decision hook: nothing (a decision comes back with its answer, in
+    ``response.extensions["caproute_decision"]``)."""
 
 
 def _policy_applier(routes: RouterSet, callers: CallerRegistries | None) -> Any:

@@ -15,7 +15,7 @@ Why each rule exists:
   them). The server's parser normally refuses them first; dropping them here again
   keeps the guarantee even behind a laxer server.
 * ``caproute-*`` names belong to caproute: ``caproute-bypass`` / ``caproute-route``
-  are requests to the proxy itself (see `controls`), consumed here whether enabled or
+  are requests to the proxy itself (see `upstream_request`), consumed here whether enabled or
   not, and any other ``caproute-`` header (a response header a caller echoes back, a
   misspelt control) is caproute's too. None of them travels upstream.
 * Credentials: in pass-through mode the caller's ``x-api-key`` / ``Authorization``
@@ -80,11 +80,13 @@ def _end_to_end(
     headers: Iterable[tuple[bytes, bytes]],
     drop: frozenset[bytes],
     prefixes: tuple[bytes, ...] = _REQUEST_DROP_PREFIXES,
+    controls: list[tuple[bytes, bytes]] | None = None,
 ) -> Headers:
     """One pass over `headers`; a second, rare one only when ``Connection`` names headers.
 
     ``Connection`` may come after the headers it names, so what it names is collected on
-    the way and filtered out at the end (it is itself hop-by-hop, so never kept).
+    the way and filtered out at the end (it is itself hop-by-hop, so never kept). The
+    dropped `CONTROL_HEADERS` are appended to `controls`, when given.
     """
     kept: Headers = []
     named: set[bytes] | None = None
@@ -94,6 +96,8 @@ def _end_to_end(
         if name in drop or name.startswith(prefixes):
             if name == b"connection":
                 named = (named or set()) | _named_in_connection(value)
+            elif controls is not None and name in CONTROL_HEADERS:
+                controls.append((name, value))
             continue
         if unsafe(value) is None:
             kept.append((name, value))
@@ -102,8 +106,8 @@ def _end_to_end(
     return kept
 
 
-def upstream_request_headers(headers: Headers, *, api_key: str | None) -> Headers:
-    """The headers to send upstream for a caller's request.
+def upstream_request(headers: Headers, *, api_key: str | None) -> tuple[Headers, bool, str | None]:
+    """The headers to send upstream for a caller's request, and the caller's controls.
 
     Args:
         headers: The caller's headers as the ASGI server delivered them.
@@ -112,30 +116,29 @@ def upstream_request_headers(headers: Headers, *, api_key: str | None) -> Header
 
     Returns:
         End-to-end headers only, without ``Host`` / ``Content-Length``; in own-key
-        mode the caller's credentials are replaced by ``x-api-key: <api_key>``.
+        mode the caller's credentials are replaced by ``x-api-key: <api_key>``. Then
+        the per-request controls the caller sent: ``caproute-bypass`` is 1 (or true,
+        yes) and the ``caproute-route`` (`None` without one), read in the same pass.
     """
+    controls: list[tuple[bytes, bytes]] = []
     if api_key is None:
-        return _end_to_end(headers, _REQUEST_DROP)
-    kept = _end_to_end(headers, _REQUEST_DROP_OWN_KEY)
-    kept.append((b"x-api-key", api_key.encode("latin-1")))
-    return kept
+        kept = _end_to_end(headers, _REQUEST_DROP, controls=controls)
+    else:
+        kept = _end_to_end(headers, _REQUEST_DROP_OWN_KEY, controls=controls)
+        kept.append((b"x-api-key", api_key.encode("latin-1")))
+    bypass = False
+    route: str | None = None
+    for name, value in controls:
+        if name == BYPASS_HEADER:
+            bypass = value.strip().lower() in (b"1", b"true", b"yes")
+        else:
+            route = value.strip().decode("latin-1") or None
+    return kept, bypass, route
 
 
 def downstream_response_headers(headers: Iterable[tuple[bytes, bytes]]) -> Headers:
     """The upstream response headers a caller gets (hop-by-hop ones removed)."""
     return _end_to_end(headers, HOP_BY_HOP, _RESPONSE_DROP_PREFIXES)
-
-
-def controls(headers: Headers) -> tuple[bool, str | None]:
-    """The per-request controls a caller sent: ``(caproute-bypass is 1, caproute-route)``."""
-    bypass = False
-    route: str | None = None
-    for name, value in headers:
-        if name == BYPASS_HEADER:
-            bypass = value.strip().lower() in (b"1", b"true", b"yes")
-        elif name == ROUTE_HEADER:
-            route = value.strip().decode("latin-1") or None
-    return bypass, route
 
 
 def presented_token(headers: Headers) -> bytes | None:

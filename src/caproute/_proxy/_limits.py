@@ -2,7 +2,7 @@
 
 Three places, each enforced where the cost arises:
 
-* **The HTTP server** (`caproute._proxy._protocols`: uvicorn's
+* **The HTTP server** (`caproute._proxy._protocol_limits`: uvicorn's
   protocols with limits added). Before any request reaches the application, so
   before authentication: the request head's size (431), its header count (431), the
   time a caller takes to send a head once it starts (408), how long a connection may
@@ -19,8 +19,10 @@ Three places, each enforced where the cost arises:
 * **Upstream error bodies** (`CappedErrorBodies`): the routing flow reads 400/404
   bodies to choose its next step. Under the routing transport this wrapper reads at
   most ``max_error_body_bytes`` of one (decompressing gzip/deflate with the same
-  bound); a bigger one is not read any further: `UnreadErrorBody` carries it past the
-  flow, and the proxy streams it to the caller as the upstream sent it.
+  bound); a bigger one is not read any further: the flow gets an empty-bodied stand-in
+  (nothing to act on, so it delivers it with its decision), which carries the unread
+  answer in its extensions (`UNREAD`), and the proxy streams that to the caller as the
+  upstream sent it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import re
 import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Final
 
 import httpx2
 
@@ -119,12 +122,9 @@ def exact_json_values(body: bytes) -> int:
 # -- upstream error bodies -----------------------------------------------------------------
 
 
-class UnreadErrorBody(Exception):
-    """An upstream 400/404 whose body is too big to read for routing: deliver it as it is."""
-
-    def __init__(self, response: httpx2.Response) -> None:
-        super().__init__(f"upstream {response.status_code} body over the read limit")
-        self.response = response
+UNREAD: Final = "caproute_unread_answer"
+"""The response extension holding an upstream error answer too big to read for routing
+(set by `CappedErrorBodies` on its stand-in): the answer to relay as it was sent."""
 
 
 class _Prefixed(httpx2.AsyncByteStream):
@@ -163,8 +163,15 @@ class CappedErrorBodies(httpx2.AsyncBaseTransport):
         self._statuses = statuses
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        """Send; a 400/404 comes back either read (small) or raised as `UnreadErrorBody`."""
-        response = await self._inner.handle_async_request(request)
+        """Send; a 400/404 comes back either read (small) or as an unread stand-in (`UNREAD`).
+
+        An error of the inner transport carries the request it was sending (so the app
+        can tell which model could not be reached)."""
+        try:
+            response = await self._inner.handle_async_request(request)
+        except httpx2.RequestError as exc:
+            exc.request = request
+            raise
         if response.status_code not in self._statuses:
             return response
         stream = response.stream
@@ -176,14 +183,14 @@ class CappedErrorBodies(httpx2.AsyncBaseTransport):
             chunks.append(chunk)
             size += len(chunk)
             if size > self._limit:
-                raise UnreadErrorBody(
-                    _rebuilt(response, request, _Prefixed(chunks, rest, response))
+                return _stand_in(
+                    _rebuilt(response, request, _Prefixed(chunks, rest, response)), request
                 )
         raw = b"".join(chunks)
         decoded = _decode(raw, response.headers.get("content-encoding", ""), self._limit)
         if decoded is None:
             await response.aclose()
-            raise UnreadErrorBody(_rebuilt(response, request, httpx2.ByteStream(raw)))
+            return _stand_in(_rebuilt(response, request, httpx2.ByteStream(raw)), request)
         await response.aclose()
         return with_body(response, decoded, request=request)
 
@@ -208,6 +215,16 @@ def with_body(
         content=content,
         request=request,
         extensions=response.extensions,
+    )
+
+
+def _stand_in(unread: httpx2.Response, request: httpx2.Request) -> httpx2.Response:
+    """An empty-bodied answer with `unread`'s status, carrying `unread` (see `UNREAD`)."""
+    return httpx2.Response(
+        unread.status_code,
+        content=b"",
+        request=request,
+        extensions={**unread.extensions, UNREAD: unread},
     )
 
 

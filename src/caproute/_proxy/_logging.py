@@ -20,15 +20,21 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._exchange import Exchange
 
 ROUTER_LOGGER = "caproute.proxy.router"
 """The logger the proxy's routers write to: warnings only (the access line has the rest)."""
 
 ACCESS_FIELDS = "caproute_access"
 """The log record attribute holding an access line's fields."""
+
+access_logger = logging.getLogger("caproute.access")
 
 
 CUT_ON_PURPOSE: ContextVar[bool] = ContextVar("caproute_cut_on_purpose", default=False)
@@ -119,3 +125,64 @@ def router_logger() -> logging.Logger:
     if logger.level == logging.NOTSET:
         logger.setLevel(logging.WARNING)
     return logger
+
+
+# -- the access line ------------------------------------------------------------------------
+
+
+def log_access(exchange: Exchange, now: float) -> None:
+    """Write one request's access line (``caproute.access``, INFO), if that is enabled."""
+    if access_logger.isEnabledFor(logging.INFO):
+        fields = access_fields(exchange, now)
+        access_logger.info(_access_line(fields), extra={ACCESS_FIELDS: fields})
+
+
+def access_fields(exchange: Exchange, now: float) -> dict[str, Any]:
+    """One (settled) request's access-log fields (never a key, a query string or content)."""
+    decision = exchange.decision
+    changes = decision.header_values()["caproute-changes"] if decision else None
+    fields: dict[str, Any] = {
+        "method": exchange.method,
+        "path": exchange.path,
+        "status": exchange.status or None,
+        "outcome": exchange.outcome,
+        "requested": exchange.requested_model,
+        "model": exchange.sent_model,
+        "changes": changes,
+        "duration_ms": round((now - exchange.started) * 1000, 1),
+    }
+    if exchange.request_id is not None:
+        fields["request_id"] = exchange.request_id
+    if exchange.registry is not None and exchange.registry != "caller":
+        fields["registry"] = exchange.registry
+    if exchange.tokens:
+        fields["tokens"] = exchange.tokens
+    if exchange.client_left:
+        fields["client"] = "disconnected"
+    if exchange.upstream_broke:
+        fields["upstream"] = "broke"
+    if exchange.cut is not None:
+        fields["cut"] = exchange.cut
+    return fields
+
+
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_./:@+-]+")
+
+
+def _field(value: object) -> str:
+    text = "-" if value is None or value == "" else str(value)
+    if _PLAIN_VALUE.fullmatch(text):
+        return text
+    # Quoted and escaped: a path or change list can't break the line (log injection).
+    return '"' + text.encode("unicode_escape").decode("ascii").replace('"', '\\"') + '"'
+
+
+def _access_line(fields: dict[str, Any]) -> str:
+    parts = []
+    for key, value in fields.items():
+        if key == "tokens":
+            value = ",".join(f"{kind}:{count}" for kind, count in value.items())
+        elif key == "duration_ms":
+            value = f"{value:.1f}"
+        parts.append(f"{key}={_field(value)}")
+    return " ".join(parts)

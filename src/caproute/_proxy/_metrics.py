@@ -47,11 +47,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Container
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from .._core.decision import Decision
+if TYPE_CHECKING:
+    from .._core.decision import Decision
+    from ._exchange import Exchange
 
 LATENCY_BUCKETS: Final = (
     0.001,
@@ -116,8 +118,76 @@ class _ModelLabels:
         return value
 
 
+_COUNTERS: Final = (
+    (
+        "requests",
+        "caproute_proxy_requests",
+        "Requests answered, by routing outcome, models and status.",
+        ("outcome", "requested_model", "model", "status"),
+    ),
+    (
+        "tokens",
+        "caproute_proxy_tokens",
+        "Tokens the upstream reported in answers' usage, by model and kind.",
+        ("model", "kind"),
+    ),
+    ("reroutes", "caproute_proxy_reroutes", "Requests sent to another model.", ()),
+    ("adjustments", "caproute_proxy_adjustments", "Requests whose parameters were edited.", ()),
+    ("refusals", "caproute_proxy_refusals", "Requests refused by the routing policy.", ()),
+    (
+        "upstream_errors",
+        "caproute_proxy_upstream_errors",
+        "Upstream error answers by HTTP status (or unreachable/timeout).",
+        ("status",),
+    ),
+    (
+        "client_disconnects",
+        "caproute_proxy_client_disconnects",
+        "Callers that disconnected before the response ended.",
+        (),
+    ),
+    (
+        "limit_rejections",
+        "caproute_proxy_limit_rejections",
+        "Requests and connections refused by a resource limit.",
+        ("limit",),
+    ),
+    (
+        "registry_fetches",
+        "caproute_proxy_registry_fetches",
+        "Caller registry fetches (pass-through mode) by result.",
+        ("result",),
+    ),
+    (
+        "policy_reloads",
+        "caproute_proxy_policy_reloads",
+        "Policy file reloads by result.",
+        ("result",),
+    ),
+    (
+        "snapshot_reloads",
+        "caproute_proxy_snapshot_reloads",
+        "Registry snapshot file reloads by result.",
+        ("result",),
+    ),
+)
+"""The counters: ``(attribute, metric name, help, label names)``."""
+
+
 class ProxyMetrics:
     """The proxy's metrics; `render()` gives the Prometheus text exposition."""
+
+    requests: Counter
+    tokens: Counter
+    reroutes: Counter
+    adjustments: Counter
+    refusals: Counter
+    upstream_errors: Counter
+    client_disconnects: Counter
+    limit_rejections: Counter
+    registry_fetches: Counter
+    policy_reloads: Counter
+    snapshot_reloads: Counter
 
     CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
     """Text format 0.0.4: what every Prometheus version (and other scrapers) reads."""
@@ -125,64 +195,8 @@ class ProxyMetrics:
     def __init__(self, *, multiprocess_dir: str | None = None) -> None:
         self.multiprocess_dir = multiprocess_dir or os.environ.get(MULTIPROC_ENV) or None
         registry = self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "caproute_proxy_requests",
-            "Requests answered, by routing outcome, models and status.",
-            ["outcome", "requested_model", "model", "status"],
-            registry=registry,
-        )
-        self.tokens = Counter(
-            "caproute_proxy_tokens",
-            "Tokens the upstream reported in answers' usage, by model and kind.",
-            ["model", "kind"],
-            registry=registry,
-        )
-        self.reroutes = Counter(
-            "caproute_proxy_reroutes", "Requests sent to another model.", registry=registry
-        )
-        self.adjustments = Counter(
-            "caproute_proxy_adjustments",
-            "Requests whose parameters were edited.",
-            registry=registry,
-        )
-        self.refusals = Counter(
-            "caproute_proxy_refusals", "Requests refused by the routing policy.", registry=registry
-        )
-        self.upstream_errors = Counter(
-            "caproute_proxy_upstream_errors",
-            "Upstream error answers by HTTP status (or unreachable/timeout).",
-            ["status"],
-            registry=registry,
-        )
-        self.client_disconnects = Counter(
-            "caproute_proxy_client_disconnects",
-            "Callers that disconnected before the response ended.",
-            registry=registry,
-        )
-        self.limit_rejections = Counter(
-            "caproute_proxy_limit_rejections",
-            "Requests and connections refused by a resource limit.",
-            ["limit"],
-            registry=registry,
-        )
-        self.registry_fetches = Counter(
-            "caproute_proxy_registry_fetches",
-            "Caller registry fetches (pass-through mode) by result.",
-            ["result"],
-            registry=registry,
-        )
-        self.policy_reloads = Counter(
-            "caproute_proxy_policy_reloads",
-            "Policy file reloads by result.",
-            ["result"],
-            registry=registry,
-        )
-        self.snapshot_reloads = Counter(
-            "caproute_proxy_snapshot_reloads",
-            "Registry snapshot file reloads by result.",
-            ["result"],
-            registry=registry,
-        )
+        for attribute, name, documentation, labels in _COUNTERS:
+            setattr(self, attribute, Counter(name, documentation, labels, registry=registry))
         self.in_flight_gauge = Gauge(
             "caproute_proxy_in_flight",
             "Requests being served.",
@@ -220,17 +234,41 @@ class ProxyMetrics:
         self.in_flight += 1
         self.in_flight_gauge.inc()
 
-    def ended(self) -> None:
-        """A request ended."""
+    def ended(self, exchange: Exchange) -> None:
+        """A request ended: count what it did (`exchange`, settled)."""
         self.in_flight -= 1
         self.in_flight_gauge.dec()
+        status = exchange.status
+        models = (exchange.requested_model, exchange.sent_model)
+        self.record_request(exchange.outcome, exchange.decision, status, models)
+        if status >= 400 and exchange.outcome not in ("local", "failed", "rejected"):
+            self.record_upstream_error(status)
+        if exchange.client_left:
+            self.client_disconnects.inc()
+        if exchange.headers_sent_at is not None:
+            self.latency.observe(exchange.headers_sent_at - exchange.started)
+        if exchange.tokens:
+            self.record_tokens(exchange.sent_model, exchange.tokens)
 
-    def record_request(self, outcome: str, decision: Decision | None, status: int) -> None:
-        """Count one answered request."""
-        requested = model = ""
-        if decision is not None:
-            requested = self._model_label(decision.requested_model, self.lineup)
-            model = self._model_label(decision.model, self.lineup)
+    def record_request(
+        self,
+        outcome: str,
+        decision: Decision | None,
+        status: int,
+        models: tuple[str | None, str | None] | None = None,
+    ) -> None:
+        """Count one answered request.
+
+        Args:
+            outcome: How it ended (the decision's outcome, ``forwarded``, ``local``...).
+            decision: The routing decision, if one came back.
+            status: The HTTP status sent.
+            models: ``(requested, sent to)``, default the decision's.
+        """
+        if models is None:
+            models = (decision.requested_model, decision.model) if decision else (None, None)
+        requested = self._model_label(models[0], self.lineup)
+        model = self._model_label(models[1], self.lineup)
         values = (outcome, requested, model, str(status or ""))
         child = self._request_children.get(values)
         if child is None:

@@ -3,13 +3,14 @@
 uvicorn is imported here and only here, on first use, so the rest of caproute never
 needs it. Settings that matter for a proxy:
 
-* ``http``: caproute's subclasses of uvicorn's protocols (`caproute._proxy._protocols`)
-  with header size / count limits, a header-read timeout, an idle timeout that also
-  covers new connections, and a connection cap, all answered before the application
-  (and so before authentication) runs. httptools when installed (the ``proxy``
-  extra), else uvicorn's pure-Python h11 parser; ``loop``: uvloop when installed,
-  else asyncio. The fast pair cuts uvicorn's own CPU per request by more than half
-  (see docs/performance.md, "Proxy"); the fallback behaves the same, only slower.
+* ``http``: uvicorn's protocols with caproute's limits (`protocol_factory`,
+  `caproute._proxy._protocol_limits`): header size / count limits, a header-read
+  timeout, an idle timeout that also covers new connections, and a connection cap,
+  all answered before the application (and so before authentication) runs.
+  httptools when installed (the ``proxy`` extra), else uvicorn's pure-Python h11
+  parser; ``loop``: uvloop when installed, else asyncio. The fast pair cuts uvicorn's
+  own CPU per request by more than half (see docs/performance.md, "Proxy"); the
+  fallback behaves the same, only slower.
 * ``timeout_graceful_shutdown``: on SIGTERM/SIGINT stop accepting, let responses in
   flight (long SSE streams included) finish for up to this many seconds.
 * ``server_header`` / ``date_header`` off: the upstream's own ``date`` and ``server``
@@ -35,16 +36,21 @@ e.g. Kubernetes' "Error" instead of "Completed".)
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
+import functools
 import importlib.util
 import logging
 import logging.config
 import math
 import os
 import shutil
+import signal
 import socket
 import tempfile
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,6 +104,23 @@ def protocol_limits(config: ProxyConfig) -> ProtocolLimits:
     )
 
 
+def protocol_factory(http: str, limits: ProtocolLimits) -> Callable[..., asyncio.Protocol]:
+    """The limited uvicorn protocol for ``"httptools"`` or ``"h11"``, bound to `limits`.
+
+    What uvicorn's ``http`` setting takes: a callable making a protocol from uvicorn's
+    arguments. A ``functools.partial`` of a module-level class pickles, so worker
+    processes (``--workers``) get the limits with it. The httptools class lives in its
+    own module, imported only when chosen, so a server on h11 never loads the
+    httptools parser.
+    """
+    cls: Callable[..., asyncio.Protocol]
+    if http == "httptools":
+        from ._protocol_httptools import LimitedHttpTools as cls
+    else:
+        from ._protocol_h11 import LimitedH11 as cls
+    return functools.partial(cls, limits=limits)
+
+
 def uvicorn_config(config: ProxyConfig, app: Any | None = None, **overrides: Any) -> Any:
     """The ``uvicorn.Config`` for `config`.
 
@@ -109,8 +132,6 @@ def uvicorn_config(config: ProxyConfig, app: Any | None = None, **overrides: Any
             leave the host application's logging alone, or ``http="h11"``).
     """
     uvicorn = _uvicorn()
-    from ._protocols import protocol_class
-
     http, loop = server_flavour()
     http = overrides.pop("http", http)
     settings: dict[str, Any] = dict(
@@ -127,15 +148,13 @@ def uvicorn_config(config: ProxyConfig, app: Any | None = None, **overrides: Any
         timeout_keep_alive=config.keepalive_timeout,
         h11_max_incomplete_event_size=config.max_header_bytes,
         ws="none",
-        http=protocol_class(http) if isinstance(http, str) else http,
+        http=protocol_factory(http, protocol_limits(config)) if isinstance(http, str) else http,
         loop=loop,
         workers=config.workers,
     )
     settings.update(overrides)
     target = app if app is not None else _AppFactory(config)
     uvicorn_settings = uvicorn.Config(target, factory=app is None, **settings)
-    # Read by caproute's protocol classes (`_protocols`), in every worker.
-    uvicorn_settings.caproute_limits = protocol_limits(config)
     protect_uvicorn()  # keys masked in uvicorn's records too (workers: see `_logging`)
     return uvicorn_settings
 
@@ -236,7 +255,8 @@ def serve_proxy(config: ProxyConfig, *, sock: socket.socket | None = None) -> No
             " with the admin token" if config.admin_token is not None else "",
         )
     if config.workers == 1:
-        _without_signal_reraise(uvicorn.Server(settings)).run(sockets=sockets)
+        with _signals_end_the_run():
+            uvicorn.Server(settings).run(sockets=sockets)
         return
     from uvicorn.supervisors import Multiprocess
 
@@ -250,23 +270,31 @@ def serve_proxy(config: ProxyConfig, *, sock: socket.socket | None = None) -> No
             listener.close()
 
 
-def _without_signal_reraise(server: Any) -> Any:
-    """`server`, made to return after a signalled shutdown instead of dying by the signal.
+@contextlib.contextmanager
+def _signals_end_the_run() -> Iterator[None]:
+    """SIGTERM and SIGINT end the run with a return, not with the signal (exit 0).
 
-    uvicorn's `Server.capture_signals` records the signals it handled and raises them
-    again as it leaves; emptying that record just before it leaves makes the run end
-    normally, and the command exit 0 (see the module docstring).
+    uvicorn's server handles both while it runs (a graceful shutdown), then puts back
+    the handlers it found and raises the signals it handled again, "so that the
+    handler of the host application runs" (uvicorn's changelog, 0.29). Without one
+    the process would die by the signal (see the module docstring); this is that
+    handler: it does nothing, and the run returns. Signal handlers can only be set
+    from the main thread; elsewhere uvicorn leaves the signals alone too.
     """
-    capture = server.capture_signals
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handled = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, _shut_down) for sig in handled}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
-    @contextlib.contextmanager
-    def capture_signals() -> Any:
-        with capture():
-            yield
-            getattr(server, "_captured_signals", []).clear()
 
-    server.capture_signals = capture_signals
-    return server
+def _shut_down(signum: int, frame: object) -> None:
+    """The handler uvicorn re-raises SIGTERM / SIGINT to once it has shut down."""
 
 
 def _check_files(config: ProxyConfig) -> None:

@@ -1,9 +1,9 @@
 """Where `caproute serve` gets its settings: flags, ``CAPROUTE_*`` variables and a config file.
 
-One table, `SETTINGS`, names every setting once; the command-line flags, the
-environment variables and the config file's keys are all derived from it, so the
-three can't drift apart (`tests/proxy/test_proxy_settings.py` checks the docs list
-them all). Precedence, per setting: **flag > environment > file > default**.
+One table, `caproute._proxy._settings_table.SETTINGS`, names every setting once; the
+command-line flags, the environment variables and the config file's keys are all
+derived from it here, so the three can't drift apart. Precedence, per setting:
+**flag > environment > file > default**.
 
 * Flag ``--max-body-bytes`` ↔ variable ``CAPROUTE_MAX_BODY_BYTES`` ↔ file key
   ``limits.max_body_bytes``. Booleans are ``--allow-bypass`` / ``--no-allow-bypass``
@@ -26,297 +26,26 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .._exceptions import ConfigError
+from ._settings_table import (
+    BY_NAME,
+    EXCLUSIVE,
+    NOT_CONFIG_FIELDS,
+    SECRETS,
+    SETTINGS,
+    Kind,
+    Setting,
+)
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
+    from .._core.policy import TextLimits
     from ._config import ProxyConfig
-
-Kind = Literal["str", "int", "port", "float", "bool", "path", "choice"]
-
-ENV_PREFIX = "CAPROUTE_"
-
-
-@dataclass(frozen=True, slots=True)
-class Setting:
-    """One setting of `caproute serve`, as a flag, a variable and a file key."""
-
-    name: str
-    """The `ProxyConfig` field it sets (or ``api_key_env`` / ``require_token_env`` /
-    ``require_token`` / ``config``, resolved into fields)."""
-    file_key: tuple[str, ...] | None
-    """Where it lives in the config file (`None`: not a file setting)."""
-    kind: Kind
-    help: str
-    metavar: str | None = None
-    choices: tuple[str, ...] = ()
-
-    @property
-    def flag(self) -> str:
-        """The command-line flag, e.g. ``--max-body-bytes``."""
-        return "--" + self.name.replace("_", "-")
-
-    @property
-    def env(self) -> str:
-        """The environment variable, e.g. ``CAPROUTE_MAX_BODY_BYTES``."""
-        return ENV_PREFIX + self.name.upper()
-
-
-def _s(
-    name: str,
-    file_key: str | None,
-    kind: Kind,
-    help: str,
-    metavar: str | None = None,
-    choices: tuple[str, ...] = (),
-) -> Setting:
-    key = tuple(file_key.split(".")) if file_key else None
-    return Setting(name, key, kind, help, metavar, choices)
-
-
-SETTINGS: tuple[Setting, ...] = (
-    _s(
-        "config",
-        None,
-        "path",
-        "read settings from this YAML file (flags and CAPROUTE_* variables override it)",
-        "FILE",
-    ),
-    _s(
-        "upstream",
-        "upstream",
-        "str",
-        "where to forward (default: https://api.anthropic.com)",
-        "URL",
-    ),
-    _s("host", "listen.host", "str", "interface to bind (default: 127.0.0.1)"),
-    _s("port", "listen.port", "port", "port (default: 8787)"),
-    _s(
-        "workers",
-        "workers",
-        "int",
-        "worker processes sharing the port (default: 1); "
-        "registries, learned facts and metrics are per worker",
-        "N",
-    ),
-    _s("policy", "policy", "path", "routing policy, reloaded on change and SIGHUP", "FILE"),
-    _s(
-        "snapshot",
-        "snapshot",
-        "path",
-        "registry snapshot to route with (re-read on change); "
-        "in pass-through mode the shared fallback for callers",
-        "FILE",
-    ),
-    _s(
-        "api_key_env",
-        "credentials.api_key_env",
-        "str",
-        "own-key mode: use the API key in this "
-        "environment variable (callers then need a local token)",
-        "NAME",
-    ),
-    _s(
-        "require_token_env",
-        "credentials.require_token_env",
-        "str",
-        "the local token callers must present, from this variable",
-        "NAME",
-    ),
-    _s(
-        "require_token",
-        None,
-        "str",
-        "the local token itself (shows in the process list: prefer --require-token-env)",
-        "TOKEN",
-    ),
-    _s(
-        "max_registries",
-        "registries.max",
-        "int",
-        "pass-through mode: callers whose registries are kept (default: 64)",
-        "N",
-    ),
-    _s(
-        "registry_ttl",
-        "registries.ttl",
-        "float",
-        "seconds a caller's registry stays fresh (default: 3600)",
-        "S",
-    ),
-    _s(
-        "first_fetch_timeout",
-        "registries.first_fetch_timeout",
-        "float",
-        "how long a new caller's first request waits for its registry (default: 5)",
-        "S",
-    ),
-    _s(
-        "registry_cache_dir",
-        "registries.cache_dir",
-        "path",
-        "cache caller registries here, one 0600 file per key hash (default: memory only)",
-        "DIR",
-    ),
-    _s(
-        "stale_after",
-        "registries.stale_after",
-        "float",
-        "health is 'degraded' when a registry in use is older (default: 7200)",
-        "S",
-    ),
-    _s(
-        "max_body_bytes",
-        "limits.max_body_bytes",
-        "int",
-        "largest request body, else 413 (default: 33554432, 32 MiB)",
-        "N",
-    ),
-    _s(
-        "max_json_values",
-        "limits.max_json_values",
-        "int",
-        "most JSON values a routed body may hold, else 413 (default: max body bytes / 32)",
-        "N",
-    ),
-    _s(
-        "max_header_bytes",
-        "limits.max_header_bytes",
-        "int",
-        "largest request head, else 431 (default: 65536)",
-        "N",
-    ),
-    _s(
-        "max_header_count",
-        "limits.max_header_count",
-        "int",
-        "most request headers, else 431 (default: 100)",
-        "N",
-    ),
-    _s(
-        "max_connections",
-        "limits.max_connections",
-        "int",
-        "open connections per worker, beyond: 503 (default: 1024)",
-        "N",
-    ),
-    _s(
-        "max_error_body_bytes",
-        "limits.max_error_body_bytes",
-        "int",
-        "largest upstream "
-        "400/404 body read to re-route; larger ones pass through unread (default: 65536)",
-        "N",
-    ),
-    _s(
-        "connect_timeout", "timeouts.connect", "float", "upstream connect timeout (default: 5)", "S"
-    ),
-    _s("read_timeout", "timeouts.read", "float", "upstream read timeout (default: 600)", "S"),
-    _s(
-        "header_timeout",
-        "timeouts.header",
-        "float",
-        "time a caller has to send a request's headers, else 408 (default: 10)",
-        "S",
-    ),
-    _s(
-        "keepalive_timeout",
-        "timeouts.keepalive",
-        "float",
-        "idle connections are closed after this long (default: 5)",
-        "S",
-    ),
-    _s(
-        "body_timeout",
-        "timeouts.body",
-        "float",
-        "time a caller has to send its body, else 408 (default: 60)",
-        "S",
-    ),
-    _s(
-        "shutdown_timeout",
-        "timeouts.shutdown",
-        "float",
-        "on shutdown, time in-flight responses get to finish (default: 30)",
-        "S",
-    ),
-    _s(
-        "poll_interval",
-        "poll_interval",
-        "float",
-        "seconds between checks of the policy and snapshot files (default: 1)",
-        "S",
-    ),
-    _s(
-        "allow_bypass",
-        "controls.bypass",
-        "bool",
-        "honour the 'caproute-bypass: 1' request header (default: off)",
-    ),
-    _s(
-        "allow_route_header",
-        "controls.route",
-        "bool",
-        "honour the 'caproute-route: NAME' request header (default: off)",
-    ),
-    _s(
-        "log_level",
-        "logging.level",
-        "choice",
-        "how much to log (default: info)",
-        None,
-        ("critical", "error", "warning", "info", "debug"),
-    ),
-    _s(
-        "log_format",
-        "logging.format",
-        "choice",
-        "one format for caproute's and uvicorn's lines (default: text)",
-        None,
-        ("text", "json"),
-    ),
-    _s("metrics", "metrics.enabled", "bool", "serve /caproute/metrics (default: on)"),
-    _s(
-        "admin_listen",
-        "admin.listen",
-        "str",
-        "serve /caproute/* on this second address only, HOST:PORT or PORT; the main "
-        "port then answers only /caproute/health's status (default: the main port)",
-        "HOST:PORT",
-    ),
-    _s(
-        "admin_token_env",
-        "admin.token_env",
-        "str",
-        "/caproute/* need the token in this variable (bearer or x-api-key); without it "
-        "health answers its status only, registry and metrics 401 (default: no token)",
-        "NAME",
-    ),
-    _s(
-        "admin_token",
-        None,
-        "str",
-        "the admin token itself (shows in the process list: prefer --admin-token-env)",
-        "TOKEN",
-    ),
-)
-"""Every setting, in the order of ``caproute serve --help``."""
-
-BY_NAME: Mapping[str, Setting] = {setting.name: setting for setting in SETTINGS}
-
-_SECRET_VARIABLES = ("api_key_env", "require_token_env", "admin_token_env")
-_SECRETS = frozenset({"require_token", "admin_token"})
-"""Settings whose value is itself a secret (never shown)."""
-_NOT_CONFIG_FIELDS = frozenset({"config", *_SECRET_VARIABLES, *_SECRETS})
-_EXCLUSIVE = ({"require_token", "require_token_env"}, {"admin_token", "admin_token_env"})
-"""Pairs of flags of which one may be given: a secret, or the variable holding it."""
-
 
 # -- the command line --------------------------------------------------------------------
 
@@ -326,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     groups: dict[int, argparse._MutuallyExclusiveGroup] = {}
     for setting in SETTINGS:
         target: Any = parser
-        for index, pair in enumerate(_EXCLUSIVE):
+        for index, pair in enumerate(EXCLUSIVE):
             if setting.name in pair:
                 if index not in groups:
                     groups[index] = parser.add_mutually_exclusive_group()
@@ -382,7 +111,7 @@ def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _parse(setting: Setting, raw: str) -> Any:
-    shown = "(hidden)" if setting.name in _SECRETS else repr(raw)
+    shown = "(hidden)" if setting.name in SECRETS else repr(raw)
     try:
         if setting.kind == "bool":
             if raw.lower() in _TRUE:
@@ -491,7 +220,7 @@ def _file_values(document: BaseModel, base: Path) -> dict[str, Any]:
 
 
 def check_config_text(
-    text: str, *, filename: str, files: bool = False
+    text: str, *, filename: str, files: bool = False, limits: TextLimits | None = None
 ) -> tuple[dict[str, Any] | None, tuple[Any, ...]]:
     """Validate a server config file's text.
 
@@ -500,12 +229,15 @@ def check_config_text(
         filename: Its name, for the errors (relative paths in it are relative to it).
         files: Also check that the policy file it names can be read and the snapshot
             it names loads (`caproute check`); the errors point at their keys.
+        limits: The bounds on the YAML (default: a policy file's, `policy_limits()`,
+            which ``CAPROUTE_POLICY_MAX_*`` change).
 
     Returns:
         The settings it gives (`None` if invalid) and its errors (`PolicyError`s, each
         ``file:line:column: message``), sorted by position.
     """
     from .._core.policy import check_model_text
+    from .._registry.policy_files import policy_limits
 
     base = Path(filename).resolve().parent
 
@@ -515,7 +247,12 @@ def check_config_text(
             yield from _named_file_problems(document, base)
 
     document, errors = check_model_text(
-        text, config_model(), filename=filename, what="server config", semantic=semantic
+        text,
+        config_model(),
+        filename=filename,
+        what="server config",
+        semantic=semantic,
+        limits=limits or policy_limits(),
     )
     if document is None:
         return None, errors
@@ -579,18 +316,29 @@ def _semantic(document: BaseModel) -> Iterator[tuple[tuple[str | int, ...], str]
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
-    """The settings a config file gives.
+    """The settings a config file gives, read under a policy file's limits
+    (`policy_limits`: ``CAPROUTE_POLICY_MAX_*``; a file over the size limit is not read
+    whole).
 
     Raises:
         ConfigError: The file can't be read; `PolicyError` (a `ConfigError`) for the
             first problem in it, as ``file:line:column: message``.
     """
+    from .._core.policy import size_error
+    from .._registry.files import read_capped
+    from .._registry.policy_files import policy_limits
+
+    limits = policy_limits()
+    name = os.fspath(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data, over = read_capped(path, limits.max_bytes)
+        if over is not None:
+            raise size_error(over, limits, name, "server config")
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise ConfigError(f"cannot read the server config {path}: {reason}") from None
-    values, errors = check_config_text(text, filename=os.fspath(path))
+    values, errors = check_config_text(text, filename=name, limits=limits)
     if values is None:
         raise errors[0]
     return values
@@ -649,7 +397,7 @@ def resolve(
         for name, value in layer.items():
             values[name] = value
             origin[name] = where
-    options = {k: v for k, v in values.items() if k not in _NOT_CONFIG_FIELDS}
+    options = {k: v for k, v in values.items() if k not in NOT_CONFIG_FIELDS}
     options["api_key"] = _secret(values.get("api_key_env"), "api_key_env", environ)
     token = values.get("require_token")
     if token is None:
@@ -672,10 +420,3 @@ def _secret(variable: str | None, name: str, environ: Mapping[str, str]) -> str 
             f"{BY_NAME[name].flag}: environment variable {variable} is not set or empty"
         )
     return value
-
-
-def settings_table() -> Iterable[tuple[str, str, str]]:
-    """``(flag, variable, file key)`` per setting, for the docs."""
-    for setting in SETTINGS:
-        key = ".".join(setting.file_key) if setting.file_key else "—"
-        yield setting.flag, setting.env, key

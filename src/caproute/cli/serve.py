@@ -1,7 +1,7 @@
 """`caproute serve`: run the local routing proxy.
 
 Every option is a flag, a ``CAPROUTE_*`` environment variable and a key of the
-``--config`` file (one table, `caproute._proxy._settings.SETTINGS`); flags win over
+``--config`` file (one table, `caproute._proxy._settings_table.SETTINGS`); flags win over
 variables, variables over the file. Secrets are read from environment variables
 named by the configuration (``--api-key-env``, ``--require-token-env``), never taken
 from arguments, which other users of the machine can read in the process list;

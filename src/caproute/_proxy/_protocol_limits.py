@@ -1,18 +1,17 @@
-"""uvicorn's HTTP protocols with caproute's limits (see `caproute._proxy._limits`).
+"""The limits caproute adds to uvicorn's HTTP protocols (see `caproute._proxy._limits`).
 
-Module-level classes, so a uvicorn config naming them can be sent to worker processes
-(``--workers``). They read their limits from the uvicorn config's ``caproute_limits``
-attribute and count each refusal in the served app's metrics.
-Imported only when the proxy is served: it imports uvicorn and its parsers.
+`LimitsMixin` holds what both limited protocol classes share
+(`caproute._proxy._protocol_h11`, `caproute._proxy._protocol_httptools`); each reads its
+limits from the ``limits`` argument its factory was given (``functools.partial`` of
+the class, which `caproute._proxy._server` passes as uvicorn's ``http``: picklable, so
+worker processes get it too) and counts each refusal in the served app's metrics.
+Imported only when the proxy is served.
 """
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
-
-import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ._limits import ProtocolLimits, raw_error
 
@@ -22,7 +21,7 @@ LINGER = 1.0
 _TOO_LARGE = (431, "Request Header Fields Too Large", "invalid_request_error")
 
 
-class _Refuse(Exception):
+class Refuse(Exception):
     """Raised inside a parser callback: stop parsing, answer this and close."""
 
     def __init__(self, answer: bytes) -> None:
@@ -30,13 +29,16 @@ class _Refuse(Exception):
         self.answer = answer
 
 
-class _LimitsMixin:
-    """The limit bookkeeping shared by both protocol classes.
+class LimitsMixin:
+    """The limit bookkeeping shared by both protocol classes, and their shared overrides
+    (construction, a new connection, a lost one).
 
     The host class calls `_head_started` with every read that arrives while a request
     head is being read, `_check_head_size` after parsing it if the head is still
     incomplete, `_head_done` when a head is complete, and `_refuse` to answer and
-    close. (Attributes come from uvicorn's protocol classes.)
+    close. (The attributes declared below come from uvicorn's h11 protocol for
+    `LimitedH11`, which `tests/proxy/test_proxy_uvicorn_internals.py` checks, and from
+    `LimitedHttpTools` itself.)
     """
 
     config: Any
@@ -47,14 +49,23 @@ class _LimitsMixin:
     timeout_keep_alive_task: asyncio.TimerHandle | None
     logger: Any
 
-    def _init_limits(self) -> None:
-        self.limits: ProtocolLimits = getattr(self.config, "caproute_limits", ProtocolLimits())
+    def __init__(self, *args: Any, limits: ProtocolLimits, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits = limits
         self._head_size = 0
         self._head_timer: asyncio.TimerHandle | None = None
         self._refused = False
         self._linger: asyncio.TimerHandle | None = None
         self._pending: bytes | None = None
         """A refusal raised inside a parser callback (uvicorn may catch the error first)."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        self._limit_new_connection()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_timers()
+        super().connection_lost(exc)  # type: ignore[misc]
 
     def _limit_new_connection(self) -> bool:
         """At connection time: refuse it when over the limit, else arm the idle timer."""
@@ -79,7 +90,7 @@ class _LimitsMixin:
     def _check_head_size(self) -> None:
         """After parsing a read: the head is still incomplete, is it already too big?"""
         if self._head_size > self.limits.max_header_bytes:
-            raise _Refuse(
+            raise Refuse(
                 self._too_large("request headers are larger than", "bytes", "header_bytes")
             )
 
@@ -142,64 +153,3 @@ class _LimitsMixin:
         if self._linger is not None:
             self._linger.cancel()
             self._linger = None
-
-
-class LimitedH11(_LimitsMixin, H11Protocol):  # type: ignore[misc]
-    """uvicorn's h11 protocol with caproute's limits.
-
-    h11 itself bounds the head (``h11_max_incomplete_event_size``, set to the same
-    limit, which uvicorn answers with a plain 400); the count here catches it first
-    with a 431. The header count is checked by the application for this parser.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._init_limits()
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._limit_new_connection()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_timers()
-        super().connection_lost(exc)
-
-    def send_400_response(self, msg: str) -> None:
-        """A malformed request (API-shaped), or h11's own head limit (431)."""
-        if self._refused:
-            return
-        if self._head_size > self.limits.max_header_bytes:  # h11: "buffer too long"
-            answer = self._too_large("request headers are larger than", "bytes", "header_bytes")
-        else:
-            answer = raw_error(400, "Bad Request", "invalid_request_error", msg)
-        self._refuse(answer)
-
-    def data_received(self, data: bytes) -> None:
-        if self._refused:
-            return
-        reading_head = self.conn.their_state is h11.IDLE
-        if reading_head:
-            self._head_started(len(data))
-        super().data_received(data)
-        if self._refused:
-            return
-        if self.conn.their_state is not h11.IDLE:
-            self._head_done()
-        elif reading_head:
-            try:
-                self._check_head_size()
-            except _Refuse as refusal:
-                self._refuse(refusal.answer)
-
-
-def protocol_class(http: str) -> type[asyncio.Protocol]:
-    """The limited uvicorn protocol class for ``"httptools"`` or ``"h11"``.
-
-    The httptools one lives in its own module, imported only when chosen, so a server
-    on h11 never loads the httptools parser.
-    """
-    if http == "httptools":
-        from ._protocols_httptools import LimitedHttpTools
-
-        return LimitedHttpTools
-    return LimitedH11
