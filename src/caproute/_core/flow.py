@@ -428,7 +428,6 @@ def _route(
         call.body,
         endpoint=call.endpoint,
         api_version=call.api_version,
-        betas=call.betas,
         headers=call.headers,
         exclude=exclude,
         fallback=fallback,

@@ -29,9 +29,20 @@ import fnmatch
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from functools import cached_property
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Self, TypeAlias, TypeVar, get_args
+from typing import (
+    TYPE_CHECKING,
+    Annotated,
+    Any,
+    Final,
+    Literal,
+    Self,
+    TypeAlias,
+    TypeVar,
+    get_args,
+)
 
 import yaml
 from pydantic import (
@@ -127,7 +138,7 @@ type>`` is accepted too, because new edit strategies appear under new dated name
 
 _CONTEXT_EDIT = re.compile(r"^context_management\.[a-z][a-z0-9_]*$")
 
-_STATUS_CLASSES: Mapping[str, range] = {"5xx": range(500, 600)}
+_STATUS_CLASSES: Final[Mapping[str, range]] = {"5xx": range(500, 600)}
 
 
 def _family(path: str) -> str:
@@ -283,8 +294,8 @@ Globs = Annotated[
 ]
 """One glob or a list of them; any of them matching is a match."""
 
-_ACTION_SCHEMA: dict[str, Any] = {"enum": list(ACTIONS)}
-_ACTIONS_SCHEMA: dict[str, Any] = {
+_ACTION_SCHEMA: Final[dict[str, Any]] = {"enum": list(ACTIONS)}
+_ACTIONS_SCHEMA: Final[dict[str, Any]] = {
     "type": "object",
     "properties": {name: _ACTION_SCHEMA for name in CAPABILITY_NAMES},
     "patternProperties": {_CONTEXT_EDIT.pattern: _ACTION_SCHEMA},
@@ -434,18 +445,23 @@ class RouteSpec:
             return "auto"
         return self.on_unsupported
 
-    def __hash__(self) -> int:
-        return hash(
-            (
-                self.name,
-                self.candidates,
-                self.on_unsupported,
-                tuple(sorted(self.actions.items())),
-                self.unknown,
-                self.allow_deprecated,
-                self.fallback_on,
-            )
+    _hash: int = dataclass_field(init=False, repr=False, compare=False)
+    """Computed once: the router keys its per-route caches by the spec itself."""
+
+    def __post_init__(self) -> None:
+        fields = (
+            self.name,
+            self.candidates,
+            self.on_unsupported,
+            tuple(sorted(self.actions.items())),
+            self.unknown,
+            self.allow_deprecated,
+            self.fallback_on,
         )
+        object.__setattr__(self, "_hash", hash(fields))
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 def _statuses(entries: Sequence[int | str]) -> frozenset[int]:
@@ -700,7 +716,7 @@ class _Problem:
     """Point at the mapping key named by the last element of `loc`, not at its value."""
 
 
-_TYPE_MESSAGES: Mapping[str, str] = {
+_TYPE_MESSAGES: Final[Mapping[str, str]] = {
     "string_type": "expected a string",
     "bool_type": "expected true or false",
     "int_type": "expected an integer",
@@ -1103,15 +1119,15 @@ class _Bounded:
         self._what = what
         self._nodes = 0
         self._depth = 0
-        self._weights: dict[int, int] = {}
-        """id(anchored node) → the nodes it stands for, once composed."""
+        self._weights: dict[yaml.Node, int] = {}
+        """Anchored node (hashed by identity) → the nodes it stands for, once composed."""
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         event: Any = self.peek_event()  # type: ignore[attr-defined]
         mark: yaml.Mark = event.start_mark
         if isinstance(event, yaml.AliasEvent):
             node: yaml.Node | None = super().compose_node(parent, index)  # type: ignore[misc]
-            weight = self._weights.get(id(node))
+            weight = self._weights.get(node)  # type: ignore[arg-type]
             if weight is None:  # its anchor is still being composed: the alias is inside it
                 raise _OverLimit(f"alias *{event.anchor} refers to a node that contains it", mark)
             self._count(weight, mark, alias=event.anchor)
@@ -1128,7 +1144,7 @@ class _Bounded:
         node = super().compose_node(parent, index)  # type: ignore[misc]
         self._depth -= 1
         if event.anchor is not None:
-            self._weights[id(node)] = self._nodes - before + 1
+            self._weights[node] = self._nodes - before + 1
         return node
 
     def _count(self, weight: int, mark: yaml.Mark, *, alias: str | None = None) -> None:

@@ -25,8 +25,8 @@ the same input must give the same output, and routing an output again changes no
 A `PolicyEngine` is bound to one registry and one policy and keeps what it can
 precompute for them (support lookups, candidate orders, decisions already seen to go
 through unchanged) between requests; the shells build a new one when either changes.
-The module-level `route()` reuses the engine of its previous call when both are the
-same objects, so calling it in a loop stays cheap.
+The module-level `route()` builds an engine per call: to route many bodies, hold a
+`PolicyEngine`.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from .._types import Endpoint
 from .decision import Change, Decision, Outcome, RouteResult
 from .draft import DEFAULT_API_VERSION
 from .features import JSONPath, Parameters, RequestNeeds, detect, scan, shape_problem
-from .policy import Policy
+from .policy import Policy, RouteSpec
 from .registry import Registry, Support
 from .rewrite import apply_edits
 from .selection import Planner, Selection, excluded_ids
@@ -102,7 +102,6 @@ class PolicyEngine:
         *,
         endpoint: Endpoint = "messages",
         api_version: str | None = None,
-        betas: Iterable[str] = (),
         headers: Mapping[str, str] | None = None,
         exclude: Collection[str] = (),
         fallback: bool = False,
@@ -116,8 +115,6 @@ class PolicyEngine:
                 creation body, whose every ``params`` is routed).
             api_version: The ``anthropic-version`` the request is sent with
                 (`None`: ``2023-06-01``); it selects the API's validation rules.
-            betas: The ``anthropic-beta`` values. Accepted for the contract; no rule
-                in the table depends on one yet.
             headers: Request headers, for policy routes that match on a header.
             exclude: Model ids (or aliases) that must not be chosen right now, e.g.
                 answered 404 (retired) or overloaded upstream.
@@ -129,7 +126,6 @@ class PolicyEngine:
             The routed body (the input object itself when nothing changed) and the
             decision explaining it.
         """
-        del betas  # part of the signature the shells rely on; see the docstring
         version = api_version or DEFAULT_API_VERSION
         excluded = excluded_ids(self.registry, exclude) if exclude else _NO_EXCLUSIONS
         # `RegistrySource.age`, inlined (it is a per-request method call otherwise).
@@ -249,7 +245,7 @@ class PolicyEngine:
                 headers=headers,
             )
         params = found.params
-        key = (params, tuple(found.caps), id(route), api_version, exclude, fallback)
+        key = (params, tuple(found.caps), route, api_version, exclude, fallback)
         # The fast path, checked first: an entry exists only if the same model and route
         # already passed the unknown-model check below, and the registry is fixed for
         # this router, so the check would pass again.
@@ -370,7 +366,7 @@ def _preferring_known(policy: Policy) -> Policy | None:
     return policy.model_copy(update={"defaults": defaults, "routes": routes})
 
 
-_Key = tuple[Parameters, tuple[str, ...], int, str, frozenset[str], bool]
+_Key = tuple[Parameters, tuple[str, ...], RouteSpec, str, frozenset[str], bool]
 """The fast path's key: everything selection depends on except the input size and where
 things are in the body — the request's `Parameters`, the capabilities it needs (in
 body order), the route, the API version, the exclusions and the fallback flag.
@@ -496,9 +492,6 @@ def _decision(
     return Decision(outcome, needs.model, model, needs=needs.paths, route=route, **stamp, **fields)
 
 
-_last_engine: PolicyEngine | None = None
-
-
 def route(
     body: Any,
     *,
@@ -506,26 +499,19 @@ def route(
     policy: Policy | None = None,
     endpoint: Endpoint = "messages",
     api_version: str | None = None,
-    betas: Iterable[str] = (),
     headers: Mapping[str, str] | None = None,
     exclude: Collection[str] = (),
     now: float | None = None,
 ) -> RouteResult:
     """Route one request body; see `PolicyEngine.route` for the arguments.
 
-    Reuses the previous call's `PolicyEngine` when `registry` and `policy` are the same
-    objects, so its precomputed data survives between calls.
+    Builds a `PolicyEngine` for the call: one held across calls keeps what it
+    precomputes (the fast path for bodies it has seen go through unchanged).
     """
-    global _last_engine
-    wanted = policy if policy is not None else Policy.default()
-    engine = _last_engine
-    if engine is None or engine.registry is not registry or engine.policy is not wanted:
-        engine = _last_engine = PolicyEngine(registry, wanted)
-    return engine.route(
+    return PolicyEngine(registry, policy).route(
         body,
         endpoint=endpoint,
         api_version=api_version,
-        betas=betas,
         headers=headers,
         exclude=exclude,
         now=now,

@@ -174,7 +174,7 @@ class Planner:
         self.refused = refused_parameters(registry)
         """Model id → the plain parameters it was seen to refuse (usually empty)."""
         self._limits: dict[str, Limits] = {}
-        self._actions: dict[tuple[int, str, Action], tuple[Action, bool]] = {}
+        self._actions: dict[tuple[RouteSpec, str, Action], tuple[Action, bool]] = {}
         """(route id, key, default) → resolved action. Route ids are stable: the routes
         live in the engine's policy for as long as this planner."""
         self._support: dict[tuple[str, str], Support] = {}
@@ -344,7 +344,7 @@ class Planner:
         self, route: RouteSpec, key: str, default: Action, meaningful: frozenset[Action]
     ) -> tuple[Action, bool]:
         """`resolve_action`, memoised per route and key."""
-        cache_key = (id(route), key, default)
+        cache_key = (route, key, default)
         found = self._actions.get(cache_key)
         if found is None:
             found = self._actions[cache_key] = resolve_action(

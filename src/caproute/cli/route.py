@@ -115,7 +115,6 @@ def run(args: argparse.Namespace) -> int:
                 body,
                 endpoint=args.endpoint or guess_endpoint(body),
                 api_version=args.api_version,
-                betas=tuple(args.beta),
                 headers=headers,
             ),
         )
