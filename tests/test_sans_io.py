@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-
 from pathlib import Path
 
 import pytest
@@ -275,7 +274,8 @@ def test_core_keeps_no_module_level_state() -> None:
         "SEEN = defaultdict(list)\n",
         "from typing import Final\nSEEN: Final = []\ndef f(v):\n    SEEN.append(v)\n",
         "from typing import Final\nSEEN: Final = {}\ndef f(k):\n    SEEN[k] = 1\n",
-        "from typing import Final\nSEEN: Final = {}\nclass C:\n    def f(self):\n        del SEEN[1]\n",
+        "from typing import Final\nSEEN: Final = {}\nclass C:\n"
+        "    def f(self):\n        del SEEN[1]\n",
         "def f(x=[]):\n    return x\n",
     ],
 )
@@ -307,7 +307,7 @@ def test_core_keys_nothing_by_id() -> None:
         if path.name in ID_ALLOWED:
             continue
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-                if node.func.id == "id":
-                    offenders.append(f"{path.name}:{node.lineno} calls id()")
+            func = node.func if isinstance(node, ast.Call) else None
+            if isinstance(func, ast.Name) and func.id == "id":
+                offenders.append(f"{path.name}:{node.lineno} calls id()")
     assert offenders == []
