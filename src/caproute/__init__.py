@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from ._batch.store import BatchStateError
     from ._core.decision import MISSING, Candidate, Change, Decision, RouteResult
     from ._core.features import RequestNeeds, detect
-    from ._core.policy import CAPABILITY_NAMES, Policy
+    from ._core.policy import Policy
+    from ._core.policy_fields import CAPABILITY_NAMES
     from ._core.registry import (
         Capabilities,
         LearnedFact,
@@ -84,7 +85,7 @@ _EXPORTS: dict[str, str] = {
     "BatchResults": "._batch.job",
     "BatchStateError": "._batch.store",
     "BatchStatus": "._batch.job",
-    "CAPABILITY_NAMES": "._core.policy",
+    "CAPABILITY_NAMES": "._core.policy_fields",
     "Candidate": "._core.decision",
     "Capabilities": "._core.registry",
     "CaprouteError": "._exceptions",
