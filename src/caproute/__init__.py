@@ -27,17 +27,12 @@ if TYPE_CHECKING:
     from ._batch.store import BatchStateError
     from ._core.decision import MISSING, Candidate, Change, Decision, RouteResult
     from ._core.features import RequestNeeds, detect
+    from ._core.learned_facts import LearnedFact
+    from ._core.model_info import Capabilities, ModelInfo
     from ._core.policy import Policy
     from ._core.policy_fields import CAPABILITY_NAMES
-    from ._core.registry import (
-        Capabilities,
-        LearnedFact,
-        Limits,
-        ModelInfo,
-        Registry,
-        RegistrySource,
-        Support,
-    )
+    from ._core.registry import Limits, Registry, Support
+    from ._core.registry_source import RegistrySource
     from ._core.router import PolicyEngine, route
     from ._exceptions import (
         CaprouteError,
@@ -87,16 +82,16 @@ _EXPORTS: dict[str, str] = {
     "BatchStatus": "._batch.job",
     "CAPABILITY_NAMES": "._core.policy_fields",
     "Candidate": "._core.decision",
-    "Capabilities": "._core.registry",
+    "Capabilities": "._core.model_info",
     "CaprouteError": "._exceptions",
     "Change": "._core.decision",
     "ConfigError": "._exceptions",
     "Decision": "._core.decision",
-    "LearnedFact": "._core.registry",
+    "LearnedFact": "._core.learned_facts",
     "Limits": "._core.registry",
     "LiveRouter": "._runtime.live",
     "MISSING": "._core.decision",
-    "ModelInfo": "._core.registry",
+    "ModelInfo": "._core.model_info",
     "PlanGroup": "._batch.plan",
     "Policy": "._core.policy",
     "PolicyEngine": "._core.router",
@@ -106,7 +101,7 @@ _EXPORTS: dict[str, str] = {
     "RegistryError": "._exceptions",
     "RegistryFetcher": "._registry.fetch",
     "RegistryHTTPError": "._exceptions",
-    "RegistrySource": "._core.registry",
+    "RegistrySource": "._core.registry_source",
     "RegistryUnavailableError": "._exceptions",
     "RequestNeeds": "._core.features",
     "RouteResult": "._core.decision",

@@ -32,8 +32,11 @@ from caproute._core.flow import (
     call_flow,
     first_action,
 )
+from caproute._core.learned_facts import LearnedFact
+from caproute._core.model_info import ModelInfo
 from caproute._core.policy import Policy
-from caproute._core.registry import LearnedFact, ModelInfo, Registry, RegistrySource
+from caproute._core.registry import Registry
+from caproute._core.registry_source import RegistrySource
 from caproute._core.router import PolicyEngine
 
 OK = Reply(200)

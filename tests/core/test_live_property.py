@@ -24,7 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from caproute._core.features import detect
-from caproute._core.registry import Registry, RegistrySource, Support
+from caproute._core.registry import Registry, Support
+from caproute._core.registry_source import RegistrySource
 from caproute._core.router import PolicyEngine
 from caproute.testing import GeneratedLineup, random_lineup, random_request, verdict
 

@@ -19,8 +19,8 @@ from catalogue import (
 )
 
 from caproute import Registry
+from caproute._core.learned_facts import LearnedFact
 from caproute._core.policy import Policy
-from caproute._core.registry import LearnedFact
 
 CITED_DOC = {**TEXT_DOCUMENT, "citations": {"enabled": True}}
 FORMAT = {"type": "json_schema", "schema": {"type": "object"}}

@@ -28,7 +28,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from .catalogue import ACTIONS, FAMILIES, RULE_KEYS, Action
-from .registry import Capabilities
+from .model_info import Capabilities
 from .yaml_text import describe, quote_hint, suggest
 
 __all__ = [

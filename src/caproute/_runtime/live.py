@@ -61,13 +61,9 @@ from .._core.flow import (
     View,
     route_call,
 )
+from .._core.learned_facts import CAPABILITY_FACT_TTL_S, RETIRED_FACT_TTL_S, LearnedFact
 from .._core.policy import Policy
-from .._core.registry import (
-    CAPABILITY_FACT_TTL_S,
-    RETIRED_FACT_TTL_S,
-    LearnedFact,
-    Registry,
-)
+from .._core.registry import Registry
 from .._core.router import PolicyEngine
 from .._core.secrets import decision_has_secret, redact_decision
 from .._exceptions import RegistryHTTPError, RegistryUnavailableError
