@@ -26,14 +26,15 @@ if TYPE_CHECKING:
     from ._batch.plan import BatchLimits, BatchPlan, PlanGroup
     from ._batch.store import BatchStateError
     from ._core.decision import MISSING, Candidate, Change, Decision, RouteResult
-    from ._core.features import RequestNeeds, detect
+    from ._core.engine import PolicyEngine, route
+    from ._core.features import detect
     from ._core.learned_facts import LearnedFact
     from ._core.model_info import Capabilities, ModelInfo
     from ._core.policy import Policy
     from ._core.policy_fields import CAPABILITY_NAMES
     from ._core.registry import Limits, Registry, Support
     from ._core.registry_source import RegistrySource
-    from ._core.router import PolicyEngine, route
+    from ._core.request_needs import RequestNeeds
     from ._exceptions import (
         CaprouteError,
         ConfigError,
@@ -94,7 +95,7 @@ _EXPORTS: dict[str, str] = {
     "ModelInfo": "._core.model_info",
     "PlanGroup": "._batch.plan",
     "Policy": "._core.policy",
-    "PolicyEngine": "._core.router",
+    "PolicyEngine": "._core.engine",
     "PolicyError": "._exceptions",
     "ProxyConfig": "._proxy",
     "Registry": "._core.registry",
@@ -103,7 +104,7 @@ _EXPORTS: dict[str, str] = {
     "RegistryHTTPError": "._exceptions",
     "RegistrySource": "._core.registry_source",
     "RegistryUnavailableError": "._exceptions",
-    "RequestNeeds": "._core.features",
+    "RequestNeeds": "._core.request_needs",
     "RouteResult": "._core.decision",
     "RoutingRefused": "._exceptions",
     "RoutingTransport": "._http.transports",
@@ -120,7 +121,7 @@ _EXPORTS: dict[str, str] = {
     "load_policy": "._registry.policy_files",
     "load_snapshot": "._registry.snapshot",
     "middleware": "._http.middleware",
-    "route": "._core.router",
+    "route": "._core.engine",
     "routed_async_http_client": "._wrap.client",
     "routed_http_client": "._wrap.client",
     "save_snapshot": "._registry.snapshot",

@@ -14,9 +14,9 @@ from typing import Any
 
 from catalogue import PDF, body, model, registry, user
 
+from caproute._core.engine import PolicyEngine
 from caproute._core.flow import Call, Refuse, Send, View, call_flow, first_action
 from caproute._core.policy import Policy
-from caproute._core.router import PolicyEngine
 
 # t-old's listing says nothing about PDFs; t-nopdf's says it has none; t-known has them.
 OLD = model("t-old", "alpha", caps={"pdf_input": None})

@@ -13,10 +13,10 @@ from caproute._core.features import (
     PDF_BYTES_PER_PAGE,
     PDF_TOKENS_PER_PAGE,
     detect,
-    format_path,
     scan,
     shape_problem,
 )
+from caproute._core.request_needs import format_path
 
 WEB_FETCH_CITING = {
     "type": "web_fetch_20260318",

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from catalogue import IMAGE, REGISTRY, body, policy
 
+from caproute._core.engine import PolicyEngine
 from caproute._core.flow import (
     AccountRefusal,
     Call,
@@ -37,7 +38,6 @@ from caproute._core.model_info import ModelInfo
 from caproute._core.policy import Policy
 from caproute._core.registry import Registry
 from caproute._core.registry_source import RegistrySource
-from caproute._core.router import PolicyEngine
 
 OK = Reply(200)
 OVERLOADED = Reply(529, "overloaded_error", "Overloaded")

@@ -45,7 +45,7 @@ from typing import Any, Final, Literal, NamedTuple, TypeAlias, get_args
 
 from .decision import MISSING
 from .draft import Draft
-from .features import JSONPath
+from .request_needs import JSONPath
 
 __all__ = [
     "ACTIONS",

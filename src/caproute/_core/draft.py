@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
 from .decision import MISSING, Change, ChangeAction
-from .features import JSONPath, Parameters, RequestNeeds, format_path
+from .request_needs import JSONPath, Parameters, RequestNeeds, format_path
 
 __all__ = [
     "DEFAULT_API_VERSION",

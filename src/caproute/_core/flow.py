@@ -85,10 +85,10 @@ from typing import Any, Final, NamedTuple
 
 from .._types import Endpoint
 from .decision import Decision, RouteResult
+from .engine import PolicyEngine
 from .features import shape_problem
 from .learning import classify, uses_account_feature
 from .policy import Policy
-from .router import PolicyEngine
 
 __all__ = [
     "OVERLOAD_STATUSES",

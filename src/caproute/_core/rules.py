@@ -49,7 +49,7 @@ from typing import Any, Final
 from .catalogue import Action
 from .decision import MISSING
 from .draft import MIN_THINKING_BUDGET, VERSION_2026_10_21, Draft, is_new_version
-from .features import MISSING_VALUE, RequestNeeds, format_path
+from .request_needs import MISSING_VALUE, RequestNeeds, format_path
 
 __all__ = [
     "CANDIDATE_RULES",

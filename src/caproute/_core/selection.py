@@ -42,10 +42,10 @@ from typing import Any, Final
 from .catalogue import PARAMETER_PREFIX, Action, Missing, family_of, known_leaf
 from .decision import MISSING, Candidate
 from .draft import Draft
-from .features import JSONPath, RequestNeeds, format_path
 from .policy import RouteSpec
 from .policy_fields import REQUESTED, UnknownTreatment
 from .registry import Limits, Registry, Support
+from .request_needs import JSONPath, RequestNeeds, format_path
 from .rules import CANDIDATE_RULES, REQUEST_RULES, settle
 
 __all__ = [

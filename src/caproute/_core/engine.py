@@ -38,9 +38,10 @@ from typing import Any, Final, NamedTuple, TypedDict
 from .._types import Endpoint
 from .decision import Change, Decision, Outcome, RouteResult
 from .draft import DEFAULT_API_VERSION
-from .features import JSONPath, Parameters, RequestNeeds, detect, scan, shape_problem
+from .features import detect, scan, shape_problem
 from .policy import Policy, RouteSpec
 from .registry import Registry, Support
+from .request_needs import JSONPath, Parameters, RequestNeeds
 from .rewrite import apply_edits
 from .selection import Planner, Selection, excluded_ids
 
