@@ -50,16 +50,20 @@ from typing import IO, Any, Final
 
 from .._core.decision import MISSING, Decision
 from .._core.flow import (
-    Call,
+    Forward as Send,
+)
+from .._core.flow import (
     Learn,
     MarkRetired,
     Refresh,
     Refuse,
     Resolve,
-    Send,
     View,
     blames_the_model,
     call_flow,
+)
+from .._core.flow import (
+    ParsedCall as Call,
 )
 from .._core.learning import classify
 from .._core.request_needs import JSONPath

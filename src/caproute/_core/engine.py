@@ -17,7 +17,7 @@ come back ``errored`` when the batch ends (up to 24 hours later). A route's ``un
 supported`` is read as ``prefer-known`` there (a model known to take the item wins),
 and `PolicyEngine.never_gamble` refuses what is still left to a guess, unless the
 policy's ``defaults.allow_unknown_in_batches`` is true. Every shell's flow
-(`flow.first_action`) and the batch planner apply it.
+(`flow.first_step`) and the batch planner apply it.
 
 Everything is pure and deterministic: the SDK retries a request with the same body, so
 the same input must give the same output, and routing an output again changes nothing.

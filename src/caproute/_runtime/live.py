@@ -52,7 +52,6 @@ from .._core.decision import Decision, RouteResult
 from .._core.engine import PolicyEngine
 from .._core.flow import (
     AccountRefusal,
-    Call,
     Learn,
     MarkOverloaded,
     MarkRetired,
@@ -61,6 +60,9 @@ from .._core.flow import (
     Resolve,
     View,
     route_call,
+)
+from .._core.flow import (
+    ParsedCall as Call,
 )
 from .._core.learned_facts import CAPABILITY_FACT_TTL_S, RETIRED_FACT_TTL_S, LearnedFact
 from .._core.policy import Policy
