@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from .._core.wire import error_document
+
 __all__ = ["ApiError", "error_body", "new_id", "rfc3339"]
 
 _ALPHABET = string.ascii_letters + string.digits
@@ -76,12 +78,8 @@ def rfc3339(moment: datetime) -> str:
 
 
 def error_body(error_type: str, message: str, request_id: str) -> dict[str, Any]:
-    """The API's error envelope (api-facts §5)."""
-    return {
-        "type": "error",
-        "error": {"type": error_type, "message": message},
-        "request_id": request_id,
-    }
+    """The API's error body, as the fake answers it (`caproute._core.wire.error_document`)."""
+    return error_document(error_type, message, request_id=request_id)
 
 
 def estimate_tokens(*parts: Any) -> int:
