@@ -68,7 +68,7 @@ _OTHER_BLOCK_TOKENS = 10
 SAMPLING_PARAMS = ("temperature", "top_p", "top_k")
 """Top-level sampling parameters, removed from the API in version 2026-10-21."""
 
-# `document` sources that carry a PDF (api-facts §3.3): text and content sources don't.
+# `document` sources that carry a PDF ("PDF support" page): text and content sources don't.
 _PDF_SOURCE_TYPES = frozenset({"base64", "url", "file"})
 # A block path grows by two keys per nesting level (``..., "content", k``): 64 levels.
 _MAX_NESTED_PATH = 4 + 2 * 64
@@ -194,7 +194,8 @@ def _json_type(value: Any) -> str:
 # The roles `Scan.block` reads: a message's own role for its direct blocks (and the text
 # of a `search_result`); `user-nested` / `nested` for blocks inside a tool result or a
 # content document, which are neither "directly inside" an assistant turn (documents)
-# nor a user turn's own text (citations): api-facts §0 names only those two shapes.
+# nor a user turn's own text (citations): the 2026-10-21 version names only those two
+# shapes ("Versions" page).
 _USER_ROLES: Final = frozenset({"user", "user-nested"})
 
 
@@ -327,7 +328,7 @@ class Scan:
             kind = tool.get("type")
             if isinstance(kind, str):
                 # Server tools are versioned by suffix (`web_search_20260318`); the
-                # capability is per family (api-facts §3.5).
+                # capability is per family (the server tools' pages: "Web search tool"...).
                 if kind.startswith("code_execution_"):
                     self.need("server_tools.code_execution", ("tools", i))
                 elif kind.startswith("web_search_"):
@@ -441,7 +442,7 @@ class Scan:
         elif kind == "search_result":
             if _citations_enabled(block):
                 self.need("citations", where)
-            # Its text blocks count as the user turn's own (api-facts §0: citations in a
+            # Its text blocks count as the user turn's own ("Versions" page: citations in a
             # user turn, "directly or inside search_result").
             self.nested(block.get("content"), where, "user" if role in _USER_ROLES else "nested")
         elif kind == "thinking" or kind == "redacted_thinking":

@@ -99,7 +99,8 @@ class CompactionCapability(ApiObject):
 
 
 class Capabilities(ApiObject):
-    """`ModelInfo.capabilities`, every key api-facts §2.4 lists, plus whatever comes next."""
+    """`ModelInfo.capabilities`: every key the SDK's ``anthropic.types.ModelInfo`` gives
+    its ``capabilities``, plus whatever comes next."""
 
     batch: CapabilitySupport | None = None
     citations: CapabilitySupport | None = None

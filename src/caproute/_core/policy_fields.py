@@ -69,7 +69,7 @@ REQUESTED = "requested"
 """The candidate entry that stands for the model the request asked for."""
 
 CAPABILITY_FAMILIES: tuple[str, ...] = tuple(FAMILIES)
-"""Top-level keys of the Models API `capabilities` object (api-facts §2.4)."""
+"""Top-level keys of the Models API `capabilities` object (``anthropic.types.ModelInfo``)."""
 
 _RULE_NAMES: tuple[str, ...] = tuple(RULE_KEYS)
 

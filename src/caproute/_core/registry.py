@@ -440,12 +440,12 @@ class Registry:
     def supports(self, model: str, path: str) -> Support:
         """Whether `model` supports the capability at dotted `path` (e.g. ``effort.xhigh``).
 
-        Absence is read the way the API writes it (api-facts §2.4a): an optional leaf
-        missing while its parent states sibling leaves is UNSUPPORTED (the model
-        predates that level or strategy), as is anything below a node that says
-        ``supported: false``; a required leaf missing (an answer older than the leaf),
-        a family missing altogether, a ``null``, a missing capabilities object or an
-        unknown model is UNKNOWN.
+        Absence is read the way the API writes it (the optional fields under
+        ``anthropic.types.ModelInfo``): an optional leaf missing while its parent states
+        sibling leaves is UNSUPPORTED (the model predates that level or strategy), as is
+        anything below a node that says ``supported: false``; a required leaf missing
+        (an answer older than the leaf), a family missing altogether, a ``null``, a
+        missing capabilities object or an unknown model is UNKNOWN.
         """
         model_id = self.resolve(model)
         if model_id is None:

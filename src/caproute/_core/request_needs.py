@@ -66,7 +66,7 @@ class Parameters(NamedTuple):
     assistant turn, citations in a user text block)."""
     batch_refused: str | None = None
     """For a Message Batch item, the parameter the API errors in a batch whatever the
-    model (api-facts §4.1): ``stream`` (``true``: batches run non-streaming bodies
+    model ("Batch processing" page): ``stream`` (``true``: batches run non-streaming bodies
     only) or ``billing_policy.bill_to`` (``user_profile``); else `None`."""
 
     @property

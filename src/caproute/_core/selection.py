@@ -27,9 +27,9 @@ models, tombstones and excluded models are never chosen; a deprecated one only w
 the request names it (``allow_deprecated: requested``, the default) or the route allows
 deprecated alternatives (``true``). A conversation carrying thinking blocks is tried
 on its own model first whenever that model is a candidate, because another model may
-drop or reject those blocks (api-facts §3.9); if it is rerouted anyway, the decision
-says so in a note, as it does when the chosen model is of another line (another price
-class).
+drop or reject those blocks ("Extended thinking" page, on thinking blocks in the
+history); if it is rerouted anyway, the decision says so in a note, as it does when
+the chosen model is of another line (another price class).
 """
 
 from __future__ import annotations
@@ -231,11 +231,12 @@ class Planner:
         """The registry key that gates `capability` on `model`.
 
         Registries from SDKs before 1.12 have no ``server_tools``: there, top-level
-        ``code_execution`` meant "any code-execution tool" (api-facts §2.4), so it gates
-        the tools, and it says nothing about programmatic tool calling (``code_execution``
-        in the 2.x meaning). That is read from `PTC_OLD_SHAPE_KEY`, a key no answer
-        states: unknown whatever the tools' key says (the answer is silent about it),
-        and a fact learned for it leaves the tools' key alone.
+        ``code_execution`` meant "any code-execution tool"
+        (``anthropic.types.ModelInfo`` of SDK 0.x), so it gates the tools, and it says
+        nothing about programmatic tool calling (``code_execution`` in the 2.x meaning).
+        That is read from `PTC_OLD_SHAPE_KEY`, a key no answer states: unknown whatever
+        the tools' key says (the answer is silent about it), and a fact learned for it
+        leaves the tools' key alone.
         """
         if capability != "server_tools.code_execution" and capability != "code_execution":
             return capability
