@@ -277,10 +277,10 @@ class PolicyEngine:
             return decision, _NO_EDITS
         needs = found.needs()
         stamp = self._stamp(age)
-        if not route.candidates and self.registry.resolve(needs.model) is None:
-            reason = f"model {needs.model!r} is unknown to the registry; forwarded unchanged"
+        if not route.candidates and self.registry.resolve(needs.params.model) is None:
+            reason = f"model {needs.params.model!r} is unknown to the registry; forwarded unchanged"
             decision = _decision(
-                "passthrough", needs, needs.model, route.name, stamp, reason=reason
+                "passthrough", needs, needs.params.model, route.name, stamp, reason=reason
             )
             return decision, []
         selection = self._planner.select(
@@ -413,11 +413,13 @@ def _from_selection(
     edits = [(path, edit.after) for path, edit in draft.edits.items()]
     changes = draft.changes()
     outcome: Outcome = "adjusted" if changes else "unchanged"
-    chosen = needs.model  # keep the caller's spelling (an alias stays an alias)
+    chosen = needs.params.model  # keep the caller's spelling (an alias stays an alias)
     if selection.reroute_reason is not None:
         outcome, chosen = "rerouted", draft.model
         edits.insert(0, (("model",), draft.model))
-        reroute = Change("model", needs.model, draft.model, "reroute", selection.reroute_reason)
+        reroute = Change(
+            "model", needs.params.model, draft.model, "reroute", selection.reroute_reason
+        )
         changes.insert(0, reroute)
     decision = _decision(
         outcome,
@@ -490,7 +492,9 @@ def _decision(
     stamp: _Stamp,
     **fields: Any,
 ) -> Decision:
-    return Decision(outcome, needs.model, model, needs=needs.paths, route=route, **stamp, **fields)
+    return Decision(
+        outcome, needs.params.model, model, needs=needs.paths, route=route, **stamp, **fields
+    )
 
 
 def route(

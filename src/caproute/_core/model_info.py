@@ -40,7 +40,8 @@ _Timestamp = Annotated[datetime, Strict(False)]
 
 
 class CapabilitySupport(ApiObject):
-    """A capability leaf: ``{"supported": bool}``."""
+    """A capability leaf, ``{"supported": bool}``; a family (``thinking``, ``effort``...)
+    is one with leaves below it."""
 
     supported: bool | None = None
     """Whether the model supports the feature; `None` when the API left it out."""
@@ -56,17 +57,15 @@ class ThinkingTypes(ApiObject):
     between_tools: CapabilitySupport | None = None
 
 
-class ThinkingCapability(ApiObject):
+class ThinkingCapability(CapabilitySupport):
     """`capabilities.thinking`."""
 
-    supported: bool | None = None
     types: ThinkingTypes | None = None
 
 
-class EffortCapability(ApiObject):
+class EffortCapability(CapabilitySupport):
     """`capabilities.effort`: one leaf per `output_config.effort` level."""
 
-    supported: bool | None = None
     low: CapabilitySupport | None = None
     medium: CapabilitySupport | None = None
     high: CapabilitySupport | None = None
@@ -74,27 +73,24 @@ class EffortCapability(ApiObject):
     max: CapabilitySupport | None = None
 
 
-class ContextManagementCapability(ApiObject):
+class ContextManagementCapability(CapabilitySupport):
     """`capabilities.context_management`: one optional leaf per edit strategy."""
 
-    supported: bool | None = None
     clear_thinking_20251015: CapabilitySupport | None = None
     clear_tool_uses_20250919: CapabilitySupport | None = None
     compact_20260112: CapabilitySupport | None = None
 
 
-class ServerToolsCapability(ApiObject):
+class ServerToolsCapability(CapabilitySupport):
     """`capabilities.server_tools` (SDK 1.12+): code execution and web search tools."""
 
-    supported: bool | None = None
     code_execution: CapabilitySupport | None = None
     web_search: CapabilitySupport | None = None
 
 
-class CompactionCapability(ApiObject):
+class CompactionCapability(CapabilitySupport):
     """`capabilities.compaction` (beta responses only)."""
 
-    supported: bool | None = None
     summarize: CapabilitySupport | None = None
 
 

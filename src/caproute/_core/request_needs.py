@@ -110,41 +110,6 @@ class RequestNeeds:
     """The cheap input-token estimate described in the module docstring."""
 
     @property
-    def model(self) -> str:
-        """The requested model id or alias, as sent."""
-        return self.params.model
-
-    @property
-    def max_tokens(self) -> int | None:
-        """The request's ``max_tokens`` (`None` when absent)."""
-        return self.params.max_tokens
-
-    @property
-    def thinking_type(self) -> str | None:
-        """``thinking.type`` as sent."""
-        return self.params.thinking_type
-
-    @property
-    def budget_tokens(self) -> int | None:
-        """``thinking.budget_tokens`` when it is an integer."""
-        return self.params.budget_tokens
-
-    @property
-    def effort(self) -> str | None:
-        """``output_config.effort`` as sent."""
-        return self.params.effort
-
-    @property
-    def sampling(self) -> tuple[str, ...]:
-        """Which of ``temperature`` / ``top_p`` / ``top_k`` are present."""
-        return self.params.sampling_names
-
-    @property
-    def tool_choice_type(self) -> str | None:
-        """``tool_choice.type`` as sent."""
-        return self.params.tool_choice_type
-
-    @property
     def paths(self) -> tuple[str, ...]:
         """The capability paths needed, sorted."""
         return tuple(sorted(self.capabilities))

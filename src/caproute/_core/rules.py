@@ -50,7 +50,7 @@ from typing import Any, Final
 from .catalogue import Action
 from .decision import MISSING
 from .draft import MIN_THINKING_BUDGET, VERSION_2026_10_21, Draft, is_new_version
-from .request_needs import MISSING_VALUE, RequestNeeds, format_path
+from .request_needs import MISSING_VALUE, JSONPath, RequestNeeds, format_path
 
 __all__ = [
     "CANDIDATE_RULES",
@@ -188,7 +188,7 @@ def _budget_adjust(draft: Draft) -> None:
     if budget is None:
         # The effort the caller asked for states the intent, even if this model
         # cannot take the parameter itself (it may have been stripped above).
-        effort = draft.needs.effort
+        effort = draft.needs.params.effort
         new_budget = derived_budget(effort, max_tokens or 2 * MIN_THINKING_BUDGET)
         why = f"derived from effort {effort or 'high (default)'} and max_tokens"
     else:
@@ -436,24 +436,26 @@ rule runs after the clamp because it depends on the final ``max_tokens``, the
 tool_choice and sampling rules after the thinking type is settled."""
 
 
+def _content_refused(found: tuple[JSONPath, ...], what: str, api_version: str) -> str | None:
+    """Why content at `found` (the first place named) is refused under `api_version`."""
+    if not found or not is_new_version(api_version):
+        return None
+    return (
+        f"{format_path(found[0])}: {what} is a 400 under anthropic-version {api_version}; "
+        "caproute never edits message content"
+    )
+
+
 def _assistant_document_check(needs: RequestNeeds, api_version: str) -> str | None:
-    if needs.assistant_documents and is_new_version(api_version):
-        where = format_path(needs.assistant_documents[0])
-        return (
-            f"{where}: a document block in an assistant turn is a 400 under "
-            f"anthropic-version {api_version}; caproute never edits message content"
-        )
-    return None
+    return _content_refused(
+        needs.assistant_documents, "a document block in an assistant turn", api_version
+    )
 
 
 def _user_citations_check(needs: RequestNeeds, api_version: str) -> str | None:
-    if needs.user_text_citations and is_new_version(api_version):
-        where = format_path(needs.user_text_citations[0])
-        return (
-            f"{where}: a user text block with citations is a 400 under "
-            f"anthropic-version {api_version}; caproute never edits message content"
-        )
-    return None
+    return _content_refused(
+        needs.user_text_citations, "a user text block with citations", api_version
+    )
 
 
 _BATCH_REFUSALS: Final[Mapping[str, str]] = {

@@ -373,7 +373,7 @@ class Planner:
             problem = request_rule.check(needs, api_version)
             if problem is not None:
                 return Selection(None, (), rejected=problem)
-        requested = self.registry.resolve(needs.model)
+        requested = self.registry.resolve(needs.params.model)
         names = self._candidate_names(needs, route, requested, fallback)
         passes = _PASSES[route.unknown]
         failed: list[_Pass] = []
@@ -460,23 +460,23 @@ class Planner:
             return Selection(draft, considered, notes=tuple(notes))
         why = next(
             (
-                f"{needs.model}: {c.reason}"
+                f"{needs.params.model}: {c.reason}"
                 for c in considered
-                if c.model in (requested, needs.model) and c.reason
+                if c.model in (requested, needs.params.model) and c.reason
             ),
-            f"the route does not list {needs.model}",
+            f"the route does not list {needs.params.model}",
         )
         if needs.thinking_history is not None:
             notes.append(
                 "the conversation carries thinking blocks "
-                f"({format_path(needs.thinking_history)}); moving it from {needs.model} to "
+                f"({format_path(needs.thinking_history)}); moving it from {needs.params.model} to "
                 f"{draft.model} may make the API drop or reject them (preserved-thinking checks)"
             )
         if requested is not None:
             old, new = _line(self, requested), _line(self, draft.model)
             if old is not None and new is not None and old != new:
                 notes.append(
-                    f"{draft.model} is in the {new} line, {needs.model} in the {old} line: "
+                    f"{draft.model} is in the {new} line, {needs.params.model} in the {old} line: "
                     "likely another price class"
                 )
         return Selection(draft, considered, reroute_reason=why, notes=tuple(notes))
@@ -510,15 +510,15 @@ class Planner:
         names: list[str] = []
         for entry in route.candidates:
             if entry == REQUESTED:
-                names.append(needs.model)
+                names.append(needs.params.model)
             elif _GLOB_CHARS.isdisjoint(entry):
                 names.append(entry)
             else:
                 names.extend(i for i in self.registry.ids if fnmatch.fnmatchcase(i, entry))
-        if needs.thinking_history is not None and needs.model in names[1:]:
+        if needs.thinking_history is not None and needs.params.model in names[1:]:
             # Keep a conversation with thinking blocks on its model when it is allowed.
-            names.remove(needs.model)
-            names.insert(0, needs.model)
+            names.remove(needs.params.model)
+            names.insert(0, needs.params.model)
         return names
 
 
