@@ -126,6 +126,8 @@ MUTATING_METHODS = {
     "__delitem__",
 }
 """Methods that change a container in place."""
+PROCESS_CACHES = {"cache", "lru_cache"}
+"""Decorators that keep a function's results for the life of the process."""
 
 
 def _builds_mutable(value: ast.expr | None) -> bool:
@@ -250,6 +252,14 @@ def _state_problems(source: str, filename: str) -> list[str]:
             if target is not None and target.id in containers and target.id not in local:
                 problems.append(f"{name}:{node.lineno} changes module-level {target.id}")
     for function in functions:
+        if not isinstance(function, ast.Lambda):
+            for decorator in function.decorator_list:
+                target = decorator.func if isinstance(decorator, ast.Call) else decorator
+                called = (
+                    target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
+                )
+                if called in PROCESS_CACHES:
+                    problems.append(f"{name}:{decorator.lineno} caches {function.name} per process")
         for default in (*function.args.defaults, *function.args.kw_defaults):
             if _builds_mutable(default):
                 problems.append(f"{name}:{default.lineno} has a mutable default argument")
@@ -277,6 +287,8 @@ def test_core_keeps_no_module_level_state() -> None:
         "from typing import Final\nSEEN: Final = {}\nclass C:\n"
         "    def f(self):\n        del SEEN[1]\n",
         "def f(x=[]):\n    return x\n",
+        "import functools\n@functools.lru_cache(maxsize=8)\ndef f(x):\n    return x\n",
+        "from functools import cache\n@cache\ndef f(x):\n    return x\n",
     ],
 )
 def test_the_state_rule_catches_hidden_state(source: str) -> None:
