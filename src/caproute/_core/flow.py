@@ -127,6 +127,8 @@ class ParsedCall(NamedTuple):
     endpoint: Endpoint
     api_version: str | None = None
     betas: tuple[str, ...] = ()
+    """The ``anthropic-beta`` values (`wire.parse_betas`). Routing reads none of them
+    yet: no rule in the table depends on a beta."""
     headers: Mapping[str, str] | None = None
     retry: int = 0
     """How many times the caller's SDK already retried this call (0 = first attempt,
