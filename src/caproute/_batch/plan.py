@@ -49,9 +49,7 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from .._core.decision import MISSING, Decision
-from .._core.flow import (
-    Forward as Send,
-)
+from .._core.flow import Forward as Send
 from .._core.flow import (
     Learn,
     MarkRetired,
@@ -62,9 +60,7 @@ from .._core.flow import (
     blames_the_model,
     call_flow,
 )
-from .._core.flow import (
-    ParsedCall as Call,
-)
+from .._core.flow import ParsedCall as Call
 from .._core.learning import classify
 from .._core.request_needs import JSONPath
 from .._core.rewrite import apply_edits

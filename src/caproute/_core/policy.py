@@ -30,20 +30,9 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from functools import cached_property
 from types import MappingProxyType
-from typing import (
-    Annotated,
-    Any,
-    Self,
-)
+from typing import Annotated, Any, Self
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    StrictBool,
-    StrictStr,
-)
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, StrictStr
 
 from .catalogue import Action, not_strippable
 from .policy_fields import (

@@ -14,19 +14,10 @@ import difflib
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import (
-    Any,
-    Final,
-    TypeAlias,
-    TypeVar,
-    get_args,
-)
+from typing import Any, Final, TypeAlias, TypeVar, get_args
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ValidationError,
-)
+from pydantic import BaseModel, ValidationError
 
 from .._exceptions import PolicyError
 

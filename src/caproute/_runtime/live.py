@@ -61,9 +61,7 @@ from .._core.flow import (
     View,
     route_call,
 )
-from .._core.flow import (
-    ParsedCall as Call,
-)
+from .._core.flow import ParsedCall as Call
 from .._core.learned_facts import CAPABILITY_FACT_TTL_S, RETIRED_FACT_TTL_S, LearnedFact
 from .._core.policy import Policy
 from .._core.registry import Registry
