@@ -161,7 +161,7 @@ def test_a_request_no_model_can_serve_is_refused_before_anything_is_sent() -> No
     assert "policy says reject" in (final.decision.reason or "")
 
 
-def test_first_action_is_what_the_flow_starts_with() -> None:
+def test_first_step_is_what_the_flow_starts_with() -> None:
     shell = Shell()
     c = call("t-enabled", output_config={"effort": "low"})
     first = first_step(shell.view(), c)
