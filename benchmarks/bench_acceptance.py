@@ -31,10 +31,13 @@ from collections import Counter
 from caproute import Registry, RegistrySource
 from caproute.testing import GeneratedLineup, random_lineup, random_request, verdict
 
-try:  # the engine's name since issue 8; `Router` before
-    from caproute._core.router import PolicyEngine as Engine
+try:  # `_core.engine` since issue 19; `_core.router.PolicyEngine` since issue 8; `Router` before
+    from caproute._core.engine import PolicyEngine as Engine
 except ImportError:  # pragma: no cover - an older tree
-    from caproute._core.router import Router as Engine  # type: ignore[attr-defined,no-redef]
+    try:
+        from caproute._core.router import PolicyEngine as Engine  # type: ignore[no-redef]
+    except ImportError:
+        from caproute._core.router import Router as Engine  # type: ignore[attr-defined,no-redef]
 
 
 def registry_for(lineup: GeneratedLineup) -> Registry:

@@ -50,7 +50,7 @@ from typing import Any
 
 from caproute import Registry, RegistrySource
 from caproute._core import flow
-from caproute._core.router import PolicyEngine
+from caproute._core.engine import PolicyEngine
 from caproute.testing._catalogue import Catalogue
 from caproute.testing._lineups import random_capabilities
 from caproute.testing._validation import resolve_model, validate_params

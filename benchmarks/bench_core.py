@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from caproute._core.router import PolicyEngine
+from caproute._core.engine import PolicyEngine
 from caproute._registry.snapshot import embedded_registry
 
 TOOLS = [

@@ -26,7 +26,7 @@ WORKLOAD = """
 import sys
 sys.path.insert(0, {here!r})
 from bench_core import agent_request, walk_once
-from caproute._core.router import PolicyEngine
+from caproute._core.engine import PolicyEngine
 from caproute._registry.snapshot import embedded_registry
 engine = PolicyEngine(embedded_registry())
 bodies = {{

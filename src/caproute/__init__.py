@@ -26,18 +26,15 @@ if TYPE_CHECKING:
     from ._batch.plan import BatchLimits, BatchPlan, PlanGroup
     from ._batch.store import BatchStateError
     from ._core.decision import MISSING, Candidate, Change, Decision, RouteResult
-    from ._core.features import RequestNeeds, detect
-    from ._core.policy import CAPABILITY_NAMES, Policy
-    from ._core.registry import (
-        Capabilities,
-        LearnedFact,
-        Limits,
-        ModelInfo,
-        Registry,
-        RegistrySource,
-        Support,
-    )
-    from ._core.router import PolicyEngine, route
+    from ._core.engine import PolicyEngine, route
+    from ._core.features import detect
+    from ._core.learned_facts import LearnedFact
+    from ._core.model_info import Capabilities, ModelInfo
+    from ._core.policy import Policy
+    from ._core.policy_fields import CAPABILITY_NAMES
+    from ._core.registry import Limits, Registry, Support
+    from ._core.registry_source import RegistrySource
+    from ._core.request_needs import RequestNeeds
     from ._exceptions import (
         CaprouteError,
         ConfigError,
@@ -84,30 +81,30 @@ _EXPORTS: dict[str, str] = {
     "BatchResults": "._batch.job",
     "BatchStateError": "._batch.store",
     "BatchStatus": "._batch.job",
-    "CAPABILITY_NAMES": "._core.policy",
+    "CAPABILITY_NAMES": "._core.policy_fields",
     "Candidate": "._core.decision",
-    "Capabilities": "._core.registry",
+    "Capabilities": "._core.model_info",
     "CaprouteError": "._exceptions",
     "Change": "._core.decision",
     "ConfigError": "._exceptions",
     "Decision": "._core.decision",
-    "LearnedFact": "._core.registry",
+    "LearnedFact": "._core.learned_facts",
     "Limits": "._core.registry",
     "LiveRouter": "._runtime.live",
     "MISSING": "._core.decision",
-    "ModelInfo": "._core.registry",
+    "ModelInfo": "._core.model_info",
     "PlanGroup": "._batch.plan",
     "Policy": "._core.policy",
-    "PolicyEngine": "._core.router",
+    "PolicyEngine": "._core.engine",
     "PolicyError": "._exceptions",
     "ProxyConfig": "._proxy",
     "Registry": "._core.registry",
     "RegistryError": "._exceptions",
     "RegistryFetcher": "._registry.fetch",
     "RegistryHTTPError": "._exceptions",
-    "RegistrySource": "._core.registry",
+    "RegistrySource": "._core.registry_source",
     "RegistryUnavailableError": "._exceptions",
-    "RequestNeeds": "._core.features",
+    "RequestNeeds": "._core.request_needs",
     "RouteResult": "._core.decision",
     "RoutingRefused": "._exceptions",
     "RoutingTransport": "._http.transports",
@@ -124,7 +121,7 @@ _EXPORTS: dict[str, str] = {
     "load_policy": "._registry.policy_files",
     "load_snapshot": "._registry.snapshot",
     "middleware": "._http.middleware",
-    "route": "._core.router",
+    "route": "._core.engine",
     "routed_async_http_client": "._wrap.client",
     "routed_http_client": "._wrap.client",
     "save_snapshot": "._registry.snapshot",

@@ -31,8 +31,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from caproute import ModelInfo, Registry, RegistrySource, RouteResult
+from caproute._core.engine import PolicyEngine
 from caproute._core.policy import Policy
-from caproute._core.router import PolicyEngine
 
 YES = {"supported": True}
 

@@ -13,10 +13,10 @@ from caproute._core.features import (
     PDF_BYTES_PER_PAGE,
     PDF_TOKENS_PER_PAGE,
     detect,
-    format_path,
     scan,
     shape_problem,
 )
+from caproute._core.request_needs import format_path
 
 WEB_FETCH_CITING = {
     "type": "web_fetch_20260318",
@@ -160,9 +160,13 @@ def test_limits_and_rule_inputs() -> None:
             ],
         )
     )
-    assert needs.max_tokens == 5_000
-    assert (needs.thinking_type, needs.budget_tokens, needs.effort) == ("enabled", 3_000, "low")
-    assert needs.sampling == ("temperature", "top_k")
+    assert needs.params.max_tokens == 5_000
+    assert (needs.params.thinking_type, needs.params.budget_tokens, needs.params.effort) == (
+        "enabled",
+        3_000,
+        "low",
+    )
+    assert needs.params.sampling_names == ("temperature", "top_k")
     assert needs.forced_tool_choice
     assert needs.thinking_history == ("messages", 1, "content", 0)
 

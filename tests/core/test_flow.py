@@ -1,7 +1,7 @@
 """The response-driven flow, pure: actions out, replies and views in.
 
 A small scripted shell (`Shell`) plays the part of the transports: it answers each
-`Send` from a script keyed by model, keeps learned facts and cool-downs the way
+`Forward` from a script keyed by model, keeps learned facts and cool-downs the way
 `LiveRouter` does, and hands the flow a fresh `View` after each state change. The
 engine is the real `PolicyEngine` over the test catalogue.
 """
@@ -15,26 +15,29 @@ from typing import Any
 import pytest
 from catalogue import IMAGE, REGISTRY, body, policy
 
+from caproute._core.engine import PolicyEngine
 from caproute._core.flow import (
     AccountRefusal,
-    Call,
     Deliver,
+    Forward,
     Learn,
     MarkOverloaded,
     MarkRetired,
+    ParsedCall,
     Refresh,
     Refuse,
     RememberAccount,
     Reply,
     Resolve,
-    Send,
     View,
     call_flow,
-    first_action,
+    first_step,
 )
+from caproute._core.learned_facts import LearnedFact
+from caproute._core.model_info import ModelInfo
 from caproute._core.policy import Policy
-from caproute._core.registry import LearnedFact, ModelInfo, Registry, RegistrySource
-from caproute._core.router import PolicyEngine
+from caproute._core.registry import Registry
+from caproute._core.registry_source import RegistrySource
 
 OK = Reply(200)
 OVERLOADED = Reply(529, "overloaded_error", "Overloaded")
@@ -45,7 +48,7 @@ def refused(message: str) -> Reply:
     return Reply(400, "invalid_request_error", message)
 
 
-Script = Mapping[str, Reply | Callable[[Send], Reply]]
+Script = Mapping[str, Reply | Callable[[Forward], Reply]]
 
 
 @dataclass
@@ -80,14 +83,14 @@ class Shell:
             lambda credential: f"digest-of-{credential[::-1]}",
         )
 
-    def run(self, call: Call, script: Script) -> tuple[Deliver | Refuse, list[Send]]:
-        """Drive one call: the final action and every Send."""
-        sends: list[Send] = []
+    def run(self, call: ParsedCall, script: Script) -> tuple[Deliver | Refuse, list[Forward]]:
+        """Drive one call: the final action and every Forward."""
+        sends: list[Forward] = []
         flow = call_flow(call, self.view())
         action = next(flow)
         while True:
             self.log.append(action)
-            if isinstance(action, Send):
+            if isinstance(action, Forward):
                 sends.append(action)
                 answer = script.get(action.decision.model or "", OK)
                 action = flow.send(answer(action) if callable(answer) else answer)
@@ -131,11 +134,11 @@ def call(
     endpoint: Any = "messages",
     headers: Mapping[str, str] | None = None,
     **fields: Any,
-) -> Call:
-    return Call(body(model, **fields), endpoint, None, (), headers, retry)
+) -> ParsedCall:
+    return ParsedCall(body(model, **fields), endpoint, None, (), headers, retry)
 
 
-def models(sends: list[Send]) -> list[str | None]:
+def models(sends: list[Forward]) -> list[str | None]:
     return [s.decision.model for s in sends]
 
 
@@ -158,11 +161,11 @@ def test_a_request_no_model_can_serve_is_refused_before_anything_is_sent() -> No
     assert "policy says reject" in (final.decision.reason or "")
 
 
-def test_first_action_is_what_the_flow_starts_with() -> None:
+def test_first_step_is_what_the_flow_starts_with() -> None:
     shell = Shell()
     c = call("t-enabled", output_config={"effort": "low"})
-    first = first_action(shell.view(), c)
-    assert isinstance(first, Send)
+    first = first_step(shell.view(), c)
+    assert isinstance(first, Forward)
     flow = call_flow(c, shell.view(), first)
     assert next(flow) is first  # yielded again, not routed a second time
 
@@ -184,24 +187,24 @@ def test_cold_start_waits_once_even_for_a_request_the_snapshot_finds_fine() -> N
     retired = REGISTRY.with_lifecycle("t-full", "retired")
     shell = Shell(live=False, can_wait=True, after_refresh=retired)
     final, sends = shell.run(call("t-full"), {})
-    assert [type(a) for a in shell.log] == [Refresh, Send, Deliver]
+    assert [type(a) for a in shell.log] == [Refresh, Forward, Deliver]
     assert models(sends) == ["t-adaptive"]  # decided on the live data, first attempt
     # Without a fetch to wait for (no credentials, a failure back-off), no wait.
     offline = Shell(live=False, can_wait=False)
     offline.run(call("t-full"), {})
-    assert [type(a) for a in offline.log] == [Send, Deliver]
+    assert [type(a) for a in offline.log] == [Forward, Deliver]
 
 
 def test_cold_start_waits_at_most_once() -> None:
     shell = Shell(live=False, can_wait=True)  # the fetch brings nothing new
     shell.run(call("t-enabled", output_config={"effort": "low"}), {})
-    assert [type(a) for a in shell.log] == [Refresh, Send, Deliver]
+    assert [type(a) for a in shell.log] == [Refresh, Forward, Deliver]
 
 
 def test_no_cold_start_wait_for_a_body_that_is_not_a_messages_body() -> None:
     shell = Shell(live=False, can_wait=True)
-    final, sends = shell.run(Call({"model": "t-full"}, "messages"), {})
-    assert [type(a) for a in shell.log] == [Send, Deliver]
+    final, sends = shell.run(ParsedCall({"model": "t-full"}, "messages"), {})
+    assert [type(a) for a in shell.log] == [Forward, Deliver]
     assert sends[0].decision.outcome == "passthrough"
 
 
@@ -211,7 +214,7 @@ def test_no_cold_start_wait_for_a_body_that_is_not_a_messages_body() -> None:
 def test_an_attributable_400_is_learned_and_the_call_sent_once_more() -> None:
     shell = Shell()
     refusal = refused("output_config.effort 'max' is not supported on this model.")
-    answers: dict[str, Reply | Callable[[Send], Reply]] = {
+    answers: dict[str, Reply | Callable[[Forward], Reply]] = {
         "t-full": lambda s: refusal if s.body["output_config"]["effort"] == "max" else OK
     }
     c = call("t-full", output_config={"effort": "max"})
@@ -297,7 +300,7 @@ def test_a_name_nobody_knows_gets_the_apis_own_404() -> None:
     # asks once more (`after_404`: the shell asks only if the first look-up failed).
     asking = Shell(can_resolve=True)
     final, sends = asking.run(call("t-typo"), {"t-typo": GONE})
-    assert [type(a) for a in asking.log] == [Resolve, Send, Resolve, Deliver]
+    assert [type(a) for a in asking.log] == [Resolve, Forward, Resolve, Deliver]
     first, again = (a for a in asking.log if isinstance(a, Resolve))
     assert (first.after_404, again.after_404) == (False, True)
     assert len(sends) == 1 and sends[0].decision.outcome == "passthrough"
@@ -335,7 +338,7 @@ def test_a_batchs_unknown_names_are_resolved_together_before_the_send() -> None:
         {"custom_id": "c", "params": body("t-sonnet-latest")},
         {"custom_id": "d", "params": body("t-full")},
     ]
-    final, sends = shell.run(Call({"requests": items}, "batch"), {})
+    final, sends = shell.run(ParsedCall({"requests": items}, "batch"), {})
     [resolve] = [a for a in shell.log if isinstance(a, Resolve)]
     assert resolve.models == ("t-sonnet-latest", "t-typo")  # each unknown name once
     # Nobody knows `t-typo` even then: a batch never gambles, so nothing is sent.
@@ -347,7 +350,7 @@ def test_a_batchs_unknown_names_are_resolved_together_before_the_send() -> None:
     assert decisions["c"].outcome == "unchanged" and decisions["d"].outcome == "unchanged"
     # Without the typo, the batch goes out with every name resolved.
     shell = Shell(can_resolve=True, models_api={"t-sonnet-latest": no_images})
-    final, sends = shell.run(Call({"requests": items[:1] + items[2:]}, "batch"), {})
+    final, sends = shell.run(ParsedCall({"requests": items[:1] + items[2:]}, "batch"), {})
     [send] = sends
     assert dict(send.decision.items)["a"].model == "t-gamma-vision"
 
@@ -355,12 +358,12 @@ def test_a_batchs_unknown_names_are_resolved_together_before_the_send() -> None:
 def test_resolving_is_asked_once_and_only_for_unknown_names() -> None:
     shell = Shell(can_resolve=True)
     shell.run(call("t-full"), {})
-    shell.run(Call({"model": "t-typo"}, "messages"), {})  # not a Messages body: no question
+    shell.run(ParsedCall({"model": "t-typo"}, "messages"), {})  # not a Messages body: no question
     shell.run(call("t-typo", endpoint="batch"), {})
     assert not any(isinstance(a, Resolve) for a in shell.log)
     cold = Shell(can_resolve=True, live=False, can_wait=True)
     cold.run(call("t-typo"), {})
-    assert [type(a) for a in cold.log] == [Refresh, Resolve, Send, Deliver]
+    assert [type(a) for a in cold.log] == [Refresh, Resolve, Forward, Deliver]
 
 
 # -- overload -------------------------------------------------------------------------------------
@@ -428,9 +431,9 @@ def test_sends_are_bounded_by_the_view() -> None:
 def test_a_batch_never_reacts_to_a_single_model_answer() -> None:
     batch = {"requests": [{"custom_id": "a", "params": body("t-full")}]}
     shell = Shell()
-    final, sends = shell.run(Call(batch, "batch"), {"t-full": OVERLOADED, "": OVERLOADED})
+    final, sends = shell.run(ParsedCall(batch, "batch"), {"t-full": OVERLOADED, "": OVERLOADED})
     assert len(sends) == 1
-    assert [type(a) for a in shell.log] == [Send, Deliver]
+    assert [type(a) for a in shell.log] == [Forward, Deliver]
 
 
 def test_three_404s_in_a_row_stop_at_the_bound() -> None:
@@ -485,7 +488,7 @@ ORG_OFF = Reply(
 KEY_A, KEY_B = {"x-api-key": "sk-a"}, {"authorization": "Bearer sk-b"}
 
 
-def with_url_image(headers: Mapping[str, str] | None, **fields: Any) -> Call:
+def with_url_image(headers: Mapping[str, str] | None, **fields: Any) -> ParsedCall:
     content = [URL_IMAGE, {"type": "text", "text": "what is it?"}]
     return call(headers=headers, messages=[{"role": "user", "content": content}], **fields)
 
@@ -546,7 +549,7 @@ def test_a_payload_refusal_is_delivered_and_teaches_nothing() -> None:
 DEPRECATED = refused("`temperature` is deprecated for this model.")
 
 
-def refuses_temperature(send: Send) -> Reply:
+def refuses_temperature(send: Forward) -> Reply:
     return DEPRECATED if "temperature" in send.body else OK
 
 
@@ -586,7 +589,7 @@ def test_the_fast_path_does_not_hide_a_refused_parameter() -> None:
     answers = {"t-full": lambda s: speed if "speed" in s.body else OK}
     shell.run(call(speed="fast"), answers)
     view = shell.view()
-    plain = first_action(view, call())
-    fast = first_action(view, call(speed="fast"))
-    assert isinstance(plain, Send) and plain.decision.outcome == "unchanged"
-    assert isinstance(fast, Send) and "speed" not in fast.body
+    plain = first_step(view, call())
+    fast = first_step(view, call(speed="fast"))
+    assert isinstance(plain, Forward) and plain.decision.outcome == "unchanged"
+    assert isinstance(fast, Forward) and "speed" not in fast.body

@@ -10,18 +10,18 @@ from typing import Any
 from catalogue import REGISTRY
 from test_flow import GONE, OK, Shell, refused
 
-from caproute._core.flow import Call, Learn, Resolve, Send
+from caproute._core.flow import Forward, Learn, ParsedCall, Resolve
 
 
-def count_call(model: str, **fields: Any) -> Call:
+def count_call(model: str, **fields: Any) -> ParsedCall:
     body = {"model": model, "messages": [{"role": "user", "content": "Hello"}], **fields}
-    return Call(body, "count_tokens")
+    return ParsedCall(body, "count_tokens")
 
 
 def test_a_count_tokens_refusal_is_learned_and_the_count_sent_again() -> None:
     shell = Shell()
 
-    def answer(send: Send) -> Any:
+    def answer(send: Forward) -> Any:
         if send.body.get("output_config", {}).get("effort") == "xhigh":
             return refused("output_config.effort 'xhigh' is not supported on this model.")
         return OK
@@ -48,11 +48,11 @@ def test_a_404_for_a_name_never_resolved_asks_once_and_reroutes_by_line() -> Non
         "messages": [{"role": "user", "content": "Hi"}],
     }
 
-    def models_api_after_404(send: Send) -> Any:
+    def models_api_after_404(send: Forward) -> Any:
         shell.models_api = {"t-vanished": retired}  # it answers from now on
         return GONE
 
-    final, sends = shell.run(Call(body, "messages"), {"t-vanished": models_api_after_404})
+    final, sends = shell.run(ParsedCall(body, "messages"), {"t-vanished": models_api_after_404})
     resolves = [a for a in shell.log if isinstance(a, Resolve)]
     assert [(r.models, r.after_404) for r in resolves] == [
         (("t-vanished",), False),

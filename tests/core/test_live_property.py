@@ -23,9 +23,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from caproute._core.engine import PolicyEngine
 from caproute._core.features import detect
-from caproute._core.registry import Registry, RegistrySource, Support
-from caproute._core.router import PolicyEngine
+from caproute._core.registry import Registry, Support
+from caproute._core.registry_source import RegistrySource
 from caproute.testing import GeneratedLineup, random_lineup, random_request, verdict
 
 OUTCOMES: Counter[str] = Counter()

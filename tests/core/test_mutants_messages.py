@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict
 
 import caproute
 from caproute import LearnedFact, Policy, PolicyError, RegistryError
-from caproute._core.policy import check_model_text, policy_json_schema
+from caproute._core.policy import policy_json_schema
+from caproute._core.yaml_text import check_model_text
 from caproute.testing import make_model
 
 REGISTRY = caproute.Registry.from_models([make_model("claude-a-1")])

@@ -19,7 +19,7 @@ from caproute import (
     RegistrySource,
     Support,
 )
-from caproute._core.policy import check_policy_text, registry_warnings
+from caproute._core.policy_check import check_policy_text, registry_warnings
 from caproute.testing import make_model
 
 HI = [{"role": "user", "content": "hi"}]

@@ -12,16 +12,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from caproute import PolicyError, Registry
-from caproute._core.policy import (
-    CAPABILITY_FAMILIES,
-    CAPABILITY_NAMES,
-    Policy,
-    RouteSpec,
-    _glob_covers,
-    check_policy_text,
-    policy_json_schema,
-    registry_warnings,
-)
+from caproute._core.policy import Policy, RouteSpec, policy_json_schema
+from caproute._core.policy_check import _glob_covers, check_policy_text, registry_warnings
+from caproute._core.policy_fields import CAPABILITY_FAMILIES, CAPABILITY_NAMES
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "policies"
 INVALID = sorted((FIXTURES / "invalid").glob("*.yaml"))

@@ -17,9 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from caproute import Registry, Support
-from caproute._core.features import detect, format_path
+from caproute._core.engine import PolicyEngine
+from caproute._core.features import detect
 from caproute._core.policy import Policy, RouteSpec
-from caproute._core.router import PolicyEngine
+from caproute._core.request_needs import format_path
 from caproute._core.rules import MIN_THINKING_BUDGET, is_new_version
 from caproute._core.selection import Planner
 
@@ -268,17 +269,17 @@ def _rule_violations(
     needs = detect(routed)
     limits = registry.limits(model)
     problems = []
-    if limits.max_tokens is not None and (needs.max_tokens or 0) > limits.max_tokens:
+    if limits.max_tokens is not None and (needs.params.max_tokens or 0) > limits.max_tokens:
         problems.append("max_tokens")
-    if needs.thinking_type == "enabled":
-        budget = needs.budget_tokens
+    if needs.params.thinking_type == "enabled":
+        budget = needs.params.budget_tokens
         if budget is None or budget < MIN_THINKING_BUDGET:
             problems.append("budget too small")
-        elif needs.max_tokens is not None and budget >= needs.max_tokens:
+        elif needs.params.max_tokens is not None and budget >= needs.params.max_tokens:
             problems.append("budget >= max_tokens")
-    if needs.thinking_type in ("enabled", "adaptive") and needs.forced_tool_choice:
+    if needs.params.thinking_type in ("enabled", "adaptive") and needs.forced_tool_choice:
         problems.append("forced tool_choice")
-    if needs.sampling and is_new_version(version):
+    if needs.params.sampling_names and is_new_version(version):
         problems.append("sampling")
     if limits.max_input_tokens is not None and needs.input_tokens > limits.max_input_tokens:
         problems.append("context window")

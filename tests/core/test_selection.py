@@ -19,8 +19,8 @@ from catalogue import (
 )
 
 from caproute import Registry
+from caproute._core.learned_facts import LearnedFact
 from caproute._core.policy import Policy
-from caproute._core.registry import LearnedFact
 
 CITED_DOC = {**TEXT_DOCUMENT, "citations": {"enabled": True}}
 FORMAT = {"type": "json_schema", "schema": {"type": "object"}}
@@ -293,7 +293,7 @@ def test_nothing_can_serve_the_request() -> None:
     only_small = Registry.from_models([m for m in REGISTRY if m.id == "t-small"])
     result = run(body("t-small", messages=[user(IMAGE)]))
     assert result.decision.outcome == "rerouted"
-    from caproute._core.router import PolicyEngine
+    from caproute._core.engine import PolicyEngine
 
     alone = PolicyEngine(only_small).route(body("t-small", messages=[user(IMAGE)]))
     assert alone.decision.outcome == "rejected"
@@ -357,7 +357,7 @@ def test_a_reject_policy_refuses_nothing_an_older_answer_leaves_unstated() -> No
             }
         ]
     )
-    from caproute._core.router import PolicyEngine
+    from caproute._core.engine import PolicyEngine
 
     request = body("claude-older-1", thinking={"type": "between_tools"})
     result = PolicyEngine(older, policy({"thinking": "reject"})).route(request)
@@ -372,7 +372,7 @@ def test_an_old_answer_never_refuses_programmatic_tool_calling_on_its_own() -> N
     older = Registry.from_models(
         [m for m in REGISTRY.models if m.id == "t-old-noexec"],
     )
-    from caproute._core.router import PolicyEngine
+    from caproute._core.engine import PolicyEngine
 
     callable_tool = {**CALLABLE_TOOL}
     request = body("t-old-noexec", tools=[callable_tool])
@@ -407,7 +407,7 @@ def test_a_value_newer_than_caproute_and_the_registry_goes_as_sent(
     learned = REGISTRY.with_learned(
         [LearnedFact("t-full", path, False, 1.0, float("inf"), "a 400 named it")]
     )
-    from caproute._core.router import PolicyEngine
+    from caproute._core.engine import PolicyEngine
 
     again = PolicyEngine(learned).route(request)
     assert again.decision.outcome != "unchanged", again.decision.explain()
@@ -418,7 +418,7 @@ def test_a_level_caproute_knows_is_judged_even_when_no_model_states_it() -> None
     # `xhigh` is optional in the API's types: a registry where no model states it still
     # says (by its absence beside stated siblings) that these models lack it.
     no_xhigh = Registry.from_models([m for m in REGISTRY.models if m.id == "t-adaptive"])
-    from caproute._core.router import PolicyEngine
+    from caproute._core.engine import PolicyEngine
 
     request = body("t-adaptive", output_config={"effort": "xhigh"})
     result = PolicyEngine(no_xhigh).route(request)

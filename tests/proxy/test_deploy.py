@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from caproute._core.policy import check_policy_text
+from caproute._core.policy_check import check_policy_text
 from caproute._proxy._settings import check_config_text
 
 ROOT = Path(__file__).parents[2]

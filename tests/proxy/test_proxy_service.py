@@ -184,7 +184,7 @@ def test_health_is_degraded_when_a_reload_was_rejected(fake: FakeAnthropic, tmp_
 def test_health_is_degraded_when_the_registry_is_older_than_the_threshold(
     fake: FakeAnthropic, tmp_path: Path
 ) -> None:
-    from caproute._core.registry import RegistrySource
+    from caproute._core.registry_source import RegistrySource
     from caproute._registry.snapshot import embedded_registry, save_snapshot
 
     snapshot = tmp_path / "registry.json"

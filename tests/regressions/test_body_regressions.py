@@ -25,12 +25,12 @@ from caproute._core.body import (
     decode,
     dumps,
     encode,
-    error_body,
     internal_error_message,
     parse,
     parse_codings,
     refused_decision,
 )
+from caproute._core.wire import error_body
 from caproute.testing import FakeAnthropic
 
 KEY = "test-key-body-regressions"

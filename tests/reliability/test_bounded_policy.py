@@ -191,7 +191,7 @@ def test_a_policy_over_the_size_limit_is_refused_unparsed(
 
 
 def test_text_limits_apply_to_policy_text_too() -> None:
-    from caproute._core.policy import TextLimits
+    from caproute._core.yaml_text import TextLimits
 
     limits = TextLimits(max_bytes=64)
     with pytest.raises(PolicyError, match=r"<policy>:1:1: the policy is 11\d bytes, over the"):

@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from caproute import Policy, PolicyError, embedded_registry
+from caproute._core.engine import PolicyEngine
 from caproute._core.features import detect
-from caproute._core.router import PolicyEngine
 
 SCALE = 10 if os.environ.get("CAPROUTE_SOAK") else 1
 FUZZ = settings(

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from caproute import Policy, PolicyError, Registry, RegistrySource, load_policy
-from caproute._core.policy import CAPABILITY_NAMES, policy_json_schema, registry_warnings
+from caproute._core.policy import policy_json_schema
+from caproute._core.policy_check import registry_warnings
+from caproute._core.policy_fields import CAPABILITY_NAMES
 from caproute._registry.snapshot import embedded_registry
 from caproute.cli import main
 

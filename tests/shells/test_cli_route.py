@@ -146,7 +146,7 @@ def test_missing_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 @pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.json")), ids=lambda p: p.stem)
 def test_every_example_routes_against_the_embedded_snapshot(example: Path) -> None:
-    from caproute._core.router import PolicyEngine
+    from caproute._core.engine import PolicyEngine
     from caproute.cli.route import guess_endpoint
 
     body = json.loads(example.read_text())
@@ -159,7 +159,7 @@ def test_every_example_routes_against_the_embedded_snapshot(example: Path) -> No
 
 
 def test_the_demo_example_needs_a_reroute_and_an_adjustment() -> None:
-    from caproute._core.router import PolicyEngine
+    from caproute._core.engine import PolicyEngine
 
     body = json.loads((EXAMPLES / "retired-with-thinking.json").read_text())
     decision = PolicyEngine(embedded_registry()).route(body).decision

@@ -49,20 +49,20 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from .._core.decision import MISSING, Decision
-from .._core.features import JSONPath
+from .._core.flow import Forward as Send
 from .._core.flow import (
-    Call,
     Learn,
     MarkRetired,
     Refresh,
     Refuse,
     Resolve,
-    Send,
     View,
     blames_the_model,
     call_flow,
 )
+from .._core.flow import ParsedCall as Call
 from .._core.learning import classify
+from .._core.request_needs import JSONPath
 from .._core.rewrite import apply_edits
 from .._runtime.live import LiveRouter
 from .input import BatchInputError, LineProblem, parse_line, read_lines

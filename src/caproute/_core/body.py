@@ -45,7 +45,6 @@ __all__ = [
     "decode",
     "dumps",
     "encode",
-    "error_body",
     "internal_error_message",
     "parse",
     "parse_codings",
@@ -206,12 +205,6 @@ def _shown(text: str) -> str:
 
 
 # -- local answers ------------------------------------------------------------------------
-
-
-def error_body(error_type: str, message: str) -> bytes:
-    """An API-shaped error document (``caproute:`` in front of the message)."""
-    document = {"type": "error", "error": {"type": error_type, "message": f"caproute: {message}"}}
-    return json.dumps(document, separators=(",", ":")).encode()
 
 
 def refused_decision(reason: str) -> Decision:

@@ -45,7 +45,7 @@ from typing import Any, Final, Literal, NamedTuple, TypeAlias, get_args
 
 from .decision import MISSING
 from .draft import Draft
-from .features import JSONPath
+from .request_needs import JSONPath
 
 __all__ = [
     "ACTIONS",
@@ -220,8 +220,9 @@ class Family:
     strip_refused: str | None = None
     """Why ``strip`` is not allowed here (message content), or `None`."""
     optional_leaves: tuple[str, ...] = ()
-    """Leaves the SDK types mark optional (``*`` = every leaf): their absence, while
-    the parent states siblings, means the model predates them (api-facts §2.4a)."""
+    """Leaves the SDK types mark optional (``*`` = every leaf; the optional fields under
+    ``anthropic.types.ModelInfo``): their absence, while the parent states siblings,
+    means the model predates them."""
     meaningful: frozenset[Action] = frozenset()
     """The actions with a meaning here (the fixes, reroute, reject); derived."""
 
@@ -293,7 +294,7 @@ FAMILIES: Final[Mapping[str, Family]] = {
         Family("batch", "reroute", {}, ("batch", "batches")),
     )
 }
-"""Every capability family of the Models API (api-facts §2.4), by name."""
+"""Every capability family of the Models API (``anthropic.types.ModelInfo``), by name."""
 
 UNKNOWN_FAMILY: Final = Family("unknown", "reroute", {}, ())
 """A capability key caproute doesn't know yet: nothing to adjust, so reroute."""

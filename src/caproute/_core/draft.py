@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
 from .decision import MISSING, Change, ChangeAction
-from .features import JSONPath, Parameters, RequestNeeds, format_path
+from .request_needs import JSONPath, Parameters, RequestNeeds, format_path
 
 __all__ = [
     "DEFAULT_API_VERSION",
@@ -34,7 +34,7 @@ DEFAULT_API_VERSION: Final = "2023-06-01"
 """The version assumed when a request names none (what SDKs before 2.0 send)."""
 
 MIN_THINKING_BUDGET: Final = 1024
-"""The smallest ``thinking.budget_tokens`` the API accepts (api-facts §3.6)."""
+"""The smallest ``thinking.budget_tokens`` the API accepts ("Extended thinking" page)."""
 
 
 _FIELD_INDEX: Final = {name: i for i, name in enumerate(Parameters._fields)}

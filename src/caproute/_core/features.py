@@ -33,30 +33,24 @@ It only has to catch requests that obviously overflow a context window:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 from .._types import Endpoint
+from .request_needs import NOT_A_SCALAR, JSONPath, Parameters, RequestNeeds
 
 __all__ = [
     "IMAGE_TOKENS",
     "PDF_BYTES_PER_PAGE",
     "PDF_TOKENS_PER_PAGE",
-    "MISSING_VALUE",
-    "NOT_A_SCALAR",
     "SAMPLING_PARAMS",
-    "JSONPath",
-    "Parameters",
-    "RequestNeeds",
     "Scan",
     "detect",
-    "format_path",
     "scan",
     "shape_problem",
 ]
 
-JSONPath = tuple[str | int, ...]
-"""A location in the body as keys and list indices: ``("messages", 3, "content", 0)``."""
+_new_tuple: Final = tuple.__new__
+
 
 IMAGE_TOKENS = 1_600
 """Estimated tokens for one image, whatever its size or encoding."""
@@ -74,149 +68,10 @@ _OTHER_BLOCK_TOKENS = 10
 SAMPLING_PARAMS = ("temperature", "top_p", "top_k")
 """Top-level sampling parameters, removed from the API in version 2026-10-21."""
 
-# `document` sources that carry a PDF (api-facts §3.3): text and content sources don't.
+# `document` sources that carry a PDF ("PDF support" page): text and content sources don't.
 _PDF_SOURCE_TYPES = frozenset({"base64", "url", "file"})
-_FORCED_TOOL_CHOICES = frozenset({"any", "tool"})
 # A block path grows by two keys per nesting level (``..., "content", k``): 64 levels.
 _MAX_NESTED_PATH = 4 + 2 * 64
-
-
-def format_path(path: JSONPath) -> str:
-    """Render a path the way decisions show it: ``messages[3].content[0]``."""
-    out: list[str] = []
-    for key in path:
-        if isinstance(key, int):
-            out.append(f"[{key}]")
-        else:
-            out.append(f".{key}" if out else key)
-    return "".join(out)
-
-
-class Parameters(NamedTuple):
-    """The request parameters selection and the rules read: small, hashable values.
-
-    One value shared by `RequestNeeds` (as sent), `Draft` (as planned for a candidate)
-    and the router's fast-path key, so a parameter added here can't be forgotten in
-    any of the three. A named tuple: built for every request, compared and hashed as
-    a plain tuple.
-    """
-
-    model: str
-    """The requested model id or alias, as sent."""
-    max_tokens: int | None = None
-    """``max_tokens`` (`None` when absent, e.g. for count_tokens)."""
-    thinking_type: str | None = None
-    """``thinking.type`` as sent (``enabled``, ``adaptive``, ``disabled``...)."""
-    budget_tokens: int | None = None
-    """``thinking.budget_tokens`` when it is an integer."""
-    effort: str | None = None
-    """``output_config.effort`` as sent."""
-    sampling: tuple[tuple[str, Any], ...] = ()
-    """``(name, value)`` of each of ``temperature`` / ``top_p`` / ``top_k`` present; a
-    value that is not a JSON scalar is kept as `NOT_A_SCALAR` (still hashable)."""
-    tool_choice_type: str | None = None
-    """``tool_choice.type`` as sent (``auto``, ``any``, ``tool``, ``none``)."""
-    thinking_history: bool = False
-    """Whether the history carries ``thinking`` / ``redacted_thinking`` blocks."""
-    versioned_content: bool = False
-    """Whether the content holds shapes API version 2026-10-21 refuses (a document in an
-    assistant turn, citations in a user text block)."""
-    batch_refused: str | None = None
-    """For a Message Batch item, the parameter the API errors in a batch whatever the
-    model (api-facts §4.1): ``stream`` (``true``: batches run non-streaming bodies
-    only) or ``billing_policy.bill_to`` (``user_profile``); else `None`."""
-
-    @property
-    def sampling_names(self) -> tuple[str, ...]:
-        """Which sampling parameters are present, in `SAMPLING_PARAMS` order."""
-        return tuple(name for name, _ in self.sampling)
-
-    def sampling_value(self, name: str) -> Any:
-        """The value of a sampling parameter, or `MISSING_VALUE` when it is absent."""
-        for key, value in self.sampling:
-            if key == name:
-                return value
-        return MISSING_VALUE
-
-
-_new_tuple: Final = tuple.__new__
-
-NOT_A_SCALAR: Final = "<not a JSON scalar>"
-"""Stands for a sampling value that is a list or object (the API will refuse it)."""
-
-MISSING_VALUE: Final = object()
-"""`Parameters.sampling_value` of a parameter the request doesn't carry."""
-
-
-@dataclass(frozen=True, slots=True)
-class RequestNeeds:
-    """Everything about a body that decides which model can take it, and how.
-
-    Build it with `detect`; it holds paths and small values, never request content.
-    """
-
-    params: Parameters
-    """The parameters as sent."""
-    capabilities: Mapping[str, tuple[JSONPath, ...]]
-    """Capability path → every place in the body that needs it, in body order."""
-    thinking_history: JSONPath | None = None
-    """Where the first ``thinking`` / ``redacted_thinking`` block of the history is."""
-    assistant_documents: tuple[JSONPath, ...] = ()
-    """``document`` blocks directly inside assistant turns (400 under 2026-10-21)."""
-    user_text_citations: tuple[JSONPath, ...] = ()
-    """User ``text`` blocks carrying a non-empty ``citations`` list (400 under 2026-10-21)."""
-    input_tokens: int = 0
-    """The cheap input-token estimate described in the module docstring."""
-
-    @property
-    def model(self) -> str:
-        """The requested model id or alias, as sent."""
-        return self.params.model
-
-    @property
-    def max_tokens(self) -> int | None:
-        """The request's ``max_tokens`` (`None` when absent)."""
-        return self.params.max_tokens
-
-    @property
-    def thinking_type(self) -> str | None:
-        """``thinking.type`` as sent."""
-        return self.params.thinking_type
-
-    @property
-    def budget_tokens(self) -> int | None:
-        """``thinking.budget_tokens`` when it is an integer."""
-        return self.params.budget_tokens
-
-    @property
-    def effort(self) -> str | None:
-        """``output_config.effort`` as sent."""
-        return self.params.effort
-
-    @property
-    def sampling(self) -> tuple[str, ...]:
-        """Which of ``temperature`` / ``top_p`` / ``top_k`` are present."""
-        return self.params.sampling_names
-
-    @property
-    def tool_choice_type(self) -> str | None:
-        """``tool_choice.type`` as sent."""
-        return self.params.tool_choice_type
-
-    @property
-    def paths(self) -> tuple[str, ...]:
-        """The capability paths needed, sorted."""
-        return tuple(sorted(self.capabilities))
-
-    @property
-    def forced_tool_choice(self) -> bool:
-        """True when ``tool_choice`` forces a tool (``any`` or ``tool``)."""
-        return self.params.tool_choice_type in _FORCED_TOOL_CHOICES
-
-    def where(self, capability: str) -> str:
-        """The first place `capability` is needed, rendered (empty if not needed)."""
-        found = self.capabilities.get(capability)
-        return format_path(found[0]) if found else ""
 
 
 def shape_problem(body: Any, endpoint: Endpoint = "messages") -> str | None:
@@ -339,7 +194,8 @@ def _json_type(value: Any) -> str:
 # The roles `Scan.block` reads: a message's own role for its direct blocks (and the text
 # of a `search_result`); `user-nested` / `nested` for blocks inside a tool result or a
 # content document, which are neither "directly inside" an assistant turn (documents)
-# nor a user turn's own text (citations): api-facts §0 names only those two shapes.
+# nor a user turn's own text (citations): the 2026-10-21 version names only those two
+# shapes ("Versions" page).
 _USER_ROLES: Final = frozenset({"user", "user-nested"})
 
 
@@ -472,7 +328,7 @@ class Scan:
             kind = tool.get("type")
             if isinstance(kind, str):
                 # Server tools are versioned by suffix (`web_search_20260318`); the
-                # capability is per family (api-facts §3.5).
+                # capability is per family (the server tools' pages: "Web search tool"...).
                 if kind.startswith("code_execution_"):
                     self.need("server_tools.code_execution", ("tools", i))
                 elif kind.startswith("web_search_"):
@@ -586,7 +442,7 @@ class Scan:
         elif kind == "search_result":
             if _citations_enabled(block):
                 self.need("citations", where)
-            # Its text blocks count as the user turn's own (api-facts §0: citations in a
+            # Its text blocks count as the user turn's own ("Versions" page: citations in a
             # user turn, "directly or inside search_result").
             self.nested(block.get("content"), where, "user" if role in _USER_ROLES else "nested")
         elif kind == "thinking" or kind == "redacted_thinking":

@@ -1,15 +1,15 @@
-"""The response-driven flow of one call: a sans-IO generator of actions.
+"""The response-driven flow of one call: a sans-IO generator of steps.
 
-Routing a request is usually one step, but some answers change what to send next, and
+Routing a request is usually one decision, but some answers change what to send next, and
 some teach something worth keeping. This module decides all of it and does none of the
 IO, in the style of httpx's ``Auth.auth_flow`` and tenacity's ``iter``: `call_flow`
-yields *actions*; a shell (the SDK middleware, the httpx transports, the proxy through
-its transport) carries each out and sends back what the action asks for:
+yields *steps*; a shell (the SDK middleware, the httpx transports, the proxy through
+its transport) carries each out and sends back what the step asks for:
 
 ===================  ===========================================  =====================
-action               the shell                                    and sends back
+step                 the shell                                    and sends back
 ===================  ===========================================  =====================
-`Send`               forwards ``body`` upstream                   the `Reply`
+`Forward`            forwards ``body`` upstream                   the `Reply`
 `Refresh`            waits (bounded) for the live registry fetch  the current `View`
                      already in flight (cold start)
 `Resolve`            asks ``GET /v1/models/{name}`` (one bounded   the current `View`
@@ -69,7 +69,7 @@ The rules, each a promise:
 * **Overload.** A 529 (or a status in the route's ``fallback_on``) starts the model's
   cool-down (`MarkOverloaded`) and, on the call's first SDK attempt only, sends once
   to the next candidate of the same price class (the route's list, else the requested
-  model's line). On a retry (``Call.retry`` > 0) the flow delivers at once: the SDK's
+  model's line). On a retry (``ParsedCall.retry`` > 0) the flow delivers at once: the SDK's
   own retry loop already calls again, and the next call avoids the cooling model.
   With every model overloaded and ``max_retries=2`` that is 2 + 1 + 1 = 4 sends.
 * **Bounded and re-derived.** At most ``View.max_sends`` sends per call; every hop
@@ -85,18 +85,18 @@ from typing import Any, Final, NamedTuple
 
 from .._types import Endpoint
 from .decision import Decision, RouteResult
+from .engine import PolicyEngine
 from .features import shape_problem
 from .learning import classify, uses_account_feature
 from .policy import Policy
-from .router import PolicyEngine
 
 __all__ = [
     "OVERLOAD_STATUSES",
     "AccountRefusal",
-    "Action",
-    "Call",
+    "Step",
+    "ParsedCall",
     "Deliver",
-    "Flow",
+    "CallFlow",
     "Learn",
     "MarkOverloaded",
     "MarkRetired",
@@ -105,13 +105,13 @@ __all__ = [
     "RememberAccount",
     "Resolve",
     "Reply",
-    "Send",
+    "Forward",
     "View",
     "blames_the_model",
     "call_flow",
     "credential_of",
     "fallback_statuses",
-    "first_action",
+    "first_step",
     "route_call",
 ]
 
@@ -119,7 +119,7 @@ OVERLOAD_STATUSES: Final = frozenset({529})
 """529 ``overloaded_error`` is about the model, not the caller: another model may work."""
 
 
-class Call(NamedTuple):
+class ParsedCall(NamedTuple):
     """One call to a routed endpoint, as the shell parsed it (built per request)."""
 
     body: Any
@@ -127,6 +127,8 @@ class Call(NamedTuple):
     endpoint: Endpoint
     api_version: str | None = None
     betas: tuple[str, ...] = ()
+    """The ``anthropic-beta`` values (`wire.parse_betas`). Routing reads none of them
+    yet: no rule in the table depends on a beta."""
     headers: Mapping[str, str] | None = None
     retry: int = 0
     """How many times the caller's SDK already retried this call (0 = first attempt,
@@ -182,7 +184,7 @@ class Reply(NamedTuple):
     """``error.details.error_code``, when the API gave one."""
 
 
-class Send(NamedTuple):
+class Forward(NamedTuple):
     """Forward a request upstream."""
 
     body: Any
@@ -254,8 +256,8 @@ class Deliver(NamedTuple):
     decision: Decision
 
 
-Action = (
-    Send
+Step = (
+    Forward
     | Refresh
     | Resolve
     | Learn
@@ -265,8 +267,8 @@ Action = (
     | Refuse
     | Deliver
 )
-Flow = Generator[Action, Any, None]
-"""A running `call_flow`: send it a `Reply` after a `Send`, a `View` after a `Refresh`,
+CallFlow = Generator[Step, Any, None]
+"""A running `call_flow`: send it a `Reply` after a `Forward`, a `View` after a `Refresh`,
 `Resolve`, `Learn`, `RememberAccount`, `MarkRetired` or `MarkOverloaded`."""
 
 MAX_RESOLVE_PER_CALL: Final = 16
@@ -288,10 +290,10 @@ def fallback_statuses(policy: Policy, decision: Decision) -> frozenset[int]:
     return OVERLOAD_STATUSES | spec.fallback_on
 
 
-def first_action(view: View, call: Call) -> Send | Refuse | Refresh | Resolve:
+def first_step(view: View, call: ParsedCall) -> Forward | Refuse | Refresh | Resolve:
     """The flow's first step on its own: route the call once.
 
-    Shells take this, send it, and start `call_flow` (with ``first=`` this action) only
+    Shells take this, send it, and start `call_flow` (with ``first=`` this step) only
     when the reply is one the flow reacts to (a status of 400 or more): most calls
     never need the generator.
     """
@@ -309,30 +311,30 @@ def first_action(view: View, call: Call) -> Send | Refuse | Refresh | Resolve:
     if view.accounts and (refused := _account_refusal(view, call, decision)) is not None:
         return Refuse(refused)
     body = result.body
-    return Send(body, decision, body is not call.body, 1)
+    return Forward(body, decision, body is not call.body, 1)
 
 
 def call_flow(
-    call: Call, view: View, first: Send | Refuse | Refresh | Resolve | None = None
-) -> Flow:
+    call: ParsedCall, view: View, first: Forward | Refuse | Refresh | Resolve | None = None
+) -> CallFlow:
     """The routing loop for one call (see the module docstring for the rules).
 
-    `first` is the call's `first_action` when the shell already took (and sent) it: the
+    `first` is the call's `first_step` when the shell already took (and sent) it: the
     flow yields it again instead of routing the call a second time.
     """
-    action = first if first is not None else first_action(view, call)
-    if isinstance(action, Refresh):
-        view = yield action
-        action = first_action(view._replace(can_wait=False), call)
-    if isinstance(action, Resolve):
-        view = yield action
-        action = first_action(view._replace(can_wait=False, can_resolve=False), call)
+    step = first if first is not None else first_step(view, call)
+    if isinstance(step, Refresh):
+        view = yield step
+        step = first_step(view._replace(can_wait=False), call)
+    if isinstance(step, Resolve):
+        view = yield step
+        step = first_step(view._replace(can_wait=False, can_resolve=False), call)
     # can_wait and can_resolve are off by now: no second wait, no second question.
-    assert not isinstance(action, Refresh | Resolve)
-    if isinstance(action, Refuse):
-        yield action
+    assert not isinstance(step, Refresh | Resolve)
+    if isinstance(step, Refuse):
+        yield step
         return
-    sent = action
+    sent = step
     excluded: frozenset[str] = frozenset()
     learned = fell_back = asked = False
     while True:
@@ -361,7 +363,7 @@ def call_flow(
             attempt = sent.attempt + 1
             extra = {**result.decision.extra, "attempt": attempt, "cause": cause}
             routed = dataclasses.replace(result.decision, extra=extra)
-            sent = Send(result.body, routed, result.body is not call.body, attempt)
+            sent = Forward(result.body, routed, result.body is not call.body, attempt)
             continue
         if model is None or call.endpoint == "batch" or decision.outcome == "passthrough":
             break  # a batch mixes models; a model nobody knows gets the API's answer
@@ -417,18 +419,17 @@ def call_flow(
         attempt = sent.attempt + 1
         extra = {**result.decision.extra, "attempt": attempt, "cause": cause}
         routed = dataclasses.replace(result.decision, extra=extra)
-        sent = Send(result.body, routed, result.body is not call.body, attempt)
+        sent = Forward(result.body, routed, result.body is not call.body, attempt)
     yield Deliver(sent.decision)
 
 
 def _route(
-    view: View, call: Call, exclude: frozenset[str], *, fallback: bool = False
+    view: View, call: ParsedCall, exclude: frozenset[str], *, fallback: bool = False
 ) -> RouteResult:
     return view.engine.route(
         call.body,
         endpoint=call.endpoint,
         api_version=call.api_version,
-        betas=call.betas,
         headers=call.headers,
         exclude=exclude,
         fallback=fallback,
@@ -436,7 +437,7 @@ def _route(
     )
 
 
-def route_call(view: View, call: Call) -> RouteResult:
+def route_call(view: View, call: ParsedCall) -> RouteResult:
     """Route `call` once against `view`, around the models cooling down.
 
     A cooling requested model is replaced only within its price class (the same rule
@@ -471,7 +472,7 @@ def _live_could_change(view: View, decision: Decision) -> bool:
     return requested is not None and view.engine.registry.resolve(requested) is None
 
 
-def _unknown_names(view: View, call: Call, decision: Decision) -> tuple[str, ...]:
+def _unknown_names(view: View, call: ParsedCall, decision: Decision) -> tuple[str, ...]:
     """The model names requests were passed through for only because the registry
     doesn't know them (worth asking the Models API about): the call's, or its batch
     items' (at most `MAX_RESOLVE_PER_CALL`, first seen first)."""
@@ -492,7 +493,9 @@ def _unknown_names(view: View, call: Call, decision: Decision) -> tuple[str, ...
     return tuple(names)
 
 
-def _look_up_after_404(view: View, call: Call, decision: Decision, reply: Reply) -> str | None:
+def _look_up_after_404(
+    view: View, call: ParsedCall, decision: Decision, reply: Reply
+) -> str | None:
     """The name to look up after a 404 ``not_found_error`` for a call passed through
     because the registry doesn't know its model, or `None`."""
     if reply.status_code != 404 or reply.error_type != "not_found_error":
@@ -518,7 +521,7 @@ def credential_of(headers: Mapping[str, str] | None) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
-def _account_of(view: View, call: Call) -> str | None:
+def _account_of(view: View, call: ParsedCall) -> str | None:
     """The digest of the call's credential, when the shell remembers per credential."""
     digest = view.digest
     if digest is None:
@@ -527,7 +530,7 @@ def _account_of(view: View, call: Call) -> str | None:
     return digest(credential) if credential is not None else None
 
 
-def _account_refusal(view: View, call: Call, decision: Decision) -> Decision | None:
+def _account_refusal(view: View, call: ParsedCall, decision: Decision) -> Decision | None:
     """The local refusal for a Messages call using a feature the API refused for this
     credential's organization, or `None`."""
     if call.endpoint != "messages":
@@ -564,5 +567,5 @@ def blames_the_model(message: str | None, body: Any, model: str) -> bool:
     return "model" in text or any(name in text for name in names)
 
 
-def _same_target(previous: Send, result: RouteResult) -> bool:
+def _same_target(previous: Forward, result: RouteResult) -> bool:
     return previous.decision.model == result.decision.model and previous.body == result.body

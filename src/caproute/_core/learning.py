@@ -80,7 +80,8 @@ from .catalogue import (
     RefusalClass,
     family_of,
 )
-from .features import JSONPath, detect, shape_problem
+from .features import detect, shape_problem
+from .request_needs import JSONPath
 
 __all__ = [
     "Attribution",

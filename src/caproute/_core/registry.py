@@ -36,145 +36,27 @@ import enum
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .._exceptions import RegistryError
 from .catalogue import family_of
+from .learned_facts import (
+    LearnedFact,
+    LearnedValue,
+    ModelRecord,
+    fact_ttl,
+    record_of,
+    stated_value,
+    with_facts,
+)
+from .model_info import ModelInfo, parse_model
+from .registry_source import RegistrySource, StoredSource
 
-__all__ = [
-    "Capabilities",
-    "CapabilitySupport",
-    "LearnedFact",
-    "Limits",
-    "ModelInfo",
-    "Registry",
-    "RegistrySource",
-    "SourceKind",
-    "Support",
-    "fact_ttl",
-]
+__all__ = ["SNAPSHOT_FORMAT", "Limits", "Registry", "Support"]
 
 SNAPSHOT_FORMAT = "caproute-registry/1"
-
-
-class _ApiObject(BaseModel):
-    """Base for Models API payloads: frozen, strict, and unknown keys are kept.
-
-    Strict: a value of the wrong JSON type is an error, never coerced (``"yes"`` is not
-    a boolean, ``"8192"`` not a token count), so a corrupt snapshot fails at load time
-    with its path instead of being half-understood. Unknown keys are not validated.
-    """
-
-    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
-
-
-_PositiveInt = Annotated[int, Field(gt=0)]
-"""A token limit: a model that takes no tokens at all is impossible data."""
-_Timestamp = Annotated[datetime, Strict(False)]
-"""An RFC 3339 string in JSON (strict mode would only take `datetime` objects)."""
-
-
-class CapabilitySupport(_ApiObject):
-    """A capability leaf: ``{"supported": bool}``."""
-
-    supported: bool | None = None
-    """Whether the model supports the feature; `None` when the API left it out."""
-
-
-class ThinkingTypes(_ApiObject):
-    """Which `thinking.type` values the model accepts; read each key independently."""
-
-    adaptive: CapabilitySupport | None = None
-    enabled: CapabilitySupport | None = None
-    disabled: CapabilitySupport | None = None
-    """False exactly when `{"type": "disabled"}` is a 400 (thinking cannot be turned off)."""
-    between_tools: CapabilitySupport | None = None
-
-
-class ThinkingCapability(_ApiObject):
-    """`capabilities.thinking`."""
-
-    supported: bool | None = None
-    types: ThinkingTypes | None = None
-
-
-class EffortCapability(_ApiObject):
-    """`capabilities.effort`: one leaf per `output_config.effort` level."""
-
-    supported: bool | None = None
-    low: CapabilitySupport | None = None
-    medium: CapabilitySupport | None = None
-    high: CapabilitySupport | None = None
-    xhigh: CapabilitySupport | None = None
-    max: CapabilitySupport | None = None
-
-
-class ContextManagementCapability(_ApiObject):
-    """`capabilities.context_management`: one optional leaf per edit strategy."""
-
-    supported: bool | None = None
-    clear_thinking_20251015: CapabilitySupport | None = None
-    clear_tool_uses_20250919: CapabilitySupport | None = None
-    compact_20260112: CapabilitySupport | None = None
-
-
-class ServerToolsCapability(_ApiObject):
-    """`capabilities.server_tools` (SDK 1.12+): code execution and web search tools."""
-
-    supported: bool | None = None
-    code_execution: CapabilitySupport | None = None
-    web_search: CapabilitySupport | None = None
-
-
-class CompactionCapability(_ApiObject):
-    """`capabilities.compaction` (beta responses only)."""
-
-    supported: bool | None = None
-    summarize: CapabilitySupport | None = None
-
-
-class Capabilities(_ApiObject):
-    """`ModelInfo.capabilities`, every key api-facts §2.4 lists, plus whatever comes next."""
-
-    batch: CapabilitySupport | None = None
-    citations: CapabilitySupport | None = None
-    code_execution: CapabilitySupport | None = None
-    """0.x meaning: any code-execution tool; 2.x meaning: programmatic tool calling."""
-    server_tools: ServerToolsCapability | None = None
-    context_management: ContextManagementCapability | None = None
-    compaction: CompactionCapability | None = None
-    effort: EffortCapability | None = None
-    image_input: CapabilitySupport | None = None
-    pdf_input: CapabilitySupport | None = None
-    structured_outputs: CapabilitySupport | None = None
-    thinking: ThinkingCapability | None = None
-
-
-class ModelInfo(_ApiObject):
-    """One entry of `GET /v1/models`, field for field."""
-
-    id: Annotated[str, Field(min_length=1)]
-    type: str = "model"
-    display_name: str | None = None
-    created_at: _Timestamp | None = None
-    max_input_tokens: _PositiveInt | None = None
-    """The context window, in tokens."""
-    max_tokens: _PositiveInt | None = None
-    """The ceiling for a request's `max_tokens`."""
-    lifecycle: str | None = None
-    """`active`, `deprecated` or `retired` (open set); `None` on older API answers."""
-    deprecated_at: _Timestamp | None = None
-    retires_at: _Timestamp | None = None
-    line: str | None = None
-    """`haiku`, `sonnet`, `opus`, `fable`, `mythos`, ... (open set; never parsed from the id)."""
-    capabilities: Capabilities | None = None
-
-    def to_api_dict(self) -> dict[str, Any]:
-        """The model as the API sent it: keys it left out stay out, unknown keys stay in."""
-        return self.model_dump(mode="json", exclude_unset=True)
 
 
 class Support(enum.Enum):
@@ -189,44 +71,6 @@ class Support(enum.Enum):
         raise TypeError("Support is three-state; compare with Support.SUPPORTED explicitly")
 
 
-SourceKind = Literal["live", "snapshot", "cache", "embedded", "static"]
-
-
-@dataclass(frozen=True, slots=True)
-class RegistrySource:
-    """Where a registry's data came from and when."""
-
-    kind: SourceKind
-    """`live` (Models API), `snapshot` (an explicit file), `cache` (the user cache file),
-    `embedded` (shipped in the package) or `static` (built in code)."""
-    fetched_at: float | None = None
-    """Unix time (seconds) the data was fetched from the API; `None` if never."""
-    location: str | None = None
-    """The base URL or file path it came from (never a key)."""
-    describes: str | None = None
-    """For the embedded snapshot: the date (YYYY-MM-DD) of the lineup it describes."""
-
-    def age(self, now: float) -> float | None:
-        """Seconds since the data was fetched, given the current Unix time."""
-        return None if self.fetched_at is None else max(0.0, now - self.fetched_at)
-
-    def describe(self, now: float | None = None) -> str:
-        """A short human description, e.g. ``live (https://api.anthropic.com, 12s old)``."""
-        bits = [b for b in (self.location, self.describes and f"lineup of {self.describes}") if b]
-        if now is not None and (age := self.age(now)) is not None:
-            bits.append(f"{_human_seconds(age)} old")
-        return f"{self.kind} ({', '.join(bits)})" if bits else self.kind
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "kind": self.kind,
-            "fetched_at": self.fetched_at,
-            "location": self.location,
-            "describes": self.describes,
-        }
-
-
 @dataclass(frozen=True, slots=True)
 class Limits:
     """A model's token limits; `None` where the registry doesn't say."""
@@ -236,195 +80,6 @@ class Limits:
 
 
 _DATED_ID = re.compile(r"^(?P<alias>.+)-(?P<date>20\d{6})$")
-
-LearnedValue = bool | int | str
-"""A learned capability leaf (``False``: unsupported), ``max_tokens`` limit or lifecycle."""
-
-LEARNABLE_LIMITS: frozenset[str] = frozenset({"max_tokens", "lifecycle"})
-"""Keys a fact may carry besides capability paths."""
-
-CAPABILITY_FACT_TTL_S = 6 * 3600.0
-"""How long a fact learned from a 400 (a capability, a ``max_tokens`` limit) lasts at
-most: the API's behaviour may change without the list saying so."""
-RETIRED_FACT_TTL_S = 7 * 86400.0
-"""How long a model that answered 404 is remembered as retired, at most."""
-
-
-def fact_ttl(key: str) -> float:
-    """The default lifetime of a fact on `key` (``lifecycle``: a retirement)."""
-    return RETIRED_FACT_TTL_S if key == "lifecycle" else CAPABILITY_FACT_TTL_S
-
-
-@dataclass(frozen=True, slots=True)
-class LearnedFact:
-    """What the API's own answers taught the router about one model.
-
-    Made by the response-driven flow from an attributable refusal (a 400 naming a
-    parameter the request carried, a 404 for the model); kept with an expiry in an
-    overlay on the registry (`Registry.with_learned`) and saved with the cache file.
-    Its `reason` is caproute's own words, never the upstream message (which may echo
-    request content).
-    """
-
-    model: str
-    """The model's canonical id."""
-    key: str
-    """A capability path (``effort.max``), ``max_tokens`` or ``lifecycle``."""
-    value: LearnedValue
-    """``False`` for an unsupported capability, the limit, or ``retired``."""
-    learned_at: float
-    """Unix time it was learned."""
-    expires_at: float
-    """Unix time after which it is forgotten (the shell prunes expired facts)."""
-    reason: str
-    """Why, in words (``400 from claude-x naming output_config.effort``)."""
-    basis: LearnedValue | None = None
-    """What the model's record stated for `key` when the fact was learned (`None`: it
-    stated nothing). Live data fetched after `learned_at` that states something else
-    ends the fact; live data that states the same (a list still claiming what the API
-    refused) does not."""
-
-    def in_force(self, now: float) -> bool:
-        """Whether the fact's TTL still runs at Unix time `now` (it ends AT `expires_at`)."""
-        return now < self.expires_at
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (what the cache file stores)."""
-        document: dict[str, Any] = {
-            "model": self.model,
-            "key": self.key,
-            "value": self.value,
-            "learned_at": self.learned_at,
-            "expires_at": self.expires_at,
-            "reason": self.reason,
-        }
-        if self.basis is not None:
-            document["basis"] = self.basis
-        return document
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str) -> LearnedFact:
-        """Parse one stored fact, strictly.
-
-        Raises:
-            RegistryError: `data` is not a well-formed fact (`where` names it).
-        """
-        if not isinstance(data, Mapping):
-            raise RegistryError(f"{where}: a learned fact must be an object")
-        model, key, value = data.get("model"), data.get("key"), data.get("value")
-        learned_at, expires_at = data.get("learned_at"), data.get("expires_at")
-        reason, basis = data.get("reason", ""), data.get("basis")
-        if not isinstance(model, str) or not model:
-            raise RegistryError(f"{where}.model: expected a model id")
-        if not isinstance(key, str) or not key:
-            raise RegistryError(f"{where}.key: expected a capability path")
-        if not isinstance(value, bool | int | str):
-            raise RegistryError(f"{where}.value: expected a boolean, integer or string")
-        for name, stamp in (("learned_at", learned_at), ("expires_at", expires_at)):
-            if isinstance(stamp, bool) or not isinstance(stamp, int | float):
-                raise RegistryError(f"{where}.{name}: expected a Unix time")
-        if not isinstance(reason, str):
-            raise RegistryError(f"{where}.reason: expected a string")
-        if basis is not None and not isinstance(basis, bool | int | str):
-            raise RegistryError(f"{where}.basis: expected a boolean, integer, string or null")
-        assert isinstance(learned_at, int | float) and isinstance(expires_at, int | float)
-        return cls(model, key, value, float(learned_at), float(expires_at), reason, basis)
-
-
-def _flatten(
-    tree: Mapping[str, Any], prefix: str, out: dict[str, bool | None], parents: set[str]
-) -> None:
-    """Record every node that carries a `supported` key, under its dotted path, and
-    every node that states at least one child capability (`parents`)."""
-    for key, value in tree.items():
-        if not isinstance(value, Mapping):
-            continue
-        path = f"{prefix}{key}"
-        if prefix:
-            parents.add(prefix[:-1])
-        if "supported" in value:
-            sup = value["supported"]
-            out[path] = sup if isinstance(sup, bool) else None
-        _flatten(value, f"{path}.", out, parents)
-
-
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    info: ModelInfo
-    flags: Mapping[str, bool | None]
-    parents: frozenset[str]
-    """Capability nodes that state at least one child (``effort``, ``thinking.types``)."""
-    has_capabilities: bool
-    tombstone: str | None = None
-    """Why a model no longer listed is still known (it is then unavailable)."""
-    learned: frozenset[str] = frozenset()
-    """Keys whose value here comes from a learned fact."""
-    unlisted: str | None = None
-    """Why a model the latest list left out is still routed (not confirmed retired)."""
-
-
-def _entry(info: ModelInfo, tombstone: str | None = None, unlisted: str | None = None) -> _Entry:
-    flags: dict[str, bool | None] = {}
-    parents: set[str] = set()
-    caps = info.capabilities
-    if caps is not None:
-        _flatten(caps.model_dump(mode="json", exclude_unset=True), "", flags, parents)
-    return _Entry(info, flags, frozenset(parents), caps is not None, tombstone, unlisted=unlisted)
-
-
-def _stated(entry: _Entry, key: str) -> LearnedValue | None:
-    """What `entry`'s own record states for a fact's key (`None`: nothing)."""
-    if key == "max_tokens":
-        return entry.info.max_tokens
-    if key == "lifecycle":
-        return entry.info.lifecycle
-    return entry.flags.get(key)
-
-
-def _record_changed(entry: _Entry, fact: LearnedFact, source: RegistrySource) -> bool:
-    """The one rule that ends a fact before its TTL: live data fetched after the fact
-    was learned states something else for its key than the record did then
-    (`LearnedFact.basis`). A fresh copy of the same record (the list still claims what
-    the API refused) changes nothing; older data (a snapshot, a cache file, an earlier
-    fetch) never ends a fact."""
-    fetched = source.fetched_at
-    if source.kind != "live" or fetched is None or fetched < fact.learned_at:
-        return False
-    stated = _stated(entry, fact.key)
-    return not (stated == fact.basis and type(stated) is type(fact.basis))
-
-
-def _with_facts(
-    entry: _Entry, facts: Iterable[LearnedFact], source: RegistrySource, ended: list[LearnedFact]
-) -> _Entry:
-    applied = []
-    for fact in facts:
-        if _record_changed(entry, fact, source):
-            ended.append(fact)
-        else:
-            applied.append(fact)
-    if not applied:
-        return entry
-    flags = dict(entry.flags)
-    update: dict[str, Any] = {}
-    for fact in applied:
-        if fact.key in LEARNABLE_LIMITS:
-            update[fact.key] = fact.value
-        else:
-            flags[fact.key] = bool(fact.value)
-            if fact.value is False:  # a whole family refused: every leaf below it too
-                below = f"{fact.key}."
-                flags.update({path: False for path in flags if path.startswith(below)})
-    info = entry.info.model_copy(update=update) if update else entry.info
-    return _Entry(
-        info,
-        flags,
-        entry.parents,
-        entry.has_capabilities,
-        entry.tombstone,
-        frozenset(f.key for f in applied),
-        entry.unlisted,
-    )
 
 
 @dataclass(frozen=True)
@@ -440,14 +95,14 @@ class Registry:
     """
 
     source: RegistrySource
-    _plain: Mapping[str, _Entry] = field(repr=False)
+    _plain: Mapping[str, ModelRecord] = field(repr=False)
     """Every model as its source described it (tombstones included), before facts."""
     _order: tuple[str, ...] = field(repr=False)
     aliases: Mapping[str, str] = field(default_factory=dict)
     """Alias → canonical id, as learned from `GET /v1/models/{alias}` (or the snapshot)."""
     learned: tuple[LearnedFact, ...] = ()
     """The learned facts laid over the source's data (see `with_learned`)."""
-    _entries: Mapping[str, _Entry] = field(default_factory=dict, repr=False, compare=False)
+    _entries: Mapping[str, ModelRecord] = field(default_factory=dict, repr=False, compare=False)
     """`_plain` with the facts applied: what lookups read."""
     _listed: tuple[str, ...] = field(default=(), repr=False, compare=False)
     """`_order` without the tombstones and the unlisted models."""
@@ -470,7 +125,7 @@ class Registry:
         ended: list[LearnedFact] = []
         for model_id, facts in by_model.items():
             if model_id in entries:
-                entries[model_id] = _with_facts(entries[model_id], facts, self.source, ended)
+                entries[model_id] = with_facts(entries[model_id], facts, self.source, ended)
         object.__setattr__(self, "_entries", entries)
         object.__setattr__(self, "_ended", tuple(ended))
 
@@ -492,12 +147,12 @@ class Registry:
         `tombstones` maps ids of models known to be unavailable to why they are kept;
         `unlisted` ids of models a list left out (still routed) to why.
         """
-        entries: dict[str, _Entry] = {}
+        entries: dict[str, ModelRecord] = {}
         buried = tombstones or {}
         left_out = unlisted or {}
         for i, raw in enumerate(models):
-            info = raw if isinstance(raw, ModelInfo) else _parse_model(raw, f"models[{i}]")
-            entries[info.id] = _entry(info, buried.get(info.id), left_out.get(info.id))
+            info = raw if isinstance(raw, ModelInfo) else parse_model(raw, f"models[{i}]")
+            entries[info.id] = record_of(info, buried.get(info.id), left_out.get(info.id))
         return cls(
             source or RegistrySource("static"),
             entries,
@@ -550,7 +205,7 @@ class Registry:
         aliases = {} if aliases is None else aliases
         if not isinstance(aliases, dict):
             raise RegistryError("snapshot 'aliases' must be an object")
-        stored = _validated(_StoredSource, stored_raw, "source")
+        stored = _validated(StoredSource, stored_raw, "source")
         _validated(_Aliases, {"aliases": aliases}, "")
         if source is None:
             source = RegistrySource(
@@ -581,7 +236,7 @@ class Registry:
             raise RegistryError("snapshot 'learned' must be a list")
         facts = [LearnedFact.from_dict(f, f"learned[{i}]") for i, f in enumerate(learned)]
         infos = [
-            raw if isinstance(raw, ModelInfo) else _parse_model(raw, f"models[{i}]")
+            raw if isinstance(raw, ModelInfo) else parse_model(raw, f"models[{i}]")
             for i, raw in enumerate(models)
         ]
         first_at: dict[str, int] = {}
@@ -641,7 +296,7 @@ class Registry:
     def with_model(self, info: ModelInfo) -> Registry:
         """A copy with `info` added, or replacing the model with the same id (a model
         described again is no longer a tombstone)."""
-        plain = {**self._plain, info.id: _entry(info)}
+        plain = {**self._plain, info.id: record_of(info)}
         order = self._order if info.id in self._plain else (*self._order, info.id)
         return self._replace(_plain=plain, _order=order)
 
@@ -652,7 +307,7 @@ class Registry:
             return self
         entry = self._plain[model_id]
         info = entry.info.model_copy(update={"lifecycle": lifecycle})
-        plain = {**self._plain, model_id: _entry(info, entry.tombstone, entry.unlisted)}
+        plain = {**self._plain, model_id: record_of(info, entry.tombstone, entry.unlisted)}
         return self._replace(_plain=plain)
 
     def with_learned(self, facts: Iterable[LearnedFact]) -> Registry:
@@ -684,7 +339,7 @@ class Registry:
                 continue
             entry = self._plain[model_id]
             if not entry.tombstone and not entry.unlisted:
-                entry = _entry(entry.info, unlisted=dropped)
+                entry = record_of(entry.info, unlisted=dropped)
             plain[model_id] = entry
             order.append(model_id)
         facts = {(f.model, f.key): f for f in (*self.learned, *fresh.learned)}
@@ -704,7 +359,7 @@ class Registry:
         """What the source's own record of `model` states for a fact's `key` (learned
         facts left out; `None`: nothing, or an unknown model). A new fact's `basis`."""
         model_id = self.resolve(model)
-        return None if model_id is None else _stated(self._plain[model_id], key)
+        return None if model_id is None else stated_value(self._plain[model_id], key)
 
     def new_fact(
         self,
@@ -785,12 +440,12 @@ class Registry:
     def supports(self, model: str, path: str) -> Support:
         """Whether `model` supports the capability at dotted `path` (e.g. ``effort.xhigh``).
 
-        Absence is read the way the API writes it (api-facts §2.4a): an optional leaf
-        missing while its parent states sibling leaves is UNSUPPORTED (the model
-        predates that level or strategy), as is anything below a node that says
-        ``supported: false``; a required leaf missing (an answer older than the leaf),
-        a family missing altogether, a ``null``, a missing capabilities object or an
-        unknown model is UNKNOWN.
+        Absence is read the way the API writes it (the optional fields under
+        ``anthropic.types.ModelInfo``): an optional leaf missing while its parent states
+        sibling leaves is UNSUPPORTED (the model predates that level or strategy), as is
+        anything below a node that says ``supported: false``; a required leaf missing
+        (an answer older than the leaf), a family missing altogether, a ``null``, a
+        missing capabilities object or an unknown model is UNKNOWN.
         """
         model_id = self.resolve(model)
         if model_id is None:
@@ -879,30 +534,6 @@ def _optional_leaf(path: str, leaf: str) -> bool:
     return "*" in optional or leaf in optional
 
 
-def _parse_model(raw: Mapping[str, Any], where: str) -> ModelInfo:
-    if not isinstance(raw, Mapping):
-        raise RegistryError(f"invalid model entry {where}: not an object")
-    try:
-        return ModelInfo.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        model_id = raw.get("id")
-        ident = f" ({model_id})" if isinstance(model_id, str) and model_id else ""
-        raise RegistryError(f"invalid model entry {where}{ident}: {loc}: {first['msg']}") from exc
-
-
-class _StoredSource(BaseModel):
-    """A snapshot's ``source`` object (the `RegistrySource` it was saved from)."""
-
-    model_config = ConfigDict(extra="ignore", strict=True)
-
-    kind: SourceKind = "snapshot"
-    fetched_at: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
-    location: str | None = None
-    describes: str | None = None
-
-
 class _Aliases(BaseModel):
     model_config = ConfigDict(strict=True)
 
@@ -922,13 +553,3 @@ def _validated(model: type[_ModelT], raw: Mapping[str, Any], where: str) -> _Mod
             [where, *(str(p) for p in first["loc"])] if where else map(str, first["loc"])
         )
         raise RegistryError(f"{path}: {first['msg']}") from exc
-
-
-def _human_seconds(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}min"
-    if seconds < 172800:
-        return f"{seconds / 3600:.0f}h"
-    return f"{seconds / 86400:.0f}d"

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .decision import MISSING
-from .features import JSONPath
+from .request_needs import JSONPath
 
 __all__ = ["apply_edits"]
 

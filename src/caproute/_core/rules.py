@@ -1,13 +1,14 @@
 """The API rules no capability key covers, as one small named table.
 
-The Models API says what each model supports, but the Messages API enforces more
-(api-facts.md §0, §3): sampling parameters are gone under ``anthropic-version:
-2026-10-21``; with thinking on, ``temperature`` may only be 1, ``top_k`` is refused and
-``top_p`` must sit in [0.95, 1]; a thinking budget must sit in ``[1024, max_tokens)``;
-thinking refuses a forced ``tool_choice``; ``max_tokens`` and the prompt must fit the
-model. Each of those is a `Rule` here, with a name (what decisions and tests cite), a
-one-line doc, a check and a fix per action, so the list can be read (and extended) in
-one place instead of being scattered through the router.
+The Models API says what each model supports, but the Messages API enforces more (the
+documentation's "Versions", "Extended thinking" and "Errors" pages): sampling parameters
+are gone under ``anthropic-version: 2026-10-21``; with thinking on, ``temperature`` may
+only be 1, ``top_k`` is refused and ``top_p`` must sit in [0.95, 1]; a thinking budget
+must sit in ``[1024, max_tokens)``; thinking refuses a forced ``tool_choice``;
+``max_tokens`` and the prompt must fit the model. Each of those is a `Rule` here, with a
+name (what decisions and tests cite), a one-line doc, a check and a fix per action, so
+the list can be read (and extended) in one place instead of being scattered through the
+router.
 
 One rule reads what was learned rather than what is documented: a top-level parameter
 a model refused in a 400 although no capability key says so (``parameters.<name>``, e.g.
@@ -27,14 +28,14 @@ Two kinds of rule:
 
 "Thinking on" (`Draft.thinking_on`) is ``enabled`` or ``adaptive``, or no ``thinking``
 at all on a model whose ``thinking.types.disabled`` is known to be unsupported: such a
-model thinks whatever the request says ("adaptive, always on", api-facts §3.6, §7).
+model thinks whatever the request says ("adaptive, always on"; "Extended thinking" page).
 
 No rule ever raises ``max_tokens``: that changes what the caller pays and gets back.
 When enabled thinking can't fit (no budget ≥ 1024 below ``max_tokens``), the request
 switches to adaptive thinking where the model has it, else thinking is dropped (with a
 note), or the policy reroutes.
 
-Not in the table, for want of a reliable source (api-facts §2.4, §9): assistant
+Not in the table, for want of a documented rule or capability key: assistant
 prefill, ``speed``, ``inference_geo``. Those requests are forwarded as sent and the API
 decides; an attributable refusal teaches the router (see `learning`).
 """
@@ -49,7 +50,7 @@ from typing import Any, Final
 from .catalogue import Action
 from .decision import MISSING
 from .draft import MIN_THINKING_BUDGET, VERSION_2026_10_21, Draft, is_new_version
-from .features import MISSING_VALUE, RequestNeeds, format_path
+from .request_needs import MISSING_VALUE, JSONPath, RequestNeeds, format_path
 
 __all__ = [
     "CANDIDATE_RULES",
@@ -72,11 +73,11 @@ EFFORT_BUDGET_SHARE: Final[Mapping[str, float]] = {
 """Share of ``max_tokens`` given to a thinking budget derived from an effort level.
 
 Used when adaptive thinking has to become ``enabled`` (which needs a budget). No effort
-in the request reads as ``high``, the most common model default (api-facts §3.7).
+in the request reads as ``high``, the most common model default ("Effort" page).
 """
 
 TOP_P_WITH_THINKING: Final = (0.95, 1.0)
-"""The ``top_p`` range the API accepts with thinking on (api-facts §3.6)."""
+"""The ``top_p`` range the API accepts with thinking on ("Extended thinking" page)."""
 
 Fix = Callable[[Draft], None]
 
@@ -187,7 +188,7 @@ def _budget_adjust(draft: Draft) -> None:
     if budget is None:
         # The effort the caller asked for states the intent, even if this model
         # cannot take the parameter itself (it may have been stripped above).
-        effort = draft.needs.effort
+        effort = draft.needs.params.effort
         new_budget = derived_budget(effort, max_tokens or 2 * MIN_THINKING_BUDGET)
         why = f"derived from effort {effort or 'high (default)'} and max_tokens"
     else:
@@ -435,24 +436,26 @@ rule runs after the clamp because it depends on the final ``max_tokens``, the
 tool_choice and sampling rules after the thinking type is settled."""
 
 
+def _content_refused(found: tuple[JSONPath, ...], what: str, api_version: str) -> str | None:
+    """Why content at `found` (the first place named) is refused under `api_version`."""
+    if not found or not is_new_version(api_version):
+        return None
+    return (
+        f"{format_path(found[0])}: {what} is a 400 under anthropic-version {api_version}; "
+        "caproute never edits message content"
+    )
+
+
 def _assistant_document_check(needs: RequestNeeds, api_version: str) -> str | None:
-    if needs.assistant_documents and is_new_version(api_version):
-        where = format_path(needs.assistant_documents[0])
-        return (
-            f"{where}: a document block in an assistant turn is a 400 under "
-            f"anthropic-version {api_version}; caproute never edits message content"
-        )
-    return None
+    return _content_refused(
+        needs.assistant_documents, "a document block in an assistant turn", api_version
+    )
 
 
 def _user_citations_check(needs: RequestNeeds, api_version: str) -> str | None:
-    if needs.user_text_citations and is_new_version(api_version):
-        where = format_path(needs.user_text_citations[0])
-        return (
-            f"{where}: a user text block with citations is a 400 under "
-            f"anthropic-version {api_version}; caproute never edits message content"
-        )
-    return None
+    return _content_refused(
+        needs.user_text_citations, "a user text block with citations", api_version
+    )
 
 
 _BATCH_REFUSALS: Final[Mapping[str, str]] = {

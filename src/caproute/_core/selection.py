@@ -27,9 +27,9 @@ models, tombstones and excluded models are never chosen; a deprecated one only w
 the request names it (``allow_deprecated: requested``, the default) or the route allows
 deprecated alternatives (``true``). A conversation carrying thinking blocks is tried
 on its own model first whenever that model is a candidate, because another model may
-drop or reject those blocks (api-facts §3.9); if it is rerouted anyway, the decision
-says so in a note, as it does when the chosen model is of another line (another price
-class).
+drop or reject those blocks ("Extended thinking" page, on thinking blocks in the
+history); if it is rerouted anyway, the decision says so in a note, as it does when
+the chosen model is of another line (another price class).
 """
 
 from __future__ import annotations
@@ -42,9 +42,10 @@ from typing import Any, Final
 from .catalogue import PARAMETER_PREFIX, Action, Missing, family_of, known_leaf
 from .decision import MISSING, Candidate
 from .draft import Draft
-from .features import JSONPath, RequestNeeds, format_path
-from .policy import REQUESTED, RouteSpec, UnknownTreatment
+from .policy import RouteSpec
+from .policy_fields import REQUESTED, UnknownTreatment
 from .registry import Limits, Registry, Support
+from .request_needs import JSONPath, RequestNeeds, format_path
 from .rules import CANDIDATE_RULES, REQUEST_RULES, settle
 
 __all__ = [
@@ -174,7 +175,7 @@ class Planner:
         self.refused = refused_parameters(registry)
         """Model id → the plain parameters it was seen to refuse (usually empty)."""
         self._limits: dict[str, Limits] = {}
-        self._actions: dict[tuple[int, str, Action], tuple[Action, bool]] = {}
+        self._actions: dict[tuple[RouteSpec, str, Action], tuple[Action, bool]] = {}
         """(route id, key, default) → resolved action. Route ids are stable: the routes
         live in the engine's policy for as long as this planner."""
         self._support: dict[tuple[str, str], Support] = {}
@@ -230,11 +231,12 @@ class Planner:
         """The registry key that gates `capability` on `model`.
 
         Registries from SDKs before 1.12 have no ``server_tools``: there, top-level
-        ``code_execution`` meant "any code-execution tool" (api-facts §2.4), so it gates
-        the tools, and it says nothing about programmatic tool calling (``code_execution``
-        in the 2.x meaning). That is read from `PTC_OLD_SHAPE_KEY`, a key no answer
-        states: unknown whatever the tools' key says (the answer is silent about it),
-        and a fact learned for it leaves the tools' key alone.
+        ``code_execution`` meant "any code-execution tool"
+        (``anthropic.types.ModelInfo`` of SDK 0.x), so it gates the tools, and it says
+        nothing about programmatic tool calling (``code_execution`` in the 2.x meaning).
+        That is read from `PTC_OLD_SHAPE_KEY`, a key no answer states: unknown whatever
+        the tools' key says (the answer is silent about it), and a fact learned for it
+        leaves the tools' key alone.
         """
         if capability != "server_tools.code_execution" and capability != "code_execution":
             return capability
@@ -344,7 +346,7 @@ class Planner:
         self, route: RouteSpec, key: str, default: Action, meaningful: frozenset[Action]
     ) -> tuple[Action, bool]:
         """`resolve_action`, memoised per route and key."""
-        cache_key = (id(route), key, default)
+        cache_key = (route, key, default)
         found = self._actions.get(cache_key)
         if found is None:
             found = self._actions[cache_key] = resolve_action(
@@ -371,7 +373,7 @@ class Planner:
             problem = request_rule.check(needs, api_version)
             if problem is not None:
                 return Selection(None, (), rejected=problem)
-        requested = self.registry.resolve(needs.model)
+        requested = self.registry.resolve(needs.params.model)
         names = self._candidate_names(needs, route, requested, fallback)
         passes = _PASSES[route.unknown]
         failed: list[_Pass] = []
@@ -458,23 +460,23 @@ class Planner:
             return Selection(draft, considered, notes=tuple(notes))
         why = next(
             (
-                f"{needs.model}: {c.reason}"
+                f"{needs.params.model}: {c.reason}"
                 for c in considered
-                if c.model in (requested, needs.model) and c.reason
+                if c.model in (requested, needs.params.model) and c.reason
             ),
-            f"the route does not list {needs.model}",
+            f"the route does not list {needs.params.model}",
         )
         if needs.thinking_history is not None:
             notes.append(
                 "the conversation carries thinking blocks "
-                f"({format_path(needs.thinking_history)}); moving it from {needs.model} to "
+                f"({format_path(needs.thinking_history)}); moving it from {needs.params.model} to "
                 f"{draft.model} may make the API drop or reject them (preserved-thinking checks)"
             )
         if requested is not None:
             old, new = _line(self, requested), _line(self, draft.model)
             if old is not None and new is not None and old != new:
                 notes.append(
-                    f"{draft.model} is in the {new} line, {needs.model} in the {old} line: "
+                    f"{draft.model} is in the {new} line, {needs.params.model} in the {old} line: "
                     "likely another price class"
                 )
         return Selection(draft, considered, reroute_reason=why, notes=tuple(notes))
@@ -508,15 +510,15 @@ class Planner:
         names: list[str] = []
         for entry in route.candidates:
             if entry == REQUESTED:
-                names.append(needs.model)
+                names.append(needs.params.model)
             elif _GLOB_CHARS.isdisjoint(entry):
                 names.append(entry)
             else:
                 names.extend(i for i in self.registry.ids if fnmatch.fnmatchcase(i, entry))
-        if needs.thinking_history is not None and needs.model in names[1:]:
+        if needs.thinking_history is not None and needs.params.model in names[1:]:
             # Keep a conversation with thinking blocks on its model when it is allowed.
-            names.remove(needs.model)
-            names.insert(0, needs.model)
+            names.remove(needs.params.model)
+            names.insert(0, needs.params.model)
         return names
 
 

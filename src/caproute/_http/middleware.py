@@ -47,9 +47,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final, Generic, NoReturn, TypeVar
 
-from .._core.body import error_body, internal_error_message, refused_decision
+from .._core.body import internal_error_message, refused_decision
 from .._core.decision import Decision
 from .._core.secrets import redact_decision
+from .._core.wire import error_body
 from .._runtime.drive import (
     READS_BODY_ON,
     Call,

@@ -39,9 +39,10 @@ from typing import TYPE_CHECKING, Any, Final
 import httpx2
 
 from .._core import body as _body
-from .._core.body import BodyRefused, error_body, internal_error_message, refused_decision
+from .._core.body import BodyRefused, internal_error_message, refused_decision
 from .._core.decision import Decision
 from .._core.secrets import redact_decision
+from .._core.wire import error_body
 from .._runtime.drive import (
     READS_BODY_ON,
     Call,

@@ -267,7 +267,7 @@ class ProxyApp:
                 return routes.for_route(route)
             except KeyError:
                 names = [r.name for r in routes.router.policy.routes]
-                from .._core.policy import _suggest
+                from .._core.yaml_text import suggest as _suggest
 
                 raise LocalAnswer(
                     400,

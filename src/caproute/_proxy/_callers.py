@@ -65,8 +65,11 @@ from typing import TYPE_CHECKING, Any
 
 import httpx2
 
+from .._core.learned_facts import LearnedFact
+from .._core.model_info import ModelInfo
 from .._core.policy import Policy
-from .._core.registry import LearnedFact, ModelInfo, Registry, RegistrySource
+from .._core.registry import Registry
+from .._core.registry_source import RegistrySource
 from .._exceptions import ConfigError, RegistryHTTPError, RegistryUnavailableError
 from .._http.transports import AsyncRoutingTransport
 from .._runtime.live import DecisionHook, LiveRouter

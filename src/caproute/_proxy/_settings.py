@@ -9,7 +9,7 @@ derived from it here, so the three can't drift apart. Precedence, per setting:
   ``limits.max_body_bytes``. Booleans are ``--allow-bypass`` / ``--no-allow-bypass``
   and ``1/true/yes/on`` or ``0/false/no/off`` in the environment.
 * The config file is YAML, validated as strictly as a routing policy, by the same
-  machinery (`caproute._core.policy.check_model_text`): unknown keys and wrong types
+  machinery (`caproute._core.yaml_text.check_model_text`): unknown keys and wrong types
   are errors reading ``file:line:column: message`` with a did-you-mean. Relative paths
   in it are relative to the file.
 * Secrets are never values in a file or on the command line: the file and the flags
@@ -236,7 +236,7 @@ def check_config_text(
         The settings it gives (`None` if invalid) and its errors (`PolicyError`s, each
         ``file:line:column: message``), sorted by position.
     """
-    from .._core.policy import check_model_text
+    from .._core.yaml_text import check_model_text
     from .._registry.policy_files import policy_limits
 
     base = Path(filename).resolve().parent

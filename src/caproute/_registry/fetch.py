@@ -57,7 +57,10 @@ import httpx2
 import tenacity
 from pydantic import ValidationError
 
-from .._core.registry import LearnedFact, ModelInfo, Registry, RegistrySource
+from .._core.learned_facts import LearnedFact
+from .._core.model_info import ModelInfo
+from .._core.registry import Registry
+from .._core.registry_source import RegistrySource
 from .._core.secrets import redact
 from .._exceptions import (
     ConfigError,

@@ -20,7 +20,8 @@ from .._exceptions import ConfigError, PolicyError
 from .files import read_capped
 
 if TYPE_CHECKING:
-    from .._core.policy import Policy, TextLimits
+    from .._core.policy import Policy
+    from .._core.yaml_text import TextLimits  # pydantic: imported when a policy is read
 
 __all__ = ["load_policy", "policy_limits", "read_policy_text"]
 
@@ -37,7 +38,7 @@ def policy_limits() -> TextLimits:
     Raises:
         ConfigError: a variable is not a positive integer.
     """
-    from .._core.policy import TextLimits  # pydantic: imported when a policy is read
+    from .._core.yaml_text import TextLimits  # pydantic: imported when a policy is read
 
     defaults = TextLimits()
     values = {}
@@ -66,7 +67,7 @@ def read_policy_text(path: str | os.PathLike[str], limits: TextLimits | None = N
         PolicyError: the file is missing, unreadable, not UTF-8 or over
             ``limits.max_bytes`` (default: `policy_limits()`).
     """
-    from .._core.policy import size_error
+    from .._core.yaml_text import size_error
 
     limits = limits or policy_limits()
     name = os.fspath(path)
@@ -116,7 +117,7 @@ def log_policy_warnings(given: object, policy: Policy, registry: object = None) 
         return
     import logging
 
-    from .._core.policy import registry_warnings
+    from .._core.policy_check import registry_warnings
     from .._core.registry import Registry
     from .snapshot import initial_registry
 

@@ -48,7 +48,8 @@ from pathlib import Path
 from typing import Any, overload
 from urllib.parse import urlsplit
 
-from .._core.registry import Registry, RegistrySource
+from .._core.registry import Registry
+from .._core.registry_source import RegistrySource
 from .._exceptions import ConfigError, RegistryError, SnapshotError
 from .files import read_capped
 

@@ -37,17 +37,11 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 from .._core.decision import Decision
-from .._core.flow import (
-    READS_BODY_ON,
-    Call,
-    Deliver,
-    Flow,
-    Refuse,
-    Reply,
-    Send,
-    call_flow,
-    first_action,
-)
+from .._core.flow import READS_BODY_ON, Deliver, Refuse, Reply, call_flow
+from .._core.flow import CallFlow as Flow
+from .._core.flow import Forward as Send
+from .._core.flow import ParsedCall as Call
+from .._core.flow import first_step as first_action
 from .._types import Endpoint
 
 if TYPE_CHECKING:

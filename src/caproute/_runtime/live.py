@@ -1,6 +1,6 @@
 """`LiveRouter`: the routing core plus the state a running process keeps around it.
 
-The core is pure: `caproute._core.router.PolicyEngine` routes a body against one
+The core is pure: `caproute._core.engine.PolicyEngine` routes a body against one
 registry and one policy, and `caproute._core.flow` decides what to do with the API's
 answers. A forwarding path needs more, and `LiveRouter` holds exactly that, shared by
 every path (the transports, the SDK middleware, the proxy):
@@ -49,9 +49,9 @@ from pathlib import Path
 from typing import Any, Final, Protocol, TypeAlias, cast
 
 from .._core.decision import Decision, RouteResult
+from .._core.engine import PolicyEngine
 from .._core.flow import (
     AccountRefusal,
-    Call,
     Learn,
     MarkOverloaded,
     MarkRetired,
@@ -61,14 +61,10 @@ from .._core.flow import (
     View,
     route_call,
 )
+from .._core.flow import ParsedCall as Call
+from .._core.learned_facts import CAPABILITY_FACT_TTL_S, RETIRED_FACT_TTL_S, LearnedFact
 from .._core.policy import Policy
-from .._core.registry import (
-    CAPABILITY_FACT_TTL_S,
-    RETIRED_FACT_TTL_S,
-    LearnedFact,
-    Registry,
-)
-from .._core.router import PolicyEngine
+from .._core.registry import Registry
 from .._core.secrets import decision_has_secret, redact_decision
 from .._exceptions import RegistryHTTPError, RegistryUnavailableError
 from .._types import Clock, Endpoint

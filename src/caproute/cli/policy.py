@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from ._output import plural, print_json
 
 if TYPE_CHECKING:
-    from .._core.policy import Policy, PolicyWarning
+    from .._core.policy import Policy
+    from .._core.policy_check import PolicyWarning
     from .._core.registry import Registry
     from .._exceptions import PolicyError
 
@@ -174,7 +175,7 @@ def _check_policy(
 ) -> None:
     """Add a policy's errors, or its route count and, with `registry`, its warnings
     against the `snapshot` file (else the best registry available offline)."""
-    from .._core.policy import check_policy_text, registry_warnings
+    from .._core.policy_check import check_policy_text, registry_warnings
     from .._registry.policy_files import policy_limits
 
     policy: Policy | None
@@ -191,7 +192,7 @@ def _check_policy(
 def _check_server_config(text: str, args: argparse.Namespace) -> Findings:
     """A server config's errors (its named files' included), or what it sets, and the
     findings of the policy it names, against the snapshot it names."""
-    from .._core.policy import PolicyWarning
+    from .._core.policy_check import PolicyWarning
     from .._proxy._settings import check_config_text
     from .._registry.policy_files import read_policy_text
 

@@ -96,7 +96,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Route each request file and print the outcomes; 1 if any would be refused."""
-    from .._core.router import PolicyEngine
+    from .._core.engine import PolicyEngine
     from .._registry.snapshot import initial_registry
 
     headers = parse_headers(args.header)
@@ -115,7 +115,6 @@ def run(args: argparse.Namespace) -> int:
                 body,
                 endpoint=args.endpoint or guess_endpoint(body),
                 api_version=args.api_version,
-                betas=tuple(args.beta),
                 headers=headers,
             ),
         )
@@ -221,7 +220,7 @@ DEMO_REQUEST: dict[str, Any] = {
 def demo_route_document() -> dict[str, Any]:
     """The demo's example as JSON: where it comes from, the request, the decision and
     the routed body (the shape `route --json` prints, plus the request)."""
-    from .._core.router import PolicyEngine
+    from .._core.engine import PolicyEngine
     from .._registry.snapshot import embedded_registry
 
     result = PolicyEngine(embedded_registry()).route(DEMO_REQUEST)
@@ -236,7 +235,7 @@ def demo_route_document() -> dict[str, Any]:
 def print_demo_route(width: int | None = None) -> None:
     """Route `DEMO_REQUEST` against the embedded snapshot (no policy) and print the outcome,
     its lines wrapped to `width` (a line of the body diff is never wrapped)."""
-    from .._core.router import PolicyEngine
+    from .._core.engine import PolicyEngine
     from .._registry.snapshot import embedded_registry
 
     result = PolicyEngine(embedded_registry()).route(DEMO_REQUEST)

@@ -47,7 +47,8 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from .._core.registry import LearnedFact, Registry
+from .._core.learned_facts import LearnedFact
+from .._core.registry import Registry
 
 __all__ = ["print_registry", "render_registry"]
 

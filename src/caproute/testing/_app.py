@@ -47,8 +47,8 @@ Send = Callable[[Message], Awaitable[None]]
 Reply = Callable[[dict[str, Any], str], "str | Sequence[Mapping[str, Any]]"]
 
 MIB = 1024 * 1024
-_MESSAGES_LIMIT = 32 * MIB  # api-facts §5: Messages and count_tokens
-_BATCH_LIMIT = 256 * MIB  # api-facts §5: Batches
+_MESSAGES_LIMIT = 32 * MIB  # "Errors" page, request size limits: Messages, count_tokens
+_BATCH_LIMIT = 256 * MIB  # "Errors" page, request size limits: Batches
 _RECORD_JSON_LIMIT = 4 * MIB  # bigger bodies are recorded without their parsed JSON
 _LIFECYCLES = frozenset({"active", "deprecated", "retired"})
 _MALFORMED_BODY = b'{"data": [{"type": "model", "id": '
@@ -485,7 +485,7 @@ def _input_tokens(body: dict[str, Any]) -> int:
 
 
 def _page(items: list[dict[str, Any]], request: _Request) -> dict[str, Any]:
-    """One page of a cursor-paged list (models, batches), api-facts §2.1/§2.2."""
+    """One page of a cursor-paged list (models, batches): the API reference's ``List`` pages."""
     limit = _limit(request.param("limit"))
     after_id, before_id = request.param("after_id"), request.param("before_id")
     if after_id and before_id:

@@ -1,4 +1,5 @@
-"""The fake's Message Batches: create, retrieve, list, cancel, delete, results (api-facts §4.1).
+"""The fake's Message Batches: create, retrieve, list, cancel, delete, results (the
+"Batch processing" page of the documentation).
 
 Creation checks only the batch's shape (a list of 1-100,000 items, each a unique
 ``custom_id`` and a ``params`` object): as in the API, each request's ``params`` is
@@ -47,7 +48,7 @@ MessageBuilder = Callable[[dict[str, Any], str], dict[str, Any]]
 """``(params, model_id) -> message``: how the app answers one valid request."""
 
 _CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-_MAX_REQUESTS = 100_000  # api-facts §4.1
+_MAX_REQUESTS = 100_000  # "Batch processing" page: batch limitations
 _COUNT_KEYS = ("processing", "succeeded", "errored", "canceled", "expired")
 
 

@@ -69,7 +69,7 @@ def _set_path(tree: dict[str, Any], dotted: str, supported: bool) -> None:
     if not supported:
         # As the API writes a family a model lacks: every leaf below says so too,
         # except that a model with no thinking at all can always "disable" it
-        # (api-facts §2.4: `thinking.types.disabled` is true on such models).
+        # (``anthropic.types.ModelInfo``: `thinking.types.disabled` is true on such models).
         _mark_leaves(node, False)
         if parts == ["thinking"]:
             node.setdefault("types", {})["disabled"] = {"supported": True}

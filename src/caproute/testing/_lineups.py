@@ -10,7 +10,8 @@ what the Models API would *list* for it:
   (``effort.xhigh``, each ``context_management`` strategy): that is how the API
   describes a model that predates it;
 * some models answered as an older API version would: no ``server_tools`` family, the
-  top-level ``code_execution`` meaning "the code-execution tools" (api-facts §2.4).
+  top-level ``code_execution`` meaning "the code-execution tools"
+  (``anthropic.types.ModelInfo`` of SDK 0.x).
 
 `random_request` draws a Messages body against it (effort, thinking, sampling, images,
 PDFs, citations, server and strict tools, context edits, structured output, forced

@@ -5,16 +5,18 @@ This is the point of the fake: a routing bug (a PDF sent to a model without
 parameters forwarded under API version 2026-10-21...) shows up as a failed request
 in the test that caused it.
 
-The rules are written from the API's documented behaviour (api-facts §0, §3, §4,
-§5, §8), deliberately **independently** of `caproute._core`: if the router and the
-fake shared a helper, a bug in it would make both sides agree and hide it.
+The rules are written from the API's documented behaviour (the documentation's
+feature pages, "Versions", "Batch processing" and "Errors"), deliberately
+**independently** of `caproute._core`: if the router and the fake shared a helper, a
+bug in it would make both sides agree and hide it.
 
 The catalogue is the truth here, so an absent capability key means *unsupported*
 (unlike the router, which must treat absent as unknown). One concession to older
 catalogues: without a ``server_tools`` object, code-execution tools fall back to
 the top-level ``code_execution`` key (SDK 0.x meaning) and web-search tools, which
 had no key then, are allowed. Likewise ``compaction`` is gated by a beta-only family
-(api-facts §2.3): checked where the catalogue states it, allowed where it doesn't.
+(a beta feature, sent with its ``anthropic-beta`` header): checked where the catalogue
+states it, allowed where it doesn't.
 
 Every check raises `ApiError`. The API's wording is not a contract, so the fake can
 word its refusals three ways (`WORDINGS`, ``FakeAnthropic(wording=...)``):
@@ -36,7 +38,7 @@ PDF pages may be provided.``, anthropics/claude-code#6231; pages counted as the 
 many images and documents: 104 + 1 > 100``, anthropics/claude-code#23392). Any model
 gives them: they are about the content, not the model.
 
-Rules no capability key states, from the API's documented behaviour (api-facts §3.6):
+Rules no capability key states, from the API's documented behaviour ("Extended thinking" page):
 with thinking on (``enabled`` or ``adaptive``, or on a model that can't turn thinking
 off, whatever the request says), ``temperature`` must be absent or 1, ``top_k`` absent
 and ``top_p`` within 0.95–1, and ``tool_choice`` may not force a tool.
@@ -122,8 +124,8 @@ def resolve_model(catalogue: Catalogue, body: Mapping[str, Any]) -> dict[str, An
 def supports(model: Mapping[str, Any], path: str) -> bool:
     """True only if the leaf at the dotted `path` exists and says supported.
 
-    A stated leaf is read on its own (api-facts §2.4: "read each key independently";
-    ``thinking.types.disabled`` is true on a model with no thinking at all). A leaf
+    A stated leaf is read on its own (``anthropic.types.ModelInfo``: each key is read
+    independently; ``thinking.types.disabled`` is true on a model with no thinking at all). A leaf
     that isn't there is unsupported: the API leaves out what a model predates.
     """
     node: Any = model.get("capabilities")
@@ -213,7 +215,7 @@ def _check_max_tokens(body: Mapping[str, Any], model: Mapping[str, Any], wording
     value = body["max_tokens"]
     if not isinstance(value, int) or isinstance(value, bool):
         raise _invalid("max_tokens: Input should be a valid integer")
-    # 0 is allowed: it only warms the prompt cache (api-facts §3.1).
+    # 0 is allowed: it only warms the prompt cache ("Prompt caching" page).
     if value < 0:
         raise _invalid("max_tokens: Input should be greater than or equal to 0")
     ceiling = model.get("max_tokens")
@@ -232,7 +234,7 @@ def _check_max_tokens(body: Mapping[str, Any], model: Mapping[str, Any], wording
 
 
 def _check_version_2026(body: Mapping[str, Any]) -> None:
-    """The two breaking changes of API version 2026-10-21 (api-facts §0)."""
+    """The two breaking changes of API version 2026-10-21 ("Versions" page)."""
     for name in _SAMPLING_PARAMS:
         if name in body:
             raise _invalid(f"{name}: Extra inputs are not permitted")
@@ -278,7 +280,7 @@ def _check_thinking(body: Mapping[str, Any], model: Mapping[str, Any], wording: 
 
 
 def _thinking_on(body: Mapping[str, Any], model: Mapping[str, Any]) -> bool:
-    """Thinking ``enabled``/``adaptive``, or a model that can't turn it off (api-facts §3.6:
+    """Thinking ``enabled``/``adaptive``, or a model that can't turn it off ("Extended thinking";
     ``thinking.types.disabled`` is false exactly when thinking cannot be turned off)."""
     thinking = body.get("thinking")
     if isinstance(thinking, dict):
@@ -294,7 +296,7 @@ def _thinking_on(body: Mapping[str, Any], model: Mapping[str, Any]) -> bool:
 
 
 def _check_sampling_with_thinking(body: Mapping[str, Any], wording: Wording) -> None:
-    """With thinking on: temperature only 1, no top_k, top_p within 0.95-1 (api-facts §3.6)."""
+    """With thinking on: temperature only 1, no top_k, top_p within 0.95-1 ("Extended thinking")."""
     temperature = body.get("temperature", 1)
     if "temperature" in body and (isinstance(temperature, bool) or temperature != 1):
         if wording == "api":
@@ -471,7 +473,7 @@ def _check_context_management(
 
 
 def _check_compaction(body: Mapping[str, Any], model: Mapping[str, Any], wording: Wording) -> None:
-    """Top-level ``compaction`` (beta, api-facts §3.1): one ``type``, never together with
+    """Top-level ``compaction`` (beta, "Compaction" page): one ``type``, never together with
     ``context_management``, gated by ``capabilities.compaction.<type>`` where stated."""
     compaction = body.get("compaction")
     if compaction is None:
@@ -491,7 +493,7 @@ def _check_batch(body: Mapping[str, Any], model: Mapping[str, Any], wording: Wor
         raise _invalid("stream: streaming is not supported in Message Batches")
     billing = body.get("billing_policy")
     if isinstance(billing, dict) and billing.get("bill_to") == "user_profile":
-        # api-facts §4.1: billing a user profile errors a batch request.
+        # "Batch processing" page: billing a user profile errors a batch request.
         raise _invalid("billing_policy.bill_to: 'user_profile' is not supported in Message Batches")
     _require(model, "batch", "model", "the Message Batches API", wording)
 

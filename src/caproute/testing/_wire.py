@@ -1,8 +1,9 @@
 """Shapes the fake puts on the wire: ids, error bodies, messages, SSE events, batches.
 
-Everything here mirrors api-facts §3.10, §4 and §5 closely enough for the anthropic
-SDK (0.x and 2.x) to parse it into its typed objects; tests check that with the
-real SDK, so a drift shows up as a failing test rather than a silent mismatch.
+Everything here mirrors the documentation's "Streaming messages", "Batch processing" and
+"Errors" pages closely enough for the anthropic SDK (0.x and 2.x) to parse it into its
+typed objects; tests check that with the real SDK, so a drift shows up as a failing test
+rather than a silent mismatch.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ __all__ = ["ApiError", "error_body", "new_id", "rfc3339"]
 
 _ALPHABET = string.ascii_letters + string.digits
 
-# The error type the API uses for each status (api-facts §5). 408 has no documented
+# The error type the API uses for each status ("Errors" page). 408 has no documented
 # type; `timeout_error` is the nearest the SDK knows.
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -76,7 +77,7 @@ def rfc3339(moment: datetime) -> str:
 
 
 def error_body(error_type: str, message: str, request_id: str) -> dict[str, Any]:
-    """The API's error envelope (api-facts §5)."""
+    """The API's error envelope ("Errors" page, error shapes)."""
     return {
         "type": "error",
         "error": {"type": error_type, "message": message},

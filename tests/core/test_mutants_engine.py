@@ -1,6 +1,6 @@
 """`caproute.route` (the one-call form) and `RegistrySource.describe`, as a caller sees
-them: mutation testing found the one-call form's engine reuse and its option passing,
-and the age wording, free to change unnoticed."""
+them: mutation testing found the one-call form's choice of engine and its option
+passing, and the age wording, free to change unnoticed."""
 
 from __future__ import annotations
 

@@ -236,10 +236,6 @@ def test_decision_is_json_ready_and_explains_itself() -> None:
     assert "thinking: " in text  # t-gamma-vision has no thinking: removed, with its reason
 
 
-def test_betas_are_accepted() -> None:
-    assert run(body(), betas=("context-management-2025-06-27",)).decision.outcome == "unchanged"
-
-
 def test_the_fast_path_still_checks_the_context_window() -> None:
     router = PolicyEngine(REGISTRY)
     small = body("t-small", messages=[user({"type": "text", "text": "short"})])

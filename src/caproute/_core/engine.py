@@ -17,7 +17,7 @@ come back ``errored`` when the batch ends (up to 24 hours later). A route's ``un
 supported`` is read as ``prefer-known`` there (a model known to take the item wins),
 and `PolicyEngine.never_gamble` refuses what is still left to a guess, unless the
 policy's ``defaults.allow_unknown_in_batches`` is true. Every shell's flow
-(`flow.first_action`) and the batch planner apply it.
+(`flow.first_step`) and the batch planner apply it.
 
 Everything is pure and deterministic: the SDK retries a request with the same body, so
 the same input must give the same output, and routing an output again changes nothing.
@@ -25,8 +25,8 @@ the same input must give the same output, and routing an output again changes no
 A `PolicyEngine` is bound to one registry and one policy and keeps what it can
 precompute for them (support lookups, candidate orders, decisions already seen to go
 through unchanged) between requests; the shells build a new one when either changes.
-The module-level `route()` reuses the engine of its previous call when both are the
-same objects, so calling it in a loop stays cheap.
+The module-level `route()` builds an engine per call: to route many bodies, hold a
+`PolicyEngine`.
 """
 
 from __future__ import annotations
@@ -38,9 +38,10 @@ from typing import Any, Final, NamedTuple, TypedDict
 from .._types import Endpoint
 from .decision import Change, Decision, Outcome, RouteResult
 from .draft import DEFAULT_API_VERSION
-from .features import JSONPath, Parameters, RequestNeeds, detect, scan, shape_problem
-from .policy import Policy
+from .features import detect, scan, shape_problem
+from .policy import Policy, RouteSpec
 from .registry import Registry, Support
+from .request_needs import JSONPath, Parameters, RequestNeeds
 from .rewrite import apply_edits
 from .selection import Planner, Selection, excluded_ids
 
@@ -102,7 +103,6 @@ class PolicyEngine:
         *,
         endpoint: Endpoint = "messages",
         api_version: str | None = None,
-        betas: Iterable[str] = (),
         headers: Mapping[str, str] | None = None,
         exclude: Collection[str] = (),
         fallback: bool = False,
@@ -116,8 +116,6 @@ class PolicyEngine:
                 creation body, whose every ``params`` is routed).
             api_version: The ``anthropic-version`` the request is sent with
                 (`None`: ``2023-06-01``); it selects the API's validation rules.
-            betas: The ``anthropic-beta`` values. Accepted for the contract; no rule
-                in the table depends on one yet.
             headers: Request headers, for policy routes that match on a header.
             exclude: Model ids (or aliases) that must not be chosen right now, e.g.
                 answered 404 (retired) or overloaded upstream.
@@ -129,7 +127,6 @@ class PolicyEngine:
             The routed body (the input object itself when nothing changed) and the
             decision explaining it.
         """
-        del betas  # part of the signature the shells rely on; see the docstring
         version = api_version or DEFAULT_API_VERSION
         excluded = excluded_ids(self.registry, exclude) if exclude else _NO_EXCLUSIONS
         # `RegistrySource.age`, inlined (it is a per-request method call otherwise).
@@ -249,7 +246,7 @@ class PolicyEngine:
                 headers=headers,
             )
         params = found.params
-        key = (params, tuple(found.caps), id(route), api_version, exclude, fallback)
+        key = (params, tuple(found.caps), route, api_version, exclude, fallback)
         # The fast path, checked first: an entry exists only if the same model and route
         # already passed the unknown-model check below, and the registry is fixed for
         # this router, so the check would pass again.
@@ -280,10 +277,10 @@ class PolicyEngine:
             return decision, _NO_EDITS
         needs = found.needs()
         stamp = self._stamp(age)
-        if not route.candidates and self.registry.resolve(needs.model) is None:
-            reason = f"model {needs.model!r} is unknown to the registry; forwarded unchanged"
+        if not route.candidates and self.registry.resolve(needs.params.model) is None:
+            reason = f"model {needs.params.model!r} is unknown to the registry; forwarded unchanged"
             decision = _decision(
-                "passthrough", needs, needs.model, route.name, stamp, reason=reason
+                "passthrough", needs, needs.params.model, route.name, stamp, reason=reason
             )
             return decision, []
         selection = self._planner.select(
@@ -370,7 +367,7 @@ def _preferring_known(policy: Policy) -> Policy | None:
     return policy.model_copy(update={"defaults": defaults, "routes": routes})
 
 
-_Key = tuple[Parameters, tuple[str, ...], int, str, frozenset[str], bool]
+_Key = tuple[Parameters, tuple[str, ...], RouteSpec, str, frozenset[str], bool]
 """The fast path's key: everything selection depends on except the input size and where
 things are in the body — the request's `Parameters`, the capabilities it needs (in
 body order), the route, the API version, the exclusions and the fallback flag.
@@ -416,11 +413,13 @@ def _from_selection(
     edits = [(path, edit.after) for path, edit in draft.edits.items()]
     changes = draft.changes()
     outcome: Outcome = "adjusted" if changes else "unchanged"
-    chosen = needs.model  # keep the caller's spelling (an alias stays an alias)
+    chosen = needs.params.model  # keep the caller's spelling (an alias stays an alias)
     if selection.reroute_reason is not None:
         outcome, chosen = "rerouted", draft.model
         edits.insert(0, (("model",), draft.model))
-        reroute = Change("model", needs.model, draft.model, "reroute", selection.reroute_reason)
+        reroute = Change(
+            "model", needs.params.model, draft.model, "reroute", selection.reroute_reason
+        )
         changes.insert(0, reroute)
     decision = _decision(
         outcome,
@@ -493,10 +492,9 @@ def _decision(
     stamp: _Stamp,
     **fields: Any,
 ) -> Decision:
-    return Decision(outcome, needs.model, model, needs=needs.paths, route=route, **stamp, **fields)
-
-
-_last_engine: PolicyEngine | None = None
+    return Decision(
+        outcome, needs.params.model, model, needs=needs.paths, route=route, **stamp, **fields
+    )
 
 
 def route(
@@ -506,26 +504,19 @@ def route(
     policy: Policy | None = None,
     endpoint: Endpoint = "messages",
     api_version: str | None = None,
-    betas: Iterable[str] = (),
     headers: Mapping[str, str] | None = None,
     exclude: Collection[str] = (),
     now: float | None = None,
 ) -> RouteResult:
     """Route one request body; see `PolicyEngine.route` for the arguments.
 
-    Reuses the previous call's `PolicyEngine` when `registry` and `policy` are the same
-    objects, so its precomputed data survives between calls.
+    Builds a `PolicyEngine` for the call: one held across calls keeps what it
+    precomputes (the fast path for bodies it has seen go through unchanged).
     """
-    global _last_engine
-    wanted = policy if policy is not None else Policy.default()
-    engine = _last_engine
-    if engine is None or engine.registry is not registry or engine.policy is not wanted:
-        engine = _last_engine = PolicyEngine(registry, wanted)
-    return engine.route(
+    return PolicyEngine(registry, policy).route(
         body,
         endpoint=endpoint,
         api_version=api_version,
-        betas=betas,
         headers=headers,
         exclude=exclude,
         now=now,
