@@ -26,7 +26,7 @@ same team. This generator assumes differently, on purpose:
   effort; structured output; context edits; sampling; either API version; the
   Messages, count_tokens and batch endpoints.
 
-Each request goes through the core flow (`caproute._core.flow.first_action`) with a
+Each request goes through the core flow (`caproute._core.flow.first_step`) with a
 shell that can answer ``GET /v1/models/{name}`` from the truth (a `Resolve` action,
 where the tree has it). The fake's validator judges the first body sent against the
 truth, as the API would. Reported: of the requests sent, how many the API would refuse
@@ -241,11 +241,16 @@ def view_of(registry: Registry, can_resolve: bool) -> Any:
     return flow.View(PolicyEngine(registry), **extra)
 
 
+# The flow's names since issue 19 (`first_step`, `ParsedCall`), and before.
+_first_step: Any = getattr(flow, "first_step", None) or getattr(flow, "first_action", None)
+_parsed_call: Any = getattr(flow, "ParsedCall", None) or getattr(flow, "Call", None)
+
+
 def first_send(
     registry: Registry, truth: list[dict[str, Any]], aliases: dict[str, str], call: Any
 ) -> Any:
     """What the flow does first: a Send or a Refuse (a Resolve answered from the truth)."""
-    action = flow.first_action(view_of(registry, True), call)
+    action = _first_step(view_of(registry, True), call)
     if type(action).__name__ == "Resolve":
         # One name per Resolve in older code (`model`), several since (`models`).
         names = getattr(action, "models", None) or (action.model,)
@@ -256,7 +261,7 @@ def first_send(
                 registry = registry.with_model(Registry.from_models([info]).get(target))  # type: ignore[arg-type]
                 if target != name:
                     registry = registry.with_aliases({name: target})
-        action = flow.first_action(view_of(registry, False), call)
+        action = _first_step(view_of(registry, False), call)
     return action
 
 
@@ -283,7 +288,7 @@ def main() -> None:
         )
         # What GET /v1/models/{name} resolves: the aliases and each dated id's undated name.
         answers = {m["id"].removesuffix("-20250101"): m["id"] for m in truth} | aliases
-        action = first_send(registry, truth, answers, flow.Call(sent_body, endpoint, version))
+        action = first_send(registry, truth, answers, _parsed_call(sent_body, endpoint, version))
         decision = action.decision
         item = decision.items[0][1] if decision.items else decision
         if type(action).__name__ == "Refuse":

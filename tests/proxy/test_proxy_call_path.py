@@ -44,7 +44,7 @@ KNOWN_EXCESS = {
         "reply_for, decision_header_entries, append_decision_headers (the adapter's work)"
     ),
     ("caproute._runtime.drive", "caproute._runtime.live", "in"): "aview, report (runtime)",
-    ("caproute._core.router", "caproute._core.features", "in"): "shape_problem, scan (core)",
+    ("caproute._core.engine", "caproute._core.features", "in"): "shape_problem, scan (core)",
 }
 """Pairs crossed more than once on one way, and whose code crosses them."""
 

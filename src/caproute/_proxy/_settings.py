@@ -44,7 +44,7 @@ from ._settings_table import (
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from .._core.policy import TextLimits
+    from .._core.yaml_text import TextLimits
     from ._config import ProxyConfig
 
 # -- the command line --------------------------------------------------------------------
@@ -324,7 +324,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
         ConfigError: The file can't be read; `PolicyError` (a `ConfigError`) for the
             first problem in it, as ``file:line:column: message``.
     """
-    from .._core.policy import size_error
+    from .._core.yaml_text import size_error
     from .._registry.files import read_capped
     from .._registry.policy_files import policy_limits
 
