@@ -28,22 +28,17 @@ Thread- and task-safety: every piece of state is replaced, never mutated in plac
 reads a consistent view without taking a lock.
 
 Decisions are reported to the ``on_decision`` hook(s) and to the ``caproute`` logger
-(INFO for reroutes, adjustments and rejections; DEBUG otherwise). Records carry the
-decision's one-line summary and the `Decision` itself as ``record.caproute_decision``;
-never a key, never message content.
+(`caproute._runtime.report`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
 import logging
-import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final
 
 from .._core.decision import Decision, RouteResult
 from .._core.flow import (
@@ -65,11 +60,11 @@ from .._core.registry import (
     Registry,
 )
 from .._core.router import PolicyEngine
-from .._core.secrets import decision_has_secret, redact_decision
 from .._registry.source import AsyncSource, SyncSource, adopt
 from .._types import Clock, Endpoint
-from .memory import LookUp, Memory
-from .otel import annotate_current_span
+from .inputs import PolicyInput, RegistryInput, default_source, load_policy, offline_registry
+from .memory import Memory
+from .report import DecisionHook, as_hooks, report_decision
 
 if TYPE_CHECKING:
     from .._registry.fetch import RegistryFetcher
@@ -82,22 +77,11 @@ __all__ = [
     "router_or_live",
 ]
 
-DecisionHook: TypeAlias = Callable[[Decision], object]
-"""Called with every `Decision` (in the request's thread or task; keep it quick)."""
-
-PolicyInput: TypeAlias = Policy | str | Path | None
-"""A `Policy`, the path of a policy file, or `None` for the defaults."""
-
-_LOUD_OUTCOMES: Final = frozenset({"adjusted", "rerouted", "rejected"})
 DEFAULT_LEARNED_TTL_S: Final = CAPABILITY_FACT_TTL_S
 """How long a capability fact learned from a 400 is kept at most (a change of the live
 record for its key ends it sooner; see `caproute._core.registry`)."""
 DEFAULT_RETIRED_TTL_S: Final = RETIRED_FACT_TTL_S
 """How long a model that answered 404 is remembered as retired, at most."""
-
-RegistryInput: TypeAlias = Registry | SyncSource | AsyncSource | None
-"""A fixed `Registry`, a registry source (a fetcher), or `None` for the best offline
-snapshot."""
 
 _LOGGER = logging.getLogger("caproute")
 
@@ -163,9 +147,9 @@ class LiveRouter:
         # A fetcher we create (from the environment) is ours to close.
         self._owned: RegistryFetcher | None = None
         if source is None:
-            source = self._owned = _default_source()
+            source = self._owned = default_source()
         if source is None:
-            self._fixed = _offline_registry()
+            self._fixed = offline_registry()
         elif isinstance(source, Registry):
             self._fixed = source
         else:
@@ -173,8 +157,8 @@ class LiveRouter:
         # What an async source last served: sync code can't await, so async drivers
         # call `await aview()` first and sync reads fall back to this.
         self._latest: Registry | None = None
-        self._policy: Policy = _load(policy)
-        self._hooks: tuple[DecisionHook, ...] = _hooks(on_decision)
+        self._policy: Policy = load_policy(policy)
+        self._hooks: tuple[DecisionHook, ...] = as_hooks(on_decision)
         self._logger = logger or _LOGGER
         self._max_attempts = max_attempts
         self._cooldown = overload_cooldown_s
@@ -208,7 +192,7 @@ class LiveRouter:
         Raises:
             PolicyError: The new policy is invalid; the old one stays in force.
         """
-        self._policy = _load(policy)
+        self._policy = load_policy(policy)
 
     def with_policy(self, policy: PolicyInput) -> LiveRouter:
         """A router routing with `policy` over the same registry source, sharing this
@@ -221,7 +205,7 @@ class LiveRouter:
             PolicyError: `policy` is invalid.
         """
         twin = copy.copy(self)
-        twin._policy = _load(policy)
+        twin._policy = load_policy(policy)
         twin._owned = None  # the fetcher stays this router's to close
         twin._forget_engine()
         return twin
@@ -248,7 +232,7 @@ class LiveRouter:
         if self._latest is None:
             # Nobody awaited `aview()` yet: serve the offline start-up data rather than
             # fail; the first `aview()` replaces it.
-            self._latest = _offline_registry()
+            self._latest = offline_registry()
         return self._latest
 
     def view(self) -> View:
@@ -265,10 +249,7 @@ class LiveRouter:
 
     def _view_of(self, source: Registry) -> View:
         memory = self._memory
-        if memory.facts and self._wall() >= memory.next_expiry:
-            self._prune_facts()
-        if memory.cooling and self._clock() >= memory.cooling_until:
-            self._prune_cooling()
+        memory.prune(self._wall, self._clock)
         engine = self._engine
         if (
             engine is None
@@ -277,8 +258,6 @@ class LiveRouter:
             or memory.version != self._basis_version
         ):
             engine = self._rebuild(source)
-        if memory.accounts and self._wall() >= memory.accounts_until:
-            memory.prune_accounts(self._wall())
         view = self._view
         if (
             view is None
@@ -286,17 +265,14 @@ class LiveRouter:
             or view.avoid is not memory.avoid
             or view.accounts is not memory.accounts
         ):
-            live = source.source.kind == "live"
             view = self._view = View(
                 engine,
                 memory.avoid,
-                live,
-                False,
-                None,
-                self._max_attempts,
-                self._can_resolve,
-                memory.accounts,
-                memory.digest,
+                source.source.kind == "live",
+                max_sends=self._max_attempts,
+                can_resolve=self._can_resolve,
+                accounts=memory.accounts,
+                digest=memory.digest,
             )
         if not view.live and (can_wait := self._may_go_live()) != view.can_wait:
             view = self._view = view._replace(can_wait=can_wait)
@@ -313,13 +289,9 @@ class LiveRouter:
         if memory.facts or source.learned:
             registry = source.with_learned(memory.facts.values())
             if registry.ended:  # the live record changed since: those facts are over
-                for fact in registry.ended:
-                    self._logger.info(
-                        "caproute: forgot %s %s = %r (the live record changed)",
-                        fact.model,
-                        fact.key,
-                        fact.value,
-                    )
+                for f in registry.ended:
+                    info = "caproute: forgot %s %s = %r (the live record changed)"
+                    self._logger.info(info, f.model, f.key, f.value)
                 memory.forget(registry.ended)
                 registry = source.with_learned(memory.facts.values())
         engine = self._engine = PolicyEngine(registry, self._policy)
@@ -373,14 +345,7 @@ class LiveRouter:
         return True
 
     def _refresh_due(self) -> bool:
-        now = self._clock()
-        if (
-            self._memory.last_refresh is not None
-            and now - self._memory.last_refresh < self._min_refresh_interval
-        ):
-            return False
-        self._memory.last_refresh = now
-        return True
+        return self._memory.refresh_due(self._clock(), self._min_refresh_interval)
 
     # -- carrying out the flow's actions ----------------------------------------------------
 
@@ -398,12 +363,10 @@ class LiveRouter:
             for name in action.models:
                 self.look_up(name, max_wait=deadline - self._clock(), insist=action.after_404)
             return
-        if isinstance(action, RememberAccount):  # nothing about the registry: no refresh
-            self._record(action)
-            return
         if self._record(action):
             self._save_learned()
-        self._refresh_in_background()
+        if not isinstance(action, RememberAccount):  # nothing about the registry
+            self._refresh_in_background()
 
     async def acarry_out(
         self, action: Refresh | Resolve | Learn | RememberAccount | MarkRetired | MarkOverloaded
@@ -421,13 +384,10 @@ class LiveRouter:
             for name in action.models:
                 await self._aresolve(name, deadline - self._clock(), action.after_404)
             return
-        if isinstance(action, RememberAccount):
-            self._record(action)
-            return
-        source = self._sync or self._async
-        if self._record(action) and source is not None:
-            await _in_thread(source.save_learned, tuple(self._memory.facts.values()))
-        self._refresh_in_background()
+        if self._record(action):
+            await _in_thread(self._save_learned)
+        if not isinstance(action, RememberAccount):
+            self._refresh_in_background()
 
     def look_up(self, name: str, *, max_wait: float | None = None, insist: bool = False) -> bool:
         """Ask the Models API about a model name the registry lacks (blocking, at most
@@ -454,7 +414,7 @@ class LiveRouter:
         if look_up is None:
             return self.registry.resolve(name) is not None
         if leader:
-            with self._asking(name, look_up):
+            with self._memory.lookups.leading(name, look_up, self._clock, self._logger):
                 self._sync.retrieve(name, max_wait=wait)
         else:
             look_up.done.wait(wait)
@@ -476,27 +436,12 @@ class LiveRouter:
         if look_up is None:
             return
         if leader:
-            with self._asking(name, look_up):
+            with lookups.leading(name, look_up, self._clock, self._logger):
                 await self._async.retrieve(name, max_wait=max_wait)
                 self._latest = await self._async.current()
         elif look_up.done_async is not None:
             with anyio.move_on_after(max_wait):
                 await look_up.done_async.wait()
-
-    @contextlib.contextmanager
-    def _asking(self, name: str, look_up: LookUp) -> Iterator[None]:
-        """Run the look-up of `name` this caller leads; whatever it raises is logged and
-        sets when the name is asked again (the request goes on as if never asked)."""
-        lookups = self._memory.lookups
-        try:
-            yield
-        except Exception as exc:
-            self._logger.warning("caproute: could not look up model %r: %s", name, exc)
-            lookups.failed(name, exc, self._clock())
-        else:
-            lookups.answered(name, self._clock())
-        finally:
-            lookups.end(name, look_up)
 
     def learn(self, model: str, key: str, value: bool | int | str, reason: str) -> LearnedFact:
         """Record a fact about `model` by hand (what the flow's `Learn` does).
@@ -513,8 +458,7 @@ class LiveRouter:
     @property
     def learned(self) -> tuple[LearnedFact, ...]:
         """The facts learned from the API's answers that are still in force."""
-        if self._memory.facts and self._wall() >= self._memory.next_expiry:
-            self._prune_facts()
+        self._memory.prune(self._wall, self._clock)
         return tuple(self._memory.facts.values())
 
     def _record(self, action: Learn | RememberAccount | MarkRetired | MarkOverloaded) -> bool:
@@ -523,12 +467,9 @@ class LiveRouter:
             # Per credential and in memory only: never a model fact, never on disk.
             until = self._wall() + self._learned_ttl
             self._memory.remember_account(action.account, action.refusal, until)
-            self._logger.info(
-                "caproute: the API refused %s for a credential's organization (%s); "
-                "refusing such requests from it locally",
-                action.refusal.feature,
-                action.refusal.error_code,
-            )
+            info = "caproute: the API refused %s for a credential's organization (%s); %s"
+            local = "refusing such requests from it locally"
+            self._logger.info(info, action.refusal.feature, action.refusal.error_code, local)
             return False
         if isinstance(action, MarkOverloaded):
             self._memory.cool(action.model, self._clock() + self._cooldown)
@@ -551,12 +492,6 @@ class LiveRouter:
         self._logger.info("caproute: learned %s %s = %r (%s)", fact.model, key, value, reason)
         return fact
 
-    def _prune_facts(self) -> None:
-        self._memory.prune_facts(self._wall())
-
-    def _prune_cooling(self) -> None:
-        self._memory.prune_cooling(self._clock())
-
     def _save_learned(self) -> None:
         source = self._sync or self._async
         if source is not None:
@@ -573,8 +508,7 @@ class LiveRouter:
     @property
     def cooling(self) -> frozenset[str]:
         """Models in their overload cool-down right now."""
-        if self._memory.cooling and self._clock() >= self._memory.cooling_until:
-            self._prune_cooling()
+        self._memory.prune(self._wall, self._clock)
         return self._memory.avoid
 
     @property
@@ -619,20 +553,7 @@ class LiveRouter:
 
     def report(self, decision: Decision) -> None:
         """Send `decision` to the hooks and the log (any ``sk-ant-`` token in it masked)."""
-        if decision_has_secret(decision):  # a key in a `model` field, say
-            decision = redact_decision(decision)
-        for hook in self._hooks:
-            try:
-                hook(decision)
-            except Exception:
-                self._logger.exception("caproute: on_decision hook %r failed", hook)
-        annotate_current_span(decision)  # only when the app already uses OpenTelemetry
-        level = logging.INFO if decision.outcome in _LOUD_OUTCOMES else logging.DEBUG
-        # isEnabledFor first: the summary is only formatted when someone will read it.
-        if self._logger.isEnabledFor(level):
-            self._logger.log(
-                level, "caproute: %s", decision.summary(), extra={"caproute_decision": decision}
-            )
+        report_decision(decision, self._hooks, self._logger)
 
     def close(self) -> None:
         """Release the registry fetcher this router created itself (none otherwise)."""
@@ -654,21 +575,6 @@ async def _in_thread(func: Callable[..., Any], *args: Any) -> Any:
     return await anyio.to_thread.run_sync(func, *args)
 
 
-def _offline_registry() -> Registry:
-    from .._registry.snapshot import initial_registry
-
-    return initial_registry()
-
-
-def _default_source() -> RegistryFetcher | None:
-    """A live fetcher when credentials are configured in the environment, else `None`."""
-    if not (os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN")):
-        return None
-    from .._registry.fetch import RegistryFetcher
-
-    return RegistryFetcher()
-
-
 def router_or_live(
     router: LiveRouter | None,
     registry: RegistryInput,
@@ -688,21 +594,3 @@ def router_or_live(
     if registry is not None or policy is not None or on_decision is not None:
         raise TypeError("pass either `router` or `registry`/`policy`/`on_decision`, not both")
     return router
-
-
-def _load(policy: PolicyInput) -> Policy:
-    if policy is None:
-        return Policy.default()
-    if not isinstance(policy, (str, Path)):
-        return policy
-    from .._registry.policy_files import load_policy
-
-    return load_policy(policy)
-
-
-def _hooks(on_decision: DecisionHook | Sequence[DecisionHook] | None) -> tuple[DecisionHook, ...]:
-    if on_decision is None:
-        return ()
-    if callable(on_decision):
-        return (on_decision,)
-    return tuple(on_decision)

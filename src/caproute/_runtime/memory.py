@@ -13,11 +13,13 @@ to the facts. The look-ups alone take a lock (who runs one, who waits for it).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import logging
 import secrets
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final
 
 from .._core.flow import AccountRefusal
@@ -85,6 +87,24 @@ class Memory:
         self.digest = functools.partial(credential_digest, secrets.token_bytes(32))
         """The keyed digest callers are told apart by (a random key per memory)."""
         self.lookups = LookUps()
+
+    def prune(self, wall_clock: Callable[[], float], clock: Callable[[], float]) -> None:
+        """Forget what expired: facts and organization refusals (`wall_clock`), overload
+        cool-downs (`clock`, monotonic); the clocks are read only when something can be."""
+        if self.facts and wall_clock() >= self.next_expiry:
+            self.prune_facts(wall_clock())
+        if self.cooling and clock() >= self.cooling_until:
+            self.prune_cooling(clock())
+        if self.accounts and wall_clock() >= self.accounts_until:
+            self.prune_accounts(wall_clock())
+
+    def refresh_due(self, now: float, interval: float) -> bool:
+        """Whether a refresh the router is asked for may go now (then noted as gone):
+        one per `interval` seconds, for every router sharing this memory."""
+        if self.last_refresh is not None and now - self.last_refresh < interval:
+            return False
+        self.last_refresh = now
+        return True
 
     def remember_account(self, account: str, refusal: AccountRefusal, until: float) -> None:
         """Keep `refusal` for the credential whose digest is `account` until `until`."""
@@ -229,6 +249,23 @@ class LookUps:
             else:
                 delay = RESOLVE_INTERVAL_S
             self.asked = {**self.asked, name: now + delay}
+
+    @contextlib.contextmanager
+    def leading(
+        self, name: str, look_up: LookUp, clock: Callable[[], float], logger: logging.Logger
+    ) -> Iterator[None]:
+        """Around the look-up of `name` the caller leads: whatever it raises is logged
+        and sets when the name is asked again (the request goes on as if never asked);
+        at the end, whoever waits for it wakes up."""
+        try:
+            yield
+        except Exception as exc:
+            logger.warning("caproute: could not look up model %r: %s", name, exc)
+            self.failed(name, exc, clock())
+        else:
+            self.answered(name, clock())
+        finally:
+            self.end(name, look_up)
 
     def _may_ask(self, name: str, now: float, insist: bool) -> bool:
         """Whether the Models API may be asked about `name` now (and note that it is;
