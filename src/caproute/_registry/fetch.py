@@ -42,7 +42,7 @@ from .._core.registry import LearnedFact, ModelInfo, Registry
 from .._exceptions import RegistryHTTPError
 from .._types import JSONObject, Sleep
 from .fetch_async import AsyncRegistryFetcher
-from .fetch_state import FAILURE_BACKOFF, FetcherBase, FetcherOptions
+from .fetch_state import FAILURE_BACKOFF, Credentials, FetcherBase, FetcherOptions
 from .models_api import (
     RetryableAnswer,
     backoff,
@@ -222,7 +222,8 @@ class RegistryFetcher(FetcherBase):
         try:
             with self._session() as client:
                 url = self._retrieve_url(model)
-                body = self._send(client, url, None, self._deadline(max_wait))
+                credentials = self._credentials.for_fetch()
+                body = self._send(client, url, None, self._deadline(max_wait), credentials)
         except RegistryHTTPError as exc:
             if exc.status_code != 404:
                 raise
@@ -280,8 +281,9 @@ class RegistryFetcher(FetcherBase):
 
     def _fetch_all(self) -> Registry:
         deadline, pages = self._deadline(), self._pages()
+        credentials, url = self._credentials.for_fetch(), self._list_url
         with self._session() as client:  # one connection for every page
-            while pages.feed(self._send(client, self._list_url, pages.query, deadline)):
+            while pages.feed(self._send(client, url, pages.query, deadline, credentials)):
                 pass
         return pages.result()
 
@@ -291,13 +293,15 @@ class RegistryFetcher(FetcherBase):
         url: str,
         params: list[tuple[str, str]] | None,
         deadline: float,
+        credentials: Credentials,
     ) -> JSONObject:
-        secrets = self._credentials.secrets()
+        secrets = credentials.secrets()
         query = httpx2.QueryParams(tuple(params)) if params else None
 
         def attempt() -> JSONObject:
             logger.debug("GET %s %s", url, params or "")
-            response = client.get(url, params=query, headers=self._request_headers())
+            headers = self._request_headers(credentials)
+            response = client.get(url, params=query, headers=headers)
             return read_answer(response, secrets)
 
         try:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Unpack
@@ -19,7 +21,7 @@ import tenacity
 from .._core.registry import LearnedFact, ModelInfo, Registry
 from .._exceptions import RegistryHTTPError, RegistryUnavailableError
 from .._types import AsyncSleep, JSONObject
-from .fetch_state import FetcherBase, FetcherOptions
+from .fetch_state import Credentials, FetcherBase, FetcherOptions
 from .models_api import RetryableAnswer, model_info, read_answer
 
 __all__ = ["AsyncRegistryFetcher"]
@@ -115,8 +117,8 @@ class AsyncRegistryFetcher(FetcherBase):
         self._require_credentials()
         try:
             async with self._session() as client:
-                url = self._retrieve_url(model)
-                body = await self._send(client, url, None, self._deadline(max_wait))
+                url, credentials = self._retrieve_url(model), self._credentials.for_fetch()
+                body = await self._send(client, url, None, self._deadline(max_wait), credentials)
         except RegistryHTTPError as exc:
             if exc.status_code != 404:
                 raise
@@ -143,22 +145,30 @@ class AsyncRegistryFetcher(FetcherBase):
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _start_flight(self) -> asyncio.Task[Registry] | _TrioFlight:
-        self._last_started = self._clock()
+    def _start_flight(self, *, counted: bool = True) -> asyncio.Task[Registry] | _TrioFlight:
+        """Start the shared fetch, with the credentials of now (`counted`: against the
+        background refresh rate limit)."""
+        if counted:
+            self._last_started = self._clock()
+        fly = functools.partial(self._fly, self._credentials.for_fetch())
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # not asyncio: trio (anyio's other backend)
-            self._flight = _TrioFlight(self._fly)
+            self._flight = _TrioFlight(fly)
             return self._flight
-        flight = loop.create_task(self._fly(), name="caproute-registry")
+        flight = loop.create_task(fly(), name="caproute-registry", context=self._task_context())
         # Mark a failure as seen even if no one awaits it (a background refresh).
         flight.add_done_callback(lambda t: t.cancelled() or t.exception())
         self._flight = flight
         return flight
 
-    async def _fly(self) -> Registry:
+    def _task_context(self) -> contextvars.Context | None:
+        """The context the shared fetch runs in (`None`: a copy of the current one)."""
+        return None
+
+    async def _fly(self, credentials: Credentials) -> Registry:
         try:
-            registry = await self._fetch_all()
+            registry = await self._fetch_all(credentials)
         except Exception as exc:
             self._record_failure(exc)
             raise
@@ -171,10 +181,11 @@ class AsyncRegistryFetcher(FetcherBase):
             await anyio.to_thread.run_sync(self._persist, registry)
         return registry
 
-    async def _fetch_all(self) -> Registry:
+    async def _fetch_all(self, credentials: Credentials) -> Registry:
         deadline, pages = self._deadline(), self._pages()
         async with self._session() as client:  # one connection for every page
-            while pages.feed(await self._send(client, self._list_url, pages.query, deadline)):
+            url = self._list_url
+            while pages.feed(await self._send(client, url, pages.query, deadline, credentials)):
                 pass
         return pages.result()
 
@@ -184,13 +195,15 @@ class AsyncRegistryFetcher(FetcherBase):
         url: str,
         params: list[tuple[str, str]] | None,
         deadline: float,
+        credentials: Credentials,
     ) -> JSONObject:
-        secrets = self._credentials.secrets()
+        secrets = credentials.secrets()
         query = httpx2.QueryParams(tuple(params)) if params else None
 
         async def attempt() -> JSONObject:
             logger.debug("GET %s %s", url, params or "")
-            response = await client.get(url, params=query, headers=self._request_headers())
+            headers = self._request_headers(credentials)
+            response = await client.get(url, params=query, headers=headers)
             return read_answer(response, secrets)
 
         retrying = tenacity.AsyncRetrying(sleep=self._sleep, **self._retry_policy(deadline))

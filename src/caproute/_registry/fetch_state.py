@@ -99,6 +99,10 @@ class Credentials:
         credential requests send, "" when there is none."""
         return self._api_key or self._auth_token or ""
 
+    def for_fetch(self) -> Credentials:
+        """What a fetch or look-up starting now sends (kept until it ends): these."""
+        return self
+
     def __repr__(self) -> str:
         return f"<credentials {self.scheme}>"
 
@@ -237,7 +241,9 @@ class FetcherBase:
         )
 
     def _may_start_soon(self) -> bool:
-        """Whether `refresh_in_background` may start a refresh now (rate-limited)."""
+        """Whether `refresh_in_background` may start a refresh now: credentials, no
+        back-off, and no refresh started in the last `MIN_BACKGROUND_INTERVAL` seconds
+        (the one rate limit of background refreshes)."""
         now = self._clock()
         return (
             self._credentials.present
@@ -251,8 +257,8 @@ class FetcherBase:
                 "no API key: set ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN), or pass api_key="
             )
 
-    def _request_headers(self) -> dict[str, str]:
-        return {**self._headers, **self._credentials.headers()}
+    def _request_headers(self, credentials: Credentials) -> dict[str, str]:
+        return {**self._headers, **credentials.headers()}
 
     def _source(self) -> RegistrySource:
         return RegistrySource("live", fetched_at=self._wall_clock(), location=self.base_url)
@@ -337,8 +343,13 @@ class FetcherBase:
 
     def _record_failure(self, exc: Exception) -> None:
         self._last_error = exc
-        self._quiet_until = self._clock() + FAILURE_BACKOFF
+        self._back_off()
         logger.warning("registry refresh failed: %s", exc)
+
+    def _back_off(self, seconds: float = FAILURE_BACKOFF) -> None:
+        """After a failed fetch: none starts in the background, and no cold start waits
+        for one, for `seconds` (one attempt per back-off window, for every caller)."""
+        self._quiet_until = self._clock() + seconds
 
     def _after_failure(self, exc: Exception) -> Registry:
         """What `refresh()` does with a failure: serve earlier live data, or raise."""
