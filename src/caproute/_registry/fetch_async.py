@@ -2,7 +2,7 @@
 
 The same behaviour as `caproute._registry.fetch.RegistryFetcher` over the same shared
 state (`caproute._registry.fetch_state`), awaitable; the shared fetch runs as a task
-of its own (`_TrioFlight` under trio).
+of its own (`TrioFlight` under trio).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class AsyncRegistryFetcher(FetcherBase):
         self._sleep: AsyncSleep = sleep or _any_sleep
         self._client = client
         self._transport = transport
-        self._flight: asyncio.Task[Registry] | _TrioFlight | None = None
+        self._flight: asyncio.Task[Registry] | TrioFlight | None = None
 
     async def current(self) -> Registry:
         """The best data held now; starts a background task when it is stale."""
@@ -76,7 +76,7 @@ class AsyncRegistryFetcher(FetcherBase):
         self._require_credentials()
         flight = self._flight or self._start_flight()
         try:
-            if isinstance(flight, _TrioFlight):
+            if isinstance(flight, TrioFlight):
                 return await flight.wait()
             return await asyncio.shield(flight)
         except Exception as exc:
@@ -90,7 +90,7 @@ class AsyncRegistryFetcher(FetcherBase):
             return None
         flight = self._flight or self._start_flight()
         try:
-            if isinstance(flight, _TrioFlight):
+            if isinstance(flight, TrioFlight):
                 return await flight.wait(timeout)
             return await asyncio.wait_for(asyncio.shield(flight), timeout)
         except Exception:  # a timeout or a failed fetch: route on what is held
@@ -131,7 +131,7 @@ class AsyncRegistryFetcher(FetcherBase):
         self.background = False
         self._closed = True
         flight = self._flight
-        if isinstance(flight, _TrioFlight):
+        if isinstance(flight, TrioFlight):
             await flight.cancel()
         elif flight is not None:
             flight.cancel()
@@ -145,7 +145,7 @@ class AsyncRegistryFetcher(FetcherBase):
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _start_flight(self, *, counted: bool = True) -> asyncio.Task[Registry] | _TrioFlight:
+    def _start_flight(self, *, counted: bool = True) -> asyncio.Task[Registry] | TrioFlight:
         """Start the shared fetch, with the credentials of now (`counted`: against the
         background refresh rate limit)."""
         if counted:
@@ -154,7 +154,7 @@ class AsyncRegistryFetcher(FetcherBase):
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # not asyncio: trio (anyio's other backend)
-            self._flight = _TrioFlight(fly)
+            self._flight = TrioFlight(fly)
             return self._flight
         flight = loop.create_task(fly(), name="caproute-registry", context=self._task_context())
         # Mark a failure as seen even if no one awaits it (a background refresh).
@@ -231,7 +231,7 @@ async def _any_sleep(seconds: float) -> None:
     await anyio.sleep(seconds)
 
 
-class _TrioFlight:
+class TrioFlight:
     """A shared fetch running as a trio system task: what an `asyncio.Task` is under asyncio.
 
     A system task outlives the callers that started or awaited it (as a shielded
