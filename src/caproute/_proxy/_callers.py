@@ -19,18 +19,20 @@ only where the request already has it:
   that would need the credential later.
 * The request **lends** its credential for its own lifetime (`lend`, a context
   variable reset when the request ends); the routing flow's refresh reads it from
-  there. A background refresh takes the credential as an argument of its task and
-  builds a short-lived `AsyncRegistryFetcher` with it; both are dropped the moment
-  the fetch ends. So the credential is held exactly while a request carrying it, or
-  a fetch made for it, is under way.
+  there. Each caller's `CallerRegistry` is an `AsyncRegistryFetcher` holding no
+  credential (`LentCredentials`): a fetch or look-up takes the lent one when it starts
+  and drops it when it ends, its task running in a context of its own. So the
+  credential is held exactly while a request carrying it, or a fetch made for it, is
+  under way.
 
-Everything else follows the library's fetcher rules: single-flight per caller, a TTL
-with stale-while-revalidate, a back-off after a failure, an LRU bound on callers
-(``max_registries``), and optionally a disk cache (one 0600 file per digest in a
-0700 directory, at most ``CAPROUTE_CALLER_CACHE_MAX_FILES`` files: the least recently
-used go). A caller whose key cannot read ``/v1/models`` (401/403) is routed on
-the shared registry (``--snapshot``, else the offline lineup) and its decisions say
-so in their ``registry_source``; it is asked again after `DENIED_RETRY` seconds.
+Everything else is the library's fetcher: single-flight per caller, a TTL with
+stale-while-revalidate, the back-off after a failure, the background refresh rate
+limit; plus an LRU bound on callers (``max_registries``), and optionally a disk cache
+(`caproute._proxy._caller_cache`: one 0600 file per digest in a 0700 directory, the
+least recently used going first). A caller whose key cannot read ``/v1/models``
+(401/403) is routed on the shared registry (``--snapshot``, else the offline lineup)
+and its decisions say so in their ``registry_source``; it is asked again after
+`DENIED_RETRY` seconds.
 
 **Bad keys don't compete with good ones.** A refused key leaves the map of callers
 for a compact list of refused digests (bounded, LRU) and is routed through one shared
@@ -49,15 +51,11 @@ is random per process. Either way a digest can't be linked to a key without it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
 import logging
-import os
-import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
-from contextvars import Context, ContextVar
+from collections.abc import Callable, Sequence
+from contextvars import Context
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
@@ -67,12 +65,23 @@ import httpx2
 
 from .._core.policy import Policy
 from .._core.registry import LearnedFact, ModelInfo, Registry, RegistrySource
-from .._exceptions import ConfigError, RegistryError, RegistryHTTPError, RegistryUnavailableError
-from .._http.transports import AsyncRoutingTransport
+from .._exceptions import RegistryError, RegistryHTTPError, RegistryUnavailableError
 from .._registry.fetch_async import AsyncRegistryFetcher, TrioFlight
-from .._registry.fetch_state import Credentials
-from .._runtime.live import DecisionHook, LiveRouter
-from ._headers import Headers
+from .._runtime.live import DecisionHook
+from . import _caller_cache
+from ._credentials import Credential, LentCredentials, hmac_key, lend, presented_credential
+from ._routers import RouterSet
+
+__all__ = [
+    "CallerRegistries",
+    "CallerRegistry",
+    "CallersHealth",
+    "Credential",
+    "RouterSet",
+    "hmac_key",
+    "lend",
+    "presented_credential",
+]
 
 logger = logging.getLogger("caproute.proxy")
 
@@ -83,199 +92,8 @@ FETCH_TIMEOUT = 10.0
 MAX_FETCH_TIME = 20.0
 """Bound on one fetch, retries included."""
 
-CACHE_FILES_SETTING = "CAPROUTE_CALLER_CACHE_MAX_FILES"
-DEFAULT_MAX_CACHE_FILES = 1_000
-"""Caller cache files kept (the least recently used go); each is a few tens of kB."""
-
-
-class Credential:
-    """A caller's credential as presented on one request; its repr never shows it.
-
-    Only ``x-api-key`` and ``Authorization: Bearer`` credentials can read the Models
-    API on a caller's behalf (what SDKs send: 0.x ``x-api-key``, 2.x either).
-    """
-
-    __slots__ = ("_bearer", "_value")
-
-    def __init__(self, value: str, *, bearer: bool) -> None:
-        self._value = value
-        self._bearer = bearer
-
-    def digest(self, key: bytes) -> str:
-        """The keyed hash of the credential under `key` (BLAKE2b in keyed mode, a MAC), hex.
-
-        BLAKE2b's keyed mode is one C call (~1 µs, against ~5 µs for HMAC-SHA256 from
-        Python), and this runs for every request. The header the credential came in is
-        left out: one key is one caller whether an SDK sends it as ``x-api-key`` or as a
-        bearer token (a fetch uses the header it came in).
-        """
-        value = self._value.encode("latin-1")
-        return hashlib.blake2b(value, key=key, digest_size=32).hexdigest()
-
-    def fetcher_credentials(self) -> tuple[str, str]:
-        """``(api_key, auth_token)`` for a fetcher; the unused one is "", never `None`,
-        so the fetcher can't fall back to ``ANTHROPIC_*`` variables."""
-        if self._bearer:
-            return "", self._value
-        return self._value, ""
-
-    def __repr__(self) -> str:
-        return f"<credential {'bearer' if self._bearer else 'x-api-key'}>"
-
-
-def presented_credential(headers: Headers) -> Credential | None:
-    """The credential a request carries (``x-api-key`` first, else a bearer token)."""
-    bearer: Credential | None = None
-    for name, value in headers:
-        if name == b"x-api-key":
-            text = value.strip().decode("latin-1")
-            return Credential(text, bearer=False) if text else None
-        if name == b"authorization":
-            scheme, _, token = value.strip().partition(b" ")
-            if scheme.lower() == b"bearer" and token.strip():
-                bearer = Credential(token.strip().decode("latin-1"), bearer=True)
-    return bearer
-
-
-class _Lease:
-    """A credential lent for one block; emptied when the block ends."""
-
-    __slots__ = ("credential",)
-
-    def __init__(self, credential: Credential | None) -> None:
-        self.credential = credential
-
-
-_LENT: ContextVar[_Lease | None] = ContextVar("caproute_proxy_credential", default=None)
-
-
-@contextlib.contextmanager
-def lend(credential: Credential | None) -> Iterator[None]:
-    """Make `credential` available to refreshes the routing flow asks for, for this block.
-
-    The context variable holds a lease that is emptied on the way out, not the
-    credential itself: event loops keep a copy of the context current when a
-    connection was opened (for its callbacks), and a pooled upstream connection
-    outlives the request that opened it.
-    """
-    lease = _Lease(credential)
-    token = _LENT.set(lease)
-    try:
-        yield
-    finally:
-        lease.credential = None
-        _LENT.reset(token)
-
-
-def _lent() -> Credential | None:
-    lease = _LENT.get()
-    return None if lease is None else lease.credential
-
-
-def hmac_key(cache_dir: Path | None) -> bytes:
-    """The key digests are made with: kept in `cache_dir` (0600) when there is one."""
-    if cache_dir is None:
-        return secrets.token_bytes(32)
-    from .._registry.snapshot import cache_key
-
-    return cache_key(cache_dir)
-
-
-# -- routers over one registry source -------------------------------------------------------
-
-
-def forced_policy(policy: Policy, route: str) -> Policy:
-    """`policy` with only route `route`, matching every request (``caproute-route: NAME``).
-
-    Raises:
-        KeyError: The policy has no route of that name.
-    """
-    for candidate in policy.routes:
-        if candidate.name == route:
-            from .._core.policy import Match
-
-            return policy.model_copy(
-                update={"routes": (candidate.model_copy(update={"match": Match()}),)}
-            )
-    raise KeyError(route)
-
-
-class RouterSet:
-    """A `LiveRouter` and its routing transport, plus per-route variants made on demand.
-
-    Args:
-        source: What the routers read the registry from (a `Registry` or a fetcher).
-        inner: The transport doing the upstream IO (shared by every router).
-        policy: The policy in force.
-        logger: Where the routers log (the proxy's access line already reports each
-            decision, so their INFO lines are silenced there).
-        on_decision: Hook receiving every decision.
-    """
-
-    def __init__(
-        self,
-        source: Any,
-        *,
-        inner: httpx2.AsyncBaseTransport,
-        policy: Policy,
-        logger: logging.Logger,
-        on_decision: DecisionHook,
-    ) -> None:
-        self._inner = inner
-        self.router = LiveRouter(source, policy=policy, logger=logger, on_decision=on_decision)
-        self.transport = AsyncRoutingTransport(inner, router=self.router)
-        self._variants: dict[str, AsyncRoutingTransport] = {}
-
-    def set_policy(self, policy: Policy) -> None:
-        """Put a new policy in force (variants are rebuilt on next use)."""
-        self.router.set_policy(policy)
-        self._variants = {}
-
-    def for_route(self, route: str) -> AsyncRoutingTransport:
-        """The transport that routes every request with policy route `route`.
-
-        Raises:
-            KeyError: No such route.
-        """
-        transport = self._variants.get(route)
-        if transport is None:
-            # Same source and memory: what a variant learns, every route knows.
-            router = self.router.with_policy(forced_policy(self.router.policy, route))
-            transport = self._variants[route] = AsyncRoutingTransport(self._inner, router=router)
-        return transport
-
 
 # -- one caller ------------------------------------------------------------------------------
-
-
-class _LentCredentials(Credentials):
-    """The credentials of a per-caller fetcher: none of its own, only the one the current
-    request lent (`lend`) when its digest is the caller's."""
-
-    __slots__ = ("_digest", "_key")
-
-    def __init__(self, digest: str, key: bytes) -> None:
-        super().__init__(None, None)
-        self._digest, self._key = digest, key
-
-    def _matching(self) -> Credential | None:
-        credential = _lent()
-        if credential is None or credential.digest(self._key) != self._digest:
-            return None
-        return credential
-
-    @property
-    def present(self) -> bool:
-        return self._matching() is not None
-
-    def for_fetch(self) -> Credentials:
-        """The lent credential, held by the fetch (or look-up) starting now until it ends."""
-        credential = self._matching()
-        return (
-            Credentials(*credential.fetcher_credentials())
-            if credential
-            else Credentials(None, None)
-        )
 
 
 class CallerRegistry(AsyncRegistryFetcher):
@@ -305,7 +123,7 @@ class CallerRegistry(AsyncRegistryFetcher):
             clock=owner.clock,
             wall_clock=owner.wall_clock,
         )
-        self._credentials = _LentCredentials(digest, owner.key)
+        self._credentials = LentCredentials(digest, owner.key)
         self.digest = digest
         self._owner = owner
         self._cache_checked = owner.cache_dir is None
@@ -513,44 +331,6 @@ class CallerRegistry(AsyncRegistryFetcher):
             self._flight.cancel()
 
 
-def _max_cache_files() -> int:
-    raw = os.environ.get(CACHE_FILES_SETTING, "").strip()
-    if not raw:
-        return DEFAULT_MAX_CACHE_FILES
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ConfigError(f"{CACHE_FILES_SETTING} must be a positive integer, not {raw!r}")
-    return value
-
-
-def prune_cache_dir(directory: Path, max_files: int, *, keep: Path) -> int:
-    """Remove the least recently used caller cache files beyond `max_files` (never
-    `keep`, the one just written); the modification time is the last use (a read
-    touches it). Best effort; returns how many went."""
-    files: list[tuple[float, str, Path]] = []
-    try:
-        with os.scandir(directory) as scan:
-            for item in scan:
-                if item.name.startswith("registry-") and item.name.endswith(".json"):
-                    with contextlib.suppress(OSError):
-                        files.append((item.stat().st_mtime, item.name, Path(item.path)))
-    except OSError:
-        return 0
-    if len(files) <= max_files:
-        return 0
-    files.sort()
-    removed = 0
-    for _mtime, _name, path in files[: len(files) - max_files]:
-        if path != keep:
-            with contextlib.suppress(OSError):
-                path.unlink()
-                removed += 1
-    return removed
-
-
 async def _wait_for_flight(flight: asyncio.Task[Any], timeout: float) -> None:
     """Wait for a caller's fetch at most `timeout` seconds, whatever becomes of it.
 
@@ -639,7 +419,7 @@ class CallerRegistries:
         self._on_fetch = on_fetch
         self.clock = clock
         self.wall_clock = wall_clock
-        self.max_cache_files = max_cache_files or _max_cache_files()
+        self.max_cache_files = max_cache_files or _caller_cache.configured_max_files()
         self.key = hmac_key(cache_dir)
         self._entries: OrderedDict[str, CallerRegistry] = OrderedDict()
         self._denied: OrderedDict[str, tuple[str, float]] = OrderedDict()
@@ -790,56 +570,14 @@ class CallerRegistries:
         """Report one fetch's result (metrics)."""
         self._on_fetch(result)
 
-    # -- the disk cache ----------------------------------------------------------------------
-
-    def _cache_file(self, digest: str) -> Path:
-        assert self.cache_dir is not None
-        return self.cache_dir / f"registry-{digest[:32]}.json"
-
     def read_cache(self, digest: str) -> Registry | None:
         """The caller's cached registry, if a readable one exists (runs in a thread)."""
-        if self.cache_dir is None:
-            return None
-        from .._exceptions import SnapshotError
-        from .._registry.snapshot import load_snapshot
-
-        path = self._cache_file(digest)
-        if not path.is_file():
-            return None
-        try:
-            registry = load_snapshot(path)
-        except SnapshotError as exc:
-            logger.warning("ignoring a caller registry cache file: %s", exc)
-            return None
-        with contextlib.suppress(OSError):
-            os.utime(path)  # used now: the modification time orders the LRU pruning
-        source = registry.source
-        return registry.with_source(
-            RegistrySource(
-                "cache",
-                fetched_at=source.fetched_at,
-                location=str(path),
-                describes=source.describes,
-            )
-        )
+        return None if self.cache_dir is None else _caller_cache.read_cache(self.cache_dir, digest)
 
     def write_cache(self, digest: str, registry: Registry) -> None:
-        """Write the caller's registry to its cache file (0600, atomically; runs in a thread)."""
-        if self.cache_dir is None:
-            return
-        from .._exceptions import SnapshotError
-        from .._registry.snapshot import save_snapshot
-
-        path = self._cache_file(digest)
-        new = not path.exists()
-        try:
-            # save_snapshot writes a mkstemp file (mode 0600) and renames it into place.
-            save_snapshot(registry, path)
-        except SnapshotError as exc:
-            logger.warning("could not write a caller registry cache file: %s", exc)
-            return
-        if new:
-            prune_cache_dir(self.cache_dir, self.max_cache_files, keep=path)
+        """Write the caller's registry to its cache file (runs in a thread)."""
+        if self.cache_dir is not None:
+            _caller_cache.write_cache(self.cache_dir, digest, registry, self.max_cache_files)
 
     async def aclose(self) -> None:
         """Cancel fetches under way and close the Models API client."""
