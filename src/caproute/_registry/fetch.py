@@ -44,7 +44,6 @@ from .._types import JSONObject, Sleep
 from .fetch_async import AsyncRegistryFetcher
 from .fetch_state import FAILURE_BACKOFF, Credentials, FetcherBase, FetcherOptions
 from .models_api import (
-    RetryableAnswer,
     backoff,
     error_from_answer,
     list_params,
@@ -304,12 +303,9 @@ class RegistryFetcher(FetcherBase):
             response = client.get(url, params=query, headers=headers)
             return read_answer(response, secrets)
 
-        try:
-            return tenacity.Retrying(sleep=self._sleep, **self._retry_policy(deadline))(attempt)
-        except RetryableAnswer as answer:
-            raise self._kept_failing(answer) from answer.error
-        except httpx2.TransportError as exc:
-            raise self._unreachable(exc) from exc
+        with self._explained():
+            body = tenacity.Retrying(sleep=self._sleep, **self._retry_policy(deadline))(attempt)
+        return body
 
     @contextlib.contextmanager
     def _session(self) -> Iterator[httpx2.Client]:

@@ -22,7 +22,7 @@ from .._core.registry import LearnedFact, ModelInfo, Registry
 from .._exceptions import RegistryHTTPError, RegistryUnavailableError
 from .._types import AsyncSleep, JSONObject
 from .fetch_state import Credentials, FetcherBase, FetcherOptions
-from .models_api import RetryableAnswer, model_info, read_answer
+from .models_api import model_info, read_answer
 
 __all__ = ["AsyncRegistryFetcher"]
 
@@ -207,12 +207,9 @@ class AsyncRegistryFetcher(FetcherBase):
             return read_answer(response, secrets)
 
         retrying = tenacity.AsyncRetrying(sleep=self._sleep, **self._retry_policy(deadline))
-        try:
-            return await retrying(attempt)
-        except RetryableAnswer as answer:
-            raise self._kept_failing(answer) from answer.error
-        except httpx2.TransportError as exc:
-            raise self._unreachable(exc) from exc
+        with self._explained():
+            body: JSONObject = await retrying(attempt)
+        return body
 
     @contextlib.asynccontextmanager
     async def _session(self) -> AsyncIterator[httpx2.AsyncClient]:

@@ -8,11 +8,12 @@ The drivers are `caproute._registry.fetch.RegistryFetcher` (threads) and
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypedDict
 from urllib.parse import quote
@@ -303,17 +304,20 @@ class FetcherBase:
             "reraise": True,
         }
 
-    def _kept_failing(self, answer: RetryableAnswer) -> RegistryUnavailableError:
-        """The error once retries of a failing answer are used up."""
-        return RegistryUnavailableError(
-            f"the Models API at {self.base_url} kept failing: {answer.error}"
-        )
-
-    def _unreachable(self, exc: httpx2.TransportError) -> RegistryUnavailableError:
-        """The error once retries of a connect/read failure are used up."""
-        return RegistryUnavailableError(
-            f"cannot reach the Models API at {self.base_url}: {describe_failure(exc)}"
-        )
+    @contextlib.contextmanager
+    def _explained(self) -> Iterator[None]:
+        """Around the retried requests of one operation: what retrying gave up on (a
+        failing answer, a connect/read failure) becomes the error it means."""
+        try:
+            yield
+        except RetryableAnswer as answer:
+            raise RegistryUnavailableError(
+                f"the Models API at {self.base_url} kept failing: {answer.error}"
+            ) from answer.error
+        except httpx2.TransportError as exc:
+            raise RegistryUnavailableError(
+                f"cannot reach the Models API at {self.base_url}: {describe_failure(exc)}"
+            ) from exc
 
     def _accept_live(self, registry: Registry) -> Registry:
         """Adopt a fetched registry, keeping what was known before.

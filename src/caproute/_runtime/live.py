@@ -249,7 +249,8 @@ class LiveRouter:
 
     def _view_of(self, source: Registry) -> View:
         memory = self._memory
-        memory.prune(self._wall, self._clock)
+        if memory.facts or memory.cooling or memory.accounts:  # else nothing can expire
+            memory.prune(self._wall, self._clock)
         engine = self._engine
         if (
             engine is None
