@@ -28,6 +28,7 @@ API are scrubbed of it too, in case a proxy echoes it back).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -42,7 +43,7 @@ from .._core.registry import LearnedFact, ModelInfo, Registry
 from .._exceptions import RegistryHTTPError
 from .._types import JSONObject, Sleep
 from .fetch_async import AsyncRegistryFetcher
-from .fetch_state import FAILURE_BACKOFF, Credentials, FetcherBase, FetcherOptions
+from .fetch_state import FAILURE_BACKOFF, Credentials, FetcherBase, FetcherOptions, Get
 from .models_api import (
     backoff,
     error_from_answer,
@@ -222,7 +223,8 @@ class RegistryFetcher(FetcherBase):
             with self._session() as client:
                 url = self._retrieve_url(model)
                 credentials = self._credentials.for_fetch()
-                body = self._send(client, url, None, self._deadline(max_wait), credentials)
+                get = self._get(url, None, credentials)
+                body = self._send(client, get, self._deadline(max_wait))
         except RegistryHTTPError as exc:
             if exc.status_code != 404:
                 raise
@@ -261,7 +263,7 @@ class RegistryFetcher(FetcherBase):
     def _fly(self, flight: Future[Registry]) -> None:
         """Run one fetch and publish its outcome to everyone waiting on `flight`."""
         try:
-            registry = self._fetch_all()
+            registry = self._fetch_all(self._credentials.for_fetch())
         except BaseException as exc:
             with self._lock:
                 self._flight = None
@@ -278,30 +280,19 @@ class RegistryFetcher(FetcherBase):
         flight.set_result(registry)
         self._persist(registry)
 
-    def _fetch_all(self) -> Registry:
+    def _fetch_all(self, credentials: Credentials) -> Registry:
         deadline, pages = self._deadline(), self._pages()
-        credentials, url = self._credentials.for_fetch(), self._list_url
+        get = functools.partial(self._get, self._list_url, credentials=credentials)
         with self._session() as client:  # one connection for every page
-            while pages.feed(self._send(client, url, pages.query, deadline, credentials)):
+            while pages.feed(self._send(client, get(pages.query), deadline)):
                 pass
         return pages.result()
 
-    def _send(
-        self,
-        client: httpx2.Client,
-        url: str,
-        params: list[tuple[str, str]] | None,
-        deadline: float,
-        credentials: Credentials,
-    ) -> JSONObject:
-        secrets = credentials.secrets()
-        query = httpx2.QueryParams(tuple(params)) if params else None
-
+    def _send(self, client: httpx2.Client, get: Get, deadline: float) -> JSONObject:
         def attempt() -> JSONObject:
-            logger.debug("GET %s %s", url, params or "")
-            headers = self._request_headers(credentials)
-            response = client.get(url, params=query, headers=headers)
-            return read_answer(response, secrets)
+            logger.debug("GET %s %s", get.url, get.query or "")
+            response = client.get(get.url, params=get.query, headers=get.headers)
+            return read_answer(response, get.secrets)
 
         with self._explained():
             body = tenacity.Retrying(sleep=self._sleep, **self._retry_policy(deadline))(attempt)

@@ -21,7 +21,7 @@ import tenacity
 from .._core.registry import LearnedFact, ModelInfo, Registry
 from .._exceptions import RegistryHTTPError, RegistryUnavailableError
 from .._types import AsyncSleep, JSONObject
-from .fetch_state import Credentials, FetcherBase, FetcherOptions
+from .fetch_state import Credentials, FetcherBase, FetcherOptions, Get
 from .models_api import model_info, read_answer
 
 __all__ = ["AsyncRegistryFetcher"]
@@ -118,7 +118,8 @@ class AsyncRegistryFetcher(FetcherBase):
         try:
             async with self._session() as client:
                 url, credentials = self._retrieve_url(model), self._credentials.for_fetch()
-                body = await self._send(client, url, None, self._deadline(max_wait), credentials)
+                get = self._get(url, None, credentials)
+                body = await self._send(client, get, self._deadline(max_wait))
         except RegistryHTTPError as exc:
             if exc.status_code != 404:
                 raise
@@ -183,28 +184,17 @@ class AsyncRegistryFetcher(FetcherBase):
 
     async def _fetch_all(self, credentials: Credentials) -> Registry:
         deadline, pages = self._deadline(), self._pages()
+        get = functools.partial(self._get, self._list_url, credentials=credentials)
         async with self._session() as client:  # one connection for every page
-            url = self._list_url
-            while pages.feed(await self._send(client, url, pages.query, deadline, credentials)):
+            while pages.feed(await self._send(client, get(pages.query), deadline)):
                 pass
         return pages.result()
 
-    async def _send(
-        self,
-        client: httpx2.AsyncClient,
-        url: str,
-        params: list[tuple[str, str]] | None,
-        deadline: float,
-        credentials: Credentials,
-    ) -> JSONObject:
-        secrets = credentials.secrets()
-        query = httpx2.QueryParams(tuple(params)) if params else None
-
+    async def _send(self, client: httpx2.AsyncClient, get: Get, deadline: float) -> JSONObject:
         async def attempt() -> JSONObject:
-            logger.debug("GET %s %s", url, params or "")
-            headers = self._request_headers(credentials)
-            response = await client.get(url, params=query, headers=headers)
-            return read_answer(response, secrets)
+            logger.debug("GET %s %s", get.url, get.query or "")
+            response = await client.get(get.url, params=get.query, headers=get.headers)
+            return read_answer(response, get.secrets)
 
         retrying = tenacity.AsyncRetrying(sleep=self._sleep, **self._retry_policy(deadline))
         with self._explained():

@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, NamedTuple, TypedDict
 from urllib.parse import quote
 
 import cachetools
@@ -48,7 +48,7 @@ from .snapshot import (
 )
 from .snapshot import LIMITS_SETTING as SNAPSHOT_LIMITS_SETTING
 
-__all__ = ["FetcherBase", "FetcherOptions", "Pages"]
+__all__ = ["FetcherBase", "FetcherOptions", "Get", "Pages"]
 
 logger = logging.getLogger("caproute.registry")
 
@@ -258,8 +258,11 @@ class FetcherBase:
                 "no API key: set ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN), or pass api_key="
             )
 
-    def _request_headers(self, credentials: Credentials) -> dict[str, str]:
-        return {**self._headers, **credentials.headers()}
+    def _get(self, url: str, params: list[tuple[str, str]] | None, credentials: Credentials) -> Get:
+        """One ``GET`` as every attempt sends it."""
+        query = httpx2.QueryParams(tuple(params)) if params else None
+        headers = {**self._headers, **credentials.headers()}
+        return Get(url, query, headers, credentials.secrets())
 
     def _source(self) -> RegistrySource:
         return RegistrySource("live", fetched_at=self._wall_clock(), location=self.base_url)
@@ -474,6 +477,18 @@ class FetcherOptions(TypedDict, total=False):
     clock: Clock
     wall_clock: Clock
     jitter: Callable[[], float]
+
+
+class Get(NamedTuple):
+    """One Models API ``GET``: where, with what, and what to mask in its answers."""
+
+    url: str
+    query: httpx2.QueryParams | None
+    headers: dict[str, str]
+    secrets: tuple[str, ...]
+
+    def __repr__(self) -> str:  # the headers hold the credential
+        return f"Get({self.url!r}, {self.query!r})"
 
 
 class Pages:
