@@ -91,12 +91,14 @@ class LiveRouter:
     answers, and report every decision.
 
     Args:
-        registry: A fixed `Registry`, or a `RegistryFetcher` / `AsyncRegistryFetcher`
-            from `caproute._registry.fetch` (read with ``current()``, which never blocks once
-            data exists). Default: a `RegistryFetcher` when ``ANTHROPIC_API_KEY`` or
-            ``ANTHROPIC_AUTH_TOKEN`` is set (it starts from the offline data and
-            refreshes in the background), else `caproute._registry.snapshot.initial_registry()`
-            (user cache, else the embedded snapshot) and no live refresh.
+        registry: A fixed `Registry`, or a registry source: a `RegistryFetcher`, an
+            `AsyncRegistryFetcher` or another `SyncSource` / `AsyncSource`
+            (`caproute._registry.source`; read with ``current()``, which never blocks
+            once data exists; sync or async is decided here, once). Default: a
+            `RegistryFetcher` when ``ANTHROPIC_API_KEY`` or ``ANTHROPIC_AUTH_TOKEN`` is
+            set (it starts from the offline data and refreshes in the background), else
+            `caproute._registry.snapshot.initial_registry()` (user cache, else the
+            embedded snapshot) and no live refresh.
         policy: A `Policy`, a policy file path, or `None` for the defaults.
         fetcher: Same as passing a fetcher as `registry` (use one or the other).
         on_decision: A callable, or several, receiving every `Decision`. A hook that
