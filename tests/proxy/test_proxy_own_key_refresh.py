@@ -14,7 +14,7 @@ def test_a_stale_registry_400_makes_the_proxy_refetch_and_reroute(
     fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The fetcher starts at most one background refresh per 10 s; the test can't wait.
-    monkeypatch.setattr("caproute._registry.fetch.MIN_BACKGROUND_INTERVAL", 0.0)
+    monkeypatch.setattr("caproute._registry.fetch_state.MIN_BACKGROUND_INTERVAL", 0.0)
     efforts = ["effort", "effort.low", "effort.medium", "effort.high"]
     fake.update_model("claude-sonnet-4-6", supported=efforts)  # what the proxy will read
     running = start_proxy(fake, api_key=API_KEY, require_token="local-token")

@@ -16,7 +16,7 @@ from caproute import LiveRouter, Policy, Registry, RegistrySource, Support
 from caproute._core.decision import Decision
 from caproute._core.flow import MarkOverloaded, MarkRetired, Refresh, Resolve, fallback_statuses
 from caproute._registry.fetch import AsyncRegistryFetcher, RegistryFetcher
-from caproute._runtime.live import MAX_NAMES_ASKED, RESOLVE_INTERVAL_S
+from caproute._runtime.memory import MAX_NAMES_ASKED, RESOLVE_INTERVAL_S
 from caproute.testing import FakeAnthropic, make_model
 
 
@@ -362,35 +362,25 @@ async def test_an_async_fetcher_is_only_ever_awaited() -> None:
     assert router.route(EFFORT_MAX).decision.outcome == "adjusted"
 
 
-class _HiddenAsyncFetcher:
-    """`current` is a plain method returning a coroutine: it looks sync."""
+class _MinimalSyncSource:
+    """A source written before the interface: ``current`` and ``refresh`` only."""
 
-    def __init__(self, registry: Registry) -> None:
-        self.inner = _AsyncStubFetcher(registry)
+    def current(self) -> Registry:
+        return REGISTRY
 
-    def current(self) -> Any:
-        return self.inner.current()
-
-    def refresh(self) -> Any:
-        return self.inner.refresh()
+    def refresh(self) -> Registry:
+        return REGISTRY
 
 
-@pytest.mark.anyio
-async def test_a_fetcher_hiding_a_coroutine_is_never_used_as_a_registry(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    router = LiveRouter(_HiddenAsyncFetcher(REGISTRY))
-    registry = router.registry
-    assert isinstance(registry, Registry)  # the offline data, not a coroutine
-    assert "treating it as an async fetcher" in caplog.text
-    assert (await router.aview()).engine.registry is REGISTRY
-    assert router.route(EFFORT_MAX).decision.outcome == "adjusted"
-
-
-@pytest.mark.anyio
-async def test_aview_detects_a_hidden_async_fetcher_on_first_use() -> None:
-    router = LiveRouter(_HiddenAsyncFetcher(REGISTRY))
-    assert (await router.aview()).engine.registry is REGISTRY
+def test_a_minimal_source_gets_the_operations_it_lacks_as_ones_that_do_nothing() -> None:
+    router = LiveRouter(_MinimalSyncSource())
+    view = router.view()
+    assert view.engine.registry is REGISTRY
+    assert not view.can_resolve  # no `retrieve`: the flow never asks to resolve
+    assert not view.can_wait  # no `may_go_live`: never waits for a first fetch
+    router.carry_out(Refresh("cold start"))  # no `wait_live`: returns at once
+    assert router.look_up("claude-unknown-9", max_wait=1) is False
+    router.learn("claude-small-1", "parameters.top_k", False, "test")  # nothing to save
 
 
 class _SlowSyncFetcher:
@@ -427,27 +417,6 @@ async def test_arefresh_runs_a_blocking_sync_refresh_in_a_worker_thread() -> Non
     assert fetcher.refresh_thread is not None
     assert fetcher.refresh_thread != threading.get_ident()
     assert ticks >= 5  # the event loop kept running during the 0.2 s refresh
-
-
-class _MixedFetcher:
-    """A sync ``current`` with an async ``refresh`` (the proxy's old ThreadedFetcher)."""
-
-    def __init__(self) -> None:
-        self.refreshed = 0
-
-    def current(self) -> Registry:
-        return REGISTRY
-
-    async def refresh(self) -> Registry:
-        self.refreshed += 1
-        return REGISTRY
-
-
-@pytest.mark.anyio
-async def test_arefresh_awaits_an_async_refresh_on_a_sync_looking_fetcher() -> None:
-    fetcher = _MixedFetcher()
-    assert await LiveRouter(fetcher).arefresh() is True
-    assert fetcher.refreshed == 1  # awaited, not a coroutine left behind
 
 
 def test_cold_start_waits_for_the_first_live_fetch(fake: FakeAnthropic) -> None:

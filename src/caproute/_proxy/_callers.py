@@ -19,18 +19,20 @@ only where the request already has it:
   that would need the credential later.
 * The request **lends** its credential for its own lifetime (`lend`, a context
   variable reset when the request ends); the routing flow's refresh reads it from
-  there. A background refresh takes the credential as an argument of its task and
-  builds a short-lived `AsyncRegistryFetcher` with it; both are dropped the moment
-  the fetch ends. So the credential is held exactly while a request carrying it, or
-  a fetch made for it, is under way.
+  there. Each caller's `CallerRegistry` is an `AsyncRegistryFetcher` holding no
+  credential (`LentCredentials`): a fetch or look-up takes the lent one when it starts
+  and drops it when it ends, its task running in a context of its own. So the
+  credential is held exactly while a request carrying it, or a fetch made for it, is
+  under way.
 
-Everything else follows the library's fetcher rules: single-flight per caller, a TTL
-with stale-while-revalidate, a back-off after a failure, an LRU bound on callers
-(``max_registries``), and optionally a disk cache (one 0600 file per digest in a
-0700 directory, at most ``CAPROUTE_CALLER_CACHE_MAX_FILES`` files: the least recently
-used go). A caller whose key cannot read ``/v1/models`` (401/403) is routed on
-the shared registry (``--snapshot``, else the offline lineup) and its decisions say
-so in their ``registry_source``; it is asked again after `DENIED_RETRY` seconds.
+Everything else is the library's fetcher: single-flight per caller, a TTL with
+stale-while-revalidate, the back-off after a failure, the background refresh rate
+limit; plus an LRU bound on callers (``max_registries``), and optionally a disk cache
+(`caproute._proxy._caller_cache`: one 0600 file per digest in a 0700 directory, the
+least recently used going first). A caller whose key cannot read ``/v1/models``
+(401/403) is routed on the shared registry (``--snapshot``, else the offline lineup)
+and its decisions say so in their ``registry_source``; it is asked again after
+`DENIED_RETRY` seconds.
 
 **Bad keys don't compete with good ones.** A refused key leaves the map of callers
 for a compact list of refused digests (bounded, LRU) and is routed through one shared
@@ -49,19 +51,15 @@ is random per process. Either way a digest can't be linked to a key without it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
 import logging
-import os
-import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
-from contextvars import Context, ContextVar
+from collections.abc import Callable, Sequence
+from contextvars import Context
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx2
 
@@ -70,203 +68,67 @@ from .._core.model_info import ModelInfo
 from .._core.policy import Policy
 from .._core.registry import Registry
 from .._core.registry_source import RegistrySource
-from .._exceptions import ConfigError, RegistryHTTPError, RegistryUnavailableError
-from .._http.transports import AsyncRoutingTransport
-from .._runtime.live import DecisionHook, LiveRouter
-from ._headers import Headers
+from .._exceptions import RegistryError, RegistryHTTPError, RegistryUnavailableError
+from .._registry.fetch_async import AsyncRegistryFetcher, TrioFlight
+from .._runtime.live import DecisionHook
+from . import _caller_cache
+from ._credentials import Credential, LentCredentials, hmac_key, lend, presented_credential
+from ._routers import RouterSet
 
-if TYPE_CHECKING:
-    from .._registry.fetch import AsyncRegistryFetcher
+__all__ = [
+    "CallerRegistries",
+    "CallerRegistry",
+    "CallersHealth",
+    "Credential",
+    "RouterSet",
+    "hmac_key",
+    "lend",
+    "presented_credential",
+]
 
 logger = logging.getLogger("caproute.proxy")
 
 DENIED_RETRY = 600.0
 """Seconds before a credential that could not list models (401/403) is asked again."""
-FAILURE_BACKOFF = 30.0
-"""Seconds before a caller's failed fetch is tried again (its data meanwhile: the last held)."""
 FETCH_TIMEOUT = 10.0
 """Seconds per Models API request of one fetch."""
 MAX_FETCH_TIME = 20.0
 """Bound on one fetch, retries included."""
-MIN_REFRESH_INTERVAL = 10.0
-"""Seconds between two refreshes the routing flow asks for (after learning from a 400)."""
-
-CACHE_FILES_SETTING = "CAPROUTE_CALLER_CACHE_MAX_FILES"
-DEFAULT_MAX_CACHE_FILES = 1_000
-"""Caller cache files kept (the least recently used go); each is a few tens of kB."""
-
-
-class Credential:
-    """A caller's credential as presented on one request; its repr never shows it.
-
-    Only ``x-api-key`` and ``Authorization: Bearer`` credentials can read the Models
-    API on a caller's behalf (what SDKs send: 0.x ``x-api-key``, 2.x either).
-    """
-
-    __slots__ = ("_bearer", "_value")
-
-    def __init__(self, value: str, *, bearer: bool) -> None:
-        self._value = value
-        self._bearer = bearer
-
-    def digest(self, key: bytes) -> str:
-        """The keyed hash of the credential under `key` (BLAKE2b in keyed mode, a MAC), hex.
-
-        BLAKE2b's keyed mode is one C call (~1 µs, against ~5 µs for HMAC-SHA256 from
-        Python), and this runs for every request. The header the credential came in is
-        left out: one key is one caller whether an SDK sends it as ``x-api-key`` or as a
-        bearer token (a fetch uses the header it came in).
-        """
-        value = self._value.encode("latin-1")
-        return hashlib.blake2b(value, key=key, digest_size=32).hexdigest()
-
-    def fetcher_credentials(self) -> tuple[str, str]:
-        """``(api_key, auth_token)`` for a fetcher; the unused one is "", never `None`,
-        so the fetcher can't fall back to ``ANTHROPIC_*`` variables."""
-        if self._bearer:
-            return "", self._value
-        return self._value, ""
-
-    def __repr__(self) -> str:
-        return f"<credential {'bearer' if self._bearer else 'x-api-key'}>"
-
-
-def presented_credential(headers: Headers) -> Credential | None:
-    """The credential a request carries (``x-api-key`` first, else a bearer token)."""
-    bearer: Credential | None = None
-    for name, value in headers:
-        if name == b"x-api-key":
-            text = value.strip().decode("latin-1")
-            return Credential(text, bearer=False) if text else None
-        if name == b"authorization":
-            scheme, _, token = value.strip().partition(b" ")
-            if scheme.lower() == b"bearer" and token.strip():
-                bearer = Credential(token.strip().decode("latin-1"), bearer=True)
-    return bearer
-
-
-class _Lease:
-    """A credential lent for one block; emptied when the block ends."""
-
-    __slots__ = ("credential",)
-
-    def __init__(self, credential: Credential | None) -> None:
-        self.credential = credential
-
-
-_LENT: ContextVar[_Lease | None] = ContextVar("caproute_proxy_credential", default=None)
-
-
-@contextlib.contextmanager
-def lend(credential: Credential | None) -> Iterator[None]:
-    """Make `credential` available to refreshes the routing flow asks for, for this block.
-
-    The context variable holds a lease that is emptied on the way out, not the
-    credential itself: event loops keep a copy of the context current when a
-    connection was opened (for its callbacks), and a pooled upstream connection
-    outlives the request that opened it.
-    """
-    lease = _Lease(credential)
-    token = _LENT.set(lease)
-    try:
-        yield
-    finally:
-        lease.credential = None
-        _LENT.reset(token)
-
-
-def _lent() -> Credential | None:
-    lease = _LENT.get()
-    return None if lease is None else lease.credential
-
-
-def hmac_key(cache_dir: Path | None) -> bytes:
-    """The key digests are made with: kept in `cache_dir` (0600) when there is one."""
-    if cache_dir is None:
-        return secrets.token_bytes(32)
-    from .._registry.snapshot import cache_key
-
-    return cache_key(cache_dir)
-
-
-# -- routers over one registry source -------------------------------------------------------
-
-
-def forced_policy(policy: Policy, route: str) -> Policy:
-    """`policy` with only route `route`, matching every request (``caproute-route: NAME``).
-
-    Raises:
-        KeyError: The policy has no route of that name.
-    """
-    for candidate in policy.routes:
-        if candidate.name == route:
-            from .._core.policy import Match
-
-            return policy.model_copy(
-                update={"routes": (candidate.model_copy(update={"match": Match()}),)}
-            )
-    raise KeyError(route)
-
-
-class RouterSet:
-    """A `LiveRouter` and its routing transport, plus per-route variants made on demand.
-
-    Args:
-        source: What the routers read the registry from (a `Registry` or a fetcher).
-        inner: The transport doing the upstream IO (shared by every router).
-        policy: The policy in force.
-        logger: Where the routers log (the proxy's access line already reports each
-            decision, so their INFO lines are silenced there).
-        on_decision: Hook receiving every decision.
-    """
-
-    def __init__(
-        self,
-        source: Any,
-        *,
-        inner: httpx2.AsyncBaseTransport,
-        policy: Policy,
-        logger: logging.Logger,
-        on_decision: DecisionHook,
-    ) -> None:
-        self._inner = inner
-        self.router = LiveRouter(source, policy=policy, logger=logger, on_decision=on_decision)
-        self.transport = AsyncRoutingTransport(inner, router=self.router)
-        self._variants: dict[str, AsyncRoutingTransport] = {}
-
-    def set_policy(self, policy: Policy) -> None:
-        """Put a new policy in force (variants are rebuilt on next use)."""
-        self.router.set_policy(policy)
-        self._variants = {}
-
-    def for_route(self, route: str) -> AsyncRoutingTransport:
-        """The transport that routes every request with policy route `route`.
-
-        Raises:
-            KeyError: No such route.
-        """
-        transport = self._variants.get(route)
-        if transport is None:
-            # Same source and memory: what a variant learns, every route knows.
-            router = self.router.with_policy(forced_policy(self.router.policy, route))
-            transport = self._variants[route] = AsyncRoutingTransport(self._inner, router=router)
-        return transport
 
 
 # -- one caller ------------------------------------------------------------------------------
 
 
-class CallerRegistry:
-    """One caller's registry (an async fetcher for `LiveRouter`) and its routers.
+class CallerRegistry(AsyncRegistryFetcher):
+    """One caller's registry: an `AsyncRegistryFetcher` reading the configured upstream
+    with the credential each request lends (it holds none), and the caller's routers.
+
+    The fetcher's rules apply as they are: one fetch at a time (single-flight), the
+    TTL (``ttl``), the back-off after a failure, the background refresh rate limit, and
+    models or aliases a look-up found kept across fetches. What a caller adds: data of
+    its own or the shared registry (annotated) until there is some, the disk cache per
+    digest, a refused credential (401/403) leaving the map of callers, and metrics.
 
     Built and owned by `CallerRegistries`; everything runs on the server's event loop.
     """
 
     def __init__(self, digest: str, owner: CallerRegistries) -> None:
+        super().__init__(
+            api_key="",
+            auth_token="",
+            base_url=owner.upstream,
+            client=owner.client,
+            ttl=owner.ttl,
+            cache_file=owner.cache_dir is not None,
+            timeout=FETCH_TIMEOUT,
+            max_retry_time=MAX_FETCH_TIME,
+            max_attempts=3,
+            clock=owner.clock,
+            wall_clock=owner.wall_clock,
+        )
+        self._credentials = LentCredentials(digest, owner.key)
         self.digest = digest
         self._owner = owner
-        self._live: Registry | None = None
-        self._flight: asyncio.Task[None] | None = None
         self._cache_checked = owner.cache_dir is None
         self.denied: str | None = None
         """Why this credential can't read the Models API (``HTTP 403 ...``), if it can't."""
@@ -274,12 +136,6 @@ class CallerRegistry:
         self.shared_why: str | None = None
         """Set on the shared stand-ins (`CallerRegistries.stand_in`): why requests are
         routed on the shared registry; such an entry never fetches."""
-        self.last_error: str | None = None
-        self._retry_at = float("-inf")
-        self._last_asked = float("-inf")
-        self._found: dict[str, ModelInfo] = {}
-        """What ``GET /v1/models/{name}`` answered, per name asked: kept across fetches
-        (a list leaves these models out)."""
         self.fetches = 0
         self.routes = RouterSet(
             self,
@@ -289,20 +145,12 @@ class CallerRegistry:
             on_decision=owner.on_decision,
         )
 
-    # -- the async fetcher shape LiveRouter reads ----------------------------------------
+    # -- the source LiveRouter reads ------------------------------------------------------
 
     async def current(self) -> Registry:
-        """The registry this caller is routed on now (never waits)."""
-        return self.registry
-
-    async def refresh(self) -> Registry:
-        """Fetch now with the credential the current request lent (see `lend`)."""
-        credential = _lent()
-        if credential is not None and credential.digest(self._owner.key) == self.digest:
-            flight = self._flight or self._start(credential)
-            # Bounded like the first fetch; a slow fetch carries on for later requests.
-            await _wait_for_flight(flight, self._owner.first_fetch_timeout)
-        return self.registry
+        """The registry this caller is routed on now (never waits, never fetches: `ready`
+        does that before the request is routed)."""
+        return self._best()
 
     @property
     def may_go_live(self) -> bool:
@@ -311,7 +159,12 @@ class CallerRegistry:
         Not while a fetch is running: `ready` already waited for it, up to
         ``first_fetch_timeout``, before the request was routed.
         """
-        return self._live is None and self.denied is None and self._flight is None and self._due()
+        return (
+            self._registry is None
+            and self.denied is None
+            and self._flight is None
+            and self._clock() >= self._quiet_until
+        )
 
     async def wait_live(self, timeout: float) -> Registry | None:
         """The caller's own registry, waiting at most `timeout` s for its fetch (cold start).
@@ -319,86 +172,92 @@ class CallerRegistry:
         `None` when no fetch can come (the credential can't list models, a failure
         back-off is on, or no credential is lent) or it doesn't land in time.
         """
-        if self._live is not None:
-            return self._live
-        flight = self._flight
-        if flight is None:
-            credential = _lent()
-            if credential is None or self.denied is not None or not self._due():
-                return None
-            if credential.digest(self._owner.key) != self.digest:
-                return None
-            flight = self._start(credential)
-        await _wait_for_flight(flight, timeout)
-        return self._live
+        if self._registry is None:
+            flight = self._flight
+            if flight is None and self.may_go_live and self._credentials.present:
+                flight = self._start_flight()
+            if isinstance(flight, asyncio.Task):
+                await _wait_for_flight(flight, timeout)
+        return self._registry
 
-    def refresh_in_background(self) -> bool:
-        """Start a fetch with the lent credential, unless one runs, a back-off is on, or
-        the flow asked less than `MIN_REFRESH_INTERVAL` seconds ago; True if one started.
+    async def retrieve(self, model: str, *, max_wait: float | None = None) -> ModelInfo | None:
+        """`AsyncRegistryFetcher.retrieve` with the credential the current request lent;
+        what it finds joins the caller's registry (and every later fetch of it).
 
-        The routing flow asks for this after learning from an answer (a capability
-        400): the live lineup may have changed.
+        Nothing is asked without a lent credential of this caller, nor for a caller
+        whose key can't list models (routed on the shared registry).
+
+        Raises:
+            RegistryUnavailableError: The caller's own registry is not fetched yet (the
+                name is asked again after a short back-off).
         """
-        credential = _lent()
-        if credential is None or self._flight is not None or not self._due():
-            return False
-        now = self._owner.clock()
-        if now - self._last_asked < MIN_REFRESH_INTERVAL:
-            return False
-        if credential.digest(self._owner.key) != self.digest:
-            return False
-        self._last_asked = now
-        self._start(credential)
-        return True
+        if not self._credentials.present or self.denied is not None:
+            return None
+        if self._registry is None:
+            raise RegistryUnavailableError("the caller's own registry is not fetched yet")
+        return await super().retrieve(model, max_wait=max_wait)
 
-    def _due(self) -> bool:
-        return self._owner.clock() >= self._retry_at
+    def save_learned(self, facts: Sequence[LearnedFact]) -> None:
+        """Keep what the caller's router learned with its registry and its cache file
+        (a caller routed on the shared registry has nothing of its own to save)."""
+        if self._registry is not None:
+            super().save_learned(facts)
 
     # -- state ----------------------------------------------------------------------------
 
+    def _best(self) -> Registry:
+        """The caller's live (or cached) registry, else the shared one, annotated."""
+        if self._registry is not None:
+            return self._registry
+        return self._owner.shared_registry(self._why_shared())
+
+    def _why_shared(self) -> str:
+        if self.shared_why is not None:
+            return self.shared_why
+        if self.denied is not None:
+            return f"this credential cannot list models: {self.denied}"
+        return "the caller's own registry is not fetched yet"
+
     @property
     def registry(self) -> Registry:
-        """The caller's live (or cached) registry, else the shared one, annotated."""
-        if self._live is not None:
-            return self._live
-        if self.shared_why is not None:
-            return self._owner.shared_registry(self.shared_why)
-        if self.denied is not None:
-            return self._owner.shared_registry(f"this credential cannot list models: {self.denied}")
-        return self._owner.shared_registry("the caller's own registry is not fetched yet")
+        """The registry this caller is routed on now."""
+        return self._best()
 
     @property
     def source(self) -> str:
         """``caller`` or ``shared (why)``: what the ``caproute-registry`` header says."""
-        if self._live is not None:
+        if self._registry is not None:
             return "caller"
-        if self.shared_why is not None:
-            return f"shared ({self.shared_why})"
-        if self.denied is not None:
-            return f"shared (this credential cannot list models: {self.denied})"
-        return "shared (first fetch pending)"
+        if self.shared_why is None and self.denied is None:
+            return "shared (first fetch pending)"
+        return f"shared ({self._why_shared()})"
 
-    def age(self, now: float) -> float | None:
-        """Seconds since this caller's data was fetched (None without own data)."""
-        return None if self._live is None else self._live.source.age(now)
+    def own_age(self, now: float) -> float | None:
+        """Seconds since this caller's own data was fetched (None without own data)."""
+        return None if self._registry is None else self._registry.source.age(now)
+
+    @property
+    def is_fresh(self) -> bool:
+        """Own data fetched within the TTL (cached data counts by its fetch time)."""
+        age = self.own_age(self._wall_clock())
+        return age is not None and age <= self.ttl
 
     @property
     def getting_registry(self) -> bool:
         """No registry of its own yet, and a request waiting for one (reading the disk
         cache or waiting for the first fetch): such a caller is never dropped to make
         room. A fetch whose requests all left (a client that gave up) doesn't count."""
-        return self._live is None and self._waiting > 0
+        return self._registry is None and self._waiting > 0
 
     @property
     def stale(self) -> bool:
         """Own data older than the TTL (a refresh is due)."""
-        age = self.age(self._owner.wall_clock())
-        return age is not None and age > self._owner.ttl
+        return self._registry is not None and not self.is_fresh
 
     @property
     def pending(self) -> bool:
         """Whether `ready` has something to do (the common case, fresh data: no)."""
-        if self._live is not None:
+        if self._registry is not None:
             return not self._cache_checked or (self._flight is None and self.stale)
         return True
 
@@ -407,200 +266,75 @@ class CallerRegistry:
 
         A caller with no data of its own waits for its first fetch, at most
         ``first_fetch_timeout`` seconds; stale data is refreshed in the background.
+        These fetches, made on the request's path, don't count against the background
+        refresh rate limit.
         """
         self._waiting += 1
         try:
             if not self._cache_checked:
                 self._cache_checked = True
-                self._live = await asyncio.to_thread(self._owner.read_cache, self.digest)
-            due = self._owner.clock() >= self._retry_at
-            if self._live is None and self.denied is None:
+                self._registry = await asyncio.to_thread(self._owner.read_cache, self.digest)
+            due = self._clock() >= self._quiet_until
+            if self._registry is None and self.denied is None:
                 if self._flight is None and due:
-                    self._start(credential)
-                if self._flight is not None:
+                    with lend(credential):
+                        self._start_flight(counted=False)
+                if isinstance(self._flight, asyncio.Task):
                     await _wait_for_flight(self._flight, self._owner.first_fetch_timeout)
             elif self._flight is None and due and (self.stale or self.denied is not None):
-                self._start(credential)
+                with lend(credential):
+                    self._start_flight(counted=False)
         finally:
             self._waiting -= 1
 
-    def _start(self, credential: Credential) -> asyncio.Task[None]:
-        # An empty context: the fetch must not carry (or let its connections keep) the
-        # request's context; it gets the credential as an argument and drops it when done.
-        flight = asyncio.get_running_loop().create_task(
-            self._fetch(credential), name="caproute-caller-registry", context=Context()
-        )
-        self._flight = flight
-        return flight
+    # -- the fetcher's outcomes -----------------------------------------------------------
 
-    def _fetcher(self, credential: Credential, initial: Registry) -> AsyncRegistryFetcher:
-        """A one-off fetcher holding `credential` (it dies with the caller's reference)."""
-        from .._registry.fetch import AsyncRegistryFetcher
-
-        api_key, auth_token = credential.fetcher_credentials()
-        return AsyncRegistryFetcher(
-            api_key=api_key,
-            auth_token=auth_token,
-            base_url=self._owner.upstream,
-            client=self._owner.client,
-            initial=initial,
-            cache_file=False,
-            background=False,
-            timeout=FETCH_TIMEOUT,
-            max_retry_time=MAX_FETCH_TIME,
-            max_attempts=3,
-        )
-
-    async def _fetch(self, credential: Credential) -> None:
-        """One fetch with `credential`; it and the fetcher holding it die with this call."""
-        owner = self._owner
+    def _start_flight(self, *, counted: bool = True) -> asyncio.Task[Registry] | TrioFlight:
         self.fetches += 1
-        try:
-            fetcher = self._fetcher(credential, self.registry)
-            del credential
-            try:
-                registry = await fetcher.refresh()
-            finally:
-                del fetcher
-        except RegistryHTTPError as exc:
-            if exc.status_code not in (401, 403):
-                self._failed(exc)
-                return
+        return super()._start_flight(counted=counted)
+
+    def _task_context(self) -> Context:
+        # An empty context: the fetch must not carry (or let its connections keep) the
+        # request's context; it holds the credential it was started with until it ends.
+        return Context()
+
+    def _accept_live(self, registry: Registry) -> Registry:
+        registry = super()._accept_live(registry)
+        self.denied = None
+        self._owner.count_fetch("ok")
+        return registry
+
+    def _persist(self, registry: Registry) -> None:
+        self._owner.write_cache(self.digest, registry)
+
+    def _record_failure(self, exc: Exception) -> None:
+        # Kept without its traceback: its frames held the credential the fetch sent.
+        self._last_error = RegistryError(str(exc) or type(exc).__name__)
+        if isinstance(exc, RegistryHTTPError) and exc.status_code in (401, 403):
             self.denied = f"HTTP {exc.status_code}" + (
                 f" {exc.error_type}" if exc.error_type else ""
             )
-            self._live = None
-            self._retry_at = owner.clock() + DENIED_RETRY
-            owner.deny(self)
-            owner.count_fetch("denied")
+            self._registry, self._has_live = None, False
+            self._back_off(DENIED_RETRY)
+            self._owner.deny(self)
+            self._owner.count_fetch("denied")
             logger.info(
                 "caller registry %s: %s; routed on the shared registry",
                 self.digest[:8],
                 self.denied,
             )
             return
-        except Exception as exc:  # a failed fetch leaves the caller on the data it had
-            self._failed(exc)
-            return
-        finally:
-            self._flight = None
-        self._live = self._with_found(registry)
-        self.denied = None
-        self.last_error = None
-        self._retry_at = float("-inf")
-        owner.count_fetch("ok")
-        await asyncio.to_thread(owner.write_cache, self.digest, registry)
-
-    async def retrieve(self, model: str, *, max_wait: float | None = None) -> None:
-        """Ask the upstream's ``GET /v1/models/{model}`` about a name this caller's
-        registry lacks, with the credential the current request lent; what it answers
-        (a model the list leaves out, an alias) joins the caller's registry.
-
-        `LiveRouter` calls this before routing such a name (one look-up per name at a
-        time; see `LiveRouter.look_up`). Every answer is merged into the caller's
-        registry as it is then, whatever other look-ups or fetches finished meanwhile.
-        Nothing is asked for a caller whose key can't list models (routed on the
-        shared registry).
-
-        Raises:
-            RegistryUnavailableError: The caller's own registry is not fetched yet (the
-                name is asked again after a short back-off).
-        """
-        credential = _lent()
-        if credential is None or credential.digest(self._owner.key) != self.digest:
-            return
-        if self.denied is not None:
-            return
-        if self._live is None:
-            raise RegistryUnavailableError("the caller's own registry is not fetched yet")
-        fetcher = self._fetcher(credential, self._live)
-        del credential
-        try:
-            info = await fetcher.retrieve(model, max_wait=max_wait)
-        finally:
-            del fetcher
-        if info is not None:
-            self._found[model] = info
-            if self._live is not None:
-                self._live = self._with_found(self._live)
-
-    def _with_found(self, registry: Registry) -> Registry:
-        """`registry` plus every model and alias a look-up found that it lacks."""
-        aliases = {}
-        for name, info in self._found.items():
-            if registry.resolve(info.id) is None:
-                registry = registry.with_model(info)
-            if name != info.id and registry.resolve(name) != info.id:
-                aliases[name] = info.id
-        return registry.with_aliases(aliases) if aliases else registry
-
-    def save_learned(self, facts: Sequence[LearnedFact]) -> None:
-        """Keep what the caller's router learned with its registry and its cache file.
-
-        `LiveRouter` calls this (in a worker thread) after learning from an answer, so a
-        restarted proxy, or a sibling worker reading the same cache, starts with it.
-        """
-        live = self._live
-        if live is None:
-            return  # routed on the shared registry: nothing of the caller's own to save
-        saved = live.with_learned(facts)
-        if self._live is live:
-            # Runs in a worker thread: a fetch or a look-up that landed meanwhile is
-            # newer and stays (the router holds the facts either way).
-            self._live = saved
-        self._owner.write_cache(self.digest, saved)
-
-    def _failed(self, exc: Exception) -> None:
-        self.last_error = str(exc) or type(exc).__name__
-        self._retry_at = self._owner.clock() + FAILURE_BACKOFF
+        self._back_off()
         self._owner.count_fetch("error")
-        logger.warning("caller registry %s: fetch failed: %s", self.digest[:8], self.last_error)
+        logger.warning("caller registry %s: fetch failed: %s", self.digest[:8], self._last_error)
 
     def cancel(self) -> None:
         """Stop a fetch under way (the caller was evicted or the proxy is stopping)."""
-        if self._flight is not None:
+        if isinstance(self._flight, asyncio.Task):
             self._flight.cancel()
 
 
-def _max_cache_files() -> int:
-    raw = os.environ.get(CACHE_FILES_SETTING, "").strip()
-    if not raw:
-        return DEFAULT_MAX_CACHE_FILES
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ConfigError(f"{CACHE_FILES_SETTING} must be a positive integer, not {raw!r}")
-    return value
-
-
-def prune_cache_dir(directory: Path, max_files: int, *, keep: Path) -> int:
-    """Remove the least recently used caller cache files beyond `max_files` (never
-    `keep`, the one just written); the modification time is the last use (a read
-    touches it). Best effort; returns how many went."""
-    files: list[tuple[float, str, Path]] = []
-    try:
-        with os.scandir(directory) as scan:
-            for item in scan:
-                if item.name.startswith("registry-") and item.name.endswith(".json"):
-                    with contextlib.suppress(OSError):
-                        files.append((item.stat().st_mtime, item.name, Path(item.path)))
-    except OSError:
-        return 0
-    if len(files) <= max_files:
-        return 0
-    files.sort()
-    removed = 0
-    for _mtime, _name, path in files[: len(files) - max_files]:
-        if path != keep:
-            with contextlib.suppress(OSError):
-                path.unlink()
-                removed += 1
-    return removed
-
-
-async def _wait_for_flight(flight: asyncio.Task[None], timeout: float) -> None:
+async def _wait_for_flight(flight: asyncio.Task[Any], timeout: float) -> None:
     """Wait for a caller's fetch at most `timeout` seconds, whatever becomes of it.
 
     ``shield``: a timeout leaves the fetch running for the next request. A fetch that
@@ -688,7 +422,7 @@ class CallerRegistries:
         self._on_fetch = on_fetch
         self.clock = clock
         self.wall_clock = wall_clock
-        self.max_cache_files = max_cache_files or _max_cache_files()
+        self.max_cache_files = max_cache_files or _caller_cache.configured_max_files()
         self.key = hmac_key(cache_dir)
         self._entries: OrderedDict[str, CallerRegistry] = OrderedDict()
         self._denied: OrderedDict[str, tuple[str, float]] = OrderedDict()
@@ -707,13 +441,6 @@ class CallerRegistries:
             timeout=FETCH_TIMEOUT,
             limits=httpx2.Limits(max_connections=16, max_keepalive_connections=4),
         )
-
-    async def for_caller(self, credential: Credential) -> CallerRegistry:
-        """The caller's entry, made ready to route (see `CallerRegistry.ready`)."""
-        entry = self.lookup(credential)
-        if entry.pending:
-            await entry.ready(credential)
-        return entry
 
     def lookup(self, credential: Credential) -> CallerRegistry:
         """The caller's entry (made if new, LRU-refreshed); `ready` it if `pending`.
@@ -756,7 +483,7 @@ class CallerRegistries:
         for candidate in self._entries.values():
             if candidate.getting_registry:
                 continue
-            if candidate.age(self.wall_clock()) is None:
+            if candidate.own_age(self.wall_clock()) is None:
                 return candidate
             oldest_live = oldest_live or candidate
         return oldest_live
@@ -766,7 +493,7 @@ class CallerRegistries:
         bounded list of refused digests, until `DENIED_RETRY` has passed."""
         if self._entries.get(entry.digest) is entry:
             del self._entries[entry.digest]
-        self._denied[entry.digest] = (entry.denied or "refused", entry._retry_at)
+        self._denied[entry.digest] = (entry.denied or "refused", entry._quiet_until)
         self._denied.move_to_end(entry.digest)
         while len(self._denied) > self.max_denied:
             self._denied.popitem(last=False)
@@ -781,7 +508,7 @@ class CallerRegistries:
             entry = self._stand_ins[why] = CallerRegistry("", self)
             entry.shared_why = why
             entry._cache_checked = True
-            entry._retry_at = float("inf")
+            entry._quiet_until = float("inf")  # never fetches
         return entry
 
     def __len__(self) -> int:
@@ -829,13 +556,15 @@ class CallerRegistries:
         """
         now = self.wall_clock()
         entries = list(self._entries.values())
-        ages = [age for e in entries if (age := e.age(now)) is not None]
+        ages = [age for e in entries if (age := e.own_age(now)) is not None]
         return CallersHealth(
             callers=len(entries),
             live=len(ages),
             denied=len(self._denied),
             failing_and_stale=sum(
-                1 for e in entries if e.last_error is not None and (e.age(now) or 0) > stale_after
+                1
+                for e in entries
+                if e.last_error is not None and (e.own_age(now) or 0) > stale_after
             ),
             oldest_age_s=max(ages) if ages else None,
         )
@@ -844,56 +573,14 @@ class CallerRegistries:
         """Report one fetch's result (metrics)."""
         self._on_fetch(result)
 
-    # -- the disk cache ----------------------------------------------------------------------
-
-    def _cache_file(self, digest: str) -> Path:
-        assert self.cache_dir is not None
-        return self.cache_dir / f"registry-{digest[:32]}.json"
-
     def read_cache(self, digest: str) -> Registry | None:
         """The caller's cached registry, if a readable one exists (runs in a thread)."""
-        if self.cache_dir is None:
-            return None
-        from .._exceptions import SnapshotError
-        from .._registry.snapshot import load_snapshot
-
-        path = self._cache_file(digest)
-        if not path.is_file():
-            return None
-        try:
-            registry = load_snapshot(path)
-        except SnapshotError as exc:
-            logger.warning("ignoring a caller registry cache file: %s", exc)
-            return None
-        with contextlib.suppress(OSError):
-            os.utime(path)  # used now: the modification time orders the LRU pruning
-        source = registry.source
-        return registry.with_source(
-            RegistrySource(
-                "cache",
-                fetched_at=source.fetched_at,
-                location=str(path),
-                describes=source.describes,
-            )
-        )
+        return None if self.cache_dir is None else _caller_cache.read_cache(self.cache_dir, digest)
 
     def write_cache(self, digest: str, registry: Registry) -> None:
-        """Write the caller's registry to its cache file (0600, atomically; runs in a thread)."""
-        if self.cache_dir is None:
-            return
-        from .._exceptions import SnapshotError
-        from .._registry.snapshot import save_snapshot
-
-        path = self._cache_file(digest)
-        new = not path.exists()
-        try:
-            # save_snapshot writes a mkstemp file (mode 0600) and renames it into place.
-            save_snapshot(registry, path)
-        except SnapshotError as exc:
-            logger.warning("could not write a caller registry cache file: %s", exc)
-            return
-        if new:
-            prune_cache_dir(self.cache_dir, self.max_cache_files, keep=path)
+        """Write the caller's registry to its cache file (runs in a thread)."""
+        if self.cache_dir is not None:
+            _caller_cache.write_cache(self.cache_dir, digest, registry, self.max_cache_files)
 
     async def aclose(self) -> None:
         """Cancel fetches under way and close the Models API client."""

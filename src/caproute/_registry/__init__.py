@@ -1,2 +1,3 @@
-"""Where capability registries come from: the Models API fetchers, snapshots on disk and
-policy files."""
+"""Where capability registries come from: the Models API fetchers (`fetch`,
+`fetch_async`, over `fetch_state` and `models_api`), the interface every registry
+source offers a router (`source`), snapshots on disk and policy files."""
