@@ -36,6 +36,10 @@ KNOWN_EXCESS = {
         "presented_credential, lookup, .pending, .source, lend: the per-caller registry API "
         "(being rewritten for issue 19); one call returning the routes would do"
     ),
+    ("caproute._proxy._app", "caproute._proxy._credentials", "in"): (
+        "presented_credential, lend: the caller's credential read, then lent to the fetch "
+        "for the upstream send; one call returning the routes with the lease would do"
+    ),
     ("caproute._http.transports", "caproute._runtime.drive", "in"): (
         "endpoint_for, drive_async, reply_for, decision_header_entries, "
         "append_decision_headers: the routing transport (the adapter's work)"
