@@ -297,7 +297,7 @@ async def test_an_async_job_on_an_async_fetcher_looks_names_up(
 def test_an_errored_item_teaches_only_what_is_about_the_model(
     error: dict[str, Any], teaches: bool
 ) -> None:
-    from caproute._batch.plan import lesson
+    from caproute._batch.lessons import lesson
 
     router = LiveRouter(Registry.from_models(lineup()))
     image = {"type": "base64", "media_type": "image/png", "data": "AAAA"}

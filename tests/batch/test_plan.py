@@ -305,7 +305,7 @@ def test_a_cold_start_is_waited_for_once_per_round_not_once_per_line(tmp_path: P
 def test_what_was_sent_is_rebuilt_from_the_line_and_its_recorded_decision() -> None:
     # A retry attributes an errored result against the params as sent: the line's own,
     # with the decision's changes applied (a reroute, a stripped tool flag, an effort).
-    from caproute._batch.plan import sent_params
+    from caproute._batch.lessons import sent_params
 
     tools = [
         {"name": "a", "input_schema": {"type": "object"}},

@@ -31,14 +31,9 @@ from caproute import (
     Registry,
 )
 from caproute._batch.api import Answer, SyncDriver
-from caproute._batch.job import (
-    BatchCounts,
-    _Timing,
-    match_listing,
-    maybe_created,
-    next_poll_interval,
-    parse_time,
-)
+from caproute._batch.reconcile import match_listing, maybe_created, parse_time
+from caproute._batch.reports import BatchCounts
+from caproute._batch.steps import Timing, next_poll_interval
 from caproute._batch.store import ChunkRecord
 from caproute._core.decision import Decision
 from caproute.testing import FakeAnthropic
@@ -303,13 +298,13 @@ def test_maybe_created() -> None:
 
 
 def test_next_poll_interval() -> None:
-    timing = _Timing(poll_interval=2.0, max_poll_interval=5.0)
+    timing = Timing(poll_interval=2.0, max_poll_interval=5.0)
     assert next_poll_interval(2.0, False, timing) == 3.0
     assert next_poll_interval(4.0, False, timing) == 5.0
     assert next_poll_interval(5.0, False, timing) == 5.0
     assert next_poll_interval(5.0, True, timing) == 2.0
     with pytest.raises(ValueError):
-        _Timing(poll_interval=5.0, max_poll_interval=1.0)
+        Timing(poll_interval=5.0, max_poll_interval=1.0)
 
 
 def test_parse_time_and_counts() -> None:
