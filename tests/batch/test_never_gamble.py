@@ -306,3 +306,36 @@ def test_an_errored_item_teaches_only_what_is_about_the_model(
     sent["messages"] = [{"role": "user", "content": blocks}]
     learned = lesson(router.view(), {"type": "error", "error": error}, sent, SMALL)
     assert (learned is not None) is teaches
+
+
+@pytest.mark.anyio
+async def test_an_async_retry_routes_on_what_an_async_fetcher_holds(tmp_path: Path) -> None:
+    # Routing starts from the router's view as an async single request's does (awaited):
+    # a router on an async fetcher that holds live data but was never read yet routes
+    # the retry round on that data, not on the offline start-up registry (which says
+    # this model takes batches; the live list says it does not).
+    from caproute._registry.fetch import AsyncRegistryFetcher
+
+    listed = "claude-opus-4-6"  # a model the offline registry knows too
+    models = [*lineup(), make_model(listed, unsupported=["pdf_input", "batch"])]
+    write_jsonl(tmp_path / "in.jsonl", [item("a", listed), item("b", listed)])
+    with FakeAnthropic(models=models, api_key=API_KEY) as fake:
+        fake.batches.configure(processing_s=0.0, errored=1.0, seed=1)
+        async with await AsyncBatchJob.create(
+            tmp_path / "in.jsonl",
+            tmp_path / "s",
+            router=LiveRouter(Registry.from_models(models)),
+            **job_options(fake),
+        ) as job:
+            assert job.plan.outcomes == {"rerouted": 2}
+            await job.submit()
+            await job.wait()
+        # Resumed in another process, with a router of its own.
+        fetcher = AsyncRegistryFetcher(
+            api_key=API_KEY, base_url=fake.url, background=False, cache_file=False
+        )
+        await fetcher.refresh()
+        async with await AsyncBatchJob.open(tmp_path / "s", **job_options(fake)) as resumed:
+            retry = await resumed.retry_errored(router=LiveRouter(fetcher))
+        await fetcher.aclose()
+    assert retry is not None and retry.outcomes == {"rerouted": 2}

@@ -58,6 +58,7 @@ from .._core.flow import (
     Send,
     View,
     call_flow,
+    first_action,
 )
 from .._runtime.live import LiveRouter
 from .chunks import ChunkWriter
@@ -129,6 +130,8 @@ class _Round:
     ) -> None:
         self.store, self.conn, self.round = store, conn, round_no
         self.settings = settings
+        self.headers = dict(settings.headers) or None
+        """The headers routes match on, for every call of the round."""
         policy = link.router.policy
         if settings.allow_unknown and not policy.defaults.allow_unknown_in_batches:
             # The job's opt-in is the policy's, for this job: one rule decides.
@@ -203,17 +206,32 @@ class _Round:
         self, item: dict[str, Any], model: Any
     ) -> tuple[View, Decision, dict[str, Any] | None]:
         """The view decided on, the item's decision, and the item to send (`None` when
-        refused), from the flow a single request takes; its `Refresh` and `Resolve` are
-        carried out, at most once per round and once per model name."""
+        refused), as a single request is routed (`caproute._runtime.drive`): the flow's
+        first action (`first_action`); only a `Refresh` or `Resolve` starts the rest of
+        the flow (`call_flow`), whose actions are carried out, at most once per round
+        and once per model name. Nothing is sent: the first send is the decision."""
         settings = self.settings
-        headers = dict(settings.headers) if settings.headers else None
-        call = Call({"requests": [item]}, "batch", settings.api_version, settings.betas, headers)
+        call = Call(
+            {"requests": [item]}, "batch", settings.api_version, settings.betas, self.headers
+        )
         view = self.link.view()
         if self.waited:
             view = view._replace(can_wait=False)
         if model in self.asked:
             view = view._replace(can_resolve=False)
-        flow = call_flow(call, view)
+        action = first_action(view, call)
+        if isinstance(action, Refresh | Resolve):
+            view, action = self._carry_out(call, view, action)
+        decision = action.decision.items[0][1]
+        if isinstance(action, Refuse):
+            return view, decision, None
+        routed: dict[str, Any] = action.body["requests"][0]
+        return view, decision, routed
+
+    def _carry_out(
+        self, call: Call, view: View, first: Refresh | Resolve
+    ) -> tuple[View, Send | Refuse]:
+        flow = call_flow(call, view, first)
         try:
             action = next(flow)
             while isinstance(action, Refresh | Resolve):
@@ -227,11 +245,7 @@ class _Round:
         finally:
             flow.close()  # nothing is sent while planning: the flow ends at its first send
         assert isinstance(action, Send | Refuse)
-        decision = action.decision.items[0][1]
-        if isinstance(action, Refuse):
-            return view, decision, None
-        routed: dict[str, Any] = action.body["requests"][0]
-        return view, decision, routed
+        return view, action
 
     def commit(self, job: dict[str, Any] | None = None) -> BatchPlan:
         """Make the round durable and visible: files, then rename, then the transaction."""
