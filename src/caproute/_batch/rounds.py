@@ -42,6 +42,7 @@ import json
 import os
 import shutil
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,7 +166,39 @@ class _Round:
         if fact not in self.taught:
             self.taught.add(fact)
             self.link.carry_out(taught)
+            self._keep(taught)
         self.tally.learned.add(label, line)
+
+    def _keep(self, taught: Learn | MarkRetired) -> None:
+        """Record a fact learned with the round (its TTL as the router set it), so a
+        later round re-teaches it to a router that does not hold it (another process)."""
+        key = "lifecycle" if isinstance(taught, MarkRetired) else taught.key
+        for fact in self.link.router.learned:
+            if (fact.model, fact.key) == (taught.model, key):
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO lessons(round, model, key, value, reason, expires_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (self.round, fact.model, key, _dumps(fact.value), fact.reason, fact.expires_at),
+                )
+                return
+
+    def reteach(self, now: float) -> None:
+        """Teach the router again what earlier rounds learned and it does not hold (a
+        resumed job's router starts without them), while their TTL runs."""
+        held = {(f.model, f.key, f.value) for f in self.link.router.learned}
+        rows = self.conn.execute(
+            "SELECT model, key, value, reason FROM lessons WHERE round < ? AND expires_at > ? "
+            "ORDER BY round",
+            (self.round, now),
+        )
+        for model, key, value, reason in rows.fetchall():
+            fact = json.loads(value)
+            if (model, key, fact) in held:
+                continue
+            if key == "lifecycle":
+                self.link.carry_out(MarkRetired(model, reason))
+            else:
+                self.link.carry_out(Learn(model, key, fact, reason))
 
     def route(self, line: int, custom_id: str, params: dict[str, Any], raw: bytes | None) -> None:
         """Route one request and put it in a chunk or on the refused list."""
@@ -399,6 +432,7 @@ def plan_retry_round(
         return None
     round_ = _Round(store, conn, link, round_no, settings)
     try:
+        round_.reteach(time.time())
         # The rows are read while the round is written (other tables), one at a time.
         rows: Iterable[tuple[str, int, int, int, str, str]] = conn.execute(
             query, tuple(retry_types)

@@ -5,7 +5,8 @@ Layout (``DIR`` is what ``--state`` names)::
     DIR/job.json                 the job: input file (path, size, sha256), API base URL,
                                  anthropic-version, betas, limits, policy file
     DIR/index.sqlite3            one row per input line (custom_id, line, byte offset),
-                                 the routing decision of every round, downloaded results
+                                 the routing decision of every round, downloaded results,
+                                 the facts retry rounds learned from errored results
     DIR/rounds/N/plan.json       round N's summary (1 = the submission, 2+ = retries)
     DIR/rounds/N/refused.jsonl   the lines round N refused locally, with the reason
     DIR/rounds/N/chunk-000001.json       the chunk's journal record (see `ChunkRecord`)
@@ -88,6 +89,15 @@ CREATE TABLE IF NOT EXISTS results(
     body TEXT NOT NULL,
     PRIMARY KEY (custom_id, round)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS lessons(
+    round INTEGER NOT NULL,
+    model TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (round, model, key)
+);
 CREATE TABLE IF NOT EXISTS downloads(
     round INTEGER NOT NULL,
     chunk INTEGER NOT NULL,
