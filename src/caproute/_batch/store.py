@@ -43,7 +43,7 @@ import sqlite3
 import stat
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO, Final, Literal
 
@@ -212,28 +212,21 @@ class StateDir:
     """Paths and durable operations of one state directory."""
 
     path: Path
+    job_file: Path = field(init=False, repr=False, compare=False)
+    db_file: Path = field(init=False, repr=False, compare=False)
+    rounds_dir: Path = field(init=False, repr=False, compare=False)
+    downloads_dir: Path = field(init=False, repr=False, compare=False)
+    cancel_file: Path = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # The layout of the module doc.
+        self.job_file = self.path / "job.json"
+        self.db_file = self.path / "index.sqlite3"
+        self.rounds_dir = self.path / "rounds"
+        self.downloads_dir = self.path / "downloads"
+        self.cancel_file = self.path / "canceled"
 
     # -- paths -------------------------------------------------------------------------------
-
-    @property
-    def job_file(self) -> Path:
-        return self.path / "job.json"
-
-    @property
-    def db_file(self) -> Path:
-        return self.path / "index.sqlite3"
-
-    @property
-    def rounds_dir(self) -> Path:
-        return self.path / "rounds"
-
-    @property
-    def downloads_dir(self) -> Path:
-        return self.path / "downloads"
-
-    @property
-    def cancel_file(self) -> Path:
-        return self.path / "canceled"
 
     def round_dir(self, round_no: int) -> Path:
         return self.rounds_dir / str(round_no)
