@@ -507,3 +507,23 @@ def test_an_unreachable_api_is_named_in_every_message(tmp_path: Path) -> None:
     assert where in str(failed.value)
     retries = [e for e in events if e.endswith("trying again")]
     assert retries and all(e.startswith("submitting r1c1 (lines 1-1): " + where) for e in retries)
+
+
+def test_an_interrupted_submit_lets_go_of_the_job_at_once(
+    fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    # Ctrl-C while a submission waits to try again: the state directory's lock is
+    # released when the error leaves `submit`, not when the error is forgotten.
+    write_jsonl(tmp_path / "in.jsonl", [item("a")])
+    fake.faults.add("/v1/messages/batches", method="POST", status=529, times=1)
+
+    def interrupted(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    with BatchJob.create(tmp_path / "in.jsonl", tmp_path / "s", **job_options(fake)) as job:
+        job._driver = SyncDriver(job._job.api(), sleep=interrupted)
+        with pytest.raises(KeyboardInterrupt) as stopped:
+            job.submit()
+        with BatchJob.open(tmp_path / "s", **job_options(fake)) as again:
+            assert again.submit() == 1  # held by `stopped`'s traceback, it would be busy
+        assert stopped.value is not None

@@ -26,6 +26,7 @@ docs/batches.md explains the trade-offs.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from pathlib import Path
@@ -139,12 +140,11 @@ class _JobHandle(Generic[DriverT]):
 
     def _canceling(self) -> Flow[BatchStatus]:
         self._job.store.mark_canceled()
-        lock = self._job.store.locked(wait=True)
-        yield Local(lock.__enter__)  # waits until a running submit has stopped
-        try:
+        with contextlib.ExitStack() as held:
+            # Waits until a running submit has stopped (in a worker thread when async);
+            # the lock is released whenever the flow ends, however it ends.
+            yield Local(functools.partial(held.enter_context, self._job.store.locked(wait=True)))
             return (yield from self._job.cancel())
-        finally:
-            lock.__exit__(None, None, None)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.state_dir}>"
