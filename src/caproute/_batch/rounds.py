@@ -43,10 +43,10 @@ import os
 import shutil
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import IO, Any, Final
 
 from .._core.decision import Decision
 from .._core.flow import (
@@ -417,39 +417,62 @@ def plan_retry_round(
 ) -> BatchPlan | None:
     """Re-route, from the input file, every request whose latest result is of `retry_types`.
 
-    An ``errored`` result first teaches what it can (`lesson`): the request is then
-    routed with that fact, like a single request after its 400. Returns `None` when
+    Every ``errored`` result first teaches what it can (`caproute._batch.lessons`), then
+    the requests are routed with those facts (each of them, not only those after the
+    line that taught one), like a single request after its 400. Returns `None` when
     there is nothing to retry (no round is created).
     """
-    marks = ", ".join("?" for _ in retry_types)
-    query = (
+    if conn.execute(_retry_query(retry_types) + " LIMIT 1", tuple(retry_types)).fetchone() is None:
+        return None
+    round_ = _Round(store, conn, link, round_no, settings)
+    try:
+        round_.reteach(time.time())
+        with input_path.open("rb") as stream:
+            errored = [kind for kind in retry_types if kind == "errored"]
+            for _, line, params, _, result, decision in _retried(conn, errored, stream, input_path):
+                taught = taught_by(round_.link.view(), params, json.loads(result), decision)
+                if taught is not None:
+                    round_.learn(line, taught)
+            for custom_id, line, params, raw, _, _ in _retried(
+                conn, retry_types, stream, input_path
+            ):
+                round_.route(line, custom_id, params, raw)
+        return round_.commit()
+    except BaseException:
+        round_.abort()
+        raise
+
+
+def _retry_query(kinds: Sequence[str]) -> str:
+    marks = ", ".join("?" for _ in kinds)
+    return (
         "SELECT i.custom_id, i.line, i.offset, i.length, r.body, rt.decision FROM items i "
         "JOIN results r ON r.custom_id = i.custom_id AND r.round = i.latest_round "
         "JOIN routes rt ON rt.custom_id = i.custom_id AND rt.round = i.latest_round "
         f"WHERE r.type IN ({marks}) ORDER BY i.line"
     )
-    if conn.execute(query + " LIMIT 1", tuple(retry_types)).fetchone() is None:
-        return None
-    round_ = _Round(store, conn, link, round_no, settings)
-    try:
-        round_.reteach(time.time())
-        # The rows are read while the round is written (other tables), one at a time.
-        rows: Iterable[tuple[str, int, int, int, str, str]] = conn.execute(
-            query, tuple(retry_types)
-        )
-        with input_path.open("rb") as stream:
-            for custom_id, line, offset, length, result, decision in rows:
-                stream.seek(offset)
-                raw = stream.read(length)
-                parsed = parse_line(raw)
-                if isinstance(parsed, str) or parsed[0] != custom_id:
-                    problem = f"changed since it was submitted (custom_id {custom_id!r} expected)"
-                    raise BatchInputError(str(input_path), [LineProblem(line, problem)])
-                taught = taught_by(round_.link.view(), parsed[1], json.loads(result), decision)
-                if taught is not None:
-                    round_.learn(line, taught)
-                round_.route(line, custom_id, parsed[1], raw)
-        return round_.commit()
-    except BaseException:
-        round_.abort()
-        raise
+
+
+def _retried(
+    conn: sqlite3.Connection, kinds: Sequence[str], stream: IO[bytes], input_path: Path
+) -> Iterator[tuple[str, int, dict[str, Any], bytes, str, str]]:
+    """``(custom_id, line, params, raw line, result, decision)`` of every request whose
+    latest result is of `kinds`, read again from the input file by byte offset (the rows
+    are read one at a time, while the round writes other tables).
+
+    Raises:
+        BatchInputError: A line is not what was submitted.
+    """
+    if not kinds:
+        return
+    rows: Iterable[tuple[str, int, int, int, str, str]] = conn.execute(
+        _retry_query(kinds), tuple(kinds)
+    )
+    for custom_id, line, offset, length, result, decision in rows:
+        stream.seek(offset)
+        raw = stream.read(length)
+        parsed = parse_line(raw)
+        if isinstance(parsed, str) or parsed[0] != custom_id:
+            problem = f"changed since it was submitted (custom_id {custom_id!r} expected)"
+            raise BatchInputError(str(input_path), [LineProblem(line, problem)])
+        yield custom_id, line, parsed[1], raw, result, decision
