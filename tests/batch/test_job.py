@@ -17,6 +17,7 @@ from batch_helpers import (
     creates,
     item,
     job_options,
+    journal,
     lineup,
     read_results,
     sent_custom_ids,
@@ -361,7 +362,7 @@ def test_cancel_stops_submitting_and_cancels_running_batches(
         tmp_path / "in.jsonl", tmp_path / "s", limits=BatchLimits(2), **job_options(fake)
     ) as job:
         # Submit only the first chunk, as a run interrupted after it would have.
-        records = job._job.store.records()
+        records = journal(job).records()
         job._drive().run(job._job._submit_chunk(records[0]))
         status = job.cancel()
         assert status.canceled
@@ -391,7 +392,7 @@ def test_status_json_shape(fake: FakeAnthropic, tmp_path: Path) -> None:
 def test_a_busy_job_is_refused(fake: FakeAnthropic, tmp_path: Path) -> None:
     write_jsonl(tmp_path / "in.jsonl", [item("a")])
     with BatchJob.create(tmp_path / "in.jsonl", tmp_path / "s", **job_options(fake)) as job:
-        with job._job.store.locked(), pytest.raises(BatchStateError, match="another caproute"):
+        with journal(job).locked(), pytest.raises(BatchStateError, match="another caproute"):
             BatchJob.open(tmp_path / "s", **job_options(fake)).submit()
         assert fake.count("/v1/messages/batches") == 0
 
