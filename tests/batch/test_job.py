@@ -528,3 +528,16 @@ def test_an_interrupted_submit_lets_go_of_the_job_at_once(
         with BatchJob.open(tmp_path / "s", **job_options(fake)) as again:
             assert again.submit() == 1  # held by `stopped`'s traceback, it would be busy
         assert stopped.value is not None
+
+
+def test_a_keyword_a_method_does_not_take_is_refused(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "in.jsonl", [item("a")])
+    router = LiveRouter(Registry.from_models(lineup()))
+    with pytest.raises(TypeError, match="'poll_every'"):
+        BatchJob.create(tmp_path / "in.jsonl", tmp_path / "s", router=router, poll_every=3)  # type: ignore[call-arg]
+    assert not (tmp_path / "s").exists()
+    BatchJob.create(tmp_path / "in.jsonl", tmp_path / "s", router=router).close()
+    with pytest.raises(TypeError, match="'limits'"):
+        BatchJob.open(tmp_path / "s", limits=BatchLimits(2))  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="'on_event'"):
+        BatchJob.dry_run(tmp_path / "in.jsonl", router=router, on_event=print)  # type: ignore[call-arg]
