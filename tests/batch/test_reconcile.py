@@ -321,3 +321,4 @@ def test_api_key_is_not_in_reprs(fake: FakeAnthropic, tmp_path: Path) -> None:
     with _job(fake, tmp_path) as job:
         assert API_KEY not in repr(job._job.api())
         assert API_KEY not in repr(job)
+        assert API_KEY not in repr(job._job.settings)  # what open/create were given

@@ -22,7 +22,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -86,8 +86,8 @@ class JobSettings:
     memory only (it may carry the key); never written."""
 
     base_url: str | None
-    api_key: str | None
-    auth_token: str | None
+    api_key: str | None = field(repr=False)
+    auth_token: str | None = field(repr=False)
     timing: Timing
     on_event: EventHook | None
 
