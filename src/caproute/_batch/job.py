@@ -1,27 +1,13 @@
 """Big offline workloads: a JSONL file of requests → Message Batches → merged results.
 
 `BatchJob` (blocking) and `AsyncBatchJob` (asyncio/trio) are two thin drivers of one
-implementation. Every operation is written once, as a flow of actions: the steps in
+implementation. Every operation is written once, as a flow of actions: the steps of
 `caproute._batch.steps` (submit, poll, results, retry, cancel), wrapped here with the
 state directory's lock and the retry round's router. `BatchJob` runs a flow with a
-`SyncDriver`, `AsyncBatchJob` awaits it with an `AsyncDriver` (`caproute._batch.api`);
-planning (`caproute._batch.opening`) is the one step outside a flow, run in a worker
-thread by the async job.
-
-* **create**: check every line, route every request (``batch`` capability included),
-  cut API-sized chunks, all into a state directory (`caproute._batch.rounds`); the plan
-  is known, and summarised, before anything is sent;
-* **submit**: send each chunk as one batch, recording every step durably, so a run
-  killed at any point and started again submits nothing twice and loses nothing
-  (`caproute._batch.reconcile`);
-* **status / wait**: poll each batch, backing off while nothing changes and honouring
-  ``retry-after``;
-* **write_results**: stream every batch's results to disk and merge them with the
-  locally refused lines: one line per input ``custom_id``, each with its decision;
-* **retry_errored**: re-route and resubmit the requests that came back ``errored`` or
-  ``expired``; **cancel**.
-
-docs/batches.md explains the trade-offs.
+`SyncDriver`, `AsyncBatchJob` awaits it with an `AsyncDriver` (`caproute._batch.api`).
+Planning a job (`caproute._batch.opening`, `caproute._batch.rounds`) is the one step
+outside a flow: the async job runs it in a worker thread. docs/batches.md explains the
+trade-offs.
 """
 
 from __future__ import annotations
@@ -243,7 +229,7 @@ class BatchJob(_JobHandle[SyncDriver]):
     def submit(self) -> int:
         """Submit every chunk not submitted yet; returns how many this call submitted.
 
-        Safe to call again after any crash or interruption (see the module doc).
+        Safe to call again after any crash or interruption (docs/batches.md says how).
 
         Raises:
             BatchAPIError: The API refused a batch (the job can be resumed once fixed).

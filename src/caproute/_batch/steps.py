@@ -229,7 +229,8 @@ class JobSteps:
             yield Wait(retry_wait(failures - 1, answer.headers, now=self.clock(), jitter=jitter))
 
     def _find_batch(self, record: ChunkRecord) -> Flow[dict[str, Any] | None]:
-        """The batch an interrupted submission of `record` created, if any (module doc)."""
+        """The batch an interrupted submission of `record` created, if any (as
+        `caproute._batch.reconcile` decides)."""
         wait = max(record.attempts) + self.timing.reconcile_grace - self.clock()
         if wait > 0:
             self.event(f"{record.name}: waiting {wait:.0f}s before checking what the API holds")
