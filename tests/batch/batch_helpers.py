@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from caproute import BatchJob
+from caproute._batch.store import StateDir
 from caproute.testing import FakeAnthropic, make_model
 
 API_KEY = "batch-test-key"
@@ -125,3 +127,8 @@ def held_custom_ids(fake: FakeAnthropic) -> list[str]:
 def creates(fake: FakeAnthropic) -> int:
     """How many batch-creation requests (``POST /v1/messages/batches``) the fake received."""
     return sum(1 for r in fake.requests if r.method == "POST" and r.path == "/v1/messages/batches")
+
+
+def journal(job: BatchJob) -> StateDir:
+    """The job's state directory, read on its own (as another process would)."""
+    return StateDir(job.state_dir)

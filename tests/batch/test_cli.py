@@ -167,21 +167,8 @@ def test_the_whole_cycle(
     assert all(row[3] == "ended" for row in rows)
 
     out = tmp_path / "out.jsonl"
-    assert (
-        main(
-            [
-                "batch",
-                "results",
-                "--state",
-                state,
-                "--out",
-                str(out),
-                "--retry-errored",
-                *QUICK["results"],
-            ]
-        )
-        == 0
-    )
+    results = ["batch", "results", "--state", state, "--out", str(out), *QUICK["results"]]
+    assert main([*results, "--retry-errored"]) == 0
     captured = capsys.readouterr()
     assert "retry round 2" in captured.out
     lines = read_results(out)
@@ -203,20 +190,8 @@ def test_cancel(api_env: FakeAnthropic, tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["batch", "cancel", "--state", state, *QUICK["cancel"]]) == 0
     assert "canceled;" in capsys.readouterr().err
     assert main(["batch", "wait", "--state", state, *QUICK["wait"]]) == 0
-    assert (
-        main(
-            [
-                "batch",
-                "results",
-                "--state",
-                state,
-                "--out",
-                str(tmp_path / "o.jsonl"),
-                *QUICK["results"],
-            ]
-        )
-        == 0
-    )
+    out = ["--out", str(tmp_path / "o.jsonl")]
+    assert main(["batch", "results", "--state", state, *out, *QUICK["results"]]) == 0
     assert {line["result"]["type"] for line in read_results(tmp_path / "o.jsonl")} == {"canceled"}
     # Submitting a canceled job again is an error that says what to do, not a quiet 0.
     submit = ["batch", "submit", str(tmp_path / "in.jsonl"), "--state", state, *QUICK["submit"]]

@@ -86,7 +86,8 @@ def test_invalid_requests_error_with_the_apis_reason_and_are_never_drawn(
 def test_items_no_model_runs_in_a_batch_error(
     fake: FakeAnthropic, sdk: anthropic.Anthropic
 ) -> None:
-    # api-facts §4.1: a batch runs non-streaming bodies, and never bills a user profile.
+    # As the Message Batches API documents: a batch item is never streamed, and a batch
+    # never bills a user profile.
     streamed = item("streamed", stream=True)
     billed = item("billed", billing_policy={"type": "billing_policy", "bill_to": "user_profile"})
     batch = sdk.messages.batches.create(requests=[item("ok"), streamed, billed])  # type: ignore[list-item]

@@ -17,6 +17,7 @@ from batch_helpers import (
     creates,
     item,
     job_options,
+    journal,
     lineup,
     read_results,
     sent_custom_ids,
@@ -361,7 +362,7 @@ def test_cancel_stops_submitting_and_cancels_running_batches(
         tmp_path / "in.jsonl", tmp_path / "s", limits=BatchLimits(2), **job_options(fake)
     ) as job:
         # Submit only the first chunk, as a run interrupted after it would have.
-        records = job._job.store.records()
+        records = journal(job).records()
         job._drive().run(job._job._submit_chunk(records[0]))
         status = job.cancel()
         assert status.canceled
@@ -391,7 +392,7 @@ def test_status_json_shape(fake: FakeAnthropic, tmp_path: Path) -> None:
 def test_a_busy_job_is_refused(fake: FakeAnthropic, tmp_path: Path) -> None:
     write_jsonl(tmp_path / "in.jsonl", [item("a")])
     with BatchJob.create(tmp_path / "in.jsonl", tmp_path / "s", **job_options(fake)) as job:
-        with job._job.store.locked(), pytest.raises(BatchStateError, match="another caproute"):
+        with journal(job).locked(), pytest.raises(BatchStateError, match="another caproute"):
             BatchJob.open(tmp_path / "s", **job_options(fake)).submit()
         assert fake.count("/v1/messages/batches") == 0
 
@@ -507,3 +508,36 @@ def test_an_unreachable_api_is_named_in_every_message(tmp_path: Path) -> None:
     assert where in str(failed.value)
     retries = [e for e in events if e.endswith("trying again")]
     assert retries and all(e.startswith("submitting r1c1 (lines 1-1): " + where) for e in retries)
+
+
+def test_an_interrupted_submit_lets_go_of_the_job_at_once(
+    fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    # Ctrl-C while a submission waits to try again: the state directory's lock is
+    # released when the error leaves `submit`, not when the error is forgotten.
+    write_jsonl(tmp_path / "in.jsonl", [item("a")])
+    fake.faults.add("/v1/messages/batches", method="POST", status=529, times=1)
+
+    def interrupted(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    with BatchJob.create(tmp_path / "in.jsonl", tmp_path / "s", **job_options(fake)) as job:
+        job._driver = SyncDriver(job._job.api(), sleep=interrupted)
+        with pytest.raises(KeyboardInterrupt) as stopped:
+            job.submit()
+        with BatchJob.open(tmp_path / "s", **job_options(fake)) as again:
+            assert again.submit() == 1  # held by `stopped`'s traceback, it would be busy
+        assert stopped.value is not None
+
+
+def test_a_keyword_a_method_does_not_take_is_refused(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "in.jsonl", [item("a")])
+    router = LiveRouter(Registry.from_models(lineup()))
+    with pytest.raises(TypeError, match="'poll_every'"):
+        BatchJob.create(tmp_path / "in.jsonl", tmp_path / "s", router=router, poll_every=3)  # type: ignore[call-arg]
+    assert not (tmp_path / "s").exists()
+    BatchJob.create(tmp_path / "in.jsonl", tmp_path / "s", router=router).close()
+    with pytest.raises(TypeError, match="'limits'"):
+        BatchJob.open(tmp_path / "s", limits=BatchLimits(2))  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="'on_event'"):
+        BatchJob.dry_run(tmp_path / "in.jsonl", router=router, on_event=print)  # type: ignore[call-arg]

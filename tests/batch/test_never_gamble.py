@@ -297,7 +297,7 @@ async def test_an_async_job_on_an_async_fetcher_looks_names_up(
 def test_an_errored_item_teaches_only_what_is_about_the_model(
     error: dict[str, Any], teaches: bool
 ) -> None:
-    from caproute._batch.plan import lesson
+    from caproute._batch.lessons import lesson
 
     router = LiveRouter(Registry.from_models(lineup()))
     image = {"type": "base64", "media_type": "image/png", "data": "AAAA"}
@@ -306,3 +306,70 @@ def test_an_errored_item_teaches_only_what_is_about_the_model(
     sent["messages"] = [{"role": "user", "content": blocks}]
     learned = lesson(router.view(), {"type": "error", "error": error}, sent, SMALL)
     assert (learned is not None) is teaches
+
+
+@pytest.mark.anyio
+async def test_an_async_retry_routes_on_what_an_async_fetcher_holds(tmp_path: Path) -> None:
+    # Routing starts from the router's view as an async single request's does (awaited):
+    # a router on an async fetcher that holds live data but was never read yet routes
+    # the retry round on that data, not on the offline start-up registry (which says
+    # this model takes batches; the live list says it does not).
+    from caproute._registry.fetch import AsyncRegistryFetcher
+
+    listed = "claude-opus-4-6"  # a model the offline registry knows too
+    models = [*lineup(), make_model(listed, unsupported=["pdf_input", "batch"])]
+    write_jsonl(tmp_path / "in.jsonl", [item("a", listed), item("b", listed)])
+    with FakeAnthropic(models=models, api_key=API_KEY) as fake:
+        fake.batches.configure(processing_s=0.0, errored=1.0, seed=1)
+        async with await AsyncBatchJob.create(
+            tmp_path / "in.jsonl",
+            tmp_path / "s",
+            router=LiveRouter(Registry.from_models(models)),
+            **job_options(fake),
+        ) as job:
+            assert job.plan.outcomes == {"rerouted": 2}
+            await job.submit()
+            await job.wait()
+        # Resumed in another process, with a router of its own.
+        fetcher = AsyncRegistryFetcher(
+            api_key=API_KEY, base_url=fake.url, background=False, cache_file=False
+        )
+        await fetcher.refresh()
+        async with await AsyncBatchJob.open(tmp_path / "s", **job_options(fake)) as resumed:
+            retry = await resumed.retry_errored(router=LiveRouter(fetcher))
+        await fetcher.aclose()
+    assert retry is not None and retry.outcomes == {"rerouted": 2}
+
+
+def test_what_a_retry_round_learned_is_kept_for_a_resumed_job(tmp_path: Path) -> None:
+    # The router's listing says OLD takes effort "max"; the API refuses it. Round 2
+    # learns that from round 1's errored results and lowers the effort; the items
+    # expire. Round 3, resumed by another process (a router that learned nothing), must
+    # not send them to OLD with "max" again for the same refusal.
+    listing = [make_model(OLD), make_model(READER)]
+    truth = [make_model(OLD, unsupported=["effort.max"]), make_model(READER)]
+    lines = [item(f"e{n}", OLD, output_config={"effort": "max"}) for n in range(2)]
+    write_jsonl(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "out.jsonl"
+
+    def fresh_router() -> LiveRouter:
+        return LiveRouter(Registry.from_models(listing))
+
+    with FakeAnthropic(models=truth, api_key=API_KEY) as fake:
+        with BatchJob.create(
+            tmp_path / "in.jsonl", tmp_path / "s", router=fresh_router(), **job_options(fake)
+        ) as job:
+            assert job.plan.outcomes == {"unchanged": 2}
+            job.submit()
+            job.wait()
+            assert job.write_results(out).counts == {"errored": 2}
+            fake.batches.configure(expired=1.0)
+            second = job.retry_errored(router=fresh_router())
+            assert second is not None and second.outcomes == {"adjusted": 2}
+            job.wait()
+            assert job.write_results(out).counts == {"expired": 2}
+        with BatchJob.open(tmp_path / "s", **job_options(fake)) as resumed:
+            third = resumed.retry_errored(router=fresh_router())
+        efforts = [entry["params"]["output_config"]["effort"] for entry in _posted(fake)]
+    assert third is not None and third.outcomes == {"adjusted": 2}
+    assert efforts[:2] == ["max", "max"] and "max" not in efforts[2:]

@@ -305,7 +305,7 @@ def test_a_cold_start_is_waited_for_once_per_round_not_once_per_line(tmp_path: P
 def test_what_was_sent_is_rebuilt_from_the_line_and_its_recorded_decision() -> None:
     # A retry attributes an errored result against the params as sent: the line's own,
     # with the decision's changes applied (a reroute, a stripped tool flag, an effort).
-    from caproute._batch.plan import sent_params
+    from caproute._batch.lessons import sent_params
 
     tools = [
         {"name": "a", "input_schema": {"type": "object"}},
@@ -331,3 +331,37 @@ def test_what_was_sent_is_rebuilt_from_the_line_and_its_recorded_decision() -> N
         recorded = json.loads(json.dumps(decision.to_dict()))
         assert sent_params(params, recorded) == result.body["requests"][0]["params"]
     assert params["output_config"] == {"effort": "max"}  # the line itself is untouched
+
+
+def test_a_retry_round_routes_every_line_with_what_any_errored_line_taught(
+    tmp_path: Path,
+) -> None:
+    # Line 1 expired (it teaches nothing); line 2 errored for a parameter line 1 carries
+    # too. Both are planned with the fact, not only the lines after the one that taught it.
+    from caproute._batch.rounds import RouterLink, RoutingSettings, plan_retry_round
+
+    old = "claude-old-1"
+    listing = Registry.from_models([make_model(old), make_model("claude-reader-3")])
+    lines = [item(f"e{n}", old, output_config={"effort": "max"}) for n in range(2)]
+    write_jsonl(tmp_path / "in.jsonl", lines)
+    BatchJob.create(tmp_path / "in.jsonl", tmp_path / "s", router=LiveRouter(listing)).close()
+    message = "output_config.effort: 'max' is not supported by this model"
+    refusal = {"type": "invalid_request_error", "message": message}
+    store = StateDir(tmp_path / "s")
+    conn = store.connect()
+    try:
+        conn.executemany(
+            "INSERT INTO results(custom_id, round, type, body) VALUES (?, 1, ?, ?)",
+            [
+                ("e0", "expired", '{"type": "expired"}'),
+                ("e1", "errored", json.dumps({"type": "errored", "error": {"error": refusal}})),
+            ],
+        )
+        link = RouterLink(LiveRouter(listing))
+        settings = RoutingSettings("2023-06-01", (), BatchLimits())
+        plan = plan_retry_round(store, conn, link, tmp_path / "in.jsonl", 2, settings)
+    finally:
+        conn.close()
+    assert plan is not None and plan.outcomes == {"adjusted": 2}
+    (learned,) = plan.learned
+    assert learned.label == f"{old}: effort.max = False" and learned.lines == (2,)

@@ -18,6 +18,7 @@ from batch_helpers import (
     held_custom_ids,
     item,
     job_options,
+    journal,
     sent_custom_ids,
     write_jsonl,
 )
@@ -31,14 +32,9 @@ from caproute import (
     Registry,
 )
 from caproute._batch.api import Answer, SyncDriver
-from caproute._batch.job import (
-    BatchCounts,
-    _Timing,
-    match_listing,
-    maybe_created,
-    next_poll_interval,
-    parse_time,
-)
+from caproute._batch.reconcile import match_listing, maybe_created, parse_time
+from caproute._batch.reports import BatchCounts
+from caproute._batch.steps import Timing, next_poll_interval
 from caproute._batch.store import ChunkRecord
 from caproute._core.decision import Decision
 from caproute.testing import FakeAnthropic
@@ -57,7 +53,7 @@ def _job(
 def _post_body_by_hand(fake: FakeAnthropic, job: BatchJob, record: ChunkRecord) -> str:
     """What a process killed right after its POST left behind: a batch, and a journal
     record still saying ``submitting``."""
-    store = job._job.store
+    store = journal(job)
     store.record_attempt(record, time.time())
     body = store.body_path(record.round, record.chunk).read_bytes()
     answer = httpx2.post(
@@ -79,7 +75,7 @@ def test_a_lost_answer_is_adopted_not_resent(fake: FakeAnthropic, tmp_path: Path
     fake.faults.add("/v1/messages/batches", method="POST", truncated=True)
     with _job(fake, tmp_path) as job:
         assert job.submit() == 2
-        records = job._job.store.records()
+        records = journal(job).records()
     assert [r.how for r in records] == ["adopted", "created"]
     assert creates(fake) == 2  # one per chunk: the lost one was not sent again
     assert sorted(held_custom_ids(fake)) == [f"r{n}" for n in range(4)]
@@ -88,12 +84,12 @@ def test_a_lost_answer_is_adopted_not_resent(fake: FakeAnthropic, tmp_path: Path
 
 def test_a_process_killed_after_its_post_is_adopted(fake: FakeAnthropic, tmp_path: Path) -> None:
     with _job(fake, tmp_path) as job:
-        first = job._job.store.records()[0]
+        first = journal(job).records()[0]
         orphan = _post_body_by_hand(fake, job, first)
     with BatchJob.open(tmp_path / "s", **job_options(fake)) as resumed:
         assert resumed.status().batches[0].submission == "interrupted"
         assert resumed.submit() == 2
-        records = resumed._job.store.records()
+        records = journal(resumed).records()
     assert records[0].batch_id == orphan and records[0].how == "adopted"
     assert creates(fake) == 2
     assert sorted(held_custom_ids(fake)) == [f"r{n}" for n in range(4)]
@@ -101,7 +97,7 @@ def test_a_process_killed_after_its_post_is_adopted(fake: FakeAnthropic, tmp_pat
 
 def test_reconciliation_waits_out_the_grace_period(fake: FakeAnthropic, tmp_path: Path) -> None:
     with _job(fake, tmp_path) as job:
-        record = job._job.store.record_attempt(job._job.store.records()[0], time.time())
+        record = journal(job).record_attempt(journal(job).records()[0], time.time())
     del record
     started = time.monotonic()
     with BatchJob.open(tmp_path / "s", **job_options(fake, reconcile_grace=0.4)) as resumed:
@@ -143,7 +139,7 @@ def test_a_refused_batch_stops_the_run_and_can_be_resumed(
         with pytest.raises(BatchAPIError, match="HTTP 400 invalid_request_error") as caught:
             job.submit()
         assert caught.value.status_code == 400
-        record = job._job.store.records()[0]
+        record = journal(job).records()[0]
         assert record.state == "pending" and "HTTP 400" in (record.error or "")
         assert job.submit() == 2  # the fault is gone: carry on
     assert len(held_custom_ids(fake)) == 4
@@ -160,7 +156,7 @@ def test_unreachable_api_sends_nothing_twice(fake: FakeAnthropic, tmp_path: Path
         job._driver = SyncDriver(job._job.api(), sleep=sleeps.append)
         with pytest.raises(BatchAPIError, match="ConnectError"):
             job.submit()
-        assert job._job.store.records()[0].state == "pending"
+        assert journal(job).records()[0].state == "pending"
     assert len(sleeps) == 7  # eight attempts in all, backing off between them
     assert sleeps[0] < sleeps[1] < sleeps[2] and max(sleeps) <= 8.0
 
@@ -190,14 +186,14 @@ def test_same_sized_strangers_are_told_apart_by_their_results(
     fake: FakeAnthropic, tmp_path: Path
 ) -> None:
     with _job(fake, tmp_path) as job:
-        first = job._job.store.records()[0]
+        first = journal(job).records()[0]
         # Another client of the workspace creates a batch of the same size meanwhile...
         stranger = _create_foreign_batch(fake, ["x1", "x2"])
         ours = _post_body_by_hand(fake, job, first)
         # ...and once both have ended, their results say which one is this chunk.
         with BatchJob.open(tmp_path / "s", **job_options(fake)) as resumed:
             resumed.submit()
-            adopted = resumed._job.store.records()[0].batch_id
+            adopted = journal(resumed).records()[0].batch_id
     assert adopted == ours != stranger
     assert creates(fake) == 3
 
@@ -205,7 +201,7 @@ def test_same_sized_strangers_are_told_apart_by_their_results(
 def test_undecidable_candidates_stop_the_run(fake: FakeAnthropic, tmp_path: Path) -> None:
     fake.batches.configure(processing_s=60)  # nothing ends: results can't decide
     with _job(fake, tmp_path) as job:
-        first = job._job.store.records()[0]
+        first = journal(job).records()[0]
         _create_foreign_batch(fake, ["x1", "x2"])
         _post_body_by_hand(fake, job, first)
         with pytest.raises(BatchStateError, match="won't guess"):
@@ -226,13 +222,13 @@ def _create_foreign_batch(fake: FakeAnthropic, ids: list[str]) -> str:
 
 def test_listing_pages_back_to_the_first_attempt(fake: FakeAnthropic, tmp_path: Path) -> None:
     with _job(fake, tmp_path, count=2, per_batch=2) as job:
-        record = job._job.store.records()[0]
+        record = journal(job).records()[0]
         ours = _post_body_by_hand(fake, job, record)
         with httpx2.Client(base_url=fake.url, headers=fake.headers()) as http:
             for n in range(101):  # newer batches of other sizes push ours to the next page
                 http.post("/v1/messages/batches", json={"requests": [item(f"y{n}")]})
         job.submit()
-        assert job._job.store.records()[0].batch_id == ours
+        assert journal(job).records()[0].batch_id == ours
     assert _lists(fake) == 2  # 100 per page
 
 
@@ -303,13 +299,13 @@ def test_maybe_created() -> None:
 
 
 def test_next_poll_interval() -> None:
-    timing = _Timing(poll_interval=2.0, max_poll_interval=5.0)
+    timing = Timing(poll_interval=2.0, max_poll_interval=5.0)
     assert next_poll_interval(2.0, False, timing) == 3.0
     assert next_poll_interval(4.0, False, timing) == 5.0
     assert next_poll_interval(5.0, False, timing) == 5.0
     assert next_poll_interval(5.0, True, timing) == 2.0
     with pytest.raises(ValueError):
-        _Timing(poll_interval=5.0, max_poll_interval=1.0)
+        Timing(poll_interval=5.0, max_poll_interval=1.0)
 
 
 def test_parse_time_and_counts() -> None:
@@ -325,3 +321,4 @@ def test_api_key_is_not_in_reprs(fake: FakeAnthropic, tmp_path: Path) -> None:
     with _job(fake, tmp_path) as job:
         assert API_KEY not in repr(job._job.api())
         assert API_KEY not in repr(job)
+        assert API_KEY not in repr(job._job.settings)  # what open/create were given

@@ -27,6 +27,7 @@ import httpx2
 import pytest
 
 from caproute import BatchJob, BatchLimits
+from caproute._batch.store import StateDir
 from caproute.testing import FakeAnthropic, make_model
 
 KEY = "test-key-batch-regressions"
@@ -150,23 +151,23 @@ def test_a_batch_created_by_an_early_attempt_is_adopted_not_sent_twice(
     state = tmp_path / "state"
     requests = write_requests(tmp_path / "in.jsonl", 2)
     long_ago = time.time() - 900
-    with BatchJob.create(requests, state, limits=BatchLimits(2), **options(fake)) as job:
-        store = job._job.store  # the journal, as a crashed process leaves it
-        record = store.record_attempt(store.records()[0], long_ago)
-        body = store.body_path(record.round, record.chunk).read_bytes()
-        answer = httpx2.post(
-            f"{fake.url}/v1/messages/batches",
-            content=body,
-            headers={**fake.headers(), "content-type": "application/json"},
-        )
-        orphan = answer.raise_for_status().json()["id"]
-        # The fake stamps batches with its own clock: back-date this one to the attempt.
-        fake.batches._batches[orphan].created_at = datetime.fromtimestamp(long_ago + 1, UTC)
-        store.record_attempt(record, time.time())
+    BatchJob.create(requests, state, limits=BatchLimits(2), **options(fake)).close()
+    store = StateDir(state)  # the journal, as a crashed process leaves it
+    record = store.record_attempt(store.records()[0], long_ago)
+    body = store.body_path(record.round, record.chunk).read_bytes()
+    answer = httpx2.post(
+        f"{fake.url}/v1/messages/batches",
+        content=body,
+        headers={**fake.headers(), "content-type": "application/json"},
+    )
+    orphan = answer.raise_for_status().json()["id"]
+    # The fake stamps batches with its own clock: back-date this one to the attempt.
+    fake.batches._batches[orphan].created_at = datetime.fromtimestamp(long_ago + 1, UTC)
+    store.record_attempt(record, time.time())
 
     with BatchJob.open(state, **options(fake)) as resumed:
         assert resumed.submit() == 1
-        [adopted] = resumed._job.store.records()
+    [adopted] = store.records()
 
     assert (adopted.batch_id, adopted.how) == (orphan, "adopted")
     assert creates(fake) == 1

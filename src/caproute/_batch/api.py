@@ -1,36 +1,45 @@
 """Talking to the Message Batches API: actions, their sync and async drivers, errors.
 
 Every multi-step batch operation (submit with reconciliation, polling, downloading
-results) is written once, in `caproute._batch.job`, as a generator that *yields actions*
-and receives their outcome, in the style of httpx's ``Auth.auth_flow``:
+results, planning a retry) is written once, in `caproute._batch.steps`, as a generator
+that *yields actions* and receives their outcome, in the style of httpx's
+``Auth.auth_flow``:
 
 * `Call`: one HTTP request; the reply is an `Answer` (also for errors: a transport
   failure is an `Answer` with no status, so the flow decides what it means);
 * `Download`: stream a URL's body into a file (results are never held in memory);
 * `Wait`: sleep;
-* `Local`: run a function that does heavy local work (planning, merging results).
+* `Local`: run a function that does heavy local work (indexing, merging results);
+* `Planning`: the same, for work that routes requests with a `LiveRouter` (planning a
+  round): the function gets a `RouterLink` fit for where it runs.
 
 `SyncDriver` performs them with `httpx2.Client` and `time.sleep`; `AsyncDriver` with
-`httpx2.AsyncClient`, `anyio.sleep`, and runs `Local` work in a worker thread so the
-event loop stays responsive.
+`httpx2.AsyncClient`, `anyio.sleep`, and runs `Local` and `Planning` work in a worker
+thread so the event loop stays responsive (`plan_in_worker`). Both close the flow when
+an action fails, so its ``finally`` blocks (a held lock, say) run at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeAlias, TypeVar
 
 import httpx2
 
 from .._exceptions import ConfigError, RuntimeFailure
 from .._registry.snapshot import DEFAULT_BASE_URL
 from .._types import AsyncSleep, Sleep
+from .rounds import RouterLink
 from .store import open_private
+
+if TYPE_CHECKING:
+    from .._runtime.live import LiveRouter
 
 __all__ = [
     "Action",
@@ -41,9 +50,11 @@ __all__ = [
     "Download",
     "Flow",
     "Local",
-    "Wait",
+    "Planning",
     "SyncDriver",
+    "Wait",
     "api_settings",
+    "plan_in_worker",
 ]
 
 T = TypeVar("T")
@@ -111,7 +122,16 @@ class Local:
     fn: Callable[[], Any]
 
 
-Action: TypeAlias = Call | Download | Wait | Local
+@dataclass(frozen=True, slots=True)
+class Planning:
+    """Run `fn` (blocking local work that routes requests with `router`, such as
+    planning a round) with a `RouterLink` fit for where it runs; reply with its value."""
+
+    router: LiveRouter
+    fn: Callable[[RouterLink], Any]
+
+
+Action: TypeAlias = Call | Download | Wait | Local | Planning
 Flow: TypeAlias = Generator[Action, Any, T]
 
 
@@ -267,6 +287,32 @@ def _failure(exc: httpx2.TransportError, url: object) -> Answer:
     return Answer(None, error=f"{type(exc).__name__} ({url}): {exc}", sent=not never_sent)
 
 
+@dataclass(frozen=True, slots=True)
+class _Done(Generic[T]):
+    value: T
+
+
+def _advance(flow: Flow[T], reply: Any) -> Action | _Done[T]:
+    """The flow's next action, or `_Done` with its value once it returned."""
+    try:
+        return flow.send(reply)
+    except StopIteration as done:
+        return _Done(done.value)
+
+
+async def plan_in_worker(router: LiveRouter, fn: Callable[[RouterLink], T]) -> T:
+    """Run `fn` in a worker thread, routing with `router` as an async driver does.
+
+    The router's view is read on the event loop first (an async fetcher's data is only
+    reachable there), and the flow's actions that change its state are carried out
+    there too (`RouterLink` with ``from_worker``).
+    """
+    import anyio.to_thread
+
+    await router.aview()
+    return await anyio.to_thread.run_sync(fn, RouterLink(router, from_worker=True))
+
+
 class SyncDriver:
     """Performs a flow's actions with an `httpx2.Client` (blocking)."""
 
@@ -276,18 +322,17 @@ class SyncDriver:
 
     def run(self, flow: Flow[T]) -> T:
         """Drive `flow` to its end and return its value (its exceptions propagate)."""
-        reply: Any = None
-        while True:
-            try:
-                action = flow.send(reply)
-            except StopIteration as done:
-                value: T = done.value
-                return value
-            reply = self._perform(action)
+        with contextlib.closing(flow):
+            step = _advance(flow, None)
+            while not isinstance(step, _Done):
+                step = _advance(flow, self._perform(step))
+            return step.value
 
     def _perform(self, action: Action) -> Any:
         if isinstance(action, Local):
             return action.fn()
+        if isinstance(action, Planning):
+            return action.fn(RouterLink(action.router))
         if isinstance(action, Wait):
             self._sleep(action.seconds)
             return None
@@ -333,14 +378,11 @@ class AsyncDriver:
 
     async def run(self, flow: Flow[T]) -> T:
         """Drive `flow` to its end and return its value (its exceptions propagate)."""
-        reply: Any = None
-        while True:
-            try:
-                action = flow.send(reply)
-            except StopIteration as done:
-                value: T = done.value
-                return value
-            reply = await self._perform(action)
+        with contextlib.closing(flow):
+            step = _advance(flow, None)
+            while not isinstance(step, _Done):
+                step = _advance(flow, await self._perform(step))
+            return step.value
 
     async def _perform(self, action: Action) -> Any:
         import anyio
@@ -348,6 +390,8 @@ class AsyncDriver:
 
         if isinstance(action, Local):
             return await anyio.to_thread.run_sync(action.fn)
+        if isinstance(action, Planning):
+            return await plan_in_worker(action.router, action.fn)
         if isinstance(action, Wait):
             await (self._sleep or anyio.sleep)(action.seconds)
             return None

@@ -2,32 +2,44 @@
 
 The file is read as bytes, one line at a time, so its size never matters; each line
 keeps its 1-based number and byte offset (a retry re-reads exactly the lines it needs).
-`parse_line` checks one line the way the Message Batches API checks one request
-(api-facts §4.1): a JSON object with a ``custom_id`` of 1–64 characters from
-``[a-zA-Z0-9_-]`` and a ``params`` object, nothing else. It also refuses ``params``
-that is not a Messages body at all (no ``model``, ``messages`` or ``max_tokens``, e.g.
-``{}``): the API accepts such an item at creation and errors it only when the batch is
-processed, hours later, so it is a bad line here like any malformed one. Uniqueness
-across the file is checked by the caller, which keeps the ids on disk, not in memory.
+`parse_line` checks one line the way the Message Batches API checks one request (as
+its reference documents ``POST /v1/messages/batches``): a JSON object with a
+``custom_id`` of 1–64 characters from ``[a-zA-Z0-9_-]`` and a ``params`` object,
+nothing else. It also refuses ``params`` that is not a Messages body at all (no
+``model``, ``messages`` or ``max_tokens``, e.g. ``{}``): the API accepts such an item
+at creation and errors it only when the batch is processed, hours later, so it is a
+bad line here like any malformed one. Uniqueness across the file is checked by the
+caller, which keeps the ids on disk, not in memory.
+`check_input` makes sure a job's input is still the file it was planned from.
 """
 
 from __future__ import annotations
 
 import codecs
+import hashlib
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from .._core.features import shape_problem
 from .._exceptions import ConfigError
+from .store import BatchStateError
 
 if TYPE_CHECKING:
     from hashlib import _Hash as Hash
 
-__all__ = ["BatchInputError", "InputLine", "LineProblem", "parse_line", "read_lines"]
+__all__ = [
+    "BatchInputError",
+    "InputLine",
+    "LineProblem",
+    "check_input",
+    "file_sha256",
+    "parse_line",
+    "read_lines",
+]
 
 CUSTOM_ID: Final = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 _SHOWN_PROBLEMS: Final = 20
@@ -158,3 +170,30 @@ def _kind(value: Any) -> str:
     if isinstance(value, list):
         return "an array"
     return "an object"
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, read in 1 MB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while block := stream.read(1024 * 1024):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_input(path: Path, job: Mapping[str, Any]) -> None:
+    """Make sure `path` is the very file the job was planned from.
+
+    Raises:
+        BatchStateError: It is missing or its content changed.
+    """
+    recorded = job["input"]
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise BatchStateError(f"{path}: the job's input file can't be read: {exc}") from exc
+    if size != recorded["size"] or file_sha256(path) != recorded["sha256"]:
+        raise BatchStateError(
+            f"{path} changed since the job was planned (sha256 {recorded['sha256'][:12]}…); "
+            "a job's input must stay as it was"
+        )

@@ -5,7 +5,8 @@ Layout (``DIR`` is what ``--state`` names)::
     DIR/job.json                 the job: input file (path, size, sha256), API base URL,
                                  anthropic-version, betas, limits, policy file
     DIR/index.sqlite3            one row per input line (custom_id, line, byte offset),
-                                 the routing decision of every round, downloaded results
+                                 the routing decision of every round, downloaded results,
+                                 the facts retry rounds learned from errored results
     DIR/rounds/N/plan.json       round N's summary (1 = the submission, 2+ = retries)
     DIR/rounds/N/refused.jsonl   the lines round N refused locally, with the reason
     DIR/rounds/N/chunk-000001.json       the chunk's journal record (see `ChunkRecord`)
@@ -42,7 +43,7 @@ import sqlite3
 import stat
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO, Final, Literal
 
@@ -88,6 +89,15 @@ CREATE TABLE IF NOT EXISTS results(
     body TEXT NOT NULL,
     PRIMARY KEY (custom_id, round)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS lessons(
+    round INTEGER NOT NULL,
+    model TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (round, model, key)
+);
 CREATE TABLE IF NOT EXISTS downloads(
     round INTEGER NOT NULL,
     chunk INTEGER NOT NULL,
@@ -202,28 +212,21 @@ class StateDir:
     """Paths and durable operations of one state directory."""
 
     path: Path
+    job_file: Path = field(init=False, repr=False, compare=False)
+    db_file: Path = field(init=False, repr=False, compare=False)
+    rounds_dir: Path = field(init=False, repr=False, compare=False)
+    downloads_dir: Path = field(init=False, repr=False, compare=False)
+    cancel_file: Path = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # The layout of the module doc.
+        self.job_file = self.path / "job.json"
+        self.db_file = self.path / "index.sqlite3"
+        self.rounds_dir = self.path / "rounds"
+        self.downloads_dir = self.path / "downloads"
+        self.cancel_file = self.path / "canceled"
 
     # -- paths -------------------------------------------------------------------------------
-
-    @property
-    def job_file(self) -> Path:
-        return self.path / "job.json"
-
-    @property
-    def db_file(self) -> Path:
-        return self.path / "index.sqlite3"
-
-    @property
-    def rounds_dir(self) -> Path:
-        return self.path / "rounds"
-
-    @property
-    def downloads_dir(self) -> Path:
-        return self.path / "downloads"
-
-    @property
-    def cancel_file(self) -> Path:
-        return self.path / "canceled"
 
     def round_dir(self, round_no: int) -> Path:
         return self.rounds_dir / str(round_no)

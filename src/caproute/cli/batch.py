@@ -18,7 +18,7 @@ import argparse
 import contextlib
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._output import print_json
@@ -102,39 +102,36 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _api_options(submit, submits=True)
     submit.set_defaults(func=run_submit)
 
-    status = commands.add_parser(
+    _job_command(
+        commands,
         "status",
-        help="check every batch of the job once",
-        description="Check every batch of the job once: one row per batch, then the totals.",
+        "check every batch of the job once",
+        "Check every batch of the job once: one row per batch, then the totals.",
+        "print the status as JSON",
+        run_status,
     )
-    _state_option(status)
-    _json_option(status, "print the status as JSON")
-    _api_options(status)
-    status.set_defaults(func=run_status)
-
-    wait = commands.add_parser(
+    _job_command(
+        commands,
         "wait",
-        help="follow the batches until all have ended",
-        description=(
-            "Check the batches until every one has ended: progress bars on a terminal, "
-            "a line on stderr whenever the counts change otherwise."
-        ),
+        "follow the batches until all have ended",
+        "Check the batches until every one has ended: progress bars on a terminal, "
+        "a line on stderr whenever the counts change otherwise.",
+        "print the final status as JSON",
+        run_wait,
+        polls=True,
     )
-    _state_option(wait)
-    _json_option(wait, "print the final status as JSON")
-    _api_options(wait, polls=True)
-    wait.set_defaults(func=run_wait)
-
-    results = commands.add_parser(
+    results = _job_command(
+        commands,
         "results",
-        help="merge every result into one JSONL file (one line per custom_id)",
-        description=(
-            "Download the results of every batch and write one line per input "
-            "custom_id: the API's result, or {type: refused, reason} for a request "
-            "caproute refused, each with its routing decision."
-        ),
+        "merge every result into one JSONL file (one line per custom_id)",
+        "Download the results of every batch and write one line per input custom_id: "
+        "the API's result, or {type: refused, reason} for a request caproute refused, "
+        "each with its routing decision.",
+        "print what was written as JSON (the retry plan goes to stderr)",
+        run_results,
+        polls=True,
+        submits=True,
     )
-    _state_option(results)
     results.add_argument("--out", required=True, metavar="FILE", help="the file to write")
     results.add_argument(
         "--retry-errored",
@@ -143,22 +140,36 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "and wait for them",
     )
     results.add_argument("--policy", metavar="FILE", help="policy for re-routing the retries")
-    _json_option(results, "print what was written as JSON (the retry plan goes to stderr)")
-    _api_options(results, polls=True, submits=True)
-    results.set_defaults(func=run_results)
-
-    cancel = commands.add_parser(
+    _job_command(
+        commands,
         "cancel",
-        help="cancel the job and its running batches",
-        description=(
-            "Submit nothing more and cancel the batches still running; requests never "
-            "sent come out as {type: canceled} in the results."
-        ),
+        "cancel the job and its running batches",
+        "Submit nothing more and cancel the batches still running; requests never sent "
+        "come out as {type: canceled} in the results.",
+        "print the final status as JSON",
+        run_cancel,
+        submits=True,
     )
-    _state_option(cancel)
-    _json_option(cancel, "print the final status as JSON")
-    _api_options(cancel, submits=True)
-    cancel.set_defaults(func=run_cancel)
+
+
+def _job_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    description: str,
+    json_help: str,
+    run: Callable[[argparse.Namespace], int],
+    *,
+    polls: bool = False,
+    submits: bool = False,
+) -> argparse.ArgumentParser:
+    """A subcommand acting on the job in ``--state``."""
+    parser = commands.add_parser(name, help=summary, description=description)
+    _state_option(parser)
+    _json_option(parser, json_help)
+    _api_options(parser, polls=polls, submits=submits)
+    parser.set_defaults(func=run)
+    return parser
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
