@@ -95,15 +95,8 @@ def logs() -> Iterator[Collected]:
 
 
 @pytest.fixture(scope="module")
-def keyed_fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(api_key=KEY) as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(keyed_fake: FakeAnthropic) -> FakeAnthropic:
-    keyed_fake.reset()
-    return keyed_fake
+def fake_anthropic_options() -> dict[str, Any]:
+    return {"api_key": KEY}
 
 
 def echo_faults(fake: FakeAnthropic) -> None:
