@@ -6,7 +6,7 @@ every test; see `sdk_helpers` for the lineup and what each model lacks.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import anthropic
@@ -19,16 +19,8 @@ from caproute.testing import FakeAnthropic
 
 
 @pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(models=lineup(), api_key=API_KEY) as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(fake_server: FakeAnthropic) -> FakeAnthropic:
-    """The module's fake, back to its initial state (catalogue, faults, request log)."""
-    fake_server.reset()
-    return fake_server
+def fake_anthropic_options() -> dict[str, Any]:
+    return {"models": lineup(), "api_key": API_KEY}
 
 
 @pytest.fixture
@@ -41,11 +33,6 @@ def registry(fake: FakeAnthropic) -> Registry:
 def decisions() -> list[Decision]:
     """Every decision reported to the ``on_decision`` hook of the clients built here."""
     return []
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 ClientFactory = Callable[..., Any]

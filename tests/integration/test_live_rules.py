@@ -15,7 +15,6 @@ since retired and left out of its list.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,15 +73,8 @@ def older_snapshot() -> Registry:
 
 
 @pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(models=truth(), aliases=ALIASES, api_key=API_KEY) as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(fake_server: FakeAnthropic) -> FakeAnthropic:
-    fake_server.reset()
-    return fake_server
+def fake_anthropic_options() -> dict[str, Any]:
+    return {"models": truth(), "aliases": ALIASES, "api_key": API_KEY}
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -33,9 +32,8 @@ VIAS = ("middleware", "transport")
 
 
 @pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(models=framework_lineup(), api_key="test-key") as fake:
-        yield fake
+def fake_anthropic_options() -> dict[str, Any]:
+    return {"models": framework_lineup(), "api_key": "test-key"}
 
 
 @pytest.fixture

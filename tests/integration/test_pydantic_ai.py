@@ -37,9 +37,8 @@ from caproute.testing import FakeAnthropic, call_tools
 
 
 @pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(models=framework_lineup(), api_key="test-key", reply=call_tools()) as fake:
-        yield fake
+def fake_anthropic_options() -> dict[str, Any]:
+    return {"models": framework_lineup(), "api_key": "test-key", "reply": call_tools()}
 
 
 def run_sync_loop() -> asyncio.AbstractEventLoop:

@@ -16,7 +16,6 @@ report alone.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -50,9 +49,8 @@ def lineup() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(models=lineup(), api_key=API_KEY) as fake:
-        yield fake
+def fake_anthropic_options() -> dict[str, Any]:
+    return {"models": lineup(), "api_key": API_KEY}
 
 
 def sent(fake: FakeAnthropic, mark: int = 0) -> list[str | None]:

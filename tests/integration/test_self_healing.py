@@ -8,7 +8,6 @@ reached the fake.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -35,15 +34,9 @@ EFFORT_MAX: dict[str, Any] = {
 PLAIN: dict[str, Any] = {"model": "claude-small-1", "max_tokens": 100, "messages": HI}
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(models=MODELS, api_key=KEY) as server:
-        yield server
+@pytest.fixture(scope="module")
+def fake_anthropic_options() -> dict[str, Any]:
+    return {"models": MODELS, "api_key": KEY}
 
 
 class RetryHint(httpx2.BaseTransport):

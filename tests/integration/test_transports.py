@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -56,20 +54,9 @@ WITH_PDF = {
 FLAVOURS = [pytest.param(httpx2, id="httpx2"), pytest.param(httpx, id="httpx")]
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-
-
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(models=MODELS, api_key=KEY) as server:
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def _fresh_fake(fake: FakeAnthropic) -> None:
-    fake.reset()
+def fake_anthropic_options() -> dict[str, Any]:
+    return {"models": MODELS, "api_key": KEY}
 
 
 def routed(module: ModuleType, router: Any, inner: Any = None, *, is_async: bool = False) -> Any:

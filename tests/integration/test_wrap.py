@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, Literal
 
 import anthropic
@@ -41,20 +40,9 @@ EFFORT_MAX: dict[str, Any] = {
 WITH_PDF: dict[str, Any] = {"model": "claude-small-1", "max_tokens": 100, "messages": PDF_MESSAGES}
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-
-
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(models=MODELS, api_key=KEY) as server:
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def _fresh_fake(fake: FakeAnthropic) -> None:
-    fake.reset()
+def fake_anthropic_options() -> dict[str, Any]:
+    return {"models": MODELS, "api_key": KEY}
 
 
 @pytest.fixture
