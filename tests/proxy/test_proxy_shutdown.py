@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 import pytest
@@ -31,9 +32,8 @@ MESSAGE = {
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(api_key=API_KEY) as running:
-        yield running
+def fake_anthropic_options() -> dict[str, Any]:
+    return {"api_key": API_KEY}
 
 
 def free_port() -> int:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,13 +31,12 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAnthropic]:
+def fake_anthropic_options() -> dict[str, Any]:
     models = [
         make_model("claude-cli-big-2", unsupported=["effort.xhigh", "thinking.types.enabled"]),
         make_model("claude-cli-small-1", max_input_tokens=200_000, max_tokens=64_000),
     ]
-    with FakeAnthropic(models=models, api_key=KEY) as server:
-        yield server
+    return {"models": models, "api_key": KEY}
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
