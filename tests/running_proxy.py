@@ -131,6 +131,23 @@ def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
         time.sleep(0.005)
 
 
+def raw_request(port: int, data: bytes, *, timeout: float = 5.0) -> bytes:
+    """Send raw bytes to the proxy and read the answer until the server closes (or timeout)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        return read_until_closed(sock)
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    chunks = []
+    try:
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    except TimeoutError:
+        pass
+    return b"".join(chunks)
+
+
 def free_port() -> int:
     """A loopback port free right now (for a process that binds it itself)."""
     with socket.socket() as sock:

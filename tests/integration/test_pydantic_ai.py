@@ -89,6 +89,13 @@ def provider(fake: FakeAnthropic) -> AnthropicProvider:
     return made
 
 
+def refused_without_caproute(model: AnthropicModel) -> ModelHTTPError:
+    """The fake's answer to `model` called as it is: the API's error, as pydantic-ai raises it."""
+    with pytest.raises(ModelHTTPError) as refused:
+        Agent(model).run_sync("Hello")
+    return refused.value
+
+
 def weather_agent(model: Any) -> Agent[None, str]:
     agent = Agent(model)
 
@@ -122,9 +129,8 @@ def test_the_default_max_tokens_is_refused_as_sent_and_clamped_routed(
     fake: FakeAnthropic, registry: Registry, decisions: list[Decision]
 ) -> None:
     model = AnthropicModel(OPUS, provider=provider(fake))
-    with pytest.raises(ModelHTTPError) as refused:
-        Agent(model).run_sync("Hello")
-    assert refused.value.status_code == 400 and "max_tokens" in str(refused.value.body)
+    refused = refused_without_caproute(model)
+    assert refused.status_code == 400 and "max_tokens" in str(refused.body)
     assert sent(fake)[-1]["max_tokens"] == 128_000
 
     result = Agent(caproute.wrap(model, registry=registry, on_decision=decisions.append)).run_sync(
@@ -172,9 +178,7 @@ def test_a_retired_model_is_rerouted(
     fake: FakeAnthropic, registry: Registry, decisions: list[Decision]
 ) -> None:
     model = AnthropicModel(RETIRED, provider=provider(fake))
-    with pytest.raises(ModelHTTPError) as refused:
-        Agent(model).run_sync("Hello")
-    assert refused.value.status_code == 404
+    assert refused_without_caproute(model).status_code == 404
 
     agent = weather_agent(caproute.wrap(model, registry=registry, on_decision=decisions.append))
     result = agent.run_sync("What's the weather?")

@@ -22,6 +22,7 @@ import pytest
 
 from caproute.testing import FakeAnthropic
 from caproute.testing._faults import Fault
+from running_proxy import free_port
 
 API_KEY = "sk-test-shutdown-key"
 MESSAGE = {
@@ -34,13 +35,6 @@ MESSAGE = {
 @pytest.fixture(scope="module")
 def fake_anthropic_options() -> dict[str, Any]:
     return {"api_key": API_KEY}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextmanager

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import gzip
 import json
-import socket
 import zlib
 from typing import Any
 
 from caproute._proxy import ProxyConfig
 from caproute.testing import FakeAnthropic
 from running_proxy import RunningProxy
+from running_proxy import raw_request as raw_request  # re-exported for the suite
 from running_proxy import wait_until as wait_until  # re-exported for the suite
 
 API_KEY = "sk-ant-api03-RELIABILITY-caller-key-0123456789"
@@ -40,19 +40,6 @@ def http_request(method: str, path: str, headers: dict[str, str], body: bytes = 
     lines += [f"{name}: {value}" for name, value in headers.items()]
     lines.append(f"Content-Length: {len(body)}")
     return "\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + body
-
-
-def raw_exchange(port: int, data: bytes, *, timeout: float = 10.0) -> bytes:
-    """Send `data` on a fresh socket and read until the server closes."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(data)
-        chunks = []
-        try:
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-        except TimeoutError:
-            pass
-    return b"".join(chunks)
 
 
 class RawAnswer:
@@ -102,7 +89,9 @@ def raw_post(
         "content-type": "application/json",
         **(headers or {}),
     }
-    return RawAnswer(raw_exchange(proxy.port, http_request("POST", path, all_headers, body)))
+    return RawAnswer(
+        raw_request(proxy.port, http_request("POST", path, all_headers, body), timeout=10.0)
+    )
 
 
 # -- bodies --------------------------------------------------------------------------------

@@ -21,8 +21,8 @@ from reliability_helpers import (
     compact,
     http_request,
     proxy_for,
-    raw_exchange,
     raw_post,
+    raw_request,
 )
 
 from caproute import embedded_registry
@@ -57,7 +57,7 @@ def ask(proxy: RunningProxy, key: str, model: str) -> RawAnswer:
 
 def metrics_page(proxy: RunningProxy, headers: dict[str, str]) -> str:
     proxy.metric("caproute_proxy_in_flight")  # waits for requests still being counted
-    answer = RawAnswer(raw_exchange(proxy.port, http_request("GET", "/caproute/metrics", headers)))
+    answer = RawAnswer(raw_request(proxy.port, http_request("GET", "/caproute/metrics", headers)))
     assert answer.status == 200
     return answer.body.decode()
 
