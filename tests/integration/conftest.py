@@ -11,7 +11,7 @@ from typing import Any
 
 import anthropic
 import pytest
-from sdk_helpers import API_KEY, HTTP_FLAVOUR, lineup
+from sdk_helpers import API_KEY, HTTP_FLAVOUR, Cell, lineup
 
 import caproute
 from caproute import Decision, Registry
@@ -74,3 +74,16 @@ def bare_client(fake: FakeAnthropic) -> ClientFactory:
         return sdk_class(**options)
 
     return build
+
+
+@pytest.fixture
+def sdk(
+    path: str,
+    is_async: bool,
+    fake: FakeAnthropic,
+    decisions: list[Decision],
+    routed_client: Any,
+    bare_client: Any,
+) -> Cell:
+    """This test's cell of the SDK matrix (it is parametrised by `path` and `is_async`)."""
+    return Cell(path, is_async, fake, decisions, routed_client, bare_client)

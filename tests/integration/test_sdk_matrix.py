@@ -8,16 +8,11 @@ and first shows that the same request, sent without caproute, fails with the fak
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import anthropic
 import pytest
-from sdk_helpers import BIG, IMAGE_BLOCK, PATHS, PDF_BLOCK, SMALL, opened, resolve
-
-from caproute import Decision
-from caproute.testing import FakeAnthropic
+from sdk_helpers import BIG, IMAGE_BLOCK, PATHS, PDF_BLOCK, SMALL, Call, Cell, opened, resolve
 
 pytestmark = [
     pytest.mark.anyio,
@@ -49,10 +44,6 @@ async def collect(iterable: Any) -> list[Any]:
     return list(iterable)
 
 
-Call = Callable[[Any], Any]
-"""Picks the SDK method a test calls from a client (``lambda c: c.messages.create``)."""
-
-
 def create(client: Any) -> Any:
     return client.messages.create
 
@@ -63,53 +54,6 @@ def beta_create(client: Any) -> Any:
 
 def count_tokens(client: Any) -> Any:
     return client.messages.count_tokens
-
-
-@dataclass
-class Cell:
-    """One cell of the matrix: a path into caproute, sync or async, against the fake."""
-
-    path: str
-    is_async: bool
-    fake: FakeAnthropic
-    decisions: list[Decision]
-    """What the routed clients reported, in order."""
-    routed_client: Any
-    bare_client: Any
-
-    def routed(self) -> Any:
-        """A new SDK client of this cell, routed by caproute."""
-        return self.routed_client(self.path, is_async=self.is_async)
-
-    def bare(self) -> Any:
-        """The same SDK client without caproute."""
-        return self.bare_client(is_async=self.is_async)
-
-    async def routed_call(self, call: Call, **request: Any) -> Any:
-        """`call` on a routed client, closed afterwards: what the SDK returned."""
-        async with opened(self.routed()) as client:
-            return await resolve(call(client)(**request))
-
-    async def bare_400(self, call: Call, **request: Any) -> anthropic.BadRequestError:
-        """The fake rejects `request` (sent without caproute) with an API 400."""
-        async with opened(self.bare()) as client:
-            with pytest.raises(anthropic.BadRequestError) as caught:
-                await resolve(call(client)(**request))
-        assert caught.value.body["error"]["type"] == "invalid_request_error"
-        assert not caught.value.body["error"]["message"].startswith("caproute")
-        return caught.value
-
-
-@pytest.fixture
-def sdk(
-    path: str,
-    is_async: bool,
-    fake: FakeAnthropic,
-    decisions: list[Decision],
-    routed_client: Any,
-    bare_client: Any,
-) -> Cell:
-    return Cell(path, is_async, fake, decisions, routed_client, bare_client)
 
 
 BETA = "context-management-2025-06-27"
