@@ -11,11 +11,12 @@ from typing import Any
 
 import anthropic
 import pytest
-from sdk_helpers import API_KEY, HTTP_FLAVOUR, Cell, lineup
+from sdk_helpers import API_KEY, Cell, lineup
 
 import caproute
 from caproute import Decision, Registry
 from caproute.testing import FakeAnthropic
+from routed_sdk import routed_sdk_client
 
 
 @pytest.fixture(scope="module")
@@ -48,18 +49,8 @@ def routed_client(
 
     def build(path: str, *, is_async: bool = False, **options: Any) -> Any:
         router = caproute.LiveRouter(registry, on_decision=decisions.append)
-        sdk_class = anthropic.AsyncAnthropic if is_async else anthropic.Anthropic
-        options = {"base_url": fake.url, "api_key": fake.api_key, "max_retries": 0, **options}
-        if path == "wrap":
-            return caproute.wrap(sdk_class(**options), router=router)
-        if path == "wrap-middleware":
-            return caproute.wrap(sdk_class(**options), router=router, via="middleware")
-        if path == "middleware":
-            return sdk_class(middleware=[caproute.middleware(router=router)], **options)
-        if path == "transport":
-            factory = caproute.routed_async_http_client if is_async else caproute.routed_http_client
-            return sdk_class(http_client=factory(router=router, flavour=HTTP_FLAVOUR), **options)
-        raise AssertionError(f"unknown path {path!r}")
+        options = {"base_url": fake.url, "api_key": fake.api_key, **options}
+        return routed_sdk_client(path, router, is_async=is_async, **options)
 
     return build
 

@@ -28,12 +28,11 @@ import pytest
 
 from caproute import Decision
 from caproute.testing import FakeAnthropic, make_model
+from routed_sdk import HTTP_FLAVOUR as HTTP_FLAVOUR  # re-exported for the suite
 
 SDK_GENERATION = int(anthropic.__version__.split(".")[0])
 """0 for the httpx-based SDKs, 1 or 2 for the httpx2-based ones."""
 
-HTTP_FLAVOUR = "httpx" if SDK_GENERATION == 0 else "httpx2"
-"""The HTTP library the installed SDK is built on (what a routed client must be)."""
 
 API_KEY = "sk-ant-test-0123456789"
 

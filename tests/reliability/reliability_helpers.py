@@ -15,6 +15,7 @@ from typing import Any
 
 from caproute._proxy import ProxyConfig
 from caproute.testing import FakeAnthropic
+from routed_sdk import routed_sdk_client
 from running_proxy import RunningProxy
 from running_proxy import raw_request as raw_request  # re-exported for the suite
 from running_proxy import wait_until as wait_until  # re-exported for the suite
@@ -128,21 +129,5 @@ def sdk_client(
     path: str, fake: FakeAnthropic, router: Any, *, is_async: bool = False, **options: Any
 ) -> Any:
     """An SDK client whose requests go through caproute along `path`, to `fake`."""
-    import anthropic
-
-    import caproute
-
-    sdk_class = anthropic.AsyncAnthropic if is_async else anthropic.Anthropic
-    options = {"base_url": fake.url, "api_key": API_KEY, "max_retries": 0, **options}
-    if path == "wrap":
-        return caproute.wrap(sdk_class(**options), router=router)
-    if path == "wrap-transport":
-        return caproute.wrap(sdk_class(**options), router=router, via="transport")
-    if path == "middleware":
-        return sdk_class(middleware=[caproute.middleware(router=router)], **options)
-    if path == "transport":
-        factory = caproute.routed_async_http_client if is_async else caproute.routed_http_client
-        # The SDK's own HTTP library: httpx for 0.x, httpx2 for 1.x and 2.x.
-        flavour = "httpx" if anthropic.__version__.startswith("0.") else "httpx2"
-        return sdk_class(http_client=factory(router=router, flavour=flavour), **options)
-    raise AssertionError(f"unknown path {path!r}")
+    options = {"base_url": fake.url, "api_key": API_KEY, **options}
+    return routed_sdk_client(path, router, is_async=is_async, **options)
