@@ -8,11 +8,15 @@ library normalises them first.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import zlib
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+from caproute import embedded_registry, save_snapshot
 from caproute._proxy import ProxyConfig
 from caproute.testing import FakeAnthropic
 from routed_sdk import routed_sdk_client
@@ -30,6 +34,23 @@ def proxy_for(fake: FakeAnthropic, **options: Any) -> RunningProxy:
     """A proxy in front of `fake` (not started: use it as a context manager)."""
     options.setdefault("body_timeout", 5.0)
     return RunningProxy(ProxyConfig(upstream=fake.url, **options))
+
+
+@contextlib.contextmanager
+def snapshot_proxy(fake: FakeAnthropic, folder: Path) -> Iterator[tuple[RunningProxy, Path]]:
+    """A running proxy in front of `fake` routing on a snapshot file it polls for changes
+    (written in `folder`, the embedded registry to start with); yields both."""
+    snapshot = folder / "registry.json"
+    save_snapshot(embedded_registry(), snapshot)
+    with proxy_for(fake, snapshot=snapshot, poll_interval=0.02) as proxy:
+        yield proxy, snapshot
+
+
+def replace_and_see_refused(proxy: RunningProxy, snapshot: Path, staging: Path) -> None:
+    """Put `staging` in the place of `snapshot` (an atomic replace, as a cron job would do
+    it) and wait until the proxy has refused to load it."""
+    staging.replace(snapshot)
+    wait_until(lambda: proxy.metric('caproute_proxy_snapshot_reloads_total{result="error"}') == 1)
 
 
 # -- raw HTTP ------------------------------------------------------------------------------
