@@ -89,10 +89,10 @@ def provider(fake: FakeAnthropic) -> AnthropicProvider:
     return made
 
 
-def refused_without_caproute(model: AnthropicModel) -> ModelHTTPError:
+def refused_without_caproute(model: AnthropicModel, prompt: str = "Hello") -> ModelHTTPError:
     """The fake's answer to `model` called as it is: the API's error, as pydantic-ai raises it."""
     with pytest.raises(ModelHTTPError) as refused:
-        Agent(model).run_sync("Hello")
+        Agent(model).run_sync(prompt)
     return refused.value
 
 
@@ -193,8 +193,7 @@ def test_an_effort_level_the_model_lacks_is_adjusted(
 ) -> None:
     settings = AnthropicModelSettings(anthropic_effort="xhigh", max_tokens=4096)
     model = AnthropicModel(OPUS, provider=provider(fake), settings=settings)
-    with pytest.raises(ModelHTTPError, match="effort"):
-        Agent(model).run_sync("Think hard")
+    assert "effort" in str(refused_without_caproute(model, "Think hard"))
 
     Agent(caproute.wrap(model, registry=registry, on_decision=decisions.append)).run_sync(
         "Think hard"
@@ -209,8 +208,7 @@ def test_effort_on_a_model_without_effort_is_removed(
 ) -> None:
     settings = AnthropicModelSettings(anthropic_effort="high", max_tokens=4096)
     model = AnthropicModel(HAIKU, provider=provider(fake), settings=settings)
-    with pytest.raises(ModelHTTPError, match="effort"):
-        Agent(model).run_sync("Hello")  # pydantic-ai sends it as set
+    assert "effort" in str(refused_without_caproute(model))  # pydantic-ai sends it as set
 
     Agent(caproute.wrap(model, registry=registry, on_decision=decisions.append)).run_sync("Hello")
 
