@@ -52,6 +52,14 @@ PDF_BLOCK = {
     "type": "document",
     "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQK"},
 }
+HI = [{"role": "user", "content": "hi"}]
+EFFORT_MAX: dict[str, Any] = {
+    "model": SMALL,
+    "max_tokens": 100,
+    "output_config": {"effort": "max"},
+    "messages": HI,
+}
+"""SMALL has no effort ``max``: the fake refuses this with a 400 unless it is adjusted."""
 IMAGE_BLOCK = {
     "type": "image",
     "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="},

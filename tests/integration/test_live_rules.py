@@ -20,7 +20,7 @@ from typing import Any
 
 import anthropic
 import pytest
-from sdk_helpers import API_KEY, HTTP_FLAVOUR, opened, resolve
+from sdk_helpers import API_KEY, HI, HTTP_FLAVOUR, opened, resolve
 
 import caproute
 from caproute import Decision, LiveRouter, Registry
@@ -34,7 +34,6 @@ pytestmark = [
 
 HAIKU, OLD_HAIKU, RETIRED_HAIKU = "claude-haiku-9", "claude-haiku-8", "claude-haiku-7-20250101"
 SONNET, OPUS = "claude-sonnet-9", "claude-opus-9"
-HI = [{"role": "user", "content": "hi"}]
 # `claude-sonnet-latest` is an alias only `GET /v1/models/{alias}` resolves: no list
 # shows it, and it is not a dated id's undated form.
 ALIASES = {"claude-haiku-7": RETIRED_HAIKU, "claude-sonnet-latest": SONNET}

@@ -13,6 +13,7 @@ from typing import Any
 import anthropic
 import httpx2
 import pytest
+from sdk_helpers import EFFORT_MAX, HI
 
 import caproute
 from caproute import LiveRouter
@@ -24,13 +25,6 @@ MODELS = [
     make_model("claude-small-1", max_tokens=8192),
 ]
 KEY = "test-key-heal"
-HI = [{"role": "user", "content": "hi"}]
-EFFORT_MAX: dict[str, Any] = {
-    "model": "claude-small-1",
-    "max_tokens": 100,
-    "output_config": {"effort": "max"},
-    "messages": HI,
-}
 PLAIN: dict[str, Any] = {"model": "claude-small-1", "max_tokens": 100, "messages": HI}
 
 

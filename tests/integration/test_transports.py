@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import httpx2
 import pytest
+from sdk_helpers import EFFORT_MAX, HI, PDF_BLOCK
 
 from caproute import AsyncRoutingTransport, LiveRouter, Policy, Registry, RoutingTransport
 from caproute._core import body as _body
@@ -33,23 +34,11 @@ MODELS = [
 ]
 REGISTRY = Registry.from_models(MODELS)
 KEY = "test-key-h4a"
-HI = [{"role": "user", "content": "hi"}]
-PDF = {
-    "type": "document",
-    "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0="},
-}
-# Needs an adjustment on claude-small-1 (no effort 'max'): the fake answers 400 without one.
-EFFORT_MAX = {
-    "model": "claude-small-1",
-    "max_tokens": 100,
-    "output_config": {"effort": "max"},
-    "messages": HI,
-}
 # Needs a reroute (no pdf_input on claude-small-1).
 WITH_PDF = {
     "model": "claude-small-1",
     "max_tokens": 100,
-    "messages": [{"role": "user", "content": [PDF, {"type": "text", "text": "summarise"}]}],
+    "messages": [{"role": "user", "content": [PDF_BLOCK, {"type": "text", "text": "summarise"}]}],
 }
 FLAVOURS = [pytest.param(httpx2, id="httpx2"), pytest.param(httpx, id="httpx")]
 

@@ -10,6 +10,7 @@ import anthropic
 import httpx
 import httpx2
 import pytest
+from sdk_helpers import EFFORT_MAX, HI, PDF_BLOCK
 
 import caproute
 from caproute import LiveRouter, Policy, Registry
@@ -25,18 +26,7 @@ MODELS = [
 ]
 REGISTRY = Registry.from_models(MODELS)
 KEY = "test-key-wrap"
-HI = [{"role": "user", "content": "hi"}]
-PDF = {
-    "type": "document",
-    "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0="},
-}
-PDF_MESSAGES = [{"role": "user", "content": [PDF, {"type": "text", "text": "summarise"}]}]
-EFFORT_MAX: dict[str, Any] = {
-    "model": "claude-small-1",
-    "max_tokens": 100,
-    "output_config": {"effort": "max"},
-    "messages": HI,
-}
+PDF_MESSAGES = [{"role": "user", "content": [PDF_BLOCK, {"type": "text", "text": "summarise"}]}]
 WITH_PDF: dict[str, Any] = {"model": "claude-small-1", "max_tokens": 100, "messages": PDF_MESSAGES}
 
 
