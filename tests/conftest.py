@@ -20,9 +20,15 @@ pytest_plugins = ["caproute.testing.pytest_plugin"]
 
 @pytest.fixture(autouse=True)
 def _isolated_user_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    # A live fetch writes the user cache file; a stray key would make LiveRouter fetch.
+    # A live fetch writes the user cache file; a stray key would make LiveRouter fetch;
+    # a developer's CAPROUTE_DEBUG would change what the logs hold.
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL"):
+    for name in (
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_AUTH_TOKEN",
+        "ANTHROPIC_BASE_URL",
+        "CAPROUTE_DEBUG",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 

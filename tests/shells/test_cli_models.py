@@ -19,15 +19,10 @@ from caproute.testing import FakeAnthropic, make_model
 KEY = "sk-ant-cli-test-SECRET"
 
 
-@pytest.fixture(autouse=True)
-def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private cache dir, and no key or base URL from the developer's shell."""
-    xdg = tmp_path / "xdg-cache"
-    monkeypatch.setenv("XDG_CACHE_HOME", str(xdg))
-    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.delenv("CAPROUTE_DEBUG", raising=False)
-    return xdg / "caproute" / "registry.json"
+@pytest.fixture
+def isolated_environment(tmp_path: Path) -> Path:
+    """This test's user cache file (tests/conftest.py points XDG_CACHE_HOME at its folder)."""
+    return tmp_path / "xdg-cache" / "caproute" / "registry.json"
 
 
 @pytest.fixture(scope="module")

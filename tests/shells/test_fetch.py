@@ -50,14 +50,6 @@ BASE = "https://models.test"
 START = 1_795_000_000.0  # a Unix time in November 2026
 
 
-@pytest.fixture(autouse=True)
-def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Never touch the real home cache or pick up a developer's key or base URL."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-
-
 class FakeClock:
     """Seconds that only move when told (serves as both monotonic and wall clock)."""
 
