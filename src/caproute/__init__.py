@@ -6,7 +6,9 @@ Importing caproute is cheap: the public names below are loaded on first use, so
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import typing
 from typing import TYPE_CHECKING, Any
 
 from ._runtime import logs as _logs  # noqa: F401  (every caproute logger masks keys from the start)
@@ -154,9 +156,22 @@ if not TYPE_CHECKING:  # type checkers read the imports above; an unknown name i
             if held_in == module_name:
                 value = getattr(module, public)
                 if isinstance(value, type):
-                    value.__module__ = __name__
+                    _as_public(value)
                 globals()[public] = value
         return globals()[name]
+
+    def _as_public(cls: type) -> None:
+        # Type hints written as strings are read in the namespace of the class's
+        # `__module__` (`typing.get_type_hints`; pydantic, for dataclass fields too):
+        # resolve them where they were written before the class says `caproute`.
+        own = cls.__dict__.get("__annotations__")
+        if own:
+            with contextlib.suppress(NameError):
+                hints = typing.get_type_hints(cls, include_extras=True)
+                cls.__annotations__ = {name: hints[name] for name in own}
+                for field in cls.__dict__.get("__dataclass_fields__", {}).values():
+                    field.type = hints.get(field.name, field.type)
+        cls.__module__ = __name__
 
 
 def __dir__() -> list[str]:
