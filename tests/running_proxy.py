@@ -156,6 +156,23 @@ def free_port() -> int:
         return port
 
 
+def wait_for_health(url: str, process: subprocess.Popen[str], timeout: float = 20.0) -> None:
+    """Wait until the `process` serving at `url` answers ``/caproute/health`` with a 200
+    (it must not exit meanwhile)."""
+    import httpx2
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx2.get(f"{url}/caproute/health").status_code == 200:
+                return
+        except httpx2.TransportError:
+            pass
+        assert process.poll() is None, f"caproute serve exited: {process.communicate()[0]}"
+        assert time.monotonic() < deadline, "caproute serve did not come up"
+        time.sleep(0.05)
+
+
 @contextlib.contextmanager
 def serve_process(
     *args: str, log: Path, env: dict[str, str] | None = None, port: int | None = None

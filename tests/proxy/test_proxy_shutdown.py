@@ -17,12 +17,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import httpx
 import pytest
 
 from caproute.testing import FakeAnthropic
 from caproute.testing._faults import Fault
-from running_proxy import free_port
+from running_proxy import free_port, wait_for_health
 
 API_KEY = "sk-test-shutdown-key"
 MESSAGE = {
@@ -50,16 +49,7 @@ def serve(fake: FakeAnthropic, *args: str) -> Iterator[tuple[subprocess.Popen[st
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/caproute/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, process.communicate()[0]
-            assert time.monotonic() < deadline, "caproute serve did not come up"
-            time.sleep(0.05)
+        wait_for_health(f"http://127.0.0.1:{port}", process)
         yield process, port
     finally:
         if process.poll() is None:
