@@ -83,9 +83,9 @@ tests. ``fake.headers()`` gives auth + version headers for hand-made requests.
 pytest: add ``pytest_plugins = ["caproute.testing.pytest_plugin"]`` to a conftest for
 a ``fake_anthropic`` fixture: one fake per test module, reset for each test, built
 from the ``fake_anthropic_options`` fixture (default catalogue, ``api_key="test-key"``;
-override it for another lineup). Starting and stopping take a few milliseconds. Closing removes the registry cache file caproute keeps for the fake's
-URL (a routed client that fetched its lineup wrote it), so fakes on random ports
-leave nothing behind.
+override it for another lineup). Starting and stopping take a few milliseconds.
+Closing removes the registry cache file caproute keeps for the fake's URL (a routed
+client that fetched its lineup wrote it), so fakes on random ports leave nothing behind.
 
 Not imported by ``import caproute``; importing this package pulls in uvicorn but not
 the anthropic SDK (``fake.client()`` imports it when called).
