@@ -131,12 +131,46 @@ def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
         time.sleep(0.005)
 
 
+def raw_request(port: int, data: bytes, *, timeout: float = 5.0) -> bytes:
+    """Send raw bytes to the proxy and read the answer until the server closes (or timeout)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        return read_until_closed(sock)
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    chunks = []
+    try:
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    except TimeoutError:
+        pass
+    return b"".join(chunks)
+
+
 def free_port() -> int:
     """A loopback port free right now (for a process that binds it itself)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def wait_for_health(url: str, process: subprocess.Popen[str], timeout: float = 20.0) -> None:
+    """Wait until the `process` serving at `url` answers ``/caproute/health`` with a 200
+    (it must not exit meanwhile)."""
+    import httpx2
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx2.get(f"{url}/caproute/health").status_code == 200:
+                return
+        except httpx2.TransportError:
+            pass
+        assert process.poll() is None, f"caproute serve exited: {process.communicate()[0]}"
+        assert time.monotonic() < deadline, "caproute serve did not come up"
+        time.sleep(0.05)
 
 
 @contextlib.contextmanager

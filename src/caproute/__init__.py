@@ -6,67 +6,79 @@ Importing caproute is cheap: the public names below are loaded on first use, so
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import typing
 from typing import TYPE_CHECKING, Any
 
 from ._runtime import logs as _logs  # noqa: F401  (every caproute logger masks keys from the start)
-from ._version import __version__
+from ._version import __version__ as __version__
 
 if TYPE_CHECKING:
-    from ._batch.api import BatchAPIError
-    from ._batch.input import BatchInputError
-    from ._batch.job import (
-        AsyncBatchJob,
-        BatchCounts,
-        BatchJob,
-        BatchProgress,
-        BatchResults,
-        BatchStatus,
-    )
-    from ._batch.plan import BatchLimits, BatchPlan, PlanGroup
-    from ._batch.store import BatchStateError
-    from ._core.decision import MISSING, Candidate, Change, Decision, RouteResult
-    from ._core.engine import PolicyEngine, route
-    from ._core.features import detect
-    from ._core.learned_facts import LearnedFact
-    from ._core.model_info import Capabilities, ModelInfo
-    from ._core.policy import Policy
-    from ._core.policy_fields import CAPABILITY_NAMES
-    from ._core.registry import Limits, Registry, Support
-    from ._core.registry_source import RegistrySource
-    from ._core.request_needs import RequestNeeds
-    from ._exceptions import (
-        CaprouteError,
-        ConfigError,
-        PolicyError,
-        RegistryError,
-        RegistryHTTPError,
-        RegistryUnavailableError,
-        RoutingRefused,
-        RuntimeFailure,
-        SnapshotError,
-    )
-    from ._http.middleware import middleware
-    from ._http.transports import (
-        AsyncRoutingTransport,
-        RoutingTransport,
-        async_httpx_transport,
-        httpx_transport,
-        httpx_transport_classes,
-    )
-    from ._proxy import ProxyConfig, create_proxy_app, serve_proxy
-    from ._registry.fetch import AsyncRegistryFetcher, RegistryFetcher
-    from ._registry.policy_files import load_policy
-    from ._registry.snapshot import (
-        embedded_registry,
-        initial_registry,
-        load_snapshot,
-        save_snapshot,
-    )
-    from ._runtime.live import LiveRouter
-    from ._wrap.client import routed_async_http_client, routed_http_client, wrap
+    from ._batch.api import BatchAPIError as BatchAPIError
+    from ._batch.input import BatchInputError as BatchInputError
+    from ._batch.job import AsyncBatchJob as AsyncBatchJob
+    from ._batch.job import BatchCounts as BatchCounts
+    from ._batch.job import BatchJob as BatchJob
+    from ._batch.job import BatchProgress as BatchProgress
+    from ._batch.job import BatchResults as BatchResults
+    from ._batch.job import BatchStatus as BatchStatus
+    from ._batch.plan import BatchLimits as BatchLimits
+    from ._batch.plan import BatchPlan as BatchPlan
+    from ._batch.plan import PlanGroup as PlanGroup
+    from ._batch.store import BatchStateError as BatchStateError
+    from ._core.decision import MISSING as MISSING
+    from ._core.decision import Candidate as Candidate
+    from ._core.decision import Change as Change
+    from ._core.decision import Decision as Decision
+    from ._core.decision import RouteResult as RouteResult
+    from ._core.engine import PolicyEngine as PolicyEngine
+    from ._core.engine import route as route
+    from ._core.features import detect as detect
+    from ._core.learned_facts import LearnedFact as LearnedFact
+    from ._core.model_info import Capabilities as Capabilities
+    from ._core.model_info import ModelInfo as ModelInfo
+    from ._core.policy import Policy as Policy
+    from ._core.policy_fields import CAPABILITY_NAMES as CAPABILITY_NAMES
+    from ._core.registry import Limits as Limits
+    from ._core.registry import Registry as Registry
+    from ._core.registry import Support as Support
+    from ._core.registry_source import RegistrySource as RegistrySource
+    from ._core.request_needs import RequestNeeds as RequestNeeds
+    from ._exceptions import CaprouteError as CaprouteError
+    from ._exceptions import ConfigError as ConfigError
+    from ._exceptions import PolicyError as PolicyError
+    from ._exceptions import RegistryError as RegistryError
+    from ._exceptions import RegistryHTTPError as RegistryHTTPError
+    from ._exceptions import RegistryUnavailableError as RegistryUnavailableError
+    from ._exceptions import RuntimeFailure as RuntimeFailure
+    from ._exceptions import SnapshotError as SnapshotError
+    from ._http.middleware import middleware as middleware
+    from ._http.transports import AsyncRoutingTransport as AsyncRoutingTransport
+    from ._http.transports import RoutingTransport as RoutingTransport
+    from ._http.transports import async_httpx_transport as async_httpx_transport
+    from ._http.transports import httpx_transport as httpx_transport
+    from ._http.transports import httpx_transport_classes as httpx_transport_classes
+    from ._proxy import ProxyConfig as ProxyConfig
+    from ._proxy import create_proxy_app as create_proxy_app
+    from ._proxy import serve_proxy as serve_proxy
+    from ._registry.fetch import AsyncRegistryFetcher as AsyncRegistryFetcher
+    from ._registry.fetch import RegistryFetcher as RegistryFetcher
+    from ._registry.policy_files import load_policy as load_policy
+    from ._registry.snapshot import embedded_registry as embedded_registry
+    from ._registry.snapshot import initial_registry as initial_registry
+    from ._registry.snapshot import load_snapshot as load_snapshot
+    from ._registry.snapshot import save_snapshot as save_snapshot
+    from ._runtime.live import LiveRouter as LiveRouter
+    from ._wrap.client import routed_async_http_client as routed_async_http_client
+    from ._wrap.client import routed_http_client as routed_http_client
+    from ._wrap.client import wrap as wrap
 
-# name -> module that defines it (relative to this package).
+
+# The public names: name -> the module that holds it (relative to this package). This
+# table is the list: `__all__` is built from it and `__getattr__` loads from it; the
+# TYPE_CHECKING imports above repeat it for type checkers, and
+# tests/test_exported_members.py checks that they match it exactly.
 _EXPORTS: dict[str, str] = {
     "AsyncBatchJob": "._batch.job",
     "AsyncRegistryFetcher": "._registry.fetch",
@@ -106,7 +118,6 @@ _EXPORTS: dict[str, str] = {
     "RegistryUnavailableError": "._exceptions",
     "RequestNeeds": "._core.request_needs",
     "RouteResult": "._core.decision",
-    "RoutingRefused": "._exceptions",
     "RoutingTransport": "._http.transports",
     "RuntimeFailure": "._exceptions",
     "SnapshotError": "._exceptions",
@@ -129,77 +140,38 @@ _EXPORTS: dict[str, str] = {
     "wrap": "._wrap.client",
 }
 
-__all__ = [
-    "AsyncBatchJob",
-    "AsyncRegistryFetcher",
-    "AsyncRoutingTransport",
-    "BatchAPIError",
-    "BatchCounts",
-    "BatchInputError",
-    "BatchJob",
-    "BatchLimits",
-    "BatchPlan",
-    "BatchProgress",
-    "BatchResults",
-    "BatchStateError",
-    "BatchStatus",
-    "CAPABILITY_NAMES",
-    "Candidate",
-    "Capabilities",
-    "CaprouteError",
-    "Change",
-    "ConfigError",
-    "Decision",
-    "LearnedFact",
-    "Limits",
-    "LiveRouter",
-    "MISSING",
-    "ModelInfo",
-    "PlanGroup",
-    "Policy",
-    "PolicyEngine",
-    "PolicyError",
-    "ProxyConfig",
-    "Registry",
-    "RegistryError",
-    "RegistryFetcher",
-    "RegistryHTTPError",
-    "RegistrySource",
-    "RegistryUnavailableError",
-    "RequestNeeds",
-    "RouteResult",
-    "RoutingRefused",
-    "RoutingTransport",
-    "RuntimeFailure",
-    "SnapshotError",
-    "Support",
-    "__version__",
-    "async_httpx_transport",
-    "create_proxy_app",
-    "detect",
-    "embedded_registry",
-    "httpx_transport",
-    "httpx_transport_classes",
-    "initial_registry",
-    "load_policy",
-    "load_snapshot",
-    "middleware",
-    "route",
-    "routed_async_http_client",
-    "routed_http_client",
-    "save_snapshot",
-    "serve_proxy",
-    "wrap",
-]
+__all__ = sorted([*_EXPORTS, "__version__"])
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'caproute' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+if not TYPE_CHECKING:  # type checkers read the imports above; an unknown name is an error
+
+    def __getattr__(name: str) -> Any:
+        module_name = _EXPORTS.get(name)
+        if module_name is None:
+            raise AttributeError(f"module 'caproute' has no attribute {name!r}")
+        module = importlib.import_module(module_name, __name__)
+        # Every public name of that module at once (it is loaded now): each public class
+        # reports `caproute` as its module, where users find it (reprs, tracebacks, pickles).
+        for public, held_in in _EXPORTS.items():
+            if held_in == module_name:
+                value = getattr(module, public)
+                if isinstance(value, type):
+                    _as_public(value)
+                globals()[public] = value
+        return globals()[name]
+
+    def _as_public(cls: type) -> None:
+        # Type hints written as strings are read in the namespace of the class's
+        # `__module__` (`typing.get_type_hints`; pydantic, for dataclass fields too):
+        # resolve them where they were written before the class says `caproute`.
+        own = cls.__dict__.get("__annotations__")
+        if own:
+            with contextlib.suppress(NameError):
+                hints = typing.get_type_hints(cls, include_extras=True)
+                cls.__annotations__ = {name: hints[name] for name in own}
+                for field in cls.__dict__.get("__dataclass_fields__", {}).values():
+                    field.type = hints.get(field.name, field.type)
+        cls.__module__ = __name__
 
 
 def __dir__() -> list[str]:

@@ -4,24 +4,24 @@ The tree::
 
     CaprouteError
     ├── ConfigError               you configured something wrong (fix the file / argument)
-    │   └── PolicyError           a routing policy is invalid; carries file:line:column
+    │   ├── PolicyError           a routing policy is invalid; carries file:line:column
+    │   ├── BatchInputError       a batch input file has bad lines; nothing was submitted
+    │   └── BatchStateError       a batch state directory cannot be used as asked
     └── RuntimeFailure            something failed while running
         ├── RegistryError         the capability registry could not be built or read
         │   ├── RegistryHTTPError the Models API answered with an error status
         │   ├── RegistryUnavailableError  unreachable or failing, and no data to serve
         │   └── SnapshotError     a snapshot file is missing, unreadable or corrupt
-        └── RoutingRefused        the policy refused a request; carries the `Decision`
+        └── BatchAPIError         the Message Batches API answered with an error
+
+A request the policy refuses raises no caproute error: it is answered locally with an
+API-shaped 400 (through the SDK, `anthropic.BadRequestError`), see docs/sdk.md.
 
 Messages never contain an API key: errors built from HTTP answers carry the status,
 the API's error type and message, and the request id, nothing from the request headers.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from ._core.decision import Decision
 
 
 class CaprouteError(Exception):
@@ -103,11 +103,3 @@ class RegistryUnavailableError(RegistryError):
 
 class SnapshotError(RegistryError):
     """A registry snapshot file is missing, unreadable or not a caproute snapshot."""
-
-
-class RoutingRefused(RuntimeFailure):
-    """The routing policy refused a request before anything was sent."""
-
-    def __init__(self, decision: Decision) -> None:
-        self.decision = decision
-        super().__init__(decision.reason or "request refused by the routing policy")

@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from caproute import Registry, Support
+from caproute._core.draft import MIN_THINKING_BUDGET, is_new_version
 from caproute._core.engine import PolicyEngine
 from caproute._core.features import detect
 from caproute._core.policy import Policy, RouteSpec
 from caproute._core.request_needs import format_path
-from caproute._core.rules import MIN_THINKING_BUDGET, is_new_version
 from caproute._core.selection import Planner
 
 LEAVES = [

@@ -59,20 +59,18 @@ def page_id(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def fake_api() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as fake:
-        yield fake
+def fake_anthropic_options() -> dict[str, Any]:
+    return {}  # the default catalogue, any key
 
 
 @pytest.fixture
 def page_env(
-    fake_api: FakeAnthropic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fake: FakeAnthropic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Path]:
-    fake_api.reset()
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", fake_api.url)
-    monkeypatch.setenv("ANTHROPIC_API_KEY", fake_api.api_key)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.url)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", fake.api_key)
     before = set(threading.enumerate())
     yield tmp_path
     # Registry refreshes the examples started in the background read the environment

@@ -6,29 +6,22 @@ every test; see `sdk_helpers` for the lineup and what each model lacks.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import anthropic
 import pytest
-from sdk_helpers import API_KEY, HTTP_FLAVOUR, lineup
+from sdk_helpers import API_KEY, Cell, lineup
 
 import caproute
 from caproute import Decision, Registry
 from caproute.testing import FakeAnthropic
+from routed_sdk import routed_sdk_client
 
 
 @pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(models=lineup(), api_key=API_KEY) as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(fake_server: FakeAnthropic) -> FakeAnthropic:
-    """The module's fake, back to its initial state (catalogue, faults, request log)."""
-    fake_server.reset()
-    return fake_server
+def fake_anthropic_options() -> dict[str, Any]:
+    return {"models": lineup(), "api_key": API_KEY}
 
 
 @pytest.fixture
@@ -41,11 +34,6 @@ def registry(fake: FakeAnthropic) -> Registry:
 def decisions() -> list[Decision]:
     """Every decision reported to the ``on_decision`` hook of the clients built here."""
     return []
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 ClientFactory = Callable[..., Any]
@@ -61,18 +49,8 @@ def routed_client(
 
     def build(path: str, *, is_async: bool = False, **options: Any) -> Any:
         router = caproute.LiveRouter(registry, on_decision=decisions.append)
-        sdk_class = anthropic.AsyncAnthropic if is_async else anthropic.Anthropic
-        options = {"base_url": fake.url, "api_key": fake.api_key, "max_retries": 0, **options}
-        if path == "wrap":
-            return caproute.wrap(sdk_class(**options), router=router)
-        if path == "wrap-middleware":
-            return caproute.wrap(sdk_class(**options), router=router, via="middleware")
-        if path == "middleware":
-            return sdk_class(middleware=[caproute.middleware(router=router)], **options)
-        if path == "transport":
-            factory = caproute.routed_async_http_client if is_async else caproute.routed_http_client
-            return sdk_class(http_client=factory(router=router, flavour=HTTP_FLAVOUR), **options)
-        raise AssertionError(f"unknown path {path!r}")
+        options = {"base_url": fake.url, "api_key": fake.api_key, **options}
+        return routed_sdk_client(path, router, is_async=is_async, **options)
 
     return build
 
@@ -87,3 +65,16 @@ def bare_client(fake: FakeAnthropic) -> ClientFactory:
         return sdk_class(**options)
 
     return build
+
+
+@pytest.fixture
+def sdk(
+    path: str,
+    is_async: bool,
+    fake: FakeAnthropic,
+    decisions: list[Decision],
+    routed_client: Any,
+    bare_client: Any,
+) -> Cell:
+    """This test's cell of the SDK matrix (it is parametrised by `path` and `is_async`)."""
+    return Cell(path, is_async, fake, decisions, routed_client, bare_client)

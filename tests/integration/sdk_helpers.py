@@ -19,18 +19,20 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import anthropic
+import pytest
 
-from caproute.testing import make_model
+from caproute import Decision
+from caproute.testing import FakeAnthropic, make_model
+from routed_sdk import HTTP_FLAVOUR as HTTP_FLAVOUR  # re-exported for the suite
 
 SDK_GENERATION = int(anthropic.__version__.split(".")[0])
 """0 for the httpx-based SDKs, 1 or 2 for the httpx2-based ones."""
 
-HTTP_FLAVOUR = "httpx" if SDK_GENERATION == 0 else "httpx2"
-"""The HTTP library the installed SDK is built on (what a routed client must be)."""
 
 API_KEY = "sk-ant-test-0123456789"
 
@@ -50,6 +52,14 @@ PDF_BLOCK = {
     "type": "document",
     "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQK"},
 }
+HI = [{"role": "user", "content": "hi"}]
+EFFORT_MAX: dict[str, Any] = {
+    "model": SMALL,
+    "max_tokens": 100,
+    "output_config": {"effort": "max"},
+    "messages": HI,
+}
+"""SMALL has no effort ``max``: the fake refuses this with a 400 unless it is adjusted."""
 IMAGE_BLOCK = {
     "type": "image",
     "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="},
@@ -80,3 +90,42 @@ async def opened(client: Any) -> AsyncIterator[Any]:
         yield client
     finally:
         await resolve(client.close())
+
+
+Call = Callable[[Any], Any]
+"""Picks the SDK method a test calls from a client (``lambda c: c.messages.create``)."""
+
+
+@dataclass
+class Cell:
+    """One cell of the matrix: a path into caproute, sync or async, against the fake."""
+
+    path: str
+    is_async: bool
+    fake: FakeAnthropic
+    decisions: list[Decision]
+    """What the routed clients reported, in order."""
+    routed_client: Any
+    bare_client: Any
+
+    def routed(self, **options: Any) -> Any:
+        """A new SDK client of this cell (`options` for its constructor), routed by caproute."""
+        return self.routed_client(self.path, is_async=self.is_async, **options)
+
+    def bare(self) -> Any:
+        """The same SDK client without caproute."""
+        return self.bare_client(is_async=self.is_async)
+
+    async def routed_call(self, call: Call, **request: Any) -> Any:
+        """`call` on a routed client, closed afterwards: what the SDK returned."""
+        async with opened(self.routed()) as client:
+            return await resolve(call(client)(**request))
+
+    async def bare_400(self, call: Call, **request: Any) -> anthropic.BadRequestError:
+        """The fake rejects `request` (sent without caproute) with an API 400."""
+        async with opened(self.bare()) as client:
+            with pytest.raises(anthropic.BadRequestError) as caught:
+                await resolve(call(client)(**request))
+        assert caught.value.body["error"]["type"] == "invalid_request_error"
+        assert not caught.value.body["error"]["message"].startswith("caproute")
+        return caught.value

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -41,9 +40,8 @@ VIAS = ["auto", "transport"]
 
 
 @pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(models=framework_lineup(), api_key="test-key", reply=call_tools()) as fake:
-        yield fake
+def fake_anthropic_options() -> dict[str, Any]:
+    return {"models": framework_lineup(), "api_key": "test-key", "reply": call_tools()}
 
 
 @pytest.fixture(autouse=True)

@@ -15,13 +15,12 @@ since retired and left out of its list.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anthropic
 import pytest
-from sdk_helpers import API_KEY, HTTP_FLAVOUR, opened, resolve
+from sdk_helpers import API_KEY, HI, HTTP_FLAVOUR, opened, resolve
 
 import caproute
 from caproute import Decision, LiveRouter, Registry
@@ -35,7 +34,6 @@ pytestmark = [
 
 HAIKU, OLD_HAIKU, RETIRED_HAIKU = "claude-haiku-9", "claude-haiku-8", "claude-haiku-7-20250101"
 SONNET, OPUS = "claude-sonnet-9", "claude-opus-9"
-HI = [{"role": "user", "content": "hi"}]
 # `claude-sonnet-latest` is an alias only `GET /v1/models/{alias}` resolves: no list
 # shows it, and it is not a dated id's undated form.
 ALIASES = {"claude-haiku-7": RETIRED_HAIKU, "claude-sonnet-latest": SONNET}
@@ -74,15 +72,8 @@ def older_snapshot() -> Registry:
 
 
 @pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(models=truth(), aliases=ALIASES, api_key=API_KEY) as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(fake_server: FakeAnthropic) -> FakeAnthropic:
-    fake_server.reset()
-    return fake_server
+def fake_anthropic_options() -> dict[str, Any]:
+    return {"models": truth(), "aliases": ALIASES, "api_key": API_KEY}
 
 
 @pytest.fixture

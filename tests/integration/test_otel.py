@@ -33,9 +33,8 @@ VIAS = ("middleware", "transport")
 
 
 @pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(models=framework_lineup(), api_key="test-key") as fake:
-        yield fake
+def fake_anthropic_options() -> dict[str, Any]:
+    return {"models": framework_lineup(), "api_key": "test-key"}
 
 
 @pytest.fixture
@@ -50,6 +49,14 @@ def tracer_provider(exporter: InMemorySpanExporter) -> TracerProvider:
     return provider
 
 
+@pytest.fixture
+def http(fake: FakeAnthropic, registry: Registry) -> Iterator[Any]:
+    """A routed HTTP client for the fake, not yet opened (closed after the test)."""
+    client = caproute.routed_http_client(registry=registry, base_url=fake.url)
+    yield client
+    client.close()
+
+
 def spans_by_name(exporter: InMemorySpanExporter) -> dict[str, Any]:
     return {span.name: span for span in exporter.get_finished_spans()}
 
@@ -60,12 +67,11 @@ def caproute_attributes(span: Any) -> dict[str, Any]:
 
 def test_the_decision_lands_on_the_current_span(
     fake: FakeAnthropic,
-    registry: Registry,
+    http: Any,
     tracer_provider: TracerProvider,
     exporter: InMemorySpanExporter,
 ) -> None:
     # A library calling the API through a routed HTTP client: the app's span is current.
-    http = caproute.routed_http_client(registry=registry, base_url=fake.url)
     tracer = tracer_provider.get_tracer("app")
     with http, tracer.start_as_current_span("answer the user"):
         http.post(
@@ -202,11 +208,10 @@ def test_a_refusal_carries_its_reason(
 
 def test_unchanged_requests_say_so_and_no_span_means_nothing(
     fake: FakeAnthropic,
-    registry: Registry,
+    http: Any,
     tracer_provider: TracerProvider,
     exporter: InMemorySpanExporter,
 ) -> None:
-    http = caproute.routed_http_client(registry=registry, base_url=fake.url)
     request = {"model": OPUS, "max_tokens": 100, "messages": [{"role": "user", "content": "Hi"}]}
     headers = {"x-api-key": fake.api_key, "anthropic-version": "2023-06-01"}
     with http:

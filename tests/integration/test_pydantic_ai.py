@@ -37,9 +37,8 @@ from caproute.testing import FakeAnthropic, call_tools
 
 
 @pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(models=framework_lineup(), api_key="test-key", reply=call_tools()) as fake:
-        yield fake
+def fake_anthropic_options() -> dict[str, Any]:
+    return {"models": framework_lineup(), "api_key": "test-key", "reply": call_tools()}
 
 
 def run_sync_loop() -> asyncio.AbstractEventLoop:
@@ -90,6 +89,13 @@ def provider(fake: FakeAnthropic) -> AnthropicProvider:
     return made
 
 
+def refused_without_caproute(model: AnthropicModel, prompt: str = "Hello") -> ModelHTTPError:
+    """The fake's answer to `model` called as it is: the API's error, as pydantic-ai raises it."""
+    with pytest.raises(ModelHTTPError) as refused:
+        Agent(model).run_sync(prompt)
+    return refused.value
+
+
 def weather_agent(model: Any) -> Agent[None, str]:
     agent = Agent(model)
 
@@ -123,9 +129,8 @@ def test_the_default_max_tokens_is_refused_as_sent_and_clamped_routed(
     fake: FakeAnthropic, registry: Registry, decisions: list[Decision]
 ) -> None:
     model = AnthropicModel(OPUS, provider=provider(fake))
-    with pytest.raises(ModelHTTPError) as refused:
-        Agent(model).run_sync("Hello")
-    assert refused.value.status_code == 400 and "max_tokens" in str(refused.value.body)
+    refused = refused_without_caproute(model)
+    assert refused.status_code == 400 and "max_tokens" in str(refused.body)
     assert sent(fake)[-1]["max_tokens"] == 128_000
 
     result = Agent(caproute.wrap(model, registry=registry, on_decision=decisions.append)).run_sync(
@@ -173,9 +178,7 @@ def test_a_retired_model_is_rerouted(
     fake: FakeAnthropic, registry: Registry, decisions: list[Decision]
 ) -> None:
     model = AnthropicModel(RETIRED, provider=provider(fake))
-    with pytest.raises(ModelHTTPError) as refused:
-        Agent(model).run_sync("Hello")
-    assert refused.value.status_code == 404
+    assert refused_without_caproute(model).status_code == 404
 
     agent = weather_agent(caproute.wrap(model, registry=registry, on_decision=decisions.append))
     result = agent.run_sync("What's the weather?")
@@ -190,8 +193,7 @@ def test_an_effort_level_the_model_lacks_is_adjusted(
 ) -> None:
     settings = AnthropicModelSettings(anthropic_effort="xhigh", max_tokens=4096)
     model = AnthropicModel(OPUS, provider=provider(fake), settings=settings)
-    with pytest.raises(ModelHTTPError, match="effort"):
-        Agent(model).run_sync("Think hard")
+    assert "effort" in str(refused_without_caproute(model, "Think hard"))
 
     Agent(caproute.wrap(model, registry=registry, on_decision=decisions.append)).run_sync(
         "Think hard"
@@ -206,8 +208,7 @@ def test_effort_on_a_model_without_effort_is_removed(
 ) -> None:
     settings = AnthropicModelSettings(anthropic_effort="high", max_tokens=4096)
     model = AnthropicModel(HAIKU, provider=provider(fake), settings=settings)
-    with pytest.raises(ModelHTTPError, match="effort"):
-        Agent(model).run_sync("Hello")  # pydantic-ai sends it as set
+    assert "effort" in str(refused_without_caproute(model))  # pydantic-ai sends it as set
 
     Agent(caproute.wrap(model, registry=registry, on_decision=decisions.append)).run_sync("Hello")
 

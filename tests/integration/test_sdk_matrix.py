@@ -12,10 +12,7 @@ from typing import Any
 
 import anthropic
 import pytest
-from sdk_helpers import BIG, IMAGE_BLOCK, PATHS, PDF_BLOCK, SMALL, opened, resolve
-
-from caproute import Decision
-from caproute.testing import FakeAnthropic
+from sdk_helpers import BIG, IMAGE_BLOCK, PATHS, PDF_BLOCK, SMALL, Call, Cell, opened, resolve
 
 pytestmark = [
     pytest.mark.anyio,
@@ -47,82 +44,65 @@ async def collect(iterable: Any) -> list[Any]:
     return list(iterable)
 
 
-async def expect_fake_400(client: Any, call: Any, **request: Any) -> anthropic.BadRequestError:
-    """The fake rejects `request` (sent without caproute) with an API 400."""
-    async with opened(client):
-        with pytest.raises(anthropic.BadRequestError) as caught:
-            await resolve(call(client)(**request))
-    assert caught.value.body["error"]["type"] == "invalid_request_error"
-    assert not caught.value.body["error"]["message"].startswith("caproute")
-    return caught.value
-
-
 def create(client: Any) -> Any:
     return client.messages.create
 
 
-async def test_reroute_where_the_bare_sdk_gets_400(
-    path: str,
-    is_async: bool,
-    routed_client: Any,
-    bare_client: Any,
-    fake: FakeAnthropic,
-    decisions: list[Decision],
-) -> None:
-    error = await expect_fake_400(bare_client(is_async=is_async), create, **PDF_REQUEST)
-    assert "pdf" in str(error).lower()
-
-    async with opened(routed_client(path, is_async=is_async)) as client:
-        message = await resolve(client.messages.create(**PDF_REQUEST))
-
-    assert message.model == BIG
-    assert fake.requests[-1].model == BIG
-    assert [d.outcome for d in decisions] == ["rerouted"]
+def beta_create(client: Any) -> Any:
+    return client.beta.messages.create
 
 
-async def test_beta_endpoint_calls_are_routed(
-    path: str, is_async: bool, routed_client: Any, bare_client: Any, fake: FakeAnthropic
-) -> None:
+def count_tokens(client: Any) -> Any:
+    return client.messages.count_tokens
+
+
+BETA = "context-management-2025-06-27"
+REROUTES = {
+    "messages": (create, PDF_REQUEST, "/v1/messages"),
     # `client.beta.messages` sends `anthropic-beta` per call; SDK 0.x also appends
     # `?beta=true` to the path.
-    request = {**PDF_REQUEST, "betas": ["context-management-2025-06-27"]}
-
-    def beta_create(client: Any) -> Any:
-        return client.beta.messages.create
-
-    await expect_fake_400(bare_client(is_async=is_async), beta_create, **request)
-
-    async with opened(routed_client(path, is_async=is_async)) as client:
-        message = await resolve(client.beta.messages.create(**request))
-
-    assert message.model == BIG
-    assert fake.requests[-1].headers["anthropic-beta"] == "context-management-2025-06-27"
+    "beta-messages": (beta_create, {**PDF_REQUEST, "betas": [BETA]}, "/v1/messages"),
+    "count_tokens": (
+        count_tokens,
+        {"model": SMALL, "messages": PDF_REQUEST["messages"]},
+        "/v1/messages/count_tokens",
+    ),
+}
 
 
-async def test_adjustments_from_extra_body_where_the_bare_sdk_gets_400(
-    path: str,
-    is_async: bool,
-    routed_client: Any,
-    bare_client: Any,
-    fake: FakeAnthropic,
-    decisions: list[Decision],
+@pytest.mark.parametrize(("call", "body", "endpoint"), REROUTES.values(), ids=REROUTES)
+async def test_reroute_where_the_bare_sdk_gets_400(
+    sdk: Cell, call: Call, body: dict[str, Any], endpoint: str
 ) -> None:
-    await expect_fake_400(bare_client(is_async=is_async), create, **ADJUST_REQUEST)
+    error = await sdk.bare_400(call, **body)
+    assert "pdf" in str(error).lower()
 
-    async with opened(routed_client(path, is_async=is_async)) as client:
-        message = await resolve(client.messages.create(**ADJUST_REQUEST))
+    answer = await sdk.routed_call(call, **body)
 
-    sent = fake.requests[-1].body
+    if call is count_tokens:
+        assert answer.input_tokens > 0
+    else:
+        assert answer.model == BIG
+    sent = sdk.fake.requests[-1]
+    assert (sent.path, sent.model) == (endpoint, BIG)
+    assert sent.headers.get("anthropic-beta") == (",".join(body.get("betas", [])) or None)
+    assert [d.outcome for d in sdk.decisions] == ["rerouted"]
+
+
+async def test_adjustments_from_extra_body_where_the_bare_sdk_gets_400(sdk: Cell) -> None:
+    await sdk.bare_400(create, **ADJUST_REQUEST)
+
+    message = await sdk.routed_call(create, **ADJUST_REQUEST)
+
+    sent = sdk.fake.requests[-1].body
     assert message.model == SMALL
     assert sent["max_tokens"] == 8192
     assert sent["output_config"]["effort"] not in ("max", None)
-    assert decisions[-1].outcome == "adjusted"
-    assert {c.path for c in decisions[-1].changes} == {"max_tokens", "output_config.effort"}
+    assert sdk.decisions[-1].outcome == "adjusted"
+    assert {c.path for c in sdk.decisions[-1].changes} == {"max_tokens", "output_config.effort"}
 
 
-async def test_sampling_params_under_api_version_2026_10_21(
-    path: str, is_async: bool, routed_client: Any, bare_client: Any, fake: FakeAnthropic
-) -> None:
+async def test_sampling_params_under_api_version_2026_10_21(sdk: Cell) -> None:
     request: dict[str, Any] = {
         "model": SMALL,
         "max_tokens": 100,
@@ -130,20 +110,17 @@ async def test_sampling_params_under_api_version_2026_10_21(
         "extra_headers": {"anthropic-version": "2026-10-21"},
         "extra_body": {"temperature": 0.2},
     }
-    await expect_fake_400(bare_client(is_async=is_async), create, **request)
+    await sdk.bare_400(create, **request)
 
-    async with opened(routed_client(path, is_async=is_async)) as client:
-        await resolve(client.messages.create(**request))
+    await sdk.routed_call(create, **request)
 
-    assert "temperature" not in fake.requests[-1].body
+    assert "temperature" not in sdk.fake.requests[-1].body
 
 
-async def test_streaming_reroute(
-    path: str, is_async: bool, routed_client: Any, bare_client: Any, fake: FakeAnthropic
-) -> None:
-    await expect_fake_400(bare_client(is_async=is_async), create, stream=True, **PDF_REQUEST)
+async def test_streaming_reroute(sdk: Cell) -> None:
+    await sdk.bare_400(create, stream=True, **PDF_REQUEST)
 
-    async with opened(routed_client(path, is_async=is_async)) as client:
+    async with opened(sdk.routed()) as client:
         stream = await resolve(client.messages.create(stream=True, **PDF_REQUEST))
         events = await collect(stream)
 
@@ -154,12 +131,10 @@ async def test_streaming_reroute(
     assert text
 
 
-async def test_streaming_response_headers_come_before_the_events(
-    path: str, is_async: bool, routed_client: Any, fake: FakeAnthropic
-) -> None:
-    async with opened(routed_client(path, is_async=is_async)) as client:
+async def test_streaming_response_headers_come_before_the_events(sdk: Cell) -> None:
+    async with opened(sdk.routed()) as client:
         manager = client.messages.with_streaming_response.create(stream=True, **PDF_REQUEST)
-        if is_async:
+        if sdk.is_async:
             async with manager as response:
                 model_header = response.headers["caproute-model"]
                 lines = [line async for line in response.iter_lines()]
@@ -172,38 +147,7 @@ async def test_streaming_response_headers_come_before_the_events(
     assert "event: message_start" in lines and "event: message_stop" in lines
 
 
-async def test_count_tokens_reroute(
-    path: str,
-    is_async: bool,
-    routed_client: Any,
-    bare_client: Any,
-    fake: FakeAnthropic,
-    decisions: list[Decision],
-) -> None:
-    request = {"model": SMALL, "messages": PDF_REQUEST["messages"]}
-
-    def count_tokens(client: Any) -> Any:
-        return client.messages.count_tokens
-
-    await expect_fake_400(bare_client(is_async=is_async), count_tokens, **request)
-
-    async with opened(routed_client(path, is_async=is_async)) as client:
-        counted = await resolve(client.messages.count_tokens(**request))
-
-    assert counted.input_tokens > 0
-    assert fake.requests[-1].path == "/v1/messages/count_tokens"
-    assert fake.requests[-1].model == BIG
-    assert decisions[-1].outcome == "rerouted"
-
-
-async def test_batch_items_are_routed(
-    path: str,
-    is_async: bool,
-    routed_client: Any,
-    bare_client: Any,
-    fake: FakeAnthropic,
-    decisions: list[Decision],
-) -> None:
+async def test_batch_items_are_routed(sdk: Cell) -> None:
     adjust = {k: v for k, v in ADJUST_REQUEST.items() if k != "extra_body"}
     requests = [
         {"custom_id": "pdf", "params": PDF_REQUEST},
@@ -217,46 +161,38 @@ async def test_batch_items_are_routed(
             results = await collect(await resolve(client.messages.batches.results(batch.id)))
         return {r.custom_id: r.result for r in results}
 
-    bare = await run_batch(bare_client(is_async=is_async))
+    bare = await run_batch(sdk.bare())
     assert {key: result.type for key, result in bare.items()} == {
         "pdf": "errored",
         "too-long": "errored",
     }
     assert bare["pdf"].error.error.type == "invalid_request_error"
 
-    routed = await run_batch(routed_client(path, is_async=is_async))
+    routed = await run_batch(sdk.routed())
 
     assert {key: result.type for key, result in routed.items()} == {
         "pdf": "succeeded",
         "too-long": "succeeded",
     }
     assert routed["pdf"].message.model == BIG
-    batch_decision = next(d for d in decisions if d.items)
+    batch_decision = next(d for d in sdk.decisions if d.items)
     assert {key: d.outcome for key, d in batch_decision.items} == {
         "pdf": "rerouted",
         "too-long": "adjusted",
     }
 
 
-async def test_local_refusal_is_the_usual_bad_request_error(
-    path: str,
-    is_async: bool,
-    routed_client: Any,
-    bare_client: Any,
-    fake: FakeAnthropic,
-    decisions: list[Decision],
-) -> None:
+async def test_local_refusal_is_the_usual_bad_request_error(sdk: Cell) -> None:
     request = {
         "model": SMALL,
         "max_tokens": 100,
         "messages": [{"role": "user", "content": [IMAGE_BLOCK]}],
     }
-    await expect_fake_400(bare_client(is_async=is_async), create, **request)
-    fake.reset()
+    await sdk.bare_400(create, **request)
+    sdk.fake.reset()
 
-    async with opened(routed_client(path, is_async=is_async)) as client:
-        with pytest.raises(anthropic.BadRequestError) as caught:
-            await resolve(client.messages.create(**request))
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        await sdk.routed_call(create, **request)
 
     error = caught.value
     assert error.status_code == 400
@@ -264,14 +200,12 @@ async def test_local_refusal_is_the_usual_bad_request_error(
     assert error.body["error"]["message"].startswith("caproute: ")
     assert "image_input" in error.body["error"]["message"]
     assert error.response.headers["caproute-outcome"] == "rejected"
-    assert fake.count("/v1/messages") == 0, "a refused request must not go upstream"
-    assert [d.outcome for d in decisions] == ["rejected"]
+    assert sdk.fake.count("/v1/messages") == 0, "a refused request must not go upstream"
+    assert [d.outcome for d in sdk.decisions] == ["rejected"]
 
 
-async def test_raw_response_carries_the_decision_headers(
-    path: str, is_async: bool, routed_client: Any, fake: FakeAnthropic, decisions: list[Decision]
-) -> None:
-    async with opened(routed_client(path, is_async=is_async)) as client:
+async def test_raw_response_carries_the_decision_headers(sdk: Cell) -> None:
+    async with opened(sdk.routed()) as client:
         raw = await resolve(client.messages.with_raw_response.create(**PDF_REQUEST))
         message = await resolve(raw.parse())
 
@@ -279,5 +213,5 @@ async def test_raw_response_carries_the_decision_headers(
     assert raw.headers["caproute-model"] == BIG == message.model
     assert raw.headers["caproute-requested-model"] == SMALL
     assert raw.headers["caproute-changes"].startswith("model: ")
-    assert raw.http_response.extensions["caproute_decision"] is decisions[-1]
+    assert raw.http_response.extensions["caproute_decision"] is sdk.decisions[-1]
     assert "request-id" in raw.headers  # the API's own headers are still there

@@ -16,12 +16,11 @@ report alone.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
 import pytest
-from sdk_helpers import API_KEY, PATHS, PDF_BLOCK, opened, resolve
+from sdk_helpers import API_KEY, PATHS, PDF_BLOCK, Cell, opened, resolve
 
 import caproute
 from caproute import Decision
@@ -50,9 +49,8 @@ def lineup() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(models=lineup(), api_key=API_KEY) as fake:
-        yield fake
+def fake_anthropic_options() -> dict[str, Any]:
+    return {"models": lineup(), "api_key": API_KEY}
 
 
 def sent(fake: FakeAnthropic, mark: int = 0) -> list[str | None]:
@@ -87,10 +85,8 @@ async def final_message(client: Any, *, beta: bool = False, **request: Any) -> A
 
 @every_path
 @sync_and_async
-async def test_the_stream_helper_is_routed(
-    path: str, is_async: bool, routed_client: Any, fake: FakeAnthropic
-) -> None:
-    async with opened(routed_client(path, is_async=is_async)) as client:
+async def test_the_stream_helper_is_routed(sdk: Cell, fake: FakeAnthropic) -> None:
+    async with opened(sdk.routed()) as client:
         message = await final_message(client, **PDF_REQUEST)
         beta_message = await final_message(client, beta=True, betas=[BETA], **PDF_REQUEST)
 
@@ -102,7 +98,7 @@ async def test_the_stream_helper_is_routed(
 @every_path
 @sync_and_async
 async def test_an_error_event_after_the_200_reaches_the_caller_as_without_caproute(
-    path: str, is_async: bool, routed_client: Any, bare_client: Any, fake: FakeAnthropic
+    sdk: Cell, fake: FakeAnthropic
 ) -> None:
     request = {"model": NEW, "max_tokens": 100, "messages": HI}
 
@@ -114,9 +110,9 @@ async def test_an_error_event_after_the_200_reaches_the_caller_as_without_caprou
                 await collect(stream)
         return caught.value
 
-    bare = await stream_error(bare_client(is_async=is_async))
+    bare = await stream_error(sdk.bare())
     mark = len(fake.requests)
-    routed = await stream_error(routed_client(path, is_async=is_async))
+    routed = await stream_error(sdk.routed())
 
     assert type(routed) is type(bare)
     assert routed.body["error"]["type"] == bare.body["error"]["type"] == "overloaded_error"
@@ -127,11 +123,11 @@ async def test_an_error_event_after_the_200_reaches_the_caller_as_without_caprou
 @every_path
 @sync_and_async
 async def test_a_streamed_call_is_healed_after_a_404(
-    path: str, is_async: bool, routed_client: Any, fake: FakeAnthropic, decisions: list[Decision]
+    sdk: Cell, fake: FakeAnthropic, decisions: list[Decision]
 ) -> None:
     fake.retire(NEW)  # caproute's registry still lists it
     request = {"model": NEW, "max_tokens": 100, "messages": HI}
-    async with opened(routed_client(path, is_async=is_async)) as client:
+    async with opened(sdk.routed()) as client:
         message = await final_message(client, **request)
         events = await collect(await resolve(client.messages.create(stream=True, **request)))
 
@@ -143,7 +139,7 @@ async def test_a_streamed_call_is_healed_after_a_404(
 @every_path
 @sync_and_async
 async def test_a_streamed_call_learns_from_an_attributable_400(
-    path: str, is_async: bool, routed_client: Any, bare_client: Any, fake: FakeAnthropic
+    sdk: Cell, fake: FakeAnthropic
 ) -> None:
     fake.update_model(NEW, unsupported=["effort.max"])  # caproute's registry disagrees
     request: dict[str, Any] = {
@@ -152,12 +148,12 @@ async def test_a_streamed_call_learns_from_an_attributable_400(
         "messages": HI,
         "extra_body": {"output_config": {"effort": "max"}},
     }
-    async with opened(bare_client(is_async=is_async)) as bare:
+    async with opened(sdk.bare()) as bare:
         with pytest.raises(anthropic.BadRequestError):
             await resolve(bare.messages.create(stream=True, **request))
 
     mark = len(fake.requests)
-    async with opened(routed_client(path, is_async=is_async)) as client:
+    async with opened(sdk.routed()) as client:
         events = await collect(await resolve(client.messages.create(stream=True, **request)))
 
     assert events[-1].type == "message_stop"
@@ -167,11 +163,9 @@ async def test_a_streamed_call_learns_from_an_attributable_400(
 
 @every_path
 @sync_and_async
-async def test_a_streamed_call_falls_back_once_on_529(
-    path: str, is_async: bool, routed_client: Any, fake: FakeAnthropic
-) -> None:
+async def test_a_streamed_call_falls_back_once_on_529(sdk: Cell, fake: FakeAnthropic) -> None:
     fake.overload(NEW)
-    async with opened(routed_client(path, is_async=is_async)) as client:
+    async with opened(sdk.routed()) as client:
         message = await final_message(client, model=NEW, max_tokens=100, messages=HI)
 
     assert message.model == OLD
@@ -184,9 +178,9 @@ async def test_a_streamed_call_falls_back_once_on_529(
 @every_path
 @sync_and_async
 async def test_beta_count_tokens_and_batches_are_routed(
-    path: str, is_async: bool, routed_client: Any, fake: FakeAnthropic, decisions: list[Decision]
+    sdk: Cell, fake: FakeAnthropic, decisions: list[Decision]
 ) -> None:
-    async with opened(routed_client(path, is_async=is_async)) as client:
+    async with opened(sdk.routed()) as client:
         counted = await resolve(
             client.beta.messages.count_tokens(betas=[BETA], model=HAIKU, messages=PDF_MESSAGES)
         )
@@ -214,15 +208,15 @@ async def test_beta_count_tokens_and_batches_are_routed(
 @every_path
 @sync_and_async
 async def test_raw_and_streaming_responses_of_every_routed_endpoint(
-    path: str, is_async: bool, routed_client: Any, fake: FakeAnthropic
+    sdk: Cell, fake: FakeAnthropic
 ) -> None:
-    async with opened(routed_client(path, is_async=is_async)) as client:
+    async with opened(sdk.routed()) as client:
         raw_count = await resolve(
             client.messages.with_raw_response.count_tokens(model=HAIKU, messages=PDF_MESSAGES)
         )
         counted = await resolve(raw_count.parse())
         manager = client.messages.with_streaming_response.create(**PDF_REQUEST)
-        if is_async:
+        if sdk.is_async:
             async with manager as response:
                 header = response.headers["caproute-model"]
                 message = await response.parse()
@@ -242,9 +236,9 @@ async def test_raw_and_streaming_responses_of_every_routed_endpoint(
 @every_path
 @sync_and_async
 async def test_extra_query_headers_and_body_reach_the_api_around_routing(
-    path: str, is_async: bool, routed_client: Any, fake: FakeAnthropic, decisions: list[Decision]
+    sdk: Cell, fake: FakeAnthropic, decisions: list[Decision]
 ) -> None:
-    async with opened(routed_client(path, is_async=is_async)) as client:
+    async with opened(sdk.routed()) as client:
         message = await resolve(
             client.messages.create(
                 **PDF_REQUEST,
@@ -266,10 +260,10 @@ async def test_extra_query_headers_and_body_reach_the_api_around_routing(
 @every_path
 @sync_and_async
 async def test_a_per_request_timeout_holds_on_a_routed_request(
-    path: str, is_async: bool, routed_client: Any, fake: FakeAnthropic
+    sdk: Cell, fake: FakeAnthropic
 ) -> None:
     fake.faults.add("/v1/messages", delay=3.0)
-    async with opened(routed_client(path, is_async=is_async)) as client:
+    async with opened(sdk.routed()) as client:
         with pytest.raises(anthropic.APITimeoutError):
             # Rerouted, so the request is rebuilt: the timeout must travel with it.
             await resolve(client.messages.create(**PDF_REQUEST, timeout=0.3))
@@ -278,11 +272,11 @@ async def test_a_per_request_timeout_holds_on_a_routed_request(
 @every_path
 @sync_and_async
 async def test_sdk_retries_and_the_one_fallback_stay_bounded(
-    path: str, is_async: bool, routed_client: Any, fake: FakeAnthropic
+    sdk: Cell, fake: FakeAnthropic
 ) -> None:
     # Overloaded whatever the model; `retry-after-ms` keeps the SDK's backoff short.
     fake.faults.add("/v1/messages", status=529, headers={"retry-after-ms": "1"}, times=None)
-    client = routed_client(path, is_async=is_async, max_retries=2)
+    client = sdk.routed(max_retries=2)
     async with opened(client):
         with pytest.raises(anthropic.APIStatusError) as caught:
             await resolve(client.messages.create(model=NEW, max_tokens=10, messages=HI))
@@ -299,10 +293,8 @@ async def test_sdk_retries_and_the_one_fallback_stay_bounded(
 
 @every_path
 @sync_and_async
-async def test_with_options_and_copy_keep_routing(
-    path: str, is_async: bool, routed_client: Any, fake: FakeAnthropic
-) -> None:
-    async with opened(routed_client(path, is_async=is_async)) as client:
+async def test_with_options_and_copy_keep_routing(sdk: Cell, fake: FakeAnthropic) -> None:
+    async with opened(sdk.routed()) as client:
         for copy in (client.with_options(timeout=30.0, max_retries=1), client.copy()):
             message = await resolve(copy.messages.create(**PDF_REQUEST))
             assert message.model == NEW
@@ -314,7 +306,7 @@ async def test_with_options_and_copy_keep_routing(
 @pytest.mark.parametrize("path", [p for p in PATHS if p != "middleware"])
 @sync_and_async
 async def test_a_copy_with_another_default_api_version_is_routed_for_it(
-    path: str, is_async: bool, routed_client: Any, fake: FakeAnthropic
+    sdk: Cell, fake: FakeAnthropic
 ) -> None:
     request: dict[str, Any] = {
         "model": NEW,
@@ -323,7 +315,7 @@ async def test_a_copy_with_another_default_api_version_is_routed_for_it(
         "extra_body": {"temperature": 0.5},  # a 400 under 2026-10-21
     }
     version = {"anthropic-version": "2026-10-21"}
-    async with opened(routed_client(path, is_async=is_async)) as client:
+    async with opened(sdk.routed()) as client:
         for copy in (
             client.with_options(default_headers=version),
             client.copy(default_headers=version),

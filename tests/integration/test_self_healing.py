@@ -8,12 +8,12 @@ reached the fake.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anthropic
 import httpx2
 import pytest
+from sdk_helpers import EFFORT_MAX, HI
 
 import caproute
 from caproute import LiveRouter
@@ -25,25 +25,12 @@ MODELS = [
     make_model("claude-small-1", max_tokens=8192),
 ]
 KEY = "test-key-heal"
-HI = [{"role": "user", "content": "hi"}]
-EFFORT_MAX: dict[str, Any] = {
-    "model": "claude-small-1",
-    "max_tokens": 100,
-    "output_config": {"effort": "max"},
-    "messages": HI,
-}
 PLAIN: dict[str, Any] = {"model": "claude-small-1", "max_tokens": 100, "messages": HI}
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(models=MODELS, api_key=KEY) as server:
-        yield server
+@pytest.fixture(scope="module")
+def fake_anthropic_options() -> dict[str, Any]:
+    return {"models": MODELS, "api_key": KEY}
 
 
 class RetryHint(httpx2.BaseTransport):

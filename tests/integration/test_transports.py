@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import httpx
 import httpx2
 import pytest
+from sdk_helpers import EFFORT_MAX, HI, PDF_BLOCK
 
 from caproute import AsyncRoutingTransport, LiveRouter, Policy, Registry, RoutingTransport
 from caproute._core import body as _body
@@ -35,41 +34,18 @@ MODELS = [
 ]
 REGISTRY = Registry.from_models(MODELS)
 KEY = "test-key-h4a"
-HI = [{"role": "user", "content": "hi"}]
-PDF = {
-    "type": "document",
-    "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0="},
-}
-# Needs an adjustment on claude-small-1 (no effort 'max'): the fake answers 400 without one.
-EFFORT_MAX = {
-    "model": "claude-small-1",
-    "max_tokens": 100,
-    "output_config": {"effort": "max"},
-    "messages": HI,
-}
 # Needs a reroute (no pdf_input on claude-small-1).
 WITH_PDF = {
     "model": "claude-small-1",
     "max_tokens": 100,
-    "messages": [{"role": "user", "content": [PDF, {"type": "text", "text": "summarise"}]}],
+    "messages": [{"role": "user", "content": [PDF_BLOCK, {"type": "text", "text": "summarise"}]}],
 }
 FLAVOURS = [pytest.param(httpx2, id="httpx2"), pytest.param(httpx, id="httpx")]
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-
-
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(models=MODELS, api_key=KEY) as server:
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def _fresh_fake(fake: FakeAnthropic) -> None:
-    fake.reset()
+def fake_anthropic_options() -> dict[str, Any]:
+    return {"models": MODELS, "api_key": KEY}
 
 
 def routed(module: ModuleType, router: Any, inner: Any = None, *, is_async: bool = False) -> Any:

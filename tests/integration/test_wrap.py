@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, Literal
 
 import anthropic
 import httpx
 import httpx2
 import pytest
+from sdk_helpers import EFFORT_MAX, HI, PDF_BLOCK
 
 import caproute
 from caproute import LiveRouter, Policy, Registry
@@ -26,35 +26,13 @@ MODELS = [
 ]
 REGISTRY = Registry.from_models(MODELS)
 KEY = "test-key-wrap"
-HI = [{"role": "user", "content": "hi"}]
-PDF = {
-    "type": "document",
-    "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0="},
-}
-PDF_MESSAGES = [{"role": "user", "content": [PDF, {"type": "text", "text": "summarise"}]}]
-EFFORT_MAX: dict[str, Any] = {
-    "model": "claude-small-1",
-    "max_tokens": 100,
-    "output_config": {"effort": "max"},
-    "messages": HI,
-}
+PDF_MESSAGES = [{"role": "user", "content": [PDF_BLOCK, {"type": "text", "text": "summarise"}]}]
 WITH_PDF: dict[str, Any] = {"model": "claude-small-1", "max_tokens": 100, "messages": PDF_MESSAGES}
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-
-
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(models=MODELS, api_key=KEY) as server:
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def _fresh_fake(fake: FakeAnthropic) -> None:
-    fake.reset()
+def fake_anthropic_options() -> dict[str, Any]:
+    return {"models": MODELS, "api_key": KEY}
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
-"""Fixtures: the fake API and the real proxy in front of it (module-scoped: both are cheap
-to reuse, and `fake.reset()` runs before every test).
+"""Fixtures: the real proxy in front of the fake API (module-scoped: both are cheap to
+reuse; `fake` is reset before every test, see tests/conftest.py).
 
 The `proxy` (and the ugly cases' `strict`) proxies run once per server flavour: the
 fast httptools + uvloop pair `caproute serve` picks when installed, and the pure-Python
@@ -8,6 +8,7 @@ h11 + asyncio fallback, so every safety test holds for both parsers."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from proxy_helpers import (
@@ -23,15 +24,12 @@ from caproute.testing import FakeAnthropic
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(api_key=API_KEY) as running:
-        yield running
+def fake_anthropic_options() -> dict[str, Any]:
+    return {"api_key": API_KEY}
 
 
 @pytest.fixture(autouse=True)
-def _reset_fake(request: pytest.FixtureRequest) -> Iterator[None]:
-    if "fake" in request.fixturenames:
-        request.getfixturevalue("fake").reset()
+def _close_sdk_clients() -> Iterator[None]:
     yield
     close_sdk_clients()  # their pooled sockets would otherwise warn at garbage collection
 
@@ -46,7 +44,7 @@ def flavour(request: pytest.FixtureRequest) -> Flavour:
 
 
 @pytest.fixture(scope="module")
-def proxy(fake: FakeAnthropic, flavour: Flavour) -> Iterator[RunningProxy]:
-    running = start_proxy(fake, flavour=flavour)
+def proxy(fake_anthropic_server: FakeAnthropic, flavour: Flavour) -> Iterator[RunningProxy]:
+    running = start_proxy(fake_anthropic_server, flavour=flavour)
     yield running
     running.stop()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from typing import Any
 
 import anthropic
@@ -11,7 +10,10 @@ import anthropic
 from caproute._proxy import ProxyConfig
 from caproute.testing import FakeAnthropic
 from running_proxy import Flavour, RunningProxy
-from running_proxy import metric_value as metric_value  # re-exported for the suite
+from running_proxy import free_port as free_port  # re-exported for the suite
+from running_proxy import metric_value as metric_value
+from running_proxy import raw_request as raw_request
+from running_proxy import read_until_closed as read_until_closed
 from running_proxy import wait_until as wait_until
 
 API_KEY = "sk-test-caller-key"
@@ -44,23 +46,6 @@ def start_proxy(
     return RunningProxy(ProxyConfig(upstream=fake.url, **options), flavour).start()
 
 
-def raw_request(port: int, data: bytes, *, timeout: float = 5.0) -> bytes:
-    """Send raw bytes to the proxy and read the answer until the server closes (or timeout)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(data)
-        return read_until_closed(sock)
-
-
-def read_until_closed(sock: socket.socket) -> bytes:
-    chunks = []
-    try:
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    except TimeoutError:
-        pass
-    return b"".join(chunks)
-
-
 def status_of(answer: bytes) -> int:
     return int(answer.split(b" ", 2)[1])
 
@@ -79,10 +64,3 @@ def http_request(
     lines += [f"{name}: {value}" for name, value in headers.items()]
     head = "\r\n".join(lines).encode("latin-1") + b"\r\n\r\n"
     return head + body
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port

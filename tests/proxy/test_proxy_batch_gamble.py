@@ -43,26 +43,25 @@ HELLO, ONLY_OLD, PLAIN_HELLO = item("hello", OLD), item("pdf", OLD, PDF), item("
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAnthropic]:
+def fake_anthropic_options() -> dict[str, Any]:
     models = [make_model(OLD, omit=["pdf_input"]), make_model(PLAIN, unsupported=["pdf_input"])]
-    with FakeAnthropic(models=models, api_key=API_KEY) as running:
-        yield running
+    return {"models": models, "api_key": API_KEY}
 
 
 @pytest.fixture(scope="module")
-def proxy(fake: FakeAnthropic) -> Iterator[RunningProxy]:
-    running = start_proxy(fake)
+def proxy(fake_anthropic_server: FakeAnthropic) -> Iterator[RunningProxy]:
+    running = start_proxy(fake_anthropic_server)
     yield running
     running.stop()
 
 
 @pytest.fixture(scope="module")
 def allowing(
-    fake: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory
+    fake_anthropic_server: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningProxy]:
     policy = Path(tmp_path_factory.mktemp("policy")) / "policy.yaml"
     policy.write_text("version: 1\ndefaults:\n  allow_unknown_in_batches: true\n")
-    running = start_proxy(fake, policy=policy)
+    running = start_proxy(fake_anthropic_server, policy=policy)
     yield running
     running.stop()
 

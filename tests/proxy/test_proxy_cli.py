@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from proxy_helpers import sdk_client
+from proxy_helpers import free_port, sdk_client
 
 import caproute
 from caproute.cli import build_parser, main
@@ -80,13 +79,6 @@ def test_own_key_without_a_token_is_refused(
     assert code == 1
     assert "needs a local token" in err
     assert "sk-secret-value" not in err
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def test_process_reloads_on_sighup_and_drains_streams_on_sigterm(

@@ -36,11 +36,11 @@ TOKEN = "local-token"
 
 
 @pytest.fixture(scope="module")
-def limited(fake: FakeAnthropic, flavour: Flavour) -> Iterator[RunningProxy]:
+def limited(fake_anthropic_server: FakeAnthropic, flavour: Flavour) -> Iterator[RunningProxy]:
     running = start_proxy(
-        fake,
+        fake_anthropic_server,
         flavour=flavour,
-        api_key=fake.api_key,
+        api_key=fake_anthropic_server.api_key,
         require_token=TOKEN,
         max_header_bytes=8192,
         max_header_count=50,

@@ -35,19 +35,12 @@ def truth() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(
-        models=truth(),
-        aliases={"claude-haiku-7": RETIRED_HAIKU, "claude-sonnet-latest": SONNET},
-        api_key=API_KEY,
-    ) as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(upstream: FakeAnthropic) -> FakeAnthropic:
-    upstream.reset()
-    return upstream
+def fake_anthropic_options() -> dict[str, Any]:
+    return {
+        "models": truth(),
+        "aliases": {"claude-haiku-7": RETIRED_HAIKU, "claude-sonnet-latest": SONNET},
+        "api_key": API_KEY,
+    }
 
 
 @pytest.fixture

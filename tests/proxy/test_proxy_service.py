@@ -22,6 +22,7 @@ from caproute._proxy._settings import SETTINGS, from_environment, resolve
 from caproute.cli import build_parser, main
 from caproute.cli.serve import build_config
 from caproute.testing import FakeAnthropic
+from running_proxy import wait_for_health
 
 HI = [{"role": "user", "content": "hi"}]
 ROUTES = (
@@ -257,19 +258,6 @@ def test_the_real_process_logs_uvicorn_and_caproute_lines_alike(fake: FakeAnthro
     assert not [line for line in lines if "POST /v1/messages" in line["message"]]  # no uvicorn line
     assert access[0]["tokens"]["output"] > 0
     assert API_KEY not in err
-
-
-def wait_for_health(url: str, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(f"{url}/caproute/health").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None, "caproute serve exited"
-        assert time.monotonic() < deadline, "caproute serve did not come up"
-        time.sleep(0.05)
 
 
 # -- per-request controls ------------------------------------------------------------------

@@ -15,12 +15,13 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-import httpx
 import pytest
 
 from caproute.testing import FakeAnthropic
 from caproute.testing._faults import Fault
+from running_proxy import free_port, wait_for_health
 
 API_KEY = "sk-test-shutdown-key"
 MESSAGE = {
@@ -31,16 +32,8 @@ MESSAGE = {
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(api_key=API_KEY) as running:
-        yield running
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def fake_anthropic_options() -> dict[str, Any]:
+    return {"api_key": API_KEY}
 
 
 @contextmanager
@@ -56,16 +49,7 @@ def serve(fake: FakeAnthropic, *args: str) -> Iterator[tuple[subprocess.Popen[st
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/caproute/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, process.communicate()[0]
-            assert time.monotonic() < deadline, "caproute serve did not come up"
-            time.sleep(0.05)
+        wait_for_health(f"http://127.0.0.1:{port}", process)
         yield process, port
     finally:
         if process.poll() is None:

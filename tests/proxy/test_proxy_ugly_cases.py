@@ -32,9 +32,11 @@ LIMIT = 4096
 
 
 @pytest.fixture(scope="module")
-def strict(fake: FakeAnthropic, flavour: Flavour) -> Iterator[RunningProxy]:
+def strict(fake_anthropic_server: FakeAnthropic, flavour: Flavour) -> Iterator[RunningProxy]:
     """A proxy with a small body limit and a short body deadline."""
-    running = start_proxy(fake, flavour=flavour, max_body_bytes=LIMIT, body_timeout=0.3)
+    running = start_proxy(
+        fake_anthropic_server, flavour=flavour, max_body_bytes=LIMIT, body_timeout=0.3
+    )
     yield running
     running.stop()
 

@@ -18,7 +18,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,15 +35,8 @@ MODEL = "claude-batch-2"
 
 
 @pytest.fixture(scope="module")
-def _server() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(models=[make_model(MODEL)], api_key=KEY) as server:
-        yield server
-
-
-@pytest.fixture
-def fake(_server: FakeAnthropic) -> FakeAnthropic:
-    _server.reset()
-    return _server
+def fake_anthropic_options() -> dict[str, Any]:
+    return {"models": [make_model(MODEL)], "api_key": KEY}
 
 
 def options(fake: FakeAnthropic) -> dict[str, Any]:

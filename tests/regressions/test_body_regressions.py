@@ -43,9 +43,8 @@ PLAIN = {
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(api_key=KEY) as server:
-        yield server
+def fake_anthropic_options() -> dict[str, Any]:
+    return {"api_key": KEY}
 
 
 @pytest.fixture

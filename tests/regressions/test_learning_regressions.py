@@ -9,7 +9,6 @@ tests hold whatever shape learning takes inside. Clocks are injected
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,21 +52,9 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-
-
 @pytest.fixture(scope="module")
-def _server() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(models=TRUTH, api_key=KEY) as server:
-        yield server
-
-
-@pytest.fixture
-def fake(_server: FakeAnthropic) -> FakeAnthropic:
-    _server.reset()
-    return _server
+def fake_anthropic_options() -> dict[str, Any]:
+    return {"models": TRUTH, "api_key": KEY}
 
 
 def sent(fake: FakeAnthropic, since: int = 0) -> list[str | None]:

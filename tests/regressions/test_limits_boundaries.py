@@ -27,19 +27,20 @@ FLAVOURS = [("h11", "asyncio"), ("httptools", "uvloop")]
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(api_key=KEY) as server:
-        yield server
+def fake_anthropic_options() -> dict[str, Any]:
+    return {"api_key": KEY}
 
 
 @pytest.fixture(scope="module", params=FLAVOURS, ids="-".join)
-def proxy(request: pytest.FixtureRequest, fake: FakeAnthropic) -> Iterator[RunningProxy]:
+def proxy(
+    request: pytest.FixtureRequest, fake_anthropic_server: FakeAnthropic
+) -> Iterator[RunningProxy]:
     http, loop = request.param
     if http == "httptools":
         pytest.importorskip("httptools")
         pytest.importorskip("uvloop")
     config = ProxyConfig(
-        upstream=fake.url,
+        upstream=fake_anthropic_server.url,
         max_header_count=MAX_HEADERS,
         max_body_bytes=MAX_BODY,
         body_timeout=5.0,

@@ -11,8 +11,8 @@ unrelated name under another (a cache directory with its own key).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anthropic
 import pytest
@@ -25,9 +25,8 @@ KEY = "sk-ant-api03-regressions-caller-0123456789"
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(api_key=KEY) as server:
-        yield server
+def fake_anthropic_options() -> dict[str, Any]:
+    return {"api_key": KEY}
 
 
 def cache_name_for(fake: FakeAnthropic, cache: Path) -> str:

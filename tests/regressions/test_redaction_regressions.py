@@ -72,47 +72,30 @@ def test_a_decision_without_a_key_is_left_as_it_is() -> None:
     assert redact_decision(changed) is changed
 
 
-def test_every_text_field_is_masked_and_nothing_else_changes() -> None:
-    decision = Decision(
+def holding(text: str, resolved: str) -> Decision:
+    """A decision with `text` in every text field (and `resolved` as the model sent)."""
+    return Decision(
         "rerouted",
-        KEY,
-        f"{KEY}-b",
-        needs=(KEY,),
-        candidates=(Candidate(KEY, False, f"why {KEY}"), Candidate("claude-b", True)),
-        changes=(Change(f"tools[0].{KEY}", {KEY: [KEY, 1]}, (KEY, True), "strip", f"lacks {KEY}"),),
-        reason=f"r {KEY}",
-        notes=(f"n {KEY}",),
-        route=KEY,
-        registry_source=f"live ({KEY})",
-        registry_age_s=5.0,
-        items=((KEY, Decision("unchanged", KEY, KEY)),),
-        extra={"k": [KEY], "n": 3},
-    )
-    masked = redact_decision(decision)
-
-    assert masked == Decision(
-        "rerouted",
-        MASKED,
-        MASKED,
-        needs=(MASKED,),
-        candidates=(Candidate(MASKED, False, f"why {MASKED}"), Candidate("claude-b", True)),
+        text,
+        resolved,
+        needs=(text,),
+        candidates=(Candidate(text, False, f"why {text}"), Candidate("claude-b", True)),
         changes=(
-            Change(
-                f"tools[0].{MASKED}",
-                {MASKED: [MASKED, 1]},
-                (MASKED, True),
-                "strip",
-                f"lacks {MASKED}",
-            ),
+            Change(f"tools[0].{text}", {text: [text, 1]}, (text, True), "strip", f"lacks {text}"),
         ),
-        reason=f"r {MASKED}",
-        notes=(f"n {MASKED}",),
-        route=MASKED,
-        registry_source=f"live ({MASKED})",
+        reason=f"r {text}",
+        notes=(f"n {text}",),
+        route=text,
+        registry_source=f"live ({text})",
         registry_age_s=5.0,
-        items=((MASKED, Decision("unchanged", MASKED, MASKED)),),
-        extra={"k": [MASKED], "n": 3},
+        items=((text, Decision("unchanged", text, text)),),
+        extra={"k": [text], "n": 3},
     )
+
+
+def test_every_text_field_is_masked_and_nothing_else_changes() -> None:
+    # The key runs to the end of its token: `KEY-b` is masked whole.
+    assert redact_decision(holding(KEY, f"{KEY}-b")) == holding(MASKED, MASKED)
 
 
 @pytest.mark.parametrize(

@@ -8,15 +8,20 @@ library normalises them first.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
-import socket
 import zlib
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+from caproute import embedded_registry, save_snapshot
 from caproute._proxy import ProxyConfig
 from caproute.testing import FakeAnthropic
+from routed_sdk import routed_sdk_client
 from running_proxy import RunningProxy
+from running_proxy import raw_request as raw_request  # re-exported for the suite
 from running_proxy import wait_until as wait_until  # re-exported for the suite
 
 API_KEY = "sk-ant-api03-RELIABILITY-caller-key-0123456789"
@@ -31,6 +36,23 @@ def proxy_for(fake: FakeAnthropic, **options: Any) -> RunningProxy:
     return RunningProxy(ProxyConfig(upstream=fake.url, **options))
 
 
+@contextlib.contextmanager
+def snapshot_proxy(fake: FakeAnthropic, folder: Path) -> Iterator[tuple[RunningProxy, Path]]:
+    """A running proxy in front of `fake` routing on a snapshot file it polls for changes
+    (written in `folder`, the embedded registry to start with); yields both."""
+    snapshot = folder / "registry.json"
+    save_snapshot(embedded_registry(), snapshot)
+    with proxy_for(fake, snapshot=snapshot, poll_interval=0.02) as proxy:
+        yield proxy, snapshot
+
+
+def replace_and_see_refused(proxy: RunningProxy, snapshot: Path, staging: Path) -> None:
+    """Put `staging` in the place of `snapshot` (an atomic replace, as a cron job would do
+    it) and wait until the proxy has refused to load it."""
+    staging.replace(snapshot)
+    wait_until(lambda: proxy.metric('caproute_proxy_snapshot_reloads_total{result="error"}') == 1)
+
+
 # -- raw HTTP ------------------------------------------------------------------------------
 
 
@@ -40,19 +62,6 @@ def http_request(method: str, path: str, headers: dict[str, str], body: bytes = 
     lines += [f"{name}: {value}" for name, value in headers.items()]
     lines.append(f"Content-Length: {len(body)}")
     return "\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + body
-
-
-def raw_exchange(port: int, data: bytes, *, timeout: float = 10.0) -> bytes:
-    """Send `data` on a fresh socket and read until the server closes."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(data)
-        chunks = []
-        try:
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-        except TimeoutError:
-            pass
-    return b"".join(chunks)
 
 
 class RawAnswer:
@@ -102,7 +111,9 @@ def raw_post(
         "content-type": "application/json",
         **(headers or {}),
     }
-    return RawAnswer(raw_exchange(proxy.port, http_request("POST", path, all_headers, body)))
+    return RawAnswer(
+        raw_request(proxy.port, http_request("POST", path, all_headers, body), timeout=10.0)
+    )
 
 
 # -- bodies --------------------------------------------------------------------------------
@@ -139,21 +150,5 @@ def sdk_client(
     path: str, fake: FakeAnthropic, router: Any, *, is_async: bool = False, **options: Any
 ) -> Any:
     """An SDK client whose requests go through caproute along `path`, to `fake`."""
-    import anthropic
-
-    import caproute
-
-    sdk_class = anthropic.AsyncAnthropic if is_async else anthropic.Anthropic
-    options = {"base_url": fake.url, "api_key": API_KEY, "max_retries": 0, **options}
-    if path == "wrap":
-        return caproute.wrap(sdk_class(**options), router=router)
-    if path == "wrap-transport":
-        return caproute.wrap(sdk_class(**options), router=router, via="transport")
-    if path == "middleware":
-        return sdk_class(middleware=[caproute.middleware(router=router)], **options)
-    if path == "transport":
-        factory = caproute.routed_async_http_client if is_async else caproute.routed_http_client
-        # The SDK's own HTTP library: httpx for 0.x, httpx2 for 1.x and 2.x.
-        flavour = "httpx" if anthropic.__version__.startswith("0.") else "httpx2"
-        return sdk_class(http_client=factory(router=router, flavour=flavour), **options)
-    raise AssertionError(f"unknown path {path!r}")
+    options = {"base_url": fake.url, "api_key": API_KEY, **options}
+    return routed_sdk_client(path, router, is_async=is_async, **options)

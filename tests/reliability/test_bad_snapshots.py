@@ -19,10 +19,10 @@ from typing import Any
 
 import httpx2
 import pytest
-from reliability_helpers import API_KEY, HI, proxy_for, wait_until
+from reliability_helpers import API_KEY, HI, replace_and_see_refused, snapshot_proxy
 
 import caproute
-from caproute import SnapshotError, embedded_registry, load_snapshot, save_snapshot
+from caproute import SnapshotError, embedded_registry, load_snapshot
 from caproute._registry.snapshot import initial_registry, user_cache_path
 from caproute.testing import FakeAnthropic
 
@@ -206,19 +206,14 @@ def test_a_bad_user_cache_file_is_skipped_with_a_warning(
 def test_a_bad_snapshot_reload_is_refused_counted_and_the_old_data_kept(
     fake: FakeAnthropic, tmp_path: Path
 ) -> None:
-    snapshot = tmp_path / "registry.json"
-    save_snapshot(embedded_registry(), snapshot)
-    with proxy_for(fake, snapshot=snapshot, poll_interval=0.02) as proxy:
+    with snapshot_proxy(fake, tmp_path) as (proxy, snapshot):
         before = proxy.app.router.registry
         document = snapshot_document()
         document["source"]["fetched_at"] = "yesterday"
         staging = tmp_path / "staging.json"
         staging.write_text(json.dumps(document))
-        staging.replace(snapshot)  # an atomic replace, as a cron job would do it
+        replace_and_see_refused(proxy, snapshot, staging)
 
-        wait_until(
-            lambda: proxy.metric('caproute_proxy_snapshot_reloads_total{result="error"}') == 1
-        )
         assert proxy.metric('caproute_proxy_snapshot_reloads_total{result="ok"}') == 0
         assert proxy.app.router.registry is before
 

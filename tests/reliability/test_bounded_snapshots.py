@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx2
 import pytest
-from reliability_helpers import API_KEY, HI, proxy_for, wait_until
+from reliability_helpers import API_KEY, HI, replace_and_see_refused, snapshot_proxy
 
 import caproute
 from caproute import SnapshotError, embedded_registry, load_snapshot, save_snapshot
@@ -113,15 +113,10 @@ def test_an_oversized_user_cache_file_is_skipped_with_a_warning(
 def test_a_hot_reload_over_the_limit_is_refused_and_the_old_data_kept(
     fake: FakeAnthropic, tmp_path: Path
 ) -> None:
-    snapshot = tmp_path / "registry.json"
-    save_snapshot(embedded_registry(), snapshot)
-    with proxy_for(fake, snapshot=snapshot, poll_interval=0.02) as proxy:
+    with snapshot_proxy(fake, tmp_path) as (proxy, snapshot):
         before = proxy.app.router.registry
         staging = write(tmp_path / "staging.json", many_models(6_000))
-        staging.replace(snapshot)
-        wait_until(
-            lambda: proxy.metric('caproute_proxy_snapshot_reloads_total{result="error"}') == 1
-        )
+        replace_and_see_refused(proxy, snapshot, staging)
         assert proxy.app.router.registry is before
         with httpx2.Client(base_url=proxy.url, headers={"x-api-key": API_KEY}) as http:
             answer = http.post(

@@ -24,7 +24,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import anthropic
-import pytest
 from reliability_helpers import API_KEY, HI, RunningProxy
 
 import caproute
@@ -89,12 +88,6 @@ def assert_undisturbed(
     assert len(answered) >= 3, answered  # a failure, a success and a slow answer at least
     # ...and no request waited for it.
     assert max(latencies) < SLOW, max(latencies)
-
-
-@pytest.fixture
-def fake(fake_server: FakeAnthropic) -> FakeAnthropic:
-    fake_server.reset()
-    return fake_server
 
 
 def test_wrap_serves_every_request_while_the_models_api_fails(fake: FakeAnthropic) -> None:

@@ -49,8 +49,7 @@ json_values = st.recursive(
     max_leaves=20,
 )
 
-# The words detection compares against: block types, source types, parameter values.
-WORDS = [
+BLOCK_TYPES = [
     "text",
     "image",
     "document",
@@ -59,10 +58,13 @@ WORDS = [
     "search_result",
     "thinking",
     "redacted_thinking",
-    "base64",
-    "url",
-    "file",
-    "content",
+]
+SOURCE_TYPES = ["base64", "url", "file", "text", "content"]
+
+# The words detection compares against: block types, source types, parameter values.
+WORDS = [
+    *BLOCK_TYPES,
+    *(t for t in SOURCE_TYPES if t not in BLOCK_TYPES),
     "application/pdf",
     "enabled",
     "adaptive",
@@ -112,17 +114,6 @@ shaped = st.recursive(
     ),
     max_leaves=30,
 )
-BLOCK_TYPES = [
-    "text",
-    "image",
-    "document",
-    "tool_use",
-    "tool_result",
-    "search_result",
-    "thinking",
-    "redacted_thinking",
-]
-SOURCE_TYPES = ["base64", "url", "file", "text", "content"]
 
 
 def _mostly(common: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:

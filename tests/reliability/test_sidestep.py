@@ -53,8 +53,8 @@ PLAIN = {"model": "claude-haiku-4-5", "max_tokens": 16, "messages": HI}
 
 
 @pytest.fixture(scope="module")
-def proxy(fake_server: FakeAnthropic) -> Iterator[RunningProxy]:
-    with proxy_for(fake_server) as running:
+def proxy(fake_anthropic_server: FakeAnthropic) -> Iterator[RunningProxy]:
+    with proxy_for(fake_anthropic_server) as running:
         yield running
 
 

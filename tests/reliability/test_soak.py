@@ -26,7 +26,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import anthropic
@@ -66,9 +66,8 @@ def echo_id(body: dict[str, Any], model_id: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def echo_fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(api_key=API_KEY, reply=echo_id) as fake:
-        yield fake
+def fake_anthropic_options() -> dict[str, Any]:
+    return {"api_key": API_KEY, "reply": echo_id}
 
 
 def resident_bytes() -> int:
@@ -187,41 +186,39 @@ def soak(fake: FakeAnthropic, sync_client: Any, async_client_factory: Callable[[
     assert memory[-1] - memory[0] < MEMORY_MARGIN, [m >> 20 for m in memory]
 
 
-def test_soak_through_wrap(echo_fake: FakeAnthropic) -> None:
-    echo_fake.reset()
+def test_soak_through_wrap(fake: FakeAnthropic) -> None:
 
     def fetcher(cls: type[Any]) -> Any:
-        return cls(api_key=API_KEY, base_url=echo_fake.url, ttl=WINDOW, cache_file=False)
+        return cls(api_key=API_KEY, base_url=fake.url, ttl=WINDOW, cache_file=False)
 
     sync_fetcher = fetcher(RegistryFetcher)
     sync_fetcher.refresh()
     sync_client = caproute.wrap(
-        anthropic.Anthropic(**sdk_options(echo_fake.url, API_KEY)),
+        anthropic.Anthropic(**sdk_options(fake.url, API_KEY)),
         router=LiveRouter(sync_fetcher),
     )
     async_fetcher = fetcher(AsyncRegistryFetcher)
 
     def async_client() -> Any:
-        options = sdk_options(echo_fake.url, API_KEY, is_async=True)
+        options = sdk_options(fake.url, API_KEY, is_async=True)
         return caproute.wrap(anthropic.AsyncAnthropic(**options), router=LiveRouter(async_fetcher))
 
     with sync_client:
-        soak(echo_fake, sync_client, async_client)
+        soak(fake, sync_client, async_client)
     sync_fetcher.close()
 
 
-def test_soak_through_the_proxy(echo_fake: FakeAnthropic) -> None:
+def test_soak_through_the_proxy(fake: FakeAnthropic) -> None:
     # Pass-through mode: the proxy reads the Models API with the caller's own key, one
     # registry per caller; here one caller, so at most one read per window.
-    echo_fake.reset()
-    config = ProxyConfig(upstream=echo_fake.url, registry_ttl=WINDOW)
+    config = ProxyConfig(upstream=fake.url, registry_ttl=WINDOW)
     # The proxy's pool too must let idle connections to the fake go before the fake does
     # (its default expiry, 5 s, is uvicorn's keep-alive: a reused one can be reset).
     inner = httpx2.AsyncHTTPTransport(limits=LIMITS)
     with RunningProxy(config, app=lambda c: create_proxy_app(c, inner_transport=inner)) as proxy:
         with anthropic.Anthropic(**sdk_options(proxy.url, API_KEY)) as sync_client:
             soak(
-                echo_fake,
+                fake,
                 sync_client,
                 lambda: anthropic.AsyncAnthropic(**sdk_options(proxy.url, API_KEY, is_async=True)),
             )

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -65,10 +66,9 @@ def serve(
         yield url, log
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(api_key=GATEWAY, keys={JWT: None, LONG: None}) as running:
-        yield running
+@pytest.fixture(scope="module")
+def fake_anthropic_options() -> dict[str, Any]:
+    return {"api_key": GATEWAY, "keys": {JWT: None, LONG: None}}
 
 
 def test_pass_through_logs_no_part_of_any_callers_credential(

@@ -21,8 +21,8 @@ from reliability_helpers import (
     compact,
     http_request,
     proxy_for,
-    raw_exchange,
     raw_post,
+    raw_request,
 )
 
 from caproute.testing import FakeAnthropic
@@ -64,7 +64,7 @@ def test_a_passed_through_request_arrives_without_any_caproute_header(
 ) -> None:
     headers = {"x-api-key": API_KEY, "anthropic-version": "2023-06-01", **OWN, **CONTROLS}
     with proxy_for(fake) as proxy:
-        answer = RawAnswer(raw_exchange(proxy.port, http_request("GET", "/v1/models", headers)))
+        answer = RawAnswer(raw_request(proxy.port, http_request("GET", "/v1/models", headers)))
     assert answer.status == 200, answer.body
     assert fake.count("/v1/models") >= 1
     assert caproute_headers_seen(fake) == []

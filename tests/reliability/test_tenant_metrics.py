@@ -13,6 +13,7 @@ The proxy is the real uvicorn server in pass-through mode; requests are raw sock
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from reliability_helpers import (
@@ -21,8 +22,8 @@ from reliability_helpers import (
     compact,
     http_request,
     proxy_for,
-    raw_exchange,
     raw_post,
+    raw_request,
 )
 
 from caproute import embedded_registry
@@ -36,17 +37,14 @@ SHARED = [info.to_api_dict() for info in embedded_registry().models]
 
 
 @pytest.fixture(scope="module")
-def tenants() -> Iterator[FakeAnthropic]:
+def fake_anthropic_options() -> dict[str, Any]:
     models = [make_model(PRIVATE, max_tokens=8192, max_input_tokens=200_000), *SHARED]
-    shared_ids = [m["id"] for m in SHARED]
-    with FakeAnthropic(models, api_key=KEY_A, keys={KEY_B: shared_ids}) as fake:
-        yield fake
+    return {"models": models, "api_key": KEY_A, "keys": {KEY_B: [m["id"] for m in SHARED]}}
 
 
 @pytest.fixture
-def proxy(tenants: FakeAnthropic) -> Iterator[RunningProxy]:
-    tenants.reset()
-    with proxy_for(tenants) as running:
+def proxy(fake: FakeAnthropic) -> Iterator[RunningProxy]:
+    with proxy_for(fake) as running:
         yield running
 
 
@@ -57,7 +55,7 @@ def ask(proxy: RunningProxy, key: str, model: str) -> RawAnswer:
 
 def metrics_page(proxy: RunningProxy, headers: dict[str, str]) -> str:
     proxy.metric("caproute_proxy_in_flight")  # waits for requests still being counted
-    answer = RawAnswer(raw_exchange(proxy.port, http_request("GET", "/caproute/metrics", headers)))
+    answer = RawAnswer(raw_request(proxy.port, http_request("GET", "/caproute/metrics", headers)))
     assert answer.status == 200
     return answer.body.decode()
 

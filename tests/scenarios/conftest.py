@@ -14,7 +14,7 @@ Fixtures meant for every scenario module (keep them generic):
 
 * ``lineup``: the Models API catalogue (module scope; override it in a module);
 * ``fake``: a `FakeAnthropic` serving `lineup`, accepting `KEY_A` and `KEY_B`
-  (reset before each test);
+  (reset before each test; the shipped plugin's, see tests/conftest.py);
 * ``path``: ``"wrap"`` or ``"proxy"``;
 * ``clients``: `Clients`, SDK clients per key through that path (``clients(KEY_B)``);
 * ``upstream``: `Upstream`, the requests that reached the fake since the last look.
@@ -40,15 +40,8 @@ def lineup() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def fake_server(lineup: list[dict[str, Any]]) -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(models=lineup, api_key=KEY_A, keys={KEY_B: None}) as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(fake_server: FakeAnthropic) -> FakeAnthropic:
-    fake_server.reset()
-    return fake_server
+def fake_anthropic_options(lineup: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"models": lineup, "api_key": KEY_A, "keys": {KEY_B: None}}
 
 
 @pytest.fixture

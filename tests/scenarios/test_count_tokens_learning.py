@@ -33,19 +33,12 @@ COUNT = "/v1/messages/count_tokens"
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[FakeAnthropic]:
+def fake_anthropic_options() -> dict[str, Any]:
     models = [
         make_model(BIG, line="ct", max_tokens=64_000),
         make_model(SMALL, line="ct", max_tokens=8192, unsupported=["pdf_input", "effort.max"]),
     ]
-    with FakeAnthropic(models=models, api_key=KEY) as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(server: FakeAnthropic) -> FakeAnthropic:
-    server.reset()
-    return server
+    return {"models": models, "api_key": KEY}
 
 
 @pytest.fixture(params=["wrap", "transport", "proxy"])

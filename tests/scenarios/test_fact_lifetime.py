@@ -47,15 +47,8 @@ def lineup() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(models=lineup(), api_key=KEY) as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(server: FakeAnthropic) -> FakeAnthropic:
-    server.reset()
-    return server
+def fake_anthropic_options() -> dict[str, Any]:
+    return {"models": lineup(), "api_key": KEY}
 
 
 @pytest.fixture(params=["wrap", "proxy"])

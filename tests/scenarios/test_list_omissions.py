@@ -24,15 +24,8 @@ HAIKU, OPUS, OLDER_OPUS = "claude-haiku-4-5-20251001", "claude-opus-5-5", "claud
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(api_key=KEY) as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(server: FakeAnthropic) -> FakeAnthropic:
-    server.reset()
-    return server
+def fake_anthropic_options() -> dict[str, Any]:
+    return {"api_key": KEY}
 
 
 def list_only(fake: FakeAnthropic, *ids: str) -> None:

@@ -10,7 +10,6 @@ reached the fake tells whether each request waited for its look-up.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -40,16 +39,9 @@ def lineup() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[FakeAnthropic]:
+def fake_anthropic_options() -> dict[str, Any]:
     aliases = {ALIAS: SMALL, **dict.fromkeys(MANY, SMALL)}
-    with FakeAnthropic(models=lineup(), aliases=aliases, api_key=KEY) as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(server: FakeAnthropic) -> FakeAnthropic:
-    server.reset()
-    return server
+    return {"models": lineup(), "aliases": aliases, "api_key": KEY}
 
 
 def looked_up(fake: FakeAnthropic, name: str) -> int:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,25 +19,19 @@ from caproute.testing import FakeAnthropic, make_model
 KEY = "sk-ant-cli-test-SECRET"
 
 
-@pytest.fixture(autouse=True)
-def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private cache dir, and no key or base URL from the developer's shell."""
-    xdg = tmp_path / "xdg-cache"
-    monkeypatch.setenv("XDG_CACHE_HOME", str(xdg))
-    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.delenv("CAPROUTE_DEBUG", raising=False)
-    return xdg / "caproute" / "registry.json"
+@pytest.fixture
+def isolated_environment(tmp_path: Path) -> Path:
+    """This test's user cache file (tests/conftest.py points XDG_CACHE_HOME at its folder)."""
+    return tmp_path / "xdg-cache" / "caproute" / "registry.json"
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAnthropic]:
+def fake_anthropic_options() -> dict[str, Any]:
     models = [
         make_model("claude-cli-big-2", unsupported=["effort.xhigh", "thinking.types.enabled"]),
         make_model("claude-cli-small-1", max_input_tokens=200_000, max_tokens=64_000),
     ]
-    with FakeAnthropic(models=models, api_key=KEY) as server:
-        yield server
+    return {"models": models, "api_key": KEY}
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -441,9 +441,8 @@ def test_demo_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(models=[make_model("claude-out-1")], api_key=KEY) as server:
-        yield server
+def fake_anthropic_options() -> dict[str, Any]:
+    return {"models": [make_model("claude-out-1")], "api_key": KEY}
 
 
 def test_snapshot_json(

@@ -50,19 +50,6 @@ BASE = "https://models.test"
 START = 1_795_000_000.0  # a Unix time in November 2026
 
 
-@pytest.fixture(autouse=True)
-def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Never touch the real home cache or pick up a developer's key or base URL."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class FakeClock:
     """Seconds that only move when told (serves as both monotonic and wall clock)."""
 
@@ -629,9 +616,8 @@ async def test_async_retrieve_and_not_found() -> None:
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(api_key=KEY) as server:
-        yield server
+def fake_anthropic_options() -> dict[str, Any]:
+    return {"api_key": KEY}
 
 
 @pytest.fixture

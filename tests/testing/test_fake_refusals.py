@@ -8,7 +8,6 @@ class it maps the code to (anthropic 2.17's ``ERROR_CLASSES``), as with the real
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -26,16 +25,9 @@ URL_IMAGE = {"type": "image", "source": {"type": "url", "url": "https://example.
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[FakeAnthropic]:
+def fake_anthropic_options() -> dict[str, Any]:
     models = [make_model(MODEL), make_model(OTHER)]
-    with FakeAnthropic(models=models, api_key=KEY_A, keys={KEY_B: None}) as running:
-        yield running
-
-
-@pytest.fixture
-def fake(server: FakeAnthropic) -> FakeAnthropic:
-    server.reset()
-    return server
+    return {"models": models, "api_key": KEY_A, "keys": {KEY_B: None}}
 
 
 def create(fake: FakeAnthropic, key: str = KEY_A, model: str = MODEL, **fields: Any) -> Any:

@@ -11,7 +11,6 @@ import pytest
 from fake_api_helpers import API_KEY, error_of
 
 from caproute.testing import FakeAnthropic, make_model
-from caproute.testing.pytest_plugin import fake_anthropic  # noqa: F401  (the fixture)
 
 HELLO = {
     "model": "claude-full-2",
@@ -176,7 +175,7 @@ def test_default_catalogue_is_not_empty() -> None:
     assert {m["id"] for m in listed["data"]} <= {m["id"] for m in models}
 
 
-def test_pytest_plugin_fixture(fake_anthropic: FakeAnthropic) -> None:  # noqa: F811
+def test_pytest_plugin_fixture(fake_anthropic: FakeAnthropic) -> None:
     with fake_anthropic.client() as client:
         model = next(iter(client.models.list())).id
         reply = client.messages.create(

@@ -81,12 +81,11 @@ sets the pause between SSE events (none before the first), for time-to-first-byt
 tests. ``fake.headers()`` gives auth + version headers for hand-made requests.
 
 pytest: add ``pytest_plugins = ["caproute.testing.pytest_plugin"]`` to a conftest for
-a ``fake_anthropic`` fixture (default catalogue, ``api_key="test-key"``), or write
-your own fixture around ``with FakeAnthropic(...) as fake: yield fake``. Starting
-and stopping take a few milliseconds; a module-scoped fake plus ``fake.reset()`` is
-cheaper still. Closing removes the registry cache file caproute keeps for the fake's
-URL (a routed client that fetched its lineup wrote it), so fakes on random ports
-leave nothing behind.
+a ``fake_anthropic`` fixture: one fake per test module, reset for each test, built
+from the ``fake_anthropic_options`` fixture (default catalogue, ``api_key="test-key"``;
+override it for another lineup). Starting and stopping take a few milliseconds.
+Closing removes the registry cache file caproute keeps for the fake's URL (a routed
+client that fetched its lineup wrote it), so fakes on random ports leave nothing behind.
 
 Not imported by ``import caproute``; importing this package pulls in uvicorn but not
 the anthropic SDK (``fake.client()`` imports it when called).
