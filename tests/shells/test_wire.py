@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import json
 
-import httpx2
 import pytest
 
 from caproute._core.decision import Change, Decision
 from caproute._runtime.drive import (
     Reply,
-    append_decision_headers,
-    decision_header_entries,
+    decision_headers,
     endpoint_for,
     error_of,
     parse_betas,
@@ -83,19 +81,11 @@ def test_replies_for_a_status_are_shared_and_equal_to_new_ones() -> None:
     assert reply_for(529) == Reply(529)
 
 
-def test_decision_headers_are_appended_as_header_values_says() -> None:
+def test_decision_headers_are_header_values_memoised_only_without_changes() -> None:
     decision = Decision("unchanged", "a-1", "a-1")
-    response = httpx2.Response(200, headers={"content-type": "application/json"})
-    assert append_decision_headers(response.headers, decision_header_entries(decision))
-    assert {k: response.headers[k] for k in decision.header_values()} == (decision.header_values())
-    # A second time (a response that already passed through caproute): not appended;
-    # the drivers then set the values through the public API.
-    assert not append_decision_headers(response.headers, decision_header_entries(decision))
-
-
-def test_non_ascii_header_values_take_the_public_api() -> None:
+    assert decision_headers(decision) == decision.header_values()
+    assert decision_headers(decision) is decision_headers(Decision("unchanged", "a-1", "a-1"))
     change = Change("metadata.note", "café", "thé", "adjust", "why")
-    decision = Decision("adjusted", "a-1", "a-1", changes=(change,))
-    assert decision_header_entries(decision) is None
-    headers = httpx2.Headers({"content-type": "application/json"})
-    assert not append_decision_headers(headers, None)
+    changed = Decision("adjusted", "a-1", "a-1", changes=(change,))
+    assert decision_headers(changed) == changed.header_values()
+    assert decision_headers(changed) is not decision_headers(changed)

@@ -8,15 +8,18 @@ on 0.x, built on httpx, and on 1.x/2.x, built on httpx2). Measured on SDK 2.14
 (docs/performance.md), an empty SDK middleware is nearly free, so this path costs what
 routing costs, like the transport, minus the transport's JSON decode of the body.
 
-The decision loop is `caproute._runtime.drive.routing_flow` (shared with the transports); this
-module only drives it with the SDK's objects:
+Routing, refusing and delivering are the shared adapter's (`caproute._runtime.drive`);
+this module only translates the SDK's objects to and from it:
 
-* ``Send``: forward the request, the ORIGINAL ``APIRequest`` object when routing
-  changed nothing, else ``request.copy(body=routed)``;
-* ``Refresh``: refresh the registry (awaited in ``handle_async``);
-* ``Refuse``: raise the SDK's own ``BadRequestError`` over a synthetic 400 shaped like
-  the API's, so callers get the error they already handle and nothing goes upstream;
-* the last response gets the ``caproute-*`` headers and
+* the call: ``APIRequest.json`` (merged with 0.x's ``extra_body``) and its headers;
+  a caller's ``caproute-*`` request headers are dropped (set to the SDK's ``Omit``);
+* sending: forward the ORIGINAL ``APIRequest`` object when routing changed nothing,
+  else ``request.copy(body=routed)``, through ``call_next``;
+* a local answer (a refusal, an error in routing): raise the SDK's own error for it
+  (``BadRequestError``, or the class its ``error_code`` names, as the SDK would) over a
+  synthetic response shaped like the API's, so callers get the error they already
+  handle and nothing goes upstream;
+* the delivered response carries the ``caproute-*`` headers and
   ``http_response.extensions["caproute_decision"]``; callers reach them through
   ``client.messages.with_raw_response.create(...)``, parsed calls through the
   ``on_decision`` hook.
@@ -41,34 +44,27 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Final, Generic, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 
-from .._core.body import error_body, internal_error_message, refused_decision
-from .._core.decision import Decision
-from .._core.secrets import redact_decision
 from .._runtime.drive import (
     READS_BODY_ON,
     Call,
-    Reply,
+    Local,
     Send,
-    append_decision_headers,
-    decision_header_entries,
+    Sent,
+    Unsent,
     drive,
     drive_async,
-    endpoint_for,
-    error_of,
-    parse_betas,
-    passthrough,
-    refusal_body,
-    reply_for,
+    local_answer,
+    local_response,
+    report_passthrough,
 )
 from .._runtime.live import DecisionHook, LiveRouter, RegistryInput, router_or_live
-from .._runtime.logs import protect
-from .._runtime.otel import ClientTracing, client_tracing
+from .._runtime.otel import ClientTracing
+from .._runtime.wire import CAPROUTE_PREFIX, endpoint_for, parse_betas
 
 if TYPE_CHECKING:
     import anthropic
@@ -80,13 +76,18 @@ if TYPE_CHECKING:
 # `RoutingMiddleware` is built on first access (module `__getattr__`), hence the noqa.
 __all__ = ["RoutingMiddleware", "middleware"]  # noqa: F822
 
-_ResponseT = TypeVar("_ResponseT")
 _CallNextT = TypeVar("_CallNextT")
-
-_logger = protect(logging.getLogger("caproute"))
 
 # Every API version before 2026-10-21 is 2023-06-01; SDKs older than 2.0 send it.
 _LEGACY_API_VERSION: Final = "2023-06-01"
+
+# The SDK's error class for the answers caproute gives itself (by name: the SDK is
+# imported only when a middleware is made). An ``error_code`` class the installed SDK
+# lacks falls back to the status's, which is what that SDK raises for it too.
+_ERROR_CODE_CLASSES: Final = {
+    "organization_url_fetch_disabled": "OrganizationURLFetchDisabledError"
+}
+_STATUS_CLASSES: Final = {400: "BadRequestError", 500: "InternalServerError"}
 
 
 def middleware(
@@ -195,22 +196,8 @@ def _middleware_class() -> Callable[[_Driver], anthropic.Middleware]:
     return RoutingMiddleware
 
 
-class _Hop(Generic[_CallNextT]):
-    """One call's state while `drive` runs it: what the shells send with, and whether
-    an exception comes from sending (the SDK's to handle) or from caproute itself."""
-
-    __slots__ = ("request", "call_next", "in_io", "answered")
-
-    def __init__(self, request: APIRequest, call_next: _CallNextT) -> None:
-        self.request = request
-        self.call_next = call_next
-        self.in_io = False
-        self.answered = False
-        """caproute raised its own API error (a refusal): let it through as it is."""
-
-
 class _Driver:
-    """Drives the routing flow with the SDK's ``APIRequest`` / ``APIResponse``.
+    """Translates the SDK's ``APIRequest`` / ``APIResponse`` to and from `drive`.
 
     An error in routing itself (a caproute bug; a body nested deeper than the stack)
     never escapes as a raw exception: the caller gets the SDK's own API error, with
@@ -234,59 +221,28 @@ class _Driver:
         self.client_version = client_version
 
     def handle(self, request: APIRequest, call_next: CallNext) -> APIResponse[Any]:
-        token = None if self.tracing is None else client_tracing.set(self.tracing)
-        try:
-            call = self._guarded_call(request)
-            if call is None:
-                return call_next(request)
-            hop = _Hop(request, call_next)
-            try:
-                return drive(self.router, call, _SyncShell(), hop)
-            except Exception as exc:
-                if hop.in_io or hop.answered:
-                    raise
-                self._fail(request, exc)
-        finally:
-            if token is not None:
-                client_tracing.reset(token)
+        request = _without_caproute_headers(request)
+        call = self._guarded_call(request)
+        if call is None:
+            return call_next(request)
+        return drive(self.router, call, _SYNC_SHELL, (request, call_next), self.tracing)
 
     async def handle_async(
         self, request: APIRequest, call_next: AsyncCallNext
     ) -> AsyncAPIResponse[Any]:
-        token = None if self.tracing is None else client_tracing.set(self.tracing)
-        try:
-            call = self._guarded_call(request)
-            if call is None:
-                return await call_next(request)
-            hop = _Hop(request, call_next)
-            try:
-                return await drive_async(self.router, call, _AsyncShell(), hop)
-            except Exception as exc:
-                if hop.in_io or hop.answered:
-                    raise
-                self._fail(request, exc)
-        finally:
-            if token is not None:
-                client_tracing.reset(token)
+        request = _without_caproute_headers(request)
+        call = self._guarded_call(request)
+        if call is None:
+            return await call_next(request)
+        return await drive_async(
+            self.router, call, _ASYNC_SHELL, (request, call_next), self.tracing
+        )
 
     def _guarded_call(self, request: APIRequest) -> Call | None:
         try:
             return self._call(request)
         except Exception as exc:
-            self._fail(request, exc)
-
-    def _fail(self, request: APIRequest, exc: Exception) -> NoReturn:
-        _logger.error(
-            "caproute: routing failed with %s; nothing sent upstream",
-            type(exc).__name__,
-            exc_info=exc,
-        )
-        message = internal_error_message(exc)
-        decision = refused_decision(message)
-        self.router.report(decision)
-        if isinstance(exc, RecursionError):
-            _raise_local(request, 400, error_body("invalid_request_error", message), decision)
-        _raise_local(request, 500, error_body("api_error", message), decision)
+            _raise_local(request, local_answer(self.router, exc, self.tracing))
 
     def _call(self, request: APIRequest) -> Call | None:
         """The call to route, or `None` for a request to pass through untouched."""
@@ -300,7 +256,7 @@ class _Driver:
             return None
         body = _body_of(request)
         if not isinstance(body, dict):
-            self.router.report(passthrough("the request body is not a JSON object"))
+            report_passthrough(self.router, "the request body is not a JSON object", self.tracing)
             return None
         headers = _plain_headers(request.headers)
         betas = headers.get("anthropic-beta")
@@ -314,55 +270,70 @@ class _Driver:
         )
 
 
+_Exchange = tuple["APIRequest", _CallNextT]
+"""What `drive` hands the shells: the request and the rest of the SDK's chain."""
+
+
 class _SyncShell:
     """The IO of `drive` for a sync client: ``call_next`` sends, the SDK's objects carry."""
 
-    def _hop(self, hop: _Hop[CallNext], action: Send) -> tuple[Any, Reply]:
-        outgoing = _outgoing(hop.request, action)
-        hop.in_io = True
-        response = hop.call_next(outgoing)
-        reply = _reply(response)
-        hop.in_io = False
-        return response, reply
+    def send(self, exchange: _Exchange[CallNext], action: Send) -> Sent:
+        request, call_next = exchange
+        response = call_next(_outgoing(request, action))
+        # Another middleware further in may answer with an already-parsed value instead
+        # of an ``APIResponse``; there is no status to react to then: a success.
+        http_response = getattr(response, "http_response", None)
+        if http_response is None:
+            return Sent(response, None, 200, None)
+        status = http_response.status_code
+        content = http_response.read() if status in READS_BODY_ON else None
+        return Sent(response, http_response, status, content)
 
-    def _release(self, response: Any) -> None:
-        _http_response(response).close()
-
-    def _refuse(self, hop: _Hop[CallNext], decision: Decision) -> NoReturn:
-        hop.answered = True
-        _refuse(hop.request, decision)
-
-    def _deliver(self, response: Any, decision: Decision) -> Any:
-        return _deliver(response, decision)
+    def answer(self, exchange: _Exchange[CallNext], local: Local) -> NoReturn:
+        _raise_local(exchange[0], local)
 
 
 class _AsyncShell:
     """The IO of `drive_async` for an async client."""
 
-    async def _hop(self, hop: _Hop[AsyncCallNext], action: Send) -> tuple[Any, Reply]:
-        outgoing = _outgoing(hop.request, action)
-        hop.in_io = True
-        response = await hop.call_next(outgoing)
-        reply = await _areply(response)
-        hop.in_io = False
-        return response, reply
+    async def send(self, exchange: _Exchange[AsyncCallNext], action: Send) -> Sent:
+        request, call_next = exchange
+        response = await call_next(_outgoing(request, action))
+        http_response = getattr(response, "http_response", None)
+        if http_response is None:
+            return Sent(response, None, 200, None)
+        status = http_response.status_code
+        content = await http_response.aread() if status in READS_BODY_ON else None
+        return Sent(response, http_response, status, content)
 
-    async def _release(self, response: Any) -> None:
-        await _http_response(response).aclose()
+    def answer(self, exchange: _Exchange[AsyncCallNext], local: Local) -> NoReturn:
+        _raise_local(exchange[0], local)
 
-    def _refuse(self, hop: _Hop[AsyncCallNext], decision: Decision) -> NoReturn:
-        hop.answered = True
-        _refuse(hop.request, decision)
 
-    def _deliver(self, response: Any, decision: Decision) -> Any:
-        return _deliver(response, decision)
+_SYNC_SHELL: Final = _SyncShell()
+_ASYNC_SHELL: Final = _AsyncShell()
+
+
+def _without_caproute_headers(request: APIRequest) -> APIRequest:
+    """`request`, minus any ``caproute-*`` header the caller set: those are caproute's
+    own names (its response headers, the proxy's controls) and never go upstream.
+
+    A header set to the SDK's ``Omit`` is removed from what the client merges in too.
+    """
+    headers = request.headers
+    own = [name for name in headers if name.lower().startswith(CAPROUTE_PREFIX)]
+    if not own:
+        return request
+    import anthropic
+
+    return request.copy(headers={**headers, **dict.fromkeys(own, anthropic.Omit())})
 
 
 def _body_of(request: APIRequest) -> Any:
     """The JSON body the SDK will send: ``request.json`` plus 0.x's unmerged ``extra_body``."""
     body = request.json
     extra = request.options.extra_json
-    if extra is None:
+    if extra is None:  # always on SDK 2.x, which merged it before the chain
         return body
     if body is None:
         return _without_omitted(extra)
@@ -373,9 +344,9 @@ def _body_of(request: APIRequest) -> Any:
 
 
 def _without_omitted(mapping: Mapping[str, Any]) -> dict[str, Any]:
-    from anthropic._types import Omit
+    import anthropic
 
-    return {k: v for k, v in mapping.items() if not isinstance(v, Omit)}
+    return {k: v for k, v in mapping.items() if not isinstance(v, anthropic.Omit)}
 
 
 def _plain_headers(headers: Mapping[str, Any]) -> dict[str, str]:
@@ -384,115 +355,82 @@ def _plain_headers(headers: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _outgoing(request: APIRequest, send: Send) -> APIRequest:
-    """The request for `send`: the caller's own object when routing changed nothing."""
+    """The request for `send`: the caller's own object when routing changed nothing.
+
+    Raises:
+        Unsent: Building the routed copy failed (caproute's error: nothing was sent).
+    """
     if not send.changed:
         # The SDK merges any 0.x `extra_body` itself, exactly as we did to route it.
         return request
-    routed = request.copy(body=send.body)
-    # `send.body` already contains the merged `extra_body`; merging it again would
-    # bring back the values routing changed or removed.
-    routed.options.extra_json = None
+    try:
+        routed = request.copy(body=send.body)
+    except Exception as exc:
+        raise Unsent from exc
+    if routed.options.extra_json is not None:
+        # SDK 0.x only (docs/architecture.md, "other libraries' internals"): `send.body`
+        # already contains the merged `extra_body`; merging it again would bring back
+        # the values routing changed or removed, and no public API drops it.
+        routed.options.extra_json = None
     return routed
 
 
-def _http_response(response: Any) -> Any:
-    """The httpx / httpx2 response inside an SDK ``APIResponse``."""
-    return response.http_response
+def _raise_local(request: APIRequest, local: Local) -> NoReturn:
+    """Raise what the SDK raises for an API error answer, built from caproute's own.
 
-
-def _status(response: Any) -> int:
-    # Another middleware further in may answer with an already-parsed value instead of
-    # an ``APIResponse``; there is no status to react to then: treat it as a success.
-    http_response = getattr(response, "http_response", None)
-    return 200 if http_response is None else int(http_response.status_code)
-
-
-def _reply(response: Any) -> Reply:
-    """What the flow needs to know; the body is read only for the statuses it inspects."""
-    # `_status`, inlined: this runs for every routed response.
-    http_response: Any = getattr(response, "http_response", None)
-    status = 200 if http_response is None else int(http_response.status_code)
-    if status not in READS_BODY_ON:
-        return reply_for(status)
-    return Reply(status, *error_of(http_response.read()))
-
-
-async def _areply(response: Any) -> Reply:
-    status = _status(response)
-    if status not in READS_BODY_ON:
-        return reply_for(status)
-    return Reply(status, *error_of(await _http_response(response).aread()))
-
-
-def _deliver(response: _ResponseT, decision: Decision) -> _ResponseT:
-    """Attach the decision to the response the SDK gets back."""
-    http_response = getattr(response, "http_response", None)
-    if http_response is not None:
-        decision = redact_decision(decision)  # itself, unless it quotes a key
-        headers = http_response.headers
-        if not append_decision_headers(headers, decision_header_entries(decision)):
-            # Item by item: `Headers.update` first builds a whole `Headers` of the new
-            # ones, which doubles the cost.
-            for name, value in decision.header_values().items():
-                headers[name] = value
-        # Copy rather than mutate: a transport may hand out a shared or read-only mapping.
-        http_response.extensions = {**http_response.extensions, "caproute_decision": decision}
-    return response
-
-
-def _refuse(request: APIRequest, decision: Decision) -> NoReturn:
-    """Raise what the SDK raises for an API 400, built from caproute's local answer.
-
-    The SDK turns an error response into ``BadRequestError(f"Error code: 400 - {body}",
-    response=..., body=...)``; we build the same over a synthetic response of the SDK's
-    HTTP library (httpx for 0.x, httpx2 for 1.x/2.x), with the ``caproute-*`` headers.
-    Raising (rather than returning a response) needs no SDK client object, and the SDK
-    passes a non-retryable ``APIStatusError`` from middleware straight to the caller.
+    We build the SDK's error over a synthetic response of the SDK's HTTP library
+    (httpx for 0.x, httpx2 for 1.x/2.x), with the ``caproute-*`` headers. Raising
+    (rather than returning a response) needs no SDK client object, and the SDK passes
+    a non-retryable ``APIStatusError`` from middleware straight to the caller. The
+    class is the one the SDK raises for that answer (`_sdk_error_class`).
     """
-    decision = redact_decision(decision)
-    _raise_local(request, 400, refusal_body(decision), decision)
+    http = _sdk_http_module()
+    response = local_response(http, http.Request(request.method, request.url), local)
+    body = json.loads(local.content)
+    error_class = _sdk_error_class(local.status, body)
+    raise error_class(f"Error code: {local.status} - {body}", response=response, body=body)
 
 
-def _raise_local(request: APIRequest, status: int, content: bytes, decision: Decision) -> NoReturn:
-    """Raise the SDK's error for `status` over a local API-shaped answer (see `_refuse`)."""
+def _sdk_error_class(status: int, body: Any) -> type[anthropic.APIStatusError]:
+    """The SDK's class for an error answer: by ``error.details.error_code`` where the
+    installed SDK has a class for it (2.x: ``OrganizationURLFetchDisabledError``), else
+    by status, as the SDK's own ``APIStatusError`` mapping does for caproute's answers."""
     import anthropic
 
-    decision = redact_decision(decision)
-    http = _sdk_http_module()
-    headers = {
-        "content-type": "application/json",
-        "x-should-retry": "false",  # caproute's verdict will not change on a retry
-        **decision.header_values(),
-    }
-    response = http.Response(
-        status,
-        headers=headers,
-        content=content,
-        request=http.Request(request.method, request.url),
-        extensions={"caproute_decision": decision},
-    )
-    body = json.loads(content)
-    error_class = anthropic.BadRequestError if status == 400 else anthropic.InternalServerError
-    raise error_class(f"Error code: {status} - {body}", response=response, body=body)
+    error = body.get("error") if isinstance(body, dict) else None
+    details = error.get("details") if isinstance(error, dict) else None
+    code = details.get("error_code") if isinstance(details, dict) else None
+    named = getattr(anthropic, _ERROR_CODE_CLASSES.get(code, ""), None) if code else None
+    if isinstance(named, type) and issubclass(named, anthropic.APIStatusError):
+        return named
+    return getattr(anthropic, _STATUS_CLASSES.get(status, "APIStatusError"))  # type: ignore[no-any-return]
 
 
 @functools.cache
 def _sdk_http_module() -> ModuleType:
     """httpx2 for SDK 1.x/2.x, httpx for 0.x: the library of the SDK's own HTTP client."""
-    import importlib
-
     import anthropic
+    import httpx2
 
-    # `DefaultHttpxClient` subclasses the `Client` of whichever library the SDK uses.
-    client_base = anthropic.DefaultHttpxClient.__mro__[1]
-    return importlib.import_module(client_base.__module__.partition(".")[0])
+    if issubclass(anthropic.DefaultHttpxClient, httpx2.Client):
+        return httpx2
+    import httpx
+
+    return httpx
 
 
 @functools.cache
 def _sdk_default_api_version() -> str:
-    """The ``anthropic-version`` the installed SDK sends by default."""
-    from anthropic import _constants
+    """The ``anthropic-version`` the installed SDK sends by default.
 
-    # SDK 2.x names it (2026-10-21); 0.x and 1.x hard-code 2023-06-01 in the client.
-    version = getattr(_constants, "ANTHROPIC_API_VERSION", _LEGACY_API_VERSION)
-    return str(version)
+    Read from a client's public ``default_headers``, once per process (a throwaway
+    client, never used to send: it costs ~1 ms, at the first middleware made).
+    """
+    import anthropic
+
+    with anthropic.Anthropic(
+        api_key="unused", http_client=anthropic.DefaultHttpxClient()
+    ) as client:
+        version = client.default_headers.get("anthropic-version")
+    # SDK 2.x sends 2026-10-21; 0.x and 1.x 2023-06-01.
+    return version if isinstance(version, str) else _LEGACY_API_VERSION
