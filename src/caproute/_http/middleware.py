@@ -222,7 +222,7 @@ class _Driver:
 
     def handle(self, request: APIRequest, call_next: CallNext) -> APIResponse[Any]:
         request = _without_caproute_headers(request)
-        call = self._guarded_call(request)
+        call = self._call(request)
         if call is None:
             return call_next(request)
         return drive(self.router, call, _SYNC_SHELL, (request, call_next), self.tracing)
@@ -231,21 +231,21 @@ class _Driver:
         self, request: APIRequest, call_next: AsyncCallNext
     ) -> AsyncAPIResponse[Any]:
         request = _without_caproute_headers(request)
-        call = self._guarded_call(request)
+        call = self._call(request)
         if call is None:
             return await call_next(request)
         return await drive_async(
             self.router, call, _ASYNC_SHELL, (request, call_next), self.tracing
         )
 
-    def _guarded_call(self, request: APIRequest) -> Call | None:
-        try:
-            return self._call(request)
-        except Exception as exc:
-            _raise_local(request, local_answer(self.router, exc, self.tracing))
-
     def _call(self, request: APIRequest) -> Call | None:
         """The call to route, or `None` for a request to pass through untouched."""
+        try:
+            return self._parsed(request)
+        except Exception as exc:  # a caproute bug: the SDK's error, API-shaped
+            _raise_local(request, local_answer(self.router, exc, self.tracing))
+
+    def _parsed(self, request: APIRequest) -> Call | None:
         # The SDK's `url` is the path (``/v1/messages``, 0.x beta calls add ``?beta=true``),
         # or a full URL if the caller gave one; both end with the endpoint's path.
         options = request.options  # every `APIRequest` property reads it: read it once
@@ -321,10 +321,14 @@ def _without_caproute_headers(request: APIRequest) -> APIRequest:
     A header set to the SDK's ``Omit`` is removed from what the client merges in too.
     """
     headers = request.headers
-    own = [name for name in headers if name.lower().startswith(CAPROUTE_PREFIX)]
-    if not own:
+    for name in headers:  # a loop, not a comprehension: no extra frame per request
+        if name.lower().startswith(CAPROUTE_PREFIX):
+            break
+    else:
         return request
     import anthropic
+
+    own = [name for name in headers if name.lower().startswith(CAPROUTE_PREFIX)]
 
     return request.copy(headers={**headers, **dict.fromkeys(own, anthropic.Omit())})
 

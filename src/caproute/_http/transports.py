@@ -112,15 +112,19 @@ class _Routing:
         never forwarded upstream), and the endpoint it is routed as (`None`: pass it
         through, body unread)."""
         raw = request.headers.raw
-        if any(key.lower().startswith(_OWN_PREFIX) for key, _ in raw):
-            kept = [(k, v) for k, v in raw if not k.lower().startswith(_OWN_PREFIX)]
-            request = self._http.Request(
-                request.method,
-                request.url,
-                headers=kept,
-                stream=request.stream,
-                extensions=request.extensions,
-            )
+        for key, _ in raw:  # a loop, not any(): no generator per request
+            if key.lower().startswith(_OWN_PREFIX):
+                break
+        else:
+            return request, endpoint_for(request.method, request.url.path)
+        kept = [(k, v) for k, v in raw if not k.lower().startswith(_OWN_PREFIX)]
+        request = self._http.Request(
+            request.method,
+            request.url,
+            headers=kept,
+            stream=request.stream,
+            extensions=request.extensions,
+        )
         return request, endpoint_for(request.method, request.url.path)
 
     def _parsed(self, request: Any, endpoint: Any, content: bytes) -> tuple[Any, Any]:
