@@ -68,8 +68,7 @@ from .._runtime.wire import CAPROUTE_PREFIX, endpoint_for, parse_betas
 
 if TYPE_CHECKING:
     import anthropic
-    from anthropic import APIRequest, APIResponse, AsyncAPIResponse
-    from anthropic._middleware import AsyncCallNext, CallNext
+    from anthropic import APIRequest, APIResponse, AsyncAPIResponse, AsyncCallNext, CallNext
 
     from .._core.policy import Policy
 
@@ -427,14 +426,13 @@ def _sdk_http_module() -> ModuleType:
 def _sdk_default_api_version() -> str:
     """The ``anthropic-version`` the installed SDK sends by default.
 
-    Read from a client's public ``default_headers``, once per process (a throwaway
-    client, never used to send: it costs ~1 ms, at the first middleware made).
+    Read from the SDK's private ``_constants`` (docs/architecture.md, "other libraries'
+    internals"): the public way, a client's ``default_headers``, builds an HTTP client
+    and runs the SDK's platform detection, ~0.2 s (~0.9 s the first time) at `wrap` /
+    `middleware()` time, blocking, where the SDK itself defers it to the first request.
     """
-    import anthropic
+    from anthropic import _constants
 
-    with anthropic.Anthropic(
-        api_key="unused", http_client=anthropic.DefaultHttpxClient()
-    ) as client:
-        version = client.default_headers.get("anthropic-version")
-    # SDK 2.x sends 2026-10-21; 0.x and 1.x 2023-06-01.
-    return version if isinstance(version, str) else _LEGACY_API_VERSION
+    # SDK 2.x names it (2026-10-21); 0.x and 1.x hard-code 2023-06-01 in the client.
+    version = getattr(_constants, "ANTHROPIC_API_VERSION", _LEGACY_API_VERSION)
+    return str(version)
