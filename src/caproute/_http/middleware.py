@@ -47,7 +47,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, NoReturn, TypeVar
 
 from .._runtime.drive import (
     READS_BODY_ON,
@@ -195,7 +195,7 @@ def _middleware_class() -> Callable[[_Driver], anthropic.Middleware]:
     return RoutingMiddleware
 
 
-class _Driver:
+class _Driver(NamedTuple):
     """Translates the SDK's ``APIRequest`` / ``APIResponse`` to and from `drive`.
 
     An error in routing itself (a caproute bug; a body nested deeper than the stack)
@@ -205,19 +205,18 @@ class _Driver:
     through untouched, as without caproute.
     """
 
-    def __init__(
-        self,
-        router: LiveRouter,
-        api_version: str,
-        tracing: ClientTracing | None = None,
-        client_version: str | None = None,
-    ) -> None:
-        self.router = router
-        self._api_version = api_version
-        self.tracing = tracing
-        """The client's tracing settings, when `wrap` knows the client (else defaults)."""
-        self.follows_client = tracing is not None
-        self.client_version = client_version
+    router: LiveRouter
+    api_version: str
+    """The ``anthropic-version`` of a call that sets none."""
+    tracing: ClientTracing | None = None
+    """The client's tracing settings, when `wrap` knows the client (else defaults)."""
+    client_version: str | None = None
+    """The client's configured ``anthropic-version`` (`wrap`'s middleware only)."""
+
+    @property
+    def follows_client(self) -> bool:
+        """Made by `wrap` for a client: a copy of it gets one for its own version."""
+        return self.tracing is not None
 
     def handle(self, request: APIRequest, call_next: CallNext) -> APIResponse[Any]:
         request = _without_caproute_headers(request)
@@ -262,7 +261,7 @@ class _Driver:
         return Call(  # positional: keyword arguments cost more on this hot path
             body,
             endpoint,
-            headers.get("anthropic-version", self._api_version),
+            headers.get("anthropic-version", self.api_version),
             parse_betas([betas]) if betas else (),
             headers,
             getattr(request, "retries_taken", 0),
@@ -273,40 +272,41 @@ _Exchange = tuple["APIRequest", _CallNextT]
 """What `drive` hands the shells: the request and the rest of the SDK's chain."""
 
 
-class _SyncShell:
+class _Shell:
+    """What both shells share: a local answer is the SDK's error, raised."""
+
+    def answer(self, exchange: _Exchange[Any], local: Local) -> NoReturn:
+        _raise_local(exchange[0], local)
+
+
+class _SyncShell(_Shell):
     """The IO of `drive` for a sync client: ``call_next`` sends, the SDK's objects carry."""
 
     def send(self, exchange: _Exchange[CallNext], action: Send) -> Sent:
-        request, call_next = exchange
-        response = call_next(_outgoing(request, action))
-        # Another middleware further in may answer with an already-parsed value instead
-        # of an ``APIResponse``; there is no status to react to then: a success.
-        http_response = getattr(response, "http_response", None)
-        if http_response is None:
-            return Sent(response, None, 200, None)
-        status = http_response.status_code
-        content = http_response.read() if status in READS_BODY_ON else None
-        return Sent(response, http_response, status, content)
-
-    def answer(self, exchange: _Exchange[CallNext], local: Local) -> NoReturn:
-        _raise_local(exchange[0], local)
+        sent = _sent(exchange[1](_outgoing(exchange[0], action)))
+        if sent.status in READS_BODY_ON and sent.response is not None:
+            return sent._replace(content=sent.response.read())
+        return sent
 
 
-class _AsyncShell:
+class _AsyncShell(_Shell):
     """The IO of `drive_async` for an async client."""
 
     async def send(self, exchange: _Exchange[AsyncCallNext], action: Send) -> Sent:
-        request, call_next = exchange
-        response = await call_next(_outgoing(request, action))
-        http_response = getattr(response, "http_response", None)
-        if http_response is None:
-            return Sent(response, None, 200, None)
-        status = http_response.status_code
-        content = await http_response.aread() if status in READS_BODY_ON else None
-        return Sent(response, http_response, status, content)
+        sent = _sent(await exchange[1](_outgoing(exchange[0], action)))
+        if sent.status in READS_BODY_ON and sent.response is not None:
+            return sent._replace(content=await sent.response.aread())
+        return sent
 
-    def answer(self, exchange: _Exchange[AsyncCallNext], local: Local) -> NoReturn:
-        _raise_local(exchange[0], local)
+
+def _sent(response: Any) -> Sent:
+    """What `drive` reads of the SDK's answer, body not read yet."""
+    # Another middleware further in may answer with an already-parsed value instead of
+    # an ``APIResponse``; there is no status to react to then: a success.
+    http_response = getattr(response, "http_response", None)
+    if http_response is None:
+        return Sent(response, None, 200, None)
+    return Sent(response, http_response, http_response.status_code, None)
 
 
 _SYNC_SHELL: Final = _SyncShell()

@@ -191,11 +191,9 @@ class _Routing:
             extensions=request.extensions,
         )
 
-    def _sent(self, response: Any, content: bytes | None) -> Sent:
-        """What `drive` reads of an upstream answer; an error body read (and decoded)
-        is put back as a buffered response equivalent to `response`."""
-        if content is None:
-            return Sent(response, response, response.status_code, None)
+    def _buffered(self, response: Any, content: bytes) -> Sent:
+        """What `drive` reads of an upstream answer whose (decoded) body was read: the
+        body put back as a buffered response equivalent to `response`."""
         headers = [(k, v) for k, v in response.headers.raw if k.lower() not in _ENCODING_HEADERS]
         buffered = self._http.Response(
             response.status_code,
@@ -255,9 +253,7 @@ class _SyncRouting(_Routing):
         response = self._inner.handle_request(self._outgoing(request, action))
         if response.status_code not in READS_BODY_ON:
             return Sent(response, response, response.status_code, None)
-        content = response.read()
-        response.close()
-        return self._sent(response, content)
+        return self._buffered(response, response.read())  # reading it to the end closes it
 
     def close(self) -> None:
         """Close the inner transport."""
@@ -282,9 +278,7 @@ class _AsyncRouting(_Routing):
         response = await self._inner.handle_async_request(self._outgoing(request, action))
         if response.status_code not in READS_BODY_ON:
             return Sent(response, response, response.status_code, None)
-        content = await response.aread()
-        await response.aclose()
-        return self._sent(response, content)
+        return self._buffered(response, await response.aread())
 
     async def aclose(self) -> None:
         """Close the inner transport."""
