@@ -22,7 +22,7 @@ from caproute._http.transports import (
     async_httpx_transport,
     httpx_transport,
 )
-from caproute._runtime.drive import parse_betas
+from caproute._runtime.wire import parse_betas
 from caproute.testing import FakeAnthropic, make_model
 
 MODELS = [

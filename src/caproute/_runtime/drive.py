@@ -63,7 +63,7 @@ from .._core.flow import (
 from .._core.secrets import redact_decision
 from .logs import protect
 from .otel import ClientTracing, client_tracing
-from .wire import endpoint_for, parse_betas
+from .wire import endpoint_for, parse_betas  # re-exported: the proxy reads them here
 
 if TYPE_CHECKING:
     from .live import LiveRouter
@@ -86,7 +86,6 @@ __all__ = [
     "local_answer",
     "local_response",
     "parse_betas",
-    "passthrough",
     "refusal_body",
     "reply_for",
     "report_passthrough",
@@ -375,7 +374,7 @@ def local_answer(router: LiveRouter, exc: Exception, tracing: ClientTracing | No
 
 def report_passthrough(router: LiveRouter, reason: str, tracing: ClientTracing | None) -> None:
     """Report a routed endpoint's call caproute leaves untouched (say, not a JSON object)."""
-    _report(router, passthrough(reason), tracing)
+    _report(router, _passthrough(reason), tracing)
 
 
 def _report(router: LiveRouter, decision: Decision, tracing: ClientTracing | None) -> None:
@@ -440,6 +439,6 @@ def error_of(body: bytes) -> tuple[str | None, str | None, str | None]:
     )
 
 
-def passthrough(reason: str) -> Decision:
+def _passthrough(reason: str) -> Decision:
     """The decision reported for a call caproute leaves untouched (not a JSON object...)."""
     return Decision(outcome="passthrough", requested_model=None, model=None, reason=reason)
