@@ -327,3 +327,20 @@ def test_the_sdk_default_api_version_is_what_a_client_sends(fake: FakeAnthropic)
         from anthropic import _constants
 
         assert sent == _constants.ANTHROPIC_API_VERSION
+
+
+@both
+async def test_an_error_building_the_routed_request_is_the_sdks_500(
+    is_async: bool, fake: FakeAnthropic, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: Any, **changes: Any) -> Any:
+        raise TypeError("a bug while copying the request")
+
+    monkeypatch.setattr(anthropic.APIRequest, "copy", broken)
+    request = {**HELLO, "model": BIG, "extra_body": {"temperature": 0.2}}  # dropped: a copy
+    async with opened(client_with(fake, LiveRouter(registry), is_async=is_async)) as client:
+        with pytest.raises(anthropic.InternalServerError) as caught:
+            await resolve(client.messages.create(**request))
+    assert "internal error while routing this request (TypeError)" in caught.value.message
+    assert caught.value.response.headers["x-should-retry"] == "false"
+    assert fake.count("/v1/messages") == 0

@@ -351,8 +351,10 @@ def local_answer(router: LiveRouter, exc: Exception, tracing: ClientTracing | No
     status. Anything else is an error in routing (a caproute bug; a body nested deeper
     than the stack): never a crash, never a retry (the same body would fail the same
     way), the traceback logged, a 500 (a 400 for the nesting). `tracing`: as for
-    `drive` (a shell answering before it drives).
+    `drive` (a shell answering before it drives); an `Unsent` is answered as its cause.
     """
+    if isinstance(exc, Unsent) and isinstance(exc.__cause__, Exception):
+        exc = exc.__cause__
     if isinstance(exc, BodyRefused):
         status, content = exc.status, error_body(exc.error_type, exc.message)
         decision = refused_decision(exc.message)
