@@ -49,19 +49,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, NoReturn, TypeVar
 
-from .._runtime.drive import (
-    READS_BODY_ON,
-    Call,
-    Local,
-    Send,
-    Sent,
-    Unsent,
-    drive,
-    drive_async,
-    local_answer,
-    local_response,
-    report_passthrough,
-)
+from .._runtime import drive as adapter
 from .._runtime.live import DecisionHook, LiveRouter, RegistryInput, router_or_live
 from .._runtime.otel import ClientTracing
 from .._runtime.wire import CAPROUTE_PREFIX, endpoint_for, parse_betas
@@ -196,7 +184,7 @@ def _middleware_class() -> Callable[[_Driver], anthropic.Middleware]:
 
 
 class _Driver(NamedTuple):
-    """Translates the SDK's ``APIRequest`` / ``APIResponse`` to and from `drive`.
+    """Translates the SDK's ``APIRequest`` / ``APIResponse`` to and from `adapter.drive`.
 
     An error in routing itself (a caproute bug; a body nested deeper than the stack)
     never escapes as a raw exception: the caller gets the SDK's own API error, with
@@ -223,7 +211,7 @@ class _Driver(NamedTuple):
         call = self._call(request)
         if call is None:
             return call_next(request)
-        return drive(self.router, call, _SYNC_SHELL, (request, call_next), self.tracing)
+        return adapter.drive(self.router, call, _SYNC_SHELL, (request, call_next), self.tracing)
 
     async def handle_async(
         self, request: APIRequest, call_next: AsyncCallNext
@@ -232,18 +220,18 @@ class _Driver(NamedTuple):
         call = self._call(request)
         if call is None:
             return await call_next(request)
-        return await drive_async(
+        return await adapter.drive_async(
             self.router, call, _ASYNC_SHELL, (request, call_next), self.tracing
         )
 
-    def _call(self, request: APIRequest) -> Call | None:
+    def _call(self, request: APIRequest) -> adapter.Call | None:
         """The call to route, or `None` for a request to pass through untouched."""
         try:
             return self._parsed(request)
         except Exception as exc:  # a caproute bug: the SDK's error, API-shaped
-            _raise_local(request, local_answer(self.router, exc, self.tracing))
+            _raise_local(request, adapter.local_answer(self.router, exc, self.tracing))
 
-    def _parsed(self, request: APIRequest) -> Call | None:
+    def _parsed(self, request: APIRequest) -> adapter.Call | None:
         # The SDK's `url` is the path (``/v1/messages``, 0.x beta calls add ``?beta=true``),
         # or a full URL if the caller gave one; both end with the endpoint's path.
         options = request.options  # every `APIRequest` property reads it: read it once
@@ -254,11 +242,13 @@ class _Driver(NamedTuple):
             return None
         body = _body_of(request)
         if not isinstance(body, dict):
-            report_passthrough(self.router, "the request body is not a JSON object", self.tracing)
+            adapter.report_passthrough(
+                self.router, "the request body is not a JSON object", self.tracing
+            )
             return None
         headers = _plain_headers(request.headers)
         betas = headers.get("anthropic-beta")
-        return Call(  # positional: keyword arguments cost more on this hot path
+        return adapter.Call(  # positional: keyword arguments cost more on this hot path
             body,
             endpoint,
             headers.get("anthropic-version", self.api_version),
@@ -269,44 +259,44 @@ class _Driver(NamedTuple):
 
 
 _Exchange = tuple["APIRequest", _CallNextT]
-"""What `drive` hands the shells: the request and the rest of the SDK's chain."""
+"""What `adapter.drive` hands the shells: the request and the rest of the SDK's chain."""
 
 
 class _Shell:
     """What both shells share: a local answer is the SDK's error, raised."""
 
-    def answer(self, exchange: _Exchange[Any], local: Local) -> NoReturn:
+    def answer(self, exchange: _Exchange[Any], local: adapter.Local) -> NoReturn:
         _raise_local(exchange[0], local)
 
 
 class _SyncShell(_Shell):
-    """The IO of `drive` for a sync client: ``call_next`` sends, the SDK's objects carry."""
+    """The IO of `adapter.drive` for a sync client: ``call_next`` sends, the SDK's objects carry."""
 
-    def send(self, exchange: _Exchange[CallNext], action: Send) -> Sent:
+    def send(self, exchange: _Exchange[CallNext], action: adapter.Send) -> adapter.Sent:
         sent = _sent(exchange[1](_outgoing(exchange[0], action)))
-        if sent.status in READS_BODY_ON and sent.response is not None:
+        if sent.status in adapter.READS_BODY_ON and sent.response is not None:
             return sent._replace(content=sent.response.read())
         return sent
 
 
 class _AsyncShell(_Shell):
-    """The IO of `drive_async` for an async client."""
+    """The IO of `adapter.drive_async` for an async client."""
 
-    async def send(self, exchange: _Exchange[AsyncCallNext], action: Send) -> Sent:
+    async def send(self, exchange: _Exchange[AsyncCallNext], action: adapter.Send) -> adapter.Sent:
         sent = _sent(await exchange[1](_outgoing(exchange[0], action)))
-        if sent.status in READS_BODY_ON and sent.response is not None:
+        if sent.status in adapter.READS_BODY_ON and sent.response is not None:
             return sent._replace(content=await sent.response.aread())
         return sent
 
 
-def _sent(response: Any) -> Sent:
-    """What `drive` reads of the SDK's answer, body not read yet."""
+def _sent(response: Any) -> adapter.Sent:
+    """What `adapter.drive` reads of the SDK's answer, body not read yet."""
     # Another middleware further in may answer with an already-parsed value instead of
     # an ``APIResponse``; there is no status to react to then: a success.
     http_response = getattr(response, "http_response", None)
     if http_response is None:
-        return Sent(response, None, 200, None)
-    return Sent(response, http_response, http_response.status_code, None)
+        return adapter.Sent(response, None, 200, None)
+    return adapter.Sent(response, http_response, http_response.status_code, None)
 
 
 _SYNC_SHELL: Final = _SyncShell()
@@ -357,11 +347,11 @@ def _plain_headers(headers: Mapping[str, Any]) -> dict[str, str]:
     return {k.lower(): v for k, v in headers.items() if isinstance(v, str)}
 
 
-def _outgoing(request: APIRequest, send: Send) -> APIRequest:
+def _outgoing(request: APIRequest, send: adapter.Send) -> APIRequest:
     """The request for `send`: the caller's own object when routing changed nothing.
 
     Raises:
-        Unsent: Building the routed copy failed (caproute's error: nothing was sent).
+        adapter.Unsent: Building the routed copy failed (caproute's error: nothing was sent).
     """
     if not send.changed:
         # The SDK merges any 0.x `extra_body` itself, exactly as we did to route it.
@@ -369,7 +359,7 @@ def _outgoing(request: APIRequest, send: Send) -> APIRequest:
     try:
         routed = request.copy(body=send.body)
     except Exception as exc:
-        raise Unsent from exc
+        raise adapter.Unsent from exc
     if routed.options.extra_json is not None:
         # SDK 0.x only (docs/architecture.md, "other libraries' internals"): `send.body`
         # already contains the merged `extra_body`; merging it again would bring back
@@ -378,7 +368,7 @@ def _outgoing(request: APIRequest, send: Send) -> APIRequest:
     return routed
 
 
-def _raise_local(request: APIRequest, local: Local) -> NoReturn:
+def _raise_local(request: APIRequest, local: adapter.Local) -> NoReturn:
     """Raise what the SDK raises for an API error answer, built from caproute's own.
 
     We build the SDK's error over a synthetic response of the SDK's HTTP library
@@ -388,7 +378,7 @@ def _raise_local(request: APIRequest, local: Local) -> NoReturn:
     class is the one the SDK raises for that answer (`_sdk_error_class`).
     """
     http = _sdk_http_module()
-    response = local_response(http, http.Request(request.method, request.url), local)
+    response = adapter.local_response(http, http.Request(request.method, request.url), local)
     body = json.loads(local.content)
     error_class = _sdk_error_class(local.status, body)
     raise error_class(f"Error code: {local.status} - {body}", response=response, body=body)

@@ -42,19 +42,7 @@ import httpx2
 
 from .._core import body as _body
 from .._core.body import BodyRefused
-from .._runtime.drive import (
-    READS_BODY_ON,
-    Call,
-    Local,
-    Send,
-    Sent,
-    Unsent,
-    drive,
-    drive_async,
-    local_answer,
-    local_response,
-    report_passthrough,
-)
+from .._runtime import drive as adapter
 from .._runtime.live import DecisionHook, LiveRouter, RegistryInput, router_or_live
 from .._runtime.logs import protect
 from .._runtime.otel import ClientTracing
@@ -83,7 +71,7 @@ _logger = protect(logging.getLogger("caproute"))
 
 
 class _Routing:
-    """The translation between httpx / httpx2 objects and `drive`, for every flavour."""
+    """The translation between httpx / httpx2 objects and `adapter.drive`, for every flavour."""
 
     _http: ModuleType  # httpx2 or httpx: the module whose Request/Response we build
     _new_inner: Callable[[], Any]  # the inner transport made when none is given
@@ -138,9 +126,11 @@ class _Routing:
         try:
             return self._call(request, endpoint, content)
         except BodyRefused as refused:
-            return self.answer(request, local_answer(self._router, refused, self._tracing)), None
+            return self.answer(
+                request, adapter.local_answer(self._router, refused, self._tracing)
+            ), None
 
-    def _call(self, request: Any, endpoint: Any, content: bytes) -> tuple[Call | None, Any]:
+    def _call(self, request: Any, endpoint: Any, content: bytes) -> tuple[adapter.Call | None, Any]:
         headers = request.headers
         api_version, betas, retry, coding = _call_headers(headers)
         codings: tuple[str, ...] = ()
@@ -150,7 +140,9 @@ class _Routing:
                 content = _body.decode(content, codings, _body.DECODED_LIMITS[endpoint])
         body, duplicate = _body.parse(content)
         if not isinstance(body, dict):
-            report_passthrough(self._router, "the request body is not a JSON object", self._tracing)
+            adapter.report_passthrough(
+                self._router, "the request body is not a JSON object", self._tracing
+            )
             return None, request
         if duplicate is not None:
             # Forward what caproute read, so the upstream can't read another request.
@@ -160,13 +152,13 @@ class _Routing:
                 duplicate,
             )
             request = self._rebuilt(request, _body.encode(_body.dumps(body), codings))
-        return Call(body, endpoint, api_version, betas, headers, retry), request
+        return adapter.Call(body, endpoint, api_version, betas, headers, retry), request
 
-    def _outgoing(self, request: Any, send: Send) -> Any:
+    def _outgoing(self, request: Any, send: adapter.Send) -> Any:
         """The request to send for `send`: the original one when nothing changed.
 
         Raises:
-            Unsent: The routed body can't be built (caproute's error: nothing was sent).
+            adapter.Unsent: The routed body can't be built (caproute's error: nothing was sent).
         """
         if not send.changed:
             return request
@@ -178,7 +170,7 @@ class _Routing:
                 content = _body.encode(content, _body.parse_codings(coding))
             return self._rebuilt(request, content)
         except Exception as exc:
-            raise Unsent from exc
+            raise adapter.Unsent from exc
 
     def _rebuilt(self, request: Any, content: bytes) -> Any:
         """`request` with another body (its length headers dropped, recomputed)."""
@@ -191,8 +183,8 @@ class _Routing:
             extensions=request.extensions,
         )
 
-    def _buffered(self, response: Any, content: bytes) -> Sent:
-        """What `drive` reads of an upstream answer whose (decoded) body was read: the
+    def _buffered(self, response: Any, content: bytes) -> adapter.Sent:
+        """What `adapter.drive` reads of an upstream answer whose (decoded) body was read: the
         body put back as a buffered response equivalent to `response`."""
         headers = [(k, v) for k, v in response.headers.raw if k.lower() not in _ENCODING_HEADERS]
         buffered = self._http.Response(
@@ -202,11 +194,11 @@ class _Routing:
             request=response.request if _has_request(response) else None,
             extensions=response.extensions,
         )
-        return Sent(buffered, buffered, response.status_code, content)
+        return adapter.Sent(buffered, buffered, response.status_code, content)
 
-    def answer(self, request: Any, local: Local) -> Any:
+    def answer(self, request: Any, local: adapter.Local) -> Any:
         """A local answer, as a response to `request` (API-shaped, never retried)."""
-        return local_response(self._http, request, local)
+        return adapter.local_response(self._http, request, local)
 
 
 def _call_headers(headers: Any) -> tuple[str | None, tuple[str, ...], int, str | None]:
@@ -235,24 +227,24 @@ def _has_request(response: Any) -> bool:
 
 
 class _SyncRouting(_Routing):
-    """The sync translation (`drive`)."""
+    """The sync translation (`adapter.drive`)."""
 
     def handle_request(self, request: Any) -> Any:
         """Route a Messages request (or pass anything else through) and return the response."""
         request, endpoint = self._prepared(request)
         if endpoint is not None:
             call, request = self._parsed(request, endpoint, request.read())
-            if isinstance(call, Call):
-                return drive(self._router, call, self, request, self._tracing)
+            if isinstance(call, adapter.Call):
+                return adapter.drive(self._router, call, self, request, self._tracing)
             if call is not None:
                 return call  # answered locally
         return self._inner.handle_request(request)
 
-    def send(self, request: Any, action: Send) -> Sent:
-        """Forward `action` through the inner transport (`drive`'s shell)."""
+    def send(self, request: Any, action: adapter.Send) -> adapter.Sent:
+        """Forward `action` through the inner transport (`adapter.drive`'s shell)."""
         response = self._inner.handle_request(self._outgoing(request, action))
-        if response.status_code not in READS_BODY_ON:
-            return Sent(response, response, response.status_code, None)
+        if response.status_code not in adapter.READS_BODY_ON:
+            return adapter.Sent(response, response, response.status_code, None)
         return self._buffered(response, response.read())  # reading it to the end closes it
 
     def close(self) -> None:
@@ -261,7 +253,7 @@ class _SyncRouting(_Routing):
 
 
 class _AsyncRouting(_Routing):
-    """The async translation (`drive_async`)."""
+    """The async translation (`adapter.drive_async`)."""
 
     async def handle_async_request(self, request: Any) -> Any:
         """Route a Messages request (or pass anything else through) and return the response."""
@@ -269,15 +261,15 @@ class _AsyncRouting(_Routing):
         if endpoint is None:
             return await self._inner.handle_async_request(request)
         call, request = self._parsed(request, endpoint, await request.aread())
-        if isinstance(call, Call):
-            return await drive_async(self._router, call, self, request, self._tracing)
+        if isinstance(call, adapter.Call):
+            return await adapter.drive_async(self._router, call, self, request, self._tracing)
         return call if call is not None else await self._inner.handle_async_request(request)
 
-    async def send(self, request: Any, action: Send) -> Sent:
-        """Forward `action` through the inner transport (`drive_async`'s shell)."""
+    async def send(self, request: Any, action: adapter.Send) -> adapter.Sent:
+        """Forward `action` through the inner transport (`adapter.drive_async`'s shell)."""
         response = await self._inner.handle_async_request(self._outgoing(request, action))
-        if response.status_code not in READS_BODY_ON:
-            return Sent(response, response, response.status_code, None)
+        if response.status_code not in adapter.READS_BODY_ON:
+            return adapter.Sent(response, response, response.status_code, None)
         return self._buffered(response, await response.aread())
 
     async def aclose(self) -> None:
