@@ -283,3 +283,64 @@ async def test_streams_are_not_buffered(fake: FakeAnthropic, registry: Registry)
     # them all over at once, after the last one was sent.
     assert arrivals[-1] - arrivals[0] >= 0.5 * delay * (len(arrivals) - 1)
     assert fake.requests[-1].body["max_tokens"] == 8192
+
+
+# -- the one SDK internal the middleware writes (docs/architecture.md) ---------------------
+
+
+def test_a_routed_copy_does_not_merge_an_unmerged_extra_body_again() -> None:
+    # SDK 0.x hands middleware ``extra_body`` apart (``options.extra_json``) and merges it
+    # after the chain; `request.copy()` carries it over, so a routed copy must drop it or
+    # the caller's values would undo what routing changed. No public API drops it: this
+    # fails loudly (AttributeError, or a merged value back) if the SDK moves it.
+    from anthropic._models import FinalRequestOptions
+
+    from caproute._core.flow import Send
+    from caproute._http.middleware import _outgoing
+
+    options = FinalRequestOptions(
+        method="post",
+        url="/v1/messages",
+        json_data={**HELLO, "model": BIG},
+        extra_json={"temperature": 0.2},
+    )
+    request = anthropic.APIRequest(options=options, cast_to=object)
+    assert request.copy(body={}).options.extra_json == {"temperature": 0.2}
+    routed_body = {**HELLO, "model": SMALL}  # routing dropped `temperature`
+    routed = _outgoing(request, Send(routed_body, Decision("adjusted", BIG, SMALL), True, 1))
+    assert routed.json == routed_body
+    assert routed.options.extra_json is None
+    assert request.options.extra_json == {"temperature": 0.2}  # the caller's, untouched
+    unchanged = _outgoing(request, Send(request.json, Decision("unchanged", BIG, BIG), False, 1))
+    assert unchanged is request
+
+
+def test_the_sdk_default_api_version_is_what_a_client_sends(fake: FakeAnthropic) -> None:
+    # Read from the SDK's private `_constants` (docs/architecture.md): this fails loudly
+    # when the SDK moves or renames it, or its clients send another default.
+    from caproute._http.middleware import _sdk_default_api_version
+
+    with fake.client() as client:
+        sent = client.default_headers["anthropic-version"]
+    assert _sdk_default_api_version() == sent
+    if int(anthropic.__version__.partition(".")[0]) >= 2:
+        from anthropic import _constants
+
+        assert sent == _constants.ANTHROPIC_API_VERSION
+
+
+@both
+async def test_an_error_building_the_routed_request_is_the_sdks_500(
+    is_async: bool, fake: FakeAnthropic, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: Any, **changes: Any) -> Any:
+        raise TypeError("a bug while copying the request")
+
+    monkeypatch.setattr(anthropic.APIRequest, "copy", broken)
+    request = {**HELLO, "model": BIG, "extra_body": {"temperature": 0.2}}  # dropped: a copy
+    async with opened(client_with(fake, LiveRouter(registry), is_async=is_async)) as client:
+        with pytest.raises(anthropic.InternalServerError) as caught:
+            await resolve(client.messages.create(**request))
+    assert "internal error while routing this request (TypeError)" in caught.value.message
+    assert caught.value.response.headers["x-should-retry"] == "false"
+    assert fake.count("/v1/messages") == 0

@@ -11,17 +11,19 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+from pathlib import Path
 from typing import Any
 
 import anthropic
 import pytest
-from sdk_helpers import HTTP_FLAVOUR, SMALL
+from sdk_helpers import BIG, HTTP_FLAVOUR, PATHS, SMALL
 
 import caproute
 from caproute import Registry
 from caproute.testing import FakeAnthropic
 
 VIAS = ("middleware", "transport")
+HELLO: dict[str, Any] = {"max_tokens": 100, "messages": [{"role": "user", "content": "Hello"}]}
 http = importlib.import_module(HTTP_FLAVOUR)
 
 
@@ -173,3 +175,91 @@ def test_wrap_runs_no_platform_detection(
 
     assert detected == []
     asyncio.run(client.close()) if is_async else client.close()
+
+
+# -- what the library paths never forward, and what they raise -------------------------------
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_caller_set_caproute_headers_never_go_upstream(
+    fake: FakeAnthropic, routed_client: Any, path: str
+) -> None:
+    # ``caproute-*`` names are caproute's own (its response headers, the proxy's
+    # controls): like the proxy, the library paths drop them, routed or not.
+    own = {"caproute-route": "cheap", "Caproute-Bypass": "1"}
+    with routed_client(path, default_headers={"caproute-outcome": "forged"}) as client:
+        client.messages.create(model=SMALL, **HELLO, extra_headers=own)
+        client.models.list(extra_headers=own)
+        client.messages.create(model=SMALL, **HELLO)
+    sent = fake.requests
+    assert [r.path for r in sent] == ["/v1/messages", "/v1/models", "/v1/messages"]
+    for request in sent:
+        assert not [name for name in request.headers if name.startswith("caproute-")]
+        assert request.headers["anthropic-version"]  # the rest still travels
+
+
+URL_DOCUMENT = {"type": "document", "source": {"type": "url", "url": "https://example.test/a.pdf"}}
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_local_organization_refusal_raises_the_class_the_sdk_raises(
+    fake: FakeAnthropic, routed_client: Any, bare_client: Any, path: str
+) -> None:
+    fake.refusals.disable_url_fetch(fake.api_key)
+    request: dict[str, Any] = {
+        "model": BIG,
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": [URL_DOCUMENT, {"type": "text", "text": "?"}]}],
+    }
+    with bare_client() as bare, pytest.raises(anthropic.APIStatusError) as upstream:
+        bare.messages.create(**request)
+    with routed_client(path) as client:
+        with pytest.raises(anthropic.APIStatusError) as first:
+            client.messages.create(**request)  # the API's refusal, remembered for the key
+        sent = fake.count("/v1/messages")
+        with pytest.raises(anthropic.APIStatusError) as local:
+            client.messages.create(**request)  # caproute's own answer, nothing sent
+    assert fake.count("/v1/messages") == sent
+    assert type(first.value) is type(upstream.value)
+    assert type(local.value) is type(upstream.value)
+    assert local.value.status_code == 400
+    assert local.value.body["error"]["details"] == {"error_code": "organization_url_fetch_disabled"}
+
+
+# -- crossings: each module boundary once in, once out ------------------------------------------
+
+
+def _request_path() -> Any:
+    """scripts/request_path.py, the tracer docs/architecture.md prints the path with."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "request_path.py"
+    spec = importlib.util.spec_from_file_location("request_path", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+KNOWN_REPEATS = {
+    # `LiveRouter.view()` before routing and `LiveRouter.report()` of the decision sent:
+    # two calls until the router offers both in one (live.py is not the adapter's).
+    ("caproute._runtime.drive", "caproute._runtime.live"): 2,
+    # Inside the core: the engine asks `features` for the shape, the scan and the tokens.
+    ("caproute._core.router", "caproute._core.features"): 3,
+}
+
+
+@pytest.mark.parametrize("via", VIAS)
+def test_a_warm_request_crosses_each_module_boundary_once(via: str) -> None:
+    tracer = _request_path()
+    path = tracer.warm_request_path(via)
+    shell = "caproute._http.middleware" if via == "middleware" else "caproute._http.transports"
+    entered = [callee for caller, callee, _ in path if caller.startswith("<")]
+    assert entered == [shell]  # the SDK (or its HTTP client) calls caproute once
+    counts = tracer.boundary_counts(path)
+    # The adapter: the shell calls it once, it calls the shell once (to send).
+    assert counts[(shell, "caproute._runtime.drive")] == 1
+    assert counts[("caproute._runtime.drive", shell)] == 1
+    over = {pair: n for pair, n in counts.items() if n > KNOWN_REPEATS.get(pair, 1)}
+    assert over == {}, tracer.boundary_counts(path)

@@ -16,12 +16,12 @@ from sdk_helpers import EFFORT_MAX, HI, PDF_BLOCK
 from caproute import AsyncRoutingTransport, LiveRouter, Policy, Registry, RoutingTransport
 from caproute._core import body as _body
 from caproute._core.decision import Decision
+from caproute._core.wire import parse_betas
 from caproute._http.transports import (
     _call_headers,
     async_httpx_transport,
     httpx_transport,
 )
-from caproute._runtime.drive import parse_betas
 from caproute.testing import FakeAnthropic, make_model
 
 MODELS = [
@@ -401,3 +401,41 @@ def test_the_body_parser_reads_what_json_loads_reads(text: str) -> None:
         assert _body.parse(text.encode()) == (_body.NOT_JSON, None)
     else:
         assert _body.parse(text.encode()) == (expected, None)
+
+
+# -- whose error is it: building the request (caproute's) or sending it (the caller's) ------
+
+
+@pytest.mark.parametrize("module", FLAVOURS)
+def test_an_error_building_the_routed_request_is_answered_locally(
+    module: ModuleType, fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(body: Any) -> bytes:
+        raise TypeError("a bug while writing the routed body")
+
+    monkeypatch.setattr(_body, "dumps", broken)
+    decisions: list[Decision] = []
+    recording = Recording(module)
+    router = LiveRouter(REGISTRY, on_decision=decisions.append)
+    with client(module, fake, routed(module, router, recording)) as http:
+        response = http.post("/v1/messages", json=EFFORT_MAX)  # adjusted: re-serialised
+    assert response.status_code == 500
+    assert response.headers["x-should-retry"] == "false"
+    assert "internal error while routing this request (TypeError)" in response.text
+    assert recording.requests == []  # nothing went upstream
+    assert decisions[-1].outcome == "rejected"
+
+
+@pytest.mark.parametrize("module", FLAVOURS)
+def test_an_error_of_sending_reaches_the_caller_untouched(module: ModuleType) -> None:
+    class Unreachable:
+        def handle_request(self, request: Any) -> Any:
+            raise module.ConnectError("refused", request=request)
+
+        def close(self) -> None:
+            pass
+
+    transport = routed(module, LiveRouter(REGISTRY), Unreachable())
+    http = module.Client(base_url="http://127.0.0.1:9", transport=transport)
+    with http, pytest.raises(module.ConnectError, match="refused"):
+        http.post("/v1/messages", json={**EFFORT_MAX, "model": "claude-big-2"})

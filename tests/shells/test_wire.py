@@ -9,20 +9,11 @@ from __future__ import annotations
 
 import json
 
-import httpx2
 import pytest
 
 from caproute._core.decision import Change, Decision
-from caproute._runtime.drive import (
-    Reply,
-    append_decision_headers,
-    decision_header_entries,
-    endpoint_for,
-    error_of,
-    parse_betas,
-    refusal_body,
-    reply_for,
-)
+from caproute._core.wire import endpoint_for, parse_betas, parse_error, refusal_body
+from caproute._runtime.drive import Reply, decision_headers, reply_for
 
 
 @pytest.mark.parametrize(
@@ -44,6 +35,10 @@ def test_endpoint_for(method: str, path: str, expected: str | None) -> None:
 
 def test_parse_betas_reads_repeated_and_comma_separated_headers() -> None:
     assert parse_betas(["a-1, b-2", "c-3", " "]) == ("a-1", "b-2", "c-3")
+
+
+def error_of(body: bytes) -> tuple[str | None, str | None, str | None]:
+    return parse_error(body)[:3]
 
 
 def test_error_of() -> None:
@@ -83,19 +78,11 @@ def test_replies_for_a_status_are_shared_and_equal_to_new_ones() -> None:
     assert reply_for(529) == Reply(529)
 
 
-def test_decision_headers_are_appended_as_header_values_says() -> None:
+def test_decision_headers_are_header_values_memoised_only_without_changes() -> None:
     decision = Decision("unchanged", "a-1", "a-1")
-    response = httpx2.Response(200, headers={"content-type": "application/json"})
-    assert append_decision_headers(response.headers, decision_header_entries(decision))
-    assert {k: response.headers[k] for k in decision.header_values()} == (decision.header_values())
-    # A second time (a response that already passed through caproute): not appended;
-    # the drivers then set the values through the public API.
-    assert not append_decision_headers(response.headers, decision_header_entries(decision))
-
-
-def test_non_ascii_header_values_take_the_public_api() -> None:
+    assert decision_headers(decision) == decision.header_values()
+    assert decision_headers(decision) is decision_headers(Decision("unchanged", "a-1", "a-1"))
     change = Change("metadata.note", "café", "thé", "adjust", "why")
-    decision = Decision("adjusted", "a-1", "a-1", changes=(change,))
-    assert decision_header_entries(decision) is None
-    headers = httpx2.Headers({"content-type": "application/json"})
-    assert not append_decision_headers(headers, None)
+    changed = Decision("adjusted", "a-1", "a-1", changes=(change,))
+    assert decision_headers(changed) == changed.header_values()
+    assert decision_headers(changed) is not decision_headers(changed)

@@ -20,6 +20,7 @@ from .._types import Endpoint
 from .decision import Decision
 
 __all__ = [
+    "CAPROUTE_PREFIX",
     "ErrorFields",
     "endpoint_for",
     "endpoint_of_body",
@@ -29,6 +30,9 @@ __all__ = [
     "parse_error",
     "refusal_body",
 ]
+
+CAPROUTE_PREFIX: Final = "caproute-"
+"""Header names that belong to caproute: set on responses, never forwarded upstream."""
 
 _ROUTED_SUFFIXES: Final[tuple[tuple[str, Endpoint], ...]] = (
     ("/v1/messages", "messages"),

@@ -8,15 +8,18 @@ on 0.x, built on httpx, and on 1.x/2.x, built on httpx2). Measured on SDK 2.14
 (docs/performance.md), an empty SDK middleware is nearly free, so this path costs what
 routing costs, like the transport, minus the transport's JSON decode of the body.
 
-The decision loop is `caproute._runtime.drive.routing_flow` (shared with the transports); this
-module only drives it with the SDK's objects:
+Routing, refusing and delivering are the shared adapter's (`caproute._runtime.drive`);
+this module only translates the SDK's objects to and from it:
 
-* ``Send``: forward the request, the ORIGINAL ``APIRequest`` object when routing
-  changed nothing, else ``request.copy(body=routed)``;
-* ``Refresh``: refresh the registry (awaited in ``handle_async``);
-* ``Refuse``: raise the SDK's own ``BadRequestError`` over a synthetic 400 shaped like
-  the API's, so callers get the error they already handle and nothing goes upstream;
-* the last response gets the ``caproute-*`` headers and
+* the call: ``APIRequest.json`` (merged with 0.x's ``extra_body``) and its headers;
+  a caller's ``caproute-*`` request headers are dropped (set to the SDK's ``Omit``);
+* sending: forward the ORIGINAL ``APIRequest`` object when routing changed nothing,
+  else ``request.copy(body=routed)``, through ``call_next``;
+* a local answer (a refusal, an error in routing): raise the SDK's own error for it
+  (``BadRequestError``, or the class its ``error_code`` names, as the SDK would) over a
+  synthetic response shaped like the API's, so callers get the error they already
+  handle and nothing goes upstream;
+* the delivered response carries the ``caproute-*`` headers and
   ``http_response.extensions["caproute_decision"]``; callers reach them through
   ``client.messages.with_raw_response.create(...)``, parsed calls through the
   ``on_decision`` hook.
@@ -41,53 +44,37 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Final, Generic, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, NoReturn, TypeVar
 
-from .._core.body import internal_error_message, refused_decision
-from .._core.decision import Decision
-from .._core.secrets import redact_decision
-from .._core.wire import error_body
-from .._runtime.drive import (
-    READS_BODY_ON,
-    Call,
-    Reply,
-    Send,
-    append_decision_headers,
-    decision_header_entries,
-    drive,
-    drive_async,
-    endpoint_for,
-    error_of,
-    parse_betas,
-    passthrough,
-    refusal_body,
-    reply_for,
-)
+from .._core.wire import CAPROUTE_PREFIX, endpoint_for, parse_betas
+from .._runtime import drive as adapter
 from .._runtime.live import DecisionHook, LiveRouter, RegistryInput, router_or_live
-from .._runtime.logs import protect
-from .._runtime.otel import ClientTracing, client_tracing
+from .._runtime.otel import ClientTracing
 
 if TYPE_CHECKING:
     import anthropic
-    from anthropic import APIRequest, APIResponse, AsyncAPIResponse
-    from anthropic._middleware import AsyncCallNext, CallNext
+    from anthropic import APIRequest, APIResponse, AsyncAPIResponse, AsyncCallNext, CallNext
 
     from .._core.policy import Policy
 
 # `RoutingMiddleware` is built on first access (module `__getattr__`), hence the noqa.
 __all__ = ["RoutingMiddleware", "middleware"]  # noqa: F822
 
-_ResponseT = TypeVar("_ResponseT")
 _CallNextT = TypeVar("_CallNextT")
-
-_logger = protect(logging.getLogger("caproute"))
 
 # Every API version before 2026-10-21 is 2023-06-01; SDKs older than 2.0 send it.
 _LEGACY_API_VERSION: Final = "2023-06-01"
+
+# The SDK's error class for the answers caproute gives itself (by name: the SDK is
+# imported only when a middleware is made). An ``error_code`` class the installed SDK
+# lacks falls back to the status's, which is what that SDK raises for it too.
+_ERROR_CODE_CLASSES: Final = {
+    "organization_url_fetch_disabled": "OrganizationURLFetchDisabledError"
+}
+_STATUS_CLASSES: Final = {400: "BadRequestError", 500: "InternalServerError"}
 
 
 def middleware(
@@ -196,22 +183,8 @@ def _middleware_class() -> Callable[[_Driver], anthropic.Middleware]:
     return RoutingMiddleware
 
 
-class _Hop(Generic[_CallNextT]):
-    """One call's state while `drive` runs it: what the shells send with, and whether
-    an exception comes from sending (the SDK's to handle) or from caproute itself."""
-
-    __slots__ = ("request", "call_next", "in_io", "answered")
-
-    def __init__(self, request: APIRequest, call_next: _CallNextT) -> None:
-        self.request = request
-        self.call_next = call_next
-        self.in_io = False
-        self.answered = False
-        """caproute raised its own API error (a refusal): let it through as it is."""
-
-
-class _Driver:
-    """Drives the routing flow with the SDK's ``APIRequest`` / ``APIResponse``.
+class _Driver(NamedTuple):
+    """Translates the SDK's ``APIRequest`` / ``APIResponse`` to and from `adapter.drive`.
 
     An error in routing itself (a caproute bug; a body nested deeper than the stack)
     never escapes as a raw exception: the caller gets the SDK's own API error, with
@@ -220,77 +193,45 @@ class _Driver:
     through untouched, as without caproute.
     """
 
-    def __init__(
-        self,
-        router: LiveRouter,
-        api_version: str,
-        tracing: ClientTracing | None = None,
-        client_version: str | None = None,
-    ) -> None:
-        self.router = router
-        self._api_version = api_version
-        self.tracing = tracing
-        """The client's tracing settings, when `wrap` knows the client (else defaults)."""
-        self.follows_client = tracing is not None
-        self.client_version = client_version
+    router: LiveRouter
+    api_version: str
+    """The ``anthropic-version`` of a call that sets none."""
+    tracing: ClientTracing | None = None
+    """The client's tracing settings, when `wrap` knows the client (else defaults)."""
+    client_version: str | None = None
+    """The client's configured ``anthropic-version`` (`wrap`'s middleware only)."""
+
+    @property
+    def follows_client(self) -> bool:
+        """Made by `wrap` for a client: a copy of it gets one for its own version."""
+        return self.tracing is not None
 
     def handle(self, request: APIRequest, call_next: CallNext) -> APIResponse[Any]:
-        token = None if self.tracing is None else client_tracing.set(self.tracing)
-        try:
-            call = self._guarded_call(request)
-            if call is None:
-                return call_next(request)
-            hop = _Hop(request, call_next)
-            try:
-                return drive(self.router, call, _SyncShell(), hop)
-            except Exception as exc:
-                if hop.in_io or hop.answered:
-                    raise
-                self._fail(request, exc)
-        finally:
-            if token is not None:
-                client_tracing.reset(token)
+        request = _without_caproute_headers(request)
+        call = self._call(request)
+        if call is None:
+            return call_next(request)
+        return adapter.drive(self.router, call, _SYNC_SHELL, (request, call_next), self.tracing)
 
     async def handle_async(
         self, request: APIRequest, call_next: AsyncCallNext
     ) -> AsyncAPIResponse[Any]:
-        token = None if self.tracing is None else client_tracing.set(self.tracing)
-        try:
-            call = self._guarded_call(request)
-            if call is None:
-                return await call_next(request)
-            hop = _Hop(request, call_next)
-            try:
-                return await drive_async(self.router, call, _AsyncShell(), hop)
-            except Exception as exc:
-                if hop.in_io or hop.answered:
-                    raise
-                self._fail(request, exc)
-        finally:
-            if token is not None:
-                client_tracing.reset(token)
-
-    def _guarded_call(self, request: APIRequest) -> Call | None:
-        try:
-            return self._call(request)
-        except Exception as exc:
-            self._fail(request, exc)
-
-    def _fail(self, request: APIRequest, exc: Exception) -> NoReturn:
-        _logger.error(
-            "caproute: routing failed with %s; nothing sent upstream",
-            type(exc).__name__,
-            exc_info=exc,
+        request = _without_caproute_headers(request)
+        call = self._call(request)
+        if call is None:
+            return await call_next(request)
+        return await adapter.drive_async(
+            self.router, call, _ASYNC_SHELL, (request, call_next), self.tracing
         )
-        message = internal_error_message(exc)
-        decision = refused_decision(message)
-        self.router.report(decision)
-        if isinstance(exc, RecursionError):
-            _raise_local(request, 400, error_body("invalid_request_error", message), decision)
-        _raise_local(request, 500, error_body("api_error", message), decision)
 
-    def _call(self, request: APIRequest) -> Call | None:
+    def _call(self, request: APIRequest) -> adapter.Call | None:
         """The call to route, or `None` for a request to pass through untouched."""
+        try:
+            return self._parsed(request)
+        except Exception as exc:  # a caproute bug: the SDK's error, API-shaped
+            _raise_local(request, adapter.local_answer(self.router, exc, self.tracing))
+
+    def _parsed(self, request: APIRequest) -> adapter.Call | None:
         # The SDK's `url` is the path (``/v1/messages``, 0.x beta calls add ``?beta=true``),
         # or a full URL if the caller gave one; both end with the endpoint's path.
         options = request.options  # every `APIRequest` property reads it: read it once
@@ -301,69 +242,91 @@ class _Driver:
             return None
         body = _body_of(request)
         if not isinstance(body, dict):
-            self.router.report(passthrough("the request body is not a JSON object"))
+            adapter.report_passthrough(
+                self.router, "the request body is not a JSON object", self.tracing
+            )
             return None
         headers = _plain_headers(request.headers)
         betas = headers.get("anthropic-beta")
-        return Call(  # positional: keyword arguments cost more on this hot path
+        return adapter.Call(  # positional: keyword arguments cost more on this hot path
             body,
             endpoint,
-            headers.get("anthropic-version", self._api_version),
+            headers.get("anthropic-version", self.api_version),
             parse_betas([betas]) if betas else (),
             headers,
             getattr(request, "retries_taken", 0),
         )
 
 
-class _SyncShell:
-    """The IO of `drive` for a sync client: ``call_next`` sends, the SDK's objects carry."""
-
-    def _hop(self, hop: _Hop[CallNext], action: Send) -> tuple[Any, Reply]:
-        outgoing = _outgoing(hop.request, action)
-        hop.in_io = True
-        response = hop.call_next(outgoing)
-        reply = _reply(response)
-        hop.in_io = False
-        return response, reply
-
-    def _release(self, response: Any) -> None:
-        _http_response(response).close()
-
-    def _refuse(self, hop: _Hop[CallNext], decision: Decision) -> NoReturn:
-        hop.answered = True
-        _refuse(hop.request, decision)
-
-    def _deliver(self, response: Any, decision: Decision) -> Any:
-        return _deliver(response, decision)
+_Exchange = tuple["APIRequest", _CallNextT]
+"""What `adapter.drive` hands the shells: the request and the rest of the SDK's chain."""
 
 
-class _AsyncShell:
-    """The IO of `drive_async` for an async client."""
+class _Shell:
+    """What both shells share: a local answer is the SDK's error, raised."""
 
-    async def _hop(self, hop: _Hop[AsyncCallNext], action: Send) -> tuple[Any, Reply]:
-        outgoing = _outgoing(hop.request, action)
-        hop.in_io = True
-        response = await hop.call_next(outgoing)
-        reply = await _areply(response)
-        hop.in_io = False
-        return response, reply
+    def answer(self, exchange: _Exchange[Any], local: adapter.Local) -> NoReturn:
+        _raise_local(exchange[0], local)
 
-    async def _release(self, response: Any) -> None:
-        await _http_response(response).aclose()
 
-    def _refuse(self, hop: _Hop[AsyncCallNext], decision: Decision) -> NoReturn:
-        hop.answered = True
-        _refuse(hop.request, decision)
+class _SyncShell(_Shell):
+    """The IO of `adapter.drive` for a sync client: ``call_next`` sends, the SDK's objects carry."""
 
-    def _deliver(self, response: Any, decision: Decision) -> Any:
-        return _deliver(response, decision)
+    def send(self, exchange: _Exchange[CallNext], action: adapter.Send) -> adapter.Sent:
+        sent = _sent(exchange[1](_outgoing(exchange[0], action)))
+        if sent.status in adapter.READS_BODY_ON and sent.response is not None:
+            return sent._replace(content=sent.response.read())
+        return sent
+
+
+class _AsyncShell(_Shell):
+    """The IO of `adapter.drive_async` for an async client."""
+
+    async def send(self, exchange: _Exchange[AsyncCallNext], action: adapter.Send) -> adapter.Sent:
+        sent = _sent(await exchange[1](_outgoing(exchange[0], action)))
+        if sent.status in adapter.READS_BODY_ON and sent.response is not None:
+            return sent._replace(content=await sent.response.aread())
+        return sent
+
+
+def _sent(response: Any) -> adapter.Sent:
+    """What `adapter.drive` reads of the SDK's answer, body not read yet."""
+    # Another middleware further in may answer with an already-parsed value instead of
+    # an ``APIResponse``; there is no status to react to then: a success.
+    http_response = getattr(response, "http_response", None)
+    if http_response is None:
+        return adapter.Sent(response, None, 200, None)
+    return adapter.Sent(response, http_response, http_response.status_code, None)
+
+
+_SYNC_SHELL: Final = _SyncShell()
+_ASYNC_SHELL: Final = _AsyncShell()
+
+
+def _without_caproute_headers(request: APIRequest) -> APIRequest:
+    """`request`, minus any ``caproute-*`` header the caller set: those are caproute's
+    own names (its response headers, the proxy's controls) and never go upstream.
+
+    A header set to the SDK's ``Omit`` is removed from what the client merges in too.
+    """
+    headers = request.headers
+    for name in headers:  # a loop, not a comprehension: no extra frame per request
+        if name.lower().startswith(CAPROUTE_PREFIX):
+            break
+    else:
+        return request
+    import anthropic
+
+    own = [name for name in headers if name.lower().startswith(CAPROUTE_PREFIX)]
+
+    return request.copy(headers={**headers, **dict.fromkeys(own, anthropic.Omit())})
 
 
 def _body_of(request: APIRequest) -> Any:
     """The JSON body the SDK will send: ``request.json`` plus 0.x's unmerged ``extra_body``."""
     body = request.json
     extra = request.options.extra_json
-    if extra is None:
+    if extra is None:  # always on SDK 2.x, which merged it before the chain
         return body
     if body is None:
         return _without_omitted(extra)
@@ -374,9 +337,9 @@ def _body_of(request: APIRequest) -> Any:
 
 
 def _without_omitted(mapping: Mapping[str, Any]) -> dict[str, Any]:
-    from anthropic._types import Omit
+    import anthropic
 
-    return {k: v for k, v in mapping.items() if not isinstance(v, Omit)}
+    return {k: v for k, v in mapping.items() if not isinstance(v, anthropic.Omit)}
 
 
 def _plain_headers(headers: Mapping[str, Any]) -> dict[str, str]:
@@ -384,114 +347,80 @@ def _plain_headers(headers: Mapping[str, Any]) -> dict[str, str]:
     return {k.lower(): v for k, v in headers.items() if isinstance(v, str)}
 
 
-def _outgoing(request: APIRequest, send: Send) -> APIRequest:
-    """The request for `send`: the caller's own object when routing changed nothing."""
+def _outgoing(request: APIRequest, send: adapter.Send) -> APIRequest:
+    """The request for `send`: the caller's own object when routing changed nothing.
+
+    Raises:
+        adapter.Unsent: Building the routed copy failed (caproute's error: nothing was sent).
+    """
     if not send.changed:
         # The SDK merges any 0.x `extra_body` itself, exactly as we did to route it.
         return request
-    routed = request.copy(body=send.body)
-    # `send.body` already contains the merged `extra_body`; merging it again would
-    # bring back the values routing changed or removed.
-    routed.options.extra_json = None
+    try:
+        routed = request.copy(body=send.body)
+    except Exception as exc:
+        raise adapter.Unsent from exc
+    if routed.options.extra_json is not None:
+        # SDK 0.x only (docs/architecture.md, "other libraries' internals"): `send.body`
+        # already contains the merged `extra_body`; merging it again would bring back
+        # the values routing changed or removed, and no public API drops it.
+        routed.options.extra_json = None
     return routed
 
 
-def _http_response(response: Any) -> Any:
-    """The httpx / httpx2 response inside an SDK ``APIResponse``."""
-    return response.http_response
+def _raise_local(request: APIRequest, local: adapter.Local) -> NoReturn:
+    """Raise what the SDK raises for an API error answer, built from caproute's own.
 
-
-def _status(response: Any) -> int:
-    # Another middleware further in may answer with an already-parsed value instead of
-    # an ``APIResponse``; there is no status to react to then: treat it as a success.
-    http_response = getattr(response, "http_response", None)
-    return 200 if http_response is None else int(http_response.status_code)
-
-
-def _reply(response: Any) -> Reply:
-    """What the flow needs to know; the body is read only for the statuses it inspects."""
-    # `_status`, inlined: this runs for every routed response.
-    http_response: Any = getattr(response, "http_response", None)
-    status = 200 if http_response is None else int(http_response.status_code)
-    if status not in READS_BODY_ON:
-        return reply_for(status)
-    return Reply(status, *error_of(http_response.read()))
-
-
-async def _areply(response: Any) -> Reply:
-    status = _status(response)
-    if status not in READS_BODY_ON:
-        return reply_for(status)
-    return Reply(status, *error_of(await _http_response(response).aread()))
-
-
-def _deliver(response: _ResponseT, decision: Decision) -> _ResponseT:
-    """Attach the decision to the response the SDK gets back."""
-    http_response = getattr(response, "http_response", None)
-    if http_response is not None:
-        decision = redact_decision(decision)  # itself, unless it quotes a key
-        headers = http_response.headers
-        if not append_decision_headers(headers, decision_header_entries(decision)):
-            # Item by item: `Headers.update` first builds a whole `Headers` of the new
-            # ones, which doubles the cost.
-            for name, value in decision.header_values().items():
-                headers[name] = value
-        # Copy rather than mutate: a transport may hand out a shared or read-only mapping.
-        http_response.extensions = {**http_response.extensions, "caproute_decision": decision}
-    return response
-
-
-def _refuse(request: APIRequest, decision: Decision) -> NoReturn:
-    """Raise what the SDK raises for an API 400, built from caproute's local answer.
-
-    The SDK turns an error response into ``BadRequestError(f"Error code: 400 - {body}",
-    response=..., body=...)``; we build the same over a synthetic response of the SDK's
-    HTTP library (httpx for 0.x, httpx2 for 1.x/2.x), with the ``caproute-*`` headers.
-    Raising (rather than returning a response) needs no SDK client object, and the SDK
-    passes a non-retryable ``APIStatusError`` from middleware straight to the caller.
+    We build the SDK's error over a synthetic response of the SDK's HTTP library
+    (httpx for 0.x, httpx2 for 1.x/2.x), with the ``caproute-*`` headers. Raising
+    (rather than returning a response) needs no SDK client object, and the SDK passes
+    a non-retryable ``APIStatusError`` from middleware straight to the caller. The
+    class is the one the SDK raises for that answer (`_sdk_error_class`).
     """
-    decision = redact_decision(decision)
-    _raise_local(request, 400, refusal_body(decision), decision)
+    http = _sdk_http_module()
+    response = adapter.local_response(http, http.Request(request.method, request.url), local)
+    body = json.loads(local.content)
+    error_class = _sdk_error_class(local.status, body)
+    raise error_class(f"Error code: {local.status} - {body}", response=response, body=body)
 
 
-def _raise_local(request: APIRequest, status: int, content: bytes, decision: Decision) -> NoReturn:
-    """Raise the SDK's error for `status` over a local API-shaped answer (see `_refuse`)."""
+def _sdk_error_class(status: int, body: Any) -> type[anthropic.APIStatusError]:
+    """The SDK's class for an error answer: by ``error.details.error_code`` where the
+    installed SDK has a class for it (2.x: ``OrganizationURLFetchDisabledError``), else
+    by status, as the SDK's own ``APIStatusError`` mapping does for caproute's answers."""
     import anthropic
 
-    decision = redact_decision(decision)
-    http = _sdk_http_module()
-    headers = {
-        "content-type": "application/json",
-        "x-should-retry": "false",  # caproute's verdict will not change on a retry
-        **decision.header_values(),
-    }
-    response = http.Response(
-        status,
-        headers=headers,
-        content=content,
-        request=http.Request(request.method, request.url),
-        extensions={"caproute_decision": decision},
-    )
-    body = json.loads(content)
-    error_class = anthropic.BadRequestError if status == 400 else anthropic.InternalServerError
-    raise error_class(f"Error code: {status} - {body}", response=response, body=body)
+    error = body.get("error") if isinstance(body, dict) else None
+    details = error.get("details") if isinstance(error, dict) else None
+    code = details.get("error_code") if isinstance(details, dict) else None
+    named = getattr(anthropic, _ERROR_CODE_CLASSES.get(code, ""), None) if code else None
+    if isinstance(named, type) and issubclass(named, anthropic.APIStatusError):
+        return named
+    return getattr(anthropic, _STATUS_CLASSES.get(status, "APIStatusError"))  # type: ignore[no-any-return]
 
 
 @functools.cache
 def _sdk_http_module() -> ModuleType:
     """httpx2 for SDK 1.x/2.x, httpx for 0.x: the library of the SDK's own HTTP client."""
-    import importlib
-
     import anthropic
+    import httpx2
 
-    # `DefaultHttpxClient` subclasses the `Client` of whichever library the SDK uses.
-    client_base = anthropic.DefaultHttpxClient.__mro__[1]
-    return importlib.import_module(client_base.__module__.partition(".")[0])
+    if issubclass(anthropic.DefaultHttpxClient, httpx2.Client):
+        return httpx2
+    import httpx
+
+    return httpx
 
 
 @functools.cache
 def _sdk_default_api_version() -> str:
-    """The ``anthropic-version`` the installed SDK sends by default."""
+    """The ``anthropic-version`` the installed SDK sends by default.
+
+    Read from the SDK's private ``_constants`` (docs/architecture.md, "other libraries'
+    internals"): the public way, a client's ``default_headers``, builds an HTTP client
+    and runs the SDK's platform detection, ~0.2 s (~0.9 s the first time) at `wrap` /
+    `middleware()` time, blocking, where the SDK itself defers it to the first request.
+    """
     from anthropic import _constants
 
     # SDK 2.x names it (2026-10-21); 0.x and 1.x hard-code 2023-06-01 in the client.

@@ -1,48 +1,68 @@
-"""The drivers of the response-driven flow: one loop per sync-ness, shared by every shell.
+"""The adapter every shell shares: drive one parsed call through the core flow, then
+deliver the upstream answer or answer locally.
 
 The flow itself is sans-IO and lives in the core (`caproute._core.flow`): it yields
-actions and receives replies. `drive` / `drive_async` run it; the IO is a *shell*'s
-(`SyncShell` / `AsyncShell`: send a hop, release a response, refuse, deliver) and the
-routing state is the `LiveRouter`'s (`view()`, `carry_out()`). The transports in
-`caproute._http.transports` are shells over httpx/httpx2, the SDK middleware in
-`caproute._http.middleware` over the SDK's ``APIRequest`` / ``APIResponse``.
+actions and receives replies. This module runs it and owns everything a shell would
+otherwise write again: which decision is reported when, what a hop past an answer
+releases, which error is the caller's (an error of sending passes through untouched)
+and which is caproute's (answered locally, API-shaped, never retried), what a local
+answer looks like, and how a delivered response carries its decision.
 
-What `drive` does, step by step::
+A shell only translates its own objects (`SyncShell` / `AsyncShell`):
 
-    view = router.view()                      # async: await router.aview()
-    action = first_action(view, call)         # route once: Send, Refuse or Refresh
-    if Send:                                  # the common case takes no generator:
-        response, reply = shell._hop(...)     #   send, and unless the reply is >= 400,
-        if reply.status_code < 400:           #   deliver at once
-            return shell._deliver(response, action.decision)
-    flow = call_flow(call, view, first=action)  # otherwise the flow takes over:
+* ``send(request, action)``: forward `action` (the caller's own request object when
+  routing changed nothing), and hand back a `Sent`: what the caller gets, the
+  httpx / httpx2 response inside it, its status, and its body when the status is in
+  `READS_BODY_ON` (no other body is read, so streams stay streams). An error while
+  building the request to send is raised as `Unsent` (caproute's, answered locally);
+  an error of sending itself passes through to the caller untouched;
+* ``answer(request, local)``: turn a `Local` answer into what the caller gets (the
+  transports return it as a response; the SDK middleware raises the SDK's error).
+
+The SDK middleware (`caproute._http.middleware`) and the httpx / httpx2 transports
+(`caproute._http.transports`) are such shells; the proxy can be one too.
+
+What `drive` does, step by step (`drive_async` awaits the same steps)::
+
+    action = first_action(router.view(), call)   # route once: Send, Refuse or Refresh
+    if Send:                                      # the common case takes no flow:
+        report; sent = shell.send(request, action)
+        if sent.status < 400: deliver sent        #   caproute-* headers, extension
+    flow = call_flow(call, view, first=action)    # otherwise the flow takes over:
     for each action it yields:
-        Send      -> release the previous response, send, feed the Reply back
+        Send      -> report, release the previous response, send, feed the Reply back
         Refresh, Resolve, Learn, RememberAccount, MarkRetired, MarkOverloaded
                   -> router.carry_out(action), feed router.view() back
-        Refuse    -> shell._refuse(...)       # nothing goes upstream
-        Deliver   -> shell._deliver(last response, action.decision)
+        Refuse    -> report; shell.answer(request, the API-shaped 400)
+        Deliver   -> deliver the last response with the flow's decision
 
+The steps live once, in the generator `_exchange`; the two drivers only do its IO.
 Every decision that is sent or refused is reported (`LiveRouter.report`) once.
-
-This module also holds the small wire helpers every shell shares: which endpoint a
-request goes to, the ``anthropic-beta`` values, an error body's type and message, the
-API-shaped body of a local refusal and the ``caproute-*`` response headers.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
+import logging
+from collections.abc import Generator, Mapping
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol, TypeVar
 
+from .._core.body import BodyRefused, internal_error_message, refused_decision
 from .._core.decision import Decision
 from .._core.flow import READS_BODY_ON, Deliver, Refuse, Reply, call_flow
-from .._core.flow import CallFlow as Flow
 from .._core.flow import Forward as Send
 from .._core.flow import ParsedCall as Call
 from .._core.flow import first_step as first_action
-from .._types import Endpoint
+from .._core.secrets import redact_decision
+from .._core.wire import (  # re-exported: the proxy reads them here
+    endpoint_for,
+    error_body,
+    parse_betas,
+    parse_error,
+    refusal_body,
+)
+from .logs import protect
+from .otel import ClientTracing, client_tracing
 
 if TYPE_CHECKING:
     from .live import LiveRouter
@@ -51,26 +71,220 @@ __all__ = [
     "READS_BODY_ON",
     "AsyncShell",
     "Call",
+    "Local",
     "Reply",
     "Send",
+    "Sent",
     "SyncShell",
-    "append_decision_headers",
-    "decision_header_entries",
+    "Unsent",
+    "decision_headers",
     "drive",
     "drive_async",
     "endpoint_for",
-    "error_of",
+    "local_answer",
+    "local_response",
     "parse_betas",
-    "passthrough",
     "refusal_body",
     "reply_for",
+    "report_passthrough",
 ]
 
-_ROUTED_SUFFIXES: Final[tuple[tuple[str, Endpoint], ...]] = (
-    ("/v1/messages", "messages"),
-    ("/v1/messages/count_tokens", "count_tokens"),
-    ("/v1/messages/batches", "batch"),
-)
+_logger = protect(logging.getLogger("caproute"))
+
+RequestT = TypeVar("RequestT", contravariant=True)
+ResultT = TypeVar("ResultT", covariant=True)
+
+
+class Sent(NamedTuple):
+    """What a shell's ``send`` hands back."""
+
+    result: Any
+    """What the caller gets if this answer is delivered (the shell's own object)."""
+    response: Any
+    """The httpx / httpx2 response inside `result` (`None`: nothing to annotate)."""
+    status: int
+    content: bytes | None
+    """The (decoded) body when `status` is in `READS_BODY_ON`, else `None` (unread)."""
+
+
+class Local(NamedTuple):
+    """An answer caproute gives itself: nothing was sent upstream."""
+
+    status: int
+    content: bytes
+    """An API-shaped error document."""
+    decision: Decision
+    """Already masked (`redact_decision`): safe to put on the answer."""
+
+
+class Unsent(Exception):
+    """Raised by a shell's ``send`` for an error before anything was sent (building the
+    routed request): caproute's own error, answered locally (its cause), unlike an
+    error of sending, which the caller gets as it is."""
+
+
+class SyncShell(Protocol[RequestT, ResultT]):
+    """The IO a sync shell does for `drive` (see the module docstring)."""
+
+    def send(self, request: RequestT, action: Send) -> Sent:
+        """Forward `action` upstream."""
+        ...
+
+    def answer(self, request: RequestT, local: Local) -> ResultT:
+        """Answer the caller locally (return it, or raise the caller's error)."""
+        ...
+
+
+class AsyncShell(Protocol[RequestT, ResultT]):
+    """The async twin of `SyncShell` (sending is awaited)."""
+
+    async def send(self, request: RequestT, action: Send) -> Sent:
+        """Forward `action` upstream."""
+        ...
+
+    def answer(self, request: RequestT, local: Local) -> ResultT:
+        """Answer the caller locally."""
+        ...
+
+
+# -- the two drivers: IO only --------------------------------------------------------------
+
+_SEND: Final = 0
+_RELEASE: Final = 1
+_CARRY_OUT: Final = 2
+
+_Step = tuple[int, Any]
+_Steps = Generator[_Step, Any, Any]
+
+
+def drive(
+    router: LiveRouter,
+    call: Call,
+    shell: SyncShell[RequestT, ResultT],
+    request: RequestT,
+    tracing: ClientTracing | None = None,
+) -> ResultT:
+    """Run one call through the flow with a sync shell doing the IO.
+
+    `tracing` is the client's tracing setting (`client_tracing`) while the call runs.
+    """
+    token = None if tracing is None else client_tracing.set(tracing)
+    in_io = False
+    last: Any = None
+    try:
+        steps = _exchange(router, call, router.view())
+        op, arg = next(steps)
+        while True:
+            if op == _SEND:
+                in_io = True
+                sent = shell.send(request, arg)
+                in_io = False
+                last = sent.response
+                op, arg = steps.send(sent)
+            elif op == _RELEASE:
+                arg.close()  # a hop past this answer: its connection goes back
+                op, arg = steps.send(None)
+            else:
+                router.carry_out(arg)
+                op, arg = steps.send(router.view())
+    except StopIteration as done:
+        outcome = done.value
+    except Exception as exc:
+        if in_io and not isinstance(exc, Unsent):
+            raise  # an error of sending: the caller's to handle, as without caproute
+        if last is not None:
+            last.close()
+        outcome = local_answer(router, exc)
+    finally:
+        if token is not None:
+            client_tracing.reset(token)
+    return shell.answer(request, outcome) if type(outcome) is Local else outcome
+
+
+async def drive_async(
+    router: LiveRouter,
+    call: Call,
+    shell: AsyncShell[RequestT, ResultT],
+    request: RequestT,
+    tracing: ClientTracing | None = None,
+) -> ResultT:
+    """The async twin of `drive` (an async registry fetcher is read, awaited)."""
+    token = None if tracing is None else client_tracing.set(tracing)
+    in_io = False
+    last: Any = None
+    try:
+        steps = _exchange(router, call, await router.aview())
+        op, arg = next(steps)
+        while True:
+            if op == _SEND:
+                in_io = True
+                sent = await shell.send(request, arg)
+                in_io = False
+                last = sent.response
+                op, arg = steps.send(sent)
+            elif op == _RELEASE:
+                await arg.aclose()
+                op, arg = steps.send(None)
+            else:
+                await router.acarry_out(arg)
+                op, arg = steps.send(await router.aview())
+    except StopIteration as done:
+        outcome = done.value
+    except Exception as exc:
+        if in_io and not isinstance(exc, Unsent):
+            raise
+        if last is not None:
+            await last.aclose()
+        outcome = local_answer(router, exc)
+    finally:
+        if token is not None:
+            client_tracing.reset(token)
+    return shell.answer(request, outcome) if type(outcome) is Local else outcome
+
+
+# -- the steps, once -----------------------------------------------------------------------
+
+
+def _exchange(router: LiveRouter, call: Call, view: Any) -> _Steps:
+    """The steps of one call: yields ``(op, argument)`` for the driver to carry out,
+    returns the delivered result or a `Local` answer.
+
+    The common case takes no flow generator: route once (`first_action`), send, and
+    deliver unless the reply is one the flow reacts to; only then does `call_flow`
+    start, from the action already sent.
+    """
+    action: Any = first_action(view, call)
+    sent: Sent | None = None
+    if isinstance(action, Send):
+        router.report(action.decision)
+        sent = yield _SEND, action
+        assert sent is not None
+        if sent.status < 400:
+            return _deliver(sent, action.decision)
+        flow = call_flow(call, view, action)
+        next(flow)  # the flow yields `action` again: already sent
+        action = flow.send(_reply(sent))
+    else:
+        flow = call_flow(call, view, action)
+        action = next(flow)
+    while True:
+        if isinstance(action, Send):
+            router.report(action.decision)
+            if sent is not None and sent.response is not None:
+                yield _RELEASE, sent.response
+            sent = yield _SEND, action
+            assert sent is not None
+            action = flow.send(_reply(sent))
+        elif isinstance(action, Deliver):
+            assert sent is not None
+            return _deliver(sent, action.decision)
+        elif isinstance(action, Refuse):
+            router.report(action.decision)
+            decision = redact_decision(action.decision)
+            return Local(400, refusal_body(decision), decision)
+        else:
+            action = flow.send((yield _CARRY_OUT, action))
+
 
 _STATUS_REPLIES: dict[int, Reply] = {}
 
@@ -85,256 +299,109 @@ def reply_for(status_code: int) -> Reply:
     return reply
 
 
-HeaderEntries = tuple[tuple[bytes, bytes, bytes], ...]
-"""Encoded headers in the ``(raw key, lower-cased key, value)`` form httpx and httpx2
-both keep in ``Headers._list``."""
+def _reply(sent: Sent) -> Reply:
+    if sent.content is None:
+        return reply_for(sent.status)
+    return Reply(sent.status, *parse_error(sent.content)[:3])
 
-_HEADER_ENTRIES: dict[tuple[str, str | None, str | None], HeaderEntries | None] = {}
+
+def _deliver(sent: Sent, decision: Decision) -> Any:
+    """`sent.result`, its response carrying `decision` (``caproute-*`` headers, extension)."""
+    response = sent.response
+    if response is not None:
+        decision = redact_decision(decision)  # itself, unless it quotes a key
+        headers = response.headers
+        for name, value in decision_headers(decision).items():
+            headers[name] = value  # replaces any caproute-* header already there
+        # Copy rather than mutate: a transport may hand out a shared or read-only mapping.
+        response.extensions = {**response.extensions, "caproute_decision": decision}
+    return sent.result
 
 
-def decision_header_entries(decision: Decision) -> HeaderEntries | None:
-    """`Decision.header_values`, encoded; `None` unless every value is ASCII.
+_HEADERS: dict[tuple[str, str | None, str | None], Mapping[str, str]] = {}
 
-    Memoised for decisions without changes: building and encoding the four values
-    costs ~1.5 µs, and nearly every response of a process carries one of a handful of
-    ``(outcome, model, requested model)`` combinations with no changes, the only inputs
-    of `header_values` then. `None` (a non-ASCII value, say in a change) sends the
-    drivers to their slower, encoding-aware path.
+
+def decision_headers(decision: Decision) -> Mapping[str, str]:
+    """`Decision.header_values`, memoised for decisions without changes (read-only).
+
+    Building the four values costs ~1.5 µs, and nearly every response of a process
+    carries one of a handful of ``(outcome, model, requested model)`` combinations with
+    no changes, the only inputs of `header_values` then.
     """
     if decision.changes:
-        return _encode_headers(decision.header_values())
+        return decision.header_values()
     key = (decision.outcome, decision.model, decision.requested_model)
-    try:
-        return _HEADER_ENTRIES[key]
-    except KeyError:
-        pass
-    entries = _encode_headers(decision.header_values())
-    if len(_HEADER_ENTRIES) >= 256:
-        _HEADER_ENTRIES.clear()  # bounded; the working set refills it at once
-    _HEADER_ENTRIES[key] = entries
-    return entries
+    values = _HEADERS.get(key)
+    if values is None:
+        if len(_HEADERS) >= 256:
+            _HEADERS.clear()  # bounded; the working set refills it at once
+        values = _HEADERS[key] = decision.header_values()
+    return values
 
 
-def _encode_headers(values: Mapping[str, str]) -> HeaderEntries | None:
-    if not all(v.isascii() for v in values.values()):
-        return None
-    return tuple((k.encode(), k.encode(), v.encode()) for k, v in values.items())
+# -- local answers -------------------------------------------------------------------------
 
 
-def append_decision_headers(headers: Any, entries: HeaderEntries | None) -> bool:
-    """Append the ``caproute-*`` entries to an httpx / httpx2 ``Headers``; False if not done.
+def local_answer(router: LiveRouter, exc: Exception, tracing: ClientTracing | None = None) -> Local:
+    """The local answer for an error caproute raised itself, reported.
 
-    ``Headers.update`` and ``headers[k] = v`` re-encode and rescan the whole list for
-    every key they set (~10 µs per response), so when the response has no ``caproute-*``
-    header yet (always, unless it passed through another caproute) the entries are
-    appended directly to the multi-dict's list. Otherwise (or for another headers
-    type) the caller falls back to the public API.
+    A `BodyRefused` (a body caproute can't forward safely) is answered with its own
+    status. Anything else is an error in routing (a caproute bug; a body nested deeper
+    than the stack): never a crash, never a retry (the same body would fail the same
+    way), the traceback logged, a 500 (a 400 for the nesting). `tracing`: as for
+    `drive` (a shell answering before it drives); an `Unsent` is answered as its cause.
     """
-    entries_list = getattr(headers, "_list", None)
-    if entries is None or not isinstance(entries_list, list):
-        return False
-    for entry in entries_list:
-        if entry[1].startswith(b"caproute-"):
-            return False
-    entries_list.extend(entries)
-    return True
+    if isinstance(exc, Unsent) and isinstance(exc.__cause__, Exception):
+        exc = exc.__cause__
+    if isinstance(exc, BodyRefused):
+        status, content = exc.status, error_body(exc.error_type, exc.message)
+        decision = refused_decision(exc.message)
+    else:
+        _logger.error(
+            "caproute: routing failed with %s; answering locally, nothing sent upstream",
+            type(exc).__name__,
+            exc_info=exc,
+        )
+        message = internal_error_message(exc)
+        decision = refused_decision(message)
+        if isinstance(exc, RecursionError):
+            status, content = 400, error_body("invalid_request_error", message)
+        else:
+            status, content = 500, error_body("api_error", message)
+    _report(router, decision, tracing)
+    return Local(status, content, redact_decision(decision))
 
 
-def endpoint_for(method: str, path: str) -> Endpoint | None:
-    """The routed endpoint a request goes to, or `None` for traffic to pass through.
-
-    Only ``POST`` to ``…/v1/messages``, ``…/v1/messages/count_tokens`` and
-    ``…/v1/messages/batches`` are routed; a base URL with a path prefix (a gateway) is
-    fine. Batch retrieval, results, cancel, models, files… all pass through.
-
-    The API serves these paths with trailing slashes too (``/v1/messages/``), so those
-    are routed as well: otherwise a slash would sidestep routing. (Percent-encoded
-    paths arrive decoded; spellings the API answers 404, such as ``/v1//messages`` or
-    ``/V1/messages``, are not routed: routing them would gain nothing, and their 404
-    would read as the model's.)
-    """
-    if method != "POST":
-        return None
-    for suffix, endpoint in _ROUTED_SUFFIXES:
-        if path.endswith(suffix):
-            return endpoint
-    if path.endswith("/"):  # rare: checked only once the common spellings missed
-        stripped = path.rstrip("/")
-        for suffix, endpoint in _ROUTED_SUFFIXES:
-            if stripped.endswith(suffix):
-                return endpoint
-    return None
+def report_passthrough(router: LiveRouter, reason: str, tracing: ClientTracing | None) -> None:
+    """Report a routed endpoint's call caproute leaves untouched (say, not a JSON object)."""
+    _report(router, _passthrough(reason), tracing)
 
 
-def parse_betas(values: Sequence[str]) -> tuple[str, ...]:
-    """Every ``anthropic-beta`` value, from repeated and/or comma-separated headers."""
-    return tuple(b for v in values for b in (p.strip() for p in v.split(",")) if b)
-
-
-def error_of(body: bytes) -> tuple[str | None, str | None, str | None]:
-    """``(error.type, error.message, error.details.error_code)`` of an API error body;
-    ``None`` for each part it doesn't have (all three for a body that is not one)."""
+def _report(router: LiveRouter, decision: Decision, tracing: ClientTracing | None) -> None:
+    token = None if tracing is None else client_tracing.set(tracing)
     try:
-        doc = json.loads(body)
-    except ValueError:
-        return None, None, None
-    error = doc.get("error") if isinstance(doc, dict) else None
-    if not isinstance(error, dict):
-        return None, None, None
-    kind, message, details = error.get("type"), error.get("message"), error.get("details")
-    code = details.get("error_code") if isinstance(details, dict) else None
-    return (
-        kind if isinstance(kind, str) else None,
-        message if isinstance(message, str) else None,
-        code if isinstance(code, str) else None,
+        router.report(decision)
+    finally:
+        if token is not None:
+            client_tracing.reset(token)
+
+
+def local_response(http: ModuleType, request: Any, local: Local) -> Any:
+    """`local` as a response of `http` (httpx2 or httpx), attached to `request`."""
+    headers = {
+        "content-type": "application/json",
+        "x-should-retry": "false",  # caproute's verdict will not change on a retry
+        **local.decision.header_values(),
+    }
+    return http.Response(
+        local.status,
+        headers=headers,
+        content=local.content,
+        request=request,
+        extensions={"caproute_decision": local.decision},
     )
 
 
-def refusal_body(decision: Decision) -> bytes:
-    """The API-shaped 400 body for a locally refused request.
-
-    SDK callers get their usual ``BadRequestError``, whose message carries caproute's
-    reason; `decision.reason` never contains message content or credentials. A refusal
-    repeating one of the API's (an organization-level refusal remembered for the
-    credential) carries its ``error.details.error_code`` too, so SDK 2.x raises the
-    same class the API's answer did (``OrganizationURLFetchDisabledError``).
-    """
-    reason = decision.reason or "the routing policy refused this request"
-    error: dict[str, Any] = {"type": "invalid_request_error", "message": f"caproute: {reason}"}
-    code = decision.extra.get("error_code")
-    if isinstance(code, str):
-        error["details"] = {"error_code": code}
-    doc = {"type": "error", "error": error}
-    return json.dumps(doc, separators=(",", ":")).encode()
-
-
-RequestT = TypeVar("RequestT", contravariant=True)
-ResponseT = TypeVar("ResponseT")
-
-
-class SyncShell(Protocol[RequestT, ResponseT]):
-    """The IO a sync driver does for `drive`: one shell per forwarding path.
-
-    `RequestT` is whatever the shell needs to send (an httpx request; for the SDK
-    middleware, the ``APIRequest`` with its ``call_next``); `ResponseT` what it returns.
-    """
-
-    def _hop(self, request: RequestT, action: Send) -> tuple[ResponseT, Reply]:
-        """Send `action` upstream; the response and the `Reply` the flow reads."""
-        ...
-
-    def _release(self, response: ResponseT) -> None:
-        """Let go of a response the flow moved past (its connection goes back)."""
-        ...
-
-    def _refuse(self, request: RequestT, decision: Decision) -> ResponseT:
-        """Answer a refused call locally (return a 400, or raise the caller's error)."""
-        ...
-
-    def _deliver(self, response: ResponseT, decision: Decision) -> ResponseT:
-        """The final response, carrying `decision` (``caproute-*`` headers, extension)."""
-        ...
-
-
-class AsyncShell(Protocol[RequestT, ResponseT]):
-    """The async twin of `SyncShell` (sending and releasing are awaited)."""
-
-    async def _hop(self, request: RequestT, action: Send) -> tuple[ResponseT, Reply]:
-        """Send `action` upstream; the response and the `Reply` the flow reads."""
-        ...
-
-    async def _release(self, response: ResponseT) -> None:
-        """Let go of a response the flow moved past."""
-        ...
-
-    def _refuse(self, request: RequestT, decision: Decision) -> ResponseT:
-        """Answer a refused call locally."""
-        ...
-
-    def _deliver(self, response: ResponseT, decision: Decision) -> ResponseT:
-        """The final response, carrying `decision`."""
-        ...
-
-
-def drive(
-    router: LiveRouter, call: Call, shell: SyncShell[RequestT, ResponseT], request: RequestT
-) -> ResponseT:
-    """Run one call through the flow with a sync shell doing the IO.
-
-    The common case takes no generator: route once (`first_action`), send, and deliver
-    unless the reply is one the flow reacts to; only then does `call_flow` start, from
-    the action already sent.
-    """
-    view = router.view()
-    action: Any = first_action(view, call)
-    response: ResponseT | None = None
-    flow: Flow
-    if isinstance(action, Send):
-        router.report(action.decision)
-        response, reply = shell._hop(request, action)
-        if reply.status_code < 400:
-            return shell._deliver(response, action.decision)
-        flow = call_flow(call, view, action)
-        next(flow)  # the flow yields `action` again: already sent
-        action = flow.send(reply)
-    else:
-        flow = call_flow(call, view, action)
-        action = next(flow)
-    while True:
-        if isinstance(action, Send):
-            router.report(action.decision)
-            if response is not None:
-                shell._release(response)  # a hop past this answer
-            response, reply = shell._hop(request, action)
-            action = flow.send(reply)
-        elif isinstance(action, Deliver):
-            assert response is not None
-            return shell._deliver(response, action.decision)
-        elif isinstance(action, Refuse):
-            router.report(action.decision)
-            return shell._refuse(request, action.decision)
-        else:
-            router.carry_out(action)
-            action = flow.send(router.view())
-
-
-async def drive_async(
-    router: LiveRouter, call: Call, shell: AsyncShell[RequestT, ResponseT], request: RequestT
-) -> ResponseT:
-    """The async twin of `drive` (an async registry fetcher is read, awaited)."""
-    view = await router.aview()
-    action: Any = first_action(view, call)
-    response: ResponseT | None = None
-    flow: Flow
-    if isinstance(action, Send):
-        router.report(action.decision)
-        response, reply = await shell._hop(request, action)
-        if reply.status_code < 400:
-            return shell._deliver(response, action.decision)
-        flow = call_flow(call, view, action)
-        next(flow)
-        action = flow.send(reply)
-    else:
-        flow = call_flow(call, view, action)
-        action = next(flow)
-    while True:
-        if isinstance(action, Send):
-            router.report(action.decision)
-            if response is not None:
-                await shell._release(response)
-            response, reply = await shell._hop(request, action)
-            action = flow.send(reply)
-        elif isinstance(action, Deliver):
-            assert response is not None
-            return shell._deliver(response, action.decision)
-        elif isinstance(action, Refuse):
-            router.report(action.decision)
-            return shell._refuse(request, action.decision)
-        else:
-            await router.acarry_out(action)
-            action = flow.send(await router.aview())
-
-
-def passthrough(reason: str) -> Decision:
+def _passthrough(reason: str) -> Decision:
     """The decision reported for a call caproute leaves untouched (not a JSON object...)."""
     return Decision(outcome="passthrough", requested_model=None, model=None, reason=reason)
