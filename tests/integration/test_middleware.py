@@ -295,7 +295,7 @@ def test_a_routed_copy_does_not_merge_an_unmerged_extra_body_again() -> None:
     # fails loudly (AttributeError, or a merged value back) if the SDK moves it.
     from anthropic._models import FinalRequestOptions
 
-    from caproute._core.flow import Send
+    from caproute._core.flow import Forward as Send
     from caproute._http.middleware import _outgoing
 
     options = FinalRequestOptions(

@@ -246,7 +246,7 @@ KNOWN_REPEATS = {
     # two calls until the router offers both in one (live.py is not the adapter's).
     ("caproute._runtime.drive", "caproute._runtime.live"): 2,
     # Inside the core: the engine asks `features` for the shape, the scan and the tokens.
-    ("caproute._core.router", "caproute._core.features"): 3,
+    ("caproute._core.engine", "caproute._core.features"): 3,
 }
 
 

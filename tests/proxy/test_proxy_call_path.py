@@ -40,13 +40,6 @@ KNOWN_EXCESS = {
         "presented_credential, lend: the caller's credential read, then lent to the fetch "
         "for the upstream send; one call returning the routes with the lease would do"
     ),
-    ("caproute._http.transports", "caproute._runtime.drive", "in"): (
-        "endpoint_for, drive_async, reply_for, decision_header_entries, "
-        "append_decision_headers: the routing transport (the adapter's work)"
-    ),
-    ("caproute._http.transports", "caproute._runtime.drive", "out"): (
-        "reply_for, decision_header_entries, append_decision_headers (the adapter's work)"
-    ),
     ("caproute._runtime.drive", "caproute._runtime.live", "in"): "aview, report (runtime)",
     ("caproute._core.engine", "caproute._core.features", "in"): "shape_problem, scan (core)",
 }
