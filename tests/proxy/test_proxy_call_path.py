@@ -40,8 +40,6 @@ KNOWN_EXCESS = {
         "presented_credential, lend: the caller's credential read, then lent to the fetch "
         "for the upstream send; one call returning the routes with the lease would do"
     ),
-    ("caproute._runtime.drive", "caproute._runtime.live", "in"): "aview, report (runtime)",
-    ("caproute._core.engine", "caproute._core.features", "in"): "shape_problem, scan (core)",
 }
 """Pairs crossed more than once on one way, and whose code crosses them."""
 

@@ -38,7 +38,7 @@ from typing import Any, Final, NamedTuple, TypedDict
 from .._types import Endpoint
 from .decision import Change, Decision, Outcome, RouteResult
 from .draft import DEFAULT_API_VERSION
-from .features import detect, scan, shape_problem
+from .features import detect, read, shape_problem
 from .policy import Policy, RouteSpec
 from .registry import Registry, Support
 from .request_needs import JSONPath, Parameters, RequestNeeds
@@ -231,12 +231,11 @@ class PolicyEngine:
         batch: bool,
         fallback: bool = False,
     ) -> tuple[Decision, Sequence[tuple[JSONPath, Any]]]:
-        problem = shape_problem(body, "messages" if batch else endpoint)
-        if problem is not None:
+        found = read(body, endpoint, batch=batch)
+        if isinstance(found, str):  # not a Messages body: why
             model = body.get("model") if isinstance(body, dict) else None
             requested = model if isinstance(model, str) else None
-            return Decision("passthrough", requested, None, reason=problem, **self._stamp(age)), []
-        found = scan(body, batch=batch)
+            return Decision("passthrough", requested, None, reason=found, **self._stamp(age)), []
         route = self._only_route
         if route is None:
             metadata = body.get("metadata")

@@ -143,7 +143,15 @@ def scan(body: Mapping[str, Any], *, batch: bool = False) -> Scan:
             _batch_refused(body) if batch else None,
         ),
     )
+    result.input_tokens = result.chars // _CHARS_PER_TOKEN + result.tokens
     return result
+
+
+def read(body: Any, endpoint: Endpoint, *, batch: bool = False) -> Scan | str:
+    """What the engine reads of a body, in one call: why it is not a Messages body
+    (`shape_problem`; a batch item is one), else its `scan`."""
+    problem = shape_problem(body, "messages" if batch else endpoint)
+    return problem if problem is not None else scan(body, batch=batch)
 
 
 def _batch_refused(body: Mapping[str, Any]) -> str | None:
@@ -231,10 +239,13 @@ class Scan:
         "assistant_documents",
         "user_text_citations",
         "params",
+        "input_tokens",
     )
 
     params: Parameters
     """The parameters found (set by `scan` once the pass is done)."""
+    input_tokens: int
+    """The input-token estimate (see the module docstring), set by `scan` at the end."""
 
     def __init__(self) -> None:
         self.model = ""
@@ -253,11 +264,6 @@ class Scan:
         # Tuples, grown by concatenation: nearly always empty, so no list per request.
         self.assistant_documents: tuple[JSONPath, ...] = ()
         self.user_text_citations: tuple[JSONPath, ...] = ()
-
-    @property
-    def input_tokens(self) -> int:
-        """The input-token estimate (see the module docstring)."""
-        return self.chars // _CHARS_PER_TOKEN + self.tokens
 
     def needs(self) -> RequestNeeds:
         """The frozen result."""

@@ -24,9 +24,9 @@ The SDK middleware (`caproute._http.middleware`) and the httpx / httpx2 transpor
 
 What `drive` does, step by step (`drive_async` awaits the same steps)::
 
-    action = first_action(router.view(), call)   # route once: Send, Refuse or Refresh
-    if Send:                                      # the common case takes no flow:
-        report; sent = shell.send(request, action)
+    view, action = router.start(call)             # route once: Send (reported), Refuse,
+    if Send:                                      # Refresh or Resolve; the common case
+        sent = shell.send(request, action)        # takes no flow:
         if sent.status < 400: deliver sent        #   caproute-* headers, extension
     flow = call_flow(call, view, first=action)    # otherwise the flow takes over:
     for each action it yields:
@@ -52,7 +52,6 @@ from .._core.decision import Decision
 from .._core.flow import READS_BODY_ON, Deliver, Refuse, Reply, call_flow
 from .._core.flow import Forward as Send
 from .._core.flow import ParsedCall as Call
-from .._core.flow import first_step as first_action
 from .._core.secrets import redact_decision
 from .._core.wire import (  # re-exported: the proxy reads them here
     endpoint_for,
@@ -172,7 +171,7 @@ def drive(
     in_io = False
     last: Any = None
     try:
-        steps = _exchange(router, call, router.view())
+        steps = _exchange(router, call, *router.start(call))
         op, arg = next(steps)
         while True:
             if op == _SEND:
@@ -213,7 +212,7 @@ async def drive_async(
     in_io = False
     last: Any = None
     try:
-        steps = _exchange(router, call, await router.aview())
+        steps = _exchange(router, call, *(await router.astart(call)))
         op, arg = next(steps)
         while True:
             if op == _SEND:
@@ -245,18 +244,16 @@ async def drive_async(
 # -- the steps, once -----------------------------------------------------------------------
 
 
-def _exchange(router: LiveRouter, call: Call, view: Any) -> _Steps:
-    """The steps of one call: yields ``(op, argument)`` for the driver to carry out,
-    returns the delivered result or a `Local` answer.
+def _exchange(router: LiveRouter, call: Call, view: Any, action: Any) -> _Steps:
+    """The steps of one call from its first (`LiveRouter.start`: routed once, a send
+    reported): yields ``(op, argument)`` for the driver to carry out, returns the
+    delivered result or a `Local` answer.
 
-    The common case takes no flow generator: route once (`first_action`), send, and
-    deliver unless the reply is one the flow reacts to; only then does `call_flow`
-    start, from the action already sent.
+    The common case takes no flow generator: send, and deliver unless the reply is one
+    the flow reacts to; only then does `call_flow` start, from the action already sent.
     """
-    action: Any = first_action(view, call)
     sent: Sent | None = None
     if isinstance(action, Send):
-        router.report(action.decision)
         sent = yield _SEND, action
         assert sent is not None
         if sent.status < 400:

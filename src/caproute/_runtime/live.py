@@ -17,18 +17,13 @@ every path (the transports, the SDK middleware, the proxy):
 * the models in their overload cool-down;
 * the decision hooks and the ``caproute`` logger.
 
-It hands the flow a `View` of that state (`view()` / `aview()`) and carries out the
-flow's state-changing actions (`carry_out()` / `acarry_out()`): wait for the first live
-fetch (cold start, bounded), ask the Models API about a model name the registry lacks
-(``GET /v1/models/{name}``, bounded, once a minute per name), learn a fact, mark a
-model retired, start a cool-down.
-
-Thread- and task-safety: every piece of state is replaced, never mutated in place
-(frozen sets and dicts swapped by assignment, which is atomic in CPython), so a request
-reads a consistent view without taking a lock.
-
-Decisions are reported to the ``on_decision`` hook(s) and to the ``caproute`` logger
-(`caproute._runtime.report`).
+It hands the flow a `View` of that state (`view()`; `start()` also takes a call's
+first step and reports a send) and carries out the flow's state-changing actions
+(`carry_out()`): wait for the first live fetch (cold start, bounded), ask the Models
+API about a name the registry lacks (bounded, once a minute per name), learn a fact,
+mark a model retired, start a cool-down. Every piece of state is replaced, never
+mutated in place, so a request reads a consistent view without a lock. Decisions go to
+the ``on_decision`` hook(s) and the ``caproute`` logger (`caproute._runtime.report`).
 """
 
 from __future__ import annotations
@@ -43,13 +38,16 @@ from typing import TYPE_CHECKING, Any, Final
 from .._core.decision import Decision, RouteResult
 from .._core.engine import PolicyEngine
 from .._core.flow import (
+    Forward,
     Learn,
     MarkOverloaded,
     MarkRetired,
     Refresh,
     RememberAccount,
     Resolve,
+    Step,
     View,
+    first_step,
     route_call,
 )
 from .._core.flow import ParsedCall as Call
@@ -100,16 +98,14 @@ class LiveRouter:
         on_decision: A callable, or several, receiving every `Decision`. A hook that
             raises is logged and skipped: reporting never breaks a request.
         logger: Where decision records go (default: ``logging.getLogger("caproute")``).
-        max_attempts: Upper bound on upstream sends for one call (response-driven
-            re-routing included).
+        max_attempts: Upper bound on upstream sends for one call (re-routing included).
         overload_cooldown_s: How long a model that answered an overload status is
             avoided when another candidate exists.
         learned_ttl_s: How long a fact learned from a 400 is kept.
         retired_ttl_s: How long a model that answered 404 is remembered as retired.
-        cold_start_wait_s: At most how long a request decided before the first live
-            fetch landed waits for it (when live data could change the decision), and
-            how long a request naming a model the registry doesn't know waits for the
-            fetcher's ``GET /v1/models/{name}``.
+        cold_start_wait_s: The longest a request waits for the first live fetch (when
+            it could change the decision) or for ``GET /v1/models/{name}`` of a name
+            the registry doesn't know.
         min_refresh_interval_s: `refresh()` fetches at most once per this many seconds.
         clock: Monotonic seconds, injectable for tests.
         wall_clock: Unix time (learned facts are stamped with it), injectable.
@@ -138,12 +134,10 @@ class LiveRouter:
             raise ValueError("max_attempts must be at least 1")
         source = registry if registry is not None else fetcher
         self._fixed: Registry | None = None
-        # The source and its kind, fixed here: at most one of the two is set.
-        self._sync: SyncSource | None = None
+        self._sync: SyncSource | None = None  # the source's kind, fixed here: one at most
         self._async: AsyncSource | None = None
         self._can_resolve = False
-        # A fetcher we create (from the environment) is ours to close.
-        self._owned: RegistryFetcher | None = None
+        self._owned: RegistryFetcher | None = None  # one made from the environment: closed
         if source is None:
             source = self._owned = default_source()
         if source is None:
@@ -152,8 +146,7 @@ class LiveRouter:
             self._fixed = source
         else:
             self._sync, self._async, self._can_resolve = adopt(source)
-        # What an async source last served: sync code can't await, so async drivers
-        # call `await aview()` first and sync reads fall back to this.
+        # What an async source last served (sync reads can't await `aview()`).
         self._latest: Registry | None = None
         self._policy: Policy = load_policy(policy)
         self._hooks: tuple[DecisionHook, ...] = as_hooks(on_decision)
@@ -244,6 +237,21 @@ class LiveRouter:
             return self._view_of(self._source_registry())
         self._latest = await self._async.current()
         return self._view_of(self._latest)
+
+    def start(self, call: Call) -> tuple[View, Step]:
+        """A driver's first move, in one call: the view, the call's first step on it
+        (`first_step`), and a `Forward` already reported."""
+        return self._first(self._view_of(self._source_registry()), call)
+
+    async def astart(self, call: Call) -> tuple[View, Step]:
+        """`start()` for async drivers."""
+        return self._first(await self.aview(), call)
+
+    def _first(self, view: View, call: Call) -> tuple[View, Step]:
+        step = first_step(view, call)
+        if type(step) is Forward:
+            report_decision(step.decision, self._hooks, self._logger)
+        return view, step
 
     def _view_of(self, source: Registry) -> View:
         memory = self._memory
