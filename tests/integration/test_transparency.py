@@ -241,8 +241,7 @@ def _request_path() -> Any:
     return module
 
 
-KNOWN_REPEATS = {
-}
+KNOWN_REPEATS = {}
 
 
 @pytest.mark.parametrize("via", VIAS)

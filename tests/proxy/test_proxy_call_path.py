@@ -3,10 +3,8 @@
 `sys.setprofile` sees every Python call; a call from one caproute module into another
 is a crossing of their boundary. The request is split where the upstream's answer
 arrives (the network edge, `CappedErrorBodies.handle_async_request` returning it):
-before that it goes *in*, after it comes back *out*. The bound (issue 19): each
-boundary is crossed at most once each way. The pairs still over it are listed in
-`KNOWN_EXCESS` with whose code they are in; the test fails when one of them is
-fixed (take it off the list) as when a new one appears.
+before that it goes *in*, after it comes back *out*. The bound: each boundary is
+crossed at most once each way (docs/architecture.md draws the path).
 """
 
 from __future__ import annotations
@@ -30,18 +28,6 @@ BODY = json.dumps(
 
 EDGE = ("caproute._proxy._limits", "handle_async_request")
 """The innermost caproute frame: the upstream's answer comes back through its return."""
-
-KNOWN_EXCESS = {
-    ("caproute._proxy._app", "caproute._proxy._callers", "in"): (
-        "presented_credential, lookup, .pending, .source, lend: the per-caller registry API "
-        "(being rewritten for issue 19); one call returning the routes would do"
-    ),
-    ("caproute._proxy._app", "caproute._proxy._credentials", "in"): (
-        "presented_credential, lend: the caller's credential read, then lent to the fetch "
-        "for the upstream send; one call returning the routes with the lease would do"
-    ),
-}
-"""Pairs crossed more than once on one way, and whose code crosses them."""
 
 Crossing = tuple[str, str, str]
 
@@ -140,11 +126,9 @@ def test_a_warm_request_crosses_each_module_boundary_once_each_way(fake: FakeAnt
     counts = Counter(pair for pair, _ in crossings)
     over = {pair for pair, count in counts.items() if count > 1}
 
-    assert over - set(KNOWN_EXCESS) == set(), {
-        pair: [function for seen, function in crossings if seen == pair]
-        for pair in over - set(KNOWN_EXCESS)
+    assert over == set(), {
+        pair: [function for seen, function in crossings if seen == pair] for pair in over
     }
-    assert set(KNOWN_EXCESS) - over == set(), "fixed: take these off KNOWN_EXCESS"
     proxy = [pair for pair in counts if "_proxy" in pair[0] or "_proxy" in pair[1]]
     assert proxy, "the profile saw no proxy module"
     assert ("caproute._proxy._app", "caproute._proxy._relay", "out") in counts

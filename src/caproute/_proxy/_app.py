@@ -40,7 +40,7 @@ import httpx2
 from .._runtime.live import LiveRouter
 from ._admin import PREFIX, AdminEndpoints
 from ._asgi import Message, Receive, Scope, Send
-from ._callers import CallerRegistries, RouterSet, lend, presented_credential
+from ._callers import CallerRegistries, RouterSet, lend
 from ._config import ProxyConfig
 from ._exchange import ClientGone, Exchange, LocalAnswer
 from ._inbound import Inbound, RequestReader, announces_body
@@ -251,14 +251,11 @@ class ProxyApp:
         routes = self.routes
         callers = self.callers
         if callers is not None and inbound.routed:
-            credential = presented_credential(scope["headers"])
-            if credential is not None:
-                exchange.credential = credential
-                caller = callers.lookup(credential)
-                if caller.pending:  # a new caller, or stale data: fetch (or start to)
-                    await caller.ready(credential)
-                    # Entries come and go only with a new caller or a refused key.
-                    self.metrics.caller_registries.set(len(callers))
+            caller = await callers.routes_for(scope["headers"])
+            if caller is not None:
+                exchange.credential = caller.credential
+                if caller.fetched:  # entries come and go only with a new caller or a
+                    self.metrics.caller_registries.set(len(callers))  # refused key
                 exchange.registry = caller.source
                 routes = caller.routes
         route = inbound.route

@@ -7,45 +7,31 @@ its key can see. Per distinct credential there is one `CallerRegistry`: the call
 registry, and a `LiveRouter` over it (so learned facts and cool-downs are per caller
 too; the policy is shared).
 
-**The credential is never stored.** Callers are told apart by a keyed hash: BLAKE2b
-in keyed mode (a MAC, like HMAC) of the credential under a random 32-byte key. The digest is
-the map key, the disk cache file name and nothing else; the credential itself lives
-only where the request already has it:
-
-* A fetch happens **on the caller's request path only**: a new caller's first
-  request (waiting up to ``first_fetch_timeout``), a stale registry (refreshed in the
-  background, the request routed on the data held), and a response-driven refresh
-  (the routing flow saw a 400 that says the registry is wrong). There is no timer
-  that would need the credential later.
-* The request **lends** its credential for its own lifetime (`lend`, a context
-  variable reset when the request ends); the routing flow's refresh reads it from
-  there. Each caller's `CallerRegistry` is an `AsyncRegistryFetcher` holding no
-  credential (`LentCredentials`): a fetch or look-up takes the lent one when it starts
-  and drops it when it ends, its task running in a context of its own. So the
-  credential is held exactly while a request carrying it, or a fetch made for it, is
-  under way.
+**The credential is never stored.** Callers are told apart by a keyed hash (BLAKE2b in
+keyed mode, a MAC, under a random 32-byte key): the digest is the map key, the disk
+cache file name and nothing else. A fetch happens on the caller's request path only (a
+new caller's first request, waiting up to ``first_fetch_timeout``; a stale registry,
+refreshed in the background; a refresh the routing flow asks for after a 400), never
+on a timer. The request lends its credential for its own lifetime (`lend`); each
+`CallerRegistry` is an `AsyncRegistryFetcher` holding none (`LentCredentials`): a
+fetch takes the lent one when it starts and drops it when it ends.
 
 Everything else is the library's fetcher: single-flight per caller, a TTL with
 stale-while-revalidate, the back-off after a failure, the background refresh rate
-limit; plus an LRU bound on callers (``max_registries``), and optionally a disk cache
-(`caproute._proxy._caller_cache`: one 0600 file per digest in a 0700 directory, the
-least recently used going first). A caller whose key cannot read ``/v1/models``
-(401/403) is routed on the shared registry (``--snapshot``, else the offline lineup)
-and its decisions say so in their ``registry_source``; it is asked again after
-`DENIED_RETRY` seconds.
+limit; plus an LRU bound on callers (``max_registries``) and an optional disk cache
+(`caproute._proxy._caller_cache`: 0600 files in a 0700 directory). A caller whose key
+cannot read ``/v1/models`` (401/403) is routed on the shared registry (``--snapshot``,
+else the offline lineup), says so in its decisions' ``registry_source``, and is asked
+again after `DENIED_RETRY` seconds.
 
-**Bad keys don't compete with good ones.** A refused key leaves the map of callers
-for a compact list of refused digests (bounded, LRU) and is routed through one shared
-router until it is due to be asked again: a flood of wrong keys costs one Models API
-request per key per `DENIED_RETRY`, and can't push out a caller that has, or is
-getting, a registry of its own. A new caller never takes the place of one whose request
-is waiting for its first registry either (a fetch its client gave up on may go); when
-every place is taken by such callers, it is routed on the shared registry this once
-(its next request tries again).
-
-With a disk cache the hash key is kept in the cache directory (``.hmac-key``, 0600),
-so files can be found again after a restart and by sibling workers; without one it
-is random per process. Either way a digest can't be linked to a key without it.
+**Bad keys don't compete with good ones.** A refused key leaves the map for a bounded
+list of refused digests and is routed through one shared router until it is due to be
+asked again (one Models API request per key per `DENIED_RETRY`); it can't push out a
+caller that has, or is getting, a registry of its own. Nor can a new caller: when
+every place is held by callers waiting for their first registry, it is routed on the
+shared registry this once. With a disk cache the hash key is kept beside the files
+(``.hmac-key``, 0600) for restarts and sibling workers; without one it is random per
+process.
 """
 
 from __future__ import annotations
@@ -59,7 +45,7 @@ from contextvars import Context
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx2
 
@@ -72,12 +58,20 @@ from .._exceptions import RegistryError, RegistryHTTPError, RegistryUnavailableE
 from .._registry.fetch_async import AsyncRegistryFetcher, TrioFlight
 from .._runtime.live import DecisionHook
 from . import _caller_cache
-from ._credentials import Credential, LentCredentials, hmac_key, lend, presented_credential
+from ._credentials import (
+    Credential,
+    LentCredentials,
+    hmac_key,
+    lend,
+    presented,
+    presented_credential,
+)
 from ._routers import RouterSet
 
 __all__ = [
     "CallerRegistries",
     "CallerRegistry",
+    "CallerRoutes",
     "CallersHealth",
     "Credential",
     "RouterSet",
@@ -97,6 +91,18 @@ MAX_FETCH_TIME = 20.0
 
 
 # -- one caller ------------------------------------------------------------------------------
+
+
+class CallerRoutes(NamedTuple):
+    """What the app needs of a request's caller (`CallerRegistries.routes_for`)."""
+
+    routes: RouterSet
+    source: str
+    """What the ``caproute-registry`` header says (`CallerRegistry.source`)."""
+    credential: Credential
+    """The credential presented, for the app to `lend` while the request is sent."""
+    fetched: bool
+    """Whether the caller's registry was loaded or fetched on this request's path."""
 
 
 class CallerRegistry(AsyncRegistryFetcher):
@@ -335,13 +341,9 @@ class CallerRegistry(AsyncRegistryFetcher):
 
 
 async def _wait_for_flight(flight: asyncio.Task[Any], timeout: float) -> None:
-    """Wait for a caller's fetch at most `timeout` seconds, whatever becomes of it.
-
-    ``shield``: a timeout leaves the fetch running for the next request. A fetch that
-    fails, or is cancelled (its caller was evicted from a full map while this request
-    waited), leaves the request routed on the data there is; only a cancellation of the
-    waiting request itself goes on up.
-    """
+    """Wait for a caller's fetch at most `timeout` seconds (``shield``: a timeout leaves
+    it running). A fetch that fails or is cancelled (its caller evicted meanwhile) leaves
+    the request routed on the data there is; only the request's own cancellation rises."""
     try:
         await asyncio.wait_for(asyncio.shield(flight), timeout)
     except asyncio.CancelledError:
@@ -356,14 +358,10 @@ async def _wait_for_flight(flight: asyncio.Task[Any], timeout: float) -> None:
 class CallersHealth:
     """What ``/caproute/health`` says about caller registries."""
 
-    callers: int
-    """Callers (distinct credentials) held."""
-    live: int
-    """Callers routed on their own registry."""
-    denied: int
-    """Callers whose credential can't list models (routed on the shared registry)."""
-    failing_and_stale: int
-    """Callers whose data is older than the threshold and whose last fetch failed."""
+    callers: int  # distinct credentials held
+    live: int  # routed on their own registry
+    denied: int  # whose credential can't list models (routed on the shared registry)
+    failing_and_stale: int  # data older than the threshold, and the last fetch failed
     oldest_age_s: float | None
 
 
@@ -379,14 +377,12 @@ class CallerRegistries:
         ttl: Seconds a caller's registry stays fresh.
         first_fetch_timeout: Bound on a new caller's wait for its first fetch.
         cache_dir: Disk cache directory, or `None`.
-        max_cache_files: Cache files kept there, the least recently used going first
-            (default: ``CAPROUTE_CALLER_CACHE_MAX_FILES``, else 1,000).
+        max_cache_files: Cache files kept there, LRU (``CAPROUTE_CALLER_CACHE_MAX_FILES``).
         router_logger: Logger for the callers' routers.
         on_decision: Hook for every decision.
         on_fetch: Called with ``ok`` / ``denied`` / ``error`` after each fetch.
-        fetch_transport: The transport Models API calls go through (tests and
-            benchmarks pass their mock upstream; it is borrowed, never closed here).
-            Default: a connection pool of their own.
+        fetch_transport: The transport Models API calls go through (borrowed; default:
+            a connection pool of their own).
         clock: Monotonic seconds; wall_clock: Unix time.
     """
 
@@ -442,14 +438,27 @@ class CallerRegistries:
             limits=httpx2.Limits(max_connections=16, max_keepalive_connections=4),
         )
 
-    def lookup(self, credential: Credential) -> CallerRegistry:
+    async def routes_for(self, headers: Any) -> CallerRoutes | None:
+        """The routes for the caller whose credential `headers` (ASGI's) present, its
+        registry readied when due; `None` without a credential. The app's one call."""
+        found = presented(headers, self.key)
+        if found is None:
+            return None
+        credential, digest = found
+        caller = self.lookup(credential, digest)
+        fetched = caller.pending
+        if fetched:
+            await caller.ready(credential)
+        return CallerRoutes(caller.routes, caller.source, credential, fetched)
+
+    def lookup(self, credential: Credential, digest: str | None = None) -> CallerRegistry:
         """The caller's entry (made if new, LRU-refreshed); `ready` it if `pending`.
 
         A key refused within `DENIED_RETRY` seconds, or a new caller arriving while every
         place is held by callers with (or getting) a registry of their own, gets a
         shared stand-in instead (`stand_in`): routed on the shared registry, no fetch.
         """
-        digest = credential.digest(self.key)
+        digest = digest or credential.digest(self.key)
         entry = self._entries.get(digest)
         if entry is not None:
             self._entries.move_to_end(digest)

@@ -19,7 +19,15 @@ from pathlib import Path
 from .._registry.fetch_state import Credentials
 from ._headers import Headers
 
-__all__ = ["Credential", "LentCredentials", "hmac_key", "lend", "lent", "presented_credential"]
+__all__ = [
+    "Credential",
+    "LentCredentials",
+    "hmac_key",
+    "lend",
+    "lent",
+    "presented",
+    "presented_credential",
+]
 
 
 class Credential:
@@ -69,6 +77,12 @@ def presented_credential(headers: Headers) -> Credential | None:
             if scheme.lower() == b"bearer" and token.strip():
                 bearer = Credential(token.strip().decode("latin-1"), bearer=True)
     return bearer
+
+
+def presented(headers: Headers, key: bytes) -> tuple[Credential, str] | None:
+    """`presented_credential` and its `digest` under `key`, in one call (per request)."""
+    credential = presented_credential(headers)
+    return None if credential is None else (credential, credential.digest(key))
 
 
 class _Lease:
