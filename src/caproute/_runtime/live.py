@@ -73,7 +73,7 @@ __all__ = [
 
 DEFAULT_LEARNED_TTL_S: Final = CAPABILITY_FACT_TTL_S
 """How long a capability fact learned from a 400 is kept at most (a change of the live
-record for its key ends it sooner; see `caproute._core.registry`)."""
+record for its key ends it sooner; see `caproute._core.learned_facts`)."""
 DEFAULT_RETIRED_TTL_S: Final = RETIRED_FACT_TTL_S
 """How long a model that answered 404 is remembered as retired, at most."""
 
@@ -186,11 +186,9 @@ class LiveRouter:
         self._policy = load_policy(policy)
 
     def with_policy(self, policy: PolicyInput) -> LiveRouter:
-        """A router routing with `policy` over the same registry source, sharing this
-        one's memory: facts learned, models found retired, overload cool-downs and the
-        refresh rate limit are common to both, so what one learns the other never has
-        to learn again. Hooks and settings are copied; closing either closes nothing
-        the other needs.
+        """A router routing with `policy` over the same source, sharing this one's memory
+        (facts, retirements, cool-downs, the refresh rate limit); hooks and settings
+        copied; closing either closes nothing the other needs.
 
         Raises:
             PolicyError: `policy` is invalid.
@@ -210,8 +208,7 @@ class LiveRouter:
 
     @property
     def registry(self) -> Registry:
-        """The registry requests are routed against right now, learned facts included
-        (never waits)."""
+        """The registry routed against now, learned facts included (never waits)."""
         return self.view().engine.registry
 
     def _source_registry(self) -> Registry:
