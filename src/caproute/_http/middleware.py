@@ -224,14 +224,14 @@ class _Driver(NamedTuple):
             self.router, call, _ASYNC_SHELL, (request, call_next), self.tracing
         )
 
-    def _call(self, request: APIRequest) -> adapter.Call | None:
+    def _call(self, request: APIRequest) -> adapter.ParsedCall | None:
         """The call to route, or `None` for a request to pass through untouched."""
         try:
             return self._parsed(request)
         except Exception as exc:  # a caproute bug: the SDK's error, API-shaped
             _raise_local(request, adapter.local_answer(self.router, exc, self.tracing))
 
-    def _parsed(self, request: APIRequest) -> adapter.Call | None:
+    def _parsed(self, request: APIRequest) -> adapter.ParsedCall | None:
         # The SDK's `url` is the path (``/v1/messages``, 0.x beta calls add ``?beta=true``),
         # or a full URL if the caller gave one; both end with the endpoint's path.
         options = request.options  # every `APIRequest` property reads it: read it once
@@ -248,7 +248,7 @@ class _Driver(NamedTuple):
             return None
         headers = _plain_headers(request.headers)
         betas = headers.get("anthropic-beta")
-        return adapter.Call(  # positional: keyword arguments cost more on this hot path
+        return adapter.ParsedCall(  # positional: keyword arguments cost more on this hot path
             body,
             endpoint,
             headers.get("anthropic-version", self.api_version),
@@ -272,7 +272,7 @@ class _Shell:
 class _SyncShell(_Shell):
     """The IO of `adapter.drive` for a sync client: ``call_next`` sends, the SDK's objects carry."""
 
-    def send(self, exchange: _Exchange[CallNext], action: adapter.Send) -> adapter.Sent:
+    def send(self, exchange: _Exchange[CallNext], action: adapter.Forward) -> adapter.Sent:
         sent = _sent(exchange[1](_outgoing(exchange[0], action)))
         if sent.status in adapter.READS_BODY_ON and sent.response is not None:
             return sent._replace(content=sent.response.read())
@@ -282,7 +282,9 @@ class _SyncShell(_Shell):
 class _AsyncShell(_Shell):
     """The IO of `adapter.drive_async` for an async client."""
 
-    async def send(self, exchange: _Exchange[AsyncCallNext], action: adapter.Send) -> adapter.Sent:
+    async def send(
+        self, exchange: _Exchange[AsyncCallNext], action: adapter.Forward
+    ) -> adapter.Sent:
         sent = _sent(await exchange[1](_outgoing(exchange[0], action)))
         if sent.status in adapter.READS_BODY_ON and sent.response is not None:
             return sent._replace(content=await sent.response.aread())
@@ -347,7 +349,7 @@ def _plain_headers(headers: Mapping[str, Any]) -> dict[str, str]:
     return {k.lower(): v for k, v in headers.items() if isinstance(v, str)}
 
 
-def _outgoing(request: APIRequest, send: adapter.Send) -> APIRequest:
+def _outgoing(request: APIRequest, send: adapter.Forward) -> APIRequest:
     """The request for `send`: the caller's own object when routing changed nothing.
 
     Raises:

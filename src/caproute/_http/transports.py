@@ -130,7 +130,9 @@ class _Routing:
                 request, adapter.local_answer(self._router, refused, self._tracing)
             ), None
 
-    def _call(self, request: Any, endpoint: Any, content: bytes) -> tuple[adapter.Call | None, Any]:
+    def _call(
+        self, request: Any, endpoint: Any, content: bytes
+    ) -> tuple[adapter.ParsedCall | None, Any]:
         headers = request.headers
         api_version, betas, retry, coding = _call_headers(headers)
         codings: tuple[str, ...] = ()
@@ -152,9 +154,9 @@ class _Routing:
                 duplicate,
             )
             request = self._rebuilt(request, _body.encode(_body.dumps(body), codings))
-        return adapter.Call(body, endpoint, api_version, betas, headers, retry), request
+        return adapter.ParsedCall(body, endpoint, api_version, betas, headers, retry), request
 
-    def _outgoing(self, request: Any, send: adapter.Send) -> Any:
+    def _outgoing(self, request: Any, send: adapter.Forward) -> Any:
         """The request to send for `send`: the original one when nothing changed.
 
         Raises:
@@ -234,13 +236,13 @@ class _SyncRouting(_Routing):
         request, endpoint = self._prepared(request)
         if endpoint is not None:
             call, request = self._parsed(request, endpoint, request.read())
-            if isinstance(call, adapter.Call):
+            if isinstance(call, adapter.ParsedCall):
                 return adapter.drive(self._router, call, self, request, self._tracing)
             if call is not None:
                 return call  # answered locally
         return self._inner.handle_request(request)
 
-    def send(self, request: Any, action: adapter.Send) -> adapter.Sent:
+    def send(self, request: Any, action: adapter.Forward) -> adapter.Sent:
         """Forward `action` through the inner transport (`adapter.drive`'s shell)."""
         response = self._inner.handle_request(self._outgoing(request, action))
         if response.status_code not in adapter.READS_BODY_ON:
@@ -261,11 +263,11 @@ class _AsyncRouting(_Routing):
         if endpoint is None:
             return await self._inner.handle_async_request(request)
         call, request = self._parsed(request, endpoint, await request.aread())
-        if isinstance(call, adapter.Call):
+        if isinstance(call, adapter.ParsedCall):
             return await adapter.drive_async(self._router, call, self, request, self._tracing)
         return call if call is not None else await self._inner.handle_async_request(request)
 
-    async def send(self, request: Any, action: adapter.Send) -> adapter.Sent:
+    async def send(self, request: Any, action: adapter.Forward) -> adapter.Sent:
         """Forward `action` through the inner transport (`adapter.drive_async`'s shell)."""
         response = await self._inner.handle_async_request(self._outgoing(request, action))
         if response.status_code not in adapter.READS_BODY_ON:

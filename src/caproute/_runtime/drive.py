@@ -24,13 +24,13 @@ The SDK middleware (`caproute._http.middleware`) and the httpx / httpx2 transpor
 
 What `drive` does, step by step (`drive_async` awaits the same steps)::
 
-    view, action = router.start(call)             # route once: Send (reported), Refuse,
-    if Send:                                      # Refresh or Resolve; the common case
+    view, action = router.start(call)             # route once: Forward (reported), Refuse,
+    if Forward:                                   # Refresh or Resolve; the common case
         sent = shell.send(request, action)        # takes no flow:
         if sent.status < 400: deliver sent        #   caproute-* headers, extension
     flow = call_flow(call, view, first=action)    # otherwise the flow takes over:
     for each action it yields:
-        Send      -> report, release the previous response, send, feed the Reply back
+        Forward   -> report, release the previous response, send, feed the Reply back
         Refresh, Resolve, Learn, RememberAccount, MarkRetired, MarkOverloaded
                   -> router.carry_out(action), feed router.view() back
         Refuse    -> report; shell.answer(request, the API-shaped 400)
@@ -49,9 +49,7 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol, TypeVar
 
 from .._core.body import BodyRefused, internal_error_message, refused_decision
 from .._core.decision import Decision
-from .._core.flow import READS_BODY_ON, Deliver, Refuse, Reply, call_flow
-from .._core.flow import Forward as Send
-from .._core.flow import ParsedCall as Call
+from .._core.flow import READS_BODY_ON, Deliver, Forward, ParsedCall, Refuse, Reply, call_flow
 from .._core.secrets import redact_decision
 from .._core.wire import (  # re-exported: the proxy reads them here
     endpoint_for,
@@ -69,10 +67,10 @@ if TYPE_CHECKING:
 __all__ = [
     "READS_BODY_ON",
     "AsyncShell",
-    "Call",
+    "Forward",
     "Local",
     "Reply",
-    "Send",
+    "ParsedCall",
     "Sent",
     "SyncShell",
     "Unsent",
@@ -125,7 +123,7 @@ class Unsent(Exception):
 class SyncShell(Protocol[RequestT, ResultT]):
     """The IO a sync shell does for `drive` (see the module docstring)."""
 
-    def send(self, request: RequestT, action: Send) -> Sent:
+    def send(self, request: RequestT, action: Forward) -> Sent:
         """Forward `action` upstream."""
         ...
 
@@ -137,7 +135,7 @@ class SyncShell(Protocol[RequestT, ResultT]):
 class AsyncShell(Protocol[RequestT, ResultT]):
     """The async twin of `SyncShell` (sending is awaited)."""
 
-    async def send(self, request: RequestT, action: Send) -> Sent:
+    async def send(self, request: RequestT, action: Forward) -> Sent:
         """Forward `action` upstream."""
         ...
 
@@ -158,7 +156,7 @@ _Steps = Generator[_Step, Any, Any]
 
 def drive(
     router: LiveRouter,
-    call: Call,
+    call: ParsedCall,
     shell: SyncShell[RequestT, ResultT],
     request: RequestT,
     tracing: ClientTracing | None = None,
@@ -202,7 +200,7 @@ def drive(
 
 async def drive_async(
     router: LiveRouter,
-    call: Call,
+    call: ParsedCall,
     shell: AsyncShell[RequestT, ResultT],
     request: RequestT,
     tracing: ClientTracing | None = None,
@@ -244,7 +242,7 @@ async def drive_async(
 # -- the steps, once -----------------------------------------------------------------------
 
 
-def _exchange(router: LiveRouter, call: Call, view: Any, action: Any) -> _Steps:
+def _exchange(router: LiveRouter, call: ParsedCall, view: Any, action: Any) -> _Steps:
     """The steps of one call from its first (`LiveRouter.start`: routed once, a send
     reported): yields ``(op, argument)`` for the driver to carry out, returns the
     delivered result or a `Local` answer.
@@ -253,7 +251,7 @@ def _exchange(router: LiveRouter, call: Call, view: Any, action: Any) -> _Steps:
     the flow reacts to; only then does `call_flow` start, from the action already sent.
     """
     sent: Sent | None = None
-    if isinstance(action, Send):
+    if isinstance(action, Forward):
         sent = yield _SEND, action
         assert sent is not None
         if sent.status < 400:
@@ -265,7 +263,7 @@ def _exchange(router: LiveRouter, call: Call, view: Any, action: Any) -> _Steps:
         flow = call_flow(call, view, action)
         action = next(flow)
     while True:
-        if isinstance(action, Send):
+        if isinstance(action, Forward):
             router.report(action.decision)
             if sent is not None and sent.response is not None:
                 yield _RELEASE, sent.response

@@ -42,6 +42,7 @@ from .._core.flow import (
     Learn,
     MarkOverloaded,
     MarkRetired,
+    ParsedCall,
     Refresh,
     RememberAccount,
     Resolve,
@@ -50,7 +51,6 @@ from .._core.flow import (
     first_step,
     route_call,
 )
-from .._core.flow import ParsedCall as Call
 from .._core.learned_facts import CAPABILITY_FACT_TTL_S, RETIRED_FACT_TTL_S, LearnedFact
 from .._core.policy import Policy
 from .._core.registry import Registry
@@ -235,16 +235,16 @@ class LiveRouter:
         self._latest = await self._async.current()
         return self._view_of(self._latest)
 
-    def start(self, call: Call) -> tuple[View, Step]:
+    def start(self, call: ParsedCall) -> tuple[View, Step]:
         """A driver's first move, in one call: the view, the call's first step on it
         (`first_step`), and a `Forward` already reported."""
         return self._first(self._view_of(self._source_registry()), call)
 
-    async def astart(self, call: Call) -> tuple[View, Step]:
+    async def astart(self, call: ParsedCall) -> tuple[View, Step]:
         """`start()` for async drivers."""
         return self._first(await self.aview(), call)
 
-    def _first(self, view: View, call: Call) -> tuple[View, Step]:
+    def _first(self, view: View, call: ParsedCall) -> tuple[View, Step]:
         step = first_step(view, call)
         if type(step) is Forward:
             report_decision(step.decision, self._hooks, self._logger)
@@ -551,7 +551,7 @@ class LiveRouter:
         view = self.view()
         if exclude:
             view = view._replace(avoid=view.avoid | frozenset(exclude))
-        result = route_call(view, Call(body, endpoint, api_version, tuple(betas), headers))
+        result = route_call(view, ParsedCall(body, endpoint, api_version, tuple(betas), headers))
         self.report(result.decision)
         return result
 
