@@ -14,7 +14,7 @@ the HTTP adapter; the command line drives everything).
     layer 3  _http, _batch, testing         shells: the SDK's HTTP path, batches, the fake API
     layer 2  _runtime                       the live router, the flow's drivers, logs, tracing
     layer 1  _registry                      fetchers, snapshots, policy files
-    layer 0  _core, _exceptions, _types, _version   (one part: the core and the names it shares)
+    layer 0  _core, _exceptions, _logs, _types, _version   (the core and what it shares)
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ PACKAGE = Path(caproute.__file__).parent
 LAYERS: dict[str, int] = {
     "_core": 0,
     "_exceptions": 0,
+    "_logs": 0,
     "_types": 0,
     "_version": 0,
     "_registry": 1,
@@ -44,7 +45,7 @@ LAYERS: dict[str, int] = {
 }
 
 
-BASE: frozenset[str] = frozenset({"_core", "_exceptions", "_types", "_version"})
+BASE: frozenset[str] = frozenset({"_core", "_exceptions", "_logs", "_types", "_version"})
 """Layer 0 is one part: the core raises caproute's exceptions and uses its shared types."""
 
 
@@ -118,7 +119,7 @@ def test_the_graph_reader_sees_the_imports_it_checks() -> None:
     }
     assert ("caproute._http.middleware", "caproute._runtime") in imported  # relative
     assert ("caproute._wrap.client", "caproute._wrap") in imported  # function-level `from . import`
-    assert ("caproute.cli", "caproute._runtime") in imported  # inside a function
+    assert ("caproute.cli", "caproute._logs") in imported  # inside a function
 
 
 MAX_LINES = 600

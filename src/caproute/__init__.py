@@ -11,7 +11,6 @@ import importlib
 import typing
 from typing import TYPE_CHECKING, Any
 
-from ._runtime import logs as _logs  # noqa: F401  (every caproute logger masks keys from the start)
 from ._version import __version__ as __version__
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ import pytest
 
 from caproute import MISSING, Candidate, Change, Decision, LiveRouter, Registry
 from caproute._core.secrets import decision_has_secret, redact, redact_decision
-from caproute._runtime.logs import RedactingFilter, protect, protect_uvicorn, redacting_streams
+from caproute._logs import RedactingFilter, protect, protect_uvicorn, redacting_streams
 from caproute.testing import make_model
 
 KEY = "sk-ant-api03-SECRETsecret123"

@@ -337,9 +337,9 @@ def test_every_caproute_logger_is_protected() -> None:
     import importlib
     import pkgutil
 
+    from caproute._logs import LOGGERS as PROTECTED
+    from caproute._logs import RedactingFilter
     from caproute._proxy._logging import router_logger
-    from caproute._runtime.logs import LOGGERS as PROTECTED
-    from caproute._runtime.logs import RedactingFilter
 
     for module in pkgutil.walk_packages(caproute.__path__, "caproute."):
         if ".testing" not in module.name and "__main__" not in module.name:

@@ -1,6 +1,6 @@
 """Keys never leave caproute: how credentials are found and masked in text and decisions.
 
-The logging filter and the command line's streams that apply it are in `caproute._runtime.logs`.
+The logging filter and the command line's streams that apply it are in `caproute._logs`.
 
 caproute never puts a key anywhere on purpose (keys live in request headers, which no
 decision, log line, metric or file holds). What it can't control is text from

@@ -43,9 +43,9 @@ import httpx2
 from .._core import body as _body
 from .._core.body import BodyRefused
 from .._core.wire import CAPROUTE_PREFIX, endpoint_for, parse_betas
+from .._logs import protect
 from .._runtime import drive as adapter
 from .._runtime.live import DecisionHook, LiveRouter, RegistryInput, router_or_live
-from .._runtime.logs import protect
 from .._runtime.otel import ClientTracing
 
 if TYPE_CHECKING:

@@ -28,6 +28,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .. import _logs  # noqa: F401  (masking on every caproute logger before any record)
+
 if TYPE_CHECKING:
     from ._app import ProxyApp
     from ._config import DEFAULT_MAX_BODY_BYTES, DEFAULT_UPSTREAM, ProxyConfig

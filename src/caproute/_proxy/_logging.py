@@ -98,7 +98,7 @@ def logging_config(level: str, log_format: str) -> dict[str, Any]:
         "formatters": {"caproute": {"()": f"{__name__}.{formatter.__name__}"}},
         # Every line through the handler has `sk-ant-` tokens masked (see caproute._core.secrets).
         "filters": {
-            "redact": {"()": "caproute._runtime.logs.RedactingFilter"},
+            "redact": {"()": "caproute._logs.RedactingFilter"},
             "deliberate_cut": {"()": f"{__name__}.DeliberateCutFilter"},
         },
         "handlers": {

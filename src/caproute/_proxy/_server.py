@@ -55,7 +55,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._exceptions import ConfigError
-from .._runtime.logs import protect_uvicorn
+from .._logs import protect_uvicorn
 from ._config import ProxyConfig
 from ._limits import ProtocolLimits
 from ._logging import logging_config

@@ -58,7 +58,7 @@ from .._core.wire import (  # re-exported: the proxy reads them here
     parse_error,
     refusal_body,
 )
-from .logs import protect
+from .._logs import protect
 from .otel import ClientTracing, client_tracing
 
 if TYPE_CHECKING:

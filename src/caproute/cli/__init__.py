@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from .. import _logs  # noqa: F401  (masking on every caproute logger before any record)
 from .._version import __version__
 
 # Subcommand modules, in help order. Each defines `register(subparsers)`.
@@ -40,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help(sys.stderr)
         return 2
-    from .._runtime.logs import redacting_streams
+    from .._logs import redacting_streams
 
     # Everything a command prints is masked: an `sk-ant-` key never reaches a terminal.
     with redacting_streams():

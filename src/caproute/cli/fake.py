@@ -91,7 +91,7 @@ def run_fake(args: argparse.Namespace) -> int:
             key = args.api_key or "test-key"
             # The fake's key is a throwaway the command exists to announce (scripts
             # read it): shown as it is, past the CLI's credential masking.
-            from .._runtime.logs import print_unmasked
+            from .._logs import print_unmasked
 
             if args.json:
                 where = {"url": fake.url, "port": fake.port, "models": len(fake.models())}

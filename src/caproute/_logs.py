@@ -1,8 +1,10 @@
 """Where masking applies: every caproute logger, uvicorn's when the proxy runs, and CLI output.
 
 The masking itself (`redact`, `redact_decision`) is pure and lives in `caproute._core.secrets`.
-Importing this module puts `RedactingFilter` on every logger in `LOGGERS`; ``caproute``'s
-``__init__`` imports it, so any caproute module's records are masked.
+Importing this module puts `RedactingFilter` on every logger in `LOGGERS`. The package of
+every part that logs imports it first thing (``_registry``, ``_runtime``, ``_http``,
+``_batch``, ``_proxy``, ``cli``), so no caproute record is ever written unmasked, while a
+bare ``import caproute`` stays light.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 from collections.abc import Iterator
 from typing import IO, Any, Final
 
-from .._core.secrets import _TOKEN, MARK, MASK, has_secret, redact, redact_decision
+from ._core.secrets import _TOKEN, MARK, MASK, has_secret, redact, redact_decision
 
 __all__ = [
     "LOGGERS",
