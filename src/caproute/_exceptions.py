@@ -18,7 +18,9 @@ A request the policy refuses raises no caproute error: it is answered locally wi
 API-shaped 400 (through the SDK, `anthropic.BadRequestError`), see docs/sdk.md.
 
 Messages never contain an API key: errors built from HTTP answers carry the status,
-the API's error type and message, and the request id, nothing from the request headers.
+the API's error type and message, and the request id, nothing from the request headers
+(`RegistryHTTPError` and `BatchAPIError` share them through `APIAnswerError`, which is
+not exported).
 """
 
 from __future__ import annotations
