@@ -18,7 +18,9 @@ A request the policy refuses raises no caproute error: it is answered locally wi
 API-shaped 400 (through the SDK, `anthropic.BadRequestError`), see docs/sdk.md.
 
 Messages never contain an API key: errors built from HTTP answers carry the status,
-the API's error type and message, and the request id, nothing from the request headers.
+the API's error type and message, and the request id, nothing from the request headers
+(`RegistryHTTPError` and `BatchAPIError` share them through `APIAnswerError`, which is
+not exported).
 """
 
 from __future__ import annotations
@@ -77,8 +79,37 @@ class RegistryError(RuntimeFailure):
     """The capability registry could not be built or read."""
 
 
-class RegistryHTTPError(RegistryError):
+class APIAnswerError(RuntimeFailure):
+    """An API answered with an error: its HTTP status, ``error.type`` and request id,
+    each `None` when unknown (the base of `RegistryHTTPError` and `BatchAPIError`)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        error_type: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.error_type = error_type
+        self.request_id = request_id
+        super().__init__(message)
+
+
+def answer_text(
+    status_code: int, error_type: str | None, message: str, request_id: str | None
+) -> str:
+    """``HTTP 404 not_found_error: message (request-id …)`` (parts that are unknown left out)."""
+    kind = f" {error_type}" if error_type else ""
+    rid = f" (request-id {request_id})" if request_id else ""
+    return f"HTTP {status_code}{kind}: {message}{rid}"
+
+
+class RegistryHTTPError(RegistryError, APIAnswerError):
     """The Models API answered with an error status that is not retried (or retries ran out)."""
+
+    status_code: int
 
     def __init__(
         self,
@@ -88,13 +119,13 @@ class RegistryHTTPError(RegistryError):
         error_type: str | None = None,
         request_id: str | None = None,
     ) -> None:
-        self.status_code = status_code
-        self.error_type = error_type
-        self.request_id = request_id
         self.api_message = message
-        kind = f" {error_type}" if error_type else ""
-        rid = f" (request-id {request_id})" if request_id else ""
-        super().__init__(f"Models API answered HTTP {status_code}{kind}: {message}{rid}")
+        super().__init__(
+            f"Models API answered {answer_text(status_code, error_type, message, request_id)}",
+            status_code=status_code,
+            error_type=error_type,
+            request_id=request_id,
+        )
 
 
 class RegistryUnavailableError(RegistryError):

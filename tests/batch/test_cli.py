@@ -14,6 +14,7 @@ from batch_helpers import API_KEY, NOBATCH, SMALL, creates, item, read_results, 
 
 from caproute.cli import main
 from caproute.testing import FakeAnthropic
+from terminal_output import read_terminal
 
 STRICT_POLICY = """\
 version: 1
@@ -281,18 +282,9 @@ def test_progress_bar_on_a_terminal(api_env: FakeAnthropic, tmp_path: Path) -> N
         env={**os.environ, "COLUMNS": "120", "TERM": "xterm"},
     )
     os.close(follower)
-    chunks = []
-    while True:
-        try:
-            data = os.read(leader, 65536)
-        except OSError:  # the child closed the terminal
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(leader)
+    drawn = read_terminal(leader, process)
     assert process.wait(timeout=30) == 0
-    screen = b"".join(chunks).decode("utf-8", "replace")
+    screen = drawn.decode("utf-8", "replace")
     assert "all batches" in screen
     assert "━" in screen  # a bar, drawn by rich
     assert "6/6" in screen and "3/3" in screen

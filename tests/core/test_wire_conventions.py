@@ -13,6 +13,7 @@ from caproute._core.wire import (
     endpoint_of_body,
     error_body,
     error_document,
+    error_summary,
     parse_betas,
     parse_error,
     refusal_body,
@@ -31,6 +32,8 @@ from caproute._core.wire import (
         ("GET", "/v1/messages/batches", None),
         ("POST", "/v1/messages/batches/msgbatch_1/cancel", None),
         ("POST", "/v1/models", None),
+        ("GET", "/v1/models", None),
+        ("POST", "/v1/files", None),
         ("POST", "/V1/messages", None),
         ("POST", "/", None),
     ],
@@ -69,6 +72,16 @@ def test_an_error_body_reads_back_as_what_was_built() -> None:
     )
 
 
+def test_an_api_error_body_reads_as_its_fields() -> None:
+    coded = (
+        b'{"type":"error","error":{"type":"invalid_request_error","message":"off",'
+        b'"details":{"error_code":"organization_url_fetch_disabled"}},"request_id":"req_1"}'
+    )
+    assert parse_error(coded) == ErrorFields(
+        "invalid_request_error", "off", "organization_url_fetch_disabled", "req_1"
+    )
+
+
 def test_error_body_is_compact_json_in_the_apis_shape() -> None:
     assert error_body("api_error", "boom") == (
         b'{"type":"error","error":{"type":"api_error","message":"caproute: boom"}}'
@@ -102,3 +115,27 @@ def test_a_refusal_carries_the_reason_and_any_error_code_the_api_gave() -> None:
     assert parse_error(refusal_body(unnamed)) == ErrorFields(
         "invalid_request_error", "caproute: the routing policy refused this request"
     )
+
+
+def test_a_refusal_body_is_api_shaped() -> None:
+    decision = Decision("rejected", "alpha", None, reason="no model supports pdf_input")
+    assert json.loads(refusal_body(decision)) == {
+        "type": "error",
+        "error": {
+            "type": "invalid_request_error",
+            "message": "caproute: no model supports pdf_input",
+        },
+    }
+
+
+def test_an_error_summary_falls_back_to_the_body_and_prefers_the_header_request_id() -> None:
+    body = b'{"type":"error","error":{"type":"not_found_error","message":"gone"},"request_id":"b"}'
+    assert error_summary(body) == ("not_found_error", "gone", "b")
+    assert error_summary(body, "h") == ("not_found_error", "gone", "h")
+    assert error_summary(b"  <html>" + b"x" * 300) == (None, "<html>" + "x" * 194, None)
+    assert error_summary(b'{"error": {"message": ""}}') == (
+        None,
+        '{"error": {"message": ""}}',
+        None,
+    )
+    assert error_summary(b" ") == (None, "(empty body)", None)

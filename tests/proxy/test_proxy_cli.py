@@ -184,3 +184,20 @@ def test_the_config_file_is_read_under_the_policy_limits_of_the_environment(
     monkeypatch.setenv("CAPROUTE_POLICY_MAX_DEPTH", "1")
     with pytest.raises(caproute.ConfigError, match="set CAPROUTE_POLICY_MAX_DEPTH"):
         build_config(args)
+
+
+def test_a_config_file_that_cannot_be_read_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.yaml"
+    args = build_parser().parse_args(["serve", "--config", str(missing)])
+    with pytest.raises(caproute.ConfigError) as caught:
+        build_config(args)
+    assert (
+        str(caught.value) == f"cannot read the server config {missing}: No such file or directory"
+    )
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"listen:\n  host: caf\xe9\n")
+    args = build_parser().parse_args(["serve", "--config", str(latin)])
+    with pytest.raises(
+        caproute.ConfigError, match=r"cannot read the server config .*latin.yaml: 'utf-8'"
+    ):
+        build_config(args)

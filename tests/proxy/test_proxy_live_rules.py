@@ -68,6 +68,22 @@ def messages_sent(fake: FakeAnthropic, mark: int = 0) -> list[dict[str, Any]]:
     return [r.body for r in fake.requests[mark:] if r.path == "/v1/messages"]
 
 
+def post_through_pass_through_proxy(
+    fake: FakeAnthropic, request: dict[str, Any], **proxy_options: Any
+) -> httpx.Response:
+    """POST `request` to a pass-through proxy (the caller's own key reads /v1/models)
+    started for this one request, and stop it."""
+    running = start_proxy(fake, **proxy_options)
+    try:
+        return httpx.post(
+            f"{running.url}/v1/messages",
+            json=request,
+            headers={"x-api-key": API_KEY, "anthropic-version": "2023-06-01"},
+        )
+    finally:
+        running.stop()
+
+
 def bare_status(fake: FakeAnthropic, **request: Any) -> int:
     with httpx.Client(base_url=fake.url, headers=fake.headers()) as client:
         return client.post("/v1/messages", json=request).status_code
@@ -169,16 +185,8 @@ def test_pass_through_mode_applies_the_thinking_sampling_rule_for_any_client(
     }
     assert bare_status(fake, **request) == 400
     mark = len(fake.requests)
-    running = start_proxy(fake, snapshot=older_snapshot)
-    try:
-        # A plain HTTP client, not the SDK: the proxy is the way in for any language.
-        answer = httpx.post(
-            f"{running.url}/v1/messages",
-            json=request,
-            headers={"x-api-key": API_KEY, "anthropic-version": "2023-06-01"},
-        )
-    finally:
-        running.stop()
+    # A plain HTTP client, not the SDK: the proxy is the way in for any language.
+    answer = post_through_pass_through_proxy(fake, request, snapshot=older_snapshot)
     assert answer.status_code == 200
     [forwarded] = messages_sent(fake, mark)
     assert forwarded["thinking"] == {"type": "adaptive"}
@@ -224,15 +232,7 @@ def test_pass_through_routes_each_caller_on_its_live_lineup(
     request = {"model": SONNET, "max_tokens": 100, "messages": HI, **extra}
     assert bare_status(fake, **request) == 400
     mark = len(fake.requests)
-    running = start_proxy(fake)  # pass-through: the caller's own key reads /v1/models
-    try:
-        answer = httpx.post(
-            f"{running.url}/v1/messages",
-            json=request,
-            headers={"x-api-key": API_KEY, "anthropic-version": "2023-06-01"},
-        )
-    finally:
-        running.stop()
+    answer = post_through_pass_through_proxy(fake, request)
     assert answer.status_code == 200, answer.text
     [forwarded] = messages_sent(fake, mark)
     assert check(forwarded), forwarded

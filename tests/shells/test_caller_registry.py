@@ -47,11 +47,6 @@ class ModelsApi:
         return httpx2.Response(200, json={"data": data, "has_more": False})
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def callers_over(api: ModelsApi, clock: Clock) -> CallerRegistries:
     return CallerRegistries(
         upstream="https://upstream.test",

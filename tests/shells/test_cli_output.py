@@ -13,7 +13,6 @@ import json
 import os
 import pty
 import re
-import select
 import socket
 import struct
 import subprocess
@@ -33,6 +32,7 @@ from caproute._registry.snapshot import user_cache_path
 from caproute.cli import main
 from caproute.cli.table import render_registry
 from caproute.testing import FakeAnthropic, make_model
+from terminal_output import read_terminal
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "sk-ant-output-test-SECRET"
@@ -177,26 +177,11 @@ def run_in_terminal(*argv: str, columns: int) -> str:
         env=env,
     )
     os.close(child_fd)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([main_fd], [], [], 1.0)
-        if not ready:
-            if process.poll() is not None:
-                break
-            continue
-        try:
-            chunk = os.read(main_fd, 65536)
-        except OSError:  # the child closed the terminal
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(main_fd)
+    drawn = read_terminal(main_fd, process)
     assert process.wait(timeout=10) == 0
     assert process.stderr is not None and process.stderr.read() == b""
     process.stderr.close()
-    return b"".join(chunks).decode().replace("\r\n", "\n")
+    return drawn.decode().replace("\r\n", "\n")
 
 
 def test_on_a_terminal_the_table_fits_it_and_is_styled() -> None:

@@ -726,22 +726,31 @@ def test_fake_slow_refresh_never_blocks_current(live: FakeAnthropic) -> None:
         wait_until(lambda: f.is_fresh)
 
 
+def _at_once_in_64_threads(ask: Callable[[], None]) -> None:
+    """Run `ask` in 64 threads released together by a barrier; return when all are done."""
+    barrier = threading.Barrier(64)
+
+    def run() -> None:
+        barrier.wait()
+        ask()
+
+    threads = [threading.Thread(target=run) for _ in range(64)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def test_fake_single_flight_with_64_threads(live: FakeAnthropic) -> None:
     live.faults.add("/v1/models", delay=0.3)  # keep the one fetch in flight meanwhile
     f, _ = fake_fetcher(live, background=False)
-    barrier = threading.Barrier(64)
     results: list[Registry] = []
 
     def ask() -> None:
-        barrier.wait()
         results.append(f.refresh())
 
-    threads = [threading.Thread(target=ask) for _ in range(64)]
     with f:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        _at_once_in_64_threads(ask)
     assert len(results) == 64
     assert len({id(r) for r in results}) == 1
     assert live.count("/v1/models") == 1
@@ -750,22 +759,16 @@ def test_fake_single_flight_with_64_threads(live: FakeAnthropic) -> None:
 def test_fake_single_flight_shares_a_failure_too(live: FakeAnthropic) -> None:
     live.faults.add("/v1/models", delay=0.2, status=403)
     f, _ = fake_fetcher(live, background=False)
-    barrier = threading.Barrier(64)
     errors: list[BaseException] = []
 
     def ask() -> None:
-        barrier.wait()
         try:
             f.refresh()
         except RegistryHTTPError as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=ask) for _ in range(64)]
     with f:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        _at_once_in_64_threads(ask)
     assert len(errors) == 64
     assert {e.status_code for e in errors if isinstance(e, RegistryHTTPError)} == {403}
     assert live.count("/v1/models") == 1

@@ -256,6 +256,8 @@ def test_old_catalogue_shape_falls_back_to_top_level_code_execution(
         ({"output_config": {"effort": "extreme"}}, "output_config.effort"),
         ({"context_management": {"edits": {"type": "x"}}}, "context_management.edits"),
         ({"context_management": {"edits": [{}]}}, "context_management.edits.0.type"),
+        ({"context_management": {"edits": ["x"]}}, "edits.0.type: Field required"),
+        ({"compaction": {"type": 3}}, "compaction.type: Field required"),
     ],
 )
 def test_body_rules(http: httpx.Client, fields: dict[str, Any], fragment: str) -> None:

@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeAlias, TypeVar
 
 import httpx2
 
-from .._exceptions import ConfigError, RuntimeFailure
+from .._core.wire import error_summary
+from .._exceptions import APIAnswerError, ConfigError, answer_text
 from .._registry.snapshot import DEFAULT_BASE_URL
 from .._types import AsyncSleep, Sleep
 from .rounds import RouterLink
@@ -67,21 +68,8 @@ _UPLOAD_TIMEOUT: Final = httpx2.Timeout(600.0, connect=10.0)
 """A 256 MB body on a slow link takes minutes; the read timeout covers the API's work."""
 
 
-class BatchAPIError(RuntimeFailure):
+class BatchAPIError(APIAnswerError):
     """The Message Batches API answered with an error (or could not be reached)."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status_code: int | None = None,
-        error_type: str | None = None,
-        request_id: str | None = None,
-    ) -> None:
-        self.status_code = status_code
-        self.error_type = error_type
-        self.request_id = request_id
-        super().__init__(message)
 
 
 # -- actions -----------------------------------------------------------------------------------
@@ -167,38 +155,19 @@ class Answer:
         """``(error.type, error.message, request_id)`` of an error answer."""
         if self.status is None:
             return None, self.error or "no answer", None
-        error_type = message = request_id = None
-        try:
-            body = json.loads(self.content)
-        except ValueError:
-            body = None
-        if isinstance(body, dict):
-            error = body.get("error")
-            if isinstance(error, dict):
-                error_type = _str(error.get("type"))
-                message = _str(error.get("message"))
-            request_id = _str(body.get("request_id"))
-        request_id = self.headers.get("request-id") or request_id
-        text = message or self.content.decode("utf-8", "replace").strip()[:200] or "(empty body)"
-        return error_type, text, request_id
+        return error_summary(self.content, self.headers.get("request-id"))
 
     def to_error(self, what: str) -> BatchAPIError:
         """The `BatchAPIError` this answer means, naming `what` was being done."""
         error_type, message, request_id = self.error_detail()
         if self.status is None:
             return BatchAPIError(f"{what}: {message}")
-        kind = f" {error_type}" if error_type else ""
-        rid = f" (request-id {request_id})" if request_id else ""
         return BatchAPIError(
-            f"{what}: HTTP {self.status}{kind}: {message}{rid}",
+            f"{what}: {answer_text(self.status, error_type, message, request_id)}",
             status_code=self.status,
             error_type=error_type,
             request_id=request_id,
         )
-
-
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 # -- settings ----------------------------------------------------------------------------------

@@ -7,7 +7,7 @@
   Messages API's documented error shape, "Errors" page of the API reference; the SDK
   reads it into ``anthropic.types.ErrorResponse``): built once (`error_document`,
   and `error_body` / `refusal_body` for caproute's own answers) and read once
-  (`parse_error`).
+  (`parse_error`; `error_summary` for an exception's text).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ __all__ = [
     "endpoint_of_body",
     "error_body",
     "error_document",
+    "error_summary",
     "parse_betas",
     "parse_error",
     "refusal_body",
@@ -113,6 +114,17 @@ def parse_error(body: bytes | str) -> ErrorFields:
     return ErrorFields(
         _text(error.get("type")), _text(error.get("message")), _text(code), request_id
     )
+
+
+def error_summary(
+    content: bytes, request_id: str | None = None
+) -> tuple[str | None, str, str | None]:
+    """``(error.type, message, request id)`` of an error answer, for an exception's text:
+    the message falls back to the start of the body, `request_id` (the ``request-id``
+    header) to the body's ``request_id``."""
+    fields = parse_error(content)
+    message = fields.message or content.decode("utf-8", "replace").strip()[:200] or "(empty body)"
+    return fields.type, message, request_id or fields.request_id
 
 
 def _text(value: object) -> str | None:

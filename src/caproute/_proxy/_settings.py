@@ -324,21 +324,15 @@ def read_config_file(path: Path) -> dict[str, Any]:
         ConfigError: The file can't be read; `PolicyError` (a `ConfigError`) for the
             first problem in it, as ``file:line:column: message``.
     """
-    from .._core.yaml_text import size_error
-    from .._registry.files import read_capped
-    from .._registry.policy_files import policy_limits
+    from .._registry.policy_files import policy_limits, read_capped_text
 
     limits = policy_limits()
-    name = os.fspath(path)
     try:
-        data, over = read_capped(path, limits.max_bytes)
-        if over is not None:
-            raise size_error(over, limits, name, "server config")
-        text = data.decode("utf-8")
+        text = read_capped_text(path, limits, "server config")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise ConfigError(f"cannot read the server config {path}: {reason}") from None
-    values, errors = check_config_text(text, filename=name, limits=limits)
+    values, errors = check_config_text(text, filename=os.fspath(path), limits=limits)
     if values is None:
         raise errors[0]
     return values

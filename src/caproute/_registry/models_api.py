@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from .._core.model_info import ModelInfo
 from .._core.secrets import redact
+from .._core.wire import error_summary
 from .._exceptions import RegistryError, RegistryHTTPError
 from .._types import JSONObject
 
@@ -150,21 +151,7 @@ def error_from_answer(
 
     `secrets` are masked out of the message (the key must never reach an error).
     """
-    error_type: str | None = None
-    message = ""
-    request_id = headers.get("request-id")
-    try:
-        body = json.loads(content)
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict):
-            error_type = _str_or_none(error.get("type"))
-            message = _str_or_none(error.get("message")) or ""
-        request_id = request_id or _str_or_none(body.get("request_id"))
-    if not message:
-        message = content.decode("utf-8", "replace").strip()[:200] or "(empty body)"
+    error_type, message, request_id = error_summary(content, headers.get("request-id"))
     return RegistryHTTPError(
         status_code, _redact(message, secrets), error_type=error_type, request_id=request_id
     )
@@ -177,10 +164,6 @@ def _float(raw: str | None) -> float | None:
         return float(raw)
     except ValueError:
         return None
-
-
-def _str_or_none(value: object) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 def _redact(text: str, secrets: Iterable[str]) -> str:

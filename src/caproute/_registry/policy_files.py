@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .._core.policy import Policy
     from .._core.yaml_text import TextLimits  # pydantic: imported when a policy is read
 
-__all__ = ["load_policy", "policy_limits", "read_policy_text"]
+__all__ = ["load_policy", "policy_limits", "read_capped_text", "read_policy_text"]
 
 LIMITS_SETTING = "CAPROUTE_POLICY_MAX_"
 """The environment variables that change the limits: ``CAPROUTE_POLICY_MAX_BYTES``,
@@ -60,6 +60,23 @@ def _positive(var: str, raw: str) -> int:
     return value
 
 
+def read_capped_text(path: str | os.PathLike[str], limits: TextLimits, what: str) -> str:
+    """The UTF-8 text of a YAML file (a `what`: policy, server config), refused unread
+    when over ``limits.max_bytes``.
+
+    Raises:
+        PolicyError: The file is over the size limit.
+        OSError, UnicodeDecodeError: As reading and decoding raise them (each caller
+            words its own error).
+    """
+    from .._core.yaml_text import size_error
+
+    data, over = read_capped(path, limits.max_bytes)
+    if over is not None:
+        raise size_error(over, limits, os.fspath(path), what)
+    return data.decode("utf-8")
+
+
 def read_policy_text(path: str | os.PathLike[str], limits: TextLimits | None = None) -> str:
     """The text of a policy file (UTF-8), refused unread when over the size limit.
 
@@ -67,15 +84,10 @@ def read_policy_text(path: str | os.PathLike[str], limits: TextLimits | None = N
         PolicyError: the file is missing, unreadable, not UTF-8 or over
             ``limits.max_bytes`` (default: `policy_limits()`).
     """
-    from .._core.yaml_text import size_error
-
     limits = limits or policy_limits()
     name = os.fspath(path)
     try:
-        data, over = read_capped(path, limits.max_bytes)
-        if over is not None:
-            raise size_error(over, limits, name, "policy")
-        return data.decode("utf-8")
+        return read_capped_text(path, limits, "policy")
     except UnicodeDecodeError as exc:
         raise PolicyError(f"not UTF-8 text: {exc.reason}", file=name) from exc
     except OSError as exc:

@@ -450,6 +450,14 @@ def _check_tools(body: Mapping[str, Any], model: Mapping[str, Any], wording: Wor
             )
 
 
+def _required_type(value: object, where: str) -> str:
+    """The ``type`` of the object at `where` (the API's 400 when it has none)."""
+    kind = value.get("type") if isinstance(value, dict) else None
+    if not isinstance(kind, str):
+        raise _invalid(f"{where}.type: Field required")
+    return kind
+
+
 def _check_context_management(
     body: Mapping[str, Any], model: Mapping[str, Any], wording: Wording
 ) -> None:
@@ -460,9 +468,7 @@ def _check_context_management(
     if not isinstance(edits, list):
         raise _invalid("context_management.edits: Input should be a valid list")
     for i, edit in enumerate(edits):
-        kind = edit.get("type") if isinstance(edit, dict) else None
-        if not isinstance(kind, str):
-            raise _invalid(f"context_management.edits.{i}.type: Field required")
+        kind = _required_type(edit, f"context_management.edits.{i}")
         _require(
             model,
             f"context_management.{kind}",
@@ -478,9 +484,7 @@ def _check_compaction(body: Mapping[str, Any], model: Mapping[str, Any], wording
     compaction = body.get("compaction")
     if compaction is None:
         return
-    kind = compaction.get("type") if isinstance(compaction, dict) else None
-    if not isinstance(kind, str):
-        raise _invalid("compaction.type: Field required")
+    kind = _required_type(compaction, "compaction")
     if body.get("context_management") is not None:
         raise _invalid("compaction: cannot be combined with context_management")
     caps = model.get("capabilities")
