@@ -238,7 +238,7 @@ class LiveRouter:
     def start(self, call: ParsedCall) -> tuple[View, Step]:
         """A driver's first move, in one call: the view, the call's first step on it
         (`first_step`), and a `Forward` already reported."""
-        return self._first(self._view_of(self._source_registry()), call)
+        return self._first(self.view(), call)
 
     async def astart(self, call: ParsedCall) -> tuple[View, Step]:
         """`start()` for async drivers."""
