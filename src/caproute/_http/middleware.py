@@ -483,9 +483,15 @@ def _sdk_http_module() -> ModuleType:
 
     import anthropic
 
-    # `DefaultHttpxClient` subclasses the `Client` of whichever library the SDK uses.
-    client_base = anthropic.DefaultHttpxClient.__mro__[1]
-    return importlib.import_module(client_base.__module__.partition(".")[0])
+    # The public `DefaultHttpxClient` is a `Client` of whichever library the SDK uses.
+    for name in ("httpx2", "httpx"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        if issubclass(anthropic.DefaultHttpxClient, module.Client):
+            return module
+    raise TypeError("anthropic.DefaultHttpxClient is neither an httpx2 nor an httpx Client")
 
 
 @functools.cache
