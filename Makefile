@@ -47,7 +47,8 @@ pytest: $(STAMP)
 # The SDK-facing integration tests, run again under each older SDK generation.
 SDK_TESTS := tests/integration/test_sdk_matrix.py tests/integration/test_sdk_wire.py \
 	tests/integration/test_live_rules.py tests/integration/test_wrap_close.py \
-	tests/integration/test_langchain.py tests/integration/test_transparency.py
+	tests/integration/test_langchain.py tests/integration/test_transparency.py \
+	tests/integration/test_wrap_sdk_internals.py
 
 # The second SDK generation: anthropic 0.x is built on httpx (1.x/2.x on httpx2), so
 # the SDK matrix tests run again in their own environment. Created once, stamped.
