@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.caproute-installed
 
-.PHONY: demo test lint types pytest test-sdk0 test-sdk1 test-sdk-suite bench clean check-venv mutate
+.PHONY: demo test lint types pytest test-sdk0 test-sdk1 test-sdk-suite test-langchain-suite bench clean check-venv mutate
 
 # caproute needs Python >= 3.11: checked before .venv is made, and .venv is checked
 # before it is used, so a .venv made by a wrong or since-removed Python (make demo
@@ -47,7 +47,8 @@ pytest: $(STAMP)
 # The SDK-facing integration tests, run again under each older SDK generation.
 SDK_TESTS := tests/integration/test_sdk_matrix.py tests/integration/test_sdk_wire.py \
 	tests/integration/test_live_rules.py tests/integration/test_wrap_close.py \
-	tests/integration/test_langchain.py tests/integration/test_transparency.py
+	tests/integration/test_langchain.py tests/integration/test_transparency.py \
+	tests/integration/test_wrap_sdk_internals.py
 
 # The second SDK generation: anthropic 0.x is built on httpx (1.x/2.x on httpx2), so
 # the SDK matrix tests run again in their own environment. Created once, stamped.
@@ -102,6 +103,22 @@ $(SDK_SUITE_STAMP): pyproject.toml scripts/sdk_suite/requirements.txt
 test-sdk-suite: $(SDK_SUITE_STAMP)
 	test -n '$(SDK_SUITE_ANTHROPIC)' || { echo 'make $(STAMP) first (or set SDK_SUITE_ANTHROPIC)'; exit 2; }
 	$(SDK_SUITE_VENV)/bin/python scripts/sdk_suite/run.py --sdk-version '$(SDK_SUITE_ANTHROPIC)' $(SDK_SUITE_ARGS)
+
+# langchain-anthropic's own unit tests, the same way (scripts/sdk_suite/run.py --suite
+# langchain-anthropic): its sdist in .cache/, its test dependencies pinned as in its
+# uv.lock, the anthropic SDK of .venv. pydantic-ai's sdists ship no tests (docs/sdk.md).
+LANGCHAIN_SUITE_VENV := .venv-langchain-suite
+LANGCHAIN_SUITE_STAMP := $(LANGCHAIN_SUITE_VENV)/.caproute-installed
+
+$(LANGCHAIN_SUITE_STAMP): pyproject.toml scripts/sdk_suite/langchain-requirements.txt
+	test -n '$(SDK_SUITE_ANTHROPIC)' || { echo 'make $(STAMP) first (or set SDK_SUITE_ANTHROPIC)'; exit 2; }
+	test -x $(LANGCHAIN_SUITE_VENV)/bin/python || $(PYTHON) -m venv $(LANGCHAIN_SUITE_VENV)
+	$(LANGCHAIN_SUITE_VENV)/bin/python -m pip install -q -e . 'anthropic==$(SDK_SUITE_ANTHROPIC)' \
+		-r scripts/sdk_suite/langchain-requirements.txt
+	touch $(LANGCHAIN_SUITE_STAMP)
+
+test-langchain-suite: $(LANGCHAIN_SUITE_STAMP)
+	$(LANGCHAIN_SUITE_VENV)/bin/python scripts/sdk_suite/run.py --suite langchain-anthropic $(SDK_SUITE_ARGS)
 
 # test-sdk0 and test-sdk1 run after the main suite (a recursive make keeps the order
 # under -j).

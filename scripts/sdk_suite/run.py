@@ -1,17 +1,20 @@
-"""Run the anthropic SDK's own test suite unwrapped and with every client wrapped; compare.
+"""Run a package's own test suite unwrapped and with every anthropic client wrapped; compare.
 
-``make test-sdk-suite`` calls this in ``.venv-sdk-suite`` (the SDK's test dependencies,
-kept out of the project's environment). Steps:
+Two suites (``--suite``): the anthropic SDK's (``make test-sdk-suite``, in
+``.venv-sdk-suite``) and langchain-anthropic's unit tests (``make
+test-langchain-suite``, in ``.venv-langchain-suite``); each environment holds that
+suite's test dependencies, kept out of the project's. Steps:
 
-1. the sdist of the installed SDK version is downloaded once (``pip download
-   --no-deps --no-binary :all:``) into ``.cache/sdk-suite/`` and unpacked;
-2. its ``tests/`` (without ``tests/api_resources``, which needs a mock server) run
-   once unwrapped, then once per configuration with every ``Anthropic`` /
-   ``AsyncAnthropic`` the tests build replaced by ``caproute.wrap(client)``
-   (`caproute_sdk_suite.py`);
+1. the sdist of the installed version is downloaded once (``pip download
+   --no-deps --no-binary :all:``) into ``.cache/<suite>/`` and unpacked;
+2. its tests (the SDK's ``tests/`` without ``tests/api_resources``, which needs a mock
+   server; langchain-anthropic's ``tests/unit_tests``, sockets disabled as its own
+   Makefile runs them) run once unwrapped, then once per configuration with every
+   ``Anthropic`` / ``AsyncAnthropic`` the tests build replaced by
+   ``caproute.wrap(client)`` (`caproute_sdk_suite.py`);
 3. a test that fails wrapped but not unwrapped is a difference; it must be listed in
-   ``expected-differences.txt`` with its reason, else this exits 1. A listed test that
-   no longer differs is reported too (the list is kept exact).
+   the suite's expected-differences file with its reason, else this exits 1. A listed
+   test that no longer differs is reported too (the list is kept exact).
 
 Configurations are ``VIA:REGISTRY``: VIA ``transport`` (what ``auto`` takes) or
 ``middleware``, REGISTRY ``live`` (default ``wrap()``) or ``embedded``
@@ -21,7 +24,10 @@ Configurations are ``VIA:REGISTRY``: VIA ``transport`` (what ``auto`` takes) or
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fnmatch
+import functools
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -38,38 +44,78 @@ DEFAULT_CONFIGS = ("transport:live", "transport:embedded", "middleware:live",
 FAILED = ("failed", "error")
 
 
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    """A package whose own tests are run wrapped."""
+
+    package: str  # its name on the package index
+    tests: tuple[str, ...]  # what pytest runs, relative to the unpacked sdist
+    pytest_args: tuple[str, ...]  # options it needs, as the package's own CI runs it
+    expected: Path
+
+
+SUITES = {
+    "anthropic": Suite(
+        "anthropic",
+        ("tests", "--ignore=tests/api_resources"),
+        ("-o", "addopts=", "-p", "tests._alias_httpx"),
+        HERE / "expected-differences.txt",
+    ),
+    "langchain-anthropic": Suite(
+        "langchain-anthropic",
+        ("tests/unit_tests",),
+        ("--disable-socket", "--allow-unix-socket"),
+        HERE / "expected-differences-langchain.txt",
+    ),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
-    parser.add_argument("--sdk-version", help="default: the anthropic installed here")
-    parser.add_argument("--cache", type=Path, default=ROOT / ".cache" / "sdk-suite")
+    parser.add_argument("--suite", choices=sorted(SUITES), default="anthropic")
+    parser.add_argument("--sdk-version", help="the suite's version (default: the one installed)")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        help="default: .cache/sdk-suite (anthropic), .cache/<suite>-suite (others)",
+    )
     parser.add_argument(
         "--config", action="append", help=f"VIA:REGISTRY (default: {DEFAULT_CONFIGS})"
     )
     parser.add_argument("--baseline-only", dest="config", action="store_const", const=[])
-    parser.add_argument("--expected", type=Path, default=HERE / "expected-differences.txt")
+    parser.add_argument("--expected", type=Path, help="default: the suite's own list")
     parser.add_argument("--reuse", action="store_true", help="reuse result files of earlier runs")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = parser.parse_args(argv)
 
-    version = args.sdk_version or _installed_version()
-    suite = _suite(args.cache, version)
-    results_dir = args.cache / f"results-{version}"
+    kind = SUITES[args.suite]
+    version = args.sdk_version or importlib.metadata.version(kind.package)
+    cache = args.cache or ROOT / ".cache" / (
+        "sdk-suite" if args.suite == "anthropic" else f"{args.suite}-suite"
+    )
+    suite = _suite(cache, kind.package, version)
+    results_dir = cache / f"results-{version}"
     results_dir.mkdir(exist_ok=True)
+    run = functools.partial(_run, suite, kind, results_dir=results_dir, reuse=args.reuse,
+                            extra=args.pytest_args)  # fmt: skip
 
-    baseline = _run(suite, "off", "live", results_dir, args.reuse, args.pytest_args)
-    expected = _expected(args.expected)
+    baseline = run("off", "live")
+    expected = _expected(args.expected or kind.expected)
     status = 0
     for config in DEFAULT_CONFIGS if args.config is None else args.config:
         via, _, registry = config.partition(":")
         registry = registry or "live"
-        result = _run(suite, via, registry, results_dir, args.reuse, args.pytest_args)
-        result = _rerun_unexplained(suite, via, registry, results_dir, baseline, result, expected)
+        result = run(via, registry)
+        result = _rerun_unexplained(
+            suite, kind, via, registry, results_dir, baseline, result, expected
+        )
         status |= _compare(config, baseline, result, expected)
     return status
 
 
 def _rerun_unexplained(
     suite: Path,
+    kind: Suite,
     via: str,
     registry: str,
     results_dir: Path,
@@ -95,11 +141,11 @@ def _rerun_unexplained(
     rerun = results_dir / f"rerun-{via}-{registry}.json"
     code = (
         "import sys, pytest; ids = open(sys.argv[1]).read().splitlines(); "
-        "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', '-o', 'addopts=', '-p', "
-        "'tests._alias_httpx', '-p', 'caproute_sdk_suite', *ids]))"
+        "sys.exit(pytest.main([*sys.argv[2:], *ids]))"
     )
     env = _env(suite, via, registry, rerun, results_dir)
-    command = [sys.executable, "-c", code, str(ids)]
+    command = [sys.executable, "-c", code, str(ids), "-q", "-p", "no:cacheprovider",
+               *kind.pytest_args, "-p", "caproute_sdk_suite"]  # fmt: skip
     subprocess.run(command, cwd=suite, env=env, stdout=subprocess.DEVNULL, check=False)
     again: dict[str, str] = json.loads(rerun.read_text())["outcomes"]
     flaky = sorted(test for test in suspects if again.get(test) not in FAILED)
@@ -121,23 +167,18 @@ def _env(suite: Path, via: str, registry: str, results: Path, results_dir: Path)
     }
 
 
-def _installed_version() -> str:
-    import anthropic
-
-    return str(anthropic.__version__)
-
-
-def _suite(cache: Path, version: str) -> Path:
-    """The unpacked sdist of anthropic `version` (downloaded on first use)."""
+def _suite(cache: Path, package: str, version: str) -> Path:
+    """The unpacked sdist of `package` `version` (downloaded on first use)."""
     cache.mkdir(parents=True, exist_ok=True)
-    suite = cache / f"anthropic-{version}"
+    stem = f"{package.replace('-', '_')}-{version}"  # how the sdist names itself
+    suite = cache / stem
     if (suite / "tests").is_dir():
         return suite
-    sdist = cache / f"anthropic-{version}.tar.gz"
+    sdist = cache / f"{stem}.tar.gz"
     if not sdist.exists():
         subprocess.run(
             [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-             "--no-binary", ":all:", f"anthropic=={version}", "-d", str(cache)],
+             "--no-binary", ":all:", f"{package}=={version}", "-d", str(cache)],
             check=True,
         )  # fmt: skip
     with tarfile.open(sdist) as archive:
@@ -146,17 +187,23 @@ def _suite(cache: Path, version: str) -> Path:
 
 
 def _run(
-    suite: Path, via: str, registry: str, results_dir: Path, reuse: bool, extra: list[str]
+    suite: Path,
+    kind: Suite,
+    via: str,
+    registry: str,
+    *,
+    results_dir: Path,
+    reuse: bool,
+    extra: list[str],
 ) -> dict[str, object]:
     name = "unwrapped" if via == "off" else f"{via}-{registry}"
     results = results_dir / f"{name}.json"
     if not (reuse and results.exists()):
         env = _env(suite, via, registry, results, results_dir)
         command = [
-            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-            "-o", "addopts=", "-p", "tests._alias_httpx", "-p", "caproute_sdk_suite",
-            "--ignore=tests/api_resources", "--continue-on-collection-errors", "--tb=line", "-rN",
-            "tests", *extra,
+            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *kind.pytest_args,
+            "-p", "caproute_sdk_suite", "--continue-on-collection-errors", "--tb=line", "-rN",
+            *kind.tests, *extra,
         ]  # fmt: skip
         started = time.monotonic()
         subprocess.run(command, cwd=suite, env=env, stdout=subprocess.DEVNULL, check=False)

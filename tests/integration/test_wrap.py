@@ -15,7 +15,7 @@ from sdk_helpers import EFFORT_MAX, HI, PDF_BLOCK
 import caproute
 from caproute import LiveRouter, Policy, Registry
 from caproute._core.decision import Decision
-from caproute._wrap.client import routed_copy
+from caproute._wrap.http_clients import routed_copy
 from caproute.testing import FakeAnthropic, make_model
 
 MODELS = [

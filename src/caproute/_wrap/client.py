@@ -31,26 +31,39 @@ fetcher. So ``routed.close()``, ``with routed:`` and ``async with routed:`` end 
 background refreshes. A fetcher or router the caller passed in is never touched: it
 may serve other clients.
 
-`routed_http_client` / `routed_async_http_client` hand out routed clients with the
-SDK's defaults for libraries that take an HTTP client.
+Private names it relies on, each because there is no public way (checked loudly by
+tests/integration/test_wrap_sdk_internals.py; HTTP-client ones in `http_clients`):
+``client._client`` (the HTTP client the SDK sends with: its transport is what gets
+wrapped), ``_strict_response_validation`` (the SDK's copy drops it), ``_custom_headers``
+/ ``_credential_headers`` (the configured ``anthropic-version``; the public
+``default_headers`` runs platform detection), ``_open_telemetry`` (the client's
+``open_telemetry=False``), ``_add_client_headers`` (whether middleware sees the default
+headers, anthropic 2.17+).
+
+`routed_http_client` / `routed_async_http_client` (in `http_clients`, named here too)
+hand out routed clients with the SDK's defaults for libraries that take an HTTP client.
 """
 
 from __future__ import annotations
 
 import functools
-import socket
-import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import httpx2
 
-from .._http.transports import AsyncRoutingTransport, RoutingTransport, httpx_transport_classes
 from .._registry import policy_files as _policy_io
 from .._runtime.live import DecisionHook, LiveRouter, RegistryInput, router_or_live
 from .._runtime.otel import ClientTracing
 from .frameworks import Framework, framework_of
+from .http_clients import (
+    client_copy,
+    is_async_client,
+    module_of,
+    routed_async_http_client,
+    routed_http_client,
+)
 
 if TYPE_CHECKING:
     from .._core.policy import Policy
@@ -58,14 +71,6 @@ if TYPE_CHECKING:
 __all__ = ["routed_async_http_client", "routed_http_client", "wrap"]
 
 ClientT = TypeVar("ClientT")
-
-Flavour = Literal["httpx2", "httpx"]
-
-# The SDK's defaults (anthropic `_constants.py`), used for clients we create from scratch.
-_DEFAULT_TIMEOUT_S = 600.0
-_DEFAULT_CONNECT_TIMEOUT_S = 5.0
-_DEFAULT_MAX_CONNECTIONS = 1000
-_DEFAULT_MAX_KEEPALIVE = 100
 
 
 def wrap(
@@ -112,7 +117,7 @@ def wrap(
             "expected an anthropic.Anthropic or AsyncAnthropic client, a LangChain "
             f"ChatAnthropic or a pydantic-ai AnthropicProvider / AnthropicModel, got {client!r}"
         )
-    is_async = _is_async(http_client)
+    is_async = is_async_client(http_client)
     made: Any = None
     owns_router = router is None and registry is None
     if owns_router:
@@ -132,14 +137,14 @@ def wrap(
 
         routing = client_middleware(live, _client_api_version(client), tracing)
         if release is not None:
-            client = with_options(http_client=_client_copy(http_client, None, release))
+            client = with_options(http_client=client_copy(http_client, None, release))
         routed_client: ClientT = client.with_middleware(routing)  # type: ignore[attr-defined]
         if not _requests_carry_client_headers(routed_client):
             # SDK 0.x / 1.x: middleware can't see the client's default headers, so the
             # copies of this client must get a middleware for their own version.
             routed_client.__class__ = _version_following_class(cast(Any, type(routed_client)))
     else:
-        copy = _client_copy(http_client, live, release, tracing)
+        copy = client_copy(http_client, live, release, tracing)
         routed_client = with_options(http_client=copy)
     _keep_strict_validation(routed_client, bare)
     return routed_client
@@ -301,169 +306,6 @@ def _client_tracing(client: Any) -> ClientTracing:
     return ClientTracing(enabled)
 
 
-def routed_copy(http_client: Any, router: LiveRouter) -> Any:
-    """A client like `http_client` (httpx2 or httpx, sync or async) whose transports route.
-
-    The copy shares the original's transports (and so its connection pool) and keeps a
-    reference to the original, so the original being garbage-collected, whose SDK
-    wrapper closes it in ``__del__``, never pulls the pool from under the copy.
-    """
-    return _client_copy(http_client, router, None)
-
-
-def _client_copy(
-    http_client: Any,
-    router: LiveRouter | None,
-    release: Callable[[], Any] | None,
-    tracing: ClientTracing | None = None,
-) -> Any:
-    """`routed_copy` (no routing when `router` is None: the middleware routes), whose
-    closing also calls `release` (once) after closing the transports; the routing
-    transports annotate spans as the SDK client's `tracing` says."""
-    module = _module_of(http_client)
-    is_async = isinstance(http_client, module.AsyncClient)
-    wrap_transport: Callable[[Any], Any] = (
-        (lambda inner: inner)
-        if router is None
-        else _transport_factory(module, is_async, router, tracing)
-    )
-    transport = wrap_transport(http_client._transport)
-    if release is not None:
-        transport = _releasing_classes(module)[is_async](transport, release)
-    # A copy of the object itself, not a new `Client`: a subclass's own behaviour (an
-    # overridden `send`, attributes its `__init__` set) is kept, and no constructor
-    # signature is assumed. Only what must not be shared is replaced.
-    copy = object.__new__(_copy_class(cast(Any, type(http_client))))
-    copy.__dict__.update(http_client.__dict__)
-    copy._transport = transport
-    copy._mounts = {
-        pattern: None if mounted is None else wrap_transport(mounted)
-        for pattern, mounted in http_client._mounts.items()
-    }
-    copy._headers = http_client.headers.copy()
-    copy._cookies = module.Cookies(http_client.cookies)
-    copy._event_hooks = {name: list(hooks) for name, hooks in http_client.event_hooks.items()}
-    copy._caproute_original = http_client
-    return copy
-
-
-@functools.cache
-def _copy_class(cls: Any) -> type[Any]:
-    """`cls`, or for a class that closes itself when garbage-collected (the SDK's
-    ``SyncHttpxClientWrapper`` / ``AsyncHttpxClientWrapper``) a subclass that doesn't.
-
-    The copy shares the original's transports: collecting the routed SDK client must not
-    close the pool the original client still uses (dropping a ``with_options`` copy of
-    an SDK client closes nothing either). ``close()`` still closes it, as the SDK's does.
-    """
-    if getattr(cls, "__del__", None) is None:
-        return cast("type[Any]", cls)
-    namespace = {"__del__": _keep_open, "__module__": cls.__module__,
-                 "__qualname__": cls.__qualname__, "__doc__": cls.__doc__}  # fmt: skip
-    return type(cls.__name__, (cls,), namespace)
-
-
-def _keep_open(self: Any) -> None:
-    """Collected: close nothing (see `_copy_class`)."""
-
-
-class _ReleaseOnClose:
-    """The routed copy's own transport: sends through `inner`; closing it closes `inner`,
-    then calls `release` (once), which stops what `wrap` created for the client.
-
-    The HTTP client closes its transport on ``close()``/``aclose()`` and on ``with``
-    exit, which is what the SDK client's ``close()`` and ``with`` exit call.
-    """
-
-    def __init__(self, inner: Any, release: Callable[[], Any]) -> None:
-        self._inner = inner
-        self._release: Callable[[], Any] | None = release
-
-    def _take_release(self) -> Callable[[], Any] | None:
-        release, self._release = self._release, None
-        return release
-
-
-class _Releasing(_ReleaseOnClose):
-    """The sync transport of `_ReleaseOnClose`."""
-
-    def handle_request(self, request: Any) -> Any:
-        """Send through the inner transport."""
-        return self._inner.handle_request(request)
-
-    def close(self) -> None:
-        """Close the inner transport, then release (once)."""
-        try:
-            self._inner.close()
-        finally:
-            if (release := self._take_release()) is not None:
-                release()
-
-
-class _AsyncReleasing(_ReleaseOnClose):
-    """The async transport of `_ReleaseOnClose` (`release` is a coroutine function)."""
-
-    async def handle_async_request(self, request: Any) -> Any:
-        """Send through the inner transport."""
-        return await self._inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        """Close the inner transport, then release (once)."""
-        try:
-            await self._inner.aclose()
-        finally:
-            if (release := self._take_release()) is not None:
-                await cast("Callable[[], Awaitable[None]]", release)()
-
-
-@functools.cache
-def _releasing_classes(module: Any) -> tuple[type[Any], type[Any]]:
-    """(sync, async) `_Releasing` transports of `module` (httpx2, or httpx for SDK 0.x)."""
-    sync_cls = type("ReleasingTransport", (_Releasing, module.BaseTransport), {})
-    async_cls = type("AsyncReleasingTransport", (_AsyncReleasing, module.AsyncBaseTransport), {})
-    return sync_cls, async_cls
-
-
-def routed_http_client(
-    *,
-    policy: Policy | str | Path | None = None,
-    registry: RegistryInput = None,
-    on_decision: DecisionHook | Sequence[DecisionHook] | None = None,
-    router: LiveRouter | None = None,
-    flavour: Flavour = "httpx2",
-    **client_options: Any,
-) -> Any:
-    """A new sync HTTP client (``httpx2.Client``, or ``httpx.Client`` with ``flavour="httpx"``)
-    that routes Messages requests, with the anthropic SDK's defaults.
-
-    Defaults, as the SDK's ``DefaultHttpxClient``: timeout 600 s (connect 5 s), 1000
-    connections / 100 keep-alive, redirects followed, TCP keep-alive probes. Transport
-    options (``verify``, ``cert``, ``http1``, ``http2``, ``limits``, ``trust_env``) go
-    to the inner transport, everything else to the client.
-
-    Example:
-        >>> anthropic.Anthropic(http_client=routed_http_client(policy="routing.yaml"))
-    """
-    return _new_client(
-        flavour, False, router_or_live(router, registry, policy, on_decision), client_options
-    )
-
-
-def routed_async_http_client(
-    *,
-    policy: Policy | str | Path | None = None,
-    registry: RegistryInput = None,
-    on_decision: DecisionHook | Sequence[DecisionHook] | None = None,
-    router: LiveRouter | None = None,
-    flavour: Flavour = "httpx2",
-    **client_options: Any,
-) -> Any:
-    """The async twin of `routed_http_client` (``httpx2.AsyncClient`` / ``httpx.AsyncClient``)."""
-    return _new_client(
-        flavour, True, router_or_live(router, registry, policy, on_decision), client_options
-    )
-
-
 def _fetcher_for(client: Any, *, is_async: bool) -> Any:
     """A registry fetcher talking to the client's own API endpoint with its credentials.
 
@@ -483,7 +325,7 @@ def _fetcher_for(client: Any, *, is_async: bool) -> Any:
     # Lend the fetcher the client's transport (its pool, proxies, TLS settings) when it
     # is an httpx2 one; the fetcher's own short-lived clients add the fetch timeout.
     transport: Any = None
-    if _module_of(http_client) is httpx2:
+    if module_of(http_client) is httpx2:
         lent = _LentAsyncTransport if is_async else _LentTransport
         transport = lent(http_client._transport)
     options: dict[str, Any] = {
@@ -519,77 +361,3 @@ class _LentAsyncTransport(httpx2.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         """Send through the lent transport."""
         return await self._inner.handle_async_request(request)
-
-
-def _is_async(http_client: Any) -> bool:
-    return bool(isinstance(http_client, _module_of(http_client).AsyncClient))
-
-
-def _module_of(http_client: Any) -> Any:
-    if isinstance(http_client, httpx2.Client | httpx2.AsyncClient):
-        return httpx2
-    httpx = sys.modules.get("httpx")  # not imported: then it can't be an httpx client
-    if httpx is not None and isinstance(http_client, httpx.Client | httpx.AsyncClient):
-        return httpx
-    raise TypeError(f"expected an httpx2 or httpx client, got {type(http_client).__name__}")
-
-
-def _transport_factory(
-    module: Any, is_async: bool, router: LiveRouter, tracing: ClientTracing | None = None
-) -> Any:
-    if module is httpx2:
-        cls: Any = AsyncRoutingTransport if is_async else RoutingTransport
-    else:
-        sync_cls, async_cls = httpx_transport_classes()
-        cls = async_cls if is_async else sync_cls
-
-    def make(inner: Any) -> Any:
-        transport = cls(inner, router=router)
-        transport._tracing = tracing
-        return transport
-
-    return make
-
-
-def _keepalive_socket_options() -> list[tuple[int, int, int]]:
-    # The SDK's DefaultHttpxClient sets these so idle connections behind NATs and load
-    # balancers are probed instead of silently dropped.
-    options = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
-    for name, value in (("TCP_KEEPINTVL", 60), ("TCP_KEEPCNT", 5), ("TCP_KEEPIDLE", 60)):
-        if (flag := getattr(socket, name, None)) is not None:
-            options.append((socket.IPPROTO_TCP, flag, value))
-    return options
-
-
-def _new_client(
-    flavour: Flavour, is_async: bool, router: LiveRouter, options: dict[str, Any]
-) -> Any:
-    if flavour == "httpx2":
-        module: Any = httpx2
-    elif flavour == "httpx":
-        import httpx
-
-        module = httpx
-    else:
-        raise ValueError(f"flavour must be 'httpx2' or 'httpx', not {flavour!r}")
-    transport_options: dict[str, Any] = {
-        key: options.pop(key)
-        for key in ("verify", "cert", "http1", "http2", "limits", "trust_env")
-        if key in options
-    }
-    transport_options.setdefault(
-        "limits",
-        module.Limits(
-            max_connections=_DEFAULT_MAX_CONNECTIONS,
-            max_keepalive_connections=_DEFAULT_MAX_KEEPALIVE,
-        ),
-    )
-    transport_options["socket_options"] = _keepalive_socket_options()
-    options.setdefault(
-        "timeout", module.Timeout(_DEFAULT_TIMEOUT_S, connect=_DEFAULT_CONNECT_TIMEOUT_S)
-    )
-    options.setdefault("follow_redirects", True)
-    inner_cls = module.AsyncHTTPTransport if is_async else module.HTTPTransport
-    transport = _transport_factory(module, is_async, router)(inner_cls(**transport_options))
-    client_cls = module.AsyncClient if is_async else module.Client
-    return client_cls(transport=transport, **options)
