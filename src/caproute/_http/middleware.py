@@ -405,6 +405,7 @@ def _sdk_error_class(status: int, body: Any) -> type[anthropic.APIStatusError]:
 def _sdk_http_module() -> ModuleType:
     """httpx2 for SDK 1.x/2.x, httpx for 0.x: the library of the SDK's own HTTP client."""
     import anthropic
+    import httpx2
 
     # The public `DefaultHttpxClient` is a `Client` of whichever library the SDK uses.
     if issubclass(anthropic.DefaultHttpxClient, httpx2.Client):
