@@ -13,15 +13,7 @@ import httpx2
 import pytest
 from sdk_helpers import EFFORT_MAX, HI, PDF_BLOCK
 
-from caproute import (
-    AsyncRoutingTransport,
-    LiveRouter,
-    Policy,
-    Registry,
-    RoutingTransport,
-    embedded_registry,
-    httpx_transport_classes,
-)
+from caproute import AsyncRoutingTransport, LiveRouter, Policy, Registry, RoutingTransport
 from caproute._core import body as _body
 from caproute._core.decision import Decision
 from caproute._core.wire import parse_betas
@@ -447,16 +439,3 @@ def test_an_error_of_sending_reaches_the_caller_untouched(module: ModuleType) ->
     http = module.Client(base_url="http://127.0.0.1:9", transport=transport)
     with http, pytest.raises(module.ConnectError, match="refused"):
         http.post("/v1/messages", json={**EFFORT_MAX, "model": "claude-big-2"})
-
-
-@pytest.mark.parametrize("module", [httpx2, httpx], ids=["httpx2", "httpx"])
-def test_the_routing_transport_reads_like_the_transport_it_wraps(module: ModuleType) -> None:
-    """Code that inspects a client's transport (the SDK's own tests count open
-    connections in ``client._client._transport._pool``) sees the wrapped one's."""
-    inner = module.HTTPTransport()
-    cls = RoutingTransport if module is httpx2 else httpx_transport_classes()[0]
-    routing: Any = cls(inner, registry=embedded_registry())
-    assert routing._pool is inner._pool
-    with pytest.raises(AttributeError):
-        routing.no_such_attribute  # noqa: B018
-    inner.close()

@@ -95,13 +95,6 @@ class _Routing:
         """The router deciding for this transport (a `LiveRouter` unless you passed one)."""
         return self._router
 
-    def __getattr__(self, name: str) -> Any:
-        """What the routing transport lacks is the wrapped transport's (its ``_pool``,
-        say): code that inspects a client's transport reads the one it had."""
-        if name.startswith("__") or name in {"_inner", "_router"}:
-            raise AttributeError(name)
-        return getattr(self._inner, name)
-
     def _prepared(self, request: Any) -> tuple[Any, Any]:
         """`request` without caller-set ``caproute-*`` headers (caproute's own names,
         never forwarded upstream), and the endpoint it is routed as (`None`: pass it
