@@ -66,7 +66,7 @@ def messages_call(model: str = "t-full", **fields: Any) -> Call:
 def test_a_404_blames_the_model_when_it_names_it_as_chosen_or_as_sent() -> None:
     alias = {"model": "T-Full-Latest"}
     assert blames_the_model("T-FULL is gone", alias, "t-full")  # the chosen id
-    assert blames_the_model("t-full-latest: not found", alias, "t-full")  # as sent
+    assert blames_the_model("t-full-latest: not found", alias, "t-adaptive")  # as sent
     assert blames_the_model("unknown model", {}, "t-full")  # says "model"
     assert blames_the_model("t-full not found", None, "t-full")  # no body to read
     assert blames_the_model("t-full not found", {"model": 5}, "t-full")
