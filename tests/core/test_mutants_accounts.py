@@ -164,3 +164,10 @@ def test_a_batch_that_does_not_gamble_is_returned_as_it_is() -> None:
     engine = PolicyEngine(CLEAR)
     routed = engine.route(pdf_batch("t-known"), endpoint="batch")
     assert engine.never_gamble(routed) is routed
+
+
+def test_an_empty_model_name_is_never_looked_up() -> None:
+    shell = Shell(can_resolve=True)
+    gone = Reply(404, "not_found_error", "model: ")
+    shell.run(Call(body(""), "messages"), {"": gone})
+    assert not any(isinstance(a, Resolve) for a in shell.log)
