@@ -144,3 +144,38 @@ def test_strip_refusal_is_decided_by_the_family_of_a_key() -> None:
     assert not_strippable("effort.max") is None
     assert not_strippable("no_such_family.x") is None
     assert not_strippable("max_tokens") == "the API requires max_tokens (use adjust to clamp it)"
+
+
+def _learned_refused(*names: str) -> Any:
+    from catalogue import REGISTRY
+
+    from caproute._core.registry import LearnedFact
+    from caproute._core.router import PolicyEngine
+
+    facts = [LearnedFact("t-full", f"parameters.{n}", False, 10.0, 99.0, "r") for n in names]
+    return PolicyEngine(REGISTRY.with_learned(facts))
+
+
+def test_parameters_a_model_refused_are_stripped_with_a_note() -> None:
+    decision = (
+        _learned_refused("temperature", "top_p")
+        .route(body("t-full", temperature=0.5, top_p=0.9))
+        .decision
+    )
+    assert [(c.path, c.action, c.reason) for c in decision.changes] == [
+        ("temperature", "strip", "t-full refuses temperature (learned from its 400)"),
+        ("top_p", "strip", "t-full refuses top_p (learned from its 400)"),
+    ]
+    assert decision.notes == (
+        "temperature, top_p removed for t-full, which refused it (a learned fact); "
+        "requests to other models keep it",
+    )
+
+
+def test_the_sampling_left_after_a_refused_parameter_is_still_checked_against_thinking() -> None:
+    request = body("t-full", temperature=0.5, top_k=3, thinking={"type": "adaptive"})
+    decision = _learned_refused("temperature").route(request).decision
+    assert [(c.path, c.reason) for c in decision.changes] == [
+        ("temperature", "t-full refuses temperature (learned from its 400)"),
+        ("top_k", "top_k is refused with thinking on"),
+    ]

@@ -59,3 +59,59 @@ def test_the_node_limit_says_where_it_was_crossed() -> None:
     assert problems("version: 1\nx: [1, 2, 3, 4, 5]\n", TextLimits(max_nodes=5)) == [
         "p.yaml:2:5: the policy has more than 5 nodes (keys, values and list items)"
     ]
+
+
+def first_problem(text: str, **limits: object) -> str | None:
+    found = problems(text, TextLimits(**limits))  # type: ignore[arg-type]
+    return found[0] if found else None
+
+
+def test_nodes_are_counted_up_to_the_limit_inclusive() -> None:
+    assert first_problem("version: 1\n", max_nodes=3) is None  # a mapping, a key, a value
+    assert first_problem("version: 1\n", max_nodes=2) == (
+        "p.yaml:1:10: the policy has more than 2 nodes (keys, values and list items)"
+    )
+
+
+ALIASES = "a: &a [1, 2, 3]\nb: *a\nc: *a\n"
+"""16 nodes: the mapping, three keys, the list of 3 (4 nodes), and each alias repeats 4."""
+
+
+@pytest.mark.parametrize(
+    ("max_nodes", "shown"),
+    [
+        (10, "p.yaml:2:4: aliases expand the policy to more than 10 nodes (*a repeats 4)"),
+        (11, "p.yaml:3:1: the policy has more than 11 nodes (keys, values and list items)"),
+        (15, "p.yaml:3:4: aliases expand the policy to more than 15 nodes (*a repeats 4)"),
+        (16, None),
+    ],
+)
+def test_an_alias_counts_every_node_it_repeats(max_nodes: int, shown: str | None) -> None:
+    found = first_problem(ALIASES, max_nodes=max_nodes)
+    if shown is None:
+        assert found is None or "nodes" not in found
+    else:
+        assert found == shown
+
+
+def test_the_limits_name_their_settings() -> None:
+    setting = "CAPROUTE_POLICY_MAX_"
+    assert first_problem(ALIASES, max_nodes=9, setting=setting) == (
+        "p.yaml:2:4: aliases expand the policy to more than 9 nodes (*a repeats 4); set "
+        "CAPROUTE_POLICY_MAX_NODES to change the limit"
+    )
+    assert first_problem("a: {b: {c: {d: 1}}}\n", max_depth=3, setting=setting) == (
+        "p.yaml:1:9: the policy nests deeper than 3 levels; set CAPROUTE_POLICY_MAX_DEPTH to "
+        "change the limit"
+    )
+
+
+def test_depth_is_counted_per_branch() -> None:
+    assert first_problem("a: {b: {c: 1}}\n", max_depth=3) == (
+        "p.yaml:1:9: the policy nests deeper than 3 levels"
+    )
+    # a shallow branch first does not use up the depth of the next one, nor hide it
+    assert first_problem("a: [1]\nb: {c: {d: 1}}\n", max_depth=3) == (
+        "p.yaml:2:9: the policy nests deeper than 3 levels"
+    )
+    assert first_problem("a: {b: {c: 1}}\n", max_depth=4) == "p.yaml:1:1: unknown key 'a' (at a)"
