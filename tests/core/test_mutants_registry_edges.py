@@ -1,0 +1,48 @@
+"""The registry's descriptions and learned retirements, exactly: mutmut found the age
+rounding, the JSON keys of a source and which retirement a reason quotes free to
+change."""
+
+from __future__ import annotations
+
+import pytest
+from catalogue import REGISTRY
+
+from caproute._core.registry import LearnedFact, RegistrySource
+
+
+@pytest.mark.parametrize(
+    ("age", "shown"),
+    [
+        (119, "119s"),
+        (120, "2min"),
+        (7_199, "120min"),
+        (7_200, "2h"),
+        (171_010, "48h"),  # 47.503 hours
+        (172_800, "2d"),
+        (216_001, "3d"),  # 2.50001 days
+    ],
+)
+def test_a_sources_age_reads_in_the_nearest_unit(age: float, shown: str) -> None:
+    source = RegistrySource("live", fetched_at=1_000.0, location="https://api.example")
+    assert source.describe(now=1_000.0 + age) == f"live (https://api.example, {shown} old)"
+
+
+def test_a_source_as_json() -> None:
+    source = RegistrySource("embedded", fetched_at=5.0, location="pkg", describes="2026-11-01")
+    assert source.to_dict() == {
+        "kind": "embedded",
+        "fetched_at": 5.0,
+        "location": "pkg",
+        "describes": "2026-11-01",
+    }
+
+
+def test_a_learned_retirement_quotes_its_own_reason() -> None:
+    facts = [
+        LearnedFact("t-full", "lifecycle", "retired", 10.0, 99.0, "404 from t-full"),
+        LearnedFact("t-small", "effort.max", False, 10.0, 99.0, "a 400 from t-small"),
+        LearnedFact("t-small", "lifecycle", "retired", 10.0, 99.0, "404 from t-small"),
+    ]
+    registry = REGISTRY.with_learned(facts)
+    assert registry.unavailable_reason("t-small") == "retired (learned: 404 from t-small)"
+    assert registry.unavailable_reason("t-full") == "retired (learned: 404 from t-full)"
