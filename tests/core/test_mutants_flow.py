@@ -230,3 +230,37 @@ def test_fallback_statuses_of_a_route_the_policy_no_longer_has_are_the_defaults(
     assert fallback_statuses(policy, dataclasses.replace(decision, route="gone")) == (
         fallback_statuses(policy, decision)
     )
+
+
+class LateModelsAPI(Shell):
+    """A shell whose Models API knows the name only once the API answered 404 for it
+    (the first look-up failed, the one after the 404 doesn't)."""
+
+    def carry_out(self, action: Any) -> None:
+        if isinstance(action, Resolve) and not action.after_404:
+            return
+        super().carry_out(action)
+
+
+def test_a_name_looked_up_after_its_404_is_routed_and_sent_once_more() -> None:
+    # t-late is an alias the Models API resolves only after the 404, to a model without
+    # images: the call, with an image, goes to the line's model that has them.
+    small = REGISTRY.get("t-small")
+    assert small is not None
+    no_images = {**small.to_api_dict(), "id": "t-hidden"}
+    shell = LateModelsAPI(can_resolve=True, models_api={"t-late": no_images})
+    gone = Reply(404, "not_found_error", "model: t-late")
+    call = Call(body("t-late", messages=[user(IMAGE)]), "messages")
+    final, sends = shell.run(call, {"t-late": gone})
+    asked = [a for a in shell.log if isinstance(a, Resolve)]
+    assert asked[-1] == Resolve(
+        ("t-late",), "404 not_found_error for 't-late', never resolved", True
+    )
+    assert [s.decision.outcome for s in sends] == ["passthrough", "rerouted"]
+    second = sends[1]
+    assert second.attempt == 2 and second.changed and second.body["model"] == "t-gamma-vision"
+    assert second.decision.extra == {
+        "attempt": 2,
+        "cause": "404 not_found_error for 't-late': looked up",
+    }
+    assert isinstance(final, Deliver) and final.decision.extra["attempt"] == 2
