@@ -171,3 +171,45 @@ def test_a_route_another_covers_can_never_match(first: str, later: str, shadowed
         return
     with pytest.raises(PolicyError, match="route 'r1' can never match"):
         Policy.from_dict(routes(first, later))
+
+
+@pytest.mark.parametrize(
+    ("data", "shown"),
+    [
+        (
+            {"version": 1, "routes": [{"name": "r", "candidates": [["x"]]}]},
+            "expected a string, got a list (at routes[0].candidates[0])",
+        ),
+        (
+            {"version": 1, "routes": [{"name": "r", "candidates": [True]}]},
+            "expected a string, got bool True; YAML reads an unquoted yes, no, on, off, true "
+            "or false as a boolean: quote the text (at routes[0].candidates[0])",
+        ),
+        (
+            {"version": 1, "routes": [{"name": "r", "candidates": 5}]},
+            "expected a list, got int 5; write a single entry as a list: [5] "
+            "(at routes[0].candidates)",
+        ),
+        (
+            {"version": 1, "defaults": {"on_unsupported": "strp"}},
+            "expected one of auto, reroute, adjust, strip, reject; got 'strp'; did you mean "
+            "'strip'? (at defaults.on_unsupported)",
+        ),
+        (
+            {"version": 1, "defaults": {"on_unsupported": 5}},
+            "expected one of auto, reroute, adjust, strip, reject; got 5 "
+            "(at defaults.on_unsupported)",
+        ),
+        (
+            {"version": 1, "defaults": {"fallback_on": [True]}},
+            "expected an HTTP status from 400 to 599 or '5xx', got bool True "
+            "(at defaults.fallback_on[0])",
+        ),
+    ],
+)
+def test_type_errors_say_what_was_found_and_how_to_write_it(
+    data: dict[str, Any], shown: str
+) -> None:
+    with pytest.raises(PolicyError) as raised:
+        Policy.from_dict(data)
+    assert str(raised.value) == f"<policy>: {shown}"
