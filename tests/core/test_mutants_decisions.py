@@ -49,3 +49,13 @@ def test_dropping_thinking_supersedes_the_adjustments_made_to_it() -> None:
     assert decision.changes[1].reason == (
         "thinking refuses the request's sampling (the policy keeps sampling)"
     )
+
+
+def test_a_container_whose_every_key_is_stripped_goes_as_a_whole() -> None:
+    fmt = {"type": "json_schema", "schema": {"type": "object"}}
+    request = body("t-unknown", output_config={"effort": "max", "format": fmt})
+    decision = run(request, policy({"effort": "strip", "structured_outputs": "strip"})).decision
+    assert [str(c) for c in decision.changes] == [
+        'output_config: {"effort":"max","format":{"schema":{"type":"object"},'
+        '"type":"json_schema"}} → (absent)'
+    ]
