@@ -46,3 +46,28 @@ def test_a_learned_retirement_quotes_its_own_reason() -> None:
     registry = REGISTRY.with_learned(facts)
     assert registry.unavailable_reason("t-small") == "retired (learned: 404 from t-small)"
     assert registry.unavailable_reason("t-full") == "retired (learned: 404 from t-full)"
+
+
+@pytest.mark.parametrize("unlisted", [{"t-full": 5}, {5: "gone"}, ["t-full"]])
+def test_a_snapshots_unlisted_models_must_map_ids_to_reasons(unlisted: object) -> None:
+    from caproute._exceptions import RegistryError
+
+    document = {**REGISTRY.to_json(), "unlisted": unlisted}
+    with pytest.raises(RegistryError, match="^snapshot 'unlisted' must map model ids to reasons$"):
+        type(REGISTRY).from_json(document)
+
+
+def test_a_repeated_model_id_names_both_places() -> None:
+    from caproute._exceptions import RegistryError
+
+    document = REGISTRY.to_json()
+    document = {**document, "models": [*document["models"], document["models"][0]]}
+    with pytest.raises(RegistryError) as raised:
+        type(REGISTRY).from_json(document)
+    assert str(raised.value) == (
+        "invalid model entry models[12] (t-retired): id: repeated (first at models[0])"
+    )
+
+
+def test_an_unknown_model_states_nothing() -> None:
+    assert REGISTRY.stated("t-nope", "effort.max") is None
