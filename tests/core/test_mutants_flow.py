@@ -218,7 +218,7 @@ def test_cooling_alternatives_are_avoided_when_rerouting_for_a_capability() -> N
     assert route_call(cooling, images).decision.model == "t-full"
 
 
-@pytest.mark.parametrize("bad", ["not an object", ["a list"], {"model": 5}])
+@pytest.mark.parametrize("bad", ["not an object", ["a list"], {"model": 5}, {"model": ["x"]}])
 def test_a_body_that_is_not_a_messages_body_passes_through_while_models_cool(bad: Any) -> None:
     view = View(ENGINE, avoid=frozenset({"t-full"}))
     assert route_call(view, Call(bad, "messages")).decision.outcome == "passthrough"
