@@ -66,4 +66,3 @@ def test_different_policies_hash_differently() -> None:
     ]
     assert len({hash(p) for p in policies}) == 3
     assert hash(Policy.from_dict({"version": 1})) == hash(Policy.from_dict({"version": 1}))
-
