@@ -9,9 +9,9 @@ import pytest
 from catalogue import PDF, body, model, registry, user
 from test_flow import KEY_A, ORG_OFF, URL_IMAGE, Shell, with_url_image
 
+from caproute import PolicyEngine
 from caproute._core.flow import Call, Deliver, Refuse, Reply, Resolve, credential_of
 from caproute._core.learning import uses_account_feature
-from caproute._core.router import PolicyEngine
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,8 @@ from test_batch_gamble import CLEAR, batch, first, pdf_for
 from test_flow import KEY_A, Shell, with_url_image
 from test_mutants_flow import LateModelsAPI
 
+from caproute import Policy
 from caproute._core.flow import Call, Deliver, RememberAccount, Reply, Send
-from caproute._core.policy import Policy
 
 ROUTE_GAMBLER = Policy.from_dict(
     {

@@ -149,8 +149,7 @@ def test_strip_refusal_is_decided_by_the_family_of_a_key() -> None:
 def _learned_refused(*names: str) -> Any:
     from catalogue import REGISTRY
 
-    from caproute._core.registry import LearnedFact
-    from caproute._core.router import PolicyEngine
+    from caproute import LearnedFact, PolicyEngine
 
     facts = [LearnedFact("t-full", f"parameters.{n}", False, 10.0, 99.0, "r") for n in names]
     return PolicyEngine(REGISTRY.with_learned(facts))

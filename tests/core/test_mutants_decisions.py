@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from catalogue import REGISTRY, body, policy, run
 
-from caproute._core.router import PolicyEngine
+from caproute import PolicyEngine
 
 
 def test_decision_headers_are_single_line_ascii_and_list_every_change() -> None:

@@ -15,6 +15,7 @@ import pytest
 from catalogue import IMAGE, REGISTRY, body, user
 from test_flow import Shell
 
+from caproute import Policy, PolicyEngine
 from caproute._core.flow import (
     Call,
     Deliver,
@@ -32,8 +33,6 @@ from caproute._core.flow import (
     first_action,
     route_call,
 )
-from caproute._core.policy import Policy
-from caproute._core.router import PolicyEngine
 
 ENGINE = PolicyEngine(REGISTRY, Policy.default())
 GONE = Reply(404, "not_found_error", "model: gone")

@@ -9,9 +9,8 @@ from typing import Any
 import pydantic
 import pytest
 
-from caproute import Policy
+from caproute import Policy, PolicyError
 from caproute._core.policy import check_model_text, check_policy_text
-from caproute._exceptions import PolicyError
 
 
 def routes(*globs: str) -> dict[str, Any]:

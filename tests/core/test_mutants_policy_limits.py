@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from caproute._core.policy import Policy, TextLimits, check_model_text, check_policy_text
+from caproute import Policy
+from caproute._core.policy import TextLimits, check_model_text, check_policy_text
 
 
 def problems(text: str, limits: TextLimits, filename: str = "p.yaml") -> list[str]:

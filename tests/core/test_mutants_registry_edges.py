@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from catalogue import REGISTRY
 
-from caproute._core.registry import LearnedFact, RegistrySource
+from caproute import LearnedFact, RegistrySource
 
 
 @pytest.mark.parametrize(
@@ -50,7 +50,7 @@ def test_a_learned_retirement_quotes_its_own_reason() -> None:
 
 @pytest.mark.parametrize("unlisted", [{"t-full": 5}, {5: "gone"}, ["t-full"]])
 def test_a_snapshots_unlisted_models_must_map_ids_to_reasons(unlisted: object) -> None:
-    from caproute._exceptions import RegistryError
+    from caproute import RegistryError
 
     document = {**REGISTRY.to_json(), "unlisted": unlisted}
     with pytest.raises(RegistryError, match="^snapshot 'unlisted' must map model ids to reasons$"):
@@ -58,7 +58,7 @@ def test_a_snapshots_unlisted_models_must_map_ids_to_reasons(unlisted: object) -
 
 
 def test_a_repeated_model_id_names_both_places() -> None:
-    from caproute._exceptions import RegistryError
+    from caproute import RegistryError
 
     document = REGISTRY.to_json()
     document = {**document, "models": [*document["models"], document["models"][0]]}
