@@ -71,3 +71,28 @@ def test_a_repeated_model_id_names_both_places() -> None:
 
 def test_an_unknown_model_states_nothing() -> None:
     assert REGISTRY.stated("t-nope", "effort.max") is None
+
+
+def _entry_error(change: dict[str, object], drop: str | None = None) -> str:
+    from caproute import RegistryError
+
+    document = REGISTRY.to_json()
+    entry = {k: v for k, v in {**document["models"][1], **change}.items() if k != drop}
+    with pytest.raises(RegistryError) as raised:
+        type(REGISTRY).from_json({**document, "models": [entry]})
+    return str(raised.value)
+
+
+def test_an_invalid_model_entry_is_named_with_its_id_and_the_field_at_fault() -> None:
+    assert _entry_error({"max_tokens": "x"}) == (
+        "invalid model entry models[0] (t-full): max_tokens: Input should be a valid integer"
+    )
+    nested = {"capabilities": {"effort": {"supported": "maybe"}}}
+    assert _entry_error(nested) == (
+        "invalid model entry models[0] (t-full): capabilities.effort.supported: Input should "
+        "be a valid boolean"
+    )
+    assert _entry_error({}, drop="id") == "invalid model entry models[0]: id: Field required"
+    assert _entry_error({"id": 5}) == (
+        "invalid model entry models[0]: id: Input should be a valid string"
+    )
