@@ -178,3 +178,10 @@ def test_the_sampling_left_after_a_refused_parameter_is_still_checked_against_th
         ("temperature", "t-full refuses temperature (learned from its 400)"),
         ("top_k", "top_k is refused with thinking on"),
     ]
+
+
+@pytest.mark.parametrize("top_p", [0.95, 1, 1.0])
+def test_top_p_at_either_bound_passes_even_a_rejecting_policy(top_p: float) -> None:
+    request = body("t-full", thinking=THINKING, top_p=top_p)
+    decision = run(request, policy({"thinking_sampling": "reject"}), api_version=OLD).decision
+    assert decision.outcome == "unchanged", decision.explain()
