@@ -141,6 +141,11 @@ class Result:
     catalogue): mutmut's workers fork after the import, so it can't activate them;
     listed in the equivalents file with an ``import-time:`` reason, checked by hand."""
     unchecked: int = 0
+    stale: list[str] = field(default_factory=list)
+    """Entries of the equivalents list that name no mutant of the area any more (a
+    function changed and mutmut renumbered its mutants): review them again."""
+    killed_equivalent: list[str] = field(default_factory=list)
+    """Listed as equivalent, yet a test killed it: the entry is wrong, remove it."""
     seconds: float | None = None
     by_file: dict[str, list[int]] = field(default_factory=dict)
     """file -> [killed, left (survived + no test), not run yet]."""
@@ -269,6 +274,8 @@ def collect(area: Area, equivalents: dict[str, str]) -> Result:
     mutants = WORK / area.name / "mutants"
     timings = read_timings()
     result.seconds = timings.get(area.name, {}).get("seconds")
+    seen: set[str] = set()
+    modules: set[str] = set()
     for meta in sorted(mutants.glob("src/**/*.py.meta")):
         source = str(meta.relative_to(mutants)).removesuffix(".meta")
         if not area.mutates(source):
@@ -277,9 +284,13 @@ def collect(area: Area, equivalents: dict[str, str]) -> Result:
             codes = json.loads(meta.read_text())["exit_code_by_key"]
         except ValueError:  # being written by a run in progress: read it next time
             continue
+        modules.add(module_of(source))
+        seen.update(codes)
         tally = result.by_file.setdefault(source, [0, 0, 0])
         for name, code in sorted(codes.items()):
             reason = reason_for(name, equivalents)
+            if reason is not None and code in KILLED and not reason.startswith("import-time"):
+                result.killed_equivalent.append(name)
             if reason is None or code in KILLED:  # the listed ones are counted apart
                 tally[0 if code in KILLED else 1 if code in SURVIVED | NO_TESTS else 2] += 1
             if reason is not None and code not in KILLED:
@@ -293,6 +304,11 @@ def collect(area: Area, equivalents: dict[str, str]) -> Result:
                 result.no_tests.append(name)
             else:  # not checked yet (None), skipped, interrupted
                 result.unchecked += 1
+    result.stale = sorted(
+        name
+        for name in equivalents
+        if "*" not in name and name.split(".x", 1)[0] in modules and name not in seen
+    )
     return result
 
 
@@ -352,6 +368,13 @@ def write_report(results: Sequence[Result], *, diffs: bool) -> None:
             for source, (killed, left, waiting) in sorted(r.by_file.items()):
                 so_far = f"{100 * killed / (killed + left):.1f} %" if killed + left else "—"
                 lines.append(f"| `{source}` | {killed} | {left} | {waiting} | {so_far} |")
+    for r in results:
+        if r.stale or r.killed_equivalent:
+            lines += ["", f"## {r.area.name}: equivalents list entries to review", ""]
+            lines += [f"* `{name}` (names no mutant any more)" for name in r.stale]
+            lines += [
+                f"* `{name}` (a test kills it: not equivalent)" for name in r.killed_equivalent
+            ]
     for r in results:
         left = r.survived + r.no_tests
         if not left:
