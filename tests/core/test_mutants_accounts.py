@@ -10,7 +10,7 @@ from catalogue import PDF, body, model, registry, user
 from test_flow import KEY_A, ORG_OFF, URL_IMAGE, Shell, with_url_image
 
 from caproute import PolicyEngine
-from caproute._core.flow import Call, Deliver, Refuse, Reply, Resolve, credential_of
+from caproute._core.flow import Deliver, ParsedCall, Refuse, Reply, Resolve, credential_of
 from caproute._core.learning import uses_account_feature
 
 
@@ -108,14 +108,16 @@ def test_only_url_sources_are_an_account_feature() -> None:
 
 def test_a_404_that_is_not_not_found_error_is_not_looked_up() -> None:
     shell = Shell(can_resolve=True)
-    shell.run(Call(body("t-typo"), "messages"), {"t-typo": Reply(404, "api_error", "no route")})
+    shell.run(
+        ParsedCall(body("t-typo"), "messages"), {"t-typo": Reply(404, "api_error", "no route")}
+    )
     assert [a.after_404 for a in shell.log if isinstance(a, Resolve)] == [False]
 
 
 def test_a_shell_that_cannot_resolve_is_never_asked_after_a_404() -> None:
     shell = Shell()
     gone = Reply(404, "not_found_error", "model: t-typo")
-    shell.run(Call(body("t-typo"), "messages"), {"t-typo": gone})
+    shell.run(ParsedCall(body("t-typo"), "messages"), {"t-typo": gone})
     assert not any(isinstance(a, Resolve) for a in shell.log)
 
 
@@ -123,7 +125,7 @@ def test_a_count_tokens_call_is_looked_up_after_its_404() -> None:
     counted = {"model": "t-typo", "messages": [{"role": "user", "content": "hi"}]}
     shell = Shell(can_resolve=True)
     gone = Reply(404, "not_found_error", "model: t-typo")
-    shell.run(Call(counted, "count_tokens"), {"t-typo": gone})
+    shell.run(ParsedCall(counted, "count_tokens"), {"t-typo": gone})
     assert [a.after_404 for a in shell.log if isinstance(a, Resolve)] == [False, True]
 
 
@@ -169,5 +171,5 @@ def test_a_batch_that_does_not_gamble_is_returned_as_it_is() -> None:
 def test_an_empty_model_name_is_never_looked_up() -> None:
     shell = Shell(can_resolve=True)
     gone = Reply(404, "not_found_error", "model: ")
-    shell.run(Call(body(""), "messages"), {"": gone})
+    shell.run(ParsedCall(body(""), "messages"), {"": gone})
     assert not any(isinstance(a, Resolve) for a in shell.log)

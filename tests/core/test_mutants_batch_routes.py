@@ -11,7 +11,7 @@ from test_flow import KEY_A, Shell, with_url_image
 from test_mutants_flow import LateModelsAPI
 
 from caproute import Policy
-from caproute._core.flow import Call, Deliver, RememberAccount, Reply, Send
+from caproute._core.flow import Deliver, Forward, ParsedCall, RememberAccount, Reply
 
 ROUTE_GAMBLER = Policy.from_dict(
     {
@@ -25,11 +25,11 @@ ROUTE_GAMBLER = Policy.from_dict(
 
 
 def test_a_routes_unknown_supported_reads_as_prefer_known_for_batch_items() -> None:
-    single = first(Call(pdf_for("t-old"), "messages"), CLEAR, ROUTE_GAMBLER)
-    assert isinstance(single, Send) and single.decision.model == "t-old"
+    single = first(ParsedCall(pdf_for("t-old"), "messages"), CLEAR, ROUTE_GAMBLER)
+    assert isinstance(single, Forward) and single.decision.model == "t-old"
     assert single.decision.route == "olds"
     action = first(batch(("pdf", pdf_for("t-old"))), CLEAR, ROUTE_GAMBLER)
-    assert isinstance(action, Send)
+    assert isinstance(action, Forward)
     assert action.body["requests"][0]["params"]["model"] == "t-known"
     item = dict(action.decision.items)["pdf"]
     assert (item.outcome, item.route) == ("rerouted", "olds")
@@ -42,7 +42,7 @@ def test_a_name_looked_up_after_its_404_that_changes_nothing_delivers_the_404() 
         can_resolve=True, models_api={"t-late": {**small.to_api_dict(), "id": "t-late"}}
     )
     gone = Reply(404, "not_found_error", "model: t-late")
-    final, sends = shell.run(Call(body("t-late"), "messages"), {"t-late": gone})
+    final, sends = shell.run(ParsedCall(body("t-late"), "messages"), {"t-late": gone})
     assert len(sends) == 1 and isinstance(final, Deliver)
 
 

@@ -17,20 +17,20 @@ from test_flow import Shell
 
 from caproute import Policy, PolicyEngine
 from caproute._core.flow import (
-    Call,
     Deliver,
+    Forward,
     MarkOverloaded,
     MarkRetired,
+    ParsedCall,
     Refresh,
     Refuse,
     Reply,
     Resolve,
-    Send,
     View,
     blames_the_model,
     call_flow,
     fallback_statuses,
-    first_action,
+    first_step,
     route_call,
 )
 
@@ -40,7 +40,9 @@ OVERLOADED = Reply(529, "overloaded_error", "Overloaded")
 NEW = "2026-10-21"
 
 
-def drive(call: Call, view: View, answers: dict[str, Reply]) -> tuple[list[Any], list[Send]]:
+def drive(
+    call: ParsedCall, view: View, answers: dict[str, Reply]
+) -> tuple[list[Any], list[Forward]]:
     """Every action of the flow, with a shell whose view never changes."""
     log: list[Any] = []
     flow = call_flow(call, view)
@@ -48,15 +50,15 @@ def drive(call: Call, view: View, answers: dict[str, Reply]) -> tuple[list[Any],
     while True:
         log.append(action)
         if isinstance(action, Deliver | Refuse):
-            return log, [a for a in log if isinstance(a, Send)]
-        if isinstance(action, Send):
+            return log, [a for a in log if isinstance(a, Forward)]
+        if isinstance(action, Forward):
             action = flow.send(answers.get(action.decision.model or "", Reply(200)))
         else:
             action = flow.send(view)
 
 
-def messages_call(model: str = "t-full", **fields: Any) -> Call:
-    return Call(body(model, **fields), "messages")
+def messages_call(model: str = "t-full", **fields: Any) -> ParsedCall:
+    return ParsedCall(body(model, **fields), "messages")
 
 
 # -- what a 404 blames ----------------------------------------------------------------------
@@ -132,7 +134,7 @@ def test_one_learning_resend_per_call_even_when_the_second_400_is_another_fact()
     effort = "output_config.effort 'max' is not supported on this model."
     temperature = "`temperature` is deprecated for this model."
 
-    def answer(send: Send) -> Reply:
+    def answer(send: Forward) -> Reply:
         if send.body.get("output_config", {}).get("effort") == "max":
             return Reply(400, "invalid_request_error", effort)
         if "temperature" in send.body:
@@ -152,29 +154,29 @@ def test_one_learning_resend_per_call_even_when_the_second_400_is_another_fact()
 def test_the_flow_waits_for_live_data_once_even_if_the_view_still_could() -> None:
     view = View(ENGINE, live=False, can_wait=True, can_resolve=True)
     log, sends = drive(messages_call("t-typo"), view, {})
-    assert [type(a) for a in log] == [Refresh, Resolve, Send, Deliver]
+    assert [type(a) for a in log] == [Refresh, Resolve, Forward, Deliver]
 
 
 def test_first_action_says_why_it_waits_or_asks() -> None:
-    cold = first_action(View(ENGINE, live=False, can_wait=True), messages_call())
+    cold = first_step(View(ENGINE, live=False, can_wait=True), messages_call())
     assert cold == Refresh("cold start: unchanged on snapshot (tests/core/catalogue.py)")
     items = [
         {"custom_id": "a", "params": body("t-one")},
         {"custom_id": "b", "params": body("t-two")},
     ]
-    ask = first_action(View(ENGINE, can_resolve=True), Call({"requests": items}, "batch"))
+    ask = first_step(View(ENGINE, can_resolve=True), ParsedCall({"requests": items}, "batch"))
     assert ask == Resolve(("t-one", "t-two"), "unknown to the registry: 't-one', 't-two'")
 
 
 def test_a_count_tokens_body_without_max_tokens_is_looked_up_by_its_name() -> None:
     counted = {"model": "t-typo", "messages": [{"role": "user", "content": "hi"}]}
-    ask = first_action(View(ENGINE, can_resolve=True), Call(counted, "count_tokens"))
+    ask = first_step(View(ENGINE, can_resolve=True), ParsedCall(counted, "count_tokens"))
     assert isinstance(ask, Resolve) and ask.models == ("t-typo",)
 
 
 def test_a_batch_asks_about_each_unknown_name_once_up_to_the_bound() -> None:
     items = [{"custom_id": str(i), "params": body(f"t-unknown-{i % 20}")} for i in range(40)]
-    ask = first_action(View(ENGINE, can_resolve=True), Call({"requests": items}, "batch"))
+    ask = first_step(View(ENGINE, can_resolve=True), ParsedCall({"requests": items}, "batch"))
     assert isinstance(ask, Resolve)
     assert ask.models == tuple(f"t-unknown-{i}" for i in range(16))
 
@@ -183,9 +185,9 @@ def test_a_batch_asks_about_each_unknown_name_once_up_to_the_bound() -> None:
 
 
 def test_the_api_version_and_the_clock_reach_the_routing() -> None:
-    call = Call(body("t-full", temperature=0.3), "messages", NEW)
-    send = first_action(View(ENGINE, avoid=frozenset({"t-small"}), now=1_500.0), call)
-    assert isinstance(send, Send)
+    call = ParsedCall(body("t-full", temperature=0.3), "messages", NEW)
+    send = first_step(View(ENGINE, avoid=frozenset({"t-small"}), now=1_500.0), call)
+    assert isinstance(send, Forward)
     assert "temperature" not in send.body  # removed under 2026-10-21
     assert send.decision.registry_age_s == 500.0  # the catalogue was fetched at 1000
     log, sends = drive(call, View(ENGINE, now=1_500.0), {"t-full": GONE})
@@ -202,16 +204,16 @@ def test_the_headers_reach_the_routing() -> None:
         }
     )
     engine = PolicyEngine(REGISTRY, routed)
-    call = Call(body("t-full"), "messages", None, (), {"x-team": "a"})
+    call = ParsedCall(body("t-full"), "messages", None, (), {"x-team": "a"})
     for view in (View(engine), View(engine, avoid=frozenset({"t-adaptive"}))):
-        send = first_action(view, call)
-        assert isinstance(send, Send) and send.decision.route == "pinned"
+        send = first_step(view, call)
+        assert isinstance(send, Forward) and send.decision.route == "pinned"
     log, sends = drive(call, View(engine), {"t-full": GONE, "t-small": GONE})
     assert all(s.decision.route == "pinned" for s in sends)
 
 
 def test_cooling_alternatives_are_avoided_when_rerouting_for_a_capability() -> None:
-    images = Call(body("t-small", messages=[user(IMAGE)]), "messages")
+    images = ParsedCall(body("t-small", messages=[user(IMAGE)]), "messages")
     assert route_call(View(ENGINE), images).decision.model == "t-gamma-vision"
     cooling = View(ENGINE, avoid=frozenset({"t-gamma-vision"}))
     assert route_call(cooling, images).decision.model == "t-full"
@@ -220,7 +222,7 @@ def test_cooling_alternatives_are_avoided_when_rerouting_for_a_capability() -> N
 @pytest.mark.parametrize("bad", ["not an object", ["a list"], {"model": 5}, {"model": ["x"]}])
 def test_a_body_that_is_not_a_messages_body_passes_through_while_models_cool(bad: Any) -> None:
     view = View(ENGINE, avoid=frozenset({"t-full"}))
-    assert route_call(view, Call(bad, "messages")).decision.outcome == "passthrough"
+    assert route_call(view, ParsedCall(bad, "messages")).decision.outcome == "passthrough"
 
 
 def test_fallback_statuses_of_a_route_the_policy_no_longer_has_are_the_defaults() -> None:
@@ -249,7 +251,7 @@ def test_a_name_looked_up_after_its_404_is_routed_and_sent_once_more() -> None:
     no_images = {**small.to_api_dict(), "id": "t-hidden"}
     shell = LateModelsAPI(can_resolve=True, models_api={"t-late": no_images})
     gone = Reply(404, "not_found_error", "model: t-late")
-    call = Call(body("t-late", messages=[user(IMAGE)]), "messages")
+    call = ParsedCall(body("t-late", messages=[user(IMAGE)]), "messages")
     final, sends = shell.run(call, {"t-late": gone})
     asked = [a for a in shell.log if isinstance(a, Resolve)]
     assert asked[-1] == Resolve(

@@ -10,7 +10,8 @@ import pydantic
 import pytest
 
 from caproute import Policy, PolicyError
-from caproute._core.policy import check_model_text, check_policy_text
+from caproute._core.policy_check import check_policy_text
+from caproute._core.yaml_text import check_model_text
 
 
 def routes(*globs: str) -> dict[str, Any]:

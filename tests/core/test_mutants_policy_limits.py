@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from caproute import Policy
-from caproute._core.policy import TextLimits, check_model_text, check_policy_text
+from caproute._core.policy_check import check_policy_text
+from caproute._core.yaml_text import TextLimits, check_model_text
 
 
 def problems(text: str, limits: TextLimits, filename: str = "p.yaml") -> list[str]:

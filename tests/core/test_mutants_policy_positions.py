@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from caproute._core.policy import check_policy_text
+from caproute._core.policy_check import check_policy_text
 
 
 @pytest.mark.parametrize(

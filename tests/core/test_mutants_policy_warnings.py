@@ -7,7 +7,7 @@ from __future__ import annotations
 from catalogue import REGISTRY
 
 from caproute import Policy
-from caproute._core.policy import PolicyWarning, registry_warnings
+from caproute._core.policy_check import PolicyWarning, registry_warnings
 
 
 def test_registry_warnings_of_a_policy_built_in_code() -> None:

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 import caproute
-from caproute._core.features import NOT_A_SCALAR, PDF_TOKENS_PER_PAGE
+from caproute._core.features import PDF_TOKENS_PER_PAGE
+from caproute._core.request_needs import NOT_A_SCALAR
 
 PRIOR_TOOLS = [
     {"name": "n" * 8, "description": "d" * 40, "input_schema": {}},
