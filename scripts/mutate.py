@@ -81,12 +81,7 @@ AREAS: tuple[Area, ...] = (
     ),
     Area(
         "runtime",
-        (
-            "src/caproute/_runtime/live.py",
-            "src/caproute/_runtime/drive.py",
-            "src/caproute/_registry/fetch.py",
-            "src/caproute/_registry/snapshot.py",
-        ),
+        ("src/caproute/_runtime/*.py", "src/caproute/_registry/*.py", "src/caproute/_http/*.py"),
         (
             "tests/shells",
             "tests/integration/test_self_healing.py",
@@ -111,7 +106,7 @@ AREAS: tuple[Area, ...] = (
     ),
     Area(
         "redaction",
-        ("src/caproute/_core/secrets.py", "src/caproute/_runtime/logs.py"),
+        ("src/caproute/_core/secrets.py", "src/caproute/_logs.py"),
         (
             "tests/reliability/test_secrets.py",
             "tests/core/test_features.py",
