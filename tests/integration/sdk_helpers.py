@@ -31,6 +31,10 @@ from caproute.testing import FakeAnthropic, make_model
 from routed_sdk import HTTP_FLAVOUR as HTTP_FLAVOUR  # re-exported for the suite
 
 SDK_GENERATION = int(anthropic.__version__.split(".")[0])
+_MAJOR, _MINOR = (int(part) for part in anthropic.__version__.split(".")[:2])
+MIDDLEWARE_SEES_CLIENT_HEADERS = (_MAJOR, _MINOR) >= (2, 17)
+"""Before anthropic 2.17 a middleware sees only the call's own headers: not the client's
+default headers, nor its credentials (docs/sdk.md, "Per SDK generation")."""
 """0 for the httpx-based SDKs, 1 or 2 for the httpx2-based ones."""
 
 
