@@ -207,7 +207,7 @@ def prepare(area: Area) -> Path:
     """A copy of the tree for `area` whose pyproject.toml carries its mutmut config."""
     work = WORK / area.name
     work.mkdir(parents=True, exist_ok=True)
-    for name in ("src", "tests"):
+    for name in ("src", "tests", "examples"):  # examples: the shipped policies tests read
         target = work / name
         if target.exists():
             shutil.rmtree(target)
@@ -219,6 +219,7 @@ def prepare(area: Area) -> Path:
         f"source_paths = {json.dumps(['src/caproute'])}\n"
         f"only_mutate = {json.dumps(list(area.files))}\n"
         f"do_not_mutate = {json.dumps(list(area.exclude))}\n"
+        f"also_copy = {json.dumps(['examples'])}\n"
         f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
         # -p no:cacheprovider: the copies share nothing; -x: one failure kills the mutant.
         f"pytest_add_cli_args = {json.dumps(['-p', 'no:cacheprovider', '-x', '-q'])}\n"
