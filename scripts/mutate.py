@@ -38,7 +38,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / ".venv-mutate" / "work"
@@ -203,11 +203,15 @@ def module_of(path: str) -> str:
     return path.removeprefix("src/").removesuffix(".py").replace("/", ".")
 
 
+ALSO_COPY: Final = ("examples", "docs")
+"""What some tests read besides the code: the shipped policies, the docs they check."""
+
+
 def prepare(area: Area) -> Path:
     """A copy of the tree for `area` whose pyproject.toml carries its mutmut config."""
     work = WORK / area.name
     work.mkdir(parents=True, exist_ok=True)
-    for name in ("src", "tests", "examples"):  # examples: the shipped policies tests read
+    for name in ("src", "tests", *ALSO_COPY):
         target = work / name
         if target.exists():
             shutil.rmtree(target)
@@ -219,7 +223,7 @@ def prepare(area: Area) -> Path:
         f"source_paths = {json.dumps(['src/caproute'])}\n"
         f"only_mutate = {json.dumps(list(area.files))}\n"
         f"do_not_mutate = {json.dumps(list(area.exclude))}\n"
-        f"also_copy = {json.dumps(['examples'])}\n"
+        f"also_copy = {json.dumps(list(ALSO_COPY))}\n"
         f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
         # -p no:cacheprovider: the copies share nothing; -x: one failure kills the mutant.
         f"pytest_add_cli_args = {json.dumps(['-p', 'no:cacheprovider', '-x', '-q'])}\n"
