@@ -203,8 +203,8 @@ def module_of(path: str) -> str:
     return path.removeprefix("src/").removesuffix(".py").replace("/", ".")
 
 
-ALSO_COPY: Final = ("examples", "docs")
-"""What some tests read besides the code: the shipped policies, the docs they check."""
+ALSO_COPY: Final = ("examples", "docs", "scripts")
+"""What some tests read besides the code: the shipped policies, the docs, generators."""
 
 
 def prepare(area: Area) -> Path:
